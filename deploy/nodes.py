@@ -1,0 +1,63 @@
+"""Expansion of the compact ``nodes.generate`` form into explicit nodes."""
+
+from __future__ import annotations
+
+from netaddr import IPAddress
+from pydantic import ValidationError
+
+from deploy.errors import Problem, SpecError
+from deploy.pydantic_errors import problems_from_validation
+from deploy.spec import Node, NodeGenerator, NodeList
+
+
+def generated_node_fields(gen: NodeGenerator, n: int) -> dict:
+    """The fields of node number ``n`` (1-based) of a generator, before overrides."""
+    fields: dict = {
+        "name": gen.name.format(n=n),
+        "ssh": {
+            "address": str(IPAddress(gen.ssh_address) + (n - 1) * gen.ssh_address_step),
+            "port": gen.ssh_port + (n - 1) * gen.ssh_port_step,
+            "user": gen.ssh_user,
+        },
+        "fabric_interface": gen.fabric_interface,
+        "rdma": gen.rdma,
+        "gpus": gen.gpus,
+    }
+    if gen.ssh_key:
+        fields["ssh"]["key"] = gen.ssh_key
+    if gen.switch:
+        fields["switch"] = gen.switch
+    if gen.switch_port:
+        fields["switch_port"] = gen.switch_port.format(n=gen.switch_port_start + n - 1)
+    return fields
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def expand_nodes(nodes: list[Node] | NodeList) -> list[Node]:
+    """Explicit nodes in spec order; raises SpecError naming the generator field that is wrong."""
+    if isinstance(nodes, list):
+        return nodes
+    gen = nodes.generate
+    names = [gen.name.format(n=n) for n in range(1, gen.count + 1)]
+    problems = [
+        Problem(f"nodes.overrides.{name}", f"no generated node has this name (generated: {names[0]}..{names[-1]})")
+        for name in nodes.overrides
+        if name not in names
+    ]
+    expanded: list[Node] = []
+    for n, name in enumerate(names, start=1):
+        fields = _merge(generated_node_fields(gen, n), nodes.overrides.get(name, {}))
+        try:
+            expanded.append(Node.model_validate(fields))
+        except ValidationError as exc:
+            prefix = f"nodes.overrides.{name}" if name in nodes.overrides else f"nodes.generate[{name}]"
+            problems.extend(problems_from_validation(exc, prefix=prefix, model=Node))
+    if problems:
+        raise SpecError(problems)
+    return expanded

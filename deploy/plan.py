@@ -1,0 +1,451 @@
+"""The plan: a pure function from a validated pod spec to the desired state of every host.
+
+Everything that acts on hosts (runner, roles, verify, switch and target drivers) reads the plan, never
+the raw spec, so all of them agree on addresses, NQNs and budgets. Same spec in, byte-identical plan out.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+from deploy.addressing import plan_addresses
+from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
+from deploy.nodes import expand_nodes
+from deploy.spec import PodSpec
+
+KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+VLLM_UNIT = "kvpod-vllm.service"
+KVPOD_ETC = "/etc/kvpod"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SshPlan(Frozen):
+    host: str
+    port: int
+    user: str
+    key: str | None = None
+    sudo: bool = False
+
+
+class PortalPlan(Frozen):
+    """A target portal as a node sees it."""
+
+    name: str  # "<iom>-<port>"
+    iom: str
+    address: str
+    trsvcid: int
+    transport: str
+
+
+class FabricPlan(Frozen):
+    interface: str
+    rdma: str  # "hardware" | "soft-roce"
+    vlan: int
+    vlan_interface: str
+    address: str
+    prefix_length: int
+    mtu: int
+    gateway: str | None
+    routes: list[str]  # subnets reached through the gateway (per-node VLANs)
+    switch: str | None
+    switch_port: str | None
+    socket_buffer_bytes: int
+
+
+class NamespacePlan(Frozen):
+    enclosure: str
+    drive: int
+    subsystem_nqn: str
+    nsid: int
+    capacity_gb: float
+    transport: str
+    portals: list[PortalPlan]  # all portals when multipath, else the first
+    ctrl_loss_tmo: int
+    reconnect_delay: int
+
+
+class MountPlan(Frozen):
+    path: str
+    filesystem: str
+    options: list[str]
+    label: str
+    disk_budget_gb: float
+
+
+class LmcachePlan(Frozen):
+    """Per tensor-parallel rank: LMCache builds one engine per rank, so node budgets are split by TP."""
+
+    chunk_size: int
+    local_cpu: bool
+    max_local_cpu_size: float
+    local_disk: str
+    max_local_disk_size: float
+    extra: dict
+    config_mode: str  # "env": everything in the env file; "yaml": LMCACHE_CONFIG_FILE holds it all
+    env_file: str
+    config_file: str | None
+
+
+class VllmPlan(Frozen):
+    model: str
+    tensor_parallel_size: int
+    gpu_memory_utilization: float
+    max_model_len: int
+    port: int
+    user: str
+    executable: str
+    extra_args: list[str]
+    kv_transfer_config: str
+    unit: str
+    health_url: str
+
+
+class NodePlan(Frozen):
+    name: str
+    ssh: SshPlan
+    host_nqn: str
+    host_id: str
+    gpus: int
+    fabric: FabricPlan
+    namespace: NamespacePlan
+    mount: MountPlan
+    lmcache: LmcachePlan
+    vllm: VllmPlan
+
+
+class TargetPortalPlan(Frozen):
+    name: str
+    iom: str
+    port: str
+    port_id: int  # nvmet configfs port number (1-based, stable in spec order)
+    interface: str | None
+    vlan: int
+    vlan_interface: str | None
+    address: str
+    prefix_length: int
+    mtu: int
+    rdma: str
+    transports: list[str]
+    trsvcid: int
+    switch: str | None
+    switch_port: str | None
+
+
+class SubsystemPlan(Frozen):
+    drive: int
+    nqn: str
+    nsid: int
+    capacity_gb: float
+    device_path: str | None
+    allowed_host_nqn: str | None  # None: a spare drive, admits no host
+    node: str | None
+
+
+class TargetPlan(Frozen):
+    name: str
+    kind: str
+    ssh: SshPlan | None
+    management_address: str | None
+    file_backed: bool
+    portals: list[TargetPortalPlan]
+    subsystems: list[SubsystemPlan]
+    routes: list[str]
+    gateway: str | None
+
+
+class SwitchVlanPlan(Frozen):
+    id: int
+    name: str
+    svi_address: str | None
+    prefix_length: int
+
+
+class SwitchPortPlan(Frozen):
+    port: str
+    description: str
+    access_vlan: int
+    tagged: bool  # the peer sends 802.1Q-tagged frames (a VLAN interface), so the port carries the VLAN tagged
+    mtu: int
+    peer: str  # "node:<name>" or "enclosure:<name>/<iom>/<port>"
+
+
+class SwitchPlan(Frozen):
+    name: str
+    kind: str
+    ssh: SshPlan | None
+    mtu: int
+    bridge: str
+    netns: str | None
+    roce_qos: bool
+    routed: bool
+    vlans: list[SwitchVlanPlan]
+    ports: list[SwitchPortPlan]
+
+
+class FabricSummary(Frozen):
+    mtu: int
+    vlan_mode: str
+    storage_vlan: int
+    subnet: str
+    transport: str
+    multipath: bool
+
+
+class Plan(Frozen):
+    pod: str
+    fabric: FabricSummary
+    nodes: list[NodePlan]
+    targets: list[TargetPlan]
+    switches: list[SwitchPlan]
+
+    def node(self, name: str) -> NodePlan:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, fixed indentation, trailing newline."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def _ssh(s) -> SshPlan | None:
+    return None if s is None else SshPlan(host=s.address, port=s.port, user=s.user, key=s.key, sudo=s.sudo)
+
+
+def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:
+    kv, tp = spec.kvcache, spec.vllm.tensor_parallel_size
+    nested = any(isinstance(v, dict | list) for v in kv.lmcache_extra.values())
+    return LmcachePlan(
+        chunk_size=kv.chunk_size,
+        local_cpu=True,
+        max_local_cpu_size=round(kv.cpu_budget_gb / tp, 3),
+        local_disk=f"file://{path}/lmcache/",
+        max_local_disk_size=round(kv.disk_budget_gb / tp, 3),
+        extra=dict(sorted(kv.lmcache_extra.items())),
+        config_mode="yaml" if nested else "env",
+        env_file=f"{KVPOD_ETC}/lmcache.env",
+        config_file=f"{KVPOD_ETC}/lmcache.yaml" if nested else None,
+    )
+
+
+def build_plan(spec: PodSpec) -> Plan:
+    """The desired state of the whole pod. ``spec`` must have passed :func:`deploy.validate.check_pod`."""
+    nodes = expand_nodes(spec.nodes)
+    fab = spec.fabric
+    addressing = plan_addresses(spec, nodes)
+    storage_prefix = addressing.storage_subnet.prefixlen
+    drives = {(e.name, d.slot): (e, d) for e, d in all_drives(spec)}
+    holders = node_drives(spec, nodes)
+    holder_of = {(ref.enclosure, ref.slot): name for name, ref in holders.items()}
+    node_by_name = {n.name: n for n in nodes}
+
+    targets: list[TargetPlan] = []
+    portals_of: dict[str, list[PortalPlan]] = {}
+    per_node = fab.vlan_mode == "per-node"
+    for enc in spec.enclosures:
+        tportals: list[TargetPortalPlan] = []
+        port_id = 0
+        for iom in enc.ioms:
+            for port in iom.ports:
+                port_id += 1
+                tportals.append(
+                    TargetPortalPlan(
+                        name=f"{iom.name}-{port.name}",
+                        iom=iom.name,
+                        port=port.name,
+                        port_id=port_id,
+                        interface=port.interface,
+                        vlan=fab.storage_vlan,
+                        vlan_interface=f"{port.interface}.{fab.storage_vlan}" if port.interface else None,
+                        address=str(addressing.portals[(enc.name, iom.name, port.name)]),
+                        prefix_length=storage_prefix,
+                        mtu=fab.mtu,
+                        rdma=port.rdma,
+                        transports=list(port.transports),
+                        trsvcid=fab.trsvcid,
+                        switch=port.switch,
+                        switch_port=port.switch_port,
+                    )
+                )
+        portals_of[enc.name] = [
+            PortalPlan(name=p.name, iom=p.iom, address=p.address, trsvcid=p.trsvcid, transport=fab.transport)
+            for p in tportals
+            if fab.transport in p.transports
+        ]
+        subsystems = []
+        for d in enc.drive_list():
+            holder = holder_of.get((enc.name, d.slot))
+            subsystems.append(
+                SubsystemPlan(
+                    drive=d.slot,
+                    nqn=subsystem_nqn(enc, d),
+                    nsid=d.nsid,
+                    capacity_gb=d.capacity_gb,
+                    device_path=d.device_path,
+                    allowed_host_nqn=host_nqn(spec, node_by_name[holder]) if holder else None,
+                    node=holder,
+                )
+            )
+        gateway = str(addressing.storage_svi) if per_node and addressing.storage_svi else None
+        targets.append(
+            TargetPlan(
+                name=enc.name,
+                kind=enc.kind,
+                ssh=_ssh(enc.management.ssh),
+                management_address=enc.management.address,
+                file_backed=enc.file_backed,
+                portals=tportals,
+                subsystems=subsystems,
+                routes=[fab.node_subnets] if per_node and fab.node_subnets else [],
+                gateway=gateway,
+            )
+        )
+
+    node_plans: list[NodePlan] = []
+    for n in nodes:
+        seg = addressing.nodes[n.name]
+        ref = holders[n.name]
+        enc, drive = drives[(ref.enclosure, ref.slot)]
+        portals = portals_of[enc.name]
+        if not fab.multipath:
+            portals = portals[:1]
+        node_plans.append(
+            NodePlan(
+                name=n.name,
+                ssh=_ssh(n.ssh),
+                host_nqn=host_nqn(spec, n),
+                host_id=host_id(spec, n),
+                gpus=n.gpus,
+                fabric=FabricPlan(
+                    interface=n.fabric_interface,
+                    rdma=n.rdma,
+                    vlan=seg.vlan,
+                    vlan_interface=f"{n.fabric_interface}.{seg.vlan}",
+                    address=str(seg.address),
+                    prefix_length=seg.subnet.prefixlen,
+                    mtu=fab.mtu,
+                    gateway=str(seg.gateway) if seg.gateway else None,
+                    routes=[fab.subnet] if seg.gateway else [],
+                    switch=n.switch,
+                    switch_port=n.switch_port,
+                    socket_buffer_bytes=fab.rdma_socket_buffer_bytes,
+                ),
+                namespace=NamespacePlan(
+                    enclosure=enc.name,
+                    drive=drive.slot,
+                    subsystem_nqn=subsystem_nqn(enc, drive),
+                    nsid=drive.nsid,
+                    capacity_gb=drive.capacity_gb,
+                    transport=fab.transport,
+                    portals=portals,
+                    ctrl_loss_tmo=fab.ctrl_loss_tmo,
+                    reconnect_delay=fab.reconnect_delay,
+                ),
+                mount=MountPlan(
+                    path=spec.kvcache.path,
+                    filesystem=spec.kvcache.filesystem,
+                    options=list(spec.kvcache.mount_options),
+                    label="kvcache",
+                    disk_budget_gb=spec.kvcache.disk_budget_gb,
+                ),
+                lmcache=_lmcache(spec, spec.kvcache.path),
+                vllm=VllmPlan(
+                    model=spec.vllm.model,
+                    tensor_parallel_size=spec.vllm.tensor_parallel_size,
+                    gpu_memory_utilization=spec.vllm.gpu_memory_utilization,
+                    max_model_len=spec.vllm.max_model_len,
+                    port=spec.vllm.port,
+                    user=spec.vllm.user,
+                    executable=spec.vllm.executable,
+                    extra_args=list(spec.vllm.extra_args),
+                    kv_transfer_config=KV_TRANSFER_CONFIG,
+                    unit=VLLM_UNIT,
+                    health_url=f"http://127.0.0.1:{spec.vllm.port}/health",
+                ),
+            )
+        )
+
+    return Plan(
+        pod=spec.pod.name,
+        fabric=FabricSummary(
+            mtu=fab.mtu,
+            vlan_mode=fab.vlan_mode,
+            storage_vlan=fab.storage_vlan,
+            subnet=fab.subnet,
+            transport=fab.transport,
+            multipath=fab.multipath,
+        ),
+        nodes=node_plans,
+        targets=targets,
+        switches=_switch_plans(spec, node_plans, targets, addressing),
+    )
+
+
+def _switch_plans(spec: PodSpec, nodes: list[NodePlan], targets: list[TargetPlan], addressing) -> list[SwitchPlan]:
+    fab = spec.fabric
+    plans = []
+    for sw in spec.switches:
+        vlans = [
+            SwitchVlanPlan(
+                id=fab.storage_vlan,
+                name=f"{spec.pod.name}-storage",
+                svi_address=str(addressing.storage_svi) if sw.routed and addressing.storage_svi else None,
+                prefix_length=addressing.storage_subnet.prefixlen,
+            )
+        ]
+        ports: list[SwitchPortPlan] = []
+        for t in targets:
+            for p in t.portals:
+                if p.switch == sw.name and p.switch_port:
+                    ports.append(
+                        SwitchPortPlan(
+                            port=p.switch_port,
+                            description=f"{t.name} {p.iom} {p.port}",
+                            access_vlan=p.vlan,
+                            tagged=p.vlan_interface is not None,
+                            mtu=sw.mtu,
+                            peer=f"enclosure:{t.name}/{p.iom}/{p.port}",
+                        )
+                    )
+        for n in nodes:
+            if n.fabric.switch == sw.name and n.fabric.switch_port:
+                ports.append(
+                    SwitchPortPlan(
+                        port=n.fabric.switch_port,
+                        description=f"{n.name} {n.fabric.interface}",
+                        access_vlan=n.fabric.vlan,
+                        tagged=True,
+                        mtu=sw.mtu,
+                        peer=f"node:{n.name}",
+                    )
+                )
+                if fab.vlan_mode == "per-node":
+                    vlans.append(
+                        SwitchVlanPlan(
+                            id=n.fabric.vlan,
+                            name=f"{spec.pod.name}-{n.name}",
+                            svi_address=n.fabric.gateway if sw.routed else None,
+                            prefix_length=n.fabric.prefix_length,
+                        )
+                    )
+        plans.append(
+            SwitchPlan(
+                name=sw.name,
+                kind=sw.kind,
+                ssh=_ssh(sw.management.ssh),
+                mtu=sw.mtu,
+                bridge=sw.bridge,
+                netns=sw.netns,
+                roce_qos=sw.roce_qos,
+                routed=sw.routed,
+                vlans=vlans,
+                ports=ports,
+            )
+        )
+    return plans

@@ -1,0 +1,89 @@
+"""Turn pydantic's validation errors into ``field.path: what is wrong (what would be valid)`` problems."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from deploy.errors import Problem
+
+
+def _path(loc: tuple, prefix: str = "") -> str:
+    parts: list[str] = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, str) and item.startswith("["):
+            continue  # union tags such as "[list]" are not user-visible keys
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every pydantic model that an annotation can hold (through Optional, list, Union, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (list, dict, typing.Union, types.UnionType) or origin is not None:
+        for arg in typing.get_args(annotation):
+            found.extend(_models_in(arg))
+    return found
+
+
+def model_at(model: type[BaseModel], loc: tuple) -> list[type[BaseModel]]:
+    """The candidate models whose field holds the key at ``loc`` (for listing valid keys)."""
+    current = [model]
+    for item in loc[:-1]:
+        if isinstance(item, int) or (isinstance(item, str) and item.startswith("[")):
+            continue
+        nxt: list[type[BaseModel]] = []
+        for m in current:
+            field = m.model_fields.get(str(item))
+            if field is not None:
+                nxt.extend(_models_in(field.annotation))
+        current = nxt or current
+    return current
+
+
+def _unknown_key_message(model: type[BaseModel] | None, loc: tuple) -> str:
+    key = str(loc[-1])
+    if model is None:
+        return "unknown key"
+    valid = sorted({name for m in model_at(model, loc) for name in m.model_fields})
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key {key!r} ({hint}valid keys: {', '.join(valid)})"
+
+
+def _message(err: dict, model: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key_message(model, err["loc"])
+    if kind == "missing":
+        return "required but missing"
+    msg = err["msg"]
+    for lead in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(lead):
+            msg = msg[len(lead) :]
+    if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], dict):
+        msg = f"{msg} (got {err['input']!r})"
+    return msg
+
+
+def problems_from_validation(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[Problem]:
+    """One problem per pydantic error, de-duplicated, in a stable order."""
+    seen: dict[str, Problem] = {}
+    for err in exc.errors():
+        problem = Problem(_path(err["loc"], prefix) or prefix or "spec", _message(err, model))
+        seen.setdefault(str(problem), problem)
+    return list(seen.values())

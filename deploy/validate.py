@@ -1,0 +1,294 @@
+"""Pod-wide rules that no single field can check. Runs before any host is touched.
+
+Every rule reports ``Problem(field.path, "what is wrong (what would be valid)")``; all problems are
+collected so the user fixes the spec in one pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from deploy.addressing import plan_addresses, routed_switch
+from deploy.assignment import all_drives, host_nqn, node_drives, subsystem_nqn
+from deploy.capacity import ext4_usable_gb
+from deploy.errors import Problem, SpecError
+from deploy.nodes import expand_nodes
+from deploy.spec import Node, PodSpec
+
+VLAN_TAG_BYTES = 4
+DATA24_DRIVES = 24
+
+
+def check_pod(spec: PodSpec) -> list[Problem]:
+    """Every pod-wide problem of a structurally valid spec (empty list: the spec is usable)."""
+    try:
+        nodes = expand_nodes(spec.nodes)
+    except SpecError as exc:
+        return exc.problems
+    node_path = _node_paths(spec, nodes)
+    problems: list[Problem] = []
+    for rule in (_names, _switches, _enclosures, _namespaces, _host_identity, _gpus, _budgets, _vlans, _fabric):
+        problems.extend(rule(spec, nodes, node_path))
+    problems.extend(Problem(p, m) for p, m in plan_addresses(spec, nodes).problems)
+    return sorted(set(problems), key=lambda p: (p.path, p.message))
+
+
+def _node_paths(spec: PodSpec, nodes: list[Node]) -> dict[str, str]:
+    if isinstance(spec.nodes, list):
+        return {n.name: f"nodes[{i}]" for i, n in enumerate(nodes)}
+    return {n.name: f"nodes.overrides.{n.name}" for n in nodes}
+
+
+def _duplicates(items: list[tuple[str, object]]) -> dict[object, list[str]]:
+    """Group paths by value, keeping only values that occur more than once."""
+    seen: dict[object, list[str]] = defaultdict(list)
+    for path, value in items:
+        seen[value].append(path)
+    return {v: paths for v, paths in seen.items() if len(paths) > 1}
+
+
+def _names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    for kind, names in (
+        ("node", [n.name for n in nodes]),
+        ("switch", [s.name for s in spec.switches]),
+        ("enclosure", [e.name for e in spec.enclosures]),
+    ):
+        for name, count in {x: names.count(x) for x in names}.items():
+            if count > 1:
+                section = {"node": "nodes", "switch": "switches", "enclosure": "enclosures"}[kind]
+                out.append(
+                    Problem(
+                        f"{section}.{name}", f"duplicate {kind} name {name!r} ({count} times; names must be unique)"
+                    )
+                )
+    ssh = _duplicates([(f"{np[n.name]}.ssh", (n.ssh.address, n.ssh.port)) for n in nodes])
+    for (addr, port), paths in ssh.items():
+        for path in paths:
+            out.append(
+                Problem(path, f"SSH endpoint {addr}:{port} is shared by {', '.join(paths)} (each node needs its own)")
+            )
+    return out
+
+
+def _switches(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    names = {s.name: s for s in spec.switches}
+    valid = ", ".join(names) or "none defined under switches"
+    attachments: list[tuple[str, tuple[str, str]]] = []
+    for n in nodes:
+        if n.switch is not None:
+            if n.switch not in names:
+                out.append(Problem(f"{np[n.name]}.switch", f"unknown switch {n.switch!r} (valid: {valid})"))
+            if n.switch_port is None:
+                out.append(Problem(f"{np[n.name]}.switch_port", "required when switch is set (e.g. swp1)"))
+            else:
+                attachments.append((f"{np[n.name]}.switch_port", (n.switch, n.switch_port)))
+    for ei, enc in enumerate(spec.enclosures):
+        for ii, iom in enumerate(enc.ioms):
+            for pi, port in enumerate(iom.ports):
+                path = f"enclosures[{ei}].ioms[{ii}].ports[{pi}]"
+                if port.switch is not None:
+                    if port.switch not in names:
+                        out.append(Problem(f"{path}.switch", f"unknown switch {port.switch!r} (valid: {valid})"))
+                    if port.switch_port is None:
+                        out.append(Problem(f"{path}.switch_port", "required when switch is set"))
+                    else:
+                        attachments.append((f"{path}.switch_port", (port.switch, port.switch_port)))
+    for (sw, port), paths in _duplicates(attachments).items():
+        for path in paths:
+            out.append(Problem(path, f"switch port {sw}/{port} is cabled to {len(paths)} devices: {', '.join(paths)}"))
+    for si, sw in enumerate(spec.switches):
+        if sw.kind != "none" and sw.mtu < spec.fabric.mtu + VLAN_TAG_BYTES:
+            out.append(
+                Problem(
+                    f"switches[{si}].mtu",
+                    f"{sw.mtu} is too small for fabric MTU {spec.fabric.mtu} plus a {VLAN_TAG_BYTES}-byte VLAN tag "
+                    f"(need at least {spec.fabric.mtu + VLAN_TAG_BYTES}, e.g. 9216)",
+                )
+            )
+        if sw.kind == "cumulus-nvue" and (sw.management.ssh is None):
+            out.append(Problem(f"switches[{si}].management.ssh", "cumulus-nvue switches need ssh: {address: ...}"))
+        if sw.kind == "linux-bridge" and not sw.netns and sw.management.ssh is None:
+            out.append(Problem(f"switches[{si}].netns", "linux-bridge needs netns (local) or management.ssh (remote)"))
+    return out
+
+
+def _enclosures(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    for ei, enc in enumerate(spec.enclosures):
+        drives = enc.drive_list()
+        slots = [d.slot for d in drives]
+        for slot in sorted({s for s in slots if slots.count(s) > 1}):
+            out.append(Problem(f"enclosures[{ei}].drives", f"slot {slot} is listed twice (slots must be unique)"))
+        if enc.kind == "data24":
+            for di, d in enumerate(drives):
+                if d.slot > DATA24_DRIVES:
+                    out.append(
+                        Problem(
+                            f"enclosures[{ei}].drives[{di}].slot", f"a Data24 has slots 1-{DATA24_DRIVES}, not {d.slot}"
+                        )
+                    )
+        if enc.kind == "linux-nvmet":
+            if enc.management.ssh is None:
+                out.append(
+                    Problem(
+                        f"enclosures[{ei}].management.ssh",
+                        "linux-nvmet targets are configured over SSH: give management.ssh.address",
+                    )
+                )
+            for di, d in enumerate(drives):
+                if d.device_path is None:
+                    out.append(
+                        Problem(
+                            f"enclosures[{ei}].drives[{di}].device_path",
+                            "linux-nvmet drives need a device_path (block device, or file when file_backed)",
+                        )
+                    )
+            for ii, iom in enumerate(enc.ioms):
+                for pi, port in enumerate(iom.ports):
+                    if port.interface is None:
+                        out.append(
+                            Problem(
+                                f"enclosures[{ei}].ioms[{ii}].ports[{pi}].interface",
+                                "linux-nvmet portals need the target's fabric NIC (e.g. eth1)",
+                            )
+                        )
+        nqns = _duplicates([(f"enclosures[{ei}].drives[slot {d.slot}].nqn", subsystem_nqn(enc, d)) for d in drives])
+        for nqn, paths in nqns.items():
+            out.append(Problem(paths[0], f"subsystem NQN {nqn} is used by {len(paths)} drives (NQNs must be unique)"))
+    return out
+
+
+def _namespaces(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    drives = all_drives(spec)
+    if len(nodes) > len(drives):
+        out.append(
+            Problem(
+                "nodes",
+                f"{len(nodes)} nodes but only {len(drives)} drives (one drive per node; add drives or remove nodes)",
+            )
+        )
+    known = {(e.name, d.slot) for e, d in drives}
+    encs = {e.name: e for e in spec.enclosures}
+    holders: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for node, ref in node_drives(spec, nodes).items():
+        path = f"{np[node]}.namespace"
+        if ref.enclosure not in encs:
+            out.append(Problem(f"{path}.enclosure", f"unknown enclosure {ref.enclosure!r} (valid: {', '.join(encs)})"))
+            continue
+        if (ref.enclosure, ref.slot) not in known:
+            slots = sorted(d.slot for d in encs[ref.enclosure].drive_list())
+            out.append(
+                Problem(
+                    f"{path}.drive",
+                    f"enclosure {ref.enclosure} has no drive {ref.slot} (valid: {slots[0]}-{slots[-1]})",
+                )
+            )
+            continue
+        holders[(ref.enclosure, ref.slot)].append(node)
+    for (enc, slot), names in holders.items():
+        if len(names) > 1:
+            for name in names:
+                out.append(
+                    Problem(
+                        f"{np[name]}.namespace",
+                        f"drive {enc}/{slot} is assigned to {len(names)} nodes: {' and '.join(names)} "
+                        "(ext4 is not a cluster filesystem: give each node its own drive)",
+                    )
+                )
+    return out
+
+
+def _host_identity(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    for nqn, paths in _duplicates([(f"{np[n.name]}.host_nqn", host_nqn(spec, n)) for n in nodes]).items():
+        for path in paths:
+            out.append(Problem(path, f"host NQN {nqn} is shared by {', '.join(paths)} (each node needs its own)"))
+    ids = [(f"{np[n.name]}.host_id", n.host_id) for n in nodes if n.host_id]
+    for hid, paths in _duplicates(ids).items():
+        for path in paths:
+            out.append(Problem(path, f"host ID {hid} is shared by {', '.join(paths)}"))
+    return out
+
+
+def _gpus(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    tp = spec.vllm.tensor_parallel_size
+    return [
+        Problem(
+            f"{np[n.name]}.gpus",
+            f"{n.gpus} GPUs cannot run tensor parallel size {tp} "
+            f"(GPU count must be a multiple of vllm.tensor_parallel_size, e.g. {tp})",
+        )
+        for n in nodes
+        if n.gpus % tp != 0
+    ]
+
+
+def _budgets(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    budget = spec.kvcache.disk_budget_gb
+    encs = {e.name: e for e in spec.enclosures}
+    for node, ref in node_drives(spec, nodes).items():
+        enc = encs.get(ref.enclosure)
+        drive = next((d for d in enc.drive_list() if d.slot == ref.slot), None) if enc else None
+        if drive is None:
+            continue
+        usable = ext4_usable_gb(drive.capacity_gb)
+        if budget > usable:
+            out.append(
+                Problem(
+                    "kvcache.disk_budget_gb",
+                    f"{budget:g} GB does not fit drive {ref} of node {node}: {drive.capacity_gb:g} GB holds "
+                    f"about {usable:.2f} GB after ext4 overhead (use at most {usable:.2f})",
+                )
+            )
+    return out
+
+
+def _vlans(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    fab = spec.fabric
+    out: list[Problem] = []
+    if fab.vlan_mode == "per-node" and fab.node_vlans is not None:
+        if fab.node_vlans.size < len(nodes):
+            out.append(
+                Problem(
+                    "fabric.node_vlans",
+                    f"range {fab.node_vlans.start}-{fab.node_vlans.end} has "
+                    f"{fab.node_vlans.size} VLANs for {len(nodes)} nodes "
+                    f"(need end >= {fab.node_vlans.start + len(nodes) - 1})",
+                )
+            )
+        if fab.node_vlans.start <= fab.storage_vlan <= fab.node_vlans.end:
+            out.append(
+                Problem(
+                    "fabric.node_vlans", f"range contains the storage VLAN {fab.storage_vlan} (use a disjoint range)"
+                )
+            )
+        if not routed_switch(spec):
+            out.append(
+                Problem(
+                    "fabric.vlan_mode",
+                    "per-node VLANs reach the storage VLAN through a switch SVI: "
+                    "set routed: true on a switch (or use vlan_mode: shared)",
+                )
+            )
+    return out
+
+
+def _fabric(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    if spec.fabric.transport == "tcp":
+        for ei, enc in enumerate(spec.enclosures):
+            for ii, iom in enumerate(enc.ioms):
+                for pi, port in enumerate(iom.ports):
+                    if "tcp" not in port.transports:
+                        out.append(
+                            Problem(
+                                f"enclosures[{ei}].ioms[{ii}].ports[{pi}].transports",
+                                "fabric.transport is tcp but this portal offers only "
+                                f"{', '.join(port.transports)} (add tcp)",
+                            )
+                        )
+    return out
