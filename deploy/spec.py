@@ -366,7 +366,7 @@ class Vllm(Strict):
     user: str = "vllm"
     executable: str = "/usr/local/bin/vllm"
     extra_args: list[str] = Field(default_factory=list)
-    gpu_memory_gib: float = Field(80, gt=0, description="memory of one GPU (H100: 80)")
+    gpu_memory_gb: float = Field(80, gt=0, description="memory of one GPU in GB (H100: 80)")
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (brief: 16)")
 
 

@@ -1,0 +1,128 @@
+"""The kvpod command line. Thin typer commands: load, call a pure function or the runner, print.
+
+Exit codes: 0 success; 1 the spec is invalid, or verification/drift found a difference;
+2 an operation failed on a host or the environment is unusable; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from deploy import paths
+from deploy.errors import KvpodError, SpecError
+from deploy.loader import load_spec
+from deploy.plan import Plan, build_plan
+from deploy.spec import PodSpec
+
+EXIT_INVALID = 1
+EXIT_FAILED = 2
+
+app = typer.Typer(
+    name="kvpod",
+    help="Bring up a GPU inference pod whose LMCache disk tier lives on a shared NVMe-oF enclosure.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+SpecArg = Annotated[
+    Path | None,
+    typer.Argument(help="pod spec YAML (default: the embedded reference pod)", show_default=False),
+]
+
+
+def fail_spec(exc: SpecError) -> typer.Exit:
+    """Print every problem as ``field.path: message`` and return the exit to raise."""
+    for problem in exc.problems:
+        err.print(str(problem), markup=False, highlight=False)
+    err.print(f"[red]spec invalid: {len(exc.problems)} problem(s)[/red]")
+    return typer.Exit(EXIT_INVALID)
+
+
+def load(spec_path: Path | None, default: Path | None = None) -> tuple[PodSpec, Plan]:
+    """Load, validate and plan; exits 1 with every problem listed when the spec is invalid."""
+    path = spec_path or default or paths.reference_spec()
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        raise fail_spec(exc) from None
+    return spec, build_plan(spec)
+
+
+@app.command()
+def validate(spec: SpecArg = None) -> None:
+    """Check a pod spec; print one line per problem as `field.path: what is wrong (what would be valid)`."""
+    s, plan = load(spec)
+    out.print(
+        f"[green]valid[/green]: pod {s.pod.name}, {len(plan.nodes)} nodes, "
+        f"{sum(len(t.subsystems) for t in plan.targets)} drives, {len(plan.switches)} switches"
+    )
+
+
+@app.command()
+def plan(
+    spec: SpecArg = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+) -> None:
+    """Show the desired state of every node, target and switch (a pure function of the spec)."""
+    from deploy.output import plan_table, targets_table
+
+    _, p = load(spec)
+    if json_out:
+        typer.echo(p.to_json(), nl=False)
+        return
+    out.print(plan_table(p))
+    out.print(targets_table(p))
+
+
+@app.command()
+def size(
+    spec: SpecArg = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the sizing as JSON")] = False,
+) -> None:
+    """Capacity sizing: KV bytes per token, VRAM for KV pages, sessions per tier, fleet table."""
+    from deploy.output import sizing_tables, to_json
+    from deploy.sizing import fleet_table, model_shape, size_node
+
+    s, p = load(spec)
+    shape = model_shape(s)
+    if shape is None:
+        err.print(
+            f"vllm.model_shape: unknown model {s.vllm.model!r} (give layers, kv_heads, head_dim, dtype_bytes, "
+            "params_billion, or use a Llama 8B/70B/405B model)",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INVALID)
+    gpus = p.nodes[0].gpus
+    node = size_node(s, shape, gpus)
+    fleet = fleet_table(gpus, s.vllm.sessions_per_node)
+    if json_out:
+        typer.echo(
+            to_json({"node": dataclasses.asdict(node), "fleet": [dataclasses.asdict(r) for r in fleet]}), nl=False
+        )
+        return
+    for table in sizing_tables(s.vllm.model, node, fleet):
+        out.print(table)
+
+
+def main() -> None:
+    """Console entry point: user mistakes and host failures end with a message, never a traceback."""
+    try:
+        app()
+    except KvpodError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise SystemExit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

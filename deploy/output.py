@@ -1,0 +1,83 @@
+"""Rich renderables for the CLI. Builds tables; printing stays in the CLI modules."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from deploy.plan import Plan
+from deploy.sizing import FleetRow, NodeSizing
+
+
+def plan_table(plan: Plan) -> Table:
+    t = Table(title=f"pod {plan.pod}: {len(plan.nodes)} nodes, fabric MTU {plan.fabric.mtu}", show_lines=False)
+    for col in (
+        "node",
+        "fabric address",
+        "vlan",
+        "mtu",
+        "switch port",
+        "portals",
+        "subsystem NQN",
+        "mount",
+        "cpu/disk per rank (GB)",
+    ):
+        t.add_column(col, overflow="fold")
+    for n in plan.nodes:
+        t.add_row(
+            n.name,
+            f"{n.fabric.address}/{n.fabric.prefix_length}",
+            str(n.fabric.vlan),
+            str(n.fabric.mtu),
+            f"{n.fabric.switch}/{n.fabric.switch_port}" if n.fabric.switch else "-",
+            " ".join(p.address for p in n.namespace.portals),
+            n.namespace.subsystem_nqn,
+            f"{n.mount.path} ({','.join(n.mount.options)})",
+            f"{n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g}",
+        )
+    return t
+
+
+def targets_table(plan: Plan) -> Table:
+    t = Table(title="targets")
+    for col in ("enclosure", "kind", "portals", "drives", "spare drives"):
+        t.add_column(col)
+    for tg in plan.targets:
+        spares = [str(s.drive) for s in tg.subsystems if s.node is None]
+        t.add_row(
+            tg.name,
+            tg.kind,
+            " ".join(f"{p.name}={p.address}" for p in tg.portals),
+            str(len(tg.subsystems)),
+            ", ".join(spares) or "-",
+        )
+    return t
+
+
+def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[Table]:
+    t = Table(title=f"per node: {model}")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    rows = [
+        ("KV bytes per token", f"{node.kv_bytes_per_token:,} ({node.kv_bytes_per_token / 1024:g} KiB)"),
+        (f"one full-context session ({node.session_tokens} tokens)", f"{node.session_gb:.2f} GB"),
+        ("GPU memory", f"{node.vram_total_gb:g} GB"),
+        ("model weights", f"{node.weights_gb:g} GB"),
+        ("VRAM for KV pages (memory x utilisation - weights)", f"{node.kv_pages_gb:g} GB"),
+        ("full-context sessions in VRAM", str(node.sessions_vram)),
+        (f"full-context sessions in the DRAM tier ({node.cpu_budget_gb:g} GB)", str(node.sessions_dram)),
+        (f"full-context sessions in the disk tier ({node.disk_budget_gb:g} GB)", str(node.sessions_disk)),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    f = Table(title="fleet (one drive per node)")
+    for col in ("drives", "nodes", "GPUs", "max concurrent sessions"):
+        f.add_column(col, justify="right")
+    for r in fleet:
+        f.add_row(str(r.drives), str(r.nodes), str(r.gpus), str(r.sessions))
+    return [t, f]
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
