@@ -36,7 +36,8 @@ def check_pod(spec: PodSpec) -> list[Problem]:
 def _node_paths(spec: PodSpec, nodes: list[Node]) -> dict[str, str]:
     if isinstance(spec.nodes, list):
         return {n.name: f"nodes[{i}]" for i, n in enumerate(nodes)}
-    return {n.name: f"nodes.overrides.{n.name}" for n in nodes}
+    overridden = spec.nodes.overrides
+    return {n.name: f"nodes.overrides.{n.name}" if n.name in overridden else f"nodes.generate[{n.name}]" for n in nodes}
 
 
 def _duplicates(items: list[tuple[str, object]]) -> dict[object, list[str]]:

@@ -1,0 +1,104 @@
+"""The CLI through typer's runner: exit codes, JSON plan, problems as lines, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from deploy.cli import app
+from tests.conftest import REFERENCE
+
+runner = CliRunner()
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "pod.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def test_validate_reference_exits_0():
+    result = runner.invoke(app, ["validate", str(REFERENCE)])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output and "24 nodes" in result.output
+
+
+def test_plan_json_of_reference():
+    result = runner.invoke(app, ["plan", str(REFERENCE), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    nodes = data["nodes"]
+    assert len(nodes) == 24
+    assert len({n["namespace"]["subsystem_nqn"] for n in nodes}) == 24
+    assert len({n["fabric"]["address"] for n in nodes}) == 24
+    assert {n["fabric"]["mtu"] for n in nodes} == {9000}
+    assert {n["lmcache"]["max_local_cpu_size"] for n in nodes} == {7.5}
+
+
+def test_plan_without_spec_uses_embedded_reference():
+    result = runner.invoke(app, ["plan", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["pod"] == "data24-pod"
+
+
+def test_plan_table_lists_every_node():
+    result = runner.invoke(app, ["plan", str(REFERENCE)])
+    assert result.exit_code == 0
+    assert all(f"gpu{i:02d}" in result.output for i in range(1, 25))
+
+
+def test_one_drive_on_two_nodes_exits_1_naming_both(tmp_path, reference_dict):
+    reference_dict["nodes"]["overrides"] = {"gpu07": {"namespace": {"enclosure": "data24", "drive": 3}}}
+    result = runner.invoke(app, ["validate", write(tmp_path, reference_dict)])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if "drive data24/3" in line]
+    assert len(lines) == 2 and all("gpu03 and gpu07" in line for line in lines)
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["pod: [unclosed\n", "just a string\n", "", "pod: {name: x}\n", "{pod: {name: UPPER}, enclosures: 3, nodes: 4}\n"],
+)
+def test_bad_input_never_tracebacks(tmp_path, content):
+    result = runner.invoke(app, ["validate", write(tmp_path, content)])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.stderr.strip()
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1 and "file not found" in result.stderr
+
+
+def test_size_of_reference_matches_the_brief():
+    result = runner.invoke(app, ["size", str(REFERENCE), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["node"]["kv_bytes_per_token"] == 327680
+    assert data["node"]["kv_pages_gb"] == pytest.approx(148)
+    assert [(r["drives"], r["gpus"], r["sessions"]) for r in data["fleet"]] == [
+        (1, 4, 16), (6, 24, 96), (12, 48, 192), (24, 96, 384),
+    ]
+
+
+def test_size_unknown_model_asks_for_shape(tmp_path, reference_dict):
+    reference_dict["vllm"]["model"] = "acme/mystery-model"
+    result = runner.invoke(app, ["size", write(tmp_path, reference_dict)])
+    assert result.exit_code == 1 and "vllm.model_shape" in result.stderr
+
+
+def test_installed_console_script_runs():
+    """The real entry point (not the runner): exit code and stderr as a user sees them."""
+    bad = subprocess.run(
+        [sys.executable, "-c", "from deploy.cli import main; main()", "validate", "/nonexistent/pod.yaml"],
+        capture_output=True, text=True, check=False,
+    )
+    assert bad.returncode == 1 and "file not found" in bad.stderr and "Traceback" not in bad.stderr

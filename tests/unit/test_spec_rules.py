@@ -1,0 +1,247 @@
+"""One failing spec per validation rule: the error names the field and says what would be valid."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.errors import SpecError
+from deploy.loader import load_spec_text, spec_from_dict
+
+
+def problems(data: dict) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(data)
+    return [str(p) for p in info.value.problems]
+
+
+def explicit_nodes(data: dict, count: int = 3) -> dict:
+    """Replace the generator with explicit nodes, for rules that need per-node edits."""
+    data["nodes"] = [
+        {"name": f"gpu{i:02d}", "ssh": {"address": f"192.0.2.{100 + i}"}, "fabric_interface": "ens1f0np0",
+         "switch": "leaf1", "switch_port": f"swp{i}"}
+        for i in range(1, count + 1)
+    ]
+    return data
+
+
+def test_reference_is_valid(reference_dict):
+    spec = spec_from_dict(reference_dict)
+    assert spec.pod.name == "data24-pod"
+
+
+def test_unknown_key_names_field_and_suggests(reference_dict):
+    reference_dict["kvcache"]["disk_budjet_gb"] = 10
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache.disk_budjet_gb: unknown key")
+    assert "did you mean 'disk_budget_gb'" in line
+
+
+def test_unknown_key_in_nested_list(reference_dict):
+    reference_dict["enclosures"][0]["ioms"][0]["ports"][0]["adress"] = "10.78.0.9"
+    (line,) = problems(reference_dict)
+    assert line.startswith("enclosures[0].ioms[0].ports[0].adress: unknown key")
+    assert "'address'" in line
+
+
+def test_yaml_syntax_error_gives_line_and_column():
+    with pytest.raises(SpecError) as info:
+        load_spec_text("pod:\n  name: x\nnodes: [\n", "pod.yaml")
+    (p,) = info.value.problems
+    assert "line" in p.message and "column" in p.message
+
+
+def test_duplicate_yaml_key_is_an_error():
+    with pytest.raises(SpecError) as info:
+        load_spec_text("pod: {name: a}\npod: {name: b}\n")
+    assert "duplicate key 'pod'" in str(info.value)
+
+
+def test_duplicate_node_names(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][2]["name"] = "gpu01"
+    assert any(p.startswith("nodes.gpu01: duplicate node name") for p in problems(data))
+
+
+def test_duplicate_ssh_endpoint(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][1]["ssh"]["address"] = data["nodes"][0]["ssh"]["address"]
+    out = problems(data)
+    assert any(p.startswith("nodes[0].ssh: SSH endpoint") and "nodes[1].ssh" in p for p in out)
+
+
+def test_duplicate_fabric_address(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["fabric_address"] = "10.78.0.50"
+    data["nodes"][1]["fabric_address"] = "10.78.0.50"
+    assert any(p.startswith("nodes[1].fabric_address: 10.78.0.50 is used twice") for p in problems(data))
+
+
+def test_duplicate_switch_port(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][1]["switch_port"] = "swp1"
+    out = problems(data)
+    assert any(p.startswith("nodes[0].switch_port: switch port leaf1/swp1 is cabled to 2 devices") for p in out)
+
+
+def test_duplicate_host_nqn(reference_dict):
+    data = explicit_nodes(reference_dict)
+    for n in data["nodes"][:2]:
+        n["host_nqn"] = "nqn.2024-01.com.example:host-a"
+    out = problems(data)
+    assert any(p.startswith("nodes[0].host_nqn: host NQN nqn.2024-01.com.example:host-a is shared") for p in out)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("10.99.0.5", "outside the subnet 10.78.0.0/24"),
+        ("10.78.0.0", "network address"),
+        ("10.78.0.255", "broadcast address"),
+    ],
+)
+def test_address_outside_subnet_or_reserved(reference_dict, address, expected):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["fabric_address"] = address
+    (line,) = [p for p in problems(data) if p.startswith("nodes[0].fabric_address")]
+    assert expected in line and "10.78.0.0/24" in line
+
+
+def test_portal_address_outside_subnet(reference_dict):
+    reference_dict["enclosures"][0]["ioms"][1]["ports"][0]["address"] = "192.168.1.1"
+    out = problems(reference_dict)
+    assert any(p.startswith("enclosures[0].ioms[1].ports[0].address: 192.168.1.1 is outside") for p in out)
+
+
+@pytest.mark.parametrize("mtu", [1279, 9217])
+def test_mtu_range(reference_dict, mtu):
+    reference_dict["fabric"]["mtu"] = mtu
+    (line,) = problems(reference_dict)
+    assert line.startswith("fabric.mtu:") and ("1280" in line or "9216" in line)
+
+
+def test_switch_mtu_too_small_for_vlan_tag(reference_dict):
+    reference_dict["switches"][0]["mtu"] = 9000
+    (line,) = problems(reference_dict)
+    assert line.startswith("switches[0].mtu: 9000 is too small") and "9004" in line
+
+
+@pytest.mark.parametrize("vlan", [0, 4095])
+def test_vlan_id_range(reference_dict, vlan):
+    reference_dict["fabric"]["storage_vlan"] = vlan
+    (line,) = problems(reference_dict)
+    assert line.startswith("fabric.storage_vlan:")
+    assert ("less than or equal to 4094" in line) if vlan > 1 else ("greater than or equal to 1" in line)
+
+
+def test_per_node_vlan_range_too_small(reference_dict):
+    reference_dict["fabric"].update(
+        vlan_mode="per-node", node_vlans={"start": 101, "end": 110}, node_subnets="10.79.0.0/20"
+    )
+    reference_dict["switches"][0]["routed"] = True
+    out = problems(reference_dict)
+    assert any(p.startswith("fabric.node_vlans: range 101-110 has 10 VLANs for 24 nodes") for p in out)
+    assert any("need end >= 124" in p for p in out)
+
+
+def test_one_namespace_on_two_nodes_names_both(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["namespace"] = {"enclosure": "data24", "drive": 5}
+    data["nodes"][2]["namespace"] = {"enclosure": "data24", "drive": 5}
+    out = [p for p in problems(data) if "drive data24/5" in p]
+    assert len(out) == 2
+    assert all("gpu01 and gpu03" in p for p in out)
+    assert {p.split(":")[0] for p in out} == {"nodes[0].namespace", "nodes[2].namespace"}
+
+
+def test_more_nodes_than_drives(reference_dict):
+    reference_dict["enclosures"][0]["drives"] = {"count": 20, "capacity_gb": 7680}
+    out = problems(reference_dict)
+    assert any(p.startswith("nodes: 24 nodes but only 20 drives") for p in out)
+
+
+def test_drive_the_enclosure_does_not_have(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["namespace"] = {"enclosure": "data24", "drive": 30}
+    (line,) = [p for p in problems(data) if p.startswith("nodes[0].namespace.drive")]
+    assert "has no drive 30" in line and "1-24" in line
+
+
+def test_unknown_enclosure_in_namespace(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["namespace"] = {"enclosure": "data42", "drive": 1}
+    (line,) = [p for p in problems(data) if p.startswith("nodes[0].namespace.enclosure")]
+    assert "unknown enclosure 'data42'" in line and "valid: data24" in line
+
+
+def test_gpu_count_not_divisible_by_tp(reference_dict):
+    reference_dict["nodes"]["generate"]["gpus"] = 6
+    out = problems(reference_dict)
+    assert any(p.startswith("nodes.generate[gpu01].gpus: 6 GPUs cannot run tensor parallel size 4") for p in out)
+
+
+def test_disk_budget_larger_than_namespace(reference_dict):
+    reference_dict["enclosures"][0]["drives"] = {"count": 24, "capacity_gb": 100}
+    reference_dict["kvcache"]["disk_budget_gb"] = 100
+    out = problems(reference_dict)
+    assert any(p.startswith("kvcache.disk_budget_gb: 100 GB does not fit drive data24/1") for p in out)
+    assert any("after ext4 overhead" in p for p in out)
+
+
+@pytest.mark.parametrize(
+    "nqn",
+    ["nqn.2024-13.com.example:x", "iqn.2024-01.com.example:x", "nqn.2024-01.com.example", "nqn.24-01.com:x",
+     "nqn.2024-01.com.example:" + "x" * 220],
+)
+def test_malformed_nqn(reference_dict, nqn):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["host_nqn"] = nqn
+    (line,) = problems(data)
+    assert line.startswith("nodes[0].host_nqn:")
+    assert "NQN" in line
+
+
+def test_malformed_drive_nqn(reference_dict):
+    reference_dict["enclosures"][0]["drives"] = [{"slot": 1, "capacity_gb": 7680, "nqn": "drive-one"}]
+    out = problems(reference_dict)
+    assert any(p.startswith("enclosures[0].drives[0].nqn: malformed NQN 'drive-one'") for p in out)
+
+
+def test_data24_slot_beyond_24(reference_dict):
+    reference_dict["enclosures"][0]["drives"] = [{"slot": s, "capacity_gb": 7680} for s in range(1, 26)]
+    out = problems(reference_dict)
+    assert any(p.startswith("enclosures[0].drives[24].slot: a Data24 has slots 1-24") for p in out)
+
+
+def test_unknown_switch_reference(reference_dict):
+    reference_dict["nodes"]["generate"]["switch"] = "leaf9"
+    out = problems(reference_dict)
+    assert any(".switch: unknown switch 'leaf9' (valid: leaf1)" in p for p in out)
+
+
+def test_invalid_enum_lists_choices(reference_dict):
+    reference_dict["fabric"]["vlan_mode"] = "private"
+    (line,) = problems(reference_dict)
+    assert line.startswith("fabric.vlan_mode:") and "'shared'" in line and "'per-node'" in line
+
+
+def test_noatime_is_required(reference_dict):
+    reference_dict["kvcache"]["mount_options"] = ["relatime"]
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache.mount_options:") and "noatime" in line
+
+
+def test_linux_nvmet_needs_ssh_and_device_paths(lab_dict):
+    del lab_dict["enclosures"][0]["management"]
+    del lab_dict["enclosures"][0]["drives"]["device_path_pattern"]
+    out = problems(lab_dict)
+    assert any(p.startswith("enclosures[0].management.ssh:") for p in out)
+    assert any(p.startswith("enclosures[0].drives[2].device_path:") for p in out)
+
+
+def test_all_problems_reported_at_once(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["gpus"] = 3
+    data["nodes"][1]["fabric_address"] = "10.1.1.1"
+    out = problems(data)
+    assert any(p.startswith("nodes[0].gpus") for p in out)
+    assert any(p.startswith("nodes[1].fabric_address") for p in out)
