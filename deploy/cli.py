@@ -6,18 +6,22 @@ Exit codes: 0 success; 1 the spec is invalid, or verification/drift found a diff
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-from typing import Annotated
+from gevent import monkey
 
-import typer
-from rich.console import Console
+monkey.patch_all()  # pyinfra runs hosts in parallel on gevent: patch before anything opens sockets
 
-from deploy import paths
-from deploy.errors import KvpodError, SpecError
-from deploy.loader import load_spec
-from deploy.plan import Plan, build_plan
-from deploy.spec import PodSpec
+import dataclasses  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from deploy import paths  # noqa: E402
+from deploy.errors import KvpodError, SpecError  # noqa: E402
+from deploy.loader import load_spec  # noqa: E402
+from deploy.plan import Plan, build_plan  # noqa: E402
+from deploy.spec import PodSpec  # noqa: E402
 
 EXIT_INVALID = 1
 EXIT_FAILED = 2
@@ -110,6 +114,29 @@ def size(
         return
     for table in sizing_tables(s.vllm.model, node, fleet):
         out.print(table)
+
+
+LimitOpt = Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")]
+
+
+@app.command()
+def up(
+    spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
+    limit: LimitOpt = None,
+    dry: Annotated[bool, typer.Option("--dry", help="show what would change; change nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")] = False,
+    wipe: Annotated[
+        list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT); data is lost")
+    ] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="write the per-host summary as JSON")] = None,
+    verify: Annotated[bool, typer.Option(help="run kvpod verify after a successful bring-up")] = True,
+) -> None:
+    """Configure switches, then targets, then nodes, idempotently; a second run changes nothing."""
+    from deploy.cli_run import run_up_command
+
+    _, p = load(spec)
+    code = run_up_command(p, limit=limit, dry=dry, yes=yes, wipe=wipe or [], report=report, verify=verify)
+    raise typer.Exit(code)
 
 
 def main() -> None:

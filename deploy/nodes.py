@@ -25,6 +25,8 @@ def generated_node_fields(gen: NodeGenerator, n: int) -> dict:
     }
     if gen.ssh_key:
         fields["ssh"]["key"] = gen.ssh_key
+    if gen.ssh_known_hosts_file:
+        fields["ssh"]["known_hosts_file"] = gen.ssh_known_hosts_file
     if gen.switch:
         fields["switch"] = gen.switch
     if gen.switch_port:

@@ -30,6 +30,8 @@ class SshPlan(Frozen):
     user: str
     key: str | None = None
     sudo: bool = False
+    known_hosts_file: str | None = None
+    strict_host_key_checking: str = "accept-new"
 
 
 class PortalPlan(Frozen):
@@ -215,7 +217,17 @@ class Plan(Frozen):
 
 
 def _ssh(s) -> SshPlan | None:
-    return None if s is None else SshPlan(host=s.address, port=s.port, user=s.user, key=s.key, sudo=s.sudo)
+    if s is None:
+        return None
+    return SshPlan(
+        host=s.address,
+        port=s.port,
+        user=s.user,
+        key=s.key,
+        sudo=s.sudo,
+        known_hosts_file=s.known_hosts_file,
+        strict_host_key_checking=s.strict_host_key_checking,
+    )
 
 
 def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:

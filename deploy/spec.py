@@ -88,6 +88,8 @@ class Ssh(Strict):
     user: str = "root"
     key: str | None = None
     sudo: bool = False
+    known_hosts_file: str | None = Field(None, description="default: ~/.ssh/known_hosts")
+    strict_host_key_checking: Literal["yes", "accept-new", "no"] = "accept-new"
 
 
 
@@ -296,6 +298,7 @@ class NodeGenerator(Strict):
     ssh_port_step: int = Field(0, ge=0)
     ssh_user: str = "root"
     ssh_key: str | None = None
+    ssh_known_hosts_file: str | None = None
     fabric_interface: str = "eth1"
     rdma: Literal["hardware", "soft-roce"] = "hardware"
     switch: str | None = None
