@@ -81,6 +81,8 @@ ff02::1\tip6-allnodes
 ff02::2\tip6-allrouters
 """
 
+RESOLV_CONF = "# kvpod lab: VMs have no route out and no name server\n"
+
 INITRAMFS_CONF = "# kvpod lab: a small initramfs boots much faster under emulation\nMODULES=list\n"
 
 
@@ -93,6 +95,7 @@ def guest_files(authorized_key: str) -> dict[str, tuple[str, int]]:
         "etc/fstab": (FSTAB, 0o644),
         "etc/hosts": (HOSTS, 0o644),
         "etc/hostname": ("localhost\n", 0o644),
+        "etc/resolv.conf": (RESOLV_CONF, 0o644),
         "etc/machine-id": ("", 0o444),
         "root/.ssh/authorized_keys": (authorized_key.strip() + "\n", 0o600),
     }

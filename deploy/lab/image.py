@@ -138,6 +138,8 @@ def _customize(root: Path, authorized_key: str) -> None:
     for relative, (content, mode) in guestfiles.guest_files(authorized_key).items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            path.unlink()  # never write through a link that points outside the tree
         path.write_text(content)
         path.chmod(mode)
     (root / "root/.ssh").chmod(0o700)
@@ -208,4 +210,23 @@ def ensure_image(
     cached = load_image(directory)
     if cached is not None:
         return cached
-    return build_image(directory, recipe, authorized_key, progress)
+    info = build_image(directory, recipe, authorized_key, progress)
+    prune_images(images_dir, keep=key)
+    return info
+
+
+def prune_images(images_dir: Path, keep: str) -> list[Path]:
+    """Remove cached images other than ``keep``, and builds left behind by processes that died."""
+    removed = []
+    for entry in images_dir.iterdir() if images_dir.is_dir() else []:
+        if entry.name == keep or not entry.is_dir():
+            continue
+        if entry.name.startswith(".build-"):
+            pid = entry.name.rpartition("-")[2]
+            if pid.isdigit() and Path(f"/proc/{pid}").exists():
+                continue
+        elif load_image(entry) is None:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
