@@ -1,0 +1,40 @@
+"""Western Digital OpenFlex Data24: configured by hand, from the sheet kvpod prints.
+
+No public API exists for provisioning a Data24's fabric port addresses, NVMe namespaces or host access:
+Western Digital publishes Ansible modules for chassis power, LEDs and firmware only. kvpod therefore does
+not configure a Data24; ``kvpod target sheet`` lists every value the operator sets in the enclosure's
+own management interface, and ``kvpod up`` then connects the nodes. A management client that can set
+these could implement :meth:`Data24Driver.deploy` from the same :class:`~deploy.plan.TargetPlan`.
+"""
+
+from __future__ import annotations
+
+from deploy.plan import Plan, TargetPlan
+from deploy.targets import ManualTarget, TargetDriver
+
+PREFACE = [
+    "kvpod cannot configure a Data24: no public API provisions its port addresses, namespaces or host access",
+    "(Western Digital's published Ansible modules cover chassis power, LEDs and firmware only).",
+    "In the enclosure's management interface: give each IOM port below its address, prefix and MTU; create one",
+    "NVMe subsystem per drive with the NQN shown and its drive as namespace NSID; allow only the host NQN listed",
+    "(spares admit no host); enable each subsystem on every port. Then run `kvpod up` to connect the nodes.",
+]
+
+
+class Data24Driver(TargetDriver):
+    kind = "data24"
+    managed = False
+
+    def deploy(self) -> None:
+        raise ManualTarget(
+            "a Data24 is configured by hand: no public API provisions its ports, namespaces or host access; "
+            "run `kvpod target sheet SPEC` for the values to set"
+        )
+
+    def sheet(self, target: TargetPlan, pod: Plan) -> str:
+        from deploy.targets.sheet import enclosure_section
+
+        return enclosure_section(target, pod, PREFACE)
+
+
+DRIVER = Data24Driver()
