@@ -85,7 +85,10 @@ def test_size_of_reference_matches_the_brief():
     assert data["node"]["kv_bytes_per_token"] == 327680
     assert data["node"]["kv_pages_gb"] == pytest.approx(148)
     assert [(r["drives"], r["gpus"], r["sessions"]) for r in data["fleet"]] == [
-        (1, 4, 16), (6, 24, 96), (12, 48, 192), (24, 96, 384),
+        (1, 4, 16),
+        (6, 24, 96),
+        (12, 48, 192),
+        (24, 96, 384),
     ]
 
 
@@ -99,6 +102,8 @@ def test_installed_console_script_runs():
     """The real entry point (not the runner): exit code and stderr as a user sees them."""
     bad = subprocess.run(
         [sys.executable, "-c", "from deploy.cli import main; main()", "validate", "/nonexistent/pod.yaml"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode == 1 and "file not found" in bad.stderr and "Traceback" not in bad.stderr

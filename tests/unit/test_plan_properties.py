@@ -25,19 +25,25 @@ def pods(draw) -> dict:
         "pod": {"name": draw(st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True))},
         "fabric": {"subnet": f"10.{base}.0.0/{prefix}", "mtu": draw(st.integers(1280, 9000))},
         "enclosures": [
-            {"name": "encl", "kind": "data24", "ioms": [{"name": "a", "ports": [{"name": "p1"}]},
-                                                        {"name": "b", "ports": [{"name": "p1"}]}],
-             "drives": {"count": drives, "capacity_gb": draw(st.floats(200, 8000))}}
+            {
+                "name": "encl",
+                "kind": "data24",
+                "ioms": [{"name": "a", "ports": [{"name": "p1"}]}, {"name": "b", "ports": [{"name": "p1"}]}],
+                "drives": {"count": drives, "capacity_gb": draw(st.floats(200, 8000))},
+            }
         ],
         "nodes": {"generate": {"count": nodes, "name": "n{n}", "ssh_address": "192.0.2.1", "gpus": 8}},
         "kvcache": {"cpu_budget_gb": draw(st.floats(1, 512)), "disk_budget_gb": draw(st.floats(1, 150))},
         "vllm": {"tensor_parallel_size": tp},
     }
     # some nodes pin their drive explicitly, to a random but distinct drive
-    data["nodes"]["overrides"] = {f"n{i}": {"namespace": {"enclosure": "encl", "drive": order[i - 1]}} for i in explicit}
+    data["nodes"]["overrides"] = {
+        f"n{i}": {"namespace": {"enclosure": "encl", "drive": order[i - 1]}} for i in explicit
+    }
     if per_node:
-        data["fabric"].update(vlan_mode="per-node", node_vlans={"start": 200, "end": 200 + nodes},
-                              node_subnets="172.16.0.0/16")
+        data["fabric"].update(
+            vlan_mode="per-node", node_vlans={"start": 200, "end": 200 + nodes}, node_subnets="172.16.0.0/16"
+        )
         data["switches"] = [{"name": "sw", "kind": "none", "routed": True}]
     return data
 

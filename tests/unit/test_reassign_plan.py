@@ -37,7 +37,7 @@ def test_swap_exchanges_drives():
 
 
 def test_taking_a_held_drive_without_swap_is_refused():
-    with pytest.raises(KvpodError, match="held by node1.*--swap"):
+    with pytest.raises(KvpodError, match=r"held by node1.*--swap"):
         plan_reassignment(load_spec_text(LAB.read_text()), DriveRef("target", 1), "node2", swap=False)
 
 

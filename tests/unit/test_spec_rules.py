@@ -17,8 +17,13 @@ def problems(data: dict) -> list[str]:
 def explicit_nodes(data: dict, count: int = 3) -> dict:
     """Replace the generator with explicit nodes, for rules that need per-node edits."""
     data["nodes"] = [
-        {"name": f"gpu{i:02d}", "ssh": {"address": f"192.0.2.{100 + i}"}, "fabric_interface": "ens1f0np0",
-         "switch": "leaf1", "switch_port": f"swp{i}"}
+        {
+            "name": f"gpu{i:02d}",
+            "ssh": {"address": f"192.0.2.{100 + i}"},
+            "fabric_interface": "ens1f0np0",
+            "switch": "leaf1",
+            "switch_port": f"swp{i}",
+        }
         for i in range(1, count + 1)
     ]
     return data
@@ -189,8 +194,13 @@ def test_disk_budget_larger_than_namespace(reference_dict):
 
 @pytest.mark.parametrize(
     "nqn",
-    ["nqn.2024-13.com.example:x", "iqn.2024-01.com.example:x", "nqn.2024-01.com.example", "nqn.24-01.com:x",
-     "nqn.2024-01.com.example:" + "x" * 220],
+    [
+        "nqn.2024-13.com.example:x",
+        "iqn.2024-01.com.example:x",
+        "nqn.2024-01.com.example",
+        "nqn.24-01.com:x",
+        "nqn.2024-01.com.example:" + "x" * 220,
+    ],
 )
 def test_malformed_nqn(reference_dict, nqn):
     data = explicit_nodes(reference_dict)
