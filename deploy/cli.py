@@ -36,6 +36,13 @@ app = typer.Typer(
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
+
+def _register_subcommands() -> None:
+    from deploy.cli_lab import lab_app
+
+    app.add_typer(lab_app, name="lab")
+
+
 SpecArg = Annotated[
     Path | None,
     typer.Argument(help="pod spec YAML (default: the embedded reference pod)", show_default=False),
@@ -115,6 +122,8 @@ def size(
     for table in sizing_tables(s.vllm.model, node, fleet):
         out.print(table)
 
+
+_register_subcommands()
 
 LimitOpt = Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")]
 
