@@ -43,11 +43,9 @@ if [ -n "$hn" ]; then
     printf '127.0.1.1\\t%s\\n' "$hn" >>/etc/hosts
 fi
 mkdir -p /run/systemd/network
-if [ -n "$ip" ]; then
-    printf '[Match]\\nName=eth0\\n\\n[Network]\\nAddress=%s\\nLinkLocalAddressing=no\\nIPv6AcceptRA=no\\n' "$ip"
-else
-    printf '[Match]\\nName=eth0\\n\\n[Network]\\nDHCP=ipv4\\nLinkLocalAddressing=no\\nIPv6AcceptRA=no\\n'
-fi >/run/systemd/network/10-eth0.network
+if [ -n "$ip" ]; then address="Address=$ip"; else address="DHCP=ipv4"; fi
+printf '[Match]\\nName=eth0\\n\\n[Network]\\n%s\\nLinkLocalAddressing=no\\nIPv6AcceptRA=no\\n' "$address" \\
+    >/run/systemd/network/10-eth0.network
 """
 
 MGMT_NET_UNIT = """\

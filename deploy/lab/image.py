@@ -161,7 +161,12 @@ def _kernel_files(root: Path) -> tuple[Path, Path, str]:
     return kernels[0], initrd, release
 
 
-def build_image(directory: Path, recipe: ImageRecipe, authorized_key: str, progress: Progress = QUIET) -> ImageInfo:
+def build_image(
+    directory: Path,
+    recipe: ImageRecipe,
+    authorized_key: str,
+    progress: Progress = QUIET,
+) -> ImageInfo:
     """Build the image into ``directory`` (which must not exist yet) and return it."""
     key = directory.name
     work = directory.with_name(f".build-{key}-{os.getpid()}")

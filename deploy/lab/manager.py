@@ -137,7 +137,7 @@ class Lab:
             raise LabError("the lab needs root (it creates taps and a network namespace)")
         missing = hostdeps.missing_packages()
         if missing:
-            raise LabError(f"missing host packages: {' '.join(missing)} (install them with the lab's deps step)")
+            raise LabError(f"missing host packages: {' '.join(missing)} (the lab's deps step installs them)")
         running = [s.name for s in self.status() if s.state != "stopped"]
         if running:
             raise LabError(f"the lab is already up ({', '.join(running)}); take it down first")
