@@ -9,6 +9,8 @@ ensures, reading the live state first so that only differences become commands:
   each access port carries it as untagged PVID, and no other VLAN. Without it (no
   ``/sys/class/net/<bridge>/bridge/vlan_filtering``, or the kernel refuses to turn it on) the bridge
   forwards tagged frames unchanged and kvpod says so instead of failing.
+
+A Linux bridge does not route: SVI addresses in the plan (``routed``) are reported, not configured.
 """
 
 from __future__ import annotations
@@ -163,6 +165,11 @@ def vlan_commands(plan: SwitchPlan, state: BridgeState) -> list[str]:
     return cmds
 
 
+def unrouted_vlans(plan: SwitchPlan) -> str:
+    """The SVIs the plan asks for, which this driver does not configure ("" when none)."""
+    return ", ".join(f"VLAN {v.id} ({v.svi_address}/{v.prefix_length})" for v in plan.vlans if v.svi_address)
+
+
 def filtering_command(plan: SwitchPlan) -> str:
     """Turn VLAN filtering on; never fails, the caller reads the state again to see whether it took."""
     return ip_cmd(plan.netns, "link", "set", plan.bridge, "type", "bridge", "vlan_filtering", "1") + " || true"
@@ -194,8 +201,10 @@ def bridge_ports(plan: SwitchPlan):
     bridge = state.links.get(plan.bridge)
     if bridge is not None and bridge.kind != "bridge":
         raise OperationError(f"{plan.bridge} in {_where(plan)} is a {bridge.kind or 'plain'} link, not a bridge")
-    link_cmds = link_commands(plan, state)
-    yield from link_cmds
+    unrouted = unrouted_vlans(plan)
+    if unrouted:
+        host.noop(f"bridge {plan.bridge}: a Linux bridge does not route; no SVI for {unrouted}")
+    yield from link_commands(plan, state)
     if not plan.ports:
         return
     if bridge is None:
@@ -227,6 +236,11 @@ def render_script(plan: SwitchPlan, pod: Plan | None = None) -> str:
         "#!/bin/sh",
         f"# kvpod: Linux bridge {br} in {_where(plan)} (switch {plan.name}{pod_note})",
         "set -e",
+        *(
+            [f"# not configured (a Linux bridge does not route): SVI for {unrouted_vlans(plan)}"]
+            if unrouted_vlans(plan)
+            else []
+        ),
         f"{ip_cmd(ns, 'link', 'show', br)} >/dev/null 2>&1 || {ip_cmd(ns, 'link', 'add', br, 'type', 'bridge')}",
     ]
     for p in plan.ports:

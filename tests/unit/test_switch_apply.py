@@ -230,6 +230,15 @@ def test_a_non_bridge_link_named_like_the_bridge_is_refused():
         run(bridge_ports, {LinuxBridgeState: [BridgeState(links=links)]}, plan=plan())
 
 
+def test_svis_are_reported_not_configured():
+    routed = plan().model_copy(
+        update={"vlans": [SwitchVlanPlan(id=100, name="s", svi_address="10.78.0.254", prefix_length=24)]}
+    )
+    cmds, h = run(bridge_ports, {LinuxBridgeState: [BridgeState(links=converged_links())]}, plan=routed)
+    assert cmds == []
+    assert "does not route; no SVI for VLAN 100 (10.78.0.254/24)" in h.noops[0]
+
+
 def test_remote_host_without_netns_uses_plain_commands():
     state = BridgeState(links={"eth2": link("eth2", None, 1500)})
     assert link_commands(plan({"eth2": True}, netns=None), state) == [
