@@ -12,11 +12,16 @@ The patch is the documented NVUE YAML form, a list with one ``- set:`` tree whos
 * ``qos roce enable on`` and ``qos roce mode lossless`` when RoCE QoS is asked for.
 
 A patch only adds or changes; it never removes what an earlier run set and the plan no longer has.
+
+Applying: the file goes to ``/tmp/kvpod-nvue-patch.yaml``; :class:`NvuePatchDiff` stages it into the
+pending revision, reads ``nv config diff`` and drops the staging again (``nv config detach``).
+``nv config apply -y`` runs only when that diff is not empty, so an unchanged switch sees no command.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from io import StringIO
 
 import yaml
@@ -29,6 +34,8 @@ from deploy.switches import SwitchDriver, current_switch, sudo_for
 
 PATCH_PATH = "/tmp/kvpod-nvue-patch.yaml"
 DEFAULT_BRIDGE = "br_default"
+_DIFF_MARK = "#kvpod:diff"
+_UNSTAGED_MARK = "#kvpod:unstaged"
 
 
 def natural_key(name: str) -> list[int | str]:
@@ -88,6 +95,30 @@ class NvueConfigDiff(FactBase[str]):
         return "\n".join(output).strip()
 
 
+class NvuePatchDiff(FactBase[str | None]):
+    """What ``nv config patch <path>`` would change: stage the file, ``nv config diff``, drop the staging.
+
+    Read only while nothing else is pending (see :func:`apply_patch`): it leaves the pending revision as it
+    found it (``nv config detach``). None when the patch could not be staged or diffed.
+    """
+
+    def command(self, path: str) -> str:
+        return (
+            f"if {shlex.join(['nv', 'config', 'patch', path])} >/dev/null 2>&1; then "
+            f"echo '{_DIFF_MARK}'; nv config diff; rc=$?; nv config detach >/dev/null 2>&1; exit $rc; "
+            f"else echo '{_UNSTAGED_MARK}'; fi"
+        )
+
+    @staticmethod
+    def default() -> str | None:
+        return None
+
+    def process(self, output: list[str]) -> str | None:
+        if not output or output[0].strip() != _DIFF_MARK:
+            return None
+        return "\n".join(output[1:]).strip()
+
+
 def diff_is_empty(diff: str) -> bool:
     """True when an ``nv config diff`` output changes nothing (no text, or an empty YAML document)."""
     text = diff.strip()
@@ -104,29 +135,29 @@ def diff_is_empty(diff: str) -> bool:
 
 @operation()
 def apply_patch(path: str = PATCH_PATH):
-    """Stage ``path`` into the pending revision, then apply it only if it changes the applied configuration.
+    """Apply the NVUE patch at ``path`` only if it changes the applied configuration.
 
-    Refuses to run over pending changes made by someone else. When the patch changes nothing the pending
-    revision is detached (dropped) and nothing is applied.
+    Refuses to run over pending changes someone else made. The patch is staged into the pending revision
+    and diffed (:class:`NvuePatchDiff`); an empty diff drops the staging (``nv config detach``) and
+    yields no command, a non-empty one stages the patch again and runs ``nv config apply -y``.
     """
-    before = host.get_fact(NvueConfigDiff)
-    if not diff_is_empty(before):
+    pending = host.get_fact(NvueConfigDiff)
+    if not diff_is_empty(pending):
         raise OperationError(
             "the switch has pending NVUE changes that kvpod did not make; review them with `nv config diff`, "
             "then apply (`nv config apply`) or drop them (`nv config detach`) and run again"
         )
-    yield StringCommand("nv", "config", "patch", path)
-    after = host.get_fact(NvueConfigDiff)
-    if diff_is_empty(after):
+    diff = host.get_fact(NvuePatchDiff, path=path)
+    if diff is not None and diff_is_empty(diff):
         host.noop("switch configuration already matches the plan")
-        yield StringCommand("nv", "config", "detach")
-    else:
-        yield StringCommand("nv", "config", "apply", "-y")
+        return
+    yield StringCommand("nv", "config", "patch", path)
+    yield StringCommand("nv", "config", "apply", "-y")
 
 
 @deploy("kvpod switch (cumulus-nvue)")
 def apply_switch() -> None:
-    """Upload the switch's patch, stage it, and apply it when it differs from the running configuration."""
+    """Upload the switch's patch and apply it when it differs from the applied configuration."""
     plan = current_switch()
     sudo = sudo_for(plan)
     files.put(

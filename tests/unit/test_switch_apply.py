@@ -15,7 +15,7 @@ from pyinfra.context import ctx_host
 
 from deploy.plan import SwitchPlan, SwitchPortPlan, SwitchVlanPlan
 from deploy.switches import driver_for
-from deploy.switches.cumulus_nvue import NvueConfigDiff, apply_patch, diff_is_empty
+from deploy.switches.cumulus_nvue import NvueConfigDiff, NvuePatchDiff, apply_patch, diff_is_empty
 from deploy.switches.linux_bridge import (
     BridgeState,
     Link,
@@ -65,31 +65,38 @@ PATCH = "/tmp/kvpod-nvue-patch.yaml"
 DIFF = "- set:\n    interface:\n      swp1:\n        link:\n          mtu: 9216\n"
 
 
-def test_nvue_empty_diff_detaches_and_never_applies():
-    cmds, h = run(apply_patch, {NvueConfigDiff: ["", ""]}, path=PATCH)
-    assert cmds == [f"nv config patch {PATCH}", "nv config detach"]
-    assert not any("apply" in c for c in cmds)
+def test_nvue_empty_diff_yields_no_command():
+    cmds, h = run(apply_patch, {NvueConfigDiff: [""], NvuePatchDiff: [""]}, path=PATCH)
+    assert cmds == []
     assert h.noops == ["switch configuration already matches the plan"]
+    assert h.reads == [(NvueConfigDiff, {}), (NvuePatchDiff, {"path": PATCH})]
 
 
 def test_nvue_diff_present_applies():
-    cmds, h = run(apply_patch, {NvueConfigDiff: ["", DIFF]}, path=PATCH)
+    cmds, h = run(apply_patch, {NvueConfigDiff: [""], NvuePatchDiff: [DIFF]}, path=PATCH)
     assert cmds == [f"nv config patch {PATCH}", "nv config apply -y"]
     assert h.noops == []
 
 
-def test_nvue_diff_read_after_the_patch_is_staged():
-    with fake_host({NvueConfigDiff: ["", DIFF]}) as h:
-        gen = apply_patch._inner(path=PATCH)
-        assert str(next(gen)) == f"nv config patch {PATCH}"
-        assert len(h.reads) == 1  # only the pre-check so far: the diff is read once the patch ran
-        assert str(next(gen)) == "nv config apply -y"
-        assert len(h.reads) == 2
+def test_nvue_unknown_diff_applies():
+    cmds, _ = run(apply_patch, {NvueConfigDiff: [""], NvuePatchDiff: [None]}, path=PATCH)
+    assert cmds == [f"nv config patch {PATCH}", "nv config apply -y"]
 
 
 def test_nvue_refuses_foreign_pending_changes():
     with pytest.raises(OperationError, match="pending NVUE changes"):
-        run(apply_patch, {NvueConfigDiff: [DIFF]}, path=PATCH)
+        run(apply_patch, {NvueConfigDiff: [DIFF], NvuePatchDiff: [""]}, path=PATCH)
+
+
+def test_nvue_patch_diff_fact_stages_diffs_and_detaches():
+    fact = NvuePatchDiff()
+    cmd = fact.command(path=PATCH)
+    staged, diffed, dropped = cmd.index("nv config patch"), cmd.index("nv config diff"), cmd.index("nv config detach")
+    assert staged < diffed < dropped
+    assert fact.process(["#kvpod:diff"]) == ""
+    assert fact.process(["#kvpod:diff", *DIFF.splitlines()]) == DIFF.strip()
+    assert fact.process(["#kvpod:unstaged"]) is None
+    assert fact.default() is None
 
 
 @pytest.mark.parametrize("text", ["", "  \n", "[]", "{}", "- set: {}", "- unset: {}\n"])
