@@ -1,9 +1,9 @@
 """Target drivers: configure an NVMe-oF enclosure with pyinfra, or say what an operator must set by hand.
 
-Each enclosure kind has one driver. ``linux-nvmet`` is configured by :mod:`roles.nvmet_target`, imported
-only when used; ``data24`` cannot be configured by kvpod (see :mod:`deploy.targets.data24`) and gives an
-operator sheet instead. A driver for another kind ``k`` lives in ``deploy/targets/<k with '-' as '_'>.py``
-and exposes ``DRIVER``; :func:`register` adds one that lives elsewhere.
+Each enclosure kind has one driver. ``linux-nvmet`` is configured by the deploy
+``roles.nvmet_target.nvmet_target``, imported only when used; ``data24`` cannot be configured by kvpod (see
+:mod:`deploy.targets.data24`) and gives an operator sheet instead. A driver for another kind ``k`` lives in
+``deploy/targets/<k with '-' as '_'>.py`` and exposes ``DRIVER``; :func:`register` adds one that lives elsewhere.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class LinuxNvmetDriver(TargetDriver):
 
     def deploy(self) -> None:
         role = importlib.import_module("roles.nvmet_target")
-        role.deploy()
+        role.nvmet_target()
 
 
 _DRIVERS: dict[str, TargetDriver] = {LinuxNvmetDriver.kind: LinuxNvmetDriver()}

@@ -101,7 +101,7 @@ def test_data24_deploy_is_manual():
 def test_linux_nvmet_role_is_imported_only_when_deploying(monkeypatch):
     calls: list[str] = []
     fake = types.ModuleType("roles.nvmet_target")
-    fake.deploy = lambda: calls.append("deployed")
+    fake.nvmet_target = lambda: calls.append("deployed")
     monkeypatch.setitem(sys.modules, "roles.nvmet_target", fake)
     driver = driver_for("linux-nvmet")
     assert driver.managed is True
