@@ -110,10 +110,12 @@ class _Progress(BaseStateCallback):
     def operation_host_start(self, state, host, op_hash):
         self._emit(host, "start", ", ".join(state.get_op_meta(op_hash).names))
 
-    def operation_host_success(self, state, host, op_hash, retry_count=0):
-        meta = state.get_op_data_for_host(host, op_hash).operation_meta
+    def operation_end(self, state, op_hash):
         names = ", ".join(state.get_op_meta(op_hash).names)
-        self._emit(host, "changed" if meta.did_change() else "ok", names)
+        for host, ops in state.ops.items():
+            data = ops.get(op_hash)
+            if data is not None and data.operation_meta.is_complete() and data.operation_meta.did_change():
+                self._emit(host, "changed", names)
 
     def operation_host_error(self, state, host, op_hash, retry_count=0, max_retries=0):
         self._emit(host, "error", ", ".join(state.get_op_meta(op_hash).names))
