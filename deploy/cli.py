@@ -37,10 +37,16 @@ out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 
+switch_app = typer.Typer(help="Switch-side configuration of the pod.", no_args_is_help=True)
+target_app = typer.Typer(help="Target-side configuration of the pod.", no_args_is_help=True)
+
+
 def _register_subcommands() -> None:
     from deploy.cli_lab import lab_app
 
     app.add_typer(lab_app, name="lab")
+    app.add_typer(switch_app, name="switch")
+    app.add_typer(target_app, name="target")
 
 
 SpecArg = Annotated[
@@ -121,6 +127,34 @@ def size(
         return
     for table in sizing_tables(s.vllm.model, node, fleet):
         out.print(table)
+
+
+@switch_app.command("render")
+def switch_render(spec: SpecArg = None) -> None:
+    """Print each switch's configuration for review (NVUE patch, bridge commands); touches nothing."""
+    from deploy.switches import render_switch_configs
+
+    _, p = load(spec)
+    configs = render_switch_configs(p)
+    if not configs:
+        err.print("the spec has no switches")
+    for name, text in configs.items():
+        if len(configs) > 1:
+            typer.echo(f"# ---- switch {name} ----")
+        typer.echo(text, nl=not text.endswith("\n"))
+
+
+@target_app.command("sheet")
+def target_sheet(
+    spec: SpecArg = None,
+    csv: Annotated[bool, typer.Option("--csv", help="one CSV (section column: port, route, subsystem)")] = False,
+) -> None:
+    """What an operator configures on each enclosure: portal addresses/VLANs/MTU and drive → host access."""
+    from deploy.targets.sheet import render_target_csv, render_target_sheet
+
+    _, p = load(spec)
+    text = render_target_csv(p) if csv else render_target_sheet(p)
+    typer.echo(text, nl=not text.endswith("\n"))
 
 
 _register_subcommands()

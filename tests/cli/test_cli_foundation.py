@@ -107,3 +107,17 @@ def test_installed_console_script_runs():
         check=False,
     )
     assert bad.returncode == 1 and "file not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_switch_render_prints_the_nvue_patch():
+    result = runner.invoke(app, ["switch", "render", str(REFERENCE)])
+    assert result.exit_code == 0
+    assert "- set:" in result.stdout and "swp24" in result.stdout and "description: gpu24" in result.stdout
+
+
+def test_target_sheet_and_csv():
+    sheet = runner.invoke(app, ["target", "sheet", str(REFERENCE)])
+    assert sheet.exit_code == 0 and "data24-drive24" in sheet.stdout
+    csv = runner.invoke(app, ["target", "sheet", str(REFERENCE), "--csv"])
+    rows = [r for r in csv.stdout.splitlines() if r.startswith("subsystem,")]
+    assert len(rows) == 24
