@@ -1,0 +1,113 @@
+"""NVMe-oF initiator operations: host identity, connections to every portal, disconnection."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+
+from deploy.facts.nvme import GONE_STATES, NvmeHostIdentity, NvmeSubsystems
+
+
+def _write_line(value: str, path: str) -> StringCommand:
+    return StringCommand("printf", "'%s\\n'", QuoteString(value), ">", QuoteString(path))
+
+
+@operation()
+def host_identity(hostnqn: str, hostid: str):
+    """
+    ``/etc/nvme/hostnqn`` and ``/etc/nvme/hostid`` hold this host's identity (one line each, newline-terminated
+    as nvme-cli writes them); rewritten only when different.
+
+    + hostnqn: the host NQN the target admits
+    + hostid: the host ID (a UUID)
+    """
+    current = host.get_fact(NvmeHostIdentity)
+    wanted = {"hostnqn": hostnqn, "hostid": hostid}
+    stale = [key for key, value in wanted.items() if current.get(key) != value]
+    if not stale:
+        host.noop("NVMe host identity is set")
+        return
+    yield StringCommand("mkdir", "-p", "/etc/nvme")
+    for key in stale:
+        yield _write_line(wanted[key], f"/etc/nvme/{key}")
+
+
+def portal_connected(subsystems: dict, subnqn: str, transport: str, traddr: str, trsvcid: int | str) -> bool:
+    """Whether subsystem ``subnqn`` has a controller to ``traddr:trsvcid`` that the kernel still serves/retries."""
+    for ctrl in subsystems.get(subnqn, {}).get("controllers", []):
+        if (
+            ctrl["transport"] == transport
+            and ctrl["traddr"] == traddr
+            and str(ctrl["trsvcid"]) == str(trsvcid)
+            and ctrl["state"] not in GONE_STATES
+        ):
+            return True
+    return False
+
+
+def connect_command(
+    subnqn: str,
+    transport: str,
+    traddr: str,
+    trsvcid: int | str,
+    hostnqn: str,
+    hostid: str,
+    ctrl_loss_tmo: int,
+    reconnect_delay: int,
+    host_iface: str | None = None,
+) -> StringCommand:
+    """The ``nvme connect`` command line for one portal (same options on nvme-cli 2.x and 3.x)."""
+    bits: list = ["nvme", "connect", "--transport", QuoteString(transport), "--nqn", QuoteString(subnqn)]
+    bits += ["--traddr", QuoteString(traddr), "--trsvcid", QuoteString(str(trsvcid))]
+    bits += ["--hostnqn", QuoteString(hostnqn), "--hostid", QuoteString(hostid)]
+    bits += ["--ctrl-loss-tmo", str(int(ctrl_loss_tmo)), "--reconnect-delay", str(int(reconnect_delay))]
+    if host_iface:
+        bits += ["--host-iface", QuoteString(host_iface)]
+    return StringCommand(*bits)
+
+
+@operation()
+def connected(
+    subnqn: str,
+    transport: str,
+    portals: list[tuple[str, int | str]],
+    hostnqn: str,
+    hostid: str,
+    ctrl_loss_tmo: int = 600,
+    reconnect_delay: int = 10,
+    host_iface: str | None = None,
+):
+    """
+    Subsystem ``subnqn`` is connected through every portal: one ``nvme connect`` per portal that has no
+    controller yet (a controller that is reconnecting counts: it is never duplicated). With several
+    portals native NVMe multipath gives one block device with one controller per portal.
+
+    + subnqn: subsystem NQN
+    + transport: ``rdma`` or ``tcp``
+    + portals: ``[(traddr, trsvcid), ...]``
+    + hostnqn, hostid: the identity to connect as
+    + ctrl_loss_tmo, reconnect_delay: seconds, as nvme-cli takes them
+    + host_iface: bind to this interface (TCP only; the kernel rejects it for RDMA)
+    """
+    subsystems = host.get_fact(NvmeSubsystems)
+    missing = [(a, s) for a, s in portals if not portal_connected(subsystems, subnqn, transport, a, s)]
+    if not missing:
+        host.noop(f"{subnqn} is connected through {len(portals)} portal(s)")
+        return
+    for traddr, trsvcid in missing:
+        yield connect_command(
+            subnqn, transport, traddr, trsvcid, hostnqn, hostid, ctrl_loss_tmo, reconnect_delay, host_iface
+        )
+
+
+@operation()
+def disconnected(subnqn: str):
+    """
+    Subsystem ``subnqn`` is not connected (``nvme disconnect`` only when it is).
+
+    + subnqn: subsystem NQN
+    """
+    if subnqn in host.get_fact(NvmeSubsystems):
+        yield StringCommand("nvme", "disconnect", "--nqn", QuoteString(subnqn))
+    else:
+        host.noop(f"{subnqn} is not connected")

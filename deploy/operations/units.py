@@ -1,0 +1,78 @@
+"""systemd unit operations driven by other operations' changes (right in dry runs and real runs alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+
+@operation()
+def daemon_reload(when: Callable[[], bool]):
+    """
+    ``systemctl daemon-reload`` when ``when()`` is true, e.g. ``when=changed(unit_op)``.
+
+    + when: predicate built with :func:`deploy.operations.changed`
+    """
+    if not when():
+        host.noop("no unit file changed")
+        return
+    yield StringCommand("systemctl", "daemon-reload")
+
+
+@operation()
+def service(
+    unit: str,
+    enabled: bool = True,
+    running: bool = True,
+    restart_when: Callable[[], bool] | None = None,
+    defer_restart: bool = False,
+    pending_key: str | None = None,
+):
+    """
+    A systemd unit enabled and running; a running unit is restarted when ``restart_when()`` is true, unless
+    ``defer_restart``: then ``host.data.<pending_key>`` is set True (the caller rolls restarts out later).
+    A unit that was not running is started, never restarted.
+
+    + unit: full unit name
+    + enabled / running: wanted state
+    + restart_when: predicate built with :func:`deploy.operations.changed`
+    + defer_restart: do not restart; record it in ``host.data.<pending_key>``
+    + pending_key: host data key for a deferred restart
+    """
+    is_running = host.get_fact(SystemdStatus, services=[unit]).get(unit, False)
+    is_enabled = host.get_fact(SystemdEnabled, services=[unit]).get(unit, False)
+    pending = False
+    acted = False
+    if enabled and not is_enabled:
+        acted = True
+        yield StringCommand("systemctl", "enable", QuoteString(unit))
+    if running and not is_running:
+        acted = True
+        yield StringCommand("systemctl", "start", QuoteString(unit))
+    elif running and restart_when is not None and restart_when():
+        if defer_restart:
+            pending = True
+        else:
+            acted = True
+            yield StringCommand("systemctl", "restart", QuoteString(unit))
+    if pending_key:
+        setattr(host.data, pending_key, pending)
+    if not acted:
+        host.noop(f"{unit} is {'enabled and ' if enabled else ''}running" + (" (restart deferred)" if pending else ""))
+
+
+@operation()
+def run(command: str, when: Callable[[], bool]):
+    """
+    Run ``command`` when ``when()`` is true, e.g. ``networkctl reload`` after its files changed.
+
+    + command: shell command
+    + when: predicate built with :func:`deploy.operations.changed`
+    """
+    if not when():
+        host.noop(f"nothing to apply ({command})")
+        return
+    yield StringCommand(command)
