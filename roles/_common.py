@@ -1,0 +1,80 @@
+"""Helpers shared by the node roles: the plan on the host, template paths, unit names, quoting, the service user."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from pyinfra import host
+from pyinfra.api import OperationError
+from pyinfra.operations import server
+
+from deploy.operations.storage import systemd_escape_path
+from deploy.paths import templates_dir
+from deploy.plan import NodePlan
+
+GIB = 1024**3
+CONNECT_UNIT = "kvpod-nvme-connect.service"
+CONNECT_SCRIPT = "/usr/local/sbin/kvpod-nvme-connect"
+RXE_UNIT = "kvpod-rxe.service"
+SYSTEMD_DIR = "/etc/systemd/system"
+RESTART_PENDING_KEY = "kvpod_restart_pending"
+
+_SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
+
+
+def node_plan() -> NodePlan:
+    """The ``NodePlan`` the runner put in ``host.data.kvpod_node``."""
+    plan = host.data.get("kvpod_node")
+    if not isinstance(plan, NodePlan):
+        raise OperationError(f"host {host.name} has no kvpod_node plan in its data (the runner sets it)")
+    return plan
+
+
+def template(role: str, name: str) -> str:
+    """Absolute path of ``templates/<role>/<name>``."""
+    return str(templates_dir() / role / name)
+
+
+def netdev_unit(interface: str) -> str:
+    """systemd's device unit of a network interface (``sys-subsystem-net-devices-eth1.100.device``)."""
+    return f"sys-subsystem-net-devices-{systemd_escape_path(interface)}.device"
+
+
+def shell_quote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def systemd_quote(arg: str) -> str:
+    """One word of a systemd ``ExecStart=`` line: ``%`` and ``$`` escaped, quoted when needed."""
+    escaped = arg.replace("%", "%%").replace("$", "$$")
+    if _SAFE.match(arg):
+        return escaped
+    if "'" not in escaped and "\\" not in escaped:
+        return f"'{escaped}'"
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def env_value(value: object) -> str:
+    """A value for a systemd ``EnvironmentFile``: Python booleans as ``True``/``False``, quoted when needed."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    text = str(value)
+    if _SAFE.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def service_user(name: str) -> None:
+    """The system user (and its group) vLLM runs as; home ``/var/lib/<name>`` (model caches live there)."""
+    server.group(name=f"Service group {name}", group=name, system=True)
+    server.user(
+        name=f"Service user {name}",
+        user=name,
+        group=name,
+        system=True,
+        home=f"/var/lib/{name}",
+        create_home=True,
+        shell="/usr/sbin/nologin",
+    )

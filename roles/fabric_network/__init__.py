@@ -1,0 +1,133 @@
+"""Role ``fabric network``: the storage fabric on a node, live now and persistent across reboots.
+
+Reads ``host.data.kvpod_node.fabric`` (a :class:`deploy.plan.FabricPlan`):
+
+- ``interface`` (the fabric NIC) gets ``mtu`` and is brought up; ``vlan_interface`` (VLAN ``vlan`` on it)
+  gets ``address``/``prefix_length`` and ``mtu``; each subnet of ``routes`` goes via ``gateway`` when set.
+  The live state is compared first (``ip -j``), so interfaces that are right are never bounced; other
+  interfaces (the management NIC) are never touched.
+- Persistence: systemd-networkd files ``/etc/systemd/network/10-kvpod-*.{network,netdev}`` and
+  ``networkctl reload`` when they change; on a netplan host (YAML files in ``/etc/netplan``) instead
+  ``/etc/netplan/60-kvpod.yaml`` and ``netplan apply`` when it changes. A host managed by neither is refused.
+- Sysctls ``net.core.rmem_max``/``wmem_max`` = ``socket_buffer_bytes`` and the maximum of
+  ``net.ipv4.tcp_rmem``/``tcp_wmem`` (kernel defaults kept for min/default; NVMe/TCP autotunes up to it),
+  persisted in ``/etc/sysctl.d/90-kvpod-rdma.conf``.
+- ``8021q`` loaded now and at boot (``/etc/modules-load.d/kvpod-fabric.conf``).
+- ``rdma == "soft-roce"``: ``rdma_rxe`` (``kvpod-rdma.conf``), an rxe device on the fabric NIC (it serves the
+  VLAN's addresses too) and ``kvpod-rxe.service`` recreating it at boot, ordered before the NVMe connect.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import OperationError, deploy
+from pyinfra.facts.files import File
+from pyinfra.facts.systemd import SystemdStatus
+from pyinfra.operations import files, server
+
+from deploy.facts.network import NetplanFiles
+from deploy.operations import changed, kernel, network, units
+from roles._common import RXE_UNIT, SYSTEMD_DIR, netdev_unit, node_plan, template
+
+NETWORKD_DIR = "/etc/systemd/network"
+NETPLAN_FILE = "/etc/netplan/60-kvpod.yaml"
+SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
+
+
+def socket_sysctls(size: int) -> dict[str, str]:
+    """The socket-buffer sysctls for ``size`` bytes."""
+    return {
+        "net.core.rmem_max": str(size),
+        "net.core.wmem_max": str(size),
+        "net.ipv4.tcp_rmem": f"4096 {min(131072, size)} {size}",
+        "net.ipv4.tcp_wmem": f"4096 {min(16384, size)} {size}",
+    }
+
+
+def _uses_netplan() -> bool:
+    others = [f for f in host.get_fact(NetplanFiles) if f != NETPLAN_FILE]
+    return bool(others) or bool(host.get_fact(File, path=NETPLAN_FILE))
+
+
+@deploy("fabric network")
+def fabric_network() -> None:
+    """MTU, storage VLAN, address, routes, socket buffers and (soft-)RoCE on the fabric NIC."""
+    fab = node_plan().fabric
+    tmpl = {
+        "interface": fab.interface,
+        "vlan": fab.vlan,
+        "vlan_interface": fab.vlan_interface,
+        "mtu": fab.mtu,
+        "address": fab.address,
+        "prefix_length": fab.prefix_length,
+        "gateway": fab.gateway,
+        "routes": fab.routes if fab.gateway else [],
+    }
+
+    kernel.modules(name="8021q loaded now and at boot", names=["8021q"], persist_as="kvpod-fabric")
+    network.vlan_interface(
+        parent=fab.interface,
+        vlan_id=fab.vlan,
+        interface=fab.vlan_interface,
+        mtu=fab.mtu,
+        address=fab.address,
+        prefix_length=fab.prefix_length,
+    )
+    if fab.gateway and fab.routes:
+        network.routes(interface=fab.vlan_interface, gateway=fab.gateway, destinations=fab.routes)
+
+    if _uses_netplan():
+        plan_file = files.template(
+            name="netplan file of the fabric",
+            src=template("fabric_network", "netplan.yaml.j2"),
+            dest=NETPLAN_FILE,
+            mode="600",
+            **tmpl,
+        )
+        units.run(name="netplan apply", command="netplan apply", when=changed(plan_file))
+    else:
+        if not host.get_fact(SystemdStatus, services=["systemd-networkd.service"]).get("systemd-networkd.service"):
+            raise OperationError(
+                f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
+                f"{fab.vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
+            )
+        stem = f"{NETWORKD_DIR}/10-kvpod-"
+        written = [
+            files.template(
+                name=f"networkd {dest.rsplit('/', 1)[-1]}",
+                src=template("fabric_network", src),
+                dest=dest,
+                **tmpl,
+            )
+            for src, dest in (
+                ("parent.network.j2", f"{stem}{fab.interface}.network"),
+                ("vlan.netdev.j2", f"{stem}{fab.vlan_interface}.netdev"),
+                ("vlan.network.j2", f"{stem}{fab.vlan_interface}.network"),
+            )
+        ]
+        units.run(name="networkctl reload", command="networkctl reload", when=changed(*written))
+
+    sysctls = socket_sysctls(fab.socket_buffer_bytes)
+    for key, value in sysctls.items():
+        server.sysctl(name=f"sysctl {key}", key=key, value=value)
+    files.template(
+        name="socket buffer sysctls at boot",
+        src=template("fabric_network", "sysctl.conf.j2"),
+        dest=SYSCTL_FILE,
+        sysctls=sysctls,
+    )
+
+    if fab.rdma == "soft-roce":
+        rdma_dev = f"rxe_{fab.interface}"
+        kernel.modules(name="rdma_rxe loaded now and at boot", names=["rdma_rxe"], persist_as="kvpod-rdma")
+        kernel.rxe_link(name=f"soft-RoCE device on {fab.interface}", netdev=fab.interface, rdma_dev=rdma_dev)
+        unit = files.template(
+            name=f"{RXE_UNIT} recreates the soft-RoCE device at boot",
+            src=template("fabric_network", "kvpod-rxe.service.j2"),
+            dest=f"{SYSTEMD_DIR}/{RXE_UNIT}",
+            interface=fab.interface,
+            rdma_dev=rdma_dev,
+            netdev_unit=netdev_unit(fab.interface),
+        )
+        units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
+        units.service(name=f"{RXE_UNIT} enabled", unit=RXE_UNIT, enabled=True, running=True)

@@ -1,0 +1,79 @@
+"""Role ``kv mount``: the node's namespace formatted (only when blank) and mounted as the KV-cache disk tier.
+
+Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``namespace`` (``subsystem_nqn``, ``nsid``),
+``mount`` (``path``, ``options``, ``label``, ``disk_budget_gb``) and ``vllm.user``; and
+``host.data.kvpod_wipe`` (True only when the user named this node's drive for reformatting).
+
+- The block device is found by subsystem NQN in sysfs; when the namespace is not connected (a first
+  ``--dry`` run) the role fails with a clear message instead of guessing.
+- ext4 with multi-mount protection (``mkfs.ext4 -q -m 0 -O mmp -L <label> -U <uuid>``) only on a blank
+  device; an existing ext4 is kept; anything else is refused; ``kvpod_wipe`` recreates it (never while
+  mounted). A new filesystem gets a UUID derived from the subsystem NQN, so the mount unit can name it
+  before it exists (and a dry run shows the exact unit).
+- A device or filesystem smaller than ``disk_budget_gb`` (GiB, as LMCache counts) is refused.
+- ``<escaped path>.mount`` (``mnt-kvcache.mount``): ``What=/dev/disk/by-uuid/<uuid>`` -- the UUID names this
+  filesystem only, whereas the label (``kvcache``) is the same on every node's drive and would be ambiguous
+  if a second namespace ever showed up on the host; ``Options=<options>,_netdev,nofail``;
+  ``Requires=``/``After=kvpod-nvme-connect.service``; enabled (``remote-fs.target``) and started now unless
+  mounted. Something else mounted there is refused, never mounted over.
+- The system user ``vllm.user`` exists (also ensured by the vllm role) and owns the mounted filesystem's root.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files
+
+from deploy.operations import changed, storage, units
+from deploy.operations.storage import mount_unit_name
+from roles._common import CONNECT_UNIT, GIB, node_plan, service_user, template
+
+FS_UUID_NAMESPACE = uuid.UUID("5b0b8a52-3f7e-4b8e-9a57-6b7670640001")
+
+
+def filesystem_uuid(subnqn: str, nsid: int) -> str:
+    """The UUID a new filesystem on this namespace gets (stable: derived from NQN and NSID)."""
+    return str(uuid.uuid5(FS_UUID_NAMESPACE, f"{subnqn}/{nsid}"))
+
+
+def mount_options(options: list[str]) -> str:
+    """The plan's options plus ``_netdev`` (network storage) and ``nofail`` (boot goes on without it)."""
+    merged = list(dict.fromkeys([*options, "_netdev", "nofail"]))
+    return ",".join(merged)
+
+
+@deploy("kv mount")
+def kv_mount() -> None:
+    """ext4 on the namespace (only when blank), its mount unit, mounted now, owned by the vLLM user."""
+    plan = node_plan()
+    ns, mnt, user = plan.namespace, plan.mount, plan.vllm.user
+    fs_uuid = filesystem_uuid(ns.subsystem_nqn, ns.nsid)
+    where = {"subnqn": ns.subsystem_nqn, "nsid": ns.nsid}
+
+    service_user(user)
+    storage.ext4(
+        name=f"ext4 on {ns.subsystem_nqn}",
+        label=mnt.label,
+        wipe=bool(host.data.get("kvpod_wipe", False)),
+        fs_uuid=fs_uuid,
+        min_size_bytes=int(mnt.disk_budget_gb * GIB),
+        **where,
+    )
+    files.directory(name=f"mount point {mnt.path}", path=mnt.path)
+    unit = storage.mount_unit(
+        name=f"{mount_unit_name(mnt.path)}",
+        path=mnt.path,
+        template=template("kv_mount", "kvcache.mount.j2"),
+        fs_uuid=fs_uuid,
+        variables={"options": mount_options(mnt.options), "connect_unit": CONNECT_UNIT},
+        **where,
+    )
+    units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
+    storage.mounted(name=f"{mnt.path} mounted", path=mnt.path, **where)
+    units.service(
+        name=f"{mount_unit_name(mnt.path)} enabled", unit=mount_unit_name(mnt.path), enabled=True, running=False
+    )
+    files.directory(name=f"{mnt.path} owned by {user}", path=mnt.path, user=user, group=user)

@@ -1,0 +1,101 @@
+"""Role ``lmcache``: LMCache's configuration for vLLM and its disk-tier directory.
+
+Reads ``host.data.kvpod_node.lmcache`` (:class:`deploy.plan.LmcachePlan`) and ``vllm.user``.
+
+- ``config_mode == "env"``: ``env_file`` (``/etc/kvpod/lmcache.env``) holds every setting:
+  ``LMCACHE_CHUNK_SIZE``, ``LMCACHE_LOCAL_CPU``, ``LMCACHE_MAX_LOCAL_CPU_SIZE``, ``LMCACHE_LOCAL_DISK``,
+  ``LMCACHE_MAX_LOCAL_DISK_SIZE``, each ``extra`` as ``LMCACHE_<KEY>``, and ``PYTHONHASHSEED=0``; a YAML file
+  left from an earlier run is removed.
+- ``config_mode == "yaml"``: ``config_file`` (``/etc/kvpod/lmcache.yaml``) holds every setting and the env
+  file only ``LMCACHE_CONFIG_FILE`` and ``PYTHONHASHSEED=0``: a setting is never in both.
+- An ``extra`` key equal to a core setting is refused (it would be set twice).
+- The cache directory of ``local_disk`` (``<mount>/lmcache``) is owned by the vLLM user.
+
+Returns the operations whose change must restart vLLM (pass them to the vllm role).
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import yaml
+from pyinfra.api import OperationError, deploy
+from pyinfra.operations import files
+
+from deploy.plan import LmcachePlan
+from roles._common import env_value, node_plan, template
+
+HASH_SEED = {"PYTHONHASHSEED": "0"}
+
+
+def core_settings(lm: LmcachePlan) -> dict:
+    """LMCache's core settings by their YAML names."""
+    return {
+        "chunk_size": lm.chunk_size,
+        "local_cpu": lm.local_cpu,
+        "max_local_cpu_size": lm.max_local_cpu_size,
+        "local_disk": lm.local_disk,
+        "max_local_disk_size": lm.max_local_disk_size,
+    }
+
+
+def settings(lm: LmcachePlan) -> dict:
+    """Core settings then extras; an extra that repeats a core setting is refused."""
+    core = core_settings(lm)
+    clash = sorted(set(core) & set(lm.extra))
+    if clash:
+        raise OperationError(f"lmcache extra settings {', '.join(clash)} repeat core settings; set them once")
+    return {**core, **lm.extra}
+
+
+def env_lines(lm: LmcachePlan) -> dict[str, str]:
+    """The env file's variables for the plan's mode."""
+    if lm.config_mode == "yaml":
+        return {"LMCACHE_CONFIG_FILE": lm.config_file or "", **HASH_SEED}
+    return {f"LMCACHE_{key.upper()}": env_value(value) for key, value in settings(lm).items()} | HASH_SEED
+
+
+def yaml_body(lm: LmcachePlan) -> str:
+    """The YAML config (yaml mode)."""
+    return yaml.safe_dump(settings(lm), sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def cache_dir(lm: LmcachePlan) -> str:
+    """The directory of ``local_disk`` (``file:///mnt/kvcache/lmcache/`` -> ``/mnt/kvcache/lmcache``)."""
+    path = lm.local_disk.removeprefix("file://")
+    return path.rstrip("/") or "/"
+
+
+@deploy("lmcache")
+def lmcache() -> list:
+    """The env file (and YAML config), the cache directory; returns the operations that need a vLLM restart."""
+    plan = node_plan()
+    lm, user = plan.lmcache, plan.vllm.user
+    yaml_file = lm.config_file or posixpath.join(posixpath.dirname(lm.env_file), "lmcache.yaml")
+
+    triggers = []
+    if lm.config_mode == "yaml":
+        if not lm.config_file:
+            raise OperationError("lmcache config_mode is yaml but the plan has no config_file")
+        triggers.append(
+            files.template(
+                name="LMCache YAML config",
+                src=template("lmcache", "lmcache.yaml.j2"),
+                dest=lm.config_file,
+                mode="644",
+                body=yaml_body(lm),
+            )
+        )
+    else:
+        triggers.append(files.file(name="no LMCache YAML config (env mode)", path=yaml_file, present=False))
+    triggers.append(
+        files.template(
+            name="LMCache env file",
+            src=template("lmcache", "lmcache.env.j2"),
+            dest=lm.env_file,
+            mode="644",
+            env=env_lines(lm),
+        )
+    )
+    files.directory(name="LMCache disk-tier directory", path=cache_dir(lm), user=user, group=user, mode="750")
+    return triggers

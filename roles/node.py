@@ -1,0 +1,43 @@
+"""The whole node: ``node()`` runs the five node roles in order.
+
+How to invoke (pyinfra 3.10 API; the runner does this)::
+
+    inventory = Inventory(([(name, {**ssh_data, "kvpod_node": node_plan, ...})], {}))
+    state = State(inventory, Config(), check_for_changes=dry)  # real runs: False -- facts are read as ops run
+    connect_all(state)
+    add_deploy(state, node, host=host)                         # per host: catch OperationError per host
+    if not dry:
+        run_ops(state)
+
+Host data it reads:
+
+- ``kvpod_node`` (required): the host's :class:`deploy.plan.NodePlan`.
+- ``kvpod_wipe`` (default False): True only when the user named this node's drive for reformatting.
+- ``kvpod_defer_restart`` (default False): do not restart vLLM; see ``kvpod_restart_pending``.
+
+Host data it sets: ``kvpod_restart_pending`` -- True when vLLM needs a restart that was deferred (after
+``run_ops``; after a dry prepare: would need one).
+
+A dry run (``check_for_changes=True``, no ``run_ops``) of a node whose namespace is not connected yet fails in
+the kv mount role with a clear message: nothing can tell whether the drive is blank before it is connected.
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+
+from roles.fabric_network import fabric_network
+from roles.kv_mount import kv_mount
+from roles.lmcache import lmcache
+from roles.nvme_initiator import nvme_initiator
+from roles.vllm import vllm
+
+
+@deploy("kvpod node")
+def node() -> None:
+    """Fabric network, NVMe initiator, KV mount, LMCache, vLLM -- in that order."""
+    fabric_network()
+    nvme_initiator()
+    kv_mount()
+    restart_on = lmcache()
+    vllm(restart_on=restart_on)

@@ -1,0 +1,119 @@
+"""Role ``nvme initiator``: the node's NVMe-oF namespace connected now and at every boot.
+
+Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``host_nqn``/``host_id``, ``namespace``
+(``subsystem_nqn``, ``transport``, ``portals``, ``ctrl_loss_tmo``, ``reconnect_delay``) and ``fabric``
+(``vlan_interface``, ``address``, ``rdma``), ``mount.path`` (for ordering).
+
+- Packages ``nvme-cli`` and ``rdma-core`` present (a noop when installed: offline hosts are fine).
+- Modules ``nvme_fabrics`` and ``nvme_rdma`` (or ``nvme_tcp``) loaded now and at boot
+  (``/etc/modules-load.d/kvpod-nvme.conf``); ``8021q`` is loaded by the fabric role, which needs it first.
+- ``/etc/nvme/hostnqn`` and ``/etc/nvme/hostid`` hold the plan's identity.
+- ``nvme connect`` to every portal without a controller (one controller per portal; native multipath
+  gives one block device). TCP connections are bound to the VLAN interface (``--host-iface``).
+- At boot: ``kvpod-nvme-connect.service`` (oneshot, RemainAfterExit) runs ``/usr/local/sbin/kvpod-nvme-connect``,
+  which connects each portal that is not connected and succeeds when at least one portal is. It is ordered
+  ``Before=`` the KV-cache mount unit. It ``Requires=``/``After=`` the VLAN interface's device unit
+  (``sys-subsystem-net-devices-<iface>.device``) and the script waits (up to 90 s) until the interface has
+  the planned address. Chosen over ``systemd-networkd-wait-online@<iface>:routable.service`` because it
+  works whichever network manager brings the VLAN up (networkd, netplan's renderers) and waits for the exact
+  address the connect needs, not for a link state. With soft-RoCE it also wants ``kvpod-rxe.service``.
+  The unit (not nvme-cli's ``discovery.conf``/``config.json`` autoconnect) behaves the same on nvme-cli 2.x
+  and 3.x; ``deploy.facts.nvme.NvmeCliVersion`` reports the installed version.
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from deploy.operations import changed, kernel, nvme, units
+from deploy.operations.nvme import connect_command
+from deploy.operations.storage import mount_unit_name
+from roles._common import (
+    CONNECT_SCRIPT,
+    CONNECT_UNIT,
+    RXE_UNIT,
+    SYSTEMD_DIR,
+    netdev_unit,
+    node_plan,
+    shell_quote,
+    template,
+)
+
+TRANSPORT_MODULES = {"rdma": "nvme_rdma", "tcp": "nvme_tcp"}
+ADDRESS_WAIT_SECONDS = 90
+
+
+@deploy("nvme initiator")
+def nvme_initiator() -> None:
+    """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit."""
+    plan = node_plan()
+    ns, fab = plan.namespace, plan.fabric
+    transport_module = TRANSPORT_MODULES[ns.transport]
+    host_iface = fab.vlan_interface if ns.transport == "tcp" else None
+
+    server.packages(name="nvme-cli and rdma-core installed", packages=["nvme-cli", "rdma-core"], present=True)
+    kernel.modules(
+        name="NVMe-oF modules loaded now and at boot",
+        names=["nvme_fabrics", transport_module],
+        persist_as="kvpod-nvme",
+    )
+    nvme.host_identity(name="NVMe host identity", hostnqn=plan.host_nqn, hostid=plan.host_id)
+    nvme.connected(
+        name=f"{ns.subsystem_nqn} connected",
+        subnqn=ns.subsystem_nqn,
+        transport=ns.transport,
+        portals=[(p.address, p.trsvcid) for p in ns.portals],
+        hostnqn=plan.host_nqn,
+        hostid=plan.host_id,
+        ctrl_loss_tmo=ns.ctrl_loss_tmo,
+        reconnect_delay=ns.reconnect_delay,
+        host_iface=host_iface,
+    )
+
+    portals = [
+        {
+            "address": shell_quote(p.address),
+            "trsvcid": shell_quote(p.trsvcid),
+            "command": connect_command(
+                ns.subsystem_nqn,
+                ns.transport,
+                p.address,
+                p.trsvcid,
+                plan.host_nqn,
+                plan.host_id,
+                ns.ctrl_loss_tmo,
+                ns.reconnect_delay,
+                host_iface,
+            ).get_raw_value(),
+        }
+        for p in ns.portals
+    ]
+    files.template(
+        name="boot-time connect script",
+        src=template("nvme_initiator", "kvpod-nvme-connect.j2"),
+        dest=CONNECT_SCRIPT,
+        mode="755",
+        subnqn=shell_quote(ns.subsystem_nqn),
+        vlan_interface=shell_quote(fab.vlan_interface),
+        address=shell_quote(fab.address),
+        transport=shell_quote(ns.transport),
+        transport_module=transport_module,
+        wait_seconds=ADDRESS_WAIT_SECONDS,
+        portals=portals,
+    )
+    soft_roce = [RXE_UNIT] if fab.rdma == "soft-roce" else []
+    unit = files.template(
+        name=f"{CONNECT_UNIT}",
+        src=template("nvme_initiator", "kvpod-nvme-connect.service.j2"),
+        dest=f"{SYSTEMD_DIR}/{CONNECT_UNIT}",
+        subnqn=ns.subsystem_nqn,
+        netdev_unit=netdev_unit(fab.vlan_interface),
+        after=soft_roce,
+        wants=soft_roce,
+        mount_unit=mount_unit_name(plan.mount.path),
+        script=CONNECT_SCRIPT,
+        timeout=ADDRESS_WAIT_SECONDS + 30 * max(1, len(ns.portals)),
+    )
+    units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
+    units.service(name=f"{CONNECT_UNIT} enabled", unit=CONNECT_UNIT, enabled=True, running=True)

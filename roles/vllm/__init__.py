@@ -1,0 +1,91 @@
+"""Role ``vllm``: vLLM with LMCache as a systemd service.
+
+Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``vllm`` (``executable``, ``model``,
+``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``port``, ``kv_transfer_config``,
+``extra_args``, ``user``, ``unit``), ``lmcache.env_file`` and ``mount.path``; and
+``host.data.kvpod_defer_restart`` (True: never restart here).
+
+- The system user ``vllm.user`` (home ``/var/lib/<user>``).
+- ``/etc/systemd/system/<unit>`` (``kvpod-vllm.service``): ``ExecStart=<executable> serve <model>
+  --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L --port P --kv-transfer-config '<json>'
+  <extra_args>`` (each word quoted for systemd, ``%``/``$`` escaped), ``EnvironmentFile=`` the LMCache env
+  file, ``User=``, ``RequiresMountsFor=`` the mount, ``After=`` the mount and ``kvpod-nvme-connect.service``,
+  ``Restart=on-failure``, ``LimitMEMLOCK=infinity``, ``WantedBy=multi-user.target``.
+- ``daemon-reload`` only when the unit changed; enabled and started.
+- Restarted only when a running service's unit, the env file or the LMCache YAML changed (``restart_on``:
+  what the lmcache role returned). With ``kvpod_defer_restart`` the restart is skipped and
+  ``host.data.kvpod_restart_pending`` is True instead (False otherwise), for restarts rolled out in batches.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files
+
+from deploy.operations import changed, units
+from deploy.operations.storage import mount_unit_name
+from deploy.plan import NodePlan
+from roles._common import (
+    CONNECT_UNIT,
+    RESTART_PENDING_KEY,
+    SYSTEMD_DIR,
+    node_plan,
+    service_user,
+    systemd_quote,
+    template,
+)
+
+
+def exec_start(plan: NodePlan) -> str:
+    """The unit's ``ExecStart=`` value."""
+    v = plan.vllm
+    args = [
+        v.executable,
+        "serve",
+        v.model,
+        "--tensor-parallel-size",
+        str(v.tensor_parallel_size),
+        "--gpu-memory-utilization",
+        str(v.gpu_memory_utilization),
+        "--max-model-len",
+        str(v.max_model_len),
+        "--port",
+        str(v.port),
+        "--kv-transfer-config",
+        v.kv_transfer_config,
+        *v.extra_args,
+    ]
+    return " ".join(systemd_quote(a) for a in args)
+
+
+@deploy("vllm")
+def vllm(restart_on: list | None = None) -> None:
+    """The vLLM user and unit, running; restarted when the unit or ``restart_on`` operations changed."""
+    plan = node_plan()
+    v = plan.vllm
+    setattr(host.data, RESTART_PENDING_KEY, False)
+
+    service_user(v.user)
+    unit = files.template(
+        name=f"{v.unit}",
+        src=template("vllm", "kvpod-vllm.service.j2"),
+        dest=f"{SYSTEMD_DIR}/{v.unit}",
+        model=v.model,
+        user=v.user,
+        env_file=plan.lmcache.env_file,
+        exec_start=exec_start(plan),
+        mount_path=plan.mount.path,
+        mount_unit=mount_unit_name(plan.mount.path),
+        connect_unit=CONNECT_UNIT,
+    )
+    units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
+    units.service(
+        name=f"{v.unit} running",
+        unit=v.unit,
+        enabled=True,
+        running=True,
+        restart_when=changed(unit, *(restart_on or [])),
+        defer_restart=bool(host.data.get("kvpod_defer_restart", False)),
+        pending_key=RESTART_PENDING_KEY,
+    )
