@@ -15,6 +15,7 @@ from .machines import LabMachine, machine_mac, machine_uuid, tap_name
 
 QEMU = "qemu-system-x86_64"
 QEMU_COMM_PREFIX = "qemu-system"
+MACHINE_TYPE = "q35"  # no legacy IDE/floppy to probe: boots faster under emulation than "pc"
 GUEST_PORT = 22
 MGMT_ADDRESS = "10.0.2.15/24"  # inside the VM's own user-mode network; no gateway, so no route out
 MEMORY_MIB = {"target": 768, "node": 512}
@@ -98,6 +99,7 @@ def qemu_argv(spec: VmSpec, accel: str) -> list[str]:
     return [
         QEMU,
         "-name", m.name,
+        "-machine", MACHINE_TYPE,
         *cpu,
         "-smp", "1",
         "-m", str(spec.memory_mib),
