@@ -1,0 +1,192 @@
+"""kvpod verify: a testinfra suite that checks a live pod against its plan.
+
+Every expected value comes from the plan JSON (``kvpod plan SPEC --json``); hosts are reached with
+testinfra's ssh backend through an ssh_config holding one ``Host`` block per node and target, named as in
+the plan. ``kvpod verify SPEC`` writes both into its run directory and runs this suite. By hand::
+
+    kvpod plan pod.yaml --json > plan.json
+    pytest tests/verify --kvpod-plan plan.json --ssh-config ssh_config [-n 4] [--kvpod-limit node1]
+
+``--kvpod-plan FILE`` (or ``$KVPOD_PLAN``) is required. ``--ssh-config`` is testinfra's option; without it
+the suite writes one from the plan's SSH settings. ``--kvpod-limit NODE`` (repeatable) checks only those
+nodes; targets and the pod-wide check always run.
+
+Test ids name the host and the item: ``test_vlan_mtu[node1]``, ``test_portal_ping[node1-iom-a-p1]``,
+``test_allowed_hosts[target-drive01]``, ``test_subsystem_on_one_node[pod]``. Each folder is one role area,
+marked ``area("<folder>")``; run one area by giving its folder. Every test records ``kvpod_test``,
+``kvpod_host`` and ``kvpod_area`` as JUnit properties, which ``kvpod verify`` groups its summary by.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite's helper modules, whatever the import mode
+
+from verify_expect import kernel_modules, lmcache_environment, lmcache_settings, sysctls, vllm_arguments
+from verify_facts import HostFacts, HostUnreachable
+
+from deploy.plan import NodePlan, Plan, TargetPlan
+from deploy.verify import AREAS, POD_ROW, close_ssh_masters, ssh_config_text, target_names
+
+_PLAN = pytest.StashKey[Plan]()
+_LIMIT = pytest.StashKey[list[str]]()
+_OWN_SSH_DIR = pytest.StashKey[str]()
+_FACTS: dict[str, HostFacts] = {}
+
+# Companion arguments of node tests: name -> (node -> [(id part, value)]).
+NODE_ITEMS: dict[str, Callable[[NodePlan, Plan], list[tuple[str, Any]]]] = {
+    "portal": lambda n, _: [(p.name, p) for p in n.namespace.portals],
+    "enclosure_portal": lambda n, plan: [
+        (p.name, p)
+        for t in plan.targets
+        if t.name == n.namespace.enclosure
+        for p in t.portals
+        if n.namespace.transport in p.transports
+    ],
+    "module": lambda n, _: [(m, m) for m in kernel_modules(n)],
+    "sysctl": lambda n, _: [(k, (k, v)) for k, v in sysctls(n).items()],
+    "mount_option": lambda n, _: [(o, o) for o in n.mount.options],
+    "lmcache_setting": lambda n, _: [(k, (k, v)) for k, v in lmcache_settings(n).items()],
+    "environment_variable": lambda n, _: [(k, (k, v)) for k, v in lmcache_environment(n).items()],
+    "vllm_argument": lambda n, _: [(k.lstrip("-"), (k, v)) for k, v in vllm_arguments(n).items()],
+}
+# Companion arguments of target tests.
+TARGET_ITEMS: dict[str, Callable[[TargetPlan], list[tuple[str, Any]]]] = {
+    "subsystem": lambda t: [(f"drive{s.drive:02d}", s) for s in t.subsystems],
+    "target_portal": lambda t: [(p.name, p) for p in t.portals],
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kvpod", "kvpod verify")
+    group.addoption("--kvpod-plan", default=os.environ.get("KVPOD_PLAN"), help="plan JSON (default: $KVPOD_PLAN)")
+    group.addoption("--kvpod-limit", action="append", default=[], metavar="NODE", help="check only this node")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for area in AREAS:
+        config.addinivalue_line("markers", f"area({area!r}): checks of the {area} role area")
+    config.addinivalue_line("markers", "area(name): the role area a check belongs to")
+    path = config.getoption("--kvpod-plan")
+    if not path:
+        raise pytest.UsageError("the kvpod verify suite needs --kvpod-plan FILE (or $KVPOD_PLAN): the plan JSON")
+    try:
+        plan = Plan.model_validate_json(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"--kvpod-plan {path}: {exc}") from None
+    limit = list(config.getoption("--kvpod-limit") or [])
+    unknown = [n for n in limit if n not in {node.name for node in plan.nodes}]
+    if unknown:
+        raise pytest.UsageError(f"--kvpod-limit: unknown node {', '.join(unknown)}")
+    config.stash[_PLAN] = plan
+    config.stash[_LIMIT] = limit
+    if not getattr(config.option, "ssh_config", None):  # write one from the plan (a worker inherits the controller's)
+        own = tempfile.mkdtemp(prefix="kvpod-ssh-")
+        cfg = Path(own) / "ssh_config"
+        cfg.write_text(ssh_config_text(plan, control_dir=Path(own)))
+        config.option.ssh_config = str(cfg)
+        config.stash[_OWN_SSH_DIR] = own
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_SSH_DIR, None)
+    if own and not hasattr(config, "workerinput"):
+        plan = config.stash[_PLAN]
+        close_ssh_masters(Path(own) / "ssh_config", [n.name for n in plan.nodes] + target_names(plan))
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def verified_nodes(config: pytest.Config) -> list[NodePlan]:
+    limit = config.stash[_LIMIT]
+    return [n for n in config.stash[_PLAN].nodes if not limit or n.name in limit]
+
+
+def verified_targets(config: pytest.Config) -> list[TargetPlan]:
+    """Targets kvpod configures over SSH (linux-nvmet); a Data24 is checked from the nodes (enclosure area)."""
+    names = set(target_names(config.stash[_PLAN]))
+    return [t for t in config.stash[_PLAN].targets if t.name in names]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise over the plan: ``node`` (+ one companion item), ``target`` (+ one), or ``pod``."""
+    config, args = metafunc.config, metafunc.fixturenames
+    plan = config.stash[_PLAN]
+    if "node" in args:
+        item = next((name for name in NODE_ITEMS if name in args), None)
+        nodes = verified_nodes(config)
+        if item is None:
+            metafunc.parametrize("node", nodes, ids=[n.name for n in nodes])
+            return
+        cases = [(n, key, value) for n in nodes for key, value in NODE_ITEMS[item](n, plan)]
+        metafunc.parametrize(("node", item), [(n, v) for n, _, v in cases], ids=[f"{n.name}-{k}" for n, k, _ in cases])
+    elif "target" in args:
+        item = next((name for name in TARGET_ITEMS if name in args), None)
+        targets = verified_targets(config)
+        if item is None:
+            metafunc.parametrize("target", targets, ids=[t.name for t in targets])
+            return
+        tcases = [(t, key, value) for t in targets for key, value in TARGET_ITEMS[item](t)]
+        metafunc.parametrize(
+            ("target", item), [(t, v) for t, _, v in tcases], ids=[f"{t.name}-{k}" for t, k, _ in tcases]
+        )
+    elif "pod" in args:
+        metafunc.parametrize("pod", [plan], ids=[POD_ROW])
+
+
+def _facts(config: pytest.Config, name: str, sudo: bool) -> HostFacts:
+    if name not in _FACTS:
+        host = testinfra.get_host(f"ssh://{name}", ssh_config=config.option.ssh_config, sudo=sudo)
+        _FACTS[name] = HostFacts(name, host)
+    return _FACTS[name]
+
+
+@pytest.fixture
+def node_facts(request: pytest.FixtureRequest, node: NodePlan) -> HostFacts:
+    """The node's live facts; the test errors as unreachable when SSH to the node fails."""
+    facts = _facts(request.config, node.name, node.ssh.sudo)
+    facts.ensure_reachable()
+    return facts
+
+
+@pytest.fixture
+def target_facts(request: pytest.FixtureRequest, target: TargetPlan) -> HostFacts:
+    facts = _facts(request.config, target.name, bool(target.ssh and target.ssh.sudo))
+    facts.ensure_reachable()
+    return facts
+
+
+@pytest.fixture
+def pod_facts(request: pytest.FixtureRequest, pod: Plan) -> dict[str, HostFacts]:
+    """Facts of every node of the plan (``--kvpod-limit`` does not apply: pod-wide checks need them all)."""
+    return {n.name: _facts(request.config, n.name, n.ssh.sudo) for n in pod.nodes}
+
+
+@pytest.fixture(autouse=True)
+def _kvpod_labels(request: pytest.FixtureRequest) -> None:
+    """Record each check's node id, host and role area in the JUnit XML (``kvpod_test/host/area``)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    owner = params.get("node") or params.get("target")
+    host = owner.name if owner is not None else (POD_ROW if "pod" in params else "")
+    marker = request.node.get_closest_marker("area")
+    request.node.user_properties.append(("kvpod_test", request.node.nodeid))
+    request.node.user_properties.append(("kvpod_host", host))
+    request.node.user_properties.append(("kvpod_area", marker.args[0] if marker else ""))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Report an unreachable host in one line, without a traceback."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(HostUnreachable):
+        report.longrepr = f"HostUnreachable: {call.excinfo.value}"
+    return report

@@ -1,0 +1,82 @@
+"""NVMe initiator: kernel modules, host identity, one live controller per planned portal, the connect unit."""
+
+from __future__ import annotations
+
+import pytest
+from verify_expect import CONNECT_UNIT, HOSTID_FILE, HOSTNQN_FILE, MODULES_LOAD_DIR, Text, expect, fail
+from verify_facts import Controller, HostFacts
+
+from deploy.plan import NodePlan, PortalPlan
+
+pytestmark = pytest.mark.area("nvme_initiator")
+
+
+class TestKernelModules:
+    def test_module_loaded(self, node: NodePlan, module: str, node_facts: HostFacts) -> None:
+        """The module is loaded (or built in)."""
+        expect(f"module {module}", "loaded", "loaded" if node_facts.module_loaded(module) else "not loaded")
+
+    def test_module_persisted(self, node: NodePlan, module: str, node_facts: HostFacts) -> None:
+        """Some file in /etc/modules-load.d lists the module, so it loads at boot (any file name counts)."""
+        files = node_facts.modules_load(MODULES_LOAD_DIR).get(module, set())
+        if not files:
+            fail(f"{module} in {MODULES_LOAD_DIR}/*.conf", Text("listed"), Text("not listed"))
+
+
+class TestHostIdentity:
+    def test_host_nqn(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """The host NQN is the planned one: the target admits this node by it."""
+        text = node_facts.file_text(HOSTNQN_FILE)
+        expect(HOSTNQN_FILE, node.host_nqn, text.strip() if text is not None else None)
+
+    def test_host_id(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """The host ID is the planned one (nvme-cli sends it with the NQN)."""
+        text = node_facts.file_text(HOSTID_FILE)
+        expect(HOSTID_FILE, node.host_id, text.strip() if text is not None else None)
+
+
+def _to_portal(controllers: list[Controller], node: NodePlan, portal: PortalPlan) -> list[Controller]:
+    return [c for c in controllers if c.subsysnqn == node.namespace.subsystem_nqn and c.traddr == portal.address]
+
+
+def _describe(controllers: list[Controller]) -> str:
+    return ", ".join(f"{c.name} {c.transport} {c.traddr}:{c.trsvcid} {c.state}" for c in controllers) or "none"
+
+
+class TestControllers:
+    def test_controller_per_portal(self, node: NodePlan, portal: PortalPlan, node_facts: HostFacts) -> None:
+        """Exactly one live controller reaches the planned subsystem through this portal, over the planned
+        transport and service id (none: not connected; two or more to one address: a duplicate connection)."""
+        ns = node.namespace
+        found = _to_portal(node_facts.controllers(), node, portal)
+        wanted = (ns.transport, str(portal.trsvcid), "live")
+        good = [c for c in found if (c.transport, c.trsvcid, c.state) == wanted]
+        if len(found) != 1 or len(good) != 1:
+            fail(
+                f"controllers to {ns.subsystem_nqn} at {portal.address}",
+                Text(f"one {ns.transport} {portal.address}:{portal.trsvcid} live"),
+                Text(_describe(found)),
+            )
+
+    def test_no_duplicate_controllers(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """No two fabric controllers connect this node to the same subsystem at the same address."""
+        seen: dict[tuple[str, str], list[Controller]] = {}
+        for c in node_facts.controllers():
+            if c.fabric:
+                seen.setdefault((c.subsysnqn, c.traddr), []).append(c)
+        dups = {k: v for k, v in seen.items() if len(v) > 1}
+        if dups:
+            found = "; ".join(f"{nqn} at {addr}: {_describe(cs)}" for (nqn, addr), cs in sorted(dups.items()))
+            fail("controllers per subsystem and address", Text("at most one"), Text(found))
+
+    def test_only_planned_portals(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """The planned subsystem is reached through the planned portals only (all of them with multipath)."""
+        ns = node.namespace
+        found = {c.traddr for c in node_facts.controllers() if c.subsysnqn == ns.subsystem_nqn}
+        expect(f"portals connected for {ns.subsystem_nqn}", {p.address for p in ns.portals}, found)
+
+
+class TestConnectUnit:
+    def test_connect_unit_enabled(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """The unit that connects the namespace at boot is enabled."""
+        expect(f"systemctl is-enabled {CONNECT_UNIT}", "enabled", node_facts.is_enabled(CONNECT_UNIT))

@@ -1,0 +1,165 @@
+"""What the plan expects of a live host, derived only from the plan, and the assertion helpers of the suite.
+
+The functions here are pure: a :class:`~deploy.plan.NodePlan` in, the items the suite checks out. Each
+``(key, value)`` pair becomes one parametrised test case, named ``<node>-<key>``.
+
+A failing check raises ``AssertionError("<what>: expected <expected>, found <found>")``; ``kvpod verify``
+reads *expected* and *found* back from that one line (:func:`deploy.verify.split_message`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deploy.plan import NodePlan
+
+DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
+SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
+MODULES_LOAD_DIR = "/etc/modules-load.d"
+HOSTNQN_FILE = "/etc/nvme/hostnqn"
+HOSTID_FILE = "/etc/nvme/hostid"
+CONNECT_UNIT = "kvpod-nvme-connect.service"
+NVMET_ROOT = "/sys/kernel/config/nvmet"
+PERSISTENT_UNIT_STATES = ("enabled", "generated")  # generated: a mount unit from /etc/fstab, also kept at boot
+TRANSPORT_MODULES = {"rdma": "nvme_rdma", "tcp": "nvme_tcp"}
+LMCACHE_ENV = {
+    "chunk_size": "LMCACHE_CHUNK_SIZE",
+    "local_cpu": "LMCACHE_LOCAL_CPU",
+    "max_local_cpu_size": "LMCACHE_MAX_LOCAL_CPU_SIZE",
+    "local_disk": "LMCACHE_LOCAL_DISK",
+    "max_local_disk_size": "LMCACHE_MAX_LOCAL_DISK_SIZE",
+}
+CONFIG_FILE_VAR = "LMCACHE_CONFIG_FILE"
+GB = 1_000_000_000
+
+
+def module_name(name: str) -> str:
+    """A kernel module name as ``lsmod`` and ``/sys/module`` spell it (``nvme-rdma`` -> ``nvme_rdma``)."""
+    return name.strip().replace("-", "_")
+
+
+def kernel_modules(node: NodePlan) -> list[str]:
+    """Modules a node needs loaded and persisted: the NVMe-oF transport, fabrics core, 802.1Q VLANs."""
+    transport = TRANSPORT_MODULES.get(node.namespace.transport, f"nvme_{node.namespace.transport}")
+    return [transport, "nvme_fabrics", "8021q"]
+
+
+def sysctls(node: NodePlan) -> dict[str, int]:
+    """Socket buffer sysctls sized for the fabric."""
+    size = node.fabric.socket_buffer_bytes
+    return {"net.core.rmem_max": size, "net.core.wmem_max": size}
+
+
+def ping_size(node: NodePlan) -> int:
+    """ICMP payload that fills one planned MTU exactly (20 bytes IPv4 header + 8 bytes ICMP header)."""
+    return node.fabric.mtu - 28
+
+
+def lmcache_settings(node: NodePlan) -> dict[str, Any]:
+    """LMCache settings per tensor-parallel rank, by LMCache key (extra keys included)."""
+    lm = node.lmcache
+    return {
+        "chunk_size": lm.chunk_size,
+        "local_cpu": lm.local_cpu,
+        "max_local_cpu_size": lm.max_local_cpu_size,
+        "local_disk": lm.local_disk,
+        "max_local_disk_size": lm.max_local_disk_size,
+        **lm.extra,
+    }
+
+
+def env_var(key: str) -> str:
+    """The environment variable LMCache reads a setting from (``chunk_size`` -> ``LMCACHE_CHUNK_SIZE``)."""
+    return LMCACHE_ENV.get(key, f"LMCACHE_{key.upper()}")
+
+
+def lmcache_environment(node: NodePlan) -> dict[str, Any]:
+    """Variables the vLLM process must see: every setting (env mode) or the config file path (yaml mode)."""
+    lm = node.lmcache
+    if lm.config_mode == "yaml":
+        wanted: dict[str, Any] = {CONFIG_FILE_VAR: lm.config_file}
+    else:
+        wanted = {env_var(key): value for key, value in lmcache_settings(node).items()}
+    wanted["PYTHONHASHSEED"] = "0"
+    return wanted
+
+
+def local_disk_dir(node: NodePlan) -> str:
+    """The directory of the planned local disk: ``file:///mnt/kvcache/lmcache/`` -> ``/mnt/kvcache/lmcache``."""
+    path = node.lmcache.local_disk.removeprefix("file://")
+    return path.rstrip("/") or "/"
+
+
+def vllm_arguments(node: NodePlan) -> dict[str, Any]:
+    """The serve arguments vLLM must run with: ``model`` (positional) and each planned flag with its value.
+
+    Values keep their type so that ``0.9`` matches ``0.90`` and the kv-transfer config matches as JSON.
+    """
+    v = node.vllm
+    return {
+        "model": v.model,
+        "--tensor-parallel-size": v.tensor_parallel_size,
+        "--gpu-memory-utilization": v.gpu_memory_utilization,
+        "--max-model-len": v.max_model_len,
+        "--port": v.port,
+        "--kv-transfer-config": json.loads(v.kv_transfer_config),
+    }
+
+
+def argument_id(flag: str) -> str:
+    """A test id part for a flag: ``--max-model-len`` -> ``max-model-len``."""
+    return flag.lstrip("-")
+
+
+def same_value(expected: Any, found: str | None) -> bool:
+    """Whether a setting read as text means the planned value (numbers by value, booleans case-insensitively)."""
+    if found is None:
+        return False
+    if isinstance(expected, bool):
+        return found.strip().lower() == str(expected).lower()
+    if isinstance(expected, int | float):
+        try:
+            return float(found) == float(expected)
+        except ValueError:
+            return False
+    if isinstance(expected, dict | list):
+        try:
+            return json.loads(found) == expected
+        except ValueError:
+            return False
+    return found == str(expected)
+
+
+def show(value: Any) -> str:
+    """A value as one line for a failure message: strings quoted, sets sorted, dicts as JSON, None as ``nothing``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(show(v) for v in sorted(value, key=str)) + "}"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def fail(what: str, expected: Any, found: Any) -> None:
+    """Fail the current check with the one-line message ``kvpod verify`` reports as expected vs found."""
+    raise AssertionError(f"{what}: expected {_text(expected)}, found {_text(found)}")
+
+
+def expect(what: str, expected: Any, found: Any) -> None:
+    """Fail unless ``found == expected``."""
+    if found != expected:
+        fail(what, expected, found)
+
+
+class Text(str):
+    """Text put into a failure message as it is (a description rather than a value)."""
+
+
+def _text(value: Any) -> str:
+    return str(value) if isinstance(value, Text) else show(value)
