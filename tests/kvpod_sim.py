@@ -1,0 +1,325 @@
+"""A simulated host for kvpod's tests: the kernel, NVMe-oF (initiator and nvmet target) and mount state that
+kvpod's facts read, changed by the commands kvpod runs (``nvme connect`` makes the namespace appear,
+``mkfs.ext4`` formats it, writes under ``/sys/kernel/config/nvmet`` change the target, ...)."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+from deploy.facts.nvmet import NVMET_ROOT
+from deploy.plan import NodePlan
+from tests.pyinfra_fake import FakeRemote
+
+DEVICE = "nvme1n1"
+DRIVE_BYTES = 2_000_000_000
+
+
+def simulated(remote: FakeRemote, drive_bytes: int = DRIVE_BYTES, mount_path: str = "/mnt/kvcache") -> FakeRemote:
+    """Make ``remote`` react to kvpod's commands."""
+    remote.drive_bytes = drive_bytes  # type: ignore[attr-defined]
+    remote.mount_path = mount_path  # type: ignore[attr-defined]
+    for word, effect in EFFECTS.items():
+        remote.on(word, effect)
+    return remote
+
+
+def fresh_node(plan: NodePlan, netplan: bool = False) -> FakeRemote:
+    """A freshly installed node: packages present, eth0 managed by networkd, nothing of kvpod's yet."""
+    remote = FakeRemote(
+        facts={
+            "kernel.LoadedModules": {"ext4": "loaded"},
+            "kernel.RdmaLinks": {},
+            "network.IpLinks": {
+                "lo": _link(65536, True),
+                "eth0": {**_link(1500, True), "addresses": ["10.0.2.15/24"]},
+                plan.fabric.interface: _link(1500, False),
+            },
+            "network.IpRoutes": [{"dst": "default", "gateway": "10.0.2.2", "dev": "eth0"}],
+            "network.NetplanFiles": ["/etc/netplan/50-cloud-init.yaml"] if netplan else [],
+            "nvme.NvmeHostIdentity": {"hostnqn": None, "hostid": None},
+            "nvme.NvmeSubsystems": {},
+            "storage.BlockSignature": {},
+            "storage.Ext4Info": {},
+            "storage.MountedAt": {f"path={plan.mount.path}": None},
+        },
+        packages={"nvme-cli": ["2.4"], "rdma-core": ["44.0"]},
+        units={"systemd-networkd.service": {"running": True, "enabled": True}},
+        users={"root": {"home": "/root", "shell": "/bin/bash", "group": "root", "groups": []}},
+        sysctls={
+            "net.core.rmem_max": 212992,
+            "net.core.wmem_max": 212992,
+            "net.ipv4.tcp_rmem": [4096, 131072, 6291456],
+            "net.ipv4.tcp_wmem": [4096, 16384, 4194304],
+        },
+    )
+    return simulated(remote, mount_path=plan.mount.path)
+
+
+def connected_node(plan: NodePlan, signature: dict | None = None, ext4: dict | None = None) -> FakeRemote:
+    """A fresh node whose namespace is already connected (e.g. by an earlier, interrupted run)."""
+    remote = fresh_node(plan)
+    for portal in plan.namespace.portals:
+        _connect(remote, plan.namespace.subsystem_nqn, plan.namespace.transport, portal.address, portal.trsvcid)
+    remote.facts["storage.BlockSignature"][f"device=/dev/{DEVICE}"] = signature
+    if ext4 is not None:
+        remote.facts["storage.Ext4Info"][f"device=/dev/{DEVICE}"] = ext4
+    return remote
+
+
+def ext4_facts(fs_uuid: str, size: int = DRIVE_BYTES, features: list[str] | None = None) -> tuple[dict, dict]:
+    """(blkid signature, dumpe2fs info) of an ext4 filesystem on the simulated namespace."""
+    sig = {"DEVNAME": f"/dev/{DEVICE}", "UUID": fs_uuid, "LABEL": "kvcache", "TYPE": "ext4", "USAGE": "filesystem"}
+    info = {
+        "uuid": fs_uuid,
+        "label": "kvcache",
+        "block_count": size // 4096,
+        "block_size": 4096,
+        "size": (size // 4096) * 4096,
+        "features": features if features is not None else ["has_journal", "extent", "mmp"],
+    }
+    return sig, info
+
+
+def _link(mtu: int, up: bool) -> dict:
+    return {"mtu": mtu, "up": up, "kind": None, "vlan_id": None, "link": None, "addresses": []}
+
+
+def _fact(remote: FakeRemote, key: str, default):
+    return remote.facts.setdefault(key, default)
+
+
+def _opt(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+# -- initiator --------------------------------------------------------------------------------------------
+
+
+def _connect(remote: FakeRemote, nqn: str, transport: str, traddr: str, trsvcid: object) -> None:
+    subsystems = _fact(remote, "nvme.NvmeSubsystems", {})
+    size = getattr(remote, "drive_bytes", DRIVE_BYTES)
+    entry = subsystems.setdefault(
+        nqn,
+        {"subsystem": "nvme-subsys1", "controllers": [], "namespaces": [{"name": DEVICE, "nsid": 1, "size": size}]},
+    )
+    name = f"nvme{len(entry['controllers']) + 1}"
+    entry["controllers"].append(
+        {"name": name, "transport": transport, "traddr": traddr, "trsvcid": str(trsvcid), "state": "live"}
+    )
+    _fact(remote, "storage.BlockSignature", {}).setdefault(f"device=/dev/{DEVICE}", None)
+
+
+def _nvme(remote: FakeRemote, argv: list[str]) -> bool:
+    if argv[1] == "connect":
+        _connect(
+            remote, _opt(argv, "--nqn"), _opt(argv, "--transport"), _opt(argv, "--traddr"), _opt(argv, "--trsvcid")
+        )
+    elif argv[1] == "disconnect":
+        _fact(remote, "nvme.NvmeSubsystems", {}).pop(_opt(argv, "--nqn"), None)
+    return True
+
+
+def _format(remote: FakeRemote, argv: list[str]) -> bool:
+    start = argv.index("mkfs.ext4")
+    end = argv.index(";", start) if ";" in argv[start:] else len(argv)
+    mkfs = argv[start:end]
+    device = mkfs[-1]
+    key = f"device={device}"
+    signatures = _fact(remote, "storage.BlockSignature", {})
+    if "-F" not in mkfs and signatures.get(key, {"TYPE": "?"}) is not None:
+        return False  # the on-host guard: not blank, not formatted
+    fs_uuid = _opt(mkfs, "-U") if "-U" in mkfs else str(uuidlib.uuid4())
+    sig, info = ext4_facts(fs_uuid, getattr(remote, "drive_bytes", DRIVE_BYTES))
+    sig["LABEL"] = info["label"] = _opt(mkfs, "-L")
+    signatures[key] = sig
+    _fact(remote, "storage.Ext4Info", {})[key] = info
+    return True
+
+
+def _systemctl(remote: FakeRemote, argv: list[str]) -> bool:
+    remote._builtin(argv)
+    if argv[1] == "start" and argv[-1].endswith(".mount"):
+        path = getattr(remote, "mount_path", "/mnt/kvcache")
+        mounted = {"source": f"/dev/{DEVICE}", "fstype": "ext4", "options": ["rw", "noatime"], "device": DEVICE}
+        _fact(remote, "storage.MountedAt", {})[f"path={path}"] = mounted
+        remote.mounts[path] = {"device": f"/dev/{DEVICE}", "type": "ext4", "options": ["rw", "noatime"]}
+        remote.dirs[path] = {"user": "root", "group": "root", "mode": 755}  # the new filesystem's root
+    return True
+
+
+def _modprobe(remote: FakeRemote, argv: list[str]) -> bool:
+    for name in argv[1:]:
+        if not name.startswith("-"):
+            _fact(remote, "kernel.LoadedModules", {})[name.replace("-", "_")] = "loaded"
+    return True
+
+
+def _rdma(remote: FakeRemote, argv: list[str]) -> bool:
+    links = _fact(remote, "kernel.RdmaLinks", {})
+    if argv[1:3] == ["link", "add"]:
+        if argv[3] in links:
+            return False  # "File exists"
+        links[argv[3]] = _opt(argv, "netdev")
+    return True
+
+
+def _ip(remote: FakeRemote, argv: list[str]) -> bool:
+    links = _fact(remote, "network.IpLinks", {})
+    if argv[1:3] == ["link", "set"]:
+        link = links[_opt(argv, "dev")]
+        if "mtu" in argv:
+            link["mtu"] = int(_opt(argv, "mtu"))
+        if "up" in argv:
+            link["up"] = True
+    elif argv[1:3] == ["link", "add"]:
+        if _opt(argv, "name") in links:
+            return False
+        links[_opt(argv, "name")] = {
+            "mtu": int(_opt(argv, "mtu")),
+            "up": False,
+            "kind": "vlan",
+            "vlan_id": int(_opt(argv, "id")),
+            "link": argv[argv.index("link", 3) + 1],
+            "addresses": [],
+        }
+    elif argv[1:3] == ["link", "delete"]:
+        links.pop(_opt(argv, "dev"))
+    elif argv[1:3] == ["addr", "add"]:
+        links[_opt(argv, "dev")]["addresses"].append(argv[3])
+    elif argv[1:3] == ["addr", "del"]:
+        links[_opt(argv, "dev")]["addresses"].remove(argv[3])
+    elif argv[1:3] == ["route", "replace"]:
+        routes = _fact(remote, "network.IpRoutes", [])
+        routes[:] = [r for r in routes if r["dst"] != argv[3]]
+        routes.append({"dst": argv[3], "gateway": _opt(argv, "via"), "dev": _opt(argv, "dev")})
+    return True
+
+
+def _tune2fs(remote: FakeRemote, argv: list[str]) -> bool:
+    info = _fact(remote, "storage.Ext4Info", {})[f"device={argv[-1]}"]
+    info["features"] = [*info["features"], "mmp"]
+    return True
+
+
+# -- nvmet configfs ---------------------------------------------------------------------------------------
+
+
+def _nvmet(remote: FakeRemote) -> dict:
+    return _fact(remote, "nvmet.NvmetConfig", {"present": True, "subsystems": {}, "ports": {}, "hosts": []})
+
+
+def _configfs(path: str) -> list[str] | None:
+    prefix = NVMET_ROOT + "/"
+    return path[len(prefix) :].split("/") if path.startswith(prefix) else None
+
+
+def _mkdir(remote: FakeRemote, argv: list[str]) -> bool:
+    parts = _configfs(argv[-1])
+    if parts is None:
+        remote._builtin(argv)
+        return True
+    cfg = _nvmet(remote)
+    match parts:
+        case ["subsystems", nqn]:
+            cfg["subsystems"][nqn] = {"allow_any_host": False, "allowed_hosts": [], "namespaces": {}}
+        case ["subsystems", nqn, "namespaces", nsid]:
+            cfg["subsystems"][nqn]["namespaces"][nsid] = {"device_path": "", "enable": False}
+        case ["ports", pid]:
+            cfg["ports"][pid] = {"trtype": "", "traddr": "", "trsvcid": "", "adrfam": "", "subsystems": []}
+        case ["hosts", hostnqn]:
+            cfg["hosts"] = sorted({*cfg["hosts"], hostnqn})
+        case _:
+            return False
+    return True
+
+
+def _printf(remote: FakeRemote, argv: list[str]) -> bool:
+    if ">" not in argv:
+        return True
+    path, value = argv[argv.index(">") + 1], argv[2]
+    parts = _configfs(path)
+    if parts is None:
+        if path.startswith("/etc/nvme/"):
+            _fact(remote, "nvme.NvmeHostIdentity", {"hostnqn": None, "hostid": None})[path.rsplit("/", 1)[-1]] = value
+        else:
+            remote.upload(value + "\n", path)
+        return True
+    cfg = _nvmet(remote)
+    match parts:
+        case ["subsystems", nqn, "attr_allow_any_host"]:
+            if value == "1" and cfg["subsystems"][nqn]["allowed_hosts"]:
+                return False
+            cfg["subsystems"][nqn]["allow_any_host"] = value == "1"
+        case ["subsystems", nqn, "namespaces", nsid, "device_path"]:
+            ns = cfg["subsystems"][nqn]["namespaces"][nsid]
+            if ns["enable"]:
+                return False  # EBUSY: disable first
+            ns["device_path"] = value
+        case ["subsystems", nqn, "namespaces", nsid, "enable"]:
+            cfg["subsystems"][nqn]["namespaces"][nsid]["enable"] = value == "1"
+        case ["ports", pid, attr] if attr.startswith("addr_"):
+            port = cfg["ports"][pid]
+            if port["subsystems"]:
+                return False  # EACCES: disable the port first
+            port[attr[len("addr_") :]] = value
+        case _:
+            return False
+    return True
+
+
+def _ln(remote: FakeRemote, argv: list[str]) -> bool:
+    target, link = argv[-2], argv[-1]
+    tparts, lparts = _configfs(target), _configfs(link)
+    if lparts is None or tparts is None:
+        return True
+    cfg = _nvmet(remote)
+    match lparts:
+        case ["subsystems", nqn, "allowed_hosts", hostnqn]:
+            if hostnqn not in cfg["hosts"] or tparts != ["hosts", hostnqn]:
+                return False
+            cfg["subsystems"][nqn]["allowed_hosts"] = sorted({*cfg["subsystems"][nqn]["allowed_hosts"], hostnqn})
+        case ["ports", pid, "subsystems", nqn]:
+            if nqn not in cfg["subsystems"] or tparts != ["subsystems", nqn]:
+                return False
+            cfg["ports"][pid]["subsystems"] = sorted({*cfg["ports"][pid]["subsystems"], nqn})
+        case _:
+            return False
+    return True
+
+
+def _rm(remote: FakeRemote, argv: list[str]) -> bool:
+    parts = _configfs(argv[-1])
+    if parts is None:
+        remote._builtin(argv)
+        return True
+    cfg = _nvmet(remote)
+    match parts:
+        case ["subsystems", nqn, "allowed_hosts", hostnqn]:
+            cfg["subsystems"][nqn]["allowed_hosts"].remove(hostnqn)
+        case ["ports", pid, "subsystems", nqn]:
+            cfg["ports"][pid]["subsystems"].remove(nqn)
+        case _:
+            return False
+    return True
+
+
+def _truncate(remote: FakeRemote, argv: list[str]) -> bool:
+    remote.files[argv[-1]] = {"content": "", "size": int(_opt(argv, "-s"))}
+    return True
+
+
+EFFECTS = {
+    "nvme": _nvme,
+    "if": _format,
+    "mkfs.ext4": _format,
+    "systemctl": _systemctl,
+    "modprobe": _modprobe,
+    "rdma": _rdma,
+    "ip": _ip,
+    "printf": _printf,
+    "tune2fs": _tune2fs,
+    "mkdir": _mkdir,
+    "ln": _ln,
+    "rm": _rm,
+    "truncate": _truncate,
+}

@@ -1,0 +1,366 @@
+"""A fake host for pyinfra 3 tests: a real ``State`` and ``Host`` (``@fake`` connector) whose facts come from a
+:class:`FakeRemote` -- fixture facts plus a small model of files, directories, users, packages, units -- and
+whose executed commands can change that model, so a fresh host can be deployed and then found converged.
+
+Fixture fact keys are ``<module>.<Fact>`` (``nvme.NvmeSubsystems``, ``files.File``); facts with arguments map
+pyinfra's argument string (``device=/dev/nvme1n1``, ``path=/etc/x``) to the value.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import shlex
+from collections.abc import Callable, Iterable
+from io import IOBase
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api import Config, FileUploadCommand, FunctionCommand, Inventory, State, StringCommand
+from pyinfra.api.connect import connect_all
+from pyinfra.api.deploy import add_deploy
+from pyinfra.api.operations import run_ops
+from pyinfra.api.util import get_kwargs_str
+from pyinfra.context import ctx_host, ctx_state
+
+from deploy.operations import planned_commands
+
+HOST_NAME = "@fake/node1"
+
+# Directories any Debian host has: uploads into them need no mkdir.
+SYSTEM_DIRS = (
+    "/",
+    "/etc",
+    "/etc/modules-load.d",
+    "/etc/sysctl.d",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/etc/systemd/network",
+    "/mnt",
+    "/srv",
+    "/usr",
+    "/usr/local",
+    "/usr/local/sbin",
+    "/var",
+    "/var/lib",
+)
+
+Effect = Callable[["FakeRemote", list[str]], Any]
+
+
+def fact_key(cls: type) -> str:
+    """Fixture key: ``deploy.facts.nvme.NvmeSubsystems`` -> ``nvme.NvmeSubsystems``, ``files.File``."""
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+
+
+def _content_of(src: Any) -> str:
+    if isinstance(src, IOBase) or hasattr(src, "read"):
+        src.seek(0)
+        data = src.read()
+        src.seek(0)
+        return data.decode() if isinstance(data, bytes) else data
+    return Path(src).read_text()
+
+
+class FakeRemote:
+    """Serves facts to pyinfra operations and applies executed commands to its model of the host."""
+
+    def __init__(
+        self,
+        facts: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        dirs: dict[str, dict] | None = None,
+        users: dict[str, dict] | None = None,
+        groups: Iterable[str] | None = None,
+        packages: dict[str, list[str]] | None = None,
+        units: dict[str, dict] | None = None,
+        sysctls: dict[str, Any] | None = None,
+        mounts: dict[str, dict] | None = None,
+        which: dict[str, str | None] | None = None,
+    ):
+        self.facts: dict[str, Any] = copy.deepcopy(facts or {})
+        self.files: dict[str, dict] = {}
+        for path, value in (files or {}).items():
+            self.files[path] = value if isinstance(value, dict) else {"content": value}
+        self.dirs: dict[str, dict] = copy.deepcopy(dirs or {})
+        self.users = copy.deepcopy(users or {})
+        self.groups = set(groups or ["root"])
+        self.packages = copy.deepcopy(packages or {})
+        self.units = copy.deepcopy(units or {})
+        self.sysctls = copy.deepcopy(sysctls or {})
+        self.mounts = copy.deepcopy(mounts or {})
+        self.which = {"apt": "/usr/bin/apt", "useradd": "/usr/sbin/useradd", "systemctl": "/usr/bin/systemctl"}
+        self.which.update(which or {})
+        self.effects: list[tuple[str, Effect]] = []
+        self.executed: list[str] = []
+        self.uploads: dict[str, str] = {}
+
+    # -- facts -------------------------------------------------------------------------------------------
+
+    def get_fact(self, cls: type, *args, **kwargs) -> Any:
+        key = fact_key(cls)
+        if args:
+            raise TypeError(f"pass {key}'s arguments by name in tests")
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("_")}
+        if key in self.facts:
+            value = self.facts[key]
+            if not kwargs:
+                return copy.deepcopy(value)
+            arg = get_kwargs_str(kwargs)
+            if arg in value:
+                return copy.deepcopy(value[arg])
+        derived = getattr(self, "_fact_" + key.replace(".", "_"), None)
+        if derived is None:
+            raise KeyError(f"no test fact {key}({get_kwargs_str(kwargs)})")
+        return derived(**kwargs)
+
+    def _is_dir(self, path: str) -> bool:
+        path = path.rstrip("/") or "/"
+        if path in self.dirs or path in SYSTEM_DIRS:
+            return True
+        prefix = path.rstrip("/") + "/"
+        return any(p.startswith(prefix) for p in [*self.files, *self.dirs])
+
+    def _fact_files_File(self, path: str) -> dict | bool | None:
+        if path in self.files:
+            f = self.files[path]
+            return {
+                "user": f.get("user", "root"),
+                "group": f.get("group", "root"),
+                "mode": f.get("mode", 644),
+                "size": len(f.get("content", "")),
+            }
+        return False if self._is_dir(path) else None
+
+    def _sum(self, path: str, algo: str) -> str | None:
+        if path not in self.files:
+            return None
+        return hashlib.new(algo, self.files[path].get("content", "").encode()).hexdigest()
+
+    def _fact_files_Sha1File(self, path: str) -> str | None:
+        return self._sum(path, "sha1")
+
+    def _fact_files_Md5File(self, path: str) -> str | None:
+        return self._sum(path, "md5")
+
+    def _fact_files_Sha256File(self, path: str) -> str | None:
+        return self._sum(path, "sha256")
+
+    def _fact_files_FileContents(self, path: str) -> list[str] | None:
+        return self.files[path].get("content", "").splitlines() if path in self.files else None
+
+    def _fact_files_Directory(self, path: str) -> dict | bool | None:
+        path = path.rstrip("/") or "/"
+        if path in self.files:
+            return False
+        if not self._is_dir(path):
+            return None
+        d = self.dirs.get(path, {})
+        return {"user": d.get("user", "root"), "group": d.get("group", "root"), "mode": d.get("mode", 755)}
+
+    def _fact_files_Link(self, path: str) -> None:
+        return None
+
+    def _fact_server_TmpDir(self) -> str:
+        return "/tmp"
+
+    def _fact_server_Os(self) -> str:
+        return "Linux"
+
+    def _fact_server_LinuxName(self) -> str:
+        return "Debian"
+
+    def _fact_server_Which(self, command: str) -> str | None:
+        return self.which.get(command)
+
+    def _fact_server_Users(self) -> dict:
+        return copy.deepcopy(self.users)
+
+    def _fact_server_Groups(self) -> set[str]:
+        return set(self.groups)
+
+    def _fact_server_Home(self, user: str | None = None) -> str | None:
+        return self.users.get(user or "root", {}).get("home")
+
+    def _fact_server_Sysctl(self, keys: list[str] | None = None) -> dict:
+        return {k: v for k, v in self.sysctls.items() if keys is None or k in keys}
+
+    def _fact_server_Mounts(self) -> dict:
+        return copy.deepcopy(self.mounts)
+
+    def _fact_deb_DebPackages(self) -> dict:
+        return {name: list(versions) for name, versions in self.packages.items()}
+
+    def _units_fact(self, field: str, services: list[str] | str | None = None, **_: Any) -> dict[str, bool]:
+        names = [services] if isinstance(services, str) else list(services or self.units)
+        return {n: bool(self.units.get(n, {}).get(field, False)) for n in names if n in self.units}
+
+    def _fact_systemd_SystemdStatus(self, **kwargs: Any) -> dict[str, bool]:
+        return self._units_fact("running", **kwargs)
+
+    def _fact_systemd_SystemdEnabled(self, **kwargs: Any) -> dict[str, bool]:
+        return self._units_fact("enabled", **kwargs)
+
+    # -- executed commands --------------------------------------------------------------------------------
+
+    def on(self, first_word: str, effect: Effect) -> None:
+        """Register ``effect(remote, argv)`` for executed commands starting with ``first_word``."""
+        self.effects.append((first_word, effect))
+
+    def upload(self, content: str, dest: str) -> None:
+        self.uploads[dest] = content
+        old = self.files.get(dest, {})
+        self.files[dest] = {"content": content, "user": old.get("user", "root"), "group": old.get("group", "root")}
+        self.files[dest]["mode"] = old.get("mode", 644)
+
+    def run(self, command: str) -> bool:
+        """Apply one executed shell command; returns its success."""
+        self.executed.append(command)
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            return True
+        if not argv:
+            return True
+        for word, effect in self.effects:
+            if argv[0] == word:
+                result = effect(self, argv)
+                return result is not False
+        self._builtin(argv)
+        return True
+
+    def _target(self, path: str) -> dict:
+        if path in self.files:
+            return self.files[path]
+        return self.dirs.setdefault(path, {})
+
+    def _builtin(self, argv: list[str]) -> None:
+        cmd, args = argv[0], [a for a in argv[1:] if not a.startswith("-")]
+        if cmd == "mkdir":
+            for path in args:
+                self.dirs.setdefault(path.rstrip("/") or "/", {})
+        elif cmd == "chmod" and len(args) == 2:
+            self._target(args[1])["mode"] = int(args[0]) if args[0].isdigit() else args[0]
+        elif cmd in ("chown", "chgrp") and len(args) == 2:
+            owner = args[0] if cmd == "chown" else f":{args[0]}"
+            user, _, group = owner.partition(":")
+            target = self._target(args[1])
+            if user:
+                target["user"] = user
+            if group:
+                target["group"] = group
+        elif cmd == "rm":
+            for path in args:
+                self.files.pop(path, None)
+        elif cmd == "groupadd" and args:
+            self.groups.add(args[-1])
+        elif cmd == "useradd" and args:
+            opts = dict(itertools.pairwise(argv))
+            name = argv[-1]
+            group = opts.get("-g", name)
+            self.users[name] = {
+                "home": opts.get("-d", f"/home/{name}"),
+                "shell": opts.get("-s", "/bin/sh"),
+                "group": group,
+                "groups": [],
+                "comment": None,
+                "password": None,
+            }
+            if "-m" in argv:
+                self.dirs.setdefault(self.users[name]["home"], {"user": name, "group": group})
+        elif cmd == "systemctl" and len(argv) >= 3:
+            unit = self.units.setdefault(argv[-1], {})
+            if argv[1] == "enable":
+                unit["enabled"] = True
+            elif argv[1] in ("start", "restart"):
+                unit["running"] = True
+                unit["restarts"] = unit.get("restarts", 0) + (argv[1] == "restart")
+        elif cmd == "sysctl" and len(argv) == 2 and "=" in argv[1]:
+            key, _, value = argv[1].partition("=")
+            parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split()]
+            self.sysctls[key] = parts[0] if len(parts) == 1 else parts
+        elif "apt-get" in argv and "install" in argv:
+            for name in argv[argv.index("install") + 1 :]:
+                if not name.startswith("-"):
+                    self.packages[name] = ["1.0"]
+
+
+def fake_state(remote: FakeRemote, data: dict | None = None, check_for_changes: bool = True) -> tuple[State, Any]:
+    """A connected pyinfra ``State`` with one ``@fake`` host whose facts and commands go to ``remote``."""
+    host_data = {"fake_delay": 0, "fake_delay_jitter": 0, **(data or {})}
+    inventory = Inventory(([(HOST_NAME, host_data)], {}))
+    state = State(inventory, Config(), check_for_changes=check_for_changes)
+    connect_all(state)
+    host = inventory.get_host(HOST_NAME)
+    host.get_fact = remote.get_fact  # type: ignore[method-assign]
+    host.noops = []  # type: ignore[attr-defined]
+    host.noop = host.noops.append  # type: ignore[method-assign]
+    connector = host.connector
+    original_run = connector.run_shell_command
+
+    def run_shell_command(command, *args, **kwargs):
+        status, output = original_run(command, *args, **kwargs)
+        text = command if isinstance(command, str) else command.get_raw_value()
+        return remote.run(text) and status, output
+
+    def put_file(filename_or_io, remote_filename, *args, **kwargs):
+        remote.upload(_content_of(filename_or_io), remote_filename)
+        return True
+
+    connector.run_shell_command = run_shell_command  # type: ignore[method-assign]
+    connector.put_file = put_file  # type: ignore[method-assign]
+    return state, host
+
+
+def command_json(command: Any) -> Any:
+    """A command as fixture JSON: a string, ``["upload", content, dest]`` or ``["refuse", message]``."""
+    if isinstance(command, StringCommand):
+        return command.get_raw_value()
+    if isinstance(command, FileUploadCommand):
+        return ["upload", _content_of(command.src), command.dest]
+    if isinstance(command, FunctionCommand):
+        name = command.function.__name__.lstrip("_")
+        return [name, *[str(a) for a in command.args]]
+    return repr(command)
+
+
+def op_commands(
+    op: Any,
+    remote: FakeRemote,
+    args: list | None = None,
+    kwargs: dict | None = None,
+    data: dict | None = None,
+    executing: bool = False,
+) -> tuple[list, list[str]]:
+    """Run an operation's body against ``remote``: (commands as JSON, noop messages)."""
+    state, host = fake_state(remote, data)
+    state.is_executing = executing
+    with ctx_state.use(state), ctx_host.use(host):
+        commands = [command_json(c) for c in op._inner(*(args or []), **(kwargs or {}))]
+    return commands, list(host.noops)
+
+
+def deploy_plan(deploy: Callable, remote: FakeRemote, data: dict | None = None, **kwargs) -> list[tuple[str, list]]:
+    """Prepare ``deploy`` (as a dry run does) and list ``[(operation name, commands)]`` that would run."""
+    state, host = fake_state(remote, data, check_for_changes=True)
+    add_deploy(state, deploy, host=host, **kwargs)
+    return [(name, [command_json(c) for c in cmds]) for name, cmds in planned_commands(state, host)]
+
+
+def deploy_run(deploy: Callable, remote: FakeRemote, data: dict | None = None, **kwargs) -> tuple[State, Any]:
+    """Prepare and execute ``deploy`` as the runner does for a real run (facts read as operations run)."""
+    state, host = fake_state(remote, data, check_for_changes=False)
+    add_deploy(state, deploy, host=host, **kwargs)
+    run_ops(state)
+    return state, host
+
+
+def changed_commands(plan: list[tuple[str, list]]) -> list:
+    """All commands of a :func:`deploy_plan` result, flattened."""
+    return [c for _, cmds in plan for c in cmds]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
