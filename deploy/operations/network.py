@@ -19,7 +19,15 @@ def _ip(*bits) -> StringCommand:
 
 
 @operation()
-def vlan_interface(parent: str, vlan_id: int, interface: str, mtu: int, address: str, prefix_length: int):
+def vlan_interface(
+    parent: str,
+    vlan_id: int,
+    interface: str,
+    mtu: int,
+    address: str,
+    prefix_length: int,
+    extra_addresses: list[str] | None = None,
+):
     """
     ``parent`` is up with ``mtu``; VLAN ``vlan_id`` on it is ``interface``, up, with ``mtu`` and exactly the
     IPv4 address ``address/prefix_length``. Other interfaces are never touched.
@@ -28,6 +36,7 @@ def vlan_interface(parent: str, vlan_id: int, interface: str, mtu: int, address:
     + vlan_id, interface: the VLAN and its interface name (``eth1.100``)
     + mtu: MTU of both
     + address, prefix_length: the interface's IPv4 address
+    + extra_addresses: further ``address/prefix`` on the same interface (a target with two portals on one NIC)
     """
     links = host.get_fact(IpLinks)
     nic = links.get(parent)
@@ -35,6 +44,7 @@ def vlan_interface(parent: str, vlan_id: int, interface: str, mtu: int, address:
         yield from refuse(f"there is no network interface {parent} (the fabric NIC)")
         return
     want_addr = f"{address}/{prefix_length}"
+    wanted = [want_addr, *(extra_addresses or [])]
     did = False
     if nic["mtu"] != mtu:
         did = True
@@ -54,7 +64,8 @@ def vlan_interface(parent: str, vlan_id: int, interface: str, mtu: int, address:
     if vlan is None:
         yield _ip("link", "add", "link", parent, "name", interface, "mtu", mtu, "type", "vlan", "id", vlan_id)
         yield _ip("link", "set", "dev", interface, "up")
-        yield _ip("addr", "add", want_addr, "dev", interface)
+        for addr in wanted:
+            yield _ip("addr", "add", addr, "dev", interface)
         return
     if vlan["mtu"] != mtu:
         did = True
@@ -63,14 +74,15 @@ def vlan_interface(parent: str, vlan_id: int, interface: str, mtu: int, address:
         did = True
         yield _ip("link", "set", "dev", interface, "up")
     for stale in vlan["addresses"]:
-        if stale != want_addr:
+        if stale not in wanted:
             did = True
             yield _ip("addr", "del", stale, "dev", interface)
-    if want_addr not in vlan["addresses"]:
-        did = True
-        yield _ip("addr", "add", want_addr, "dev", interface)
+    for addr in wanted:
+        if addr not in vlan["addresses"]:
+            did = True
+            yield _ip("addr", "add", addr, "dev", interface)
     if not did:
-        host.noop(f"{interface} is up on {parent} with {want_addr}, MTU {mtu}")
+        host.noop(f"{interface} is up on {parent} with {', '.join(wanted)}, MTU {mtu}")
 
 
 def _same_net(a: str | None, b: str) -> bool:
