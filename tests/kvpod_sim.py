@@ -52,7 +52,7 @@ def fresh_node(plan: NodePlan, netplan: bool = False) -> FakeRemote:
             "net.ipv4.tcp_wmem": [4096, 16384, 4194304],
         },
     )
-    return simulated(remote, mount_path=plan.mount.path)
+    return simulated(remote, drive_bytes=int(plan.namespace.capacity_gb * 1e9), mount_path=plan.mount.path)
 
 
 def connected_node(plan: NodePlan, signature: dict | None = None, ext4: dict | None = None) -> FakeRemote:

@@ -8,6 +8,7 @@ pyinfra's argument string (``device=/dev/nvme1n1``, ``path=/etc/x``) to the valu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -21,6 +22,7 @@ from typing import Any
 from pyinfra.api import Config, FileUploadCommand, FunctionCommand, Inventory, State, StringCommand
 from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host, ctx_state
@@ -353,7 +355,8 @@ def deploy_run(deploy: Callable, remote: FakeRemote, data: dict | None = None, *
     """Prepare and execute ``deploy`` as the runner does for a real run (facts read as operations run)."""
     state, host = fake_state(remote, data, check_for_changes=False)
     add_deploy(state, deploy, host=host, **kwargs)
-    run_ops(state)
+    with contextlib.suppress(PyinfraError):  # "No hosts remaining!" once the only host failed, as the runner does
+        run_ops(state)
     return state, host
 
 
