@@ -40,11 +40,12 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a shell command on the VM; return the completed process (exit status not checked)."""
     data = stdin.decode() if isinstance(stdin, bytes) else stdin
+    # gevent's subprocess.run refuses a ``stdin`` keyword next to ``input`` even when it is None
+    feed: dict = {"input": data} if data is not None else {"stdin": subprocess.DEVNULL}
     try:
         return subprocess.run(
             ssh_argv(key, port, [command]),
-            input=data,
-            stdin=None if data is not None else subprocess.DEVNULL,
+            **feed,
             capture_output=True,
             text=True,
             timeout=timeout,
