@@ -117,14 +117,15 @@ def suite_command(
     """The pytest argv that runs the suite (pure).
 
     The suite's own ``pytest.ini`` and ``--rootdir`` keep the repository's pytest settings out, so the
-    same command works from a checkout and from an installed wheel.
+    same command works from a checkout and from an installed wheel. Plugin autoloading is off (see
+    :func:`suite_env`): only xdist and testinfra are loaded, whatever else is installed.
     """
     argv = [
         sys.executable, "-m", "pytest", str(suite),
         "-c", str(suite / "pytest.ini"),
         "--rootdir", str(suite),
         "-p", "no:cacheprovider",
-        "-p", "xdist", "-n", str(workers),
+        "-p", "xdist.plugin", "-p", "testinfra.plugin", "-n", str(workers),
         "--junitxml", str(junit),
         "--kvpod-plan", str(plan_json),
         "--ssh-config", str(ssh_config),
@@ -140,8 +141,10 @@ def worker_count(plan: Plan, limit: list[str] | None) -> int:
     return max(1, min(len(nodes) + len(target_names(plan)), MAX_WORKERS))
 
 
-def _suite_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "KVPOD_PLAN")}
+def suite_env(base: dict[str, str]) -> dict[str, str]:
+    """The suite's environment: no user pytest options or plugins, no bytecode written into the suite."""
+    env = {k: v for k, v in base.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "KVPOD_PLAN")}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # an installed suite lives in site-packages
     return env
 
@@ -169,7 +172,13 @@ def run_verify(
             out.write("$ " + " ".join(argv) + "\n")
             out.flush()
             proc = subprocess.run(
-                argv, cwd=suite, env=_suite_env(), stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+                argv,
+                cwd=suite,
+                env=suite_env(dict(os.environ)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
             )
         if proc.returncode not in (0, 1):
             reason = _PYTEST_EXITS.get(proc.returncode, f"exit {proc.returncode}")
@@ -270,7 +279,8 @@ class VerifyReport:
 
     @property
     def unreachable_hosts(self) -> list[str]:
-        return sorted({c.host for c in self.checks if c.outcome == "unreachable"})
+        """Hosts whose checks could not run (the pod row is not a host: its checks name the one they missed)."""
+        return sorted({c.host for c in self.checks if c.outcome == "unreachable" and c.host != POD_ROW})
 
     @property
     def passed(self) -> int:
@@ -279,7 +289,7 @@ class VerifyReport:
     @property
     def exit_code(self) -> int:
         """0 everything held; 1 a check failed; 2 hosts unreachable, the suite broke, or nothing ran."""
-        if self.suite_error or self.unreachable_hosts or any(c.outcome == "error" for c in self.checks):
+        if self.suite_error or any(c.outcome in ("unreachable", "error") for c in self.checks):
             return EXIT_ERROR
         if self.failures:
             return EXIT_CHECK_FAILED

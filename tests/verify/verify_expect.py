@@ -40,9 +40,11 @@ def module_name(name: str) -> str:
 
 
 def kernel_modules(node: NodePlan) -> list[str]:
-    """Modules a node needs loaded and persisted: the NVMe-oF transport, fabrics core, 802.1Q VLANs."""
+    """Modules a node needs loaded and persisted: the NVMe-oF transport, fabrics core, 802.1Q VLANs, and
+    soft-RoCE (``rdma_rxe``) when the fabric NIC has no RDMA hardware."""
     transport = TRANSPORT_MODULES.get(node.namespace.transport, f"nvme_{node.namespace.transport}")
-    return [transport, "nvme_fabrics", "8021q"]
+    soft_roce = ["rdma_rxe"] if node.fabric.rdma == "soft-roce" and node.namespace.transport == "rdma" else []
+    return [transport, "nvme_fabrics", "8021q", *soft_roce]
 
 
 def sysctls(node: NodePlan) -> dict[str, int]:

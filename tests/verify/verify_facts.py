@@ -69,6 +69,12 @@ except Exception as exc:
 EOF
 """
 
+_MODULE_STATE = r"""
+if [ -d "/sys/module/$1" ]; then echo loaded; exit 0; fi
+f="/lib/modules/$(uname -r)/modules.builtin"
+if [ -r "$f" ] && tr '-' '_' < "$f" | grep -q "/$1\.ko"; then echo builtin; else echo absent; fi
+"""
+
 _MODULES_LOAD = r"""
 for f in "$1"/*.conf; do [ -f "$f" ] && sed "s|^|${f##*/}\t|" "$f"; done; exit 0
 """
@@ -189,7 +195,9 @@ def parse_env_file(text: str) -> dict[str, str]:
         if not sep:
             continue
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        elif len(value) >= 2 and value[0] == value[-1] == "'":
             value = value[1:-1]
         out[key.strip()] = value
     return out
@@ -348,9 +356,9 @@ class HostFacts:
         result = self._once(("sysctl", key), lambda: self.run("sysctl -n %s", key))
         return result.stdout.strip() if result.rc == 0 else None
 
-    def module_loaded(self, name: str) -> bool:
-        """Loaded as a module or built into the kernel (either way it appears in /sys/module)."""
-        return self.run("test -d %s", f"/sys/module/{name}").rc == 0
+    def module_state(self, name: str) -> str:
+        """``loaded`` (in /sys/module), ``builtin`` (in the kernel's modules.builtin), or ``absent``."""
+        return self._once(("module", name), lambda: self.script(_MODULE_STATE, name).stdout.strip() or "absent")
 
     def modules_load(self, directory: str) -> dict[str, set[str]]:
         """``{module: {files in directory listing it}}``."""

@@ -1,0 +1,123 @@
+"""CLI side of ``kvpod verify``: run the suite, print a host-by-role-area table and every failed check.
+
+Exit codes: 0 every check held; 1 a check failed; 2 a host was unreachable, the suite could not run, or
+``--limit`` named an unknown node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from deploy.plan import Plan
+from deploy.statedir import new_run_dir
+from deploy.verify import EXIT_ERROR, POD_ROW, Cell, VerifyReport, run_verify
+
+out = Console(width=None if Console().is_terminal else 160)
+
+_AREA_TITLES = {
+    "fabric": "fabric",
+    "nvme_initiator": "nvme initiator",
+    "namespace": "namespace",
+    "kv_mount": "kv mount",
+    "lmcache": "lmcache",
+    "vllm": "vllm",
+    "target": "target",
+    "enclosure": "enclosure",
+}
+
+
+def cell_text(cell: Cell) -> str:
+    """``✓ 12``, ``✗ 2/12`` (failed of total), ``unreachable``, or ``·`` when no check ran there."""
+    if cell.status == "unreachable":
+        return "[red]unreachable[/red]"
+    if cell.status == "failed":
+        return f"[red]✗ {cell.failed}/{cell.total}[/red]"
+    if cell.status == "ok":
+        return f"[green]✓ {cell.passed}[/green]"
+    return "[dim]·[/dim]"
+
+
+def summary_table(report: VerifyReport, title: str) -> Table:
+    """Rows: nodes, the pod, targets; columns: role areas; last column: checks held of checks run."""
+    areas = [a for a in report.areas if any(c.area == a for c in report.checks)] or report.areas
+    table = Table(title=title)
+    table.add_column("host")
+    for area in areas:
+        table.add_column(_AREA_TITLES.get(area, area), justify="center")
+    table.add_column("held", justify="right")
+    for row in report.rows:
+        cells = [report.cell(row, area) for area in areas]
+        if row == POD_ROW and not any(c.total for c in cells):
+            continue
+        total = report.row_cells(row)
+        style = "green" if total.status == "ok" else ("dim" if total.status == "none" else "red")
+        table.add_row(row, *(cell_text(c) for c in cells), f"[{style}]{total.passed}/{total.total}[/{style}]")
+    return table
+
+
+def print_failures(report: VerifyReport) -> None:
+    """Each failed check: its test id, then what was expected and what was found (or the error)."""
+    if report.unreachable_hosts:
+        out.print(f"[red]unreachable:[/red] {', '.join(report.unreachable_hosts)}", highlight=False)
+        for host in report.unreachable_hosts:
+            first = next(c for c in report.checks if c.host == host and c.outcome == "unreachable")
+            out.print(f"  {host}: {first.message}", markup=False, highlight=False)
+    failures = report.failures
+    if failures:
+        out.print(f"[red]{len(failures)} check(s) failed[/red]")
+    for c in failures:
+        out.print(f"[bold]✗ {escape(f'{c.host} · {c.area} · {c.name}')}[/bold]", highlight=False)
+        out.print(f"    {c.test_id}", markup=False, highlight=False, style="dim")
+        if c.expected is not None:
+            out.print(f"    {c.message}", markup=False, highlight=False)
+            out.print(f"    expected: {c.expected}", markup=False, highlight=False)
+            out.print(f"    found:    {c.found}", markup=False, highlight=False)
+        else:
+            out.print(f"    {c.message or c.outcome}", markup=False, highlight=False)
+
+
+def run_verify_command(plan: Plan, limit: list[str] | None = None, junit: Path | None = None) -> int:
+    """Verify the live pod against ``plan``; print the summary; return the exit code."""
+    known = {n.name for n in plan.nodes}
+    unknown = [n for n in (limit or []) if n not in known]
+    if unknown:
+        out.print(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})", highlight=False)
+        return EXIT_ERROR
+    run_dir = new_run_dir(plan.pod, "verify")
+    scope = f" ({', '.join(limit)})" if limit else ""
+    with out.status(f"kvpod verify {plan.pod}{scope}: checking nodes and targets against the plan"):
+        report = run_verify(plan, run_dir, limit=limit, junit_copy=junit)
+    checks = [c for c in report.checks if c.outcome != "skipped"]
+    held = sum(c.outcome == "passed" for c in checks)
+    if report.checks:
+        out.print(summary_table(report, f"kvpod verify of {plan.pod}: {held}/{len(checks)} checks held"))
+    print_failures(report)
+    if report.suite_error:
+        out.print(f"[red]suite error:[/red] {report.suite_error}", highlight=False)
+    code = report.exit_code
+    verdict = {0: "[green]the pod matches its plan[/green]", 1: "[red]the pod differs from its plan[/red]"}
+    out.print(verdict.get(code, "[red]verification incomplete[/red]"))
+    out.print(f"logs: {run_dir}" + (f"  junit: {junit}" if junit else ""), highlight=False)
+    return code
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``verify SPEC [--limit NODE ...] [--junit FILE]`` to the kvpod app."""
+
+    @app.command("verify")
+    def verify(
+        spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
+        limit: Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")] = None,
+        junit: Annotated[Path | None, typer.Option("--junit", help="also write the JUnit XML here")] = None,
+    ) -> None:
+        """Check the live pod against its plan (testinfra over SSH): one ✓/✗ per host and role area."""
+        from deploy.cli import load  # lazily: deploy.cli imports this module's caller
+
+        _, plan = load(spec)
+        raise typer.Exit(run_verify_command(plan, limit=limit, junit=junit))

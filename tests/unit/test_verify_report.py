@@ -1,0 +1,351 @@
+"""kvpod verify without hosts: JUnit XML -> result model, the ssh_config, the pytest command, and that the
+suite collects one test per node and item for the lab pod."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import verify
+from deploy.loader import load_spec
+from deploy.paths import verify_suite_dir
+from deploy.plan import Plan, build_plan
+from deploy.verify import (
+    AREAS,
+    POD_ROW,
+    parse_junit,
+    report_rows,
+    split_message,
+    ssh_config_text,
+    suite_command,
+    suite_env,
+    worker_count,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / "inventories" / "lab" / "pod.yaml"
+
+
+@pytest.fixture(scope="module")
+def lab_plan() -> Plan:
+    return build_plan(load_spec(LAB))
+
+
+def _case(area: str, cls: str, name: str, host: str, body: str = "", props: bool = True) -> str:
+    module = {"nvme_initiator": "test_nvme_initiator", "target": "test_nvmet_target"}.get(area, f"test_{area}")
+    nodeid = f"{area}/{module}.py::{cls}::{name}"
+    properties = (
+        "<properties>"
+        f'<property name="kvpod_test" value="{nodeid}" />'
+        f'<property name="kvpod_host" value="{host}" />'
+        f'<property name="kvpod_area" value="{area}" />'
+        "</properties>"
+        if props
+        else ""
+    )
+    return f'<testcase classname="{area}.{module}.{cls}" name="{name}" time="0.1">{properties}{body}</testcase>'
+
+
+SAMPLE = (
+    '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+    '<testsuite name="pytest" errors="1" failures="2" skipped="1" tests="8">'
+    + _case("fabric", "TestInterfaces", "test_vlan_mtu[node1]", "node1")
+    + _case(
+        "fabric",
+        "TestInterfaces",
+        "test_vlan_mtu[node2]",
+        "node2",
+        '<failure message="AssertionError: MTU of eth1.100: expected 9000, found 1500">fabric/test_fabric.py:40: '
+        "in test_vlan_mtu\nE   AssertionError: MTU of eth1.100: expected 9000, found 1500</failure>",
+    )
+    + _case("fabric", "TestPortalPath", "test_portal_ping[node1-iom-a-p1]", "node1")
+    + _case(
+        "kv_mount",
+        "TestMount",
+        "test_mount_option[node1-noatime]",
+        "node1",
+        "<failure message=\"AssertionError: live options of /mnt/kvcache: expected to include 'noatime', "
+        'found relatime,rw">...</failure>',
+    )
+    + _case(
+        "vllm",
+        "TestCommandLine",
+        "test_extra_arguments[node1]",
+        "node1",
+        '<skipped type="pytest.skip" message="no extra arguments planned">skipped</skipped>',
+    )
+    + _case(
+        "target",
+        "TestSubsystems",
+        "test_allowed_hosts[target-drive01]",
+        "target",
+        '<error message="failed on setup with &quot;HostUnreachable: target: SSH failed: ssh: connect to host '
+        '127.0.0.1 port 2201: Connection refused&quot;">HostUnreachable: ...</error>',
+    )
+    + _case("namespace", "TestPodMapping", "test_subsystem_on_one_node[pod]", POD_ROW)
+    + _case("enclosure", "TestDiscovery", "test_discovery[node1-iom-b-p1]", "node1")
+    + "</testsuite></testsuites>"
+)
+
+
+class TestParseJunit:
+    def test_checks_carry_host_area_outcome(self, lab_plan: Plan) -> None:
+        report = parse_junit(SAMPLE, report_rows(lab_plan))
+        by_name = {c.name: c for c in report.checks}
+        assert len(report.checks) == 8
+        assert by_name["test_vlan_mtu[node1]"].outcome == "passed"
+        assert by_name["test_extra_arguments[node1]"].outcome == "skipped"
+        mtu = by_name["test_vlan_mtu[node2]"]
+        assert (mtu.host, mtu.area, mtu.outcome) == ("node2", "fabric", "failed")
+        assert (mtu.message, mtu.expected, mtu.found) == ("MTU of eth1.100", "9000", "1500")
+        assert mtu.test_id == "fabric/test_fabric.py::TestInterfaces::test_vlan_mtu[node2]"
+        down = by_name["test_allowed_hosts[target-drive01]"]
+        assert down.outcome == "unreachable"
+        assert down.message.startswith("HostUnreachable: target: SSH failed")
+
+    def test_cells_per_host_and_area(self, lab_plan: Plan) -> None:
+        report = parse_junit(SAMPLE, report_rows(lab_plan))
+        assert report.rows == ["node1", "node2", POD_ROW, "target"]
+        assert report.areas == list(AREAS)
+        fabric1 = report.cell("node1", "fabric")
+        assert (fabric1.passed, fabric1.failed, fabric1.status) == (2, 0, "ok")
+        assert report.cell("node2", "fabric").status == "failed"
+        assert report.cell("node1", "kv_mount").status == "failed"
+        assert report.cell("node1", "vllm").status == "none"  # only a skipped check
+        assert report.cell("node1", "vllm").skipped == 1
+        assert report.cell("target", "target").status == "unreachable"
+        assert report.cell(POD_ROW, "namespace").status == "ok"
+        assert report.row_cells("node1").passed == 3
+
+    def test_failures_and_exit_codes(self, lab_plan: Plan) -> None:
+        report = parse_junit(SAMPLE, report_rows(lab_plan))
+        assert [c.name for c in report.failures] == ["test_vlan_mtu[node2]", "test_mount_option[node1-noatime]"]
+        option = report.failures[1]
+        assert (option.expected, option.found) == ("to include 'noatime'", "relatime,rw")
+        assert report.unreachable_hosts == ["target"]
+        assert report.exit_code == 2  # an unreachable host makes the result incomplete
+
+        without_target = SAMPLE.replace("HostUnreachable", "AssertionError").replace("<error ", "<failure ")
+        without_target = without_target.replace("</error>", "</failure>")
+        assert parse_junit(without_target, report_rows(lab_plan)).exit_code == 1
+
+        passing = parse_junit(
+            '<testsuites><testsuite name="pytest">'
+            + _case("fabric", "TestInterfaces", "test_vlan_mtu[node1]", "node1")
+            + "</testsuite></testsuites>",
+            report_rows(lab_plan),
+        )
+        assert passing.exit_code == 0
+        empty = parse_junit('<testsuites><testsuite name="pytest"></testsuite></testsuites>', ["node1"])
+        assert empty.exit_code == 2  # nothing ran: nothing was verified
+
+    def test_suite_error_is_exit_2(self, lab_plan: Plan) -> None:
+        report = parse_junit(SAMPLE.replace("<failure", "<skipped").replace("</failure>", "</skipped>"), ["node1"])
+        report.suite_error = "the verify suite stopped (usage error)"
+        assert report.exit_code == 2
+
+    def test_without_properties_host_and_area_come_from_the_test(self, lab_plan: Plan) -> None:
+        xml = (
+            "<testsuites><testsuite>"
+            + _case("fabric", "TestPortalPath", "test_portal_ping[node1-iom-a-p1]", "node1", props=False)
+            + _case("target", "TestPorts", "test_port[target-iom-b-p1]", "target", props=False)
+            + _case("namespace", "TestPodMapping", "test_subsystem_on_one_node[pod]", POD_ROW, props=False)
+            + "</testsuite></testsuites>"
+        )
+        checks = parse_junit(xml, report_rows(lab_plan)).checks
+        assert [(c.host, c.area) for c in checks] == [("node1", "fabric"), ("target", "target"), ("pod", "namespace")]
+
+    def test_longest_host_name_wins(self) -> None:
+        xml = (
+            '<testsuites><testsuite><testcase classname="tests.verify.fabric.test_fabric.TestX" '
+            'name="test_vlan_mtu[node-1-a]" /></testsuite></testsuites>'
+        )
+        check = parse_junit(xml, ["node", "node-1", "node-1-a"]).checks[0]
+        assert (check.host, check.area) == ("node-1-a", "fabric")
+
+
+class TestSplitMessage:
+    @pytest.mark.parametrize(
+        ("message", "expected"),
+        [
+            ("AssertionError: MTU of eth1.100: expected 9000, found 1500", ("MTU of eth1.100", "9000", "1500")),
+            (
+                "AssertionError: NVMe-oF subsystems connected: expected {'a'}, found {'a', 'b'}\nassert ...",
+                ("NVMe-oF subsystems connected", "{'a'}", "{'a', 'b'}"),
+            ),
+            ("RuntimeError: boom", ("RuntimeError: boom", None, None)),
+            ("", ("", None, None)),
+        ],
+    )
+    def test_split(self, message: str, expected: tuple) -> None:
+        assert split_message(message) == expected
+
+
+class TestSshConfig:
+    def test_one_block_per_node_and_managed_target(self, lab_plan: Plan, tmp_path: Path) -> None:
+        text = ssh_config_text(lab_plan, control_dir=tmp_path)
+        assert [line.split()[1] for line in text.splitlines() if line.startswith("Host ")] == [
+            "node1",
+            "node2",
+            "target",
+        ]
+        node2 = text.split("Host node2\n")[1].split("\n\n")[0]
+        assert "    HostName 127.0.0.1" in node2
+        assert "    Port 2203" in node2
+        assert "    User root" in node2
+        assert "    IdentityFile /var/tmp/kvpod-lab/id_ed25519" in node2
+        assert "    UserKnownHostsFile /var/tmp/kvpod-lab/known_hosts" in node2
+        assert "    StrictHostKeyChecking accept-new" in node2
+        assert "    BatchMode yes" in node2
+        assert f"    ControlPath {tmp_path}/%C" in node2
+
+    def test_quoting_and_tokens(self, lab_plan: Plan) -> None:
+        data = json.loads(lab_plan.to_json())
+        data["nodes"][0]["ssh"]["key"] = "/keys/my key%1"
+        data["nodes"][0]["ssh"]["known_hosts_file"] = None
+        text = ssh_config_text(Plan.model_validate(data))
+        node1 = text.split("Host node1\n")[1].split("\n\n")[0]
+        assert '    IdentityFile "/keys/my key%%1"' in node1
+        assert "UserKnownHostsFile" not in node1
+        assert "ControlMaster" not in text
+
+    def test_name_clash_is_refused(self, lab_plan: Plan) -> None:
+        data = json.loads(lab_plan.to_json())
+        data["nodes"][0]["name"] = "target"
+        with pytest.raises(ValueError, match="share the name target"):
+            ssh_config_text(Plan.model_validate(data))
+
+    def test_data24_is_not_logged_in_to(self, lab_plan: Plan) -> None:
+        data = json.loads(lab_plan.to_json())
+        data["targets"][0]["kind"] = "data24"
+        plan = Plan.model_validate(data)
+        assert "Host target" not in ssh_config_text(plan)
+        assert report_rows(plan) == ["node1", "node2", POD_ROW]
+
+
+class TestSuiteCommand:
+    def test_command(self, tmp_path: Path) -> None:
+        suite = Path("/opt/suite")
+        argv = suite_command(
+            suite, tmp_path / "plan.json", tmp_path / "ssh", tmp_path / "j.xml", limit=["node2"], workers=3
+        )
+        assert argv[:4] == [sys.executable, "-m", "pytest", "/opt/suite"]
+        joined = " ".join(argv)
+        for part in (
+            "-c /opt/suite/pytest.ini",
+            "--rootdir /opt/suite",
+            "-p no:cacheprovider",
+            "-p xdist.plugin",
+            "-p testinfra.plugin",
+            "-n 3",
+            f"--junitxml {tmp_path}/j.xml",
+            f"--kvpod-plan {tmp_path}/plan.json",
+            f"--ssh-config {tmp_path}/ssh",
+            "--kvpod-limit node2",
+        ):
+            assert part in joined
+
+    def test_workers(self, lab_plan: Plan) -> None:
+        assert worker_count(lab_plan, None) == 3  # two nodes and the target
+        assert worker_count(lab_plan, ["node1"]) == 2
+
+    def test_environment(self) -> None:
+        env = suite_env({"PATH": "/bin", "PYTEST_ADDOPTS": "--strict-markers", "KVPOD_PLAN": "x"})
+        assert env == {"PATH": "/bin", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _collect(plan: Plan, tmp_path: Path, *extra: str) -> list[str]:
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(plan.to_json())
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n    HostName 127.0.0.1\n")
+    suite = verify_suite_dir()
+    argv = suite_command(suite, plan_json, ssh_config, tmp_path / "junit.xml", limit=None, workers=1)
+    argv = [a for a in argv if a not in ("-n", "1")] + ["--collect-only", *extra]
+    proc = subprocess.run(
+        argv, cwd=suite, env=suite_env({"PATH": "/usr/bin:/bin"}), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [line for line in proc.stdout.splitlines() if "::" in line]
+
+
+class TestSuiteCollects:
+    def test_every_area_for_every_node(self, lab_plan: Plan, tmp_path: Path) -> None:
+        ids = _collect(lab_plan, tmp_path)
+        for area in AREAS:
+            assert any(i.startswith(f"{area}/") for i in ids), area
+        for node in ("node1", "node2"):
+            for expected in (
+                f"fabric/test_fabric.py::TestInterfaces::test_vlan_mtu[{node}]",
+                f"fabric/test_fabric.py::TestPortalPath::test_portal_ping[{node}-iom-a-p1]",
+                f"fabric/test_fabric.py::TestPortalPath::test_portal_ping[{node}-iom-b-p1]",
+                f"fabric/test_fabric.py::TestSocketBuffers::test_sysctl[{node}-net.core.rmem_max]",
+                f"nvme_initiator/test_nvme_initiator.py::TestKernelModules::test_module_loaded[{node}-nvme_rdma]",
+                f"nvme_initiator/test_nvme_initiator.py::TestKernelModules::test_module_persisted[{node}-8021q]",
+                f"nvme_initiator/test_nvme_initiator.py::TestHostIdentity::test_host_nqn[{node}]",
+                f"nvme_initiator/test_nvme_initiator.py::TestControllers::test_controller_per_portal[{node}-iom-b-p1]",
+                f"nvme_initiator/test_nvme_initiator.py::TestConnectUnit::test_connect_unit_enabled[{node}]",
+                f"namespace/test_namespace_mapping.py::TestMountedNamespace::test_mounted_subsystem[{node}]",
+                f"namespace/test_namespace_mapping.py::TestMountedNamespace::test_no_other_subsystem[{node}]",
+                f"kv_mount/test_kv_mount.py::TestMount::test_mount_option[{node}-noatime]",
+                f"kv_mount/test_kv_mount.py::TestCapacity::test_room_for_disk_budget[{node}]",
+                f"lmcache/test_lmcache.py::TestConfiguration::test_setting[{node}-max_local_disk_size]",
+                f"vllm/test_vllm.py::TestCommandLine::test_argument[{node}-tensor-parallel-size]",
+                f"vllm/test_vllm.py::TestEnvironment::test_environment_variable[{node}-PYTHONHASHSEED]",
+                f"vllm/test_vllm.py::TestHealth::test_health[{node}]",
+                f"enclosure/test_discovery.py::TestDiscovery::test_discovery[{node}-iom-a-p1]",
+            ):
+                assert expected in ids, expected
+        assert "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]" in ids
+        for drive in ("drive01", "drive02", "drive03"):
+            assert f"target/test_nvmet_target.py::TestSubsystems::test_allowed_hosts[target-{drive}]" in ids
+        assert "target/test_nvmet_target.py::TestPorts::test_port[target-iom-b-p1]" in ids
+        per_node = [i for i in ids if "[node1" in i]
+        assert len(per_node) == len([i for i in ids if "[node2" in i])
+
+    def test_limit_and_yaml_mode(self, lab_plan: Plan, tmp_path: Path) -> None:
+        data = json.loads(lab_plan.to_json())
+        for node in data["nodes"]:
+            node["lmcache"]["config_mode"] = "yaml"
+            node["lmcache"]["config_file"] = "/etc/kvpod/lmcache.yaml"
+            node["lmcache"]["extra"] = {"remote_url": None}
+        ids = _collect(Plan.model_validate(data), tmp_path, "--kvpod-limit", "node2")
+        assert not [i for i in ids if "[node1" in i]
+        assert "vllm/test_vllm.py::TestEnvironment::test_environment_variable[node2-LMCACHE_CONFIG_FILE]" in ids
+        assert "vllm/test_vllm.py::TestEnvironment::test_environment_variable[node2-LMCACHE_CHUNK_SIZE]" not in ids
+        assert "lmcache/test_lmcache.py::TestConfiguration::test_setting[node2-remote_url]" in ids
+        assert "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]" in ids
+
+    def test_unknown_limit_is_a_usage_error(self, lab_plan: Plan, tmp_path: Path) -> None:
+        with pytest.raises(AssertionError, match="unknown node node9"):
+            _collect(lab_plan, tmp_path, "--kvpod-limit", "node9")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestRunVerify:
+    def test_unreachable_pod_is_exit_2_with_every_row_unreachable(self, lab_plan: Plan, tmp_path: Path) -> None:
+        data = json.loads(lab_plan.to_json())
+        port = _closed_port()
+        for host in [*data["nodes"], *data["targets"]]:
+            host["ssh"]["port"] = port
+            host["ssh"]["known_hosts_file"] = str(tmp_path / "known_hosts")
+        junit = tmp_path / "copy.xml"
+        report = verify.run_verify(Plan.model_validate(data), tmp_path, limit=["node1"], junit_copy=junit)
+        assert report.suite_error is None
+        assert report.exit_code == 2
+        assert report.unreachable_hosts == ["node1", "target"]
+        assert {c.outcome for c in report.checks} == {"unreachable"}
+        assert {c.host for c in report.checks} == {"node1", "target", POD_ROW}
+        assert junit.exists()
+        for name in ("plan.json", "ssh_config", "junit.xml", "pytest.log"):
+            assert (tmp_path / name).exists(), name
