@@ -7,9 +7,9 @@ import re
 import shlex
 
 from pyinfra import host
-from pyinfra.api import OperationError
 from pyinfra.operations import server
 
+from deploy.operations import host_error
 from deploy.operations.storage import systemd_escape_path
 from deploy.paths import templates_dir
 from deploy.plan import NodePlan
@@ -28,7 +28,7 @@ def node_plan() -> NodePlan:
     """The ``NodePlan`` the runner put in ``host.data.kvpod_node``."""
     plan = host.data.get("kvpod_node")
     if not isinstance(plan, NodePlan):
-        raise OperationError(f"host {host.name} has no kvpod_node plan in its data (the runner sets it)")
+        raise host_error(f"host {host.name} has no kvpod_node plan in its data (the runner sets it)")
     return plan
 
 

@@ -308,7 +308,12 @@ def _truncate(remote: FakeRemote, argv: list[str]) -> bool:
     return True
 
 
+def _echo(remote: FakeRemote, argv: list[str]) -> bool:
+    return argv[-2:] != ["exit", "1"]
+
+
 EFFECTS = {
+    "echo": _echo,
     "nvme": _nvme,
     "if": _format,
     "mkfs.ext4": _format,

@@ -4,10 +4,11 @@ Helpers shared by the operations and the roles:
 
 - :func:`changed` builds an "any of these operations changed" predicate that is right in both phases:
   while preparing (a dry run) it answers from pyinfra's change detection, while executing from the
-  operations' results. Pass it as ``_if=`` or as a ``changed=`` argument of :mod:`.units` operations.
-- :func:`refuse` stops an operation with a clear message: an ``OperationError`` while preparing, a failing
-  step while executing (a raised exception would abort ``run_ops`` for every host, a failing step fails
-  only this host).
+  operations' results. Pass it as ``_if=``, or as ``when=``/``restart_when=`` of :mod:`.units` operations.
+- :func:`refuse` stops an operation with a clear message: an ``OperationError`` while preparing; while
+  executing, a step that prints the message to stderr and fails (a raised exception would abort ``run_ops``
+  for every host; a failing step fails only this host, and its stderr reaches the run's report).
+  :func:`host_error` builds such an error with ``.host`` set, for roles to raise.
 - :func:`planned_commands` lists what each operation would run on a host now (for dry runs and tests).
 """
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from pyinfra import context, logger
-from pyinfra.api import FunctionCommand, OperationError
+from pyinfra import context
+from pyinfra.api import OperationError, QuoteString, StringCommand
 from pyinfra.api.command import PyinfraCommand
 from pyinfra.context import ctx_host, ctx_state
 
@@ -39,17 +40,18 @@ def changed(*metas) -> Callable[[], bool]:
     return predicate
 
 
-def _fail_step(state, host, message: str) -> bool:
-    """A failing step (FunctionCommand calls it with ``state`` and ``host``)."""
-    host.log_styled(f"kvpod: {message}", fg="red", log_func=logger.error)
-    return False
+def host_error(message: str) -> OperationError:
+    """An ``OperationError`` that carries the host it is about (``.host``), so a runner can attribute it."""
+    error = OperationError(message)
+    error.host = ctx_host.get() if ctx_host.isset() else None  # type: ignore[attr-defined]
+    return error
 
 
 def refuse(message: str) -> Iterator[PyinfraCommand]:
     """Stop the current operation on this host with ``message`` (``yield from refuse(...)``)."""
     if not context.state.is_executing:
-        raise OperationError(message)
-    yield FunctionCommand(_fail_step, (message,), {})
+        raise host_error(message)
+    yield StringCommand("echo", QuoteString(f"kvpod: {message}"), ">&2; exit 1")
 
 
 def planned_commands(state_, host_) -> list[tuple[str, list[PyinfraCommand]]]:

@@ -20,13 +20,13 @@ Reads ``host.data.kvpod_node.fabric`` (a :class:`deploy.plan.FabricPlan`):
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import OperationError, deploy
+from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, server
 
 from deploy.facts.network import NetplanFiles
-from deploy.operations import changed, kernel, network, units
+from deploy.operations import changed, host_error, kernel, network, units
 from roles._common import RXE_UNIT, SYSTEMD_DIR, netdev_unit, node_plan, template
 
 NETWORKD_DIR = "/etc/systemd/network"
@@ -87,7 +87,7 @@ def fabric_network() -> None:
         units.run(name="netplan apply", command="netplan apply", when=changed(plan_file))
     else:
         if not host.get_fact(SystemdStatus, services=["systemd-networkd.service"]).get("systemd-networkd.service"):
-            raise OperationError(
+            raise host_error(
                 f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
                 f"{fab.vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
             )

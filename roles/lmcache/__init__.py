@@ -19,9 +19,10 @@ from __future__ import annotations
 import posixpath
 
 import yaml
-from pyinfra.api import OperationError, deploy
+from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from deploy.operations import host_error
 from deploy.plan import LmcachePlan
 from roles._common import env_value, node_plan, template
 
@@ -44,7 +45,7 @@ def settings(lm: LmcachePlan) -> dict:
     core = core_settings(lm)
     clash = sorted(set(core) & set(lm.extra))
     if clash:
-        raise OperationError(f"lmcache extra settings {', '.join(clash)} repeat core settings; set them once")
+        raise host_error(f"lmcache extra settings {', '.join(clash)} repeat core settings; set them once")
     return {**core, **lm.extra}
 
 
@@ -76,7 +77,7 @@ def lmcache() -> list:
     triggers = []
     if lm.config_mode == "yaml":
         if not lm.config_file:
-            raise OperationError("lmcache config_mode is yaml but the plan has no config_file")
+            raise host_error("lmcache config_mode is yaml but the plan has no config_file")
         triggers.append(
             files.template(
                 name="LMCache YAML config",
