@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for area in AREAS:
         config.addinivalue_line("markers", f"area({area!r}): checks of the {area} role area")
     config.addinivalue_line("markers", "area(name): the role area a check belongs to")
+    if config.getoption("help") or config.getoption("version", 0):
+        return
     path = config.getoption("--kvpod-plan")
     if not path:
         raise pytest.UsageError("the kvpod verify suite needs --kvpod-plan FILE (or $KVPOD_PLAN): the plan JSON")
@@ -100,7 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     own = config.stash.get(_OWN_SSH_DIR, None)
-    if own and not hasattr(config, "workerinput"):
+    if own:  # only the process that wrote it (a worker given the controller's file writes none)
         plan = config.stash[_PLAN]
         close_ssh_masters(Path(own) / "ssh_config", [n.name for n in plan.nodes] + target_names(plan))
         shutil.rmtree(own, ignore_errors=True)
@@ -184,7 +186,9 @@ def _kvpod_labels(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Report an unreachable host in one line, without a traceback."""
     report = yield
     if call.excinfo is not None and call.excinfo.errisinstance(HostUnreachable):
