@@ -66,6 +66,18 @@ def connect_command(
     return StringCommand(*bits)
 
 
+def wait_for_namespace(subnqn: str, seconds: int = 30) -> StringCommand:
+    """Wait until subsystem ``subnqn`` shows a namespace block device (the kernel scans namespaces after connect)."""
+    script = (
+        f"for i in $(seq {int(seconds)}); do "
+        "for s in /sys/class/nvme-subsystem/nvme-subsys*; do "
+        '[ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$0" ] || continue; '
+        'for n in "$s"/nvme*n* "$s"/nvme*/nvme*n*; do [ -e "$n" ] && exit 0; done; done; sleep 1; done; '
+        'echo "kvpod: no namespace of $0 appeared" >&2; exit 1'
+    )
+    return StringCommand("sh", "-c", QuoteString(script), QuoteString(subnqn))
+
+
 @operation()
 def connected(
     subnqn: str,
@@ -80,7 +92,8 @@ def connected(
     """
     Subsystem ``subnqn`` is connected through every portal: one ``nvme connect`` per portal that has no
     controller yet (a controller that is reconnecting counts: it is never duplicated). With several
-    portals native NVMe multipath gives one block device with one controller per portal.
+    portals native NVMe multipath gives one block device with one controller per portal. After connecting,
+    waits (30 s at most) for the namespace's block device so that later operations find it.
 
     + subnqn: subsystem NQN
     + transport: ``rdma`` or ``tcp``
@@ -98,6 +111,7 @@ def connected(
         yield connect_command(
             subnqn, transport, traddr, trsvcid, hostnqn, hostid, ctrl_loss_tmo, reconnect_delay, host_iface
         )
+    yield wait_for_namespace(subnqn)
 
 
 @operation()

@@ -233,4 +233,5 @@ def mounted(path: str, subnqn: str | None = None, nsid: int | None = None, devic
     if dev is None:
         yield from refuse(_not_connected(what))
         return
+    yield StringCommand("udevadm", "settle")  # /dev/disk/by-uuid of a filesystem made moments ago
     yield StringCommand("systemctl", "start", QuoteString(mount_unit_name(path)))

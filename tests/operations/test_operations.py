@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from pyinfra.api import OperationError
 
+from deploy.operations.nvme import wait_for_namespace
 from tests.kvpod_sim import simulated
 from tests.pyinfra_fake import FakeRemote, op_commands
 
@@ -110,6 +112,21 @@ def test_mkfs_without_wipe_never_forces() -> None:
         for c in data.get("commands", []):
             if isinstance(c, str) and "mkfs.ext4" in c and not data["kwargs"].get("wipe"):
                 assert c.startswith("if blkid -p"), "an unforced mkfs re-checks blkid on the host"
+
+
+def test_wait_for_namespace_script(tmp_path: Path) -> None:
+    """The wait after ``nvme connect`` ends as soon as the subsystem shows a namespace, and fails after the limit."""
+    subsys = tmp_path / "nvme-subsys1"
+    (subsys / "nvme1n1").mkdir(parents=True)
+    (subsys / "subsysnqn").write_text("nqn.test:drive01\n")
+
+    def wait(nqn: str) -> int:
+        script = wait_for_namespace(nqn, seconds=1).get_raw_value()
+        script = script.replace("/sys/class/nvme-subsystem", str(tmp_path))
+        return subprocess.run(["sh", "-c", script], capture_output=True).returncode
+
+    assert wait("nqn.test:drive01") == 0
+    assert wait("nqn.test:drive02") == 1
 
 
 def test_no_operation_admits_any_host() -> None:
