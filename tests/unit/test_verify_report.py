@@ -321,6 +321,14 @@ class TestSuiteCollects:
         assert "lmcache/test_lmcache.py::TestConfiguration::test_setting[node2-remote_url]" in ids
         assert "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]" in ids
 
+    def test_data24_pod_checks_its_enclosure_from_the_nodes(self, lab_plan: Plan, tmp_path: Path) -> None:
+        data = json.loads(lab_plan.to_json())
+        data["targets"][0]["kind"] = "data24"
+        data["targets"][0]["ssh"] = None
+        ids = _collect(Plan.model_validate(data), tmp_path)
+        assert not [i for i in ids if i.startswith("target/")]
+        assert "enclosure/test_discovery.py::TestDiscovery::test_discovery[node2-iom-b-p1]" in ids
+
     def test_unknown_limit_is_a_usage_error(self, lab_plan: Plan, tmp_path: Path) -> None:
         with pytest.raises(AssertionError, match="unknown node node9"):
             _collect(lab_plan, tmp_path, "--kvpod-limit", "node9")

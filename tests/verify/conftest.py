@@ -74,9 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for area in AREAS:
-        config.addinivalue_line("markers", f"area({area!r}): checks of the {area} role area")
-    config.addinivalue_line("markers", "area(name): the role area a check belongs to")
+    config.addinivalue_line("markers", f"area(name): the role area of a check, one of {', '.join(AREAS)}")
     if config.getoption("help") or config.getoption("version", 0):
         return
     path = config.getoption("--kvpod-plan")
@@ -92,7 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--kvpod-limit: unknown node {', '.join(unknown)}")
     config.stash[_PLAN] = plan
     config.stash[_LIMIT] = limit
-    if not getattr(config.option, "ssh_config", None):  # write one from the plan (a worker inherits the controller's)
+    if not getattr(config.option, "ssh_config", None):  # write one from the plan (each xdist worker its own)
         own = tempfile.mkdtemp(prefix="kvpod-ssh-")
         cfg = Path(own) / "ssh_config"
         cfg.write_text(ssh_config_text(plan, control_dir=Path(own)))
@@ -102,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     own = config.stash.get(_OWN_SSH_DIR, None)
-    if own:  # only the process that wrote it (a worker given the controller's file writes none)
+    if own:
         plan = config.stash[_PLAN]
         close_ssh_masters(Path(own) / "ssh_config", [n.name for n in plan.nodes] + target_names(plan))
         shutil.rmtree(own, ignore_errors=True)
@@ -145,6 +143,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("pod", [plan], ids=[POD_ROW])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop tests with nothing to check (e.g. target tests of a pod without an SSH-managed target)."""
+    empty = [i for i in items if any(_empty_parameter_set(m) for m in i.iter_markers("skip"))]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [i for i in items if i not in empty]
+
+
+def _empty_parameter_set(mark: pytest.Mark) -> bool:
+    reason = mark.kwargs.get("reason", mark.args[0] if mark.args else "")
+    return str(reason).startswith("got empty parameter set")
+
+
 def _facts(config: pytest.Config, name: str, sudo: bool) -> HostFacts:
     if name not in _FACTS:
         host = testinfra.get_host(f"ssh://{name}", ssh_config=config.option.ssh_config, sudo=sudo)
@@ -178,7 +189,7 @@ def _kvpod_labels(request: pytest.FixtureRequest) -> None:
     """Record each check's node id, host and role area in the JUnit XML (``kvpod_test/host/area``)."""
     params = getattr(getattr(request.node, "callspec", None), "params", {})
     owner = params.get("node") or params.get("target")
-    host = owner.name if owner is not None else (POD_ROW if "pod" in params else "")
+    host = getattr(owner, "name", "") or (POD_ROW if "pod" in params else "")
     marker = request.node.get_closest_marker("area")
     request.node.user_properties.append(("kvpod_test", request.node.nodeid))
     request.node.user_properties.append(("kvpod_host", host))
