@@ -10,7 +10,7 @@ reads *expected* and *found* back from that one line (:func:`deploy.verify.split
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from deploy.plan import NodePlan
 
@@ -148,7 +148,7 @@ def show(value: Any) -> str:
     return str(value)
 
 
-def fail(what: str, expected: Any, found: Any) -> None:
+def fail(what: str, expected: Any, found: Any) -> NoReturn:
     """Fail the current check with the one-line message ``kvpod verify`` reports as expected vs found."""
     raise AssertionError(f"{what}: expected {_text(expected)}, found {_text(found)}")
 
