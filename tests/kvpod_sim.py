@@ -144,6 +144,14 @@ def _systemctl(remote: FakeRemote, argv: list[str]) -> bool:
         _fact(remote, "storage.MountedAt", {})[f"path={path}"] = mounted
         remote.mounts[path] = {"device": f"/dev/{DEVICE}", "type": "ext4", "options": ["rw", "noatime"]}
         remote.dirs[path] = {"user": "root", "group": "root", "mode": 755}  # the new filesystem's root
+    if argv[1] == "stop" and argv[-1].endswith(".mount"):
+        path = getattr(remote, "mount_path", "/mnt/kvcache")
+        _fact(remote, "storage.MountedAt", {})[f"path={path}"] = None
+        remote.mounts.pop(path, None)
+        for gone in [p for p in [*remote.dirs, *remote.files] if p.startswith(path + "/")]:
+            remote.dirs.pop(gone, None)
+            remote.files.pop(gone, None)
+        remote.dirs[path] = {"user": "root", "group": "root", "mode": 755}  # the empty mount point
     return True
 
 

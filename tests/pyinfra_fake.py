@@ -276,6 +276,8 @@ class FakeRemote:
             unit = self.units.setdefault(argv[-1], {})
             if argv[1] == "enable":
                 unit["enabled"] = True
+            elif argv[1] == "stop":
+                unit["running"] = False
             elif argv[1] in ("start", "restart"):
                 unit["running"] = True
                 unit["restarts"] = unit.get("restarts", 0) + (argv[1] == "restart")

@@ -105,6 +105,7 @@ def ext4(
     nsid: int | None = None,
     fs_uuid: str | None = None,
     min_size_bytes: int | None = None,
+    stop_before_wipe: list[str] | None = None,
 ):
     """
     An ext4 filesystem (with multi-mount protection) on the device. Data-safe: formats only a device on which
@@ -114,9 +115,11 @@ def ext4(
     + device: the block device; or find it with
     + subnqn, nsid: the NVMe subsystem NQN (and namespace ID) whose block device to use
     + label: filesystem label for a new filesystem
-    + wipe: recreate even if a filesystem exists (never while it is mounted)
+    + wipe: recreate even if a filesystem exists (never while it is mounted, see ``stop_before_wipe``)
     + fs_uuid: UUID for a new filesystem (lets a mount unit name it before it exists)
     + min_size_bytes: refuse a device or filesystem smaller than this
+    + stop_before_wipe: systemd units to stop, in order, when wiping a mounted filesystem (its users, then its
+      mount unit); without them a mounted filesystem is never wiped
     """
     dev, size, what = _device(device, subnqn, nsid)
     if dev is None:
@@ -134,9 +137,12 @@ def ext4(
             return
         if signature is not None:
             mounted = _mounted_at(dev)
-            if mounted:
+            if mounted and not stop_before_wipe:
                 yield from refuse(f"{dev} is mounted at {mounted}: unmount it before wiping")
                 return
+            if mounted:
+                for unit in stop_before_wipe or []:
+                    yield StringCommand("systemctl", "stop", QuoteString(unit))
         yield mkfs_command(dev, label, fs_uuid, force=signature is not None)
         return
 

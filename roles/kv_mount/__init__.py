@@ -7,9 +7,10 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``namespace`` (`
 - The block device is found by subsystem NQN in sysfs; when the namespace is not connected (a first
   ``--dry`` run) the role fails with a clear message instead of guessing.
 - ext4 with multi-mount protection (``mkfs.ext4 -q -m 0 -O mmp -L <label> -U <uuid>``) only on a blank
-  device; an existing ext4 is kept; anything else is refused; ``kvpod_wipe`` recreates it (never while
-  mounted). A new filesystem gets a UUID derived from the subsystem NQN, so the mount unit can name it
-  before it exists (and a dry run shows the exact unit).
+  device; an existing ext4 is kept; anything else is refused; ``kvpod_wipe`` recreates it (a mounted one
+  after stopping vLLM and the mount unit; both are started again further on). A new filesystem gets a UUID
+  derived from the subsystem NQN, so the mount unit can name it before it exists (a dry run shows the exact
+  unit).
 - A device or filesystem smaller than ``disk_budget_gb`` (GiB, as LMCache counts) is refused.
 - ``<escaped path>.mount`` (``mnt-kvcache.mount``): ``What=/dev/disk/by-uuid/<uuid>`` -- the UUID names this
   filesystem only, whereas the label (``kvcache``) is the same on every node's drive and would be ambiguous
@@ -60,6 +61,7 @@ def kv_mount() -> None:
         wipe=bool(host.data.get("kvpod_wipe", False)),
         fs_uuid=fs_uuid,
         min_size_bytes=int(mnt.disk_budget_gb * GIB),
+        stop_before_wipe=[plan.vllm.unit, mount_unit_name(mnt.path)],
         **where,
     )
     files.directory(name=f"mount point {mnt.path}", path=mnt.path)

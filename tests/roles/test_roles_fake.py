@@ -267,6 +267,25 @@ def test_kv_mount_wipes_only_the_named_drive(lab: NodePlan) -> None:
     assert f"What=/dev/disk/by-uuid/{fs_uuid}\n" in unit, "the unit names the new filesystem"
 
 
+def test_wiping_a_node_in_service(lab: NodePlan) -> None:
+    """A converged node whose drive the user named: vLLM and the mount stop, mkfs -F, then all comes back."""
+    remote = converged_node(lab)
+    cmds = strings(changed_commands(deploy_plan(node, remote, data(lab, kvpod_wipe=True))))
+    fs_uuid = filesystem_uuid(lab.namespace.subsystem_nqn, lab.namespace.nsid)
+    assert cmds[:3] == [
+        "systemctl stop kvpod-vllm.service",
+        "systemctl stop mnt-kvcache.mount",
+        f"mkfs.ext4 -F -q -m 0 -O mmp -L kvcache -U {fs_uuid} /dev/{DEVICE}",
+    ]
+    before = len(remote.executed)
+    converge(node, remote, data(lab, kvpod_wipe=True))
+    executed = remote.executed[before:]
+    assert executed.index("systemctl stop mnt-kvcache.mount") < executed.index("udevadm settle")
+    assert executed[-1] == "systemctl start kvpod-vllm.service"
+    assert "chown vllm:vllm /mnt/kvcache/lmcache" in executed
+    assert changed_commands(deploy_plan(node, remote, data(lab))) == []
+
+
 def test_kv_mount_refuses_a_foreign_filesystem(lab: NodePlan) -> None:
     remote = connected_node(lab, {"TYPE": "xfs", "UUID": "9e1f"})
     with pytest.raises(OperationError, match="holds xfs, not ext4"):
