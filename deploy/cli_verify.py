@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from deploy.errors import KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
 from deploy.verify import EXIT_ERROR, POD_ROW, Cell, VerifyReport, run_verify
@@ -91,8 +92,12 @@ def run_verify_command(plan: Plan, limit: list[str] | None = None, junit: Path |
         return EXIT_ERROR
     run_dir = new_run_dir(plan.pod, "verify")
     scope = f" ({', '.join(limit)})" if limit else ""
-    with out.status(f"kvpod verify {plan.pod}{scope}: checking nodes and targets against the plan"):
-        report = run_verify(plan, run_dir, limit=limit, junit_copy=junit)
+    try:
+        with out.status(f"kvpod verify {plan.pod}{scope}: checking nodes and targets against the plan"):
+            report = run_verify(plan, run_dir, limit=limit, junit_copy=junit)
+    except KvpodError as exc:
+        out.print(f"[red]error:[/red] {escape(str(exc))}")
+        return EXIT_ERROR
     checks = [c for c in report.checks if c.outcome != "skipped"]
     held = sum(c.outcome == "passed" for c in checks)
     if report.checks:

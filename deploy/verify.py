@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.errors import KvpodError
 from deploy.paths import verify_suite_dir
 from deploy.plan import Plan, SshPlan
 
@@ -63,7 +64,7 @@ def ssh_config_text(plan: Plan, control_dir: Path | None = None) -> str:
     names = [name for name, _ in hosts]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        raise ValueError(f"a node and an enclosure share the name {', '.join(clash)}: ssh_config needs unique names")
+        raise KvpodError(f"a node and an enclosure share the name {', '.join(clash)}: ssh_config needs unique names")
     lines = [f"# kvpod verify: SSH to the hosts of pod {plan.pod}, from its plan", ""]
     for name, ssh in hosts:
         lines += [

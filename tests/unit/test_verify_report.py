@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy import verify
+from deploy.errors import KvpodError
 from deploy.loader import load_spec
 from deploy.paths import verify_suite_dir
 from deploy.plan import Plan, build_plan
@@ -217,7 +218,7 @@ class TestSshConfig:
     def test_name_clash_is_refused(self, lab_plan: Plan) -> None:
         data = json.loads(lab_plan.to_json())
         data["nodes"][0]["name"] = "target"
-        with pytest.raises(ValueError, match="share the name target"):
+        with pytest.raises(KvpodError, match="share the name target"):
             ssh_config_text(Plan.model_validate(data))
 
     def test_data24_is_not_logged_in_to(self, lab_plan: Plan) -> None:
