@@ -45,16 +45,28 @@ def mount_unit_name(path: str) -> str:
 
 
 def _device(device: str | None, subnqn: str | None, nsid: int | None) -> tuple[str | None, int | None, str]:
-    """(``/dev/...`` or None, size in bytes when known, what was looked for)."""
+    """(``/dev/...`` or None, size in bytes when known, why not: what was looked for and is missing)."""
     if device:
-        return device, None, device
+        return device, None, ""
     if not subnqn:
         raise ValueError("give device or subnqn")
-    ns = namespace_of(host.get_fact(NvmeSubsystems), subnqn, nsid)
+    subsystems = host.get_fact(NvmeSubsystems)
     what = f"namespace {nsid if nsid is not None else ''} of {subnqn}".replace("  ", " ")
+    paths = [n for n in subsystems.get(subnqn, {}).get("namespaces", []) if nsid is None or n["nsid"] == nsid]
+    if len(paths) > 1:
+        names = ", ".join(n["name"] for n in paths)
+        return (
+            None,
+            None,
+            (
+                f"{what} shows as several block devices ({names}): native NVMe multipath is off "
+                "(nvme_core.multipath=N); turn it on so that one device serves every portal"
+            ),
+        )
+    ns = namespace_of(subsystems, subnqn, nsid)
     if ns is None:
-        return None, None, what
-    return f"/dev/{ns['name']}", ns["size"], what
+        return None, None, _not_connected(what)
+    return f"/dev/{ns['name']}", ns["size"], ""
 
 
 def _not_connected(what: str) -> str:
@@ -121,9 +133,9 @@ def ext4(
     + stop_before_wipe: systemd units to stop, in order, when wiping a mounted filesystem (its users, then its
       mount unit); without them a mounted filesystem is never wiped
     """
-    dev, size, what = _device(device, subnqn, nsid)
+    dev, size, missing = _device(device, subnqn, nsid)
     if dev is None:
-        yield from refuse(_not_connected(what))
+        yield from refuse(missing)
         return
     signature = host.get_fact(BlockSignature, device=dev)
 
@@ -202,9 +214,9 @@ def mount_unit(
     + fs_uuid: the UUID a blank device's filesystem will get (from :func:`ext4`)
     + variables: further template variables
     """
-    dev, _, what = _device(device, subnqn, nsid)
+    dev, _, missing = _device(device, subnqn, nsid)
     if dev is None:
-        yield from refuse(_not_connected(what))
+        yield from refuse(missing)
         return
     uuid, problem = filesystem_uuid(dev, fs_uuid)
     if problem:
@@ -226,18 +238,17 @@ def mounted(path: str, subnqn: str | None = None, nsid: int | None = None, devic
     + path: the mount point (its mount unit must exist)
     + subnqn, nsid / device: the filesystem's device (see :func:`ext4`)
     """
-    dev, _, what = _device(device, subnqn, nsid)
+    dev, _, missing = _device(device, subnqn, nsid)
     current = host.get_fact(MountedAt, path=path)
     if current:
         if dev and current["device"] == posixpath.basename(dev):
             host.noop(f"{path} is mounted from {dev}")
             return
-        yield from refuse(
-            f"{path} is mounted from {current['source']}, not from {dev or what}: refusing to mount over it"
-        )
+        wanted = dev or f"the namespace of {subnqn}"
+        yield from refuse(f"{path} is mounted from {current['source']}, not from {wanted}: refusing to mount over it")
         return
     if dev is None:
-        yield from refuse(_not_connected(what))
+        yield from refuse(missing)
         return
     yield StringCommand("udevadm", "settle")  # /dev/disk/by-uuid of a filesystem made moments ago
     yield StringCommand("systemctl", "start", QuoteString(mount_unit_name(path)))
