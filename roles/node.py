@@ -5,9 +5,9 @@ How to invoke (pyinfra 3.10 API; the runner does this)::
     inventory = Inventory(([(name, {**ssh_data, "kvpod_node": node_plan, ...})], {}))
     state = State(inventory, Config(), check_for_changes=dry)  # real runs: False -- facts are read as ops run
     connect_all(state)
-    add_deploy(state, node, host=host)                         # per host: catch OperationError per host
+    add_deploy(state, node, host=host)    # prepare; OperationError (a PyinfraError subclass) carries .host
     if not dry:
-        run_ops(state)
+        run_ops(state)                    # never raises for one host's refusal: that host's step fails
 
 Host data it reads:
 
