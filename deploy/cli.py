@@ -47,6 +47,9 @@ def _register_subcommands() -> None:
     app.add_typer(lab_app, name="lab")
     app.add_typer(switch_app, name="switch")
     app.add_typer(target_app, name="target")
+    from deploy.cli_verify import register as register_verify
+
+    register_verify(app)
 
 
 SpecArg = Annotated[

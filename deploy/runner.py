@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyinfra.api import Config, Inventory, State
+from pyinfra.api import Config, Inventory, OperationError, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
@@ -173,21 +173,24 @@ def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout) -> list[
             results[h.name].status = "unreachable"
             results[h.name].note = "SSH connection failed (see the run log)"
     active = [h for h in inventory if h in state.active_hosts]
-    try:
-        if active:
-            add_deploy(state, deploy_func, host=active)
-            if not dry:
-                run_ops(state)
-    except PyinfraError as exc:
-        for h in active:
-            if h in state.failed_hosts and results[h.name].note is None:
-                results[h.name].note = str(exc)
-    except Exception as exc:  # an operation raised while being prepared: report it on the host
-        host = getattr(exc, "host", None) or (active[0] if len(active) == 1 else None)
-        for h in [host] if host else active:
+    prepared = []
+    for h in active:  # one host's refusal while preparing must not stop the others
+        try:
+            add_deploy(state, deploy_func, host=[h])
+            prepared.append(h)
+        except Exception as exc:  # an operation refused (OperationError) or broke while being prepared
             results[h.name].status = "failed"
             results[h.name].failed_step = "prepare"
-            results[h.name].stderr = [f"{type(exc).__name__}: {exc}"]
+            results[h.name].stderr = [str(exc) if isinstance(exc, OperationError) else f"{type(exc).__name__}: {exc}"]
+            with contextlib.suppress(PyinfraError):  # its partly prepared operations must not run
+                state.fail_hosts({h})
+    try:
+        if prepared and not dry:
+            run_ops(state)
+    except PyinfraError as exc:
+        for h in prepared:
+            if h in state.failed_hosts and results[h.name].note is None:
+                results[h.name].note = str(exc)
     finally:
         with contextlib.suppress(Exception):  # a failing disconnect must not hide the run's results
             disconnect_all(state)

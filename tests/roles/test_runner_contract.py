@@ -79,7 +79,6 @@ def test_dry_prepare_of_a_fresh_node_raises_a_clear_error_naming_the_host(pod) -
     assert err.value.host is second
 
 
-@pytest.mark.xfail(reason="runner: OperationError subclasses PyinfraError, so `except PyinfraError` swallows it")
 def test_runner_dry_run_of_a_fresh_node_fails_with_a_clear_message(pod) -> None:
     hosts, _ = pod
     results = run_phase("node", hosts[:1], node, dry=True)
