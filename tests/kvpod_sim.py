@@ -116,6 +116,11 @@ def _nvme(remote: FakeRemote, argv: list[str]) -> bool:
         )
     elif argv[1] == "disconnect":
         _fact(remote, "nvme.NvmeSubsystems", {}).pop(_opt(argv, "--nqn"), None)
+    elif argv[1] == "ns-rescan":
+        size = getattr(remote, "drive_bytes", DRIVE_BYTES)
+        for entry in _fact(remote, "nvme.NvmeSubsystems", {}).values():
+            if any(f"/dev/{c['name']}" == argv[2] for c in entry["controllers"]) and not entry["namespaces"]:
+                entry["namespaces"].append({"name": DEVICE, "nsid": 1, "size": size})
     return True
 
 

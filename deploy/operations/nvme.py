@@ -104,6 +104,15 @@ def connected(
     """
     subsystems = host.get_fact(NvmeSubsystems)
     missing = [(a, s) for a, s in portals if not portal_connected(subsystems, subnqn, transport, a, s)]
+    entry = subsystems.get(subnqn)
+    if not missing and entry and not entry["namespaces"]:
+        # connected, but the kernel dropped the namespace (e.g. controllers lost and re-established while
+        # the target rebooted): rescan through a live controller instead of reconnecting
+        live = [c["name"] for c in entry["controllers"] if c["state"] == "live"]
+        if live:
+            yield StringCommand("nvme", "ns-rescan", QuoteString(f"/dev/{live[0]}"))
+            yield wait_for_namespace(subnqn)
+            return
     if not missing:
         host.noop(f"{subnqn} is connected through {len(portals)} portal(s)")
         return
