@@ -44,7 +44,7 @@ from collections.abc import Callable
 
 from pyinfra import context, host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import File, FileContents
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra.operations import files
 
@@ -209,12 +209,26 @@ def released_unmounted(request: ReleaseRequest):
     if not mount_points:
         host.noop("no released namespace is mounted")
         return
-    yield StringCommand("systemctl", "stop", QuoteString(request.vllm_unit))
+    vllm_running = host.get_fact(SystemdStatus, services=[request.vllm_unit]).get(request.vllm_unit, False)
+    if vllm_running or host.get_fact(File, path=f"{SYSTEMD_DIR}/{request.vllm_unit}"):
+        # also when not seen running: a stop cancels a pending Restart= (systemctl refuses units never installed)
+        yield StringCommand("systemctl", "stop", QuoteString(request.vllm_unit))
     for path in sorted(mount_points, key=lambda p: (-p.rstrip("/").count("/"), p)):
         if path == request.mount_path:
             yield StringCommand("systemctl", "stop", QuoteString(mount_unit_name(path)))
         else:
             yield StringCommand("umount", QuoteString(path))
+
+
+def _in_use(device: str, use: dict) -> str | None:
+    """How ``device`` is still in use (None: it is not)."""
+    if use["mounts"]:
+        return f"/dev/{device} is still mounted at {', '.join(use['mounts'])} (a busy unmount?)"
+    if use["holders"]:
+        return f"/dev/{device} is in use by {', '.join(use['holders'])}"
+    if use["ext4"]:
+        return f"/dev/{device} is still mounted in another mount namespace (a container?)"
+    return None
 
 
 @operation()
@@ -230,14 +244,11 @@ def released_disconnected(request: ReleaseRequest):
         host.noop("no released subsystem is connected")
         return
     for nqn, devices in released.items():
-        busy = [
-            f"/dev/{d} at {', '.join(use[d]['mounts'])}" if use[d]["mounts"] else f"/dev/{d}"
-            for d in devices
-            if d in use and (use[d]["mounts"] or use[d]["holders"] or use[d]["ext4"])
-        ]
+        busy = [_in_use(d, use[d]) for d in devices if d in use]
+        busy = [b for b in busy if b]
         # While preparing a dry run the mounts are still there: released_unmounted runs first.
         if busy and context.state.is_executing:
-            yield from refuse(f"{', '.join(busy)} of {nqn} is still in use (busy unmount?): not disconnecting it")
+            yield from refuse(f"{'; '.join(busy)}: not disconnecting {nqn}")
             return
         yield disconnect_command(nqn, devices)
 
