@@ -12,10 +12,11 @@ Every step compares live facts and is a noop when done, so a rerun after an inte
 
 1. Refused before anything is touched: a released namespace (or a partition of it) held by another block
    device (device-mapper, md), or whose ext4 is mounted only outside this mount namespace (a container).
-2. Unmounted: when a released namespace is mounted anywhere, ``systemctl stop <vllm_unit>`` first (it has
-   ``RequiresMountsFor=``; a stop also cancels a pending ``Restart=``), then ``systemctl stop <mount unit>`` for
-   ``mount_path`` and ``umount <path>`` for any other mount point, deepest first. A failing unmount (busy)
-   fails the host at this step: nothing after it runs.
+2. Unmounted: when a released namespace is mounted anywhere, ``systemctl stop <vllm_unit>`` first when it is
+   installed (it has ``RequiresMountsFor=``; a stop also cancels a pending ``Restart=``; the node deploy that
+   follows a handover starts it again), then ``systemctl stop <mount unit>`` for ``mount_path`` and
+   ``umount <path>`` for any other mount point, deepest first. A failing unmount (busy) fails the host at this
+   step: nothing after it runs.
 3. Disconnected: ``nvme disconnect --nqn`` per released subsystem, refused while one of its namespaces is still
    mounted; the command itself checks again on the host right before it disconnects (mount table by
    major:minor, ``/sys/fs/ext4/<dev>`` for mounts in any mount namespace, ``holders/``).
@@ -33,7 +34,9 @@ sysctls, ``kvpod-rxe.service``, their modules-load files) -- it is the fabric ro
 reloading the host's network configuration (``netplan apply`` touches every interface), and the node can
 rejoin; the NVMe host identity (``/etc/nvme/hostnqn``, ``hostid``: nvme-cli's, the target revokes the NQN);
 the vLLM user and ``/var/lib/<user>`` (model caches); packages; the empty mount point. Data on the drive is
-never touched: release never formats and never writes to a device.
+never touched: release never formats and never writes to a device. A pruned node thus keeps its fabric
+address; automatic node addresses follow node order, so the caller must take it off the fabric before another
+node can be given that address.
 """
 
 from __future__ import annotations
