@@ -321,6 +321,18 @@ def _truncate(remote: FakeRemote, argv: list[str]) -> bool:
     return True
 
 
+def _mount(remote: FakeRemote, argv: list[str]) -> bool:
+    """``mount -o remount,OPTS PATH``: the live options gain OPTS."""
+    opts = _opt(argv, "-o").split(",")
+    if opts[0] != "remount":
+        return False
+    current = _fact(remote, "storage.MountedAt", {}).get(f"path={argv[-1]}")
+    if current is None:
+        return False
+    current["options"] = [o for o in current["options"] if o not in ("atime", "relatime", "strictatime")] + opts[1:]
+    return True
+
+
 def _echo(remote: FakeRemote, argv: list[str]) -> bool:
     return argv[-2:] != ["exit", "1"]
 
@@ -340,4 +352,5 @@ EFFECTS = {
     "ln": _ln,
     "rm": _rm,
     "truncate": _truncate,
+    "mount": _mount,
 }

@@ -230,18 +230,30 @@ def mount_unit(
 
 
 @operation()
-def mounted(path: str, subnqn: str | None = None, nsid: int | None = None, device: str | None = None):
+def mounted(
+    path: str,
+    subnqn: str | None = None,
+    nsid: int | None = None,
+    device: str | None = None,
+    options: list[str] | None = None,
+):
     """
-    The device's filesystem is mounted at ``path``, started through its mount unit. Something else mounted
-    there is refused loudly (never mounted over).
+    The device's filesystem is mounted at ``path``, started through its mount unit, with ``options`` live
+    (a mount that lost one, e.g. remounted without ``noatime``, is remounted with them). Something else
+    mounted there is refused loudly (never mounted over).
 
     + path: the mount point (its mount unit must exist)
     + subnqn, nsid / device: the filesystem's device (see :func:`ext4`)
+    + options: mount options that must be in effect (``noatime``)
     """
     dev, _, missing = _device(device, subnqn, nsid)
     current = host.get_fact(MountedAt, path=path)
     if current:
         if dev and current["device"] == posixpath.basename(dev):
+            lost = [o for o in options or [] if o not in current["options"]]
+            if lost:
+                yield StringCommand("mount", "-o", QuoteString(",".join(["remount", *lost])), QuoteString(path))
+                return
             host.noop(f"{path} is mounted from {dev}")
             return
         wanted = dev or f"the namespace of {subnqn}"

@@ -74,7 +74,7 @@ def kv_mount() -> None:
         **where,
     )
     units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
-    storage.mounted(name=f"{mnt.path} mounted", path=mnt.path, **where)
+    storage.mounted(name=f"{mnt.path} mounted", path=mnt.path, options=mnt.options, **where)
     units.service(
         name=f"{mount_unit_name(mnt.path)} enabled", unit=mount_unit_name(mnt.path), enabled=True, running=False
     )

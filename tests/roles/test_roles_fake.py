@@ -192,7 +192,8 @@ def test_nvme_initiator_fresh(lab: NodePlan) -> None:
     assert "modprobe -a nvme_fabrics nvme_rdma" in cmds
     assert [c for c in cmds if c.startswith("nvme connect")] == [
         f"nvme connect --transport rdma --nqn {lab.namespace.subsystem_nqn} --traddr {addr} --trsvcid 4420 "
-        f"--hostnqn {lab.host_nqn} --hostid {lab.host_id} --ctrl-loss-tmo {lab.namespace.ctrl_loss_tmo} --reconnect-delay 2"
+        f"--hostnqn {lab.host_nqn} --hostid {lab.host_id} "
+        f"--ctrl-loss-tmo {lab.namespace.ctrl_loss_tmo} --reconnect-delay 2"
         for addr in ("10.78.0.1", "10.78.0.2")
     ]
     assert not any("apt" in c for c in cmds), "installed packages: nothing to fetch (offline hosts)"
