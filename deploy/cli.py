@@ -18,7 +18,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from deploy import paths  # noqa: E402
-from deploy.errors import KvpodError, SpecError  # noqa: E402
+from deploy.errors import InputError, KvpodError, SpecError  # noqa: E402
 from deploy.loader import load_spec  # noqa: E402
 from deploy.plan import Plan, build_plan  # noqa: E402
 from deploy.spec import PodSpec  # noqa: E402
@@ -165,24 +165,103 @@ _register_subcommands()
 LimitOpt = Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")]
 
 
+def _options(limit, wipe, batch, prune, force_unreachable, dry=False):
+    from deploy.orchestrate import UpOptions
+
+    return UpOptions(
+        limit=limit, dry=dry, wipe=set(wipe or []), batch=batch, prune=prune, force_unreachable=force_unreachable
+    )
+
+
+WipeOpt = Annotated[list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT): data is lost")]
+BatchOpt = Annotated[str, typer.Option("--batch", help="vLLM restarts per batch: nodes (1) or a share (25%)")]
+PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
+]
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="write the per-host summary as JSON")]
+
+
 @app.command()
 def up(
     spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
     limit: LimitOpt = None,
     dry: Annotated[bool, typer.Option("--dry", help="show what would change; change nothing")] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="show the diff before applying (the default when interactive)")
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")] = False,
-    wipe: Annotated[
-        list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT); data is lost")
-    ] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="write the per-host summary as JSON")] = None,
+    wipe: WipeOpt = None,
+    batch: BatchOpt = "1",
+    prune: PruneOpt = False,
+    force_unreachable: ForceOpt = False,
+    report: ReportOpt = None,
     verify: Annotated[bool, typer.Option(help="run kvpod verify after a successful bring-up")] = True,
 ) -> None:
-    """Configure switches, then targets, then nodes, idempotently; a second run changes nothing."""
-    from deploy.cli_run import run_up_command
+    """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
+    from deploy.cli_run import run_diff_command, run_up_command
 
     _, p = load(spec)
-    code = run_up_command(p, limit=limit, dry=dry, yes=yes, wipe=wipe or [], report=report, verify=verify)
-    raise typer.Exit(code)
+    opts = _options(limit, wipe, batch, prune, force_unreachable, dry=dry)
+    if diff and not dry and not yes:
+        code = run_diff_command(p, _options(limit, wipe, batch, prune, force_unreachable, dry=True), exit_on_drift=True)
+        if code != 1:
+            raise typer.Exit(code)
+    raise typer.Exit(run_up_command(p, opts, yes=yes or diff, report=report, verify=verify))
+
+
+@app.command("diff")
+def diff_cmd(
+    spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
+    limit: LimitOpt = None,
+    prune: PruneOpt = False,
+    report: ReportOpt = None,
+) -> None:
+    """Read the live pod and show, per host, what `kvpod up` would change and why; change nothing."""
+    from deploy.cli_run import run_diff_command
+
+    _, p = load(spec)
+    raise typer.Exit(
+        run_diff_command(p, _options(limit, [], "1", prune, False, dry=True), exit_on_drift=False, report=report)
+    )
+
+
+@app.command()
+def check(
+    spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
+    limit: LimitOpt = None,
+    report: ReportOpt = None,
+) -> None:
+    """Report drift (live state differing from the plan) per host; exit 1 when there is drift."""
+    from deploy.cli_run import run_diff_command
+
+    _, p = load(spec)
+    raise typer.Exit(
+        run_diff_command(p, _options(limit, [], "1", False, False, dry=True), exit_on_drift=True, report=report)
+    )
+
+
+@app.command()
+def reassign(
+    spec: Annotated[Path, typer.Argument(help="pod spec YAML (edited in place, comments kept)")],
+    drive: Annotated[str, typer.Option("--drive", help="ENCLOSURE/SLOT of the drive to move")],
+    to: Annotated[str, typer.Option("--to", help="the node that receives the drive")],
+    swap: Annotated[
+        bool, typer.Option("--swap", help="the receiving node's drive goes to the drive's old holder")
+    ] = False,
+    wipe: Annotated[
+        bool, typer.Option("--wipe", help="recreate the filesystem on the moved drive: data is lost")
+    ] = False,
+    force_unreachable: ForceOpt = False,
+    batch: BatchOpt = "1",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = True,
+) -> None:
+    """Move a drive to another node safely: old holder releases, target re-admits, new holder mounts."""
+    from deploy.cli_reassign import run_reassign_command
+
+    raise typer.Exit(
+        run_reassign_command(spec, drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
+    )
 
 
 def main() -> None:
@@ -191,7 +270,7 @@ def main() -> None:
         app()
     except KvpodError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise SystemExit(EXIT_FAILED) from None
+        raise SystemExit(EXIT_INVALID if isinstance(exc, InputError) else EXIT_FAILED) from None
     except KeyboardInterrupt:
         err.print("interrupted")
         raise SystemExit(130) from None

@@ -106,7 +106,9 @@ def lab_up(
     out.print(f"lab booted in {time.monotonic() - started:.1f}s; pod spec: {spec_path}")
     if not bring_up:
         return
-    code = run_up_command(plan, limit=None, dry=False, yes=True, wipe=[], report=None, verify=True)
+    from deploy.orchestrate import UpOptions
+
+    code = run_up_command(plan, UpOptions(), yes=True, report=None, verify=True)
     out.print(f"lab up finished in {time.monotonic() - started:.1f}s (exit {code})")
     raise typer.Exit(code)
 

@@ -1,4 +1,4 @@
-"""CLI side of runs against hosts: live progress, the per-host summary, the JSON report, exit codes."""
+"""CLI side of runs against hosts: live progress, the diff view, the per-host summary, JSON reports, exit codes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.syntax import Syntax
 from rich.table import Table
 
+from deploy.errors import InputError
+from deploy.orchestrate import UpOptions, bring_up
 from deploy.plan import Plan
-from deploy.runner import RunReport, UpOptions, run_up
+from deploy.runner import RunReport
 from deploy.statedir import new_run_dir
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
@@ -33,6 +36,8 @@ def summary_table(report: RunReport, title: str) -> Table:
         t.add_column(col, overflow="fold")
     for h in report.hosts:
         detail = (h.stderr[-1] if h.stderr else "") or (h.note or "")
+        if h.restart_pending:
+            detail = (detail + " " if detail else "") + "vLLM restart pending"
         style = _STYLE.get(h.status, "")
         t.add_row(
             h.name,
@@ -46,6 +51,28 @@ def summary_table(report: RunReport, title: str) -> Table:
     return t
 
 
+def print_diff(report: RunReport) -> None:
+    """Per host: what would change and why — operations with their commands, files as unified diffs."""
+    for h in report.hosts:
+        if not h.planned and h.status not in ("failed", "unreachable"):
+            continue
+        out.rule(f"{h.name} ({h.role}): {h.status}")
+        if h.status in ("failed", "unreachable"):
+            out.print(f"[red]{h.failed_step or h.status}[/red]: {(h.stderr or [h.note or ''])[-1]}", highlight=False)
+        for op, commands in h.planned:
+            out.print(f"[yellow]~[/yellow] {op}", highlight=False)
+            for cmd in commands:
+                if cmd.startswith("upload "):
+                    dest = cmd.removeprefix("upload ")
+                    diff = h.diffs.get(dest, "")
+                    if diff:
+                        out.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+                    else:
+                        out.print(f"    upload {dest} (content unchanged; mode or owner differ)", highlight=False)
+                else:
+                    out.print(f"    $ {cmd}", highlight=False, markup=False)
+
+
 def _sink(host: str, kind: str, text: str) -> None:
     if kind == "changed":
         out.print(f"  [yellow]changed[/yellow] {host}: {text}", highlight=False)
@@ -53,60 +80,71 @@ def _sink(host: str, kind: str, text: str) -> None:
         out.print(f"  [red]failed[/red]  {host}: {text}", highlight=False)
 
 
-def _parse_wipe(plan: Plan, wipe: list[str]) -> set[str]:
-    known = {f"{s_t.name}/{s.drive}" for s_t in plan.targets for s in s_t.subsystems}
-    bad = [w for w in wipe if w not in known]
-    if bad:
-        raise ValueError(f"--wipe: unknown drive {', '.join(bad)} (valid: ENCLOSURE/SLOT, e.g. {sorted(known)[0]})")
-    return set(wipe)
-
-
-def run_up_command(
-    plan: Plan,
-    *,
-    limit: list[str] | None,
-    dry: bool,
-    yes: bool,
-    wipe: list[str],
-    report: Path | None,
-    verify: bool,
-) -> int:
+def check_selection(plan: Plan, limit: list[str] | None, wipe: list[str]) -> None:
     known = {n.name for n in plan.nodes}
     unknown = [n for n in (limit or []) if n not in known]
     if unknown:
-        out.print(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    drives = {f"{t.name}/{s.drive}" for t in plan.targets for s in t.subsystems}
+    bad = [w for w in wipe if w not in drives]
+    if bad:
+        raise InputError(f"--wipe: unknown drive {', '.join(bad)} (valid: ENCLOSURE/SLOT, e.g. {sorted(drives)[0]})")
+
+
+def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
+    text = json.dumps(result.as_json(), indent=2, sort_keys=True) + "\n"
+    (run_dir / "report.json").write_text(text)
+    if report:
+        report.write_text(text)
+
+
+def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report: Path | None = None) -> int:
+    """``kvpod diff`` / ``up --dry`` / ``check``: read the live pod, show what would change, change nothing."""
+    opts.dry = True
+    opts.run_dir = new_run_dir(plan.pod, "check" if exit_on_drift else "diff")
+    with out.status(f"reading the live state of {plan.pod}"):
+        result = bring_up(plan, opts)
+    print_diff(result)
+    drift = [h for h in result.hosts if h.status == "would-change"]
+    title = f"{plan.pod}: {len(drift)} host(s) differ from the plan ({result.changed} operations)"
+    out.print(summary_table(result, title))
+    write_report(result, opts.run_dir, report)
+    if not result.ok:
+        return EXIT_FAILED
+    if exit_on_drift and drift:
+        out.print(f"[yellow]drift[/yellow] on {', '.join(h.name for h in drift)}")
         return EXIT_INVALID
-    try:
-        wipe_set = _parse_wipe(plan, wipe)
-    except ValueError as exc:
-        out.print(str(exc))
-        return EXIT_INVALID
-    if not dry and not yes and sys.stdin.isatty():
-        preview = run_up(plan, UpOptions(limit=limit, dry=True, wipe=wipe_set))
-        out.print(summary_table(preview, "what kvpod up would change"))
-        if wipe_set:
-            out.print(f"[red]--wipe reformats {', '.join(sorted(wipe_set))}: its data is lost[/red]")
-        if preview.changed == 0 and preview.ok:
+    return EXIT_OK
+
+
+def run_up_command(
+    plan: Plan, opts: UpOptions, *, yes: bool, report: Path | None, verify: bool, checkpoint=None
+) -> int:
+    """``kvpod up``: show what will change (unless --yes or not interactive), apply, summarise, verify."""
+    check_selection(plan, opts.limit, sorted(opts.wipe))
+    if opts.dry:
+        return run_diff_command(plan, opts, exit_on_drift=False, report=report)
+    if not yes and sys.stdin.isatty():
+        preview = UpOptions(**{**opts.__dict__, "dry": True})
+        code = run_diff_command(plan, preview, exit_on_drift=True)
+        if opts.wipe:
+            out.print(f"[red]--wipe reformats {', '.join(sorted(opts.wipe))}: its data is lost[/red]")
+        if code == EXIT_OK:
             out.print("nothing to change")
             return EXIT_OK
         if not out.input("apply? [y/N] ").strip().lower().startswith("y"):
             return EXIT_OK
-    run_dir = new_run_dir(plan.pod, "up-dry" if dry else "up")
-    opts = UpOptions(limit=limit, dry=dry, wipe=wipe_set, run_dir=run_dir)
-    with out.status(f"kvpod up {plan.pod}: switches, targets, nodes"):
-        result = run_up(plan, opts, sink=_sink)
-    verb = "dry run" if dry else "kvpod up"
-    title = f"{verb} of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
+    opts.run_dir = new_run_dir(plan.pod, "up")
+    with out.status(f"kvpod up {plan.pod}: switches, handover, targets, nodes, restarts"):
+        result = bring_up(plan, opts, sink=_sink, checkpoint=checkpoint)
+    title = f"kvpod up of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
     out.print(summary_table(result, title))
-    out.print(f"logs: {run_dir}")
-    data = result.as_json()
-    (run_dir / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    if report:
-        report.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    out.print(f"logs: {opts.run_dir}")
+    write_report(result, opts.run_dir, report)
     if not result.ok:
         return EXIT_FAILED
-    if verify and not dry:
+    if verify:
         from deploy.cli_verify import run_verify_command
 
-        return run_verify_command(plan, limit=limit, junit=None)
+        return run_verify_command(plan, limit=opts.limit, junit=None)
     return EXIT_OK

@@ -26,3 +26,7 @@ class SpecError(Exception):
 
 class KvpodError(Exception):
     """A failure the user can act on (not a bug): printed as one message, exit code 2."""
+
+
+class InputError(KvpodError):
+    """A command-line argument that does not fit the spec (unknown node, drive, ...): exit code 1."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deploy.assignment import DriveRef, node_drives
-from deploy.errors import KvpodError
+from deploy.errors import InputError
 from deploy.nodes import expand_nodes
 from deploy.spec import PodSpec
 
@@ -36,31 +36,31 @@ class Reassignment:
 def parse_drive(text: str) -> DriveRef:
     enclosure, sep, slot = text.partition("/")
     if not sep or not slot.isdigit() or not enclosure:
-        raise KvpodError(f"--drive {text!r}: expected ENCLOSURE/SLOT, e.g. data24/7")
+        raise InputError(f"--drive {text!r}: expected ENCLOSURE/SLOT, e.g. data24/7")
     return DriveRef(enclosure, int(slot))
 
 
 def plan_reassignment(spec: PodSpec, drive: DriveRef, to_node: str, swap: bool) -> Reassignment:
-    """Who holds what after moving ``drive`` to ``to_node``; raises KvpodError when it cannot be done."""
+    """Who holds what after moving ``drive`` to ``to_node``; raises InputError when it cannot be done."""
     nodes = expand_nodes(spec.nodes)
     names = [n.name for n in nodes]
     if to_node not in names:
-        raise KvpodError(f"--to {to_node!r}: no such node (valid: {', '.join(names)})")
+        raise InputError(f"--to {to_node!r}: no such node (valid: {', '.join(names)})")
     drives = {(e.name, d.slot) for e in spec.enclosures for d in e.drive_list()}
     if (drive.enclosure, drive.slot) not in drives:
-        raise KvpodError(f"--drive {drive}: the spec has no such drive")
+        raise InputError(f"--drive {drive}: the spec has no such drive")
     held = node_drives(spec, nodes)
     current = held[to_node]
     if current == drive:
-        raise KvpodError(f"{to_node} already holds {drive} in the spec: nothing to move")
+        raise InputError(f"{to_node} already holds {drive} in the spec: nothing to move")
     old_holder = next((n for n, d in held.items() if d == drive), None)
     if old_holder is not None and not swap:
-        raise KvpodError(
+        raise InputError(
             f"{drive} is held by {old_holder}; a node holds exactly one drive: use --swap to give {old_holder} "
             f"{current} in exchange, or move {old_holder} to a spare drive first"
         )
     if old_holder is None and swap:
-        raise KvpodError(f"{drive} is a spare (no node holds it): --swap needs a drive held by another node")
+        raise InputError(f"{drive} is a spare (no node holds it): --swap needs a drive held by another node")
     assignments = {to_node: (drive.enclosure, drive.slot)}
     if old_holder is not None:
         assignments[old_holder] = (current.enclosure, current.slot)

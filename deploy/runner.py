@@ -8,21 +8,23 @@ per host, how many operations changed something and which step failed with its s
 from __future__ import annotations
 
 import contextlib
+import difflib
+import io
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyinfra.api import Config, Inventory, OperationError, State
+from pyinfra.api.command import FileUploadCommand
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
-from deploy.plan import NodePlan, Plan, SshPlan, SwitchPlan, TargetPlan
+from deploy.plan import NodePlan, Plan, SshPlan, TargetPlan
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
 
@@ -40,6 +42,9 @@ class HostResult:
     failed_step: str | None = None
     stderr: list[str] = field(default_factory=list)
     note: str | None = None
+    restart_pending: bool = False
+    planned: list[tuple[str, list[str]]] = field(default_factory=list)  # dry runs: (operation, commands)
+    diffs: dict[str, str] = field(default_factory=dict)  # dry runs: remote path -> unified diff
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,9 @@ class HostResult:
             "failed_step": self.failed_step,
             "stderr": self.stderr[-20:],
             "note": self.note,
+            "restart_pending": self.restart_pending,
+            "planned": [{"operation": op, "commands": cmds} for op, cmds in self.planned],
+            "diffs": self.diffs,
         }
 
 
@@ -184,6 +192,9 @@ def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout) -> list[
             results[h.name].stderr = [str(exc) if isinstance(exc, OperationError) else f"{type(exc).__name__}: {exc}"]
             with contextlib.suppress(PyinfraError):  # its partly prepared operations must not run
                 state.fail_hosts({h})
+    if dry:
+        for h in prepared:
+            _describe(state, h, results[h.name])
     try:
         if prepared and not dry:
             run_ops(state)
@@ -225,6 +236,73 @@ def _collect(state: State, host, result: HostResult, dry: bool) -> None:
         result.failed_step = result.failed_step or "unknown step"
     if result.status != "failed":
         result.status = ("would-change" if dry else "changed") if result.changed_ops else "unchanged"
+    result.restart_pending = bool(host.data.get("kvpod_restart_pending"))
+
+
+def _describe(state: State, host, result: HostResult) -> None:
+    """For a dry run: the commands each operation would run, and a unified diff for each file it would write."""
+    from deploy.operations import planned_commands
+
+    try:
+        planned = planned_commands(state, host)
+    except Exception as exc:  # a refusal: the dry run reports it as this host's failure
+        result.status = "failed"
+        result.failed_step = result.failed_step or "prepare"
+        result.stderr = [str(exc)]
+        return
+    for op, commands in planned:
+        if not commands:
+            continue
+        lines = []
+        for cmd in commands:
+            if isinstance(cmd, FileUploadCommand):
+                lines.append(f"upload {cmd.dest}")
+                result.diffs[cmd.dest] = _file_diff(host, cmd)
+            else:
+                lines.append(cmd.get_masked_value() if hasattr(cmd, "get_masked_value") else repr(cmd))
+        result.planned.append((op, lines))
+
+
+def _file_diff(host, cmd: FileUploadCommand) -> str:
+    src = cmd.src
+    if hasattr(src, "getvalue"):
+        new = src.getvalue()
+    else:
+        with open(src) as f:
+            new = f.read()
+    if isinstance(new, bytes):
+        new = new.decode(errors="replace")
+    buf = io.BytesIO()
+    try:
+        old = buf.getvalue().decode(errors="replace") if host.get_file(cmd.dest, buf) else ""
+    except Exception:  # the file does not exist yet
+        old = ""
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True), new.splitlines(keepends=True), f"{host.name}:{cmd.dest}", "planned"
+        )
+    )
+
+
+def gather_fact(hosts: list[tuple[str, dict[str, Any]]], fact: type, connect_timeout: int = 20) -> dict[str, Any]:
+    """Read one fact from many hosts in parallel; an unreachable host maps to None."""
+    from pyinfra.api.facts import get_facts
+
+    if not hosts:
+        return {}
+    inventory = Inventory((hosts, {}))
+    state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout, FAIL_PERCENT=None))
+    with contextlib.suppress(PyinfraError):
+        connect_all(state)
+    out: dict[str, Any] = {h.name: None for h in inventory}
+    try:
+        if state.active_hosts:
+            for h, value in get_facts(state, fact).items():
+                out[h.name] = value
+    finally:
+        with contextlib.suppress(Exception):
+            disconnect_all(state)
+    return out
 
 
 def node_hosts(plan: Plan, limit: Iterable[str] | None, extra: dict[str, dict] | None = None) -> list[tuple[str, dict]]:
@@ -258,82 +336,6 @@ def switch_hosts(plan: Plan) -> list[tuple[str, dict]]:
         else:  # a Linux bridge on the machine running kvpod
             out.append(("@local", {"kvpod_switch": sw, "kvpod_plan": plan, "kvpod_name": sw.name}))
     return out
-
-
-@dataclass
-class UpOptions:
-    limit: list[str] | None = None
-    dry: bool = False
-    wipe: set[str] = field(default_factory=set)  # "enclosure/slot" drives the user asked to reformat
-    defer_restart: bool = False
-    run_dir: Path | None = None
-    skip_fabric: bool = False  # only nodes (used by --limit runs that should not touch shared parts)
-
-
-def run_up(plan: Plan, opts: UpOptions, sink: EventSink | None = None) -> RunReport:
-    """Switches, then targets, then nodes. Nodes are skipped when the fabric phases failed."""
-    from roles.node import node as node_deploy
-
-    start = time.monotonic()
-    results: list[HostResult] = []
-    if not opts.skip_fabric:
-        results += _switch_phase(plan, opts, sink)
-        results += _target_phase(plan, opts, sink)
-    fabric_failed = [r for r in results if r.status in ("failed", "unreachable")]
-    extra = {
-        n.name: {
-            "kvpod_wipe": f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,
-            "kvpod_defer_restart": opts.defer_restart,
-        }
-        for n in plan.nodes
-    }
-    hosts = node_hosts(plan, opts.limit, extra)
-    if fabric_failed and not opts.dry:
-        for name, _ in hosts:
-            results.append(
-                HostResult(
-                    name,
-                    "node",
-                    status="failed",
-                    failed_step="fabric",
-                    note=f"not started: {', '.join(r.name for r in fabric_failed)} failed",
-                )
-            )
-    else:
-        results += run_phase("node", hosts, node_deploy, dry=opts.dry, sink=sink, run_dir=opts.run_dir)
-    return RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry)
-
-
-def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[HostResult]:
-    from deploy.switches import driver_for
-
-    results: list[HostResult] = []
-    for name, data in switch_hosts(plan):
-        sw: SwitchPlan = data["kvpod_switch"]
-        res = run_phase(
-            "switch", [(name, data)], driver_for(sw.kind).deploy, dry=opts.dry, sink=sink, run_dir=opts.run_dir
-        )
-        for r in res:
-            r.name = sw.name
-        results += res
-    return results
-
-
-def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[HostResult]:
-    from roles.nvmet_target import nvmet_target
-
-    results = run_phase("target", target_hosts(plan), nvmet_target, dry=opts.dry, sink=sink, run_dir=opts.run_dir)
-    for t in plan.targets:
-        if t.kind == "data24":
-            results.append(
-                HostResult(
-                    t.name,
-                    "target",
-                    status="manual",
-                    note="no provisioning API: configure it from `kvpod target sheet`",
-                )
-            )
-    return results
 
 
 def node_plan_of(host) -> NodePlan:

@@ -103,6 +103,9 @@ def lab_up():
     why = _lab_possible()
     if why:
         pytest.skip(why)
+    if os.environ.get("KVPOD_LAB_REUSE") == "1":  # development: run against a lab that is already up
+        yield kvpod("verify", str(LAB_SPEC))
+        return
     kvpod("lab", "down", timeout=300)
     run = kvpod("lab", "up", timeout=3600)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deploy.assignment import DriveRef
-from deploy.errors import KvpodError
+from deploy.errors import InputError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
 from deploy.reassign import parse_drive, plan_reassignment
@@ -37,17 +37,17 @@ def test_swap_exchanges_drives():
 
 
 def test_taking_a_held_drive_without_swap_is_refused():
-    with pytest.raises(KvpodError, match=r"held by node1.*--swap"):
+    with pytest.raises(InputError, match=r"held by node1.*--swap"):
         plan_reassignment(load_spec_text(LAB.read_text()), DriveRef("target", 1), "node2", swap=False)
 
 
 def test_unknown_node_or_drive_is_refused():
     spec = load_spec_text(LAB.read_text())
-    with pytest.raises(KvpodError, match="no such node"):
+    with pytest.raises(InputError, match="no such node"):
         plan_reassignment(spec, DriveRef("target", 3), "node9", swap=False)
-    with pytest.raises(KvpodError, match="no such drive"):
+    with pytest.raises(InputError, match="no such drive"):
         plan_reassignment(spec, DriveRef("target", 9), "node1", swap=False)
-    with pytest.raises(KvpodError, match="ENCLOSURE/SLOT"):
+    with pytest.raises(InputError, match="ENCLOSURE/SLOT"):
         parse_drive("target-3")
 
 

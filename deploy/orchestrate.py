@@ -1,0 +1,328 @@
+"""The order of a bring-up: switches, handover of moved drives, targets, nodes, rolling vLLM restarts.
+
+Everything here is decided from the plan and from facts read through :mod:`deploy.runner` (the only
+module that talks to pyinfra). Every step compares the live pod with the plan, so a run that was
+interrupted anywhere is finished by running it again.
+
+The namespace invariant: **a drive is never mounted on two nodes**. A node that still holds a drive the
+plan gives to another node releases it (stop vLLM, unmount, disconnect, forget the boot-time connection)
+before the target revokes its host NQN and admits the new holder, and before the new holder connects;
+ext4 multi-mount protection is the last line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.errors import KvpodError
+from deploy.plan import Plan
+from deploy.release import fabrics_subsystems, release_requests
+from deploy.runner import (
+    EventSink,
+    HostResult,
+    RunReport,
+    gather_fact,
+    node_hosts,
+    run_phase,
+    ssh_host_data,
+    switch_hosts,
+    target_hosts,
+)
+from deploy.statedir import state_dir
+
+Checkpoint = Callable[[str], None]
+
+
+@dataclass
+class UpOptions:
+    limit: list[str] | None = None
+    dry: bool = False
+    wipe: set[str] = field(default_factory=set)  # "enclosure/slot" drives the user asked to reformat
+    run_dir: Path | None = None
+    batch: str = "1"  # rolling restarts: nodes per batch ("2") or a share of the nodes ("25%")
+    prune: bool = False  # release nodes that left the spec
+    force_unreachable: bool = False  # hand over drives of unreachable holders (target revokes, MMP guards)
+    health_timeout: int = 300
+
+
+def applied_plan_path(pod: str) -> Path:
+    return state_dir() / "pods" / pod / "applied-plan.json"
+
+
+def load_applied_plan(pod: str) -> Plan | None:
+    """The plan of the last successful ``kvpod up`` of this pod on this machine (for --prune and moves)."""
+    path = applied_plan_path(pod)
+    if not path.exists():
+        return None
+    return Plan.model_validate_json(path.read_text())
+
+
+def save_applied_plan(plan: Plan) -> None:
+    path = applied_plan_path(plan.pod)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(plan.to_json())
+    os.replace(tmp, path)
+
+
+def batch_size(spec: str, count: int) -> int:
+    """Nodes per restart batch from ``--batch``: a number, or a percentage of ``count`` (at least 1)."""
+    text = spec.strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return max(1, math.floor(count * share / 100))
+        n = int(text)
+        if n < 1:
+            raise ValueError
+        return n
+    except ValueError:
+        raise KvpodError(f"--batch {spec!r}: expected a positive number of nodes or a percentage like 25%") from None
+
+
+def crash_point(step: str) -> None:
+    """Fault injection for the interruption tests: ``KVPOD_CRASH_AFTER=<step>`` kills this process there."""
+    if os.environ.get("KVPOD_CRASH_AFTER") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Handover:
+    """What the live pod says must move before targets and nodes are configured."""
+
+    releases: dict[str, object]  # node -> ReleaseRequest
+    live: dict[str, set[str] | None]  # node -> connected pod subsystems (None: unreachable)
+    removed: list[str]  # nodes of the applied plan that left the spec
+    unreachable_holders: list[str]
+
+
+def survey(plan: Plan, opts: UpOptions) -> Handover:
+    """Read which subsystems each node holds now and work out the releases (changes nothing)."""
+    from deploy.facts.nvme import NvmeSubsystems
+
+    applied = load_applied_plan(plan.pod)
+    current = {n.name for n in plan.nodes}
+    removed_nodes = [n for n in (applied.nodes if applied else []) if n.name not in current]
+    hosts = node_hosts(plan, None) + [(n.name, ssh_host_data(n.ssh)) for n in removed_nodes]
+    facts = gather_fact(hosts, NvmeSubsystems)
+    live = {name: (fabrics_subsystems(v) if v is not None else None) for name, v in facts.items()}
+    reachable = {k: v for k, v in live.items() if v is not None}
+    removed = [n.name for n in removed_nodes]
+    releases = release_requests(plan, reachable, prune=[n for n in removed if opts.prune and n in reachable])
+    moved = _moved_from(applied, plan)
+    unreachable_holders = sorted(n for n, v in live.items() if v is None and n in moved)
+    return Handover(releases, live, removed, unreachable_holders)
+
+
+def _moved_from(applied: Plan | None, plan: Plan) -> set[str]:
+    """Nodes that held, in the applied plan, a drive the new plan gives to another node (or to nobody)."""
+    if applied is None:
+        return set()
+    new_holder = {n.namespace.subsystem_nqn: n.name for n in plan.nodes}
+    return {n.name for n in applied.nodes if new_holder.get(n.namespace.subsystem_nqn) != n.name}
+
+
+def check_handover(plan: Plan, handover: Handover, opts: UpOptions) -> None:
+    """Refuse, before anything changes, a handover that could put a drive on two nodes."""
+    held_by_removed = [n for n in handover.removed if handover.live.get(n)]
+    if held_by_removed and not opts.prune:
+        raise KvpodError(
+            f"node(s) {', '.join(held_by_removed)} left the spec but still hold their drives; "
+            "run with --prune to release them (vLLM stopped and disabled, unmounted, disconnected, access revoked)"
+        )
+    if handover.unreachable_holders and not opts.force_unreachable:
+        raise KvpodError(
+            f"{', '.join(handover.unreachable_holders)} cannot be reached but held a drive that now moves; "
+            "refusing the handover (use --force-unreachable to rely on the target revoking access first and on "
+            "ext4 multi-mount protection)"
+        )
+
+
+def bring_up(
+    plan: Plan, opts: UpOptions, sink: EventSink | None = None, checkpoint: Checkpoint | None = None
+) -> RunReport:
+    """Switches → releases → targets → nodes → rolling restarts; stops before a phase whose inputs failed."""
+    from roles.node import node as node_deploy
+    from roles.node_release import node_release
+
+    mark = checkpoint or (lambda step: None)
+    start = time.monotonic()
+    results: list[HostResult] = []
+    handover = survey(plan, opts)
+    check_handover(plan, handover, opts)
+
+    results += _switch_phase(plan, opts, sink)
+    if _failed(results):
+        return _stop(results, plan, opts, start, "switch")
+
+    release_hosts = _release_hosts(plan, handover)
+    if release_hosts:
+        results += run_phase("release", release_hosts, node_release, dry=opts.dry, sink=sink, run_dir=opts.run_dir)
+        if _failed(results):
+            return _stop(results, plan, opts, start, "release")
+    mark("release")
+    crash_point("release")
+
+    results += _target_phase(plan, opts, sink)
+    if _failed(results):
+        return _stop(results, plan, opts, start, "target")
+    mark("target")
+    crash_point("target")
+
+    extra = {
+        n.name: {
+            "kvpod_wipe": f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,
+            "kvpod_defer_restart": True,
+        }
+        for n in plan.nodes
+    }
+    nodes = run_phase(
+        "node", node_hosts(plan, opts.limit, extra), node_deploy, dry=opts.dry, sink=sink, run_dir=opts.run_dir
+    )
+    results += nodes
+    mark("nodes")
+    crash_point("nodes")
+    if not opts.dry:
+        results = _rolling_restarts(plan, results, opts, sink)
+    report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry)
+    if report.ok and not opts.dry and not opts.limit:
+        save_applied_plan(plan)
+    return report
+
+
+def _failed(results: list[HostResult]) -> list[HostResult]:
+    return [r for r in results if r.status in ("failed", "unreachable")]
+
+
+def _stop(results: list[HostResult], plan: Plan, opts: UpOptions, start: float, phase: str) -> RunReport:
+    names = ", ".join(r.name for r in _failed(results))
+    for n in plan.nodes:
+        if opts.limit and n.name not in opts.limit:
+            continue
+        if not any(r.name == n.name for r in results):
+            results.append(
+                HostResult(
+                    n.name, "node", status="failed", failed_step=f"{phase} phase", note=f"not started: {names} failed"
+                )
+            )
+    return RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry)
+
+
+def _release_hosts(plan: Plan, handover: Handover) -> list[tuple[str, dict]]:
+    from deploy.release import RELEASE_KEY
+
+    applied = load_applied_plan(plan.pod)
+    ssh = {n.name: n.ssh for n in plan.nodes}
+    for n in applied.nodes if applied else []:
+        ssh.setdefault(n.name, n.ssh)
+    return [
+        (name, ssh_host_data(ssh[name]) | {RELEASE_KEY: request})
+        for name, request in sorted(handover.releases.items())
+        if name in ssh
+    ]
+
+
+def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[HostResult]:
+    from deploy.switches import driver_for
+
+    results: list[HostResult] = []
+    for name, data in switch_hosts(plan):
+        sw = data["kvpod_switch"]
+        res = run_phase(
+            "switch", [(name, data)], driver_for(sw.kind).deploy, dry=opts.dry, sink=sink, run_dir=opts.run_dir
+        )
+        for r in res:
+            r.name = sw.name
+        results += res
+    return results
+
+
+def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[HostResult]:
+    from roles.nvmet_target import nvmet_target
+
+    results = run_phase("target", target_hosts(plan), nvmet_target, dry=opts.dry, sink=sink, run_dir=opts.run_dir)
+    for t in plan.targets:
+        if t.kind == "data24":
+            results.append(
+                HostResult(
+                    t.name,
+                    "target",
+                    status="manual",
+                    note="no provisioning API: configure it from `kvpod target sheet`",
+                )
+            )
+    return results
+
+
+def _rolling_restarts(
+    plan: Plan, results: list[HostResult], opts: UpOptions, sink: EventSink | None
+) -> list[HostResult]:
+    """Restart vLLM where its unit, env or LMCache config changed: batch by batch, each healthy before the next."""
+    from roles.vllm_restart import vllm_restart
+
+    pending = [r for r in results if r.role == "node" and r.restart_pending and r.status != "failed"]
+    if not pending:
+        return results
+    size = batch_size(opts.batch, len(pending))
+    by_name = {r.name: r for r in results}
+    hosts = dict(
+        node_hosts(
+            plan, [r.name for r in pending], {r.name: {"kvpod_health_timeout": opts.health_timeout} for r in pending}
+        )
+    )
+    for i in range(0, len(pending), size):
+        batch = pending[i : i + size]
+        done = run_phase(
+            "restart",
+            [(r.name, hosts[r.name]) for r in batch],
+            vllm_restart,
+            dry=False,
+            sink=sink,
+            run_dir=opts.run_dir,
+        )
+        unhealthy = [d for d in done if d.status in ("failed", "unreachable")]
+        for d in done:
+            node = by_name[d.name]
+            node.restart_pending = d.status not in ("failed", "unreachable")
+            if d.status in ("failed", "unreachable"):
+                node.status = "failed"
+                node.failed_step = "vLLM restart: not healthy"
+                node.stderr = d.stderr
+            else:
+                node.changes.append("vLLM restarted (rolling)")
+                node.restart_pending = False
+        if unhealthy:
+            for rest in pending[i + size :]:
+                rest.note = "restart not rolled out: an earlier batch was unhealthy"
+            break
+    return results
+
+
+def journal_path(pod: str) -> Path:
+    return state_dir() / "journal" / f"{pod}.json"
+
+
+def read_journal(pod: str) -> dict | None:
+    path = journal_path(pod)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_journal(pod: str, entry: dict | None) -> None:
+    """Record (or, with None, clear) the reassignment in progress; atomic, so a crash leaves a whole file."""
+    path = journal_path(pod)
+    if entry is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

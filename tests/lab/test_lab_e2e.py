@@ -1,0 +1,153 @@
+"""End to end in the QEMU lab: bring-up, idempotence, data safety, access control, verify, reboots, multipath.
+
+The tests share one lab (booted once per session) and run in file order; each leaves the pod converged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.loader import load_spec
+from deploy.plan import build_plan
+
+from .conftest import LAB_SPEC, failing_checks, kvpod, report
+
+pytestmark = pytest.mark.lab
+
+PLAN = build_plan(load_spec(LAB_SPEC))
+NODE1, NODE2 = PLAN.nodes
+SPARE = next(s for s in PLAN.targets[0].subsystems if s.node is None)
+
+
+def vllm_pid(hosts, node: str) -> str:
+    return hosts.sh(node, "systemctl show -p MainPID --value kvpod-vllm").strip()
+
+
+def fs_uuid(hosts, node: str) -> str:
+    return hosts.sh(node, "findmnt -n -o UUID /mnt/kvcache").strip()
+
+
+def test_lab_up_boots_brings_up_and_verifies(lab_up):
+    assert lab_up.code == 0, lab_up.out[-3000:]
+    assert "the pod matches its plan" in lab_up.out
+
+
+def test_lab_is_isolated(hosts):
+    """The VMs have no route out; the host holds no address on the fabric."""
+    for vm in ("target", NODE1.name, NODE2.name):
+        routes = hosts.sh(vm, "ip -4 route show default")
+        assert routes.strip() == "", f"{vm} has a default route: {routes}"
+    from deploy.lab.network import bridge_ports
+
+    assert set(bridge_ports()) == {"kvl-target", "kvl-node1", "kvl-node2"}
+
+
+def test_second_up_changes_nothing_and_restarts_nothing(hosts, tmp_path):
+    before = {n.name: vllm_pid(hosts, n.name) for n in PLAN.nodes}
+    run = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--report", str(tmp_path / "r.json"))
+    assert run.code == 0
+    data = report(tmp_path / "r.json")
+    assert data["changed_operations"] == 0
+    assert {h["status"] for h in data["hosts"].values()} == {"unchanged"}
+    assert {n.name: vllm_pid(hosts, n.name) for n in PLAN.nodes} == before
+
+
+def test_existing_filesystem_is_kept_and_its_files_survive(hosts, tmp_path):
+    """A namespace that already holds ext4 with files is mounted again, never reformatted."""
+    hosts.sh(NODE1.name, "echo precious > /mnt/kvcache/precious.txt && sync")
+    uuid = fs_uuid(hosts, NODE1.name)
+    # take the node's mount and its unit away, as if kvpod had never configured this node's mount
+    hosts.sh(NODE1.name, "systemctl stop kvpod-vllm mnt-kvcache.mount && rm /etc/systemd/system/mnt-kvcache.mount "
+                         "&& systemctl daemon-reload")
+    run = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--limit", NODE1.name, "--report", str(tmp_path / "r.json"))
+    assert run.code == 0
+    changes = " ".join(report(tmp_path / "r.json")["hosts"][NODE1.name]["changes"])
+    assert "mnt-kvcache.mount" in changes
+    assert fs_uuid(hosts, NODE1.name) == uuid
+    assert hosts.sh(NODE1.name, "cat /mnt/kvcache/precious.txt").strip() == "precious"
+    assert hosts.wait_active(NODE1.name, "kvpod-vllm")
+
+
+def test_node_without_the_drive_is_refused_by_the_target(hosts):
+    """Host access: node2 may not connect to node1's drive, nor to the spare."""
+    for nqn in (NODE1.namespace.subsystem_nqn, SPARE.nqn):
+        for portal in NODE2.namespace.portals:
+            rc = hosts.rc(NODE2.name, f"nvme connect -t rdma -a {portal.address} -s 4420 -n {nqn}")
+            assert rc != 0, f"node2 connected to {nqn} via {portal.address}"
+    out = hosts.sh(NODE2.name, "cat /sys/class/nvme-subsystem/*/subsysnqn")
+    assert out.split() == [NODE2.namespace.subsystem_nqn]
+
+
+BREAKS = {
+    # node -> (how to break it, the checks verify must name)
+    "unmount": (NODE1.name, "systemctl stop mnt-kvcache.mount", {"test_mount_unit_active", "test_filesystem"}),
+    "wrong MTU": (NODE2.name, f"ip link set {NODE2.fabric.vlan_interface} mtu 1500", {"test_vlan_mtu"}),
+    "stop the unit": (NODE1.name, "systemctl stop kvpod-vllm", {"test_unit_active", "test_health"}),
+    "remount without noatime": (NODE2.name, "mount -o remount,strictatime /mnt/kvcache", {"test_mount_option"}),
+    "disconnect the namespace": (
+        NODE1.name,
+        f"systemctl stop kvpod-vllm mnt-kvcache.mount && nvme disconnect -n {NODE1.namespace.subsystem_nqn}",
+        {"test_controller_per_portal", "test_mounted_subsystem"},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "rounds",
+    [[["unmount", "wrong MTU"], ["stop the unit", "remount without noatime"], ["disconnect the namespace"]]],
+    ids=["three-rounds"],
+)
+def test_verify_names_each_break_and_up_repairs_it(hosts, tmp_path, rounds):
+    """Break one thing per node, verify names exactly those checks on exactly that node, up repairs."""
+    for i, names in enumerate(rounds):
+        for name in names:
+            node, command, _ = BREAKS[name]
+            hosts.sh(node, command)
+        junit = tmp_path / f"verify-{i}.xml"
+        run = kvpod("verify", str(LAB_SPEC), "--junit", str(junit))
+        assert run.code == 1
+        failed = failing_checks(junit)
+        for name in names:
+            node, _, checks = BREAKS[name]
+            for check in checks:
+                assert any(f.startswith(f"{check}[{node}") for f in failed), (name, check, sorted(failed))
+        broken_nodes = {BREAKS[n][0] for n in names}
+        for f in failed:
+            assert any(f"[{node}" in f for node in broken_nodes), f"unexpected failure {f}"
+        fixed = kvpod("up", str(LAB_SPEC), "--yes")  # up ends with verify: exit 0 only when it holds
+        assert fixed.code == 0, fixed.out[-3000:]
+
+
+def test_node_reboot_comes_back_without_kvpod(hosts):
+    hosts.sh(NODE2.name, "echo survives > /mnt/kvcache/reboot.txt && sync")
+    hosts.reboot(NODE2.name)
+    assert hosts.wait_active(NODE2.name, "kvpod-vllm", timeout=300)
+    assert hosts.sh(NODE2.name, "findmnt -n -o OPTIONS /mnt/kvcache").count("noatime") == 1
+    assert hosts.sh(NODE2.name, "cat /mnt/kvcache/reboot.txt").strip() == "survives"
+    subsys = hosts.sh(NODE2.name, "cat /sys/class/nvme-subsystem/*/subsysnqn").split()
+    assert subsys == [NODE2.namespace.subsystem_nqn]
+    controllers = hosts.sh(NODE2.name, "cat /sys/class/nvme/nvme*/state").split()
+    assert controllers == ["live"] * len(NODE2.namespace.portals)
+
+
+def test_target_reboot_restores_its_configuration(hosts):
+    hosts.reboot("target")
+    assert hosts.wait_active("target", "kvpod-nvmet", timeout=300)
+    run = kvpod("verify", str(LAB_SPEC))
+    assert run.code == 0, run.out[-3000:]
+
+
+def test_multipath_keeps_writing_when_one_portal_goes(hosts):
+    """Take node1's subsystem off portal 1 on the target while node1 writes; the writes continue."""
+    nqn = NODE1.namespace.subsystem_nqn
+    hosts.sh(NODE1.name, "dd if=/dev/urandom of=/mnt/kvcache/mp.bin bs=1M count=16 oflag=direct status=none && sync")
+    hosts.sh("target", f"rm /sys/kernel/config/nvmet/ports/1/subsystems/{nqn}")
+    try:
+        hosts.sh(NODE1.name, "dd if=/dev/zero of=/mnt/kvcache/during.bin bs=1M count=32 oflag=direct status=none "
+                             "&& sync && cmp -n 16777216 /mnt/kvcache/mp.bin /mnt/kvcache/mp.bin", timeout=300)
+        states = hosts.sh(NODE1.name, "cat /sys/class/nvme/nvme*/state").split()
+        assert "live" in states and states != ["live"] * len(states)
+    finally:
+        run = kvpod("up", str(LAB_SPEC), "--yes")  # relinks the port; node1's controller reconnects
+    assert run.code == 0, run.out[-3000:]
+    assert hosts.sh(NODE1.name, "stat -c %s /mnt/kvcache/during.bin").strip() == str(32 << 20)
