@@ -57,9 +57,13 @@ def test_existing_filesystem_is_kept_and_its_files_survive(hosts, tmp_path):
     hosts.sh(NODE1.name, "echo precious > /mnt/kvcache/precious.txt && sync")
     uuid = fs_uuid(hosts, NODE1.name)
     # take the node's mount and its unit away, as if kvpod had never configured this node's mount
-    hosts.sh(NODE1.name, "systemctl stop kvpod-vllm mnt-kvcache.mount && rm /etc/systemd/system/mnt-kvcache.mount "
-                         "&& systemctl daemon-reload")
-    run = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--limit", NODE1.name, "--report", str(tmp_path / "r.json"))
+    hosts.sh(
+        NODE1.name,
+        "systemctl stop kvpod-vllm mnt-kvcache.mount && rm /etc/systemd/system/mnt-kvcache.mount "
+        "&& systemctl daemon-reload",
+    )
+    out = str(tmp_path / "r.json")
+    run = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--limit", NODE1.name, "--report", out)
     assert run.code == 0
     changes = " ".join(report(tmp_path / "r.json")["hosts"][NODE1.name]["changes"])
     assert "mnt-kvcache.mount" in changes
@@ -143,8 +147,12 @@ def test_multipath_keeps_writing_when_one_portal_goes(hosts):
     hosts.sh(NODE1.name, "dd if=/dev/urandom of=/mnt/kvcache/mp.bin bs=1M count=16 oflag=direct status=none && sync")
     hosts.sh("target", f"rm /sys/kernel/config/nvmet/ports/1/subsystems/{nqn}")
     try:
-        hosts.sh(NODE1.name, "dd if=/dev/zero of=/mnt/kvcache/during.bin bs=1M count=32 oflag=direct status=none "
-                             "&& sync && cmp -n 16777216 /mnt/kvcache/mp.bin /mnt/kvcache/mp.bin", timeout=300)
+        hosts.sh(
+            NODE1.name,
+            "dd if=/dev/zero of=/mnt/kvcache/during.bin bs=1M count=32 oflag=direct status=none "
+            "&& sync && cmp -n 16777216 /mnt/kvcache/mp.bin /mnt/kvcache/mp.bin",
+            timeout=300,
+        )
         states = hosts.sh(NODE1.name, "cat /sys/class/nvme/nvme*/state").split()
         assert "live" in states and states != ["live"] * len(states)
     finally:
