@@ -34,7 +34,7 @@ class Run:
     seconds: float
 
 
-def kvpod(*args: str, timeout: float = 1800) -> Run:
+def kvpod(*args: str, timeout: float = 900) -> Run:
     """Run the kvpod CLI as a user would; never raises on a non-zero exit."""
     started = time.monotonic()
     proc = subprocess.run([*KVPOD, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
