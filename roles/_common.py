@@ -7,7 +7,6 @@ import re
 import shlex
 
 from pyinfra import host
-from pyinfra.operations import server
 
 from deploy.operations import host_error
 from deploy.operations.storage import systemd_escape_path
@@ -68,13 +67,6 @@ def env_value(value: object) -> str:
 
 def service_user(name: str) -> None:
     """The system user (and its group) vLLM runs as; home ``/var/lib/<name>`` (model caches live there)."""
-    server.group(name=f"Service group {name}", group=name, system=True)
-    server.user(
-        name=f"Service user {name}",
-        user=name,
-        group=name,
-        system=True,
-        home=f"/var/lib/{name}",
-        create_home=True,
-        shell="/usr/sbin/nologin",
-    )
+    from deploy.operations.users import system_user
+
+    system_user(name=f"Service user {name}", user=name, home=f"/var/lib/{name}")

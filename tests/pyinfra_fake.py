@@ -180,6 +180,12 @@ class FakeRemote:
     def _fact_server_Users(self) -> dict:
         return copy.deepcopy(self.users)
 
+    def _fact_users_PasswdEntry(self, user: str) -> dict | None:
+        entry = self.users.get(user)
+        if entry is None:
+            return None
+        return {"name": user, "uid": 999, "gid": 999, "home": entry["home"], "shell": entry["shell"]}
+
     def _fact_server_Groups(self) -> set[str]:
         return set(self.groups)
 
@@ -262,9 +268,11 @@ class FakeRemote:
             opts = dict(itertools.pairwise(argv))
             name = argv[-1]
             group = opts.get("-g", name)
+            if "--user-group" in argv:
+                self.groups.add(name)
             self.users[name] = {
-                "home": opts.get("-d", f"/home/{name}"),
-                "shell": opts.get("-s", "/bin/sh"),
+                "home": opts.get("-d", opts.get("--home-dir", f"/home/{name}")),
+                "shell": opts.get("-s", opts.get("--shell", "/bin/sh")),
                 "group": group,
                 "groups": [],
                 "comment": None,
