@@ -8,16 +8,14 @@ lives elsewhere. Drivers read only the plan (:class:`~deploy.plan.SwitchPlan`), 
 
 from __future__ import annotations
 
-import importlib
-import re
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from deploy.drivers import DriverRegistry
 from deploy.errors import KvpodError
 from deploy.plan import Plan, SwitchPlan
 
 HOST_DATA_KEY = "kvpod_switch"
-_KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class SwitchDriver(ABC):
@@ -62,32 +60,9 @@ class UnmanagedSwitch(SwitchDriver):
         host.noop(f"switch {current_switch().name}: kind none, nothing to configure")
 
 
-_DRIVERS: dict[str, SwitchDriver] = {UnmanagedSwitch.kind: UnmanagedSwitch()}
-
-
-def register(driver: SwitchDriver) -> None:
-    """Make ``driver`` the one :func:`driver_for` returns for ``driver.kind``."""
-    _DRIVERS[driver.kind] = driver
-
-
-def driver_for(kind: str) -> SwitchDriver:
-    """The driver for a switch kind; raises KvpodError naming the module it looked for when there is none."""
-    if kind in _DRIVERS:
-        return _DRIVERS[kind]
-    if not _KIND_RE.match(kind):
-        raise KvpodError(f"switch kind {kind!r} is not a valid driver name")
-    module_name = f"{__name__}.{kind.replace('-', '_')}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise KvpodError(f"no driver for switch kind {kind!r} (expected a module {module_name})") from None
-    driver = getattr(module, "DRIVER", None)
-    if not isinstance(driver, SwitchDriver) or driver.kind != kind:
-        raise KvpodError(f"{module_name} does not define DRIVER, a SwitchDriver for kind {kind!r}")
-    _DRIVERS[kind] = driver
-    return driver
+_REGISTRY: DriverRegistry[SwitchDriver] = DriverRegistry(__name__, SwitchDriver, "switch", [UnmanagedSwitch()])
+register = _REGISTRY.register
+driver_for = _REGISTRY.driver_for
 
 
 def render_switch_configs(plan: Plan) -> dict[str, str]:

@@ -9,15 +9,14 @@ Each enclosure kind has one driver. ``linux-nvmet`` is configured by the deploy
 from __future__ import annotations
 
 import importlib
-import re
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from deploy.drivers import DriverRegistry
 from deploy.errors import KvpodError
 from deploy.plan import Plan, TargetPlan
 
 HOST_DATA_KEY = "kvpod_target"
-_KIND_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class ManualTarget(KvpodError):
@@ -60,32 +59,9 @@ class LinuxNvmetDriver(TargetDriver):
         role.nvmet_target()
 
 
-_DRIVERS: dict[str, TargetDriver] = {LinuxNvmetDriver.kind: LinuxNvmetDriver()}
-
-
-def register(driver: TargetDriver) -> None:
-    """Make ``driver`` the one :func:`driver_for` returns for ``driver.kind``."""
-    _DRIVERS[driver.kind] = driver
-
-
-def driver_for(kind: str) -> TargetDriver:
-    """The driver for an enclosure kind; raises KvpodError naming the module it looked for when there is none."""
-    if kind in _DRIVERS:
-        return _DRIVERS[kind]
-    if not _KIND_RE.match(kind):
-        raise KvpodError(f"enclosure kind {kind!r} is not a valid driver name")
-    module_name = f"{__name__}.{kind.replace('-', '_')}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise KvpodError(f"no driver for enclosure kind {kind!r} (expected a module {module_name})") from None
-    driver = getattr(module, "DRIVER", None)
-    if not isinstance(driver, TargetDriver) or driver.kind != kind:
-        raise KvpodError(f"{module_name} does not define DRIVER, a TargetDriver for kind {kind!r}")
-    _DRIVERS[kind] = driver
-    return driver
+_REGISTRY: DriverRegistry[TargetDriver] = DriverRegistry(__name__, TargetDriver, "enclosure", [LinuxNvmetDriver()])
+register = _REGISTRY.register
+driver_for = _REGISTRY.driver_for
 
 
 def current_target() -> TargetPlan:
