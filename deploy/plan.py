@@ -7,6 +7,7 @@ the raw spec, so all of them agree on addresses, NQNs and budgets. Same spec in,
 from __future__ import annotations
 
 import json
+import uuid
 
 from pydantic import BaseModel, ConfigDict
 
@@ -142,6 +143,8 @@ class SubsystemPlan(Frozen):
     drive: int
     nqn: str
     nsid: int
+    ns_uuid: str  # stable namespace identifiers, derived from the NQN: they survive a target reboot
+    ns_nguid: str
     capacity_gb: float
     device_path: str | None
     allowed_host_nqn: str | None  # None: a spare drive, admits no host
@@ -214,6 +217,14 @@ class Plan(Frozen):
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, fixed indentation, trailing newline."""
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+_NS_IDS = uuid.UUID("2b1f7a4e-6c1d-4f0b-9a59-6b76706f6e73")
+
+
+def namespace_ids(nqn: str, nsid: int) -> tuple[str, str]:
+    """Deterministic (UUID, NGUID) of a namespace, both in UUID notation as nvmet's configfs takes them."""
+    return str(uuid.uuid5(_NS_IDS, f"{nqn}#{nsid}#uuid")), str(uuid.uuid5(_NS_IDS, f"{nqn}#{nsid}#nguid"))
 
 
 def _ssh(s) -> SshPlan | None:
@@ -298,6 +309,8 @@ def build_plan(spec: PodSpec) -> Plan:
                     drive=d.slot,
                     nqn=subsystem_nqn(enc, d),
                     nsid=d.nsid,
+                    ns_uuid=namespace_ids(subsystem_nqn(enc, d), d.nsid)[0],
+                    ns_nguid=namespace_ids(subsystem_nqn(enc, d), d.nsid)[1],
                     capacity_gb=d.capacity_gb,
                     device_path=d.device_path,
                     allowed_host_nqn=host_nqn(spec, node_by_name[holder]) if holder else None,

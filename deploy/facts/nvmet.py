@@ -15,7 +15,8 @@ for s in "$R"/subsystems/*; do
   printf 'subsys\t%s\t%s\n' "$n" "$(cat "$s/attr_allow_any_host")"
   for h in "$s"/allowed_hosts/*; do [ -L "$h" ] && printf 'allowed\t%s\t%s\n' "$n" "${h##*/}"; done
   for ns in "$s"/namespaces/*; do
-    [ -d "$ns" ] && printf 'ns\t%s\t%s\t%s\t%s\n' "$n" "${ns##*/}" "$(cat "$ns/enable")" "$(cat "$ns/device_path")"
+    [ -d "$ns" ] && printf 'ns\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "${ns##*/}" "$(cat "$ns/enable")" \
+      "$(cat "$ns/device_path")" "$(cat "$ns/device_uuid" 2>/dev/null)" "$(cat "$ns/device_nguid" 2>/dev/null)"
   done
 done
 for p in "$R"/ports/*; do
@@ -41,7 +42,8 @@ class NvmetConfig(FactBase[dict]):
                 "nqn...:drive1": {
                     "allow_any_host": False,
                     "allowed_hosts": ["nqn...:node1"],
-                    "namespaces": {"1": {"device_path": "/srv/nvmet/drive1.img", "enable": True}},
+                    "namespaces": {"1": {"device_path": "/srv/nvmet/drive1.img", "enable": True,
+                                         "device_uuid": "…", "device_nguid": "…"}},
                 },
             },
             "ports": {"1": {"trtype": "rdma", "traddr": "10.78.0.1", "trsvcid": "4420", "adrfam": "ipv4",
@@ -77,10 +79,11 @@ class NvmetConfig(FactBase[dict]):
             elif kind == "allowed" and len(parts) >= 3:
                 subsys(parts[1])["allowed_hosts"].append(parts[2])
             elif kind == "ns" and len(parts) >= 4:
-                subsys(parts[1])["namespaces"][parts[2]] = {
-                    "device_path": parts[4].strip() if len(parts) > 4 else "",
-                    "enable": parts[3].strip() == "1",
-                }
+                ns = {"device_path": parts[4].strip() if len(parts) > 4 else "", "enable": parts[3].strip() == "1"}
+                if len(parts) > 6:
+                    ns["device_uuid"] = parts[5].strip()
+                    ns["device_nguid"] = parts[6].strip()
+                subsys(parts[1])["namespaces"][parts[2]] = ns
             elif kind == "port" and len(parts) >= 6:
                 entry = port(parts[1])
                 entry.update(trtype=parts[2], traddr=parts[3], trsvcid=parts[4], adrfam=parts[5])

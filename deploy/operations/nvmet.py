@@ -38,6 +38,8 @@ def subsystem(
     device_path: str,
     allowed_hosts: list[str],
     file_size_bytes: int | None = None,
+    device_uuid: str | None = None,
+    device_nguid: str | None = None,
 ):
     """
     Subsystem ``nqn`` exports ``device_path`` as namespace ``nsid`` (enabled) to exactly ``allowed_hosts``
@@ -48,6 +50,8 @@ def subsystem(
     + device_path: block device or backing file
     + allowed_hosts: host NQNs admitted
     + file_size_bytes: create ``device_path`` as a sparse file of this size when it does not exist
+    + device_uuid, device_nguid: stable namespace identifiers (nvmet makes random ones otherwise, and a host
+      that reconnects after a target reboot then sees "identifiers changed" and drops the namespace)
     """
     cfg = host.get_fact(NvmetConfig)
     base = f"{NVMET_ROOT}/subsystems/{nqn}"
@@ -70,16 +74,21 @@ def subsystem(
 
     ns_dir = f"{base}/namespaces/{nsid}"
     ns = current["namespaces"].get(str(nsid))
+    ids = {k: v for k, v in (("device_uuid", device_uuid), ("device_nguid", device_nguid)) if v}
     if ns is None:
         did = True
         yield _mkdir(ns_dir)
         yield _write(device_path, f"{ns_dir}/device_path")
+        for key, value in ids.items():
+            yield _write(value, f"{ns_dir}/{key}")
         yield _write("1", f"{ns_dir}/enable")
-    elif ns["device_path"] != device_path:
+    elif ns["device_path"] != device_path or any(ns.get(k, v).lower() != v.lower() for k, v in ids.items()):
         did = True
         if ns["enable"]:
             yield _write("0", f"{ns_dir}/enable")
         yield _write(device_path, f"{ns_dir}/device_path")
+        for key, value in ids.items():
+            yield _write(value, f"{ns_dir}/{key}")
         yield _write("1", f"{ns_dir}/enable")
     elif not ns["enable"]:
         did = True

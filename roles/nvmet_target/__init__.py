@@ -154,6 +154,8 @@ def nvmet_target() -> None:
             device_path=s.device_path,
             allowed_hosts=[s.allowed_host_nqn] if s.allowed_host_nqn else [],
             file_size_bytes=int(s.capacity_gb * GB) if plan.file_backed else None,
+            device_uuid=s.ns_uuid,
+            device_nguid=s.ns_nguid,
         )
     ports = nvmet_ports(plan)
     for port in ports:
@@ -181,6 +183,8 @@ def nvmet_target() -> None:
                 "device_path": s.device_path,
                 "file_size": int(s.capacity_gb * GB) if plan.file_backed else None,
                 "host": s.allowed_host_nqn,
+                "uuid": s.ns_uuid,
+                "nguid": s.ns_nguid,
             }
             for s in plan.subsystems
         ],

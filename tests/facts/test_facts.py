@@ -113,6 +113,8 @@ def test_nvmet_config_script_reads_configfs(tmp_path: Path) -> None:
     write(sub / "attr_allow_any_host", "0")
     write(sub / "namespaces" / "1" / "enable", "1")
     write(sub / "namespaces" / "1" / "device_path", "/srv/nvmet/drive1.img")
+    write(sub / "namespaces" / "1" / "device_uuid", "5e0d0b49-1f6c-5b5c-8f2e-3c5a2d1b7e90")
+    write(sub / "namespaces" / "1" / "device_nguid", "0b2c9d9e-2a4f-5d77-9c1e-7f8a6b5c4d3e")
     (root / "hosts" / hostnqn).mkdir(parents=True)
     (sub / "allowed_hosts").mkdir()
     (sub / "allowed_hosts" / hostnqn).symlink_to(root / "hosts" / hostnqn)
@@ -130,7 +132,14 @@ def test_nvmet_config_script_reads_configfs(tmp_path: Path) -> None:
             nqn: {
                 "allow_any_host": False,
                 "allowed_hosts": [hostnqn],
-                "namespaces": {"1": {"device_path": "/srv/nvmet/drive1.img", "enable": True}},
+                "namespaces": {
+                    "1": {
+                        "device_path": "/srv/nvmet/drive1.img",
+                        "enable": True,
+                        "device_uuid": "5e0d0b49-1f6c-5b5c-8f2e-3c5a2d1b7e90",
+                        "device_nguid": "0b2c9d9e-2a4f-5d77-9c1e-7f8a6b5c4d3e",
+                    }
+                },
             }
         },
         "ports": {
