@@ -159,3 +159,13 @@ def test_interrupted_reassignment_is_finished_by_running_it_again(hosts, spec, s
     if target_slot == 2:  # back on the drive node1 wrote to before it moved to the spare
         assert hosts.sh("node1", "cat /mnt/kvcache/left-behind.txt").strip() == "still-here"
     assert hosts.wait_active("node1", "kvpod-vllm")
+
+
+def test_hand_edited_spec_hands_the_drives_back(hosts):
+    """`kvpod up` of the shipped lab spec (node1 on drive 1, node2 on drive 2) finds drives held by other nodes
+    than planned and runs the same handover: releases first, then access, then the new holders."""
+    with MountSampler(hosts, ["node1", "node2"]) as sampler:
+        run = kvpod("up", str(LAB_SPEC), "--yes")
+    assert run.code == 0, run.out[-3000:]
+    assert sampler.overlaps == []
+    assert holders(hosts) == {"node1": nqn(1), "node2": nqn(2)}
