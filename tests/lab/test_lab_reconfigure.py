@@ -101,8 +101,10 @@ def test_check_reports_drift_after_a_manual_change_and_none_after_up(hosts, spec
 
 
 def test_a_spec_with_one_drive_on_two_nodes_is_rejected_before_anything_runs(spec, tmp_path):
+    from deploy.spec_edit import set_node_namespaces
+
     bad = tmp_path / "bad.yaml"
-    bad.write_text(spec.read_text() + "  overrides:\n    node2:\n      namespace: {enclosure: target, drive: 1}\n")
+    bad.write_text(set_node_namespaces(spec.read_text(), {"node2": ("target", 1)}))
     run = kvpod("up", str(bad), "--yes")
     assert run.code == 1 and "node1 and node2" in run.out
 
