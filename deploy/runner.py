@@ -24,7 +24,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
-from deploy.plan import NodePlan, Plan, SshPlan, TargetPlan
+from deploy.plan import Plan, SshPlan
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
 
@@ -336,12 +336,3 @@ def switch_hosts(plan: Plan) -> list[tuple[str, dict]]:
         else:  # a Linux bridge on the machine running kvpod
             out.append(("@local", {"kvpod_switch": sw, "kvpod_plan": plan, "kvpod_name": sw.name}))
     return out
-
-
-def node_plan_of(host) -> NodePlan:
-    """The NodePlan the runner attached to a pyinfra host (for roles)."""
-    return host.data.kvpod_node
-
-
-def target_plan_of(host) -> TargetPlan:
-    return host.data.kvpod_target
