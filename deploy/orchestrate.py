@@ -28,7 +28,8 @@ from deploy.runner import (
     EventSink,
     HostResult,
     RunReport,
-    gather_fact,
+    RunStats,
+    Survey,
     node_hosts,
     run_phase,
     ssh_host_data,
@@ -105,16 +106,51 @@ class Handover:
     unreachable_holders: list[str]
 
 
-def survey(plan: Plan, opts: UpOptions) -> Handover:
-    """Read which subsystems each node holds now and work out the releases (changes nothing)."""
+def node_extra(plan: Plan, opts: UpOptions) -> dict[str, dict]:
+    """Host data of the node phase beyond the plan: the drive to wipe, restarts deferred to the rollout."""
+    return {
+        n.name: {
+            "kvpod_wipe": f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,
+            "kvpod_defer_restart": True,
+        }
+        for n in plan.nodes
+    }
+
+
+def _removed_nodes(plan: Plan, applied: Plan | None) -> list:
+    current = {n.name for n in plan.nodes}
+    return [n for n in (applied.nodes if applied else []) if n.name not in current]
+
+
+def _remote_hosts(plan: Plan, applied: Plan | None) -> list[tuple[str, dict, list]]:
+    """Every host reached over SSH, with the reads of its deploy: switches, targets, nodes, removed nodes."""
+    from deploy.facts.nvme import NvmeSubsystems
+    from deploy.facts.snapshot import Read
+    from deploy.switches import driver_for
+    from roles.node import reads as node_reads
+    from roles.nvmet_target import reads as target_reads
+
+    hosts = [
+        (name, data, driver_for(data["kvpod_switch"].kind).reads(data["kvpod_switch"]))
+        for name, data in switch_hosts(plan)
+        if name != "@local"
+    ]
+    hosts += [(name, data, target_reads(data["kvpod_target"])) for name, data in target_hosts(plan)]
+    hosts += [(name, data, node_reads(data["kvpod_node"])) for name, data in node_hosts(plan, None)]
+    hosts += [(n.name, ssh_host_data(n.ssh), [Read.of(NvmeSubsystems)]) for n in _removed_nodes(plan, applied)]
+    return hosts
+
+
+def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
+    """Which subsystems each node holds now (from the survey's snapshots) and the releases (changes nothing)."""
     from deploy.facts.nvme import NvmeSubsystems
 
     applied = load_applied_plan(plan.pod)
-    current = {n.name for n in plan.nodes}
-    removed_nodes = [n for n in (applied.nodes if applied else []) if n.name not in current]
-    hosts = node_hosts(plan, None) + [(n.name, ssh_host_data(n.ssh)) for n in removed_nodes]
-    facts = gather_fact(hosts, NvmeSubsystems)
-    live = {name: (fabrics_subsystems(v) if v is not None else None) for name, v in facts.items()}
+    removed_nodes = _removed_nodes(plan, applied)
+    names = [n.name for n in plan.nodes] + [n.name for n in removed_nodes]
+    live = {
+        name: (fabrics_subsystems(pod.read(name, NvmeSubsystems)) if pod.reachable(name) else None) for name in names
+    }
     reachable = {k: v for k, v in live.items() if v is not None}
     removed = [n.name for n in removed_nodes]
     releases = release_requests(plan, reachable, prune=[n for n in removed if opts.prune and n in reachable])
@@ -147,56 +183,134 @@ def check_handover(plan: Plan, handover: Handover, opts: UpOptions) -> None:
         )
 
 
-def bring_up(
-    plan: Plan, opts: UpOptions, sink: EventSink | None = None, checkpoint: Checkpoint | None = None
-) -> RunReport:
-    """Switches → releases → targets → nodes → rolling restarts; stops before a phase whose inputs failed."""
+def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, list[HostResult]]:
+    """Read every host once, in parallel, and evaluate every phase's deploy against what was read.
+
+    Returns the handover and, per host, what its deploys would change (a dry run of the whole bring-up).
+    Refuses an unsafe handover before returning, as :func:`bring_up` would.
+    """
+    from deploy.release import RELEASE_KEY
+    from deploy.switches import driver_for
     from roles.node import node as node_deploy
     from roles.node_release import node_release
+    from roles.nvmet_target import nvmet_target
 
+    describe = opts.dry
+    results: list[HostResult] = []
+    for name, data in switch_hosts(plan):
+        if name != "@local":
+            continue
+        sw = data["kvpod_switch"]
+        driver = driver_for(sw.kind)
+        with Survey([(name, data, driver.reads(sw))], stats=stats, run_dir=opts.run_dir) as local:
+            result = local.evaluate(name, "switch", [driver.deploy], {}, describe)
+        result.name = sw.name
+        results.append(result)
+
+    applied = load_applied_plan(plan.pod)
+    with Survey(_remote_hosts(plan, applied), stats=stats, run_dir=opts.run_dir) as pod:
+        handover = survey(plan, opts, pod)
+        check_handover(plan, handover, opts)
+        for name, data in switch_hosts(plan):
+            if name != "@local":
+                sw = data["kvpod_switch"]
+                result = pod.evaluate(name, "switch", [driver_for(sw.kind).deploy], {}, describe)
+                result.name = sw.name
+                results.append(result)
+        extra = node_extra(plan, opts)
+        wanted = {n for n, _ in node_hosts(plan, opts.limit)}
+        for name, request in sorted(handover.releases.items()):
+            deploys = [node_release] + ([node_deploy] if name in wanted else [])
+            data = {RELEASE_KEY: request, **extra.get(name, {})}
+            results.append(pod.evaluate(name, "release", deploys, data, describe))
+        released = set(handover.releases)
+        for name, _ in target_hosts(plan):
+            results.append(pod.evaluate(name, "target", [nvmet_target], {}, describe))
+        results += _manual_targets(plan)
+        for name, _ in node_hosts(plan, opts.limit):
+            if name not in released:
+                results.append(pod.evaluate(name, "node", [node_deploy], extra.get(name, {}), describe))
+    return handover, results
+
+
+def converged(handover: Handover, results: list[HostResult]) -> bool:
+    """Nothing to hand over and nothing any host would change."""
+    return not handover.releases and all(r.status in ("unchanged", "manual") for r in results)
+
+
+def bring_up(
+    plan: Plan,
+    opts: UpOptions,
+    sink: EventSink | None = None,
+    checkpoint: Checkpoint | None = None,
+    stats: RunStats | None = None,
+) -> RunReport:
+    """Read the pod; unless it is converged: switches → releases → targets → nodes → rolling restarts.
+
+    A dry run is the read alone. A real run stops before a phase whose inputs failed.
+    """
+    from roles.node import node as node_deploy
+    from roles.node import reads as node_reads
+    from roles.node_release import node_release
+
+    stats = stats if stats is not None else RunStats()
     mark = checkpoint or (lambda step: None)
     start = time.monotonic()
-    results: list[HostResult] = []
-    handover = survey(plan, opts)
-    check_handover(plan, handover, opts)
+    handover, surveyed = read_pod(plan, opts, stats)
+    if opts.dry or converged(handover, surveyed):
+        report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry)
+        _count(report.hosts, stats)
+        if report.ok and not opts.dry and not opts.limit:
+            save_applied_plan(plan)
+        return report
 
-    results += _switch_phase(plan, opts, sink)
+    results: list[HostResult] = []
+    results += _switch_phase(plan, opts, sink, stats)
     if _failed(results):
         return _stop(results, plan, opts, start, "switch")
 
     release_hosts = _release_hosts(plan, handover)
     if release_hosts:
-        results += run_phase("release", release_hosts, node_release, dry=opts.dry, sink=sink, run_dir=opts.run_dir)
+        results += run_phase(
+            "release", release_hosts, node_release, dry=opts.dry, sink=sink, run_dir=opts.run_dir, stats=stats
+        )
         if _failed(results):
             return _stop(results, plan, opts, start, "release")
     mark("release")
     crash_point("release")
 
-    results += _target_phase(plan, opts, sink)
+    results += _target_phase(plan, opts, sink, stats)
     if _failed(results):
         return _stop(results, plan, opts, start, "target")
     mark("target")
     crash_point("target")
 
-    extra = {
-        n.name: {
-            "kvpod_wipe": f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,
-            "kvpod_defer_restart": True,
-        }
-        for n in plan.nodes
-    }
     nodes = run_phase(
-        "node", node_hosts(plan, opts.limit, extra), node_deploy, dry=opts.dry, sink=sink, run_dir=opts.run_dir
+        "node",
+        node_hosts(plan, opts.limit, node_extra(plan, opts)),
+        node_deploy,
+        dry=opts.dry,
+        sink=sink,
+        run_dir=opts.run_dir,
+        reads_for=lambda data: node_reads(data["kvpod_node"]),
+        stats=stats,
     )
     results += nodes
     mark("nodes")
     crash_point("nodes")
     if not opts.dry:
-        results = _rolling_restarts(plan, results, opts, sink)
+        results = _rolling_restarts(plan, results, opts, sink, stats)
     report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry)
+    _count(report.hosts, stats)
     if report.ok and not opts.dry and not opts.limit:
         save_applied_plan(plan)
     return report
+
+
+def _count(results: list[HostResult], stats: RunStats) -> None:
+    """Each host's remote commands over the whole run (survey and phases; a switch by its name)."""
+    for r in results:
+        r.remote_commands = stats.commands.get(r.name, stats.commands.get("@local", 0) if r.role == "switch" else 0)
 
 
 def _failed(results: list[HostResult]) -> list[HostResult]:
@@ -231,14 +345,22 @@ def _release_hosts(plan: Plan, handover: Handover) -> list[tuple[str, dict]]:
     ]
 
 
-def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[HostResult]:
+def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: RunStats) -> list[HostResult]:
     from deploy.switches import driver_for
 
     results: list[HostResult] = []
     for name, data in switch_hosts(plan):
         sw = data["kvpod_switch"]
+        driver = driver_for(sw.kind)
         res = run_phase(
-            "switch", [(name, data)], driver_for(sw.kind).deploy, dry=opts.dry, sink=sink, run_dir=opts.run_dir
+            "switch",
+            [(name, data)],
+            driver.deploy,
+            dry=opts.dry,
+            sink=sink,
+            run_dir=opts.run_dir,
+            reads_for=lambda data, driver=driver: driver.reads(data["kvpod_switch"]),
+            stats=stats,
         )
         for r in res:
             r.name = sw.name
@@ -246,25 +368,35 @@ def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[H
     return results
 
 
-def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None) -> list[HostResult]:
+def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: RunStats) -> list[HostResult]:
     from roles.nvmet_target import nvmet_target
+    from roles.nvmet_target import reads as target_reads
 
-    results = run_phase("target", target_hosts(plan), nvmet_target, dry=opts.dry, sink=sink, run_dir=opts.run_dir)
-    for t in plan.targets:
-        if t.kind == "data24":
-            results.append(
-                HostResult(
-                    t.name,
-                    "target",
-                    status="manual",
-                    note="no provisioning API: configure it from `kvpod target sheet`",
-                )
-            )
-    return results
+    results = run_phase(
+        "target",
+        target_hosts(plan),
+        nvmet_target,
+        dry=opts.dry,
+        sink=sink,
+        run_dir=opts.run_dir,
+        reads_for=lambda data: target_reads(data["kvpod_target"]),
+        stats=stats,
+    )
+    return results + _manual_targets(plan)
+
+
+def _manual_targets(plan: Plan) -> list[HostResult]:
+    return [
+        HostResult(
+            t.name, "target", status="manual", note="no provisioning API: configure it from `kvpod target sheet`"
+        )
+        for t in plan.targets
+        if t.kind == "data24"
+    ]
 
 
 def _rolling_restarts(
-    plan: Plan, results: list[HostResult], opts: UpOptions, sink: EventSink | None
+    plan: Plan, results: list[HostResult], opts: UpOptions, sink: EventSink | None, stats: RunStats
 ) -> list[HostResult]:
     """Restart vLLM where its unit, env or LMCache config changed: batch by batch, each healthy before the next."""
     from roles.vllm_restart import vllm_restart
@@ -288,6 +420,7 @@ def _rolling_restarts(
             dry=False,
             sink=sink,
             run_dir=opts.run_dir,
+            stats=stats,
         )
         unhealthy = [d for d in done if d.status in ("failed", "unreachable")]
         for d in done:

@@ -3,14 +3,23 @@
 A run has three phases in a fixed order: switches, then storage targets, then nodes. Hosts of a phase
 run in parallel; a host that fails or cannot be reached does not stop the others. Each phase reports,
 per host, how many operations changed something and which step failed with its stderr.
+
+Round trips: before a deploy runs, every fact it compares against (``reads``, listed by the role from the
+plan) is read in one remote command per host (:class:`deploy.facts.snapshot.HostSnapshot`), and the
+operations' fact reads are served from that snapshot until the host runs its first change; from then on
+they are read live, so a step that depends on an earlier change sees the host as it is. :class:`Survey`
+reads many hosts at once and evaluates their deploys without changing anything: a converged pod costs
+one command per host. Every command is counted at the connector (``HostResult.remote_commands``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import io
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +33,96 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
+from deploy.facts.snapshot import HostSnapshot, read_key
 from deploy.plan import Plan, SshPlan
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
+ReadsFor = Callable[[dict[str, Any]], list]  # host data -> the reads of its deploy
+
+
+@dataclass
+class RunStats:
+    """What a run cost, per host name: remote commands at the connector, fact reads served live."""
+
+    commands: Counter = field(default_factory=Counter)
+    live_reads: dict[str, list[str]] = field(default_factory=dict)
+    snapshot_hits: Counter = field(default_factory=Counter)
+
+
+class SnapshotReader:
+    """Serves ``host.get_fact`` from the host's snapshot while it is fresh; counts the host's commands.
+
+    The snapshot goes stale at the first command the host runs while executing that is not a fact read
+    (a change), after which every read is live again.
+    """
+
+    def __init__(self, state: State, host, stats: RunStats):
+        self.state, self.host, self.stats = state, host, stats
+        self.live = host.get_fact
+        self.values: dict[str, Any] = {}
+        self.fresh = False
+        self.reading = False
+        host.get_fact = self.get_fact
+        conn = host.connector
+        for name in ("run_shell_command", "put_file", "get_file"):
+            setattr(conn, name, self._counted(getattr(conn, name)))
+
+    def _counted(self, call: Callable) -> Callable:
+        def counted(*args, **kwargs):
+            self.stats.commands[self.host.name] += 1
+            if not self.reading and self.state.is_executing:
+                self.fresh = False
+            return call(*args, **kwargs)
+
+        return counted
+
+    def load(self, reads: list) -> None:
+        """Read ``reads`` in one command; nothing to read (or a failure) leaves every read live."""
+        if not reads:
+            return
+        try:
+            self.values = self._live(HostSnapshot, reads=tuple(reads))
+        except Exception:  # an unreachable host or a broken shell: the deploy reads live and reports it
+            self.values = {}
+        self.fresh = bool(self.values)
+
+    def seed(self, values: dict[str, Any]) -> None:
+        """Serve ``values`` (a snapshot read by an earlier state of this run) without reading again."""
+        self.values, self.fresh = values, bool(values)
+
+    def _live(self, cls, *args, **kwargs):
+        self.reading = True
+        try:
+            return self.live(cls, *args, **kwargs)
+        finally:
+            self.reading = False
+
+    def get_fact(self, cls, *args, **kwargs):
+        key = None
+        if not args:
+            with contextlib.suppress(TypeError):
+                key = read_key(cls, kwargs)
+        if self.fresh and key in self.values:
+            self.stats.snapshot_hits[self.host.name] += 1
+            return copy.deepcopy(self.values[key])
+        self.stats.live_reads.setdefault(self.host.name, []).append(key or cls.__name__)
+        return self._live(cls, *args, **kwargs)
+
+
+def load_snapshots(state: State, readers: dict, reads_of: Callable[[Any], list]) -> None:
+    """Read every reachable host's snapshot in parallel (one command each); ``reads_of(host)`` lists its reads."""
+    import gevent
+    from pyinfra.context import ctx_host, ctx_state
+
+    def load(host) -> None:
+        with ctx_state.use(state), ctx_host.use(host):
+            try:
+                reads = reads_of(host)
+            except Exception:  # a plan the deploy will refuse with its own message: read live
+                reads = []
+            readers[host].load(reads)
+
+    gevent.joinall([state.pool.spawn(load, h) for h in readers if h in state.active_hosts])
 
 
 @dataclass
@@ -45,6 +141,7 @@ class HostResult:
     restart_pending: bool = False
     planned: list[tuple[str, list[str]]] = field(default_factory=list)  # dry runs: (operation, commands)
     diffs: dict[str, str] = field(default_factory=dict)  # dry runs: remote path -> unified diff
+    remote_commands: int = 0  # every command this host ran for the run, counted at the connector
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +156,7 @@ class HostResult:
             "restart_pending": self.restart_pending,
             "planned": [{"operation": op, "commands": cmds} for op, cmds in self.planned],
             "diffs": self.diffs,
+            "remote_commands": self.remote_commands,
         }
 
 
@@ -132,6 +230,89 @@ class _Progress(BaseStateCallback):
         self._emit(host, "error", f"cannot connect: {error}")
 
 
+class Survey:
+    """Many hosts read at once (one command each) and their deploys evaluated without changing anything.
+
+    ``hosts`` are ``(name, host data, reads)``. Use as a context manager; :meth:`values` gives a host's
+    snapshot (None when unreachable), :meth:`evaluate` prepares deploys on one host as a dry run would and
+    reports what they would change.
+    """
+
+    def __init__(
+        self,
+        hosts: list[tuple[str, dict[str, Any], list]],
+        *,
+        stats: RunStats,
+        run_dir: Path | None = None,
+        connect_timeout: int = 20,
+    ):
+        self.hosts, self.stats, self.run_dir, self.connect_timeout = hosts, stats, run_dir, connect_timeout
+        self._reads = {name: reads for name, _, reads in hosts}
+
+    def __enter__(self) -> Survey:
+        self._handler = _log_to(self.run_dir)
+        if self._handler:
+            logging.getLogger("pyinfra").addHandler(self._handler)
+        inventory = Inventory(([(name, data) for name, data, _ in self.hosts], {}))
+        self.state = State(inventory, Config(CONNECT_TIMEOUT=self.connect_timeout, FAIL_PERCENT=None), True)
+        self.readers = {h: SnapshotReader(self.state, h, self.stats) for h in inventory}
+        self._by_name = {h.name: h for h in inventory}
+        if self.hosts:
+            with contextlib.suppress(PyinfraError):
+                connect_all(self.state)
+            load_snapshots(self.state, self.readers, lambda h: self._reads.get(h.name) or [])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(Exception):
+            disconnect_all(self.state)
+        if self._handler:
+            logging.getLogger("pyinfra").removeHandler(self._handler)
+            self._handler.close()
+
+    def reachable(self, name: str) -> bool:
+        return self._by_name[name] in self.state.active_hosts
+
+    def values(self, name: str) -> dict[str, Any] | None:
+        """The host's snapshot (``{read_key: value}``), None when it could not be reached."""
+        if not self.reachable(name):
+            return None
+        return self.readers[self._by_name[name]].values
+
+    def read(self, name: str, fact: type, **kwargs: Any) -> Any:
+        """One fact of a reachable host: from its snapshot, else read now."""
+        host = self._by_name[name]
+        from pyinfra.context import ctx_host, ctx_state
+
+        with ctx_state.use(self.state), ctx_host.use(host):
+            return host.get_fact(fact, **kwargs)
+
+    def evaluate(
+        self, name: str, role: str, deploys: list[Callable[..., Any]], data: dict[str, Any], describe: bool
+    ) -> HostResult:
+        """Prepare ``deploys`` on host ``name`` (with ``data`` added to its host data) as a dry run."""
+        host = self._by_name[name]
+        result = HostResult(name, role)
+        before = self.stats.commands[name]
+        if not self.reachable(name):
+            result.status, result.note = "unreachable", "SSH connection failed (see the run log)"
+            return result
+        for key, value in data.items():
+            setattr(host.data, key, value)
+        try:
+            for d in deploys:
+                add_deploy(self.state, d, host=[host])
+        except Exception as exc:
+            result.status, result.failed_step = "failed", "prepare"
+            result.stderr = [str(exc) if isinstance(exc, OperationError) else f"{type(exc).__name__}: {exc}"]
+        else:
+            if describe:
+                _describe(self.state, host, result)
+            _collect(self.state, host, result, dry=True)
+        result.remote_commands = self.stats.commands[name] - before
+        return result
+
+
 def _log_to(run_dir: Path | None) -> logging.Handler | None:
     if run_dir is None:
         return None
@@ -150,8 +331,13 @@ def run_phase(
     sink: EventSink | None = None,
     run_dir: Path | None = None,
     connect_timeout: int = 20,
+    reads_for: ReadsFor | None = None,
+    stats: RunStats | None = None,
 ) -> list[HostResult]:
-    """Run one ``@deploy`` on ``hosts`` in parallel; never raises for a host's failure."""
+    """Run one ``@deploy`` on ``hosts`` in parallel; never raises for a host's failure.
+
+    ``reads_for(host data)`` lists the reads of the deploy: they are read in one command per host first.
+    """
     if not hosts:
         return []
     logger = logging.getLogger("pyinfra")
@@ -160,22 +346,35 @@ def run_phase(
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
-        return _run_phase(role, hosts, deploy_func, dry=dry, sink=sink, connect_timeout=connect_timeout)
+        return _run_phase(
+            role,
+            hosts,
+            deploy_func,
+            dry=dry,
+            sink=sink,
+            connect_timeout=connect_timeout,
+            reads_for=reads_for,
+            stats=stats if stats is not None else RunStats(),
+        )
     finally:
         if handler:
             logger.removeHandler(handler)
             handler.close()
 
 
-def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout) -> list[HostResult]:
+def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout, reads_for, stats) -> list[HostResult]:
     inventory = Inventory((hosts, {}))
     config = Config(CONNECT_TIMEOUT=connect_timeout, FAIL_PERCENT=None)
-    # For a real run operations read live facts when they execute; for --dry they are evaluated now.
+    # For a real run operations read facts when they execute; for --dry they are evaluated now.
     state = State(inventory, config, check_for_changes=dry)
     state.add_callback_handler(_Progress(sink))
     results = {h.name: HostResult(h.name, role) for h in inventory}
+    before = {h.name: stats.commands[h.name] for h in inventory}
+    readers = {h: SnapshotReader(state, h, stats) for h in inventory}
     with contextlib.suppress(PyinfraError):  # every host unreachable: reported below
         connect_all(state)
+    if reads_for is not None:
+        load_snapshots(state, readers, lambda h: reads_for(h.data.dict()))
     for h in inventory:
         if h not in state.active_hosts:
             results[h.name].status = "unreachable"
@@ -207,6 +406,8 @@ def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout) -> list[
             disconnect_all(state)
     for h in active:
         _collect(state, h, results[h.name], dry)
+    for h in inventory:
+        results[h.name].remote_commands = stats.commands[h.name] - before[h.name]
     return list(results.values())
 
 

@@ -26,11 +26,25 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
+from deploy.operations.reads import Reads, unique
+from deploy.plan import NodePlan
+from roles import fabric_network as fabric_role
+from roles import kv_mount as kv_mount_role
+from roles import lmcache as lmcache_role
+from roles import nvme_initiator as nvme_role
+from roles import vllm as vllm_role
 from roles.fabric_network import fabric_network
 from roles.kv_mount import kv_mount
 from roles.lmcache import lmcache
 from roles.nvme_initiator import nvme_initiator
 from roles.vllm import vllm
+
+
+def reads(plan: NodePlan) -> Reads:
+    """Everything the five node roles compare against: the node's snapshot, read in one command."""
+    return unique(
+        [r for role in (fabric_role, nvme_role, kv_mount_role, lmcache_role, vllm_role) for r in role.reads(plan)]
+    )
 
 
 @deploy("kvpod node")

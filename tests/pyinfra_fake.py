@@ -27,7 +27,10 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.util import get_kwargs_str
 from pyinfra.context import ctx_host, ctx_state
 
+from deploy.facts.nvme import NvmeSubsystems, namespace_of
+from deploy.facts.snapshot import DEVICE_FACTS, NamespaceReads, read_key
 from deploy.operations import planned_commands
+from deploy.runner import RunStats, SnapshotReader
 
 HOST_NAME = "@fake/node1"
 
@@ -117,6 +120,23 @@ class FakeRemote:
         if derived is None:
             raise KeyError(f"no test fact {key}({get_kwargs_str(kwargs)})")
         return derived(**kwargs)
+
+    def _fact_snapshot_HostSnapshot(self, reads: tuple) -> dict:
+        """What the one-command snapshot of ``reads`` would find (reads this fake cannot answer left out)."""
+        self.snapshots = getattr(self, "snapshots", 0) + 1
+        values: dict[str, Any] = {}
+        for r in reads:
+            wanted = []
+            if isinstance(r, NamespaceReads):
+                ns = namespace_of(self.get_fact(NvmeSubsystems), r.subnqn, r.nsid)
+                if ns is not None:
+                    wanted = [(cls, {"device": f"/dev/{ns['name']}"}) for cls in DEVICE_FACTS]
+            else:
+                wanted = [(r.fact, r.arguments())]
+            for cls, kwargs in wanted:
+                with contextlib.suppress(KeyError):
+                    values[read_key(cls, kwargs)] = self.get_fact(cls, **kwargs)
+        return values
 
     def _is_dir(self, path: str) -> bool:
         path = path.rstrip("/") or "/"
@@ -299,8 +319,18 @@ class FakeRemote:
                     self.packages[name] = ["1.0"]
 
 
-def fake_state(remote: FakeRemote, data: dict | None = None, check_for_changes: bool = True) -> tuple[State, Any]:
-    """A connected pyinfra ``State`` with one ``@fake`` host whose facts and commands go to ``remote``."""
+def fake_state(
+    remote: FakeRemote,
+    data: dict | None = None,
+    check_for_changes: bool = True,
+    reads: list | None = None,
+    stats: RunStats | None = None,
+) -> tuple[State, Any]:
+    """A connected pyinfra ``State`` with one ``@fake`` host whose facts and commands go to ``remote``.
+
+    With ``reads``, the host's fact reads are served from a snapshot of them as the runner does (counted in
+    ``stats``).
+    """
     host_data = {"fake_delay": 0, "fake_delay_jitter": 0, **(data or {})}
     inventory = Inventory(([(HOST_NAME, host_data)], {}))
     state = State(inventory, Config(), check_for_changes=check_for_changes)
@@ -323,6 +353,10 @@ def fake_state(remote: FakeRemote, data: dict | None = None, check_for_changes: 
 
     connector.run_shell_command = run_shell_command  # type: ignore[method-assign]
     connector.put_file = put_file  # type: ignore[method-assign]
+    if reads is not None:
+        reader = SnapshotReader(state, host, stats if stats is not None else RunStats())
+        with ctx_state.use(state), ctx_host.use(host):
+            reader.load(reads)
     return state, host
 
 
@@ -354,16 +388,30 @@ def op_commands(
     return commands, list(host.noops)
 
 
-def deploy_plan(deploy: Callable, remote: FakeRemote, data: dict | None = None, **kwargs) -> list[tuple[str, list]]:
+def deploy_plan(
+    deploy: Callable,
+    remote: FakeRemote,
+    data: dict | None = None,
+    reads: list | None = None,
+    stats: RunStats | None = None,
+    **kwargs,
+) -> list[tuple[str, list]]:
     """Prepare ``deploy`` (as a dry run does) and list ``[(operation name, commands)]`` that would run."""
-    state, host = fake_state(remote, data, check_for_changes=True)
+    state, host = fake_state(remote, data, check_for_changes=True, reads=reads, stats=stats)
     add_deploy(state, deploy, host=host, **kwargs)
     return [(name, [command_json(c) for c in cmds]) for name, cmds in planned_commands(state, host)]
 
 
-def deploy_run(deploy: Callable, remote: FakeRemote, data: dict | None = None, **kwargs) -> tuple[State, Any]:
+def deploy_run(
+    deploy: Callable,
+    remote: FakeRemote,
+    data: dict | None = None,
+    reads: list | None = None,
+    stats: RunStats | None = None,
+    **kwargs,
+) -> tuple[State, Any]:
     """Prepare and execute ``deploy`` as the runner does for a real run (facts read as operations run)."""
-    state, host = fake_state(remote, data, check_for_changes=False)
+    state, host = fake_state(remote, data, check_for_changes=False, reads=reads, stats=stats)
     add_deploy(state, deploy, host=host, **kwargs)
     with contextlib.suppress(PyinfraError):  # "No hosts remaining!" once the only host failed, as the runner does
         run_ops(state)

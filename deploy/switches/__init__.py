@@ -27,6 +27,10 @@ class SwitchDriver(ABC):
     def render(self, plan: SwitchPlan, pod: Plan) -> str:
         """The configuration this driver applies to ``plan``, as text an operator can read or apply by hand."""
 
+    def reads(self, plan: SwitchPlan) -> list:
+        """The facts :meth:`deploy` compares against (:class:`deploy.facts.snapshot.Read`), read in one command."""
+        return []
+
     @abstractmethod
     def deploy(self) -> None:
         """Apply ``host.data.kvpod_switch`` (a SwitchPlan) to the current pyinfra host.

@@ -176,6 +176,12 @@ class CumulusNvueDriver(SwitchDriver):
     def render(self, plan: SwitchPlan, pod: Plan) -> str:
         return render_nvue_patch(plan)
 
+    def reads(self, plan: SwitchPlan) -> list:
+        from deploy.facts.snapshot import Read
+        from deploy.operations.reads import file_reads
+
+        return [*file_reads(PATCH_PATH), Read.of(NvueConfigDiff)]
+
     def deploy(self) -> None:
         apply_switch()
 

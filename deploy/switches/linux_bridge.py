@@ -273,6 +273,11 @@ class LinuxBridgeDriver(SwitchDriver):
     def render(self, plan: SwitchPlan, pod: Plan) -> str:
         return render_script(plan, pod)
 
+    def reads(self, plan: SwitchPlan) -> list:
+        from deploy.facts.snapshot import Read
+
+        return [Read.of(LinuxBridgeState, netns=plan.netns, bridge=plan.bridge)]
+
     def deploy(self) -> None:
         apply_switch()
 

@@ -25,8 +25,12 @@ from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, server
 
-from deploy.facts.network import NetplanFiles
+from deploy.facts.kernel import LoadedModules, RdmaLinks
+from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
+from deploy.facts.snapshot import Read
 from deploy.operations import changed, host_error, kernel, network, units
+from deploy.operations.reads import Reads, absent_file_reads, file_reads, sysctl_reads, unit_reads
+from deploy.plan import FabricPlan, NodePlan
 from roles._common import RXE_UNIT, SYSTEMD_DIR, netdev_unit, node_plan, template
 
 NETWORKD_DIR = "/etc/systemd/network"
@@ -42,6 +46,33 @@ def socket_sysctls(size: int) -> dict[str, str]:
         "net.ipv4.tcp_rmem": f"4096 {min(131072, size)} {size}",
         "net.ipv4.tcp_wmem": f"4096 {min(16384, size)} {size}",
     }
+
+
+def networkd_files(fab: FabricPlan) -> list[tuple[str, str]]:
+    """``[(template, destination)]`` of the systemd-networkd files of the fabric."""
+    stem = f"{NETWORKD_DIR}/10-kvpod-"
+    return [
+        ("parent.network.j2", f"{stem}{fab.interface}.network"),
+        ("vlan.netdev.j2", f"{stem}{fab.vlan_interface}.netdev"),
+        ("vlan.network.j2", f"{stem}{fab.vlan_interface}.network"),
+    ]
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    fab = plan.fabric
+    out = [Read.of(LoadedModules), *file_reads("/etc/modules-load.d/kvpod-fabric.conf"), Read.of(IpLinks)]
+    if fab.gateway and fab.routes:
+        out.append(Read.of(IpRoutes))
+    out += [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE), *file_reads(NETPLAN_FILE)]
+    out += unit_reads("systemd-networkd.service")[:1]
+    for _, dest in networkd_files(fab):
+        out += file_reads(dest)
+    out += sysctl_reads(list(socket_sysctls(fab.socket_buffer_bytes))) + file_reads(SYSCTL_FILE)
+    if fab.rdma == "soft-roce":
+        out += [*file_reads("/etc/modules-load.d/kvpod-rdma.conf"), Read.of(RdmaLinks)]
+        out += file_reads(f"{SYSTEMD_DIR}/{RXE_UNIT}") + unit_reads(RXE_UNIT)
+    return out
 
 
 def _uses_netplan() -> bool:
@@ -91,7 +122,6 @@ def fabric_network() -> None:
                 f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
                 f"{fab.vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
             )
-        stem = f"{NETWORKD_DIR}/10-kvpod-"
         written = [
             files.template(
                 name=f"networkd {dest.rsplit('/', 1)[-1]}",
@@ -99,11 +129,7 @@ def fabric_network() -> None:
                 dest=dest,
                 **tmpl,
             )
-            for src, dest in (
-                ("parent.network.j2", f"{stem}{fab.interface}.network"),
-                ("vlan.netdev.j2", f"{stem}{fab.vlan_interface}.netdev"),
-                ("vlan.network.j2", f"{stem}{fab.vlan_interface}.network"),
-            )
+            for src, dest in networkd_files(fab)
         ]
         units.run(name="networkctl reload", command="networkctl reload", when=changed(*written))
 

@@ -28,8 +28,14 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from deploy.facts.nvme import NvmeSubsystems
+from deploy.facts.snapshot import NamespaceReads, Read
+from deploy.facts.storage import MountedAt
+from deploy.facts.users import PasswdEntry
 from deploy.operations import changed, storage, units
+from deploy.operations.reads import Reads, directory_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
+from deploy.plan import NodePlan
 from roles._common import CONNECT_UNIT, GIB, node_plan, service_user, template
 
 FS_UUID_NAMESPACE = uuid.UUID("5b0b8a52-3f7e-4b8e-9a57-6b7670640001")
@@ -44,6 +50,20 @@ def mount_options(options: list[str]) -> str:
     """The plan's options plus ``_netdev`` (network storage) and ``nofail`` (boot goes on without it)."""
     merged = list(dict.fromkeys([*options, "_netdev", "nofail"]))
     return ",".join(merged)
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    ns, mnt = plan.namespace, plan.mount
+    return [
+        Read.of(PasswdEntry, user=plan.vllm.user),
+        Read.of(NvmeSubsystems),
+        NamespaceReads(ns.subsystem_nqn, ns.nsid),  # type: ignore[list-item]
+        *directory_reads(mnt.path),
+        *file_reads(f"/etc/systemd/system/{mount_unit_name(mnt.path)}"),
+        Read.of(MountedAt, path=mnt.path),
+        *unit_reads(mount_unit_name(mnt.path)),
+    ]
 
 
 @deploy("kv mount")

@@ -23,7 +23,8 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from deploy.operations import host_error
-from deploy.plan import LmcachePlan
+from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads
+from deploy.plan import LmcachePlan, NodePlan
 from roles._common import env_value, node_plan, template
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
@@ -67,12 +68,24 @@ def cache_dir(lm: LmcachePlan) -> str:
     return path.rstrip("/") or "/"
 
 
+def yaml_path(lm: LmcachePlan) -> str:
+    """The LMCache YAML config's path (removed in env mode)."""
+    return lm.config_file or posixpath.join(posixpath.dirname(lm.env_file), "lmcache.yaml")
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    lm = plan.lmcache
+    config = file_reads(yaml_path(lm)) if lm.config_mode == "yaml" else absent_file_reads(yaml_path(lm))
+    return [*config, *file_reads(lm.env_file), *directory_reads(cache_dir(lm))]
+
+
 @deploy("lmcache")
 def lmcache() -> list:
     """The env file (and YAML config), the cache directory; returns the operations that need a vLLM restart."""
     plan = node_plan()
     lm, user = plan.lmcache, plan.vllm.user
-    yaml_file = lm.config_file or posixpath.join(posixpath.dirname(lm.env_file), "lmcache.yaml")
+    yaml_file = yaml_path(lm)
 
     triggers = []
     if lm.config_mode == "yaml":

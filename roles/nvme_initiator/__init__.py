@@ -26,9 +26,14 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
+from deploy.facts.kernel import LoadedModules
+from deploy.facts.nvme import NvmeHostIdentity, NvmeSubsystems
+from deploy.facts.snapshot import Read
 from deploy.operations import changed, kernel, nvme, units
 from deploy.operations.nvme import connect_command
+from deploy.operations.reads import Reads, apt_package_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
+from deploy.plan import NodePlan
 from roles._common import (
     CONNECT_SCRIPT,
     CONNECT_UNIT,
@@ -42,6 +47,20 @@ from roles._common import (
 
 TRANSPORT_MODULES = {"rdma": "nvme_rdma", "tcp": "nvme_tcp"}
 ADDRESS_WAIT_SECONDS = 90
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    return [
+        *apt_package_reads(),
+        Read.of(LoadedModules),
+        *file_reads("/etc/modules-load.d/kvpod-nvme.conf"),
+        Read.of(NvmeHostIdentity),
+        Read.of(NvmeSubsystems),
+        *file_reads(CONNECT_SCRIPT),
+        *file_reads(f"{SYSTEMD_DIR}/{CONNECT_UNIT}"),
+        *unit_reads(CONNECT_UNIT),
+    ]
 
 
 @deploy("nvme initiator")

@@ -21,9 +21,15 @@ from collections import defaultdict
 
 from pyinfra import host
 from pyinfra.api import OperationError, deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import files
 
+from deploy.facts.kernel import LoadedModules, RdmaLinks
+from deploy.facts.network import IpLinks, IpRoutes
+from deploy.facts.nvmet import NvmetConfig
+from deploy.facts.snapshot import Read
 from deploy.operations import changed, kernel, network, nvmet, units
+from deploy.operations.reads import Reads, file_reads, unit_reads
 from deploy.plan import TargetPlan
 from roles._common import RXE_UNIT, SYSTEMD_DIR, netdev_unit, template
 
@@ -66,6 +72,45 @@ def nvmet_modules(plan: TargetPlan) -> list[str]:
     return mods
 
 
+def portals_by_interface(plan: TargetPlan) -> dict[str, list]:
+    """The target's portals grouped by their NIC (a NIC can carry several portal addresses)."""
+    by_iface: dict[str, list] = defaultdict(list)
+    for p in plan.portals:
+        if p.interface is None:
+            raise OperationError(f"portal {p.name} of {plan.name} has no interface")
+        by_iface[p.interface].append(p)
+    return by_iface
+
+
+def networkd_files(iface: str, vlan_interface: str) -> list[tuple[str, str, str]]:
+    """``[(role of the template, template, destination)]`` of one portal NIC's systemd-networkd files."""
+    stem = f"{NETWORKD_DIR}/10-kvpod-"
+    return [
+        ("fabric_network", "parent.network.j2", f"{stem}{iface}.network"),
+        ("fabric_network", "vlan.netdev.j2", f"{stem}{vlan_interface}.netdev"),
+        ("nvmet_target", "vlan.network.j2", f"{stem}{vlan_interface}.network"),
+    ]
+
+
+def reads(plan: TargetPlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    out = [Read.of(LoadedModules), *file_reads("/etc/modules-load.d/kvpod-nvmet.conf"), Read.of(IpLinks)]
+    if plan.gateway and plan.routes:
+        out.append(Read.of(IpRoutes))
+    soft_roce = False
+    for iface, portals in portals_by_interface(plan).items():
+        for _, _, dest in networkd_files(iface, portals[0].vlan_interface):
+            out += file_reads(dest)
+        soft_roce = soft_roce or any(p.rdma == "soft-roce" for p in portals)
+    if soft_roce:
+        out += [Read.of(RdmaLinks), *file_reads(f"{SYSTEMD_DIR}/{RXE_UNIT}"), *unit_reads(RXE_UNIT)]
+    out.append(Read.of(NvmetConfig))
+    if plan.file_backed:
+        out += [Read.of(File, path=s.device_path) for s in plan.subsystems if s.device_path]
+    out += file_reads(RESTORE_SCRIPT) + file_reads(f"{SYSTEMD_DIR}/{RESTORE_UNIT}") + unit_reads(RESTORE_UNIT)
+    return out
+
+
 @deploy("nvmet target")
 def nvmet_target() -> None:
     """Portal network, soft-RoCE, subsystems with per-node host access, ports, and the boot-time restore."""
@@ -73,11 +118,7 @@ def nvmet_target() -> None:
     mods = nvmet_modules(plan)
     kernel.modules(name="nvmet modules loaded now and at boot", names=mods, persist_as="kvpod-nvmet")
 
-    by_iface: dict[str, list] = defaultdict(list)
-    for p in plan.portals:
-        if p.interface is None:
-            raise OperationError(f"portal {p.name} of {plan.name} has no interface")
-        by_iface[p.interface].append(p)
+    by_iface = portals_by_interface(plan)
     written = []
     soft_roce_ifaces = []
     for iface, portals in by_iface.items():
@@ -95,7 +136,6 @@ def nvmet_target() -> None:
         )
         if plan.gateway and plan.routes:
             network.routes(interface=first.vlan_interface, gateway=plan.gateway, destinations=plan.routes)
-        stem = f"{NETWORKD_DIR}/10-kvpod-"
         tmpl = {
             "interface": iface,
             "vlan": first.vlan,
@@ -107,23 +147,12 @@ def nvmet_target() -> None:
         }
         written += [
             files.template(
-                name=f"networkd {iface}",
-                src=template("fabric_network", "parent.network.j2"),
-                dest=f"{stem}{iface}.network",
+                name=f"networkd {dest.rsplit('/', 1)[-1]}",
+                src=template(role, src),
+                dest=dest,
                 **tmpl,
-            ),
-            files.template(
-                name=f"networkd {first.vlan_interface} netdev",
-                src=template("fabric_network", "vlan.netdev.j2"),
-                dest=f"{stem}{first.vlan_interface}.netdev",
-                **tmpl,
-            ),
-            files.template(
-                name=f"networkd {first.vlan_interface}",
-                src=template("nvmet_target", "vlan.network.j2"),
-                dest=f"{stem}{first.vlan_interface}.network",
-                **tmpl,
-            ),
+            )
+            for role, src, dest in networkd_files(iface, first.vlan_interface)
         ]
         if any(p.rdma == "soft-roce" for p in portals):
             soft_roce_ifaces.append(iface)

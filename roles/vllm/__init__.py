@@ -23,7 +23,10 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from deploy.facts.snapshot import Read
+from deploy.facts.users import PasswdEntry
 from deploy.operations import changed, units
+from deploy.operations.reads import Reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
 from roles._common import (
@@ -57,6 +60,12 @@ def exec_start(plan: NodePlan) -> str:
         *v.extra_args,
     ]
     return " ".join(systemd_quote(a) for a in args)
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    v = plan.vllm
+    return [Read.of(PasswdEntry, user=v.user), *file_reads(f"{SYSTEMD_DIR}/{v.unit}"), *unit_reads(v.unit)]
 
 
 @deploy("vllm")
