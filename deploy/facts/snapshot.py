@@ -233,12 +233,12 @@ def parse_snapshot(output: list[str]) -> dict[str, Any]:
                 current = None
             lines = []
         elif line.startswith(END + " "):
+            if lines and lines[-1] == "":
+                lines.pop()  # the newline printed before the end marker
             if group is not None and line[len(END) + 1 :].strip() == "0":
                 _store_group(values, group[0], group[1], lines)
             group = None
             if current is not None:
-                if lines and lines[-1] == "":
-                    lines.pop()  # the newline printed before the end marker
                 _store(values, current[0], current[1], lines, line[len(END) + 1 :].strip())
             current = None
         elif current is not None or group is not None:
