@@ -166,7 +166,7 @@ def answer(remote: FakeRemote, script: str) -> list[str]:
                 for cls in DEVICE_FACTS:
                     dev = f"/dev/{ns['name']}"
                     out.append(f'{SECTION} {cls.__module__}.{cls.__qualname__} {{"device": "{dev}"}}')
-                    out += _encode(cls, {"device": dev}, remote.get_fact(cls, device=dev)) + ["", f"{END} 0"]
+                    out += [*_encode(cls, {"device": dev}, remote.get_fact(cls, device=dev)), "", f"{END} 0"]
             continue
         m = _HEADER.match(line)
         if not m:
