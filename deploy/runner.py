@@ -485,27 +485,6 @@ def _file_diff(host, cmd: FileUploadCommand) -> str:
     )
 
 
-def gather_fact(hosts: list[tuple[str, dict[str, Any]]], fact: type, connect_timeout: int = 20) -> dict[str, Any]:
-    """Read one fact from many hosts in parallel; an unreachable host maps to None."""
-    from pyinfra.api.facts import get_facts
-
-    if not hosts:
-        return {}
-    inventory = Inventory((hosts, {}))
-    state = State(inventory, Config(CONNECT_TIMEOUT=connect_timeout, FAIL_PERCENT=None))
-    with contextlib.suppress(PyinfraError):
-        connect_all(state)
-    out: dict[str, Any] = {h.name: None for h in inventory}
-    try:
-        if state.active_hosts:
-            for h, value in get_facts(state, fact).items():
-                out[h.name] = value
-    finally:
-        with contextlib.suppress(Exception):
-            disconnect_all(state)
-    return out
-
-
 def node_hosts(plan: Plan, limit: Iterable[str] | None, extra: dict[str, dict] | None = None) -> list[tuple[str, dict]]:
     """pyinfra hosts for the plan's nodes (optionally limited by name), with their NodePlan attached."""
     wanted = set(limit or [])
