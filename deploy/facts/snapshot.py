@@ -9,7 +9,7 @@ have returned, so a deploy served from it compares against exactly what it would
 Reads of the same kind are grouped where one process answers them all with the very lines the fact
 would parse: ``File``/``Directory`` of many paths by one ``stat``, ``Sha1File`` by one ``sha1sum``, and
 ``SystemdStatus``/``SystemdEnabled`` of single units by one ``systemctl show`` (one block per unit, in
-order). Each group's lines are still parsed by the fact classes themselves.
+order), ``Sysctl`` of single keys by one ``sysctl``. Each group's lines are still parsed by the fact classes themselves.
 
 A section is left out (and so read live later) when its command failed or its output could not be parsed:
 pyinfra's own handling of those cases (failing the host, logging) then happens as before.
@@ -30,6 +30,7 @@ from typing import Any
 
 from pyinfra.api import FactBase, StringCommand
 from pyinfra.facts.files import LINUX_STAT_COMMAND, Directory, File, Sha1File
+from pyinfra.facts.server import Sysctl
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from deploy.facts.storage import BlockSignature, Ext4Info
@@ -137,6 +138,7 @@ def _namespace_section(read: NamespaceReads) -> str:
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_@+=:,./-]*$")
 _SAFE_UNIT = re.compile(r"^[A-Za-z0-9_@:.\\-]+$")
 STAT_FACTS: tuple[type[FactBase], ...] = (File, Directory)
+_SAFE_SYSCTL = re.compile(r"^[A-Za-z0-9_.-]+$")
 UNIT_FACTS: tuple[type[FactBase], ...] = (SystemdStatus, SystemdEnabled)
 
 
@@ -145,6 +147,10 @@ def _grouping(read: Read) -> tuple[str, str] | None:
     args = fact_arguments(read.fact, read.arguments())
     if read.fact in (*STAT_FACTS, Sha1File) and _SAFE_PATH.match(str(args.get("path", ""))):
         return ("sha1" if read.fact is Sha1File else "stat"), args["path"]
+    if read.fact is Sysctl:
+        keys = args.get("keys")
+        if isinstance(keys, list) and len(keys) == 1 and _SAFE_SYSCTL.match(str(keys[0])):
+            return "sysctl", keys[0]
     if read.fact in UNIT_FACTS:
         services = args.get("services")
         plain = not args.get("user_mode") and args.get("machine") is None and args.get("user_name") is None
@@ -161,6 +167,8 @@ def _group_section(group: str, members: list[str]) -> str:
         command = f"stat -c {fmt} {words} 2>/dev/null; true"
     elif group == "sha1":
         command = f"sha1sum {words} 2>/dev/null; true"
+    elif group == "sysctl":
+        command = f"sysctl {words} 2>/dev/null; true"
     else:
         props = "--property Id --property SubState --property UnitFileState"
         command = (
@@ -263,6 +271,10 @@ def _store_group(values: dict[str, Any], group: str, members: list[str], lines: 
             fact = Sha1File()
             fact.command(path)
             values[read_key(Sha1File, {"path": path})] = fact.process([sums[path]]) if path in sums else None
+    elif group == "sysctl":
+        for key in members:
+            mine = [line for line in lines if line.partition("=")[0].strip() == key]
+            values[read_key(Sysctl, {"keys": [key]})] = Sysctl().process(mine) if mine else Sysctl().default()
     elif group == "systemd":
         if lines == [MISSING_COMMAND]:
             blocks: list[list[str]] = [[] for _ in members]

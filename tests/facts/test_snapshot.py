@@ -72,7 +72,8 @@ def test_snapshot_answers_what_each_fact_answers_alone(tree: Path) -> None:
     reads += [Read.of(cls) for cls in (LoadedModules, RdmaLinks, IpLinks, IpRoutes, NetplanFiles, NvmeSubsystems)]
     reads += [Read.of(NvmeHostIdentity), Read.of(NvmeCliVersion), Read.of(MountedAt, path=str(tree))]
     reads += [Read.of(PasswdEntry, user="root"), Read.of(PasswdEntry, user="no-such-user")]
-    reads += [Read.of(Sysctl, keys=["kernel.hostname"]), Read.of(Which, command="sh"), Read.of(Which, command="nope")]
+    reads += [Read.of(Sysctl, keys=[k]) for k in ("kernel.hostname", "kernel.no_such_key", "net.core.rmem_max")]
+    reads += [Read.of(Which, command="sh"), Read.of(Which, command="nope")]
     values = parse_snapshot(run_sh(snapshot_script(reads)))
     for read in reads:
         expected = alone(read)
