@@ -132,6 +132,24 @@ def size(
         out.print(table)
 
 
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the schema to this file")] = None,
+) -> None:
+    """Print the JSON Schema of the pod spec (for editors: completion, hover help, early errors)."""
+    from deploy.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+    err.print(f"wrote {output}", highlight=False)
+
+
 @switch_app.command("render")
 def switch_render(spec: SpecArg = None) -> None:
     """Print each switch's configuration for review (NVUE patch, bridge commands); touches nothing."""
