@@ -7,13 +7,15 @@ import json
 import re
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
 
-from deploy.errors import InputError
-from deploy.loader import load_spec
+from deploy.errors import InputError, SpecError
+from deploy.loader import load_spec, spec_from_dict
 from deploy.plan import Plan, build_plan
 from deploy.podmap import FILL, SPARE_FILL, build_map, plural, status_from_report
 from deploy.runner import HostResult, RunReport
 from tests.conftest import LAB, REFERENCE, ROOT, SHIPPED_SPECS
+from tests.unit.test_plan_properties import pods
 
 TWO = ROOT / "examples" / "two-enclosures" / "pod.yaml"
 PER_NODE = ROOT / "examples" / "per-node-vlan" / "pod.yaml"
@@ -58,6 +60,20 @@ def test_every_node_portal_and_drive_is_on_the_map(path):
     for i, sw in enumerate(plan.switches):
         label = statement(source, f"switch_{i}")
         assert all(f">{port.port}" in label for port in sw.ports)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pods())
+def test_generated_pods_map_every_node_and_drive(data):
+    try:
+        plan = build_plan(spec_from_dict(data))
+    except SpecError:
+        assume(False)
+    source = build_map(plan).source
+    for n in plan.nodes:
+        assert f"node_{n.name}:e -> enclosure_0:d{n.namespace.drive}:w" in source
+    for s in plan.targets[0].subsystems:
+        assert (s.node or "<i>spare</i>") in drive_row(source, 0, s.drive)
 
 
 def test_the_map_is_a_pure_function_of_the_plan():

@@ -9,6 +9,7 @@ import re
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, given, settings
 from typer.testing import CliRunner
 
 from deploy.cli import app
@@ -16,6 +17,7 @@ from deploy.errors import SpecError
 from deploy.loader import spec_from_dict
 from deploy.schema import SCHEMA_FILE, pod_schema, schema_text
 from tests.conftest import REFERENCE, ROOT
+from tests.unit.test_plan_properties import pods
 
 SHIPPED_SCHEMA = ROOT / "inventories" / SCHEMA_FILE
 SPECS = sorted([*ROOT.glob("inventories/**/pod.yaml"), *ROOT.glob("examples/**/*.yaml")])
@@ -112,3 +114,13 @@ def test_known_bad_specs_fail_the_schema_and_the_models(what, path, value):
     assert list(validator().iter_errors(data)), f"the schema accepts a spec with {what}"
     with pytest.raises(SpecError):
         spec_from_dict(data)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pods())
+def test_pods_the_models_accept_pass_the_schema(data):
+    try:
+        spec_from_dict(data)
+    except SpecError:
+        assume(False)
+    assert [e.message for e in validator().iter_errors(data)] == []
