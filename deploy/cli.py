@@ -132,6 +132,62 @@ def size(
         out.print(table)
 
 
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the schema to this file")] = None,
+) -> None:
+    """Print the JSON Schema of the pod spec (for editors: completion, hover help, early errors)."""
+    from deploy.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+    err.print(f"wrote {output}", highlight=False)
+
+
+@app.command("map")
+def map_cmd(
+    spec: SpecArg = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="the picture: .svg or .png (.dot: the Graphviz source)")
+    ] = Path("pod-map.svg"),
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="colour hosts and drives by a `kvpod up --report` JSON or `verify --junit` XML"),
+    ] = None,
+) -> None:
+    """Draw the pod: switches and ports, nodes, enclosure portals, drives and who holds them."""
+    from deploy.podmap import build_map, output_format, plural, render_map, status_from_report
+
+    _, p = load(spec)
+    try:
+        output_format(output)
+        status = None
+        if report is not None:
+            try:
+                text = report.read_text()
+            except OSError as exc:
+                raise InputError(f"--report {report}: {exc.strerror}") from None
+            status = status_from_report(text, p, str(report))
+        render_map(build_map(p, status), output)
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except KvpodError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    if status and status.unknown_hosts:
+        err.print(f"the report names hosts the spec does not have: {', '.join(status.unknown_hosts)}", highlight=False)
+    drives = sum(len(t.subsystems) for t in p.targets)
+    counts = [plural(len(p.nodes), "node"), plural(drives, "drive"), plural(len(p.switches), "switch")]
+    out.print(f"wrote {output}: {', '.join(counts)}", highlight=False)
+
+
 @switch_app.command("render")
 def switch_render(spec: SpecArg = None) -> None:
     """Print each switch's configuration for review (NVUE patch, bridge commands); touches nothing."""

@@ -72,8 +72,14 @@ def check_host(value: str) -> str:
         raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
 
 
-Name = Annotated[str, AfterValidator(lambda v: check_name(v))]
-Nqn = Annotated[str, AfterValidator(lambda v: check_nqn(v))]
+# The JSON Schema (``kvpod schema``) carries the name and NQN patterns for editors; the validators above
+# remain the rule and give the messages.
+Name = Annotated[str, AfterValidator(lambda v: check_name(v)), Field(json_schema_extra={"pattern": NAME_RE.pattern})]
+Nqn = Annotated[
+    str,
+    AfterValidator(lambda v: check_nqn(v)),
+    Field(json_schema_extra={"pattern": NQN_RE.pattern, "maxLength": NQN_MAX_BYTES}),
+]
 Address = Annotated[str, AfterValidator(lambda v: check_address(v))]
 Host = Annotated[str, AfterValidator(lambda v: check_host(v))]
 Mtu = Annotated[int, Field(ge=1280, le=9216, description="IP MTU in bytes (1280-9216)")]
@@ -83,24 +89,28 @@ VlanId = Annotated[int, Field(ge=1, le=4094, description="802.1Q VLAN ID (1-4094
 class Ssh(Strict):
     """How kvpod reaches a host over SSH."""
 
-    address: Host
-    port: int = Field(22, ge=1, le=65535)
-    user: str = "root"
-    key: str | None = None
-    sudo: bool = False
+    address: Host = Field(description="IP address or host name")
+    port: int = Field(22, ge=1, le=65535, description="SSH port")
+    user: str = Field("root", description="login user")
+    key: str | None = Field(None, description="private key file (default: the SSH agent and default keys)")
+    sudo: bool = Field(False, description="run commands through sudo (a non-root user)")
     known_hosts_file: str | None = Field(None, description="default: ~/.ssh/known_hosts")
-    strict_host_key_checking: Literal["yes", "accept-new", "no"] = "accept-new"
-
+    strict_host_key_checking: Literal["yes", "accept-new", "no"] = Field(
+        "accept-new", description="OpenSSH StrictHostKeyChecking"
+    )
 
 
 class PodMeta(Strict):
-    name: Name
+    """The pod's identity."""
 
+    name: Name = Field(description="pod name (lower-case DNS label); derived host NQNs and VLAN names use it")
 
 
 class VlanRange(Strict):
-    start: VlanId
-    end: VlanId
+    """An inclusive range of VLAN IDs."""
+
+    start: VlanId = Field(description="first VLAN ID")
+    end: VlanId = Field(description="last VLAN ID (inclusive)")
 
     @model_validator(mode="after")
     def _ordered(self) -> VlanRange:
@@ -116,23 +126,26 @@ class VlanRange(Strict):
 class Fabric(Strict):
     """The storage fabric: one Ethernet segment, VLAN-separated."""
 
-    mtu: Mtu = 9000
-    vlan_mode: Literal["shared", "per-node"] = "shared"
-    storage_vlan: VlanId = 100
-    node_vlans: VlanRange | None = Field(
-        None, description="per-node mode: the VLAN IDs nodes draw from, in node order"
+    mtu: Mtu = Field(9000, description="IP MTU of node and portal fabric interfaces (1280-9216)")
+    vlan_mode: Literal["shared", "per-node"] = Field(
+        "shared",
+        description="shared: one storage VLAN for all; per-node: a VLAN and subnet per node, routed by the switch",
     )
+    storage_vlan: VlanId = Field(100, description="VLAN of the target portals (and of every node when shared)")
+    node_vlans: VlanRange | None = Field(None, description="per-node mode: the VLAN IDs nodes draw from, in node order")
     subnet: str = Field("10.78.0.0/24", description="storage subnet: target portals (and nodes when shared)")
     node_subnets: str | None = Field(
         None, description="per-node mode: supernet carved into one small subnet per node VLAN"
     )
     node_prefix_length: int = Field(29, ge=8, le=30, description="per-node mode: prefix of each node subnet")
-    transport: Literal["rdma", "tcp"] = "rdma"
-    trsvcid: int = Field(4420, ge=1, le=65535)
-    multipath: bool = True
-    rdma_socket_buffer_bytes: int = Field(134217728, ge=212992, description="rmem/wmem max (brief: 134 MB)")
+    transport: Literal["rdma", "tcp"] = Field("rdma", description="NVMe-oF transport")
+    trsvcid: int = Field(4420, ge=1, le=65535, description="NVMe-oF service port of the portals")
+    multipath: bool = Field(True, description="connect through every IOM's portal (native NVMe multipath)")
+    rdma_socket_buffer_bytes: int = Field(
+        134217728, ge=212992, description="net.core rmem_max/wmem_max on nodes (reference: 134 MB)"
+    )
     ctrl_loss_tmo: int = Field(600, ge=-1, description="seconds to keep a lost controller (-1: forever)")
-    reconnect_delay: int = Field(10, ge=1, le=3600)
+    reconnect_delay: int = Field(10, ge=1, le=3600, description="seconds between reconnect attempts")
 
     @field_validator("subnet", "node_subnets")
     @classmethod
@@ -160,21 +173,23 @@ class Fabric(Strict):
 class Management(Strict):
     """Out-of-band management of a switch or enclosure."""
 
-    address: Host | None = None
-    ssh: Ssh | None = None
-
+    address: Host | None = Field(None, description="management address (shown on the target sheet)")
+    ssh: Ssh | None = Field(None, description="SSH access, for hosts kvpod configures")
 
 
 class Switch(Strict):
-    name: Name
-    kind: Literal["cumulus-nvue", "linux-bridge", "none"]
-    management: Management = Management()
-    mtu: Mtu = 9216
+    """A switch of the fabric segment."""
+
+    name: Name = Field(description="switch name")
+    kind: Literal["cumulus-nvue", "linux-bridge", "none"] = Field(
+        description="cumulus-nvue: NVUE over SSH; linux-bridge: a Linux bridge; none: not configured by kvpod"
+    )
+    management: Management = Field(Management(), description="how kvpod reaches the switch")
+    mtu: Mtu = Field(9216, description="port MTU; at least fabric.mtu + 4 (the VLAN tag)")
     roce_qos: bool = Field(False, description="cumulus-nvue: apply 'nv set qos roce' (lossless RoCE)")
     routed: bool = Field(False, description="give the storage VLAN(s) an SVI address on this switch")
     bridge: str = Field("br_default", description="bridge name (NVUE domain or Linux bridge)")
     netns: str | None = Field(None, description="linux-bridge: network namespace holding the bridge")
-
 
 
 class SwitchAttachment(Strict):
@@ -185,38 +200,39 @@ class SwitchAttachment(Strict):
 class Portal(Strict):
     """One fabric port of an enclosure IOM (a Data24 RapidFlex port, or a Linux target NIC)."""
 
-    name: Name
-    address: Address | None = None
+    name: Name = Field(description="port name, unique within its IOM")
+    address: Address | None = Field(None, description="fabric address (default: assigned from fabric.subnet)")
     interface: str | None = Field(None, description="linux-nvmet: the target's fabric NIC")
-    rdma: Literal["hardware", "soft-roce"] = "hardware"
-    switch: str | None = None
-    switch_port: str | None = None
-    transports: list[Literal["rdma", "tcp"]] = Field(default_factory=lambda: ["rdma"], min_length=1)
-
+    rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
+    switch: str | None = Field(None, description="the switch this port is cabled to")
+    switch_port: str | None = Field(None, description="the port on that switch")
+    transports: list[Literal["rdma", "tcp"]] = Field(
+        default_factory=lambda: ["rdma"], min_length=1, description="transports this port serves"
+    )
 
 
 class Iom(Strict):
-    name: Name
-    ports: list[Portal] = Field(min_length=1)
+    """An I/O module of the enclosure and its fabric ports."""
 
+    name: Name = Field(description="IOM name")
+    ports: list[Portal] = Field(min_length=1, description="fabric ports of this IOM")
 
 
 class Drive(Strict):
     """One SSD of the enclosure, exported as one NVMe subsystem with one namespace."""
 
-    slot: int = Field(ge=1, le=64)
-    capacity_gb: float = Field(gt=0)
-    nqn: Nqn | None = None
+    slot: int = Field(ge=1, le=64, description="slot number")
+    capacity_gb: float = Field(gt=0, description="capacity in GB")
+    nqn: Nqn | None = Field(None, description="subsystem NQN (default: <nqn_prefix>:<enclosure>-driveNN)")
     device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
-    nsid: int = Field(1, ge=1)
-
+    nsid: int = Field(1, ge=1, description="namespace ID within the subsystem")
 
 
 class DriveSet(Strict):
     """Compact form: ``count`` identical drives in slots 1..count."""
 
-    count: int = Field(ge=1, le=64)
-    capacity_gb: float = Field(gt=0)
+    count: int = Field(ge=1, le=64, description="number of drives, in slots 1..count")
+    capacity_gb: float = Field(gt=0, description="capacity of each drive in GB")
     device_path_pattern: str | None = Field(None, description="linux-nvmet: e.g. /srv/nvmet/drive{slot}.img")
 
 
@@ -225,17 +241,20 @@ def _list_or_set(value: Any) -> str:
 
 
 class Enclosure(Strict):
-    name: Name
-    kind: Literal["data24", "linux-nvmet"]
-    management: Management = Management()
-    nqn_prefix: str = "nqn.2024-01.io.kvpod"
-    ioms: list[Iom] = Field(min_length=1, max_length=2)
+    """An NVMe-oF enclosure: an OpenFlex Data24, or a Linux host running the nvmet target."""
+
+    name: Name = Field(description="enclosure name")
+    kind: Literal["data24", "linux-nvmet"] = Field(
+        description="data24: configured by hand from `kvpod target sheet`; linux-nvmet: configured over SSH"
+    )
+    management: Management = Field(Management(), description="a Data24's management address, a Linux target's SSH")
+    nqn_prefix: str = Field("nqn.2024-01.io.kvpod", description="drive NQNs are <nqn_prefix>:<enclosure>-driveNN")
+    ioms: list[Iom] = Field(min_length=1, max_length=2, description="one or two I/O modules")
     drives: Annotated[
         Annotated[list[Drive], Tag("[list]")] | Annotated[DriveSet, Tag("[set]")],
         Discriminator(_list_or_set),
-    ]
+    ] = Field(description="a list of drives, or {count, capacity_gb} for identical drives in slots 1..count")
     file_backed: bool = Field(False, description="linux-nvmet: create sparse files at device_path")
-
 
     @field_validator("nqn_prefix")
     @classmethod
@@ -261,23 +280,26 @@ class Enclosure(Strict):
 
 
 class NamespaceRef(Strict):
-    enclosure: str
-    drive: int = Field(ge=1)
+    """A drive of an enclosure."""
+
+    enclosure: str = Field(description="enclosure name")
+    drive: int = Field(ge=1, description="slot number")
 
 
 class Node(Strict):
-    name: Name
-    ssh: Ssh
-    fabric_interface: str = "eth1"
-    rdma: Literal["hardware", "soft-roce"] = "hardware"
-    fabric_address: Address | None = None
-    switch: str | None = None
-    switch_port: str | None = None
-    gpus: int = Field(4, ge=1, le=16)
-    host_nqn: Nqn | None = None
-    host_id: str | None = None
-    namespace: NamespaceRef | None = None
+    """An inference node."""
 
+    name: Name = Field(description="node name (lower-case DNS label)")
+    ssh: Ssh = Field(description="how kvpod reaches the node")
+    fabric_interface: str = Field("eth1", description="the NIC on the storage fabric")
+    rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
+    fabric_address: Address | None = Field(None, description="storage address (default: assigned after the portals)")
+    switch: str | None = Field(None, description="the switch the fabric NIC is cabled to")
+    switch_port: str | None = Field(None, description="the port on that switch")
+    gpus: int = Field(4, ge=1, le=16, description="GPUs (a multiple of vllm.tensor_parallel_size)")
+    host_nqn: Nqn | None = Field(None, description="NVMe host NQN (default: derived from pod and node names)")
+    host_id: str | None = Field(None, description="NVMe host ID (default: derived from pod and node names)")
+    namespace: NamespaceRef | None = Field(None, description="its drive (default: node i takes the i-th drive)")
 
     @field_validator("fabric_interface")
     @classmethod
@@ -290,22 +312,21 @@ class Node(Strict):
 class NodeGenerator(Strict):
     """Compact form of ``nodes``: ``count`` alike nodes, numbered from 1."""
 
-    count: int = Field(ge=1, le=256)
+    count: int = Field(ge=1, le=256, description="number of nodes")
     name: str = Field("node{n:02d}", description="format pattern, {n} is the 1-based node number")
-    ssh_address: Address = Field(description="address of node 1")
+    ssh_address: Address = Field(description="SSH address of node 1")
     ssh_address_step: int = Field(1, ge=0, description="added per node; 0 = same address for all")
-    ssh_port: int = Field(22, ge=1, le=65535, description="port of node 1")
-    ssh_port_step: int = Field(0, ge=0)
-    ssh_user: str = "root"
-    ssh_key: str | None = None
-    ssh_known_hosts_file: str | None = None
-    fabric_interface: str = "eth1"
-    rdma: Literal["hardware", "soft-roce"] = "hardware"
-    switch: str | None = None
+    ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of node 1")
+    ssh_port_step: int = Field(0, ge=0, description="added per node")
+    ssh_user: str = Field("root", description="login user")
+    ssh_key: str | None = Field(None, description="private key file")
+    ssh_known_hosts_file: str | None = Field(None, description="default: ~/.ssh/known_hosts")
+    fabric_interface: str = Field("eth1", description="the NIC on the storage fabric")
+    rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
+    switch: str | None = Field(None, description="the switch every node is cabled to")
     switch_port: str | None = Field(None, description="format pattern, e.g. swp{n}")
     switch_port_start: int = Field(1, ge=0, description="value of {n} in switch_port for node 1")
-    gpus: int = Field(4, ge=1, le=16)
-
+    gpus: int = Field(4, ge=1, le=16, description="GPUs per node")
 
     @field_validator("name")
     @classmethod
@@ -318,19 +339,23 @@ class NodeGenerator(Strict):
 
 
 class NodeList(Strict):
-    generate: NodeGenerator
+    """Nodes in compact form: a generator and per-node overrides."""
+
+    generate: NodeGenerator = Field(description="count alike nodes")
     overrides: dict[str, dict] = Field(
         default_factory=dict, description="per generated node name: fields that differ (e.g. namespace)"
     )
 
 
 class Kvcache(Strict):
-    path: str = "/mnt/kvcache"
-    filesystem: Literal["ext4"] = "ext4"
-    mount_options: list[str] = Field(default_factory=lambda: ["noatime"])
+    """The KV-cache mount and LMCache's budgets, per node."""
+
+    path: str = Field("/mnt/kvcache", description="mount point of the node's drive")
+    filesystem: Literal["ext4"] = Field("ext4", description="created only on a blank drive")
+    mount_options: list[str] = Field(default_factory=lambda: ["noatime"], description="must include noatime")
     cpu_budget_gb: float = Field(30, gt=0, description="LMCache host-DRAM tier per node")
     disk_budget_gb: float = Field(100, gt=0, description="LMCache disk tier per node")
-    chunk_size: int = Field(256, ge=1)
+    chunk_size: int = Field(256, ge=1, description="LMCache chunk size in tokens")
     lmcache_extra: dict = Field(
         default_factory=dict,
         description="further LMCache settings; nested values need a YAML config file (written automatically)",
@@ -352,35 +377,41 @@ class Kvcache(Strict):
 
 
 class ModelShape(Strict):
-    layers: int = Field(ge=1)
-    kv_heads: int = Field(ge=1)
-    head_dim: int = Field(ge=1)
-    dtype_bytes: int = Field(2, ge=1, le=8)
-    params_billion: float = Field(gt=0)
+    """Model dimensions for `kvpod size`, for a model it does not know."""
+
+    layers: int = Field(ge=1, description="transformer layers")
+    kv_heads: int = Field(ge=1, description="key/value heads")
+    head_dim: int = Field(ge=1, description="dimension of one head")
+    dtype_bytes: int = Field(2, ge=1, le=8, description="bytes per KV element (fp16: 2)")
+    params_billion: float = Field(gt=0, description="parameters in billions (the weights' memory)")
 
 
 class Vllm(Strict):
-    model: str = "meta-llama/Llama-3.1-70B-Instruct"
-    model_shape: ModelShape | None = None
-    tensor_parallel_size: int = Field(4, ge=1, le=16)
-    gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
-    max_model_len: int = Field(32768, ge=256)
-    port: int = Field(8000, ge=1, le=65535)
-    user: str = "vllm"
-    executable: str = "/usr/local/bin/vllm"
-    extra_args: list[str] = Field(default_factory=list)
+    """The vLLM server of every node."""
+
+    model: str = Field("meta-llama/Llama-3.1-70B-Instruct", description="model name or path")
+    model_shape: ModelShape | None = Field(None, description="for sizing (default: known Llama models)")
+    tensor_parallel_size: int = Field(4, ge=1, le=16, description="GPUs per vLLM instance")
+    gpu_memory_utilization: float = Field(0.90, gt=0, le=1, description="share of GPU memory vLLM may use")
+    max_model_len: int = Field(32768, ge=256, description="context length in tokens")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the server")
+    user: str = Field("vllm", description="system user running vLLM")
+    executable: str = Field("/usr/local/bin/vllm", description="path of the vllm executable")
+    extra_args: list[str] = Field(default_factory=list, description="further command-line arguments")
     gpu_memory_gb: float = Field(80, gt=0, description="memory of one GPU in GB (H100: 80)")
-    sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (brief: 16)")
+    sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (reference: 16)")
 
 
 class PodSpec(Strict):
-    pod: PodMeta
-    fabric: Fabric = Fabric()
-    switches: list[Switch] = Field(default_factory=list)
-    enclosures: list[Enclosure] = Field(min_length=1)
+    """A kvpod pod spec: one GPU inference pod whose LMCache disk tier is on a shared NVMe-oF enclosure."""
+
+    pod: PodMeta = Field(description="the pod's name")
+    fabric: Fabric = Field(Fabric(), description="the storage fabric: MTU, VLANs, subnets, transport")
+    switches: list[Switch] = Field(default_factory=list, description="switches of the fabric segment")
+    enclosures: list[Enclosure] = Field(min_length=1, description="NVMe-oF enclosures holding the drives")
     nodes: Annotated[
         Annotated[list[Node], Tag("[list]")] | Annotated[NodeList, Tag("[set]")],
         Discriminator(_list_or_set),
-    ]
-    kvcache: Kvcache = Kvcache()
-    vllm: Vllm = Vllm()
+    ] = Field(description="a list of nodes, or {generate, overrides}")
+    kvcache: Kvcache = Field(Kvcache(), description="the KV-cache mount and LMCache budgets")
+    vllm: Vllm = Field(Vllm(), description="the vLLM server")

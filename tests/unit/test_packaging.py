@@ -23,6 +23,7 @@ def test_wheel_holds_roles_templates_specs_suite_and_standin(tmp_path):
     for required in (
         "deploy/_data/inventories/reference/pod.yaml",
         "deploy/_data/inventories/lab/pod.yaml",
+        "deploy/_data/inventories/pod.schema.json",
         "deploy/_data/verify/conftest.py",
         "deploy/_data/standin/vllm",
         "deploy/cli.py",
