@@ -147,6 +147,8 @@ def _group_lines(remote: FakeRemote, group: str, members: list[str]) -> list[str
             digest = _get(remote, Sha1File, {"path": m})
             if digest:
                 lines.append(f"{digest}  {m}")
+        elif group == "sysctl":
+            lines += _encode(Sysctl, {}, remote.get_fact(Sysctl, keys=[m]))
         else:
             active = remote.get_fact(SystemdStatus, services=[m]).get(m, False)
             enabled = remote.get_fact(SystemdEnabled, services=[m]).get(m, False)
