@@ -35,6 +35,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def earlier_names(data: Any, renamed: dict[str, str]) -> Any:
+    """Accept a field under its earlier name (``{earlier: current}``); giving both names is an error."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for earlier, current in renamed.items():
+        if earlier in out:
+            if current in out:
+                raise ValueError(f"{earlier} is the earlier name of {current}: give only {current}")
+            out[current] = out.pop(earlier)
+    return out
+
+
 def check_nqn(value: str) -> str:
     """Return ``value`` when it is a well-formed NVMe Qualified Name, else raise ValueError."""
     if len(value.encode()) > NQN_MAX_BYTES:
@@ -205,7 +218,7 @@ class Drive(Strict):
     """One SSD of the enclosure, exported as one NVMe subsystem with one namespace."""
 
     slot: int = Field(ge=1, le=64)
-    capacity_gb: float = Field(gt=0)
+    capacity_gb: float = Field(gt=0, description="drive capacity in decimal GB (10^9 bytes), as drives are sold")
     nqn: Nqn | None = None
     device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
     nsid: int = Field(1, ge=1)
@@ -216,7 +229,7 @@ class DriveSet(Strict):
     """Compact form: ``count`` identical drives in slots 1..count."""
 
     count: int = Field(ge=1, le=64)
-    capacity_gb: float = Field(gt=0)
+    capacity_gb: float = Field(gt=0, description="drive capacity in decimal GB (10^9 bytes), as drives are sold")
     device_path_pattern: str | None = Field(None, description="linux-nvmet: e.g. /srv/nvmet/drive{slot}.img")
 
 
@@ -325,16 +338,28 @@ class NodeList(Strict):
 
 
 class Kvcache(Strict):
+    """The KV-cache mount and LMCache's tiers. Sizes are GiB (2^30 bytes): LMCache multiplies its
+    ``max_local_cpu_size`` and ``max_local_disk_size`` by 1024**3, so a budget here is what it allocates."""
+
     path: str = "/mnt/kvcache"
     filesystem: Literal["ext4"] = "ext4"
     mount_options: list[str] = Field(default_factory=lambda: ["noatime"])
-    cpu_budget_gb: float = Field(30, gt=0, description="LMCache host-DRAM tier per node")
-    disk_budget_gb: float = Field(100, gt=0, description="LMCache disk tier per node")
+    cpu_budget_gib: float = Field(
+        30, gt=0, description="LMCache host-DRAM tier per node, in GiB (earlier name: cpu_budget_gb, same unit)"
+    )
+    disk_budget_gib: float = Field(
+        100, gt=0, description="LMCache disk tier per node, in GiB (earlier name: disk_budget_gb, same unit)"
+    )
     chunk_size: int = Field(256, ge=1)
     lmcache_extra: dict = Field(
         default_factory=dict,
         description="further LMCache settings; nested values need a YAML config file (written automatically)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        return earlier_names(data, {"cpu_budget_gb": "cpu_budget_gib", "disk_budget_gb": "disk_budget_gib"})
 
     @field_validator("path")
     @classmethod
@@ -369,8 +394,15 @@ class Vllm(Strict):
     user: str = "vllm"
     executable: str = "/usr/local/bin/vllm"
     extra_args: list[str] = Field(default_factory=list)
-    gpu_memory_gb: float = Field(80, gt=0, description="memory of one GPU in GB (H100: 80)")
+    gpu_memory_gib: float = Field(
+        80, gt=0, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
+    )
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (brief: 16)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        return earlier_names(data, {"gpu_memory_gb": "gpu_memory_gib"})
 
 
 class PodSpec(Strict):

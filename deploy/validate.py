@@ -10,7 +10,7 @@ from collections import defaultdict
 
 from deploy.addressing import plan_addresses, routed_switch
 from deploy.assignment import all_drives, host_nqn, node_drives, subsystem_nqn
-from deploy.capacity import ext4_usable_gb
+from deploy.capacity import ext4_usable_gib
 from deploy.errors import Problem, SpecError
 from deploy.nodes import expand_nodes
 from deploy.spec import Node, PodSpec
@@ -229,20 +229,21 @@ def _gpus(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]
 
 def _budgets(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
     out: list[Problem] = []
-    budget = spec.kvcache.disk_budget_gb
+    budget = spec.kvcache.disk_budget_gib
     encs = {e.name: e for e in spec.enclosures}
     for node, ref in node_drives(spec, nodes).items():
         enc = encs.get(ref.enclosure)
         drive = next((d for d in enc.drive_list() if d.slot == ref.slot), None) if enc else None
         if drive is None:
             continue
-        usable = ext4_usable_gb(drive.capacity_gb)
+        usable = ext4_usable_gib(drive.capacity_gb)
         if budget > usable:
+            most = int(usable * 100) / 100
             out.append(
                 Problem(
-                    "kvcache.disk_budget_gb",
-                    f"{budget:g} GB does not fit drive {ref} of node {node}: {drive.capacity_gb:g} GB holds "
-                    f"about {usable:.2f} GB after ext4 overhead (use at most {usable:.2f})",
+                    "kvcache.disk_budget_gib",
+                    f"{budget:g} GiB does not fit drive {ref} of node {node}: {drive.capacity_gb:g} GB "
+                    f"(decimal) holds about {usable:.2f} GiB after ext4 overhead (use at most {most:.2f})",
                 )
             )
     return out

@@ -31,7 +31,7 @@ LMCACHE_ENV = {
     "max_local_disk_size": "LMCACHE_MAX_LOCAL_DISK_SIZE",
 }
 CONFIG_FILE_VAR = "LMCACHE_CONFIG_FILE"
-GB = 1_000_000_000
+GIB = 1 << 30  # LMCache counts its sizes in GiB (it multiplies them by 1024**3)
 
 
 def module_name(name: str) -> str:
