@@ -351,9 +351,13 @@ class Kvcache(Strict):
         100, gt=0, description="LMCache disk tier per node, in GiB (earlier name: disk_budget_gb, same unit)"
     )
     chunk_size: int = Field(256, ge=1)
+    lmcache_version: str = Field(
+        "0.5.6", description="the LMCache version the nodes run: lmcache_extra is checked against its settings"
+    )
     lmcache_extra: dict = Field(
         default_factory=dict,
-        description="further LMCache settings; nested values need a YAML config file (written automatically)",
+        description="further LMCache settings by their LMCache names; nested values (extra_config, lists) go "
+        "to a YAML config file (written automatically)",
     )
 
     @model_validator(mode="before")

@@ -372,12 +372,6 @@ def test_lmcache_env_mode_removes_a_stale_yaml(lab: NodePlan) -> None:
     assert "rm -f /etc/kvpod/lmcache.yaml" in cmds
 
 
-def test_lmcache_refuses_an_extra_repeating_a_core_setting(lab: NodePlan) -> None:
-    plan = lab.model_copy(update={"lmcache": lab.lmcache.model_copy(update={"extra": {"chunk_size": 512}})})
-    with pytest.raises(OperationError, match="chunk_size repeat core settings"):
-        deploy_plan(lmcache, connected_node(plan), data(plan))
-
-
 # -- vllm ---------------------------------------------------------------------------------------------------
 
 
