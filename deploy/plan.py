@@ -18,6 +18,10 @@ from deploy.sizing import lmcache_per_rank
 from deploy.spec import PodSpec
 
 KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+# LMCache 0.5.6 reports usage to an outside endpoint unless this variable is exactly "false"
+# (lmcache.usage_telemetry.identity.is_usage_tracking_enabled). It is an environment variable in both
+# config modes: it is not a setting of LMCache's configuration.
+USAGE_TRACKING_OFF = {"LMCACHE_TRACK_USAGE": "false"}
 VLLM_UNIT = "kvpod-vllm.service"
 KVPOD_ETC = "/etc/kvpod"
 
@@ -94,6 +98,7 @@ class LmcachePlan(Frozen):
     local_disk: str
     max_local_disk_size: float
     extra: dict
+    telemetry: bool = False  # False: the env file turns LMCache's usage reporting off (USAGE_TRACKING_OFF)
     config_mode: str  # "env": everything in the env file; "yaml": LMCACHE_CONFIG_FILE holds it all
     env_file: str
     config_file: str | None
@@ -257,6 +262,7 @@ def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:
         local_disk=f"file://{path}/lmcache/",
         max_local_disk_size=disk,
         extra=dict(sorted(kv.lmcache_extra.items())),
+        telemetry=kv.lmcache_telemetry,
         config_mode="yaml" if nested else "env",
         env_file=f"{KVPOD_ETC}/lmcache.env",
         config_file=f"{KVPOD_ETC}/lmcache.yaml" if nested else None,

@@ -354,6 +354,10 @@ class Kvcache(Strict):
     lmcache_version: str = Field(
         "0.5.6", description="the LMCache version the nodes run: lmcache_extra is checked against its settings"
     )
+    lmcache_telemetry: bool = Field(
+        False,
+        description="let LMCache report usage to its outside endpoint (off: LMCACHE_TRACK_USAGE=false)",
+    )
     lmcache_extra: dict = Field(
         default_factory=dict,
         description="further LMCache settings by their LMCache names; nested values (extra_config, lists) go "

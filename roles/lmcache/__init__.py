@@ -8,6 +8,8 @@ Reads ``host.data.kvpod_node.lmcache`` (:class:`deploy.plan.LmcachePlan`) and ``
   left from an earlier run is removed.
 - ``config_mode == "yaml"``: ``config_file`` (``/etc/kvpod/lmcache.yaml``) holds every setting and the env
   file only ``LMCACHE_CONFIG_FILE`` and ``PYTHONHASHSEED=0``: a setting is never in both.
+- Unless ``telemetry``, the env file (either mode) also holds ``LMCACHE_TRACK_USAGE=false``: LMCache's usage
+  reporting to its outside endpoint is off.
 - ``extra`` never repeats a core setting: ``kvpod validate`` refuses such a spec (a core setting wins over
   an ``extra`` key of the same name in a plan built without validation).
 - The cache directory of ``local_disk`` (``<mount>/lmcache``) is owned by the vLLM user.
@@ -24,7 +26,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from deploy.operations import host_error
-from deploy.plan import LmcachePlan
+from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan
 from roles._common import env_value, node_plan, template
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
@@ -50,8 +52,10 @@ def settings(lm: LmcachePlan) -> dict:
 def env_lines(lm: LmcachePlan) -> dict[str, str]:
     """The env file's variables for the plan's mode."""
     if lm.config_mode == "yaml":
-        return {"LMCACHE_CONFIG_FILE": lm.config_file or "", **HASH_SEED}
-    return {f"LMCACHE_{key.upper()}": env_value(value) for key, value in settings(lm).items()} | HASH_SEED
+        config = {"LMCACHE_CONFIG_FILE": lm.config_file or ""}
+    else:
+        config = {f"LMCACHE_{key.upper()}": env_value(value) for key, value in settings(lm).items()}
+    return config | ({} if lm.telemetry else USAGE_TRACKING_OFF) | HASH_SEED
 
 
 def yaml_body(lm: LmcachePlan) -> str:
