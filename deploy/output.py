@@ -66,7 +66,7 @@ def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[T
         ("model weights", f"{node.weights_gib:.2f} GiB"),
         ("VRAM for KV pages (memory x utilisation - weights)", f"{node.kv_pages_gib:.2f} GiB"),
         ("full-context sessions in VRAM", str(node.sessions_vram)),
-        ("LMCache engines holding KV", str(node.lmcache_ranks)),
+        (f"LMCache engines holding KV ({node.kv_layout})", str(node.lmcache_ranks)),
         (
             "max_local_cpu_size per engine",
             f"{node.max_local_cpu_size:g} GiB ({node.cpu_bytes_per_rank:,} bytes pinned)",

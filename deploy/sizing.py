@@ -36,9 +36,29 @@ def model_shape(spec: PodSpec) -> ModelShape | None:
     return KNOWN_MODELS.get(f"llama-{m.group(1)}b") if m else None
 
 
+def kv_layout(spec: PodSpec) -> str:
+    """``gqa`` or ``mla``, from the model's shape (``gqa`` when kvpod does not know the model)."""
+    shape = model_shape(spec)
+    return shape.kv_layout if shape is not None else "gqa"
+
+
 def lmcache_ranks(spec: PodSpec) -> int:
-    """How many LMCache engines of a node hold KV: one per tensor-parallel rank."""
-    return spec.vllm.tensor_parallel_size
+    """How many LMCache engines of a node hold KV, and so share its budgets.
+
+    One per tensor-parallel rank, each holding its ranks' share of the KV heads. On an MLA model every rank
+    has the same latent KV, and LMCache 0.5.6 stores it on the first rank only (``save_only_first_rank``,
+    on by default when vLLM reports MLA): only that rank builds a storage manager, so it gets the whole
+    budget. The other ranks build one too when ``use_layerwise`` is on or ``lookup_server_worker_ids`` /
+    ``lmcache_worker_ids`` name them; kvpod then splits the budget over every rank, as for GQA.
+    """
+    tp = spec.vllm.tensor_parallel_size
+    if kv_layout(spec) != "mla":
+        return tp
+    extra = spec.kvcache.lmcache_extra
+    extra_config = extra.get("extra_config") if isinstance(extra.get("extra_config"), dict) else {}
+    first_rank_only = bool(extra_config.get("save_only_first_rank", True))
+    others_store = any(extra.get(key) for key in ("use_layerwise", "lookup_server_worker_ids", "lmcache_worker_ids"))
+    return 1 if first_rank_only and not others_store else tp
 
 
 def per_rank_gib(node_gib: float, ranks: int) -> float:
@@ -59,6 +79,7 @@ def lmcache_per_rank(spec: PodSpec) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class NodeSizing:
+    kv_layout: str
     kv_bytes_per_token: int
     session_tokens: int
     session_gib: float
@@ -88,8 +109,12 @@ class FleetRow:
 
 
 def kv_bytes_per_token(shape: ModelShape) -> int:
-    """K and V, for every layer and KV head: 2 * layers * kv_heads * head_dim * dtype bytes."""
-    return 2 * shape.layers * shape.kv_heads * shape.head_dim * shape.dtype_bytes
+    """K and V, for every layer and KV head: 2 * layers * kv_heads * head_dim * dtype bytes.
+
+    MLA caches one latent vector (K and V together) per layer: layers * head_dim * dtype bytes.
+    """
+    per_layer = shape.kv_heads * shape.head_dim * shape.dtype_bytes
+    return shape.layers * per_layer * (1 if shape.kv_layout == "mla" else 2)
 
 
 def size_node(spec: PodSpec, shape: ModelShape, gpus: int) -> NodeSizing:
@@ -99,19 +124,24 @@ def size_node(spec: PodSpec, shape: ModelShape, gpus: int) -> NodeSizing:
     weights = shape.params_billion * 1e9 * shape.dtype_bytes / GIB
     vram = gpus * spec.vllm.gpu_memory_gib
     kv_pages = max(0.0, vram * spec.vllm.gpu_memory_utilization - weights)
+    tp = spec.vllm.tensor_parallel_size
     ranks = lmcache_ranks(spec)
     cpu_rank, disk_rank = lmcache_per_rank(spec)
-    # Each tensor-parallel rank holds its share of the KV heads of a session.
-    session_bytes_per_rank = session_bytes / spec.vllm.tensor_parallel_size
+    mla = shape.kv_layout == "mla"
+    # GQA: each tensor-parallel rank holds its share of the KV heads of a session, in VRAM and in LMCache.
+    # MLA: every rank holds the whole latent KV in VRAM, and an LMCache engine stores all of it.
+    session_bytes_per_rank = session_bytes if mla else session_bytes / tp
+    session_vram = session_bytes * tp if mla else session_bytes
     cpu_bytes, disk_bytes = lmcache_bytes(cpu_rank), lmcache_bytes(disk_rank)
     return NodeSizing(
+        kv_layout=shape.kv_layout,
         kv_bytes_per_token=per_token,
         session_tokens=tokens,
         session_gib=session_bytes / GIB,
         weights_gib=weights,
         vram_total_gib=vram,
         kv_pages_gib=kv_pages,
-        sessions_vram=int(kv_pages * GIB // session_bytes),
+        sessions_vram=int(kv_pages * GIB // session_vram),
         sessions_dram=int(cpu_bytes // session_bytes_per_rank),
         sessions_disk=int(disk_bytes // session_bytes_per_rank),
         cpu_budget_gib=spec.kvcache.cpu_budget_gib,

@@ -385,11 +385,29 @@ class Kvcache(Strict):
 
 
 class ModelShape(Strict):
+    """What sizing needs of a model. ``kv_layout: mla`` (multi-head latent attention, DeepSeek-V2/V3 class)
+    caches one latent vector per token and layer instead of K and V per head: give ``kv_heads: 1`` and the
+    latent width as ``head_dim`` (kv_lora_rank + qk_rope_head_dim: 512 + 64 = 576 for DeepSeek-V3)."""
+
     layers: int = Field(ge=1)
     kv_heads: int = Field(ge=1)
     head_dim: int = Field(ge=1)
     dtype_bytes: int = Field(2, ge=1, le=8)
     params_billion: float = Field(gt=0)
+    kv_layout: Literal["gqa", "mla"] = Field(
+        "gqa",
+        description="gqa: K and V per KV head (MHA, GQA), split over tensor-parallel ranks; "
+        "mla: one latent per token, the same on every rank (LMCache stores it on rank 0 only)",
+    )
+
+    @model_validator(mode="after")
+    def _latent(self) -> ModelShape:
+        if self.kv_layout == "mla" and self.kv_heads != 1:
+            raise ValueError(
+                f"kv_layout mla caches one latent per token and layer: kv_heads must be 1, not {self.kv_heads} "
+                "(give the latent width as head_dim, e.g. 576 for DeepSeek-V3)"
+            )
+        return self
 
 
 class Vllm(Strict):
