@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
+
 NQN_MAX_BYTES = 223
 # NVMe Base Specification, "NVMe Qualified Names": nqn.yyyy-mm.<reverse domain>:<unique string>,
 # or the UUID form nqn.2014-08.org.nvmexpress:uuid:<uuid>.
@@ -352,7 +354,7 @@ class Kvcache(Strict):
     )
     chunk_size: int = Field(256, ge=1)
     lmcache_version: str = Field(
-        "0.5.6", description="the LMCache version the nodes run: lmcache_extra is checked against its settings"
+        LMCACHE_VERSION, description="the LMCache version the nodes run (lmcache_extra is checked against it)"
     )
     lmcache_telemetry: bool = Field(
         False,
