@@ -504,6 +504,21 @@ def test_standin_refuses_usage_reporting(tmp_path: Path, tracking: dict, refused
         assert result.returncode != 0 and "LMCache usage reporting is on" in result.stderr
 
 
+def test_standin_refuses_a_disk_tier_that_was_not_emptied(tmp_path: Path) -> None:
+    disk = tmp_path / "kvcache"
+    disk.mkdir()
+    (disk / ".kvpod-standin-probe").write_text("{}\n")  # left by the previous start
+    (disk / "chunk.pt").write_bytes(b"\0")
+    result = run_standin(serve_args(), base_env(tmp_path, **lmcache_env(disk)))
+    assert result.returncode != 0
+    assert f"local disk {disk}/ holds 2 entries at start (.kvpod-standin-probe, chunk.pt): it was not emptied" in (
+        result.stderr
+    )
+    for entry in disk.iterdir():
+        entry.unlink()
+    assert load_standin().check_disk(str(disk), base_env(tmp_path)) == []
+
+
 def test_standin_serves_and_leaves_a_probe(tmp_path: Path) -> None:
     port = free_port()
     disk = tmp_path / "kvcache"
