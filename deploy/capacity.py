@@ -4,6 +4,11 @@ The estimate follows mke2fs defaults for a 4 KiB-block ext4 made by kvpod (``-m 
 blocks): one 256-byte inode per 16 KiB (1.5625 %), the default journal size for the filesystem size
 (e2fsprogs ``ext2fs_default_journal_size``), and 1 % for bitmaps, group descriptors and the resize
 inode. The live check on the node (kv_mount role) uses the real filesystem size.
+
+Units: drive capacities are decimal gigabytes (``GB``, 10^9 bytes), as drives are sold and as the spec's
+``capacity_gb`` states them. Every memory and cache size (LMCache's tiers, GPU memory, KV per session) is in
+gibibytes (``GIB``, 2^30 bytes): LMCache 0.5.6 multiplies ``max_local_cpu_size`` and ``max_local_disk_size``
+by ``1024**3``, so kvpod counts budgets the same way.
 """
 
 from __future__ import annotations
@@ -39,5 +44,6 @@ def ext4_usable_bytes(device_bytes: int) -> int:
     return max(0, device_bytes - inode_tables - journal - metadata)
 
 
-def ext4_usable_gb(capacity_gb: float) -> float:
-    return ext4_usable_bytes(int(capacity_gb * GB)) / GB
+def ext4_usable_gib(capacity_gb: float) -> float:
+    """GiB available to files on a fresh ext4 made on a drive of ``capacity_gb`` decimal GB."""
+    return ext4_usable_bytes(int(capacity_gb * GB)) / GIB

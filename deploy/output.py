@@ -21,7 +21,7 @@ def plan_table(plan: Plan) -> Table:
         "portals",
         "subsystem NQN",
         "mount",
-        "cpu/disk per rank (GB)",
+        "cpu/disk per rank (GiB)",
     ):
         t.add_column(col, overflow="fold")
     for n in plan.nodes:
@@ -56,18 +56,27 @@ def targets_table(plan: Plan) -> Table:
 
 
 def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[Table]:
-    t = Table(title=f"per node: {model}")
+    t = Table(title=f"per node: {model} (GiB = 2^30 bytes, as LMCache allocates)")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     rows = [
         ("KV bytes per token", f"{node.kv_bytes_per_token:,} ({node.kv_bytes_per_token / 1024:g} KiB)"),
-        (f"one full-context session ({node.session_tokens} tokens)", f"{node.session_gb:.2f} GB"),
-        ("GPU memory", f"{node.vram_total_gb:g} GB"),
-        ("model weights", f"{node.weights_gb:g} GB"),
-        ("VRAM for KV pages (memory x utilisation - weights)", f"{node.kv_pages_gb:g} GB"),
+        (f"one full-context session ({node.session_tokens} tokens)", f"{node.session_gib:.2f} GiB"),
+        ("GPU memory", f"{node.vram_total_gib:g} GiB"),
+        ("model weights", f"{node.weights_gib:.2f} GiB"),
+        ("VRAM for KV pages (memory x utilisation - weights)", f"{node.kv_pages_gib:.2f} GiB"),
         ("full-context sessions in VRAM", str(node.sessions_vram)),
-        (f"full-context sessions in the DRAM tier ({node.cpu_budget_gb:g} GB)", str(node.sessions_dram)),
-        (f"full-context sessions in the disk tier ({node.disk_budget_gb:g} GB)", str(node.sessions_disk)),
+        (f"LMCache engines holding KV ({node.kv_layout})", str(node.lmcache_ranks)),
+        (
+            "max_local_cpu_size per engine",
+            f"{node.max_local_cpu_size:g} GiB ({node.cpu_bytes_per_rank:,} bytes pinned)",
+        ),
+        (
+            "max_local_disk_size per engine",
+            f"{node.max_local_disk_size:g} GiB ({node.disk_bytes_per_rank:,} bytes)",
+        ),
+        (f"full-context sessions in the DRAM tier ({node.cpu_budget_gib:g} GiB)", str(node.sessions_dram)),
+        (f"full-context sessions in the disk tier ({node.disk_budget_gib:g} GiB)", str(node.sessions_disk)),
     ]
     for k, v in rows:
         t.add_row(k, v)

@@ -14,9 +14,14 @@ from pydantic import BaseModel, ConfigDict
 from deploy.addressing import plan_addresses
 from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
 from deploy.nodes import expand_nodes
+from deploy.sizing import lmcache_per_rank
 from deploy.spec import PodSpec
 
 KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
+# LMCache 0.5.6 reports usage to an outside endpoint unless this variable is exactly "false"
+# (lmcache.usage_telemetry.identity.is_usage_tracking_enabled). It is an environment variable in both
+# config modes: it is not a setting of LMCache's configuration.
+USAGE_TRACKING_OFF = {"LMCACHE_TRACK_USAGE": "false"}
 VLLM_UNIT = "kvpod-vllm.service"
 KVPOD_ETC = "/etc/kvpod"
 
@@ -77,11 +82,15 @@ class MountPlan(Frozen):
     filesystem: str
     options: list[str]
     label: str
-    disk_budget_gb: float
+    disk_budget_gb: float  # GiB (2^30 bytes), as LMCache counts: the spec's kvcache.disk_budget_gib
 
 
 class LmcachePlan(Frozen):
-    """Per tensor-parallel rank: LMCache builds one engine per rank, so node budgets are split by TP."""
+    """Per tensor-parallel rank: LMCache builds one engine per rank, so node budgets are split by TP.
+
+    ``max_local_cpu_size`` and ``max_local_disk_size`` are GiB, as LMCache reads them (it allocates
+    ``size * 1024**3`` bytes per engine).
+    """
 
     chunk_size: int
     local_cpu: bool
@@ -89,6 +98,7 @@ class LmcachePlan(Frozen):
     local_disk: str
     max_local_disk_size: float
     extra: dict
+    telemetry: bool = False  # False: the env file turns LMCache's usage reporting off (USAGE_TRACKING_OFF)
     config_mode: str  # "env": everything in the env file; "yaml": LMCACHE_CONFIG_FILE holds it all
     env_file: str
     config_file: str | None
@@ -242,15 +252,17 @@ def _ssh(s) -> SshPlan | None:
 
 
 def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:
-    kv, tp = spec.kvcache, spec.vllm.tensor_parallel_size
+    kv = spec.kvcache
     nested = any(isinstance(v, dict | list) for v in kv.lmcache_extra.values())
+    cpu, disk = lmcache_per_rank(spec)
     return LmcachePlan(
         chunk_size=kv.chunk_size,
         local_cpu=True,
-        max_local_cpu_size=round(kv.cpu_budget_gb / tp, 3),
+        max_local_cpu_size=cpu,
         local_disk=f"file://{path}/lmcache/",
-        max_local_disk_size=round(kv.disk_budget_gb / tp, 3),
+        max_local_disk_size=disk,
         extra=dict(sorted(kv.lmcache_extra.items())),
+        telemetry=kv.lmcache_telemetry,
         config_mode="yaml" if nested else "env",
         env_file=f"{KVPOD_ETC}/lmcache.env",
         config_file=f"{KVPOD_ETC}/lmcache.yaml" if nested else None,
@@ -377,7 +389,7 @@ def build_plan(spec: PodSpec) -> Plan:
                     filesystem=spec.kvcache.filesystem,
                     options=list(spec.kvcache.mount_options),
                     label="kvcache",
-                    disk_budget_gb=spec.kvcache.disk_budget_gb,
+                    disk_budget_gb=spec.kvcache.disk_budget_gib,
                 ),
                 lmcache=_lmcache(spec, spec.kvcache.path),
                 vllm=VllmPlan(

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
+
 NQN_MAX_BYTES = 223
 # NVMe Base Specification, "NVMe Qualified Names": nqn.yyyy-mm.<reverse domain>:<unique string>,
 # or the UUID form nqn.2014-08.org.nvmexpress:uuid:<uuid>.
@@ -33,6 +35,19 @@ class Strict(BaseModel):
     """Base for every spec model: unknown keys are errors, values are not coerced silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def earlier_names(data: Any, renamed: dict[str, str]) -> Any:
+    """Accept a field under its earlier name (``{earlier: current}``); giving both names is an error."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for earlier, current in renamed.items():
+        if earlier in out:
+            if current in out:
+                raise ValueError(f"{earlier} is the earlier name of {current}: give only {current}")
+            out[current] = out.pop(earlier)
+    return out
 
 
 def check_nqn(value: str) -> str:
@@ -222,7 +237,7 @@ class Drive(Strict):
     """One SSD of the enclosure, exported as one NVMe subsystem with one namespace."""
 
     slot: int = Field(ge=1, le=64, description="slot number")
-    capacity_gb: float = Field(gt=0, description="capacity in GB")
+    capacity_gb: float = Field(gt=0, description="drive capacity in decimal GB (10^9 bytes), as drives are sold")
     nqn: Nqn | None = Field(None, description="subsystem NQN (default: <nqn_prefix>:<enclosure>-driveNN)")
     device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
     nsid: int = Field(1, ge=1, description="namespace ID within the subsystem")
@@ -232,7 +247,9 @@ class DriveSet(Strict):
     """Compact form: ``count`` identical drives in slots 1..count."""
 
     count: int = Field(ge=1, le=64, description="number of drives, in slots 1..count")
-    capacity_gb: float = Field(gt=0, description="capacity of each drive in GB")
+    capacity_gb: float = Field(
+        gt=0, description="capacity of each drive in decimal GB (10^9 bytes), as drives are sold"
+    )
     device_path_pattern: str | None = Field(None, description="linux-nvmet: e.g. /srv/nvmet/drive{slot}.img")
 
 
@@ -348,18 +365,36 @@ class NodeList(Strict):
 
 
 class Kvcache(Strict):
-    """The KV-cache mount and LMCache's budgets, per node."""
+    """The KV-cache mount and LMCache's tiers. Sizes are GiB (2^30 bytes): LMCache multiplies its
+    ``max_local_cpu_size`` and ``max_local_disk_size`` by 1024**3, so a budget here is what it allocates."""
 
     path: str = Field("/mnt/kvcache", description="mount point of the node's drive")
     filesystem: Literal["ext4"] = Field("ext4", description="created only on a blank drive")
     mount_options: list[str] = Field(default_factory=lambda: ["noatime"], description="must include noatime")
-    cpu_budget_gb: float = Field(30, gt=0, description="LMCache host-DRAM tier per node")
-    disk_budget_gb: float = Field(100, gt=0, description="LMCache disk tier per node")
+    cpu_budget_gib: float = Field(
+        30, gt=0, description="LMCache host-DRAM tier per node, in GiB (earlier name: cpu_budget_gb, same unit)"
+    )
+    disk_budget_gib: float = Field(
+        100, gt=0, description="LMCache disk tier per node, in GiB (earlier name: disk_budget_gb, same unit)"
+    )
     chunk_size: int = Field(256, ge=1, description="LMCache chunk size in tokens")
+    lmcache_version: str = Field(
+        LMCACHE_VERSION, description="the LMCache version the nodes run (lmcache_extra is checked against it)"
+    )
+    lmcache_telemetry: bool = Field(
+        False,
+        description="let LMCache report usage to its outside endpoint (off: LMCACHE_TRACK_USAGE=false)",
+    )
     lmcache_extra: dict = Field(
         default_factory=dict,
-        description="further LMCache settings; nested values need a YAML config file (written automatically)",
+        description="further LMCache settings by their LMCache names; nested values (extra_config, lists) go "
+        "to a YAML config file (written automatically)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        return earlier_names(data, {"cpu_budget_gb": "cpu_budget_gib", "disk_budget_gb": "disk_budget_gib"})
 
     @field_validator("path")
     @classmethod
@@ -377,13 +412,29 @@ class Kvcache(Strict):
 
 
 class ModelShape(Strict):
-    """Model dimensions for `kvpod size`, for a model it does not know."""
+    """What sizing needs of a model. ``kv_layout: mla`` (multi-head latent attention, DeepSeek-V2/V3 class)
+    caches one latent vector per token and layer instead of K and V per head: give ``kv_heads: 1`` and the
+    latent width as ``head_dim`` (kv_lora_rank + qk_rope_head_dim: 512 + 64 = 576 for DeepSeek-V3)."""
 
     layers: int = Field(ge=1, description="transformer layers")
-    kv_heads: int = Field(ge=1, description="key/value heads")
-    head_dim: int = Field(ge=1, description="dimension of one head")
+    kv_heads: int = Field(ge=1, description="key/value heads (1 for mla)")
+    head_dim: int = Field(ge=1, description="dimension of one head (mla: the latent width)")
     dtype_bytes: int = Field(2, ge=1, le=8, description="bytes per KV element (fp16: 2)")
     params_billion: float = Field(gt=0, description="parameters in billions (the weights' memory)")
+    kv_layout: Literal["gqa", "mla"] = Field(
+        "gqa",
+        description="gqa: K and V per KV head (MHA, GQA), split over tensor-parallel ranks; "
+        "mla: one latent per token, the same on every rank (LMCache stores it on rank 0 only)",
+    )
+
+    @model_validator(mode="after")
+    def _latent(self) -> ModelShape:
+        if self.kv_layout == "mla" and self.kv_heads != 1:
+            raise ValueError(
+                f"kv_layout mla caches one latent per token and layer: kv_heads must be 1, not {self.kv_heads} "
+                "(give the latent width as head_dim, e.g. 576 for DeepSeek-V3)"
+            )
+        return self
 
 
 class Vllm(Strict):
@@ -398,8 +449,15 @@ class Vllm(Strict):
     user: str = Field("vllm", description="system user running vLLM")
     executable: str = Field("/usr/local/bin/vllm", description="path of the vllm executable")
     extra_args: list[str] = Field(default_factory=list, description="further command-line arguments")
-    gpu_memory_gb: float = Field(80, gt=0, description="memory of one GPU in GB (H100: 80)")
+    gpu_memory_gib: float = Field(
+        80, gt=0, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
+    )
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (reference: 16)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_names(cls, data: Any) -> Any:
+        return earlier_names(data, {"gpu_memory_gb": "gpu_memory_gib"})
 
 
 class PodSpec(Strict):

@@ -6,12 +6,14 @@ collected so the user fixes the spec in one pass.
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 
 from deploy.addressing import plan_addresses, routed_switch
 from deploy.assignment import all_drives, host_nqn, node_drives, subsystem_nqn
-from deploy.capacity import ext4_usable_gb
+from deploy.capacity import ext4_usable_gib
 from deploy.errors import Problem, SpecError
+from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
 from deploy.nodes import expand_nodes
 from deploy.spec import Node, PodSpec
 
@@ -27,7 +29,8 @@ def check_pod(spec: PodSpec) -> list[Problem]:
         return exc.problems
     node_path = _node_paths(spec, nodes)
     problems: list[Problem] = []
-    for rule in (_names, _switches, _enclosures, _namespaces, _host_identity, _gpus, _budgets, _vlans, _fabric):
+    rules = (_names, _switches, _enclosures, _namespaces, _host_identity, _gpus, _budgets, _lmcache, _vlans, _fabric)
+    for rule in rules:
         problems.extend(rule(spec, nodes, node_path))
     problems.extend(Problem(p, m) for p, m in plan_addresses(spec, nodes).problems)
     return sorted(set(problems), key=lambda p: (p.path, p.message))
@@ -229,22 +232,82 @@ def _gpus(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]
 
 def _budgets(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
     out: list[Problem] = []
-    budget = spec.kvcache.disk_budget_gb
+    budget = spec.kvcache.disk_budget_gib
     encs = {e.name: e for e in spec.enclosures}
     for node, ref in node_drives(spec, nodes).items():
         enc = encs.get(ref.enclosure)
         drive = next((d for d in enc.drive_list() if d.slot == ref.slot), None) if enc else None
         if drive is None:
             continue
-        usable = ext4_usable_gb(drive.capacity_gb)
+        usable = ext4_usable_gib(drive.capacity_gb)
         if budget > usable:
+            most = int(usable * 100) / 100
             out.append(
                 Problem(
-                    "kvcache.disk_budget_gb",
-                    f"{budget:g} GB does not fit drive {ref} of node {node}: {drive.capacity_gb:g} GB holds "
-                    f"about {usable:.2f} GB after ext4 overhead (use at most {usable:.2f})",
+                    "kvcache.disk_budget_gib",
+                    f"{budget:g} GiB does not fit drive {ref} of node {node}: {drive.capacity_gb:g} GB "
+                    f"(decimal) holds about {usable:.2f} GiB after ext4 overhead (use at most {most:.2f})",
                 )
             )
+    return out
+
+
+_KIND_CHECKS = {
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str | int | float) and not isinstance(v, bool), "a string"),
+    "list": (lambda v: isinstance(v, list | str), "a list (or a comma-separated string)"),
+    "dict": (lambda v: isinstance(v, dict), "a mapping"),
+}
+# Names people reach for to switch LMCache's usage reporting: it is an environment variable, not a setting.
+_TELEMETRY_WORDS = ("usage", "track", "telemetry", "stats")
+
+
+def _lmcache(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    """``kvcache.lmcache_extra`` against the settings of the LMCache version the spec targets."""
+    kv = spec.kvcache
+    try:
+        keys = keys_for(kv.lmcache_version)
+    except KeyError:
+        return [
+            Problem(
+                "kvcache.lmcache_version",
+                f"kvpod has no list of LMCache {kv.lmcache_version}'s settings "
+                f"(known: {', '.join(known_versions())}; README, 'LMCache version', tells how to add one)",
+            )
+        ]
+    out: list[Problem] = []
+    version = f"LMCache {keys.version}"
+    for key, value in kv.lmcache_extra.items():
+        path = f"kvcache.lmcache_extra.{key}"
+        setting = keys.renamed.get(key, key)
+        if setting in KVPOD_SETTINGS:
+            source = KVPOD_SETTINGS[setting]
+            where = f"set {source} instead" if source.startswith("kvcache.") else source
+            out.append(Problem(path, f"kvpod writes {setting} itself ({where}): give it once"))
+        elif key in keys.renamed:
+            out.append(Problem(path, f"{key} is the deprecated name of {setting} in {version} (use {setting})"))
+        elif key in keys.ignored:
+            out.append(Problem(path, f"{version} does not read {key} ({keys.ignored[key]})"))
+        elif key not in keys.settings:
+            if any(word in str(key).lower() for word in _TELEMETRY_WORDS):
+                hint = "usage reporting is kvcache.lmcache_telemetry"
+            else:
+                close = difflib.get_close_matches(str(key), keys.settings, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"settings: deploy/lmcache_keys/{keys.version}.json"
+            out.append(Problem(path, f"{version} has no setting {key!r} ({hint})"))
+        else:
+            kind = keys.settings[key]
+            check, wanted = _KIND_CHECKS[kind]
+            if value is None:
+                out.append(Problem(path, f"no value (give {wanted}, or leave {key} out for LMCache's default)"))
+            elif not check(value):
+                out.append(Problem(path, f"{version} takes {wanted} for {key}, not {value!r}"))
+            elif key == "extra_config":
+                for inner, source in KVPOD_EXTRA_CONFIG.items():
+                    if inner in value:
+                        out.append(Problem(f"{path}.{inner}", f"kvpod sizes it from {source}: set that instead"))
     return out
 
 

@@ -8,7 +8,10 @@ Reads ``host.data.kvpod_node.lmcache`` (:class:`deploy.plan.LmcachePlan`) and ``
   left from an earlier run is removed.
 - ``config_mode == "yaml"``: ``config_file`` (``/etc/kvpod/lmcache.yaml``) holds every setting and the env
   file only ``LMCACHE_CONFIG_FILE`` and ``PYTHONHASHSEED=0``: a setting is never in both.
-- An ``extra`` key equal to a core setting is refused (it would be set twice).
+- Unless ``telemetry``, the env file (either mode) also holds ``LMCACHE_TRACK_USAGE=false``: LMCache's usage
+  reporting to its outside endpoint is off.
+- ``extra`` never repeats a core setting: ``kvpod validate`` refuses such a spec (a core setting wins over
+  an ``extra`` key of the same name in a plan built without validation).
 - The cache directory of ``local_disk`` (``<mount>/lmcache``) is owned by the vLLM user.
 
 Returns the operations whose change must restart vLLM (pass them to the vllm role).
@@ -24,7 +27,7 @@ from pyinfra.operations import files
 
 from deploy.operations import host_error
 from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads
-from deploy.plan import LmcachePlan, NodePlan
+from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan
 from roles._common import env_value, node_plan, template
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
@@ -42,19 +45,18 @@ def core_settings(lm: LmcachePlan) -> dict:
 
 
 def settings(lm: LmcachePlan) -> dict:
-    """Core settings then extras; an extra that repeats a core setting is refused."""
+    """Core settings then extras (validation refuses an extra that repeats a core setting; the core one wins)."""
     core = core_settings(lm)
-    clash = sorted(set(core) & set(lm.extra))
-    if clash:
-        raise host_error(f"lmcache extra settings {', '.join(clash)} repeat core settings; set them once")
-    return {**core, **lm.extra}
+    return {**core, **{key: value for key, value in lm.extra.items() if key not in core}}
 
 
 def env_lines(lm: LmcachePlan) -> dict[str, str]:
     """The env file's variables for the plan's mode."""
     if lm.config_mode == "yaml":
-        return {"LMCACHE_CONFIG_FILE": lm.config_file or "", **HASH_SEED}
-    return {f"LMCACHE_{key.upper()}": env_value(value) for key, value in settings(lm).items()} | HASH_SEED
+        config = {"LMCACHE_CONFIG_FILE": lm.config_file or ""}
+    else:
+        config = {f"LMCACHE_{key.upper()}": env_value(value) for key, value in settings(lm).items()}
+    return config | ({} if lm.telemetry else USAGE_TRACKING_OFF) | HASH_SEED
 
 
 def yaml_body(lm: LmcachePlan) -> str:

@@ -11,6 +11,12 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``vllm`` (``exec
   <extra_args>`` (each word quoted for systemd, ``%``/``$`` escaped), ``EnvironmentFile=`` the LMCache env
   file, ``User=``, ``RequiresMountsFor=`` the mount, ``After=`` the mount and ``kvpod-nvme-connect.service``,
   ``Restart=on-failure``, ``LimitMEMLOCK=infinity``, ``WantedBy=multi-user.target``.
+- ``/usr/local/sbin/kvpod-lmcache-clean`` (:data:`CLEAN_SCRIPT`), run as root before every start
+  (``ExecStartPre=+``): LMCache's local disk backend keeps its index in memory only, so the files an earlier
+  run left in the disk-tier directory would never be read or evicted. The script empties that directory
+  only (``find -xdev -mindepth 1 -delete``: no symbolic link followed, no other filesystem entered), only
+  while the mount is mounted (``mountpoint -q``; it fails otherwise, and vLLM does not start), and
+  recreates it owned by the vLLM user.
 - ``daemon-reload`` only when the unit changed; enabled and started.
 - Restarted only when a running service's unit, the env file or the LMCache YAML changed (``restart_on``:
   what the lmcache role returned). With ``kvpod_defer_restart`` the restart is skipped and
@@ -35,9 +41,14 @@ from roles._common import (
     SYSTEMD_DIR,
     node_plan,
     service_user,
+    shell_quote,
     systemd_quote,
     template,
 )
+from roles.lmcache import cache_dir
+
+CLEAN_SCRIPT = "/usr/local/sbin/kvpod-lmcache-clean"
+MOUNT_CHECK = "mountpoint -q"
 
 
 def exec_start(plan: NodePlan) -> str:
@@ -65,7 +76,23 @@ def exec_start(plan: NodePlan) -> str:
 def reads(plan: NodePlan) -> Reads:
     """What this role compares against (see :mod:`deploy.operations.reads`)."""
     v = plan.vllm
-    return [Read.of(PasswdEntry, user=v.user), *file_reads(f"{SYSTEMD_DIR}/{v.unit}"), *unit_reads(v.unit)]
+    return [
+        Read.of(PasswdEntry, user=v.user),
+        *file_reads(CLEAN_SCRIPT),
+        *file_reads(f"{SYSTEMD_DIR}/{v.unit}"),
+        *unit_reads(v.unit),
+    ]
+
+
+def clean_script_vars(plan: NodePlan, mount_check: str = MOUNT_CHECK) -> dict[str, str]:
+    """Variables of ``kvpod-lmcache-clean.j2``, shell-quoted: the disk-tier directory, the mount it must lie on,
+    its owner, and the command that tells whether the mount is mounted (given the mount path as last word)."""
+    return {
+        "mount_path": shell_quote(plan.mount.path),
+        "cache_dir": shell_quote(cache_dir(plan.lmcache)),
+        "owner": shell_quote(f"{plan.vllm.user}:{plan.vllm.user}"),
+        "mount_check": mount_check,
+    }
 
 
 @deploy("vllm")
@@ -76,6 +103,14 @@ def vllm(restart_on: list | None = None) -> None:
     setattr(host.data, RESTART_PENDING_KEY, False)
 
     service_user(v.user)
+    # the disk-tier cleaner the unit runs before every start (ExecStartPre=+CLEAN_SCRIPT)
+    files.template(
+        name="LMCache disk-tier cleaner",
+        src=template("vllm", "kvpod-lmcache-clean.j2"),
+        dest=CLEAN_SCRIPT,
+        mode="755",
+        **clean_script_vars(plan),
+    )
     unit = files.template(
         name=f"{v.unit}",
         src=template("vllm", "kvpod-vllm.service.j2"),
@@ -87,6 +122,7 @@ def vllm(restart_on: list | None = None) -> None:
         mount_path=plan.mount.path,
         mount_unit=mount_unit_name(plan.mount.path),
         connect_unit=CONNECT_UNIT,
+        clean_script=CLEAN_SCRIPT,
     )
     units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
     units.service(

@@ -82,8 +82,15 @@ def test_size_of_reference_matches_the_brief():
     result = runner.invoke(app, ["size", str(REFERENCE), "--json"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert data["node"]["kv_bytes_per_token"] == 327680
-    assert data["node"]["kv_pages_gb"] == pytest.approx(148)
+    node = data["node"]
+    assert node["kv_bytes_per_token"] == 327680
+    assert node["session_gib"] == 10  # 320 KiB x 32768 tokens
+    # 4 x 80 GiB x 0.90 - 70e9 x 2 bytes of weights
+    assert node["kv_pages_gib"] == pytest.approx(288 - 140e9 / 2**30)
+    # the node budgets in GiB, as LMCache allocates them: 4 engines of 7.5 GiB DRAM and 25 GiB disk
+    assert (node["max_local_cpu_size"], node["max_local_disk_size"]) == (7.5, 25)
+    assert node["cpu_bytes_per_node"] == 30 * 2**30 and node["disk_bytes_per_node"] == 100 * 2**30
+    assert (node["sessions_vram"], node["sessions_dram"], node["sessions_disk"]) == (15, 3, 10)
     assert [(r["drives"], r["gpus"], r["sessions"]) for r in data["fleet"]] == [
         (1, 4, 16),
         (6, 24, 96),

@@ -76,7 +76,7 @@ def nqn(slot: int) -> str:
 
 
 def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_time(hosts, spec, tmp_path):
-    spec.write_text(spec.read_text().replace("  cpu_budget_gb: 1\n", "  cpu_budget_gb: 2\n"))
+    spec.write_text(spec.read_text().replace("  cpu_budget_gib: 1\n", "  cpu_budget_gib: 2\n"))
     pids = {n: hosts.sh(n, "systemctl show -p MainPID --value kvpod-vllm").strip() for n in ("node1", "node2")}
     run = kvpod("up", str(spec), "--yes", "--no-verify", "--report", str(tmp_path / "r.json"))
     assert run.code == 0, run.out[-3000:]

@@ -399,7 +399,7 @@ def lmcache_env(disk: Path) -> dict[str, str]:
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0"}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "LMCACHE_TRACK_USAGE": "false"}
     env["KVPOD_STANDIN_SKIP_MOUNT_CHECK"] = "1"  # tmp_path is not its own mount
     return {**env, **extra}
 
@@ -477,6 +477,46 @@ def test_standin_refuses_hash_seed_and_bad_disk(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "PYTHONHASHSEED must be 0" in result.stderr
     assert "local_disk must be file:///" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("tracking", "refused"),
+    [
+        ({"LMCACHE_TRACK_USAGE": None}, True),
+        ({"LMCACHE_TRACK_USAGE": "true"}, True),
+        ({"LMCACHE_TRACK_USAGE": "False"}, True),  # LMCache compares with "false" exactly
+        ({"LMCACHE_TRACK_USAGE": None, "DO_NOT_TRACK": "1"}, False),
+        ({"LMCACHE_TRACK_USAGE": "false"}, False),
+    ],
+)
+def test_standin_refuses_usage_reporting(tmp_path: Path, tracking: dict, refused: bool) -> None:
+    env = base_env(tmp_path, **lmcache_env(tmp_path))
+    for key, value in tracking.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    problems = load_standin().check_usage_tracking(env)
+    assert bool(problems) is refused
+    if refused:
+        assert "set LMCACHE_TRACK_USAGE=false" in problems[0]
+        result = run_standin(serve_args(), env)
+        assert result.returncode != 0 and "LMCache usage reporting is on" in result.stderr
+
+
+def test_standin_refuses_a_disk_tier_that_was_not_emptied(tmp_path: Path) -> None:
+    disk = tmp_path / "kvcache"
+    disk.mkdir()
+    (disk / ".kvpod-standin-probe").write_text("{}\n")  # left by the previous start
+    (disk / "chunk.pt").write_bytes(b"\0")
+    result = run_standin(serve_args(), base_env(tmp_path, **lmcache_env(disk)))
+    assert result.returncode != 0
+    assert f"local disk {disk}/ holds 2 entries at start (.kvpod-standin-probe, chunk.pt): it was not emptied" in (
+        result.stderr
+    )
+    for entry in disk.iterdir():
+        entry.unlink()
+    assert load_standin().check_disk(str(disk), base_env(tmp_path)) == []
 
 
 def test_standin_serves_and_leaves_a_probe(tmp_path: Path) -> None:

@@ -328,6 +328,7 @@ def test_lmcache_env_mode(lab: NodePlan) -> None:
         "LMCACHE_MAX_LOCAL_CPU_SIZE=0.25",
         "LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/",
         "LMCACHE_MAX_LOCAL_DISK_SIZE=0.25",
+        "LMCACHE_TRACK_USAGE=false",
         "PYTHONHASHSEED=0",
     ]
     assert "/etc/kvpod/lmcache.yaml" not in uploads(commands)
@@ -352,6 +353,7 @@ def test_lmcache_yaml_mode_never_sets_a_setting_twice(lab: NodePlan) -> None:
     files = uploads(changed_commands(deploy_plan(lmcache, remote, data(plan))))
     assert files["/etc/kvpod/lmcache.env"].splitlines()[1:] == [
         "LMCACHE_CONFIG_FILE=/etc/kvpod/lmcache.yaml",
+        "LMCACHE_TRACK_USAGE=false",
         "PYTHONHASHSEED=0",
     ]
     config = yaml.safe_load(files["/etc/kvpod/lmcache.yaml"])
@@ -370,12 +372,6 @@ def test_lmcache_env_mode_removes_a_stale_yaml(lab: NodePlan) -> None:
     remote.upload("chunk_size: 512\n", "/etc/kvpod/lmcache.yaml")
     cmds = strings(changed_commands(deploy_plan(lmcache, remote, data(lab))))
     assert "rm -f /etc/kvpod/lmcache.yaml" in cmds
-
-
-def test_lmcache_refuses_an_extra_repeating_a_core_setting(lab: NodePlan) -> None:
-    plan = lab.model_copy(update={"lmcache": lab.lmcache.model_copy(update={"extra": {"chunk_size": 512}})})
-    with pytest.raises(OperationError, match="chunk_size repeat core settings"):
-        deploy_plan(lmcache, connected_node(plan), data(plan))
 
 
 # -- vllm ---------------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_every_field_has_a_description_and_defaults_show():
     fabric = schema["definitions"]["Fabric"]["properties"]
     assert fabric["mtu"]["default"] == 9000
     assert (fabric["mtu"]["minimum"], fabric["mtu"]["maximum"]) == (1280, 9216)
-    assert schema["definitions"]["Kvcache"]["properties"]["disk_budget_gb"]["default"] == 100
+    assert schema["definitions"]["Kvcache"]["properties"]["disk_budget_gib"]["default"] == 100
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.relative_to(ROOT).as_posix())

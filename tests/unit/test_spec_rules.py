@@ -35,10 +35,10 @@ def test_reference_is_valid(reference_dict):
 
 
 def test_unknown_key_names_field_and_suggests(reference_dict):
-    reference_dict["kvcache"]["disk_budjet_gb"] = 10
+    reference_dict["kvcache"]["disk_budjet_gib"] = 10
     (line,) = problems(reference_dict)
-    assert line.startswith("kvcache.disk_budjet_gb: unknown key")
-    assert "did you mean 'disk_budget_gb'" in line
+    assert line.startswith("kvcache.disk_budjet_gib: unknown key")
+    assert "did you mean 'disk_budget_gib'" in line
 
 
 def test_unknown_key_in_nested_list(reference_dict):
@@ -186,10 +186,32 @@ def test_gpu_count_not_divisible_by_tp(reference_dict):
 
 def test_disk_budget_larger_than_namespace(reference_dict):
     reference_dict["enclosures"][0]["drives"] = {"count": 24, "capacity_gb": 100}
-    reference_dict["kvcache"]["disk_budget_gb"] = 100
+    reference_dict["kvcache"]["disk_budget_gib"] = 100
     out = problems(reference_dict)
-    assert any(p.startswith("kvcache.disk_budget_gb: 100 GB does not fit drive data24/1") for p in out)
+    assert any(p.startswith("kvcache.disk_budget_gib: 100 GiB does not fit drive data24/1") for p in out)
     assert any("after ext4 overhead" in p for p in out)
+
+
+def test_disk_budget_counts_gib_against_decimal_drive_capacity(reference_dict):
+    # a 100 GB drive is 93.13 GiB; ext4 leaves about 90.25 GiB of it
+    reference_dict["enclosures"][0]["drives"] = {"count": 24, "capacity_gb": 100}
+    reference_dict["kvcache"]["disk_budget_gib"] = 90
+    assert spec_from_dict(reference_dict).kvcache.disk_budget_gib == 90
+    reference_dict["kvcache"]["disk_budget_gib"] = 91
+    lines = [p for p in problems(reference_dict) if p.startswith("kvcache.disk_budget_gib")]
+    assert len(lines) == 24
+    assert "holds about 90.25 GiB" in lines[0] and "use at most 90.24" in lines[0]
+
+
+def test_budgets_keep_their_earlier_names(reference_dict):
+    del reference_dict["kvcache"]["cpu_budget_gib"], reference_dict["kvcache"]["disk_budget_gib"]
+    reference_dict["kvcache"].update(cpu_budget_gb=30, disk_budget_gb=100)
+    reference_dict["vllm"]["gpu_memory_gb"] = 80
+    spec = spec_from_dict(reference_dict)
+    assert (spec.kvcache.cpu_budget_gib, spec.kvcache.disk_budget_gib, spec.vllm.gpu_memory_gib) == (30, 100, 80)
+    reference_dict["kvcache"]["cpu_budget_gib"] = 30
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache: cpu_budget_gb is the earlier name of cpu_budget_gib")
 
 
 @pytest.mark.parametrize(

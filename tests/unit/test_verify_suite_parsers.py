@@ -213,14 +213,21 @@ class TestExpectations:
         env = ve.lmcache_environment(node1)
         assert env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == 0.25
         assert env["PYTHONHASHSEED"] == "0"
+        assert env["LMCACHE_TRACK_USAGE"] == "false"
         assert ve.CONFIG_FILE_VAR not in env
+        allowed = node1.model_copy(update={"lmcache": node1.lmcache.model_copy(update={"telemetry": True})})
+        assert "LMCACHE_TRACK_USAGE" not in ve.lmcache_environment(allowed)
 
     def test_yaml_mode_environment(self, lab_plan: Plan) -> None:
         data = json.loads(lab_plan.to_json())
         lm = data["nodes"][0]["lmcache"]
         lm.update(config_mode="yaml", config_file="/etc/kvpod/lmcache.yaml", extra={"blend": {"on": True}})
         node = Plan.model_validate(data).nodes[0]
-        assert ve.lmcache_environment(node) == {ve.CONFIG_FILE_VAR: "/etc/kvpod/lmcache.yaml", "PYTHONHASHSEED": "0"}
+        assert ve.lmcache_environment(node) == {
+            ve.CONFIG_FILE_VAR: "/etc/kvpod/lmcache.yaml",
+            "LMCACHE_TRACK_USAGE": "false",
+            "PYTHONHASHSEED": "0",
+        }
         assert ve.lmcache_settings(node)["blend"] == {"on": True}
 
     @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from deploy.plan import NodePlan
+from deploy.plan import USAGE_TRACKING_OFF, NodePlan
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
 SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
@@ -31,7 +31,7 @@ LMCACHE_ENV = {
     "max_local_disk_size": "LMCACHE_MAX_LOCAL_DISK_SIZE",
 }
 CONFIG_FILE_VAR = "LMCACHE_CONFIG_FILE"
-GB = 1_000_000_000
+GIB = 1 << 30  # LMCache counts its sizes in GiB (it multiplies them by 1024**3)
 
 
 def module_name(name: str) -> str:
@@ -77,12 +77,15 @@ def env_var(key: str) -> str:
 
 
 def lmcache_environment(node: NodePlan) -> dict[str, Any]:
-    """Variables the vLLM process must see: every setting (env mode) or the config file path (yaml mode)."""
+    """Variables the vLLM process must see: every setting (env mode) or the config file path (yaml mode), and
+    LMCache's usage reporting turned off unless the plan allows it."""
     lm = node.lmcache
     if lm.config_mode == "yaml":
         wanted: dict[str, Any] = {CONFIG_FILE_VAR: lm.config_file}
     else:
         wanted = {env_var(key): value for key, value in lmcache_settings(node).items()}
+    if not lm.telemetry:
+        wanted.update(USAGE_TRACKING_OFF)
     wanted["PYTHONHASHSEED"] = "0"
     return wanted
 

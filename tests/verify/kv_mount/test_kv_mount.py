@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from verify_expect import GB, PERSISTENT_UNIT_STATES, Text, expect, fail, local_disk_dir
+from verify_expect import GIB, PERSISTENT_UNIT_STATES, Text, expect, fail, local_disk_dir
 from verify_facts import HostFacts
 
 from deploy.plan import NodePlan
@@ -49,16 +49,16 @@ class TestCapacity:
             fail(f"{node.mount.path} writable by {node.vllm.user}", Text("yes"), Text(why or "no"))
 
     def test_room_for_disk_budget(self, node: NodePlan, node_facts: HostFacts) -> None:
-        """Free space plus what LMCache already stores there covers the node's disk budget (GB = 1e9 bytes).
+        """Free space plus what LMCache already stores there covers the node's disk budget (GiB, as LMCache counts).
 
         LMCache's own files count as room: a warm cache fills the disk tier by design.
         """
         space = node_facts.space(node.mount.path, local_disk_dir(node))
         room = space.get("avail", 0) + space.get("cache", 0)
-        budget = node.mount.disk_budget_gb * GB
+        budget = node.mount.disk_budget_gb * GIB
         if room < budget:
             fail(
                 f"room on {node.mount.path} (free + LMCache's files)",
-                Text(f">= {node.mount.disk_budget_gb:g} GB"),
-                Text(f"{room / GB:.3f} GB ({space.get('avail', 0) / GB:.3f} GB free)"),
+                Text(f">= {node.mount.disk_budget_gb:g} GiB"),
+                Text(f"{room / GIB:.3f} GiB ({space.get('avail', 0) / GIB:.3f} GiB free)"),
             )

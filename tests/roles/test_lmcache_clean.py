@@ -1,0 +1,156 @@
+"""The disk-tier cleaner the vLLM unit runs before every start, rendered from its template and run for real
+under /bin/sh against a directory tree in a temporary directory (a marker file stands in for the mount)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyinfra.api.util import get_template
+
+from deploy.loader import load_spec
+from deploy.paths import lab_spec
+from deploy.plan import NodePlan, build_plan
+from roles._common import template
+from roles.vllm import CLEAN_SCRIPT, MOUNT_CHECK, clean_script_vars, vllm
+from tests.kvpod_sim import connected_node
+from tests.pyinfra_fake import changed_commands, deploy_plan
+
+# A directory counts as mounted when it holds this marker: the test's stand-in for `mountpoint -q`.
+MARKER = ".mounted"
+MARKER_CHECK = f"sh -c 'test -f \"$1/{MARKER}\"' mount-check"
+
+
+@pytest.fixture(scope="module")
+def lab() -> NodePlan:
+    return build_plan(load_spec(lab_spec())).nodes[0]
+
+
+def plan_at(lab: NodePlan, mount: Path) -> NodePlan:
+    """The lab node's plan with its KV-cache mount at ``mount``."""
+    return lab.model_copy(
+        update={
+            "mount": lab.mount.model_copy(update={"path": str(mount)}),
+            "lmcache": lab.lmcache.model_copy(update={"local_disk": f"file://{mount}/lmcache/"}),
+        }
+    )
+
+
+def render_script(plan: NodePlan, path: Path, mount_check: str = MARKER_CHECK, owner: str | None = None) -> Path:
+    variables = clean_script_vars(plan, mount_check=mount_check)
+    if owner is not None:
+        variables["owner"] = owner
+    path.write_text(get_template(template("vllm", "kvpod-lmcache-clean.j2")).render(**variables))
+    path.chmod(0o755)
+    return path
+
+
+def run(script: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """A mounted KV-cache filesystem with a used disk tier holding links out of it, and files outside it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    mount = tmp_path / "mnt"
+    disk = mount / "lmcache"
+    (disk / "sub").mkdir(parents=True)
+    (mount / MARKER).write_text("")
+    (mount / "precious.txt").write_text("precious")
+    (disk / "chunk-1.pt").write_bytes(b"\0" * 4096)
+    (disk / "sub" / "chunk-2.pt").write_bytes(b"\0" * 4096)
+    (disk / ".hidden").write_text("x")
+    (disk / "dir-link").symlink_to(outside, target_is_directory=True)
+    (disk / "file-link").symlink_to(outside / "keep.txt")
+    return {"tmp": tmp_path, "outside": outside, "mount": mount, "disk": disk}
+
+
+def owner_of_this_process() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def test_it_empties_the_disk_tier_and_nothing_else(lab: NodePlan, tree: dict[str, Path]) -> None:
+    script = render_script(plan_at(lab, tree["mount"]), tree["tmp"] / "clean", owner=owner_of_this_process())
+    result = run(script)
+    assert result.returncode == 0, result.stderr
+    assert tree["disk"].is_dir() and not tree["disk"].is_symlink()
+    assert list(tree["disk"].iterdir()) == []
+    assert stat.S_IMODE(tree["disk"].stat().st_mode) == 0o750
+    # the links were removed, not followed: what they pointed at is intact
+    assert (tree["outside"] / "keep.txt").read_text() == "keep"
+    assert sorted(p.name for p in tree["outside"].iterdir()) == ["keep.txt"]
+    assert (tree["mount"] / "precious.txt").read_text() == "precious"
+    assert "emptied" in result.stdout
+    assert run(script).returncode == 0, "an empty tier is cleaned again without complaint"
+
+
+def test_it_refuses_when_the_mount_is_absent(lab: NodePlan, tree: dict[str, Path]) -> None:
+    (tree["mount"] / MARKER).unlink()
+    script = render_script(plan_at(lab, tree["mount"]), tree["tmp"] / "clean", owner=owner_of_this_process())
+    result = run(script)
+    assert result.returncode == 1
+    assert f"{tree['mount']} is not mounted; refusing to clean" in result.stderr
+    assert (tree["disk"] / "chunk-1.pt").exists() and (tree["disk"] / "sub" / "chunk-2.pt").exists()
+
+
+def test_it_refuses_a_disk_tier_that_is_a_link(lab: NodePlan, tree: dict[str, Path]) -> None:
+    shutil.rmtree(tree["disk"])
+    tree["disk"].symlink_to(tree["outside"], target_is_directory=True)
+    script = render_script(plan_at(lab, tree["mount"]), tree["tmp"] / "clean", owner=owner_of_this_process())
+    result = run(script)
+    assert result.returncode == 1 and "is a symbolic link" in result.stderr
+    assert (tree["outside"] / "keep.txt").read_text() == "keep"
+
+
+def test_it_creates_a_missing_disk_tier(lab: NodePlan, tree: dict[str, Path]) -> None:
+    shutil.rmtree(tree["disk"])
+    script = render_script(plan_at(lab, tree["mount"]), tree["tmp"] / "clean", owner=owner_of_this_process())
+    assert run(script).returncode == 0
+    assert tree["disk"].is_dir() and stat.S_IMODE(tree["disk"].stat().st_mode) == 0o750
+
+
+def test_it_refuses_a_disk_tier_outside_the_mount(lab: NodePlan, tree: dict[str, Path]) -> None:
+    plan = plan_at(lab, tree["mount"])
+    elsewhere = plan.model_copy(
+        update={"lmcache": plan.lmcache.model_copy(update={"local_disk": f"file://{tree['mount']}/../outside/"})}
+    )
+    script = render_script(elsewhere, tree["tmp"] / "clean", owner=owner_of_this_process())
+    result = run(script)
+    assert result.returncode == 1 and "is not a plain path" in result.stderr
+    assert (tree["outside"] / "keep.txt").read_text() == "keep"
+
+
+@pytest.mark.skipif(shutil.which("mountpoint") is None, reason="util-linux's mountpoint is not installed")
+def test_the_real_mount_check_refuses_a_plain_directory(lab: NodePlan, tree: dict[str, Path]) -> None:
+    script = render_script(
+        plan_at(lab, tree["mount"]), tree["tmp"] / "clean", mount_check=MOUNT_CHECK, owner=owner_of_this_process()
+    )
+    result = run(script)
+    assert result.returncode == 1 and "is not mounted" in result.stderr
+    assert (tree["disk"] / "chunk-1.pt").exists()
+
+
+def test_the_node_gets_the_script_and_the_unit_runs_it_as_root(lab: NodePlan) -> None:
+    assert clean_script_vars(lab) == {
+        "mount_path": "/mnt/kvcache",
+        "cache_dir": "/mnt/kvcache/lmcache",
+        "owner": "vllm:vllm",
+        "mount_check": "mountpoint -q",
+    }
+    commands = changed_commands(deploy_plan(vllm, connected_node(lab), {"kvpod_node": lab}))
+    uploads = {c[2]: c[1] for c in commands if isinstance(c, list) and c[0] == "upload"}
+    script = uploads[CLEAN_SCRIPT]
+    assert script.startswith("#!/bin/sh\n")
+    assert 'mountpoint -q "$MOUNT" || fail' in script
+    assert 'find "$DIR" -xdev -mindepth 1 -delete' in script
+    assert "rm " not in script
+    assert f"chmod 755 {CLEAN_SCRIPT}" in [c for c in commands if isinstance(c, str)]
+    unit = uploads["/etc/systemd/system/kvpod-vllm.service"]
+    assert f"ExecStartPre=+{CLEAN_SCRIPT}\nExecStart=" in unit
