@@ -104,6 +104,17 @@ class LmcachePlan(Frozen):
     config_file: str | None
 
 
+class InstallPlan(Frozen):
+    """vLLM and LMCache into a virtual environment: ``requirements`` pinned, from ``wheelhouse`` when set."""
+
+    venv: str
+    python: str
+    requirements: list[str]  # ["vllm==0.11.0", "lmcache==0.5.6"]
+    wheelhouse: str | None  # on the machine running kvpod
+    wheelhouse_dest: str  # where the wheels go on the node
+    index_url: str | None
+
+
 class VllmPlan(Frozen):
     model: str
     tensor_parallel_size: int
@@ -116,6 +127,7 @@ class VllmPlan(Frozen):
     kv_transfer_config: str
     unit: str
     health_url: str
+    install: InstallPlan | None = None
 
 
 class NodePlan(Frozen):
@@ -269,6 +281,24 @@ def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:
     )
 
 
+WHEELHOUSE_DEST = "/var/cache/kvpod/wheelhouse"
+
+
+def _install(spec: PodSpec) -> InstallPlan | None:
+    inst = spec.vllm.install
+    if inst is None:
+        return None
+    lmcache = inst.lmcache_version or spec.kvcache.lmcache_version
+    return InstallPlan(
+        venv=inst.venv,
+        python=inst.python,
+        requirements=[f"vllm=={inst.vllm_version}", f"lmcache=={lmcache}"],
+        wheelhouse=inst.wheelhouse,
+        wheelhouse_dest=WHEELHOUSE_DEST,
+        index_url=inst.index_url,
+    )
+
+
 def build_plan(spec: PodSpec) -> Plan:
     """The desired state of the whole pod. ``spec`` must have passed :func:`deploy.validate.check_pod`."""
     nodes = expand_nodes(spec.nodes)
@@ -399,11 +429,12 @@ def build_plan(spec: PodSpec) -> Plan:
                     max_model_len=spec.vllm.max_model_len,
                     port=spec.vllm.port,
                     user=spec.vllm.user,
-                    executable=spec.vllm.executable,
+                    executable=f"{spec.vllm.install.venv}/bin/vllm" if spec.vllm.install else spec.vllm.executable,
                     extra_args=list(spec.vllm.extra_args),
                     kv_transfer_config=KV_TRANSFER_CONFIG,
                     unit=VLLM_UNIT,
                     health_url=f"http://127.0.0.1:{spec.vllm.port}/health",
+                    install=_install(spec),
                 ),
             )
         )

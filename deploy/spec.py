@@ -437,6 +437,37 @@ class ModelShape(Strict):
         return self
 
 
+class VllmInstall(Strict):
+    """vLLM and LMCache installed with pip into a virtual environment on every node (optional)."""
+
+    venv: str = Field("/opt/kvpod/vllm", description="path of the virtual environment on the node")
+    vllm_version: str = Field(description="the vllm version to install (pinned, e.g. 0.11.0)")
+    lmcache_version: str | None = Field(
+        None, description="the lmcache version to install (default: kvcache.lmcache_version)"
+    )
+    wheelhouse: str | None = Field(
+        None,
+        description="a directory of wheels on the machine running kvpod, pushed to the nodes and installed "
+        "from without an index (air-gapped pods)",
+    )
+    index_url: str | None = Field(None, description="the package index to install from (default: pip's)")
+    python: str = Field("/usr/bin/python3", description="the interpreter the environment is made with")
+
+    @field_validator("venv", "python")
+    @classmethod
+    def _abs_path(cls, v: str) -> str:
+        if not v.startswith("/") or any(c.isspace() for c in v):
+            raise ValueError(f"{v!r} must be an absolute path without blanks")
+        return v.rstrip("/") or "/"
+
+    @field_validator("vllm_version", "lmcache_version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v):
+            raise ValueError(f"{v!r} is not a version to pin (e.g. 0.11.0)")
+        return v
+
+
 class Vllm(Strict):
     """The vLLM server of every node."""
 
@@ -449,6 +480,9 @@ class Vllm(Strict):
     user: str = Field("vllm", description="system user running vLLM")
     executable: str = Field("/usr/local/bin/vllm", description="path of the vllm executable")
     extra_args: list[str] = Field(default_factory=list, description="further command-line arguments")
+    install: VllmInstall | None = Field(
+        None, description="install vLLM and LMCache into a virtual environment; the unit runs its vllm"
+    )
     gpu_memory_gib: float = Field(
         80, gt=0, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
     )

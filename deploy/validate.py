@@ -7,7 +7,9 @@ collected so the user fixes the spec in one pass.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
+from pathlib import Path
 
 from deploy.addressing import plan_addresses, routed_switch
 from deploy.assignment import all_drives, host_nqn, node_drives, subsystem_nqn
@@ -15,7 +17,7 @@ from deploy.capacity import ext4_usable_gib
 from deploy.errors import Problem, SpecError
 from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
 from deploy.nodes import expand_nodes
-from deploy.spec import Node, PodSpec
+from deploy.spec import Node, PodSpec, Vllm
 
 VLAN_TAG_BYTES = 4
 DATA24_DRIVES = 24
@@ -29,7 +31,19 @@ def check_pod(spec: PodSpec) -> list[Problem]:
         return exc.problems
     node_path = _node_paths(spec, nodes)
     problems: list[Problem] = []
-    rules = (_names, _switches, _enclosures, _namespaces, _host_identity, _gpus, _budgets, _lmcache, _vlans, _fabric)
+    rules = (
+        _names,
+        _switches,
+        _enclosures,
+        _namespaces,
+        _host_identity,
+        _gpus,
+        _budgets,
+        _lmcache,
+        _vlans,
+        _fabric,
+        _install,
+    )
     for rule in rules:
         problems.extend(rule(spec, nodes, node_path))
     problems.extend(Problem(p, m) for p, m in plan_addresses(spec, nodes).problems)
@@ -356,3 +370,39 @@ def _fabric(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Proble
                             )
                         )
     return out
+
+
+def wheel_project(filename: str) -> str:
+    """The normalized project name of a wheel file (``lmcache-0.5.6-py3-none-any.whl`` -> ``lmcache``)."""
+    return re.sub(r"[-_.]+", "-", filename.split("-", 1)[0]).lower()
+
+
+def _install(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    inst = spec.vllm.install
+    if inst is None:
+        return []
+    problems = []
+    if spec.vllm.executable != Vllm.model_fields["executable"].default:
+        problems.append(
+            Problem(
+                "vllm.executable",
+                f"{spec.vllm.executable} is set together with vllm.install, whose environment provides "
+                f"{inst.venv}/bin/vllm (remove one of them)",
+            )
+        )
+    if inst.wheelhouse is not None:
+        where = Path(inst.wheelhouse).expanduser()
+        if not where.is_dir():
+            problems.append(Problem("vllm.install.wheelhouse", f"{inst.wheelhouse} is not a directory here"))
+        else:
+            found = {wheel_project(w.name) for w in where.glob("*.whl")}
+            missing = [p for p in ("vllm", "lmcache") if p not in found]
+            if missing:
+                problems.append(
+                    Problem(
+                        "vllm.install.wheelhouse",
+                        f"{inst.wheelhouse} has no wheel of {', '.join(missing)} "
+                        "(fill it with `pip download --dest DIR vllm==X lmcache==Y`)",
+                    )
+                )
+    return problems

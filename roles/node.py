@@ -33,25 +33,32 @@ from roles import kv_mount as kv_mount_role
 from roles import lmcache as lmcache_role
 from roles import nvme_initiator as nvme_role
 from roles import vllm as vllm_role
+from roles import vllm_install as install_role
 from roles.fabric_network import fabric_network
 from roles.kv_mount import kv_mount
 from roles.lmcache import lmcache
 from roles.nvme_initiator import nvme_initiator
 from roles.vllm import vllm
+from roles.vllm_install import vllm_install
 
 
 def reads(plan: NodePlan) -> Reads:
     """Everything the five node roles compare against: the node's snapshot, read in one command."""
     return unique(
-        [r for role in (fabric_role, nvme_role, kv_mount_role, lmcache_role, vllm_role) for r in role.reads(plan)]
+        [
+            r
+            for role in (fabric_role, nvme_role, kv_mount_role, lmcache_role, install_role, vllm_role)
+            for r in role.reads(plan)
+        ]
     )
 
 
 @deploy("kvpod node")
 def node() -> None:
-    """Fabric network, NVMe initiator, KV mount, LMCache, vLLM -- in that order."""
+    """Fabric network, NVMe initiator, KV mount, LMCache, vLLM's environment (optional), vLLM -- in that order."""
     fabric_network()
     nvme_initiator()
     kv_mount()
     restart_on = lmcache()
+    restart_on += vllm_install()
     vllm(restart_on=restart_on)

@@ -48,6 +48,7 @@ def every_fact() -> list[tuple[type[FactBase], dict]]:
     keys = {p.parent.name for p in CASES}
     args = {"storage.BlockSignature": dev, "storage.Ext4Info": dev, "storage.MountedAt": path}
     args["snapshot.HostSnapshot"] = {"reads": ()}
+    args["python.VenvPackages"] = {"venv": "/opt/kvpod/vllm"}
     return [(fact_class(k), args.get(k, {})) for k in sorted(keys)]
 
 

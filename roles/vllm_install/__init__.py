@@ -1,0 +1,71 @@
+"""Role ``vllm install``: vLLM and LMCache installed into a virtual environment (only with ``vllm.install``).
+
+Reads ``host.data.kvpod_node.vllm.install`` (:class:`deploy.plan.InstallPlan`):
+
+- ``python3-venv`` present (a noop when installed; an offline host must have it already).
+- With a ``wheelhouse`` (a directory on the machine running kvpod): every ``*.whl`` in it is copied to
+  ``wheelhouse_dest`` on the node (only wheels whose content differs), and pip installs from there alone
+  (``--no-index --find-links``): an air-gapped pod needs no index.
+- ``venv`` created with ``python -m venv`` when missing; ``pip install`` of the pinned ``requirements`` only
+  when one of them is missing or at another version, so a converged node runs no pip at all.
+
+Returns the operation whose change must restart vLLM (pass it to the vllm role with the LMCache ones).
+The unit runs ``<venv>/bin/vllm`` (the plan's ``vllm.executable``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from deploy.facts.python import VenvPackages
+from deploy.facts.snapshot import Read
+from deploy.operations import python
+from deploy.operations.reads import Reads, apt_package_reads, directory_reads, file_reads
+from deploy.plan import InstallPlan, NodePlan
+from roles._common import node_plan
+
+
+def wheels(inst: InstallPlan) -> list[Path]:
+    """The wheels of the wheelhouse, by name (none without a wheelhouse)."""
+    if not inst.wheelhouse:
+        return []
+    return sorted(Path(inst.wheelhouse).expanduser().glob("*.whl"))
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+    inst = plan.vllm.install
+    if inst is None:
+        return []
+    out = [*apt_package_reads(), *directory_reads(inst.wheelhouse_dest)]
+    for whl in wheels(inst):
+        out += file_reads(f"{inst.wheelhouse_dest}/{whl.name}")
+    return [*out, Read.of(VenvPackages, venv=inst.venv)]
+
+
+@deploy("vllm install")
+def vllm_install() -> list:
+    """python3-venv, the wheels, the environment with the pinned vllm and lmcache; returns the restart trigger."""
+    inst = node_plan().vllm.install
+    if inst is None:
+        return []
+    server.packages(name="python3-venv installed", packages=["python3-venv"], present=True)
+    find_links = None
+    if inst.wheelhouse:
+        files.directory(name="wheelhouse directory", path=inst.wheelhouse_dest)
+        for whl in wheels(inst):
+            files.put(name=f"wheel {whl.name}", src=str(whl), dest=f"{inst.wheelhouse_dest}/{whl.name}", mode="644")
+        find_links = inst.wheelhouse_dest
+    return [
+        python.venv_packages(
+            name=f"{inst.venv} holds {', '.join(inst.requirements)}",
+            venv=inst.venv,
+            requirements=inst.requirements,
+            python=inst.python,
+            find_links=find_links,
+            index_url=inst.index_url,
+        )
+    ]
