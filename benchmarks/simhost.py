@@ -20,9 +20,11 @@ from pyinfra.facts.server import Sysctl, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from deploy.facts import kernel, network, nvme, storage, users
+from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import DEVICE_FACTS, END, GROUP, SECTION, fact_class
 from tests.pyinfra_fake import FakeRemote
 
+ARGUMENTS = ("path", "user", "command", "keys", "venv")  # the arguments the simulated host's facts take
 _HEADER = re.compile(r"^printf '%s\\n' '(@@kvpod-(?:fact|group) .*)'$")
 _NAMESPACE = re.compile(r"^kvpod_nqn=(\S+); kvpod_nsid=(\S*)$")
 
@@ -114,6 +116,9 @@ def _encode(cls: type, args: dict, value: Any) -> list[str]:
             f'SOURCE="{value["source"]}" FSTYPE="{value["fstype"]}" OPTIONS="{opts}"',
             f'KERNEL="{value["device"]}"',
         ]
+    if cls is VenvPackages:
+        dists = [f"dist {name.replace('-', '_')}-{version}.dist-info" for name, version in value["packages"].items()]
+        return (["python"] if value["python"] else []) + dists
     if cls is DebPackages:
         return [f"ii  {name}  {sorted(versions)[0]}  amd64  package" for name, versions in value.items()]
     raise KeyError(f"no encoder for {cls.__name__}")
@@ -181,7 +186,7 @@ def answer(remote: FakeRemote, script: str) -> list[str]:
         else:
             _, name, args = header.split(" ", 2)
             cls, kwargs = fact_class(name), json.loads(args)
-            given = {k: v for k, v in kwargs.items() if v is not None and k in ("path", "user", "command", "keys")}
+            given = {k: v for k, v in kwargs.items() if v is not None and k in ARGUMENTS}
             out += _encode(cls, kwargs, _get(remote, cls, given))
         out += ["", f"{END} 0"]
     return out

@@ -81,6 +81,7 @@ def lab_up(
     from deploy.cli import load
     from deploy.cli_run import run_up_command
     from deploy.lab.errors import LabError
+    from deploy.lab.wheels import build_standin_wheelhouse
 
     lab = _lab()
     started = time.monotonic()
@@ -97,9 +98,11 @@ def lab_up(
             if t.ssh and t.ssh.known_hosts_file:
                 Path(t.ssh.known_hosts_file).unlink(missing_ok=True)
         lab.boot(lab_machines(plan), progress)
-        with _step("install the vLLM stand-in on the nodes"):
-            for n in plan.nodes:
-                lab.install_standin(n.name)
+        with _step("stand-in wheels of vLLM and LMCache (the lab's wheelhouse)"):
+            for n in plan.nodes[:1]:
+                if n.vllm.install and n.vllm.install.wheelhouse:
+                    lmcache = next(r for r in n.vllm.install.requirements if r.startswith("lmcache=="))
+                    build_standin_wheelhouse(Path(n.vllm.install.wheelhouse), lmcache.split("==", 1)[1])
     except LabError as exc:
         out.print(f"[red]lab:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -85,6 +85,10 @@ def check_selection(plan: Plan, limit: list[str] | None, wipe: list[str]) -> Non
     unknown = [n for n in (limit or []) if n not in known]
     if unknown:
         raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    from deploy.validate import wheelhouse_problems
+
+    for problem in wheelhouse_problems(plan.nodes[0].vllm.install.wheelhouse if plan.nodes[0].vllm.install else None):
+        raise InputError(problem)
     drives = {f"{t.name}/{s.drive}" for t in plan.targets for s in t.subsystems}
     bad = [w for w in wipe if w not in drives]
     if bad:

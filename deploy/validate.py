@@ -390,19 +390,22 @@ def _install(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Probl
                 f"{inst.venv}/bin/vllm (remove one of them)",
             )
         )
-    if inst.wheelhouse is not None:
-        where = Path(inst.wheelhouse).expanduser()
-        if not where.is_dir():
-            problems.append(Problem("vllm.install.wheelhouse", f"{inst.wheelhouse} is not a directory here"))
-        else:
-            found = {wheel_project(w.name) for w in where.glob("*.whl")}
-            missing = [p for p in ("vllm", "lmcache") if p not in found]
-            if missing:
-                problems.append(
-                    Problem(
-                        "vllm.install.wheelhouse",
-                        f"{inst.wheelhouse} has no wheel of {', '.join(missing)} "
-                        "(fill it with `pip download --dest DIR vllm==X lmcache==Y`)",
-                    )
-                )
     return problems
+
+
+def wheelhouse_problems(wheelhouse: str | None) -> list[str]:
+    """What is wrong with ``vllm.install.wheelhouse`` on this machine (checked before ``kvpod up`` touches a host;
+    ``kvpod validate`` may run where the wheels are not)."""
+    if wheelhouse is None:
+        return []
+    where = Path(wheelhouse).expanduser()
+    if not where.is_dir():
+        return [f"vllm.install.wheelhouse: {wheelhouse} is not a directory here"]
+    found = {wheel_project(w.name) for w in where.glob("*.whl")}
+    missing = [p for p in ("vllm", "lmcache") if p not in found]
+    if missing:
+        return [
+            f"vllm.install.wheelhouse: {wheelhouse} has no wheel of {', '.join(missing)} "
+            "(fill it with `pip download --dest DIR vllm==X lmcache==Y`)"
+        ]
+    return []

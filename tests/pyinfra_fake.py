@@ -99,6 +99,7 @@ class FakeRemote:
         self.which = {"apt": "/usr/bin/apt", "useradd": "/usr/sbin/useradd", "systemctl": "/usr/bin/systemctl"}
         self.which.update(which or {})
         self.effects: list[tuple[str, Effect]] = []
+        self.venvs: dict[str, dict] = {}  # path -> {"python": bool, "packages": {name: version}}
         self.executed: list[str] = []
         self.uploads: dict[str, str] = {}
 
@@ -137,6 +138,9 @@ class FakeRemote:
                 with contextlib.suppress(KeyError):
                     values[read_key(cls, kwargs)] = self.get_fact(cls, **kwargs)
         return values
+
+    def _fact_python_VenvPackages(self, venv: str) -> dict:
+        return copy.deepcopy(self.venvs.get(venv, {"python": False, "packages": {}}))
 
     def _is_dir(self, path: str) -> bool:
         path = path.rstrip("/") or "/"
@@ -256,6 +260,14 @@ class FakeRemote:
             if argv[0] == word:
                 result = effect(self, argv)
                 return result is not False
+        if argv[1:3] == ["-m", "venv"]:
+            self.venvs.setdefault(argv[3], {"python": True, "packages": {}})["python"] = True
+            return True
+        if argv[1:4] == ["-m", "pip", "install"] and argv[0].endswith("/bin/python"):
+            venv = argv[0].removesuffix("/bin/python")
+            pins = dict(a.split("==", 1) for a in argv if "==" in a)
+            self.venvs.setdefault(venv, {"python": True, "packages": {}})["packages"].update(pins)
+            return True
         self._builtin(argv)
         return True
 

@@ -21,11 +21,9 @@ from .image import ensure_image as _ensure_image
 from .machines import LabMachine, tap_name, validate_machines
 from .paths import LabPaths, default_lab_dir
 from .progress import QUIET, Progress
-from .standin import standin_path
 from .state import LabState, VmRecord, load_state, save_state
 
 DEFAULT_SSH_TIMEOUT = 900.0
-STANDIN_DEST = "/usr/local/bin/vllm"
 CONSOLE_TAIL_LINES = 15
 
 
@@ -298,17 +296,6 @@ class Lab:
         """Run a shell command on VM ``name``; the exit status is the caller's to check."""
         record = self._record(name)
         return ssh.run(self.paths.ssh_key, record.ssh_port, command, timeout=timeout)
-
-    def install_standin(self, name: str) -> None:
-        """Put the vLLM stand-in on node ``name`` at /usr/local/bin/vllm (mode 0755), as installing
-        vLLM would on a real node."""
-        record = self._record(name)
-        content = standin_path().read_text()
-        tmp = f"{STANDIN_DEST}.kvpod-tmp"
-        command = f"cat > {tmp} && chmod 0755 {tmp} && mv -f {tmp} {STANDIN_DEST}"
-        result = ssh.run(self.paths.ssh_key, record.ssh_port, command, timeout=60, stdin=content)
-        if result.returncode != 0:
-            raise LabError(f"installing the vLLM stand-in on {name} failed: {result.stderr.strip()}")
 
 
 def _port_free(port: int) -> bool:

@@ -381,7 +381,7 @@ def test_vllm_unit(lab: NodePlan) -> None:
     commands = changed_commands(deploy_plan(vllm, connected_node(lab), data(lab)))
     unit = uploads(commands)["/etc/systemd/system/kvpod-vllm.service"]
     assert (
-        "ExecStart=/usr/local/bin/vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 "
+        "ExecStart=/opt/kvpod/vllm/bin/vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 "
         "--gpu-memory-utilization 0.9 --max-model-len 32768 --port 8000 "
         """--kv-transfer-config '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'\n"""
     ) in unit

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.errors import SpecError
+from deploy.cli_run import check_selection
+from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.paths import lab_spec
 from deploy.plan import build_plan
 from deploy.runner import RunStats
+from deploy.validate import wheelhouse_problems
 from roles.node import node
 from roles.node import reads as node_reads
 from tests.kvpod_sim import fresh_node
@@ -50,12 +52,6 @@ def test_plan_runs_the_environments_vllm_with_pinned_requirements(tmp_path: Path
     "install,vllm,path,message",
     [
         ({"vllm_version": "0.11.0"}, {"executable": "/usr/bin/vllm"}, "vllm.executable", "remove one of them"),
-        (
-            {"vllm_version": "0.11.0", "wheelhouse": "/nonexistent/wheels"},
-            {},
-            "vllm.install.wheelhouse",
-            "not a directory",
-        ),
         ({"vllm_version": "latest"}, {}, "vllm.install.vllm_version", "not a version to pin"),
         ({"vllm_version": "0.11.0", "venv": "relative/venv"}, {}, "vllm.install.venv", "absolute path"),
     ],
@@ -66,18 +62,20 @@ def test_install_rules(install: dict, vllm: dict, path: str, message: str) -> No
     assert any(p.path == path and message in p.message for p in exc.value.problems), exc.value.problems
 
 
-def test_a_wheelhouse_without_lmcache_is_refused(tmp_path: Path) -> None:
-    wh = wheelhouse(tmp_path, names=("vllm-0.11.0-py3-none-any.whl",))
-    with pytest.raises(SpecError) as exc:
-        load_spec_text(spec_with({"vllm_version": "0.11.0", "wheelhouse": str(wh)}))
-    assert any("no wheel of lmcache" in p.message for p in exc.value.problems)
+def test_wheelhouse_is_checked_on_this_machine_before_up(tmp_path: Path) -> None:
+    assert wheelhouse_problems(None) == []
+    assert "not a directory here" in wheelhouse_problems(str(tmp_path / "none"))[0]
+    assert "no wheel of lmcache" in wheelhouse_problems(str(wheelhouse(tmp_path, ("vllm-0.11.0-py3-none-any.whl",))))[0]
+    assert wheelhouse_problems(str(wheelhouse(tmp_path))) == []
+    spec = load_spec_text(spec_with({"vllm_version": "0.11.0", "wheelhouse": str(tmp_path / "none")}))  # validates
+    with pytest.raises(InputError, match="not a directory here"):
+        check_selection(build_plan(spec), None, [])
 
 
 def test_role_pushes_wheels_installs_once_and_then_reads_nothing_more(tmp_path: Path) -> None:
     wh = wheelhouse(tmp_path)
     plan = build_plan(load_spec_text(spec_with({"vllm_version": "0.11.0", "wheelhouse": str(wh)}))).nodes[0]
     remote = fresh_node(plan)
-    remote.facts["python.VenvPackages"] = {f"venv={VENV}": {"python": False, "packages": {}}}
     state, host = deploy_run(node, remote, {"kvpod_node": plan})
     assert host not in state.failed_hosts, remote.executed[-3:]
     pips = [c for c in remote.executed if " -m pip install " in c]
@@ -93,10 +91,7 @@ def test_role_pushes_wheels_installs_once_and_then_reads_nothing_more(tmp_path: 
     unit = remote.files["/etc/systemd/system/kvpod-vllm.service"]["content"]
     assert f"ExecStart={VENV}/bin/vllm serve" in unit
 
-    remote.facts["python.VenvPackages"][f"venv={VENV}"] = {
-        "python": True,
-        "packages": {"vllm": "0.11.0", "lmcache": "0.5.6"},
-    }
+    assert remote.venvs[VENV] == {"python": True, "packages": {"vllm": "0.11.0", "lmcache": "0.5.6"}}
     stats = RunStats()
     planned = deploy_plan(node, remote, {"kvpod_node": plan}, reads=node_reads(plan), stats=stats)
     assert changed_commands(planned) == []
@@ -107,9 +102,8 @@ def test_a_moved_pin_reinstalls_and_restarts_vllm(tmp_path: Path) -> None:
     wh = wheelhouse(tmp_path)
     plan = build_plan(load_spec_text(spec_with({"vllm_version": "0.11.0", "wheelhouse": str(wh)}))).nodes[0]
     remote = fresh_node(plan)
-    remote.facts["python.VenvPackages"] = {f"venv={VENV}": {"python": True, "packages": {"vllm": "0.10.2"}}}
     deploy_run(node, remote, {"kvpod_node": plan})
-    remote.facts["python.VenvPackages"][f"venv={VENV}"]["packages"] = {"vllm": "0.10.2", "lmcache": "0.5.6"}
+    remote.venvs[VENV]["packages"]["vllm"] = "0.10.2"  # someone installed another release by hand
     remote.executed.clear()
     deploy_run(node, remote, {"kvpod_node": plan})
     assert any(" -m pip install " in c for c in remote.executed)
