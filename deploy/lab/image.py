@@ -37,6 +37,7 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "e2fsprogs",
     "iproute2",
     "python3",
+    "python3-venv",  # vllm.install makes a virtual environment (ensurepip)
     "procps",
     "iputils-ping",
     "curl",

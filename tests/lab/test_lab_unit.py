@@ -574,3 +574,32 @@ def test_standin_simple_yaml() -> None:
     assert standin.parse_simple_yaml(text, "f") == {"chunk_size": "256", "local_disk": "file:///mnt/kvcache/"}
     with pytest.raises(standin.StandinError):
         standin.parse_simple_yaml("- a list item\n", "f")
+
+
+def test_standin_wheelhouse_installs_offline_into_a_venv(tmp_path: Path) -> None:
+    """The lab's wheels are real wheels: pip installs them without an index, the stand-in becomes the
+    environment's ``vllm`` (on its interpreter) and the connector's module imports."""
+    import subprocess
+    import sys
+
+    from deploy.facts.python import VenvPackages
+    from deploy.lab.wheels import ADAPTER, build_standin_wheelhouse
+
+    wheels = build_standin_wheelhouse(tmp_path / "wheelhouse", "0.5.6")
+    assert sorted(w.name for w in wheels) == [
+        "lmcache-0.5.6+standin-py3-none-any.whl",
+        "vllm-0.0.0+standin-py3-none-any.whl",
+    ]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-index"]
+    subprocess.run([*pip, "--find-links", str(tmp_path / "wheelhouse"), "vllm==0.0.0", "lmcache==0.5.6"], check=True)
+    vllm = venv / "bin" / "vllm"
+    assert vllm.read_text().splitlines()[0] == f"#!{venv}/bin/python" and os.access(vllm, os.X_OK)
+    module = ADAPTER.removesuffix(".py").replace("/", ".")
+    subprocess.run([str(venv / "bin" / "python"), "-c", f"import {module}"], check=True)
+    out = subprocess.run(["sh", "-c", VenvPackages().command(str(venv))], capture_output=True, text=True).stdout
+    assert VenvPackages().process(out.splitlines()) == {
+        "python": True,
+        "packages": {"vllm": "0.0.0+standin", "lmcache": "0.5.6+standin"},
+    }
