@@ -207,13 +207,19 @@ def cleanup_script(directory: str, wait_s: int = 15) -> str:
     return "\n".join(
         [
             f"dir={shlex.quote(directory)}",
+            "stopped=",
             f'if [ -f "$dir/{PIDS_FILE}" ]; then',
             f'  for p in $(cat "$dir/{PIDS_FILE}"); do',
-            f'    grep -q {BENCH_DIRNAME} "/proc/$p/cmdline" 2>/dev/null && kill "$p" 2>/dev/null',
+            f'    if grep -q {BENCH_DIRNAME} "/proc/$p/cmdline" 2>/dev/null && kill "$p" 2>/dev/null; then',
+            "      stopped=1",
+            "    fi",
             "  done",
-            "  i=0",
-            f'  while [ -d "$dir" ] && [ "$i" -lt {int(wait_s) * 2} ]; do sleep 0.5; i=$((i+1)); done',
             "fi",
+            "i=0",
+            "# the script's own trap removes the directory once fio has stopped",
+            f'while [ -n "$stopped" ] && [ -d "$dir" ] && [ "$i" -lt {int(wait_s) * 2} ]; do',
+            "  sleep 0.5; i=$((i+1))",
+            "done",
             'rm -rf "$dir"',
         ]
     )
