@@ -46,7 +46,9 @@ PIDS_FILE = "pids"
 # enclosure), decimal GB/s as network links are counted.
 NODE_LINK_GBPS = 12.5  # 100 GbE / 8
 ENCLOSURE_GBPS = 150.0
-REFERENCE = "OpenFlex Data24 KV-cache offload architecture: 100 GbE per node, 150 GB/s per Data24"
+REFERENCE = (
+    "OpenFlex Data24 KV-cache offload architecture: 100 GbE per node (12.5 GB/s theoretical), 150 GB/s per enclosure"
+)
 OUTLIER_SHARE = 0.5  # a node below this share of the median of its peers is flagged
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)

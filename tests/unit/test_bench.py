@@ -269,9 +269,7 @@ def run_install(tmp_path: Path, fio: bool, apt_ok: bool) -> subprocess.Completed
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     sh = shutil.which("sh") or "/bin/sh"
-    return subprocess.run(
-        [sh, "-c", install_fio_script()], capture_output=True, text=True, env={"PATH": str(bin_dir)}
-    )
+    return subprocess.run([sh, "-c", install_fio_script()], capture_output=True, text=True, env={"PATH": str(bin_dir)})
 
 
 def test_install_script(tmp_path: Path) -> None:
