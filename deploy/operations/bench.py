@@ -1,4 +1,4 @@
-"""Benchmark operations: fio present, fio run on the KV-cache mount, a benchmark stopped and removed.
+"""Benchmark operations: room on the KV-cache mount, fio present, fio run, a benchmark stopped and removed.
 
 The scripts themselves are built in :mod:`deploy.bench` (pure, tested with ``sh``); these operations add
 the facts and the refusals.
@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.server import Which
 
-from deploy.bench import BenchJob, bench_script, cleanup_script, install_fio_script, size_refusal
+from deploy.bench import BenchJob, bench_script, cleanup_script, format_bytes, install_fio_script, size_refusal
 from deploy.facts.bench import KvcacheSpace
 from deploy.operations import refuse
 
@@ -27,12 +27,11 @@ def fio_installed():
     yield StringCommand("sh", "-c", QuoteString(install_fio_script()))
 
 
-@operation(is_idempotent=False)
-def fio_benchmark(job: BenchJob, budget_bytes: int, lmcache_dir: str):
+@operation()
+def bench_room(job: BenchJob, budget_bytes: int, lmcache_dir: str):
     """
-    fio's sequential write then read on a file in ``<mount>/.kvpod-bench/``; prints fio's JSON (not
-    idempotent: it measures every time it runs). Refuses when the mount is not mounted, or when the file
-    would eat into the part of LMCache's disk budget that LMCache has not used yet.
+    Refuses (changes nothing) when the mount is not mounted, or when the benchmark file would eat into the
+    part of LMCache's disk budget that LMCache has not used yet; a noop otherwise.
 
     + job: the mount, size, runtime (:class:`deploy.bench.BenchJob`)
     + budget_bytes: LMCache's disk budget on this node
@@ -49,6 +48,18 @@ def fio_benchmark(job: BenchJob, budget_bytes: int, lmcache_dir: str):
     if why:
         yield from refuse(why)
         return
+    host.noop(f"{format_bytes(job.file_bytes)} fits on {job.mount} beside LMCache's disk budget")
+
+
+@operation(is_idempotent=False)
+def fio_benchmark(job: BenchJob):
+    """
+    fio's sequential write then read on a file in ``<mount>/.kvpod-bench/``; prints fio's JSON (not
+    idempotent: it measures every time it runs). The script refuses a path that is not a mountpoint and
+    removes its directory however it ends (:func:`deploy.bench.bench_script`).
+
+    + job: the mount, size, runtime (:class:`deploy.bench.BenchJob`)
+    """
     yield StringCommand("sh", "-c", QuoteString(bench_script(job)))
 
 

@@ -3,8 +3,9 @@
 Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``mount`` (``path``, ``disk_budget_gb``)
 and ``lmcache.local_disk``; and ``host.data.kvpod_bench`` (:class:`deploy.bench.BenchJob`).
 
-- ``kv_bench``: fio installed when missing, then the benchmark; its operation prints fio's JSON, which the
-  runner keeps (:func:`deploy.runner.run_output`).
+- ``kv_bench``: refuses an unmounted path or a file that does not fit beside LMCache's budget (before
+  anything is installed), installs fio when missing, then runs the benchmark; its operation prints fio's
+  JSON, which the runner keeps (:func:`deploy.runner.run_output`).
 - ``kv_bench_removed``: stops a benchmark still running and removes its directory (after an interrupt).
 """
 
@@ -29,15 +30,16 @@ def bench_job() -> BenchJob:
 
 @deploy("kv bench")
 def kv_bench() -> None:
-    """fio installed, then its sequential write and read on the KV-cache mount."""
+    """Room checked, fio installed, then its sequential write and read on the KV-cache mount."""
     plan, job = node_plan(), bench_job()
-    bench.fio_installed(name="fio installed")
-    bench.fio_benchmark(
-        name=f"fio on {job.mount}",
+    bench.bench_room(
+        name=f"room on {job.mount}",
         job=job,
         budget_bytes=int(plan.mount.disk_budget_gb * GIB),
         lmcache_dir=lmcache_dir(plan),
     )
+    bench.fio_installed(name="fio installed")
+    bench.fio_benchmark(name=f"fio on {job.mount}", job=job)
 
 
 @deploy("kv bench removed")

@@ -15,7 +15,7 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 import deploy.runner
 from deploy.bench import GIB, MIB, BenchJob, run_bench
 from deploy.loader import load_spec
-from deploy.operations.bench import bench_removed, fio_benchmark
+from deploy.operations.bench import bench_removed, bench_room, fio_benchmark
 from deploy.paths import lab_spec
 from deploy.plan import build_plan
 from roles.kv_bench import BENCH_KEY, kv_bench, kv_bench_removed
@@ -33,19 +33,22 @@ def remote(space: dict | None = ROOM, fio: str | None = "/usr/bin/fio") -> FakeR
     return FakeRemote(facts={"bench.KvcacheSpace": {SPACE_ARGS: space}, "server.Which": {"command=fio": fio}})
 
 
-def bench_commands(space: dict | None, size: int = 64 * MIB, executing: bool = False) -> list:
+def room_commands(space: dict | None, size: int = 64 * MIB, executing: bool = False) -> tuple[list, list]:
     job = BenchJob("/mnt/kvcache", size, 3)
-    commands, _ = op_commands(
-        fio_benchmark,
+    return op_commands(
+        bench_room,
         remote(space),
         kwargs={"job": job, "budget_bytes": GIB, "lmcache_dir": "/mnt/kvcache/lmcache/"},
         executing=executing,
     )
-    return commands
 
 
-def test_fio_runs_in_the_bench_directory_of_a_mounted_path() -> None:
-    (command,) = bench_commands(ROOM)
+def test_room_on_a_mounted_path_changes_nothing() -> None:
+    assert room_commands(ROOM) == ([], ["64 MiB fits on /mnt/kvcache beside LMCache's disk budget"])
+
+
+def test_fio_runs_in_the_bench_directory() -> None:
+    (command,), _ = op_commands(fio_benchmark, FakeRemote(), kwargs={"job": BenchJob("/mnt/kvcache", 64 * MIB, 3)})
     assert command.startswith("sh -c ")
     assert "mountpoint -q" in command and "trap cleanup EXIT" in command
     assert "--filename=/mnt/kvcache/.kvpod-bench/fio.dat" in command
@@ -61,10 +64,10 @@ def test_fio_runs_in_the_bench_directory_of_a_mounted_path() -> None:
     ],
     ids=["not-mounted", "unreadable", "too-big"],
 )
-def test_fio_is_refused(space: dict | None, size: int, message: str) -> None:
+def test_room_is_refused(space: dict | None, size: int, message: str) -> None:
     with pytest.raises(OperationError, match=message):
-        bench_commands(space, size)
-    (executing,) = bench_commands(space, size, executing=True)  # while executing: a failing step
+        room_commands(space, size)
+    (executing,), _ = room_commands(space, size, executing=True)  # while executing: a failing step
     assert executing.startswith("echo ") and message in executing and executing.endswith("exit 1")
 
 
@@ -112,14 +115,18 @@ def test_run_output_keeps_each_hosts_stdout_and_one_refusal_does_not_stop_the_ot
     job = BenchJob("/mnt/kvcache", 64 * MIB, 3)
     results = {r.name: r for r in deploy.runner.run_output("bench", fake_hosts({"node1": job, "node2": job}), kv_bench)}
     one, two = results["@fake/node1"], results["@fake/node2"]
-    assert one.status == "failed" and one.failed_step == "kv bench | fio on /mnt/kvcache"
+    assert one.status == "failed" and one.failed_step == "kv bench | room on /mnt/kvcache"
     assert one.stderr == ["kvpod: /mnt/kvcache is not mounted: refusing to benchmark the filesystem below it"]
     assert two.status == "changed"
     assert "".join(two.output["kv bench | fio on /mnt/kvcache"]).startswith("{")
     assert two.output["kv bench | fio installed"] == []
     executed = fake_pod["@fake/node2"].executed
     assert "apt-get install -y -q fio" in executed[0] and "fio --output-format=json" in executed[1]
-    assert not any("fio --output-format" in c for c in fake_pod["@fake/node1"].executed)
+    assert fake_pod["@fake/node1"].executed == [one_refusal(one.stderr[0])]  # nothing installed, nothing run
+
+
+def one_refusal(message: str) -> str:
+    return f"echo '{message}' >&2; exit 1"
 
 
 def test_run_phase_without_keep_output_keeps_nothing(fake_pod) -> None:
