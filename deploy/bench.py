@@ -295,7 +295,7 @@ def _phase(stats: dict) -> Phase:
         return round(value / 1e6, 3) if value is not None else None
 
     return Phase(
-        gbps=round(bytes_per_s / 1e9, 3),
+        gbps=round(bytes_per_s / 1e9, 6),  # kB/s resolution: a slow lab node stays above 0
         iops=round(float(stats.get("iops", 0.0)), 1),
         io_bytes=int(stats.get("io_bytes", 0)),
         clat_p50_ms=ms("50.000000"),
@@ -410,8 +410,8 @@ def aggregates(nodes: list[NodeBench]) -> list[Aggregate]:
             Aggregate(
                 enc,
                 len(mine),
-                round(sum(n.write.gbps for n in mine), 3),  # type: ignore[union-attr]
-                round(sum(n.read.gbps for n in mine), 3),  # type: ignore[union-attr]
+                round(sum(n.write.gbps for n in mine), 6),  # type: ignore[union-attr]
+                round(sum(n.read.gbps for n in mine), 6),  # type: ignore[union-attr]
                 ENCLOSURE_GBPS,
             )
         )
@@ -420,8 +420,8 @@ def aggregates(nodes: list[NodeBench]) -> list[Aggregate]:
             Aggregate(
                 "pod",
                 len(measured),
-                round(sum(a.write_gbps for a in out), 3),
-                round(sum(a.read_gbps for a in out), 3),
+                round(sum(a.write_gbps for a in out), 6),
+                round(sum(a.read_gbps for a in out), 6),
                 ENCLOSURE_GBPS * len(enclosures),
             )
         )

@@ -116,9 +116,9 @@ def bench_table(report: BenchReport) -> Table:
 def print_problems(report: BenchReport) -> None:
     for n in report.nodes:
         if n.error:
-            out.print(f"[red]{n.node}[/red] {n.status}: {escape(n.error)}", highlight=False)
+            out.print(f"[red]{n.node}[/red] {n.status}: {escape(n.error)}", highlight=False, soft_wrap=True)
         for note in n.notes:
-            out.print(f"[yellow]{n.node}[/yellow]: {escape(note)}", highlight=False)
+            out.print(f"[yellow]{n.node}[/yellow]: {escape(note)}", highlight=False, soft_wrap=True)
     slow = [n for n in report.nodes if n.outlier]
     for n in slow:
         out.print(

@@ -22,9 +22,9 @@ class KvcacheSpace(FactBase[dict | None]):
         return StringCommand(
             "if mountpoint -q",
             p,
-            "; then echo mounted=1; df -P -B1",
+            "; then echo mounted=1; echo avail=$(df -B1 --output=avail",
             p,
-            "| awk 'NR==2 {print \"avail=\" $4}'; else echo mounted=0; fi;",
+            "| tail -n 1); else echo mounted=0; fi;",
             "echo lmcache=$(du -sx -B1",
             QuoteString(lmcache_dir),
             "2>/dev/null | cut -f1);",

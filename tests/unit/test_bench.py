@@ -326,7 +326,7 @@ def test_parse_recorded_fio_json() -> None:
     write, read = parse_fio(FIO_JSON)
     doc = json.loads(FIO_JSON)
     w = next(j for j in doc["jobs"] if j["jobname"] == "write")["write"]
-    assert write.gbps == round(w["bw_bytes"] / 1e9, 3)
+    assert write.gbps == round(w["bw_bytes"] / 1e9, 6)
     assert write.iops == round(w["iops"], 1)
     assert write.clat_p99_ms == round(w["clat_ns"]["percentile"]["99.000000"] / 1e6, 3)
     assert read.gbps > 0 and read.io_bytes > 0
