@@ -127,6 +127,11 @@ class BenchJob:
         """What the file takes on the mount."""
         return self.per_job_bytes * NUMJOBS
 
+    @property
+    def timeout_s(self) -> int:
+        """How long kvpod waits for the node's answer: both phases, plus time to lay out the file and start."""
+        return 2 * self.runtime_s + 600
+
 
 def fio_argv(job: BenchJob, output: str | None = None) -> list[str]:
     """The fio command: a write group, then (``stonewall``) a read group, each reported as one (pure).
@@ -470,9 +475,13 @@ def run_bench(
     runtime_s: int,
     run_dir: Path | None = None,
 ) -> BenchReport:
-    """Benchmark the nodes in parallel. On an interrupt, stop the benchmarks and remove their files, then re-raise."""
+    """Benchmark the nodes in parallel.
+
+    On an interrupt, stop the benchmarks and remove their files, then re-raise. A node whose fio step gave
+    no answer (timeout, dropped connection) is cleaned up the same way.
+    """
     from deploy.runner import node_hosts, run_output, run_phase
-    from roles.kv_bench import BENCH_KEY, kv_bench, kv_bench_removed
+    from roles.kv_bench import BENCH_KEY, FIO_STEP, kv_bench, kv_bench_removed
 
     nodes = check_limit(plan, limit)
     jobs = bench_jobs(nodes, size_bytes, runtime_s)
@@ -483,12 +492,26 @@ def run_bench(
         run_phase("bench", hosts, kv_bench_removed, dry=False, run_dir=run_dir)
         raise
     by_name = {r.name: r for r in results}
+    silent = {
+        n.name
+        for n in nodes
+        if by_name[n.name].status == "failed"
+        and not by_name[n.name].stderr
+        and (by_name[n.name].failed_step or "").endswith(f"{FIO_STEP} {n.mount.path}")
+    }
+    if silent:
+        run_phase("bench", [h for h in hosts if h[0] in silent], kv_bench_removed, dry=False, run_dir=run_dir)
     out = []
     for n in nodes:
         r = by_name[n.name]
         status = {"failed": "failed", "unreachable": "unreachable"}.get(r.status, "ok")
         error = None
-        if status != "ok":
+        if n.name in silent:
+            error = (
+                f"{r.failed_step}: no answer within {jobs[n.name].timeout_s} s or the connection dropped "
+                "(the benchmark was stopped and its directory removed)"
+            )
+        elif status != "ok":
             error = (r.stderr[-1] if r.stderr else "") or r.note or r.status
             if r.failed_step and status == "failed":
                 error = f"{r.failed_step}: {error}"

@@ -19,6 +19,7 @@ from deploy.operations import bench, host_error
 from roles._common import GIB, node_plan
 
 BENCH_KEY = "kvpod_bench"
+FIO_STEP = "fio on"  # the fio operation is named "fio on <mount>"
 
 
 def bench_job() -> BenchJob:
@@ -39,7 +40,7 @@ def kv_bench() -> None:
         lmcache_dir=lmcache_dir(plan),
     )
     bench.fio_installed(name="fio installed")
-    bench.fio_benchmark(name=f"fio on {job.mount}", job=job)
+    bench.fio_benchmark(name=f"{FIO_STEP} {job.mount}", job=job, _timeout=job.timeout_s)
 
 
 @deploy("kv bench removed")

@@ -178,6 +178,25 @@ def test_run_bench_reports_a_refusing_node(fake_runner, fake_pod) -> None:
     assert report.aggregates[0].nodes == 1
 
 
+def test_a_node_without_an_answer_is_cleaned_up(fake_runner, fake_pod, monkeypatch) -> None:
+    """No output and no stderr from the fio step (a timeout, a dropped connection): stop it, remove its files."""
+    answer = FakeConnector.run_shell_command
+
+    def silent(self, command, *args, **kwargs):
+        text = command if isinstance(command, str) else command.get_raw_value()
+        if self.host.name == "@fake/node2" and "fio --output-format=json" in text:
+            assert kwargs.get("_timeout") == 2 * 3 + 600
+            return False, CommandOutput([])
+        return answer(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(FakeConnector, "run_shell_command", silent)
+    report = run_bench(PLAN, None, 64 * MIB, 3)
+    assert [n.status for n in report.nodes] == ["ok", "failed"]
+    assert "no answer within 606 s or the connection dropped" in (report.nodes[1].error or "")
+    assert fake_runner == [("kv_bench", ["node1", "node2"]), ("kv_bench_removed", ["node2"])]
+    assert 'rm -rf "$dir"' in fake_pod["@fake/node2"].executed[-1]
+
+
 def test_run_bench_with_limit(fake_runner) -> None:
     report = run_bench(PLAN, ["node2"], 2 * MIB, 1)
     assert [n.node for n in report.nodes] == ["node2"]
