@@ -50,6 +50,9 @@ def _register_subcommands() -> None:
     from deploy.cli_verify import register as register_verify
 
     register_verify(app)
+    from deploy.cli_bench import register as register_bench
+
+    register_bench(app)
 
 
 SpecArg = Annotated[

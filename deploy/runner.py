@@ -142,6 +142,7 @@ class HostResult:
     planned: list[tuple[str, list[str]]] = field(default_factory=list)  # dry runs: (operation, commands)
     diffs: dict[str, str] = field(default_factory=dict)  # dry runs: remote path -> unified diff
     remote_commands: int = 0  # every command this host ran for the run, counted at the connector
+    output: dict[str, list[str]] = field(default_factory=dict)  # run_output: operation -> its stdout lines
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -313,6 +314,34 @@ class Survey:
         return result
 
 
+def run_output(
+    role: str,
+    hosts: list[tuple[str, dict[str, Any]]],
+    deploy_func: Callable[..., Any],
+    *,
+    sink: EventSink | None = None,
+    run_dir: Path | None = None,
+    connect_timeout: int = 20,
+    stats: RunStats | None = None,
+) -> list[HostResult]:
+    """Run ``deploy_func`` on ``hosts`` in parallel (a real run) and keep each operation's stdout.
+
+    For deploys that measure or report rather than converge: ``HostResult.output`` maps each executed
+    operation's name to the lines it printed; a host's failure is reported as by :func:`run_phase`.
+    """
+    return run_phase(
+        role,
+        hosts,
+        deploy_func,
+        dry=False,
+        sink=sink,
+        run_dir=run_dir,
+        connect_timeout=connect_timeout,
+        stats=stats,
+        keep_output=True,
+    )
+
+
 def _log_to(run_dir: Path | None) -> logging.Handler | None:
     if run_dir is None:
         return None
@@ -333,10 +362,12 @@ def run_phase(
     connect_timeout: int = 20,
     reads_for: ReadsFor | None = None,
     stats: RunStats | None = None,
+    keep_output: bool = False,
 ) -> list[HostResult]:
     """Run one ``@deploy`` on ``hosts`` in parallel; never raises for a host's failure.
 
     ``reads_for(host data)`` lists the reads of the deploy: they are read in one command per host first.
+    ``keep_output``: keep what each executed operation printed (``HostResult.output``).
     """
     if not hosts:
         return []
@@ -355,6 +386,7 @@ def run_phase(
             connect_timeout=connect_timeout,
             reads_for=reads_for,
             stats=stats if stats is not None else RunStats(),
+            keep_output=keep_output,
         )
     finally:
         if handler:
@@ -362,7 +394,9 @@ def run_phase(
             handler.close()
 
 
-def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout, reads_for, stats) -> list[HostResult]:
+def _run_phase(
+    role, hosts, deploy_func, *, dry, sink, connect_timeout, reads_for, stats, keep_output=False
+) -> list[HostResult]:
     inventory = Inventory((hosts, {}))
     config = Config(CONNECT_TIMEOUT=connect_timeout, FAIL_PERCENT=None)
     # For a real run operations read facts when they execute; for --dry they are evaluated now.
@@ -405,13 +439,13 @@ def _run_phase(role, hosts, deploy_func, *, dry, sink, connect_timeout, reads_fo
         with contextlib.suppress(Exception):  # a failing disconnect must not hide the run's results
             disconnect_all(state)
     for h in active:
-        _collect(state, h, results[h.name], dry)
+        _collect(state, h, results[h.name], dry, keep_output)
     for h in inventory:
         results[h.name].remote_commands = stats.commands[h.name] - before[h.name]
     return list(results.values())
 
 
-def _collect(state: State, host, result: HostResult, dry: bool) -> None:
+def _collect(state: State, host, result: HostResult, dry: bool, keep_output: bool = False) -> None:
     if result.status == "failed":
         return
     for op_hash, op_data in state.ops.get(host, {}).items():
@@ -424,6 +458,8 @@ def _collect(state: State, host, result: HostResult, dry: bool) -> None:
             continue
         if not meta.is_complete():
             continue
+        if keep_output:
+            result.output[name] = list(meta.stdout_lines)
         if meta.did_error():
             result.status = "failed"
             result.failed_step = result.failed_step or name

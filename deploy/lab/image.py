@@ -32,6 +32,7 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "dbus",
     "openssh-server",
     "nvme-cli",
+    "fio",  # kvpod bench: the lab VMs have no package index to install it from
     "rdma-core",
     "ibverbs-providers",
     "e2fsprogs",

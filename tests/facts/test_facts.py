@@ -49,6 +49,7 @@ def every_fact() -> list[tuple[type[FactBase], dict]]:
     args = {"storage.BlockSignature": dev, "storage.Ext4Info": dev, "storage.MountedAt": path}
     args["snapshot.HostSnapshot"] = {"reads": ()}
     args["python.VenvPackages"] = {"venv": "/opt/kvpod/vllm"}
+    args["bench.KvcacheSpace"] = {"path": "/mnt/kvcache", "lmcache_dir": "/mnt/kvcache/lmcache/", "bench_dir": "/b"}
     return [(fact_class(k), args.get(k, {})) for k in sorted(keys)]
 
 
@@ -218,6 +219,20 @@ def test_mounted_at_on_this_machine(tmp_path: Path) -> None:
     root = gather(fact, run(command_text(fact, {"path": "/"})))
     assert root is not None and root["fstype"]
     assert gather(fact, run(command_text(fact, {"path": str(tmp_path)}))) is None
+
+
+@pytest.mark.skipif(not shutil.which("mountpoint"), reason="needs util-linux")
+def test_kvcache_space_on_this_machine(tmp_path: Path) -> None:
+    """``/`` is a mountpoint with free space; a temp directory is not; du counts what the directories hold."""
+    fact = fact_class("bench.KvcacheSpace")()
+    (tmp_path / "lmcache").mkdir()
+    (tmp_path / "lmcache" / "chunk").write_bytes(b"k" * 65536)
+    args = {"lmcache_dir": str(tmp_path / "lmcache"), "bench_dir": str(tmp_path / "no-such-dir")}
+    root = gather(fact, run(command_text(fact, {"path": "/", **args})))
+    assert root["mounted"] is True and root["avail_bytes"] > 0
+    assert root["lmcache_bytes"] >= 65536 and root["bench_bytes"] == 0
+    here = gather(fact, run(command_text(fact, {"path": str(tmp_path), **args})))
+    assert here["mounted"] is False and here["avail_bytes"] is None
 
 
 @pytest.mark.skipif(not shutil.which("ip"), reason="needs iproute2")

@@ -1,0 +1,520 @@
+"""``kvpod bench``: the reference architecture's storage test on every node's KV-cache mount.
+
+fio with O_DIRECT, 128 KiB blocks, 4 jobs at iodepth 32 (libaio): sequential write (KV eviction), then
+sequential read (KV recall), each for ``runtime`` seconds (time based), on one file in a dedicated
+directory of the mount (``<mount>/.kvpod-bench/``), never on the raw device. The four jobs share the file,
+each on its own quarter, so the file is exactly ``size`` bytes.
+
+Safety, on the node:
+
+- the file is written only when the path is a mountpoint (``mountpoint -q``), never into the filesystem
+  below an unmounted mount;
+- the file must fit beside LMCache's disk budget: ``size <= free - (budget - what LMCache already holds)``;
+- the remote script removes its directory when it ends, also when it is interrupted (``trap`` on EXIT, HUP,
+  INT and TERM), and kvpod stops a benchmark it started (and removes the directory) when it is interrupted
+  itself.
+
+Everything here is pure except :func:`run_bench`, which runs the nodes in parallel through
+:mod:`deploy.runner`. Nothing here prints; the CLI (``deploy.cli_bench``) does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import InputError
+from deploy.plan import NodePlan, Plan
+
+KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
+BLOCK_SIZE = 128 * KIB
+NUMJOBS = 4
+IODEPTH = 32
+DEFAULT_SIZE = "1G"
+DEFAULT_RUNTIME = 30
+BENCH_DIRNAME = ".kvpod-bench"
+BENCH_FILE = "fio.dat"
+RESULT_FILE = "fio.json"
+PIDS_FILE = "pids"
+
+# The reference figures: OpenFlex Data24 KV-cache offload architecture (100 GbE per node, 150 GB/s per
+# enclosure), decimal GB/s as network links are counted.
+NODE_LINK_GBPS = 12.5  # 100 GbE / 8
+ENCLOSURE_GBPS = 150.0
+REFERENCE = (
+    "OpenFlex Data24 KV-cache offload architecture: 100 GbE per node (12.5 GB/s theoretical), 150 GB/s per enclosure"
+)
+OUTLIER_SHARE = 0.5  # a node below this share of the median of its peers is flagged
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
+
+
+# -- input ------------------------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """``64M``, ``1G``, ``1GiB``, ``512k``, ``1.5G`` or plain bytes → bytes (binary units, as fio counts).
+
+    Raises :class:`InputError` for anything else, or for less than one block per job.
+    """
+    m = _SIZE.match(text or "")
+    if not m:
+        raise InputError(f"--size {text!r}: expected a size like 64M, 1G or 1GiB (binary units)")
+    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    minimum = NUMJOBS * BLOCK_SIZE
+    if value < minimum:
+        raise InputError(
+            f"--size {text!r}: at least {format_bytes(minimum)} ({NUMJOBS} jobs x one {BLOCK_SIZE // KIB} KiB block)"
+        )
+    return value
+
+
+def check_runtime(seconds: int) -> int:
+    if seconds < 1:
+        raise InputError(f"--runtime {seconds}: expected a positive number of seconds")
+    return seconds
+
+
+def check_limit(plan: Plan, limit: list[str] | None) -> list[NodePlan]:
+    """The nodes to benchmark; :class:`InputError` naming the valid ones for an unknown name."""
+    known = {n.name for n in plan.nodes}
+    unknown = [n for n in (limit or []) if n not in known]
+    if unknown:
+        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    return [n for n in plan.nodes if not limit or n.name in limit]
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+# -- the job on the node ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One node's benchmark: the mount, the bytes to write, seconds per phase, and O_DIRECT."""
+
+    mount: str
+    size_bytes: int
+    runtime_s: int
+    direct: bool = True
+
+    @property
+    def directory(self) -> str:
+        return f"{self.mount.rstrip('/')}/{BENCH_DIRNAME}"
+
+    @property
+    def file(self) -> str:
+        return f"{self.directory}/{BENCH_FILE}"
+
+    @property
+    def per_job_bytes(self) -> int:
+        """Each job's quarter of the file, a whole number of blocks."""
+        return max(BLOCK_SIZE, self.size_bytes // NUMJOBS // BLOCK_SIZE * BLOCK_SIZE)
+
+    @property
+    def file_bytes(self) -> int:
+        """What the file takes on the mount."""
+        return self.per_job_bytes * NUMJOBS
+
+    @property
+    def timeout_s(self) -> int:
+        """How long kvpod waits for the node's answer: both phases, plus time to lay out the file and start."""
+        return 2 * self.runtime_s + 600
+
+
+def fio_argv(job: BenchJob, output: str | None = None) -> list[str]:
+    """The fio command: a write group, then (``stonewall``) a read group, each reported as one (pure).
+
+    ``output``: where fio writes its JSON (default: stdout).
+    """
+    argv = [
+        "fio",
+        "--output-format=json",
+        *([f"--output={output}"] if output else []),
+        "--eta=never",
+        f"--filename={job.file.replace(':', chr(92) + ':')}",  # fio separates file names with ':'
+        f"--direct={1 if job.direct else 0}",
+        "--ioengine=libaio",
+        f"--bs={BLOCK_SIZE // KIB}k",
+        f"--iodepth={IODEPTH}",
+        f"--numjobs={NUMJOBS}",
+        f"--size={job.per_job_bytes}",
+        f"--offset_increment={job.per_job_bytes}",  # job i writes and reads its own quarter of the file
+        f"--runtime={job.runtime_s}",
+        "--time_based",
+        "--group_reporting",
+        "--name=write",
+        "--rw=write",
+        "--name=read",
+        "--stonewall",
+        "--rw=read",
+    ]
+    return argv
+
+
+def bench_script(job: BenchJob, mountpoint_check: str = "mountpoint -q") -> str:
+    """The sh script run on the node: refuse an unmounted path, run fio, print its JSON, always clean up.
+
+    The directory is removed on every exit (EXIT trap); HUP, INT and TERM stop fio first. fio runs in the
+    background so that ``wait`` returns as soon as a signal arrives. ``pids`` records the script's and
+    fio's process ids for kvpod's own cleanup (:func:`cleanup_script`). Exit 3: not a mountpoint.
+    ``mountpoint_check`` is the command that tests the mount (replaceable in tests).
+    """
+    fio = " ".join(shlex.quote(a) for a in fio_argv(job, output=f"{job.directory}/{RESULT_FILE}"))
+    return "\n".join(
+        [
+            f"mnt={shlex.quote(job.mount)}",
+            f"dir={shlex.quote(job.directory)}",
+            "pid=",
+            f'if ! {mountpoint_check} "$mnt"; then',
+            '  echo "kvpod: $mnt is not mounted: refusing to write a benchmark file into the filesystem below it" >&2',
+            "  exit 3",
+            "fi",
+            f'if [ -f "$dir/{PIDS_FILE}" ]; then',
+            f'  for p in $(cat "$dir/{PIDS_FILE}"); do',
+            f'    if [ "$p" != "$$" ] && grep -q {BENCH_DIRNAME} "/proc/$p/cmdline" 2>/dev/null; then',
+            '      echo "kvpod: another benchmark is running on $mnt (pid $p)" >&2; exit 1',
+            "    fi",
+            "  done",
+            "fi",
+            "cleanup() {",
+            '  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi',
+            '  rm -rf "$dir"',
+            "}",
+            "trap cleanup EXIT",
+            "trap 'exit 129' HUP",
+            "trap 'exit 130' INT",
+            "trap 'exit 143' TERM",
+            'rm -rf "$dir" && mkdir -m 700 "$dir" || { echo "kvpod: cannot create $dir" >&2; exit 1; }',
+            f"{fio} >&2 &",
+            "pid=$!",
+            f'echo "$$ $pid" > "$dir/{PIDS_FILE}"',
+            'wait "$pid"; rc=$?; pid=',
+            'if [ "$rc" -ne 0 ]; then',
+            f'  echo "kvpod: fio failed (exit $rc)" >&2; cat "$dir/{RESULT_FILE}" >&2 2>/dev/null; exit 1',
+            "fi",
+            f'cat "$dir/{RESULT_FILE}"',
+        ]
+    )
+
+
+def cleanup_script(directory: str, wait_s: int = 15) -> str:
+    """Stop a benchmark still running in ``directory`` (its script and fio), then remove the directory."""
+    return "\n".join(
+        [
+            f"dir={shlex.quote(directory)}",
+            "stopped=",
+            f'if [ -f "$dir/{PIDS_FILE}" ]; then',
+            f'  for p in $(cat "$dir/{PIDS_FILE}"); do',
+            f'    if grep -q {BENCH_DIRNAME} "/proc/$p/cmdline" 2>/dev/null && kill "$p" 2>/dev/null; then',
+            "      stopped=1",
+            "    fi",
+            "  done",
+            "fi",
+            "i=0",
+            "# the script's own trap removes the directory once fio has stopped",
+            f'while [ -n "$stopped" ] && [ -d "$dir" ] && [ "$i" -lt {int(wait_s) * 2} ]; do',
+            "  sleep 0.5; i=$((i+1))",
+            "done",
+            'rm -rf "$dir"',
+        ]
+    )
+
+
+def install_fio_script() -> str:
+    """Install fio with apt when it is missing; a clear message when that is impossible (offline node)."""
+    apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio"
+    return (
+        f"command -v fio >/dev/null 2>&1 || {{ {apt} >&2 || {{ apt-get update -q >&2 && {apt} >&2; }}; }} || "
+        '{ echo "kvpod: fio is not installed and apt-get install -y fio failed (an offline node?): '
+        'install fio on the node, or add it to its image" >&2; exit 1; }'
+    )
+
+
+def size_refusal(job: BenchJob, space: dict[str, Any], budget_bytes: int) -> str | None:
+    """Why the file may not be written (pure), or None.
+
+    ``space`` is :class:`deploy.facts.bench.KvcacheSpace`: ``avail_bytes`` free on the mount,
+    ``lmcache_bytes`` LMCache already holds, ``bench_bytes`` a leftover benchmark directory (removed
+    before the run, so its space counts as free). The part of LMCache's disk budget it has not used yet
+    stays free.
+    """
+    avail = int(space["avail_bytes"]) + int(space.get("bench_bytes") or 0)
+    used = int(space.get("lmcache_bytes") or 0)
+    reserved = max(0, budget_bytes - used)
+    allowed = avail - reserved
+    if job.file_bytes <= allowed:
+        return None
+    return (
+        f"--size {format_bytes(job.file_bytes)} does not fit on {job.mount}: {format_bytes(avail)} free, of which "
+        f"{format_bytes(reserved)} stay free for LMCache's disk budget ({format_bytes(budget_bytes)}, "
+        f"{format_bytes(used)} used); at most {format_bytes(max(0, allowed))} is left for the benchmark"
+    )
+
+
+# -- fio's answer -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One direction of the test (the whole group of jobs)."""
+
+    gbps: float  # GB/s, 10^9 bytes per second
+    iops: float
+    io_bytes: int
+    clat_p50_ms: float | None
+    clat_p99_ms: float | None
+
+
+def _find_json(text: str) -> dict:
+    """The fio JSON document in ``text`` (fio may print notes before it)."""
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"^\{", text, re.MULTILINE):
+        try:
+            doc, _ = decoder.raw_decode(text, m.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and "jobs" in doc:
+            return doc
+    raise ValueError("no fio JSON in the output")
+
+
+def _phase(stats: dict) -> Phase:
+    bw = stats.get("bw_bytes")
+    bytes_per_s = float(bw) if bw is not None else float(stats.get("bw", 0)) * KIB  # bw is KiB/s
+    pct = (stats.get("clat_ns") or {}).get("percentile") or {}
+
+    def ms(key: str) -> float | None:
+        value = pct.get(key)
+        return round(value / 1e6, 3) if value is not None else None
+
+    return Phase(
+        gbps=round(bytes_per_s / 1e9, 6),  # kB/s resolution: a slow lab node stays above 0
+        iops=round(float(stats.get("iops", 0.0)), 1),
+        io_bytes=int(stats.get("io_bytes", 0)),
+        clat_p50_ms=ms("50.000000"),
+        clat_p99_ms=ms("99.000000"),
+    )
+
+
+def parse_fio(text: str) -> tuple[Phase, Phase]:
+    """``(write, read)`` from fio's JSON output of :func:`fio_argv`'s job; ValueError when it is not that."""
+    doc = _find_json(text)
+    groups = {j.get("jobname"): j for j in doc.get("jobs", [])}
+    missing = [name for name in ("write", "read") if name not in groups]
+    if missing:
+        raise ValueError(f"fio reported no {' and no '.join(missing)} job")
+    for name in ("write", "read"):
+        if groups[name].get("error"):
+            raise ValueError(f"fio's {name} job ended with error {groups[name]['error']}")
+    return _phase(groups["write"]["write"]), _phase(groups["read"]["read"])
+
+
+# -- the report -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeBench:
+    node: str
+    enclosure: str
+    status: str  # ok | failed | unreachable
+    write: Phase | None = None
+    read: Phase | None = None
+    error: str | None = None
+    outlier: list[str] = field(default_factory=list)  # "write" / "read": below OUTLIER_SHARE of the median
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    name: str  # an enclosure, or "pod"
+    nodes: int  # nodes measured
+    write_gbps: float
+    read_gbps: float
+    reference_gbps: float
+
+
+@dataclass
+class BenchReport:
+    pod: str
+    size_bytes: int
+    runtime_s: int
+    nodes: list[NodeBench]
+    aggregates: list[Aggregate]
+    run_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(n.status == "ok" for n in self.nodes)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pod": self.pod,
+            "ok": self.ok,
+            "job": {
+                "size_bytes": self.size_bytes,
+                "runtime_s": self.runtime_s,
+                "block_size": BLOCK_SIZE,
+                "numjobs": NUMJOBS,
+                "iodepth": IODEPTH,
+                "ioengine": "libaio",
+                "direct": True,
+            },
+            "reference": {
+                "source": REFERENCE,
+                "node_link_gbps": NODE_LINK_GBPS,
+                "enclosure_gbps": ENCLOSURE_GBPS,
+            },
+            "nodes": {
+                n.node: {
+                    "enclosure": n.enclosure,
+                    "status": n.status,
+                    "write": asdict(n.write) if n.write else None,
+                    "read": asdict(n.read) if n.read else None,
+                    "error": n.error,
+                    "outlier": n.outlier,
+                    "notes": n.notes,
+                }
+                for n in self.nodes
+            },
+            "aggregate": {a.name: asdict(a) for a in self.aggregates},
+        }
+
+
+def flag_outliers(nodes: list[NodeBench], share: float = OUTLIER_SHARE) -> None:
+    """Mark, per direction, nodes below ``share`` of the median of the measured nodes (two or more)."""
+    measured = [n for n in nodes if n.status == "ok" and n.write and n.read]
+    if len(measured) < 2:
+        return
+    for direction in ("write", "read"):
+        median = statistics.median(getattr(n, direction).gbps for n in measured)
+        for n in measured:
+            if getattr(n, direction).gbps < share * median:
+                n.outlier.append(direction)
+
+
+def aggregates(nodes: list[NodeBench]) -> list[Aggregate]:
+    """Sum of the measured nodes per enclosure, and for the pod when it spans several enclosures."""
+    measured = [n for n in nodes if n.status == "ok" and n.write and n.read]
+    out = []
+    enclosures = sorted({n.enclosure for n in nodes})
+    for enc in enclosures:
+        mine = [n for n in measured if n.enclosure == enc]
+        out.append(
+            Aggregate(
+                enc,
+                len(mine),
+                round(sum(n.write.gbps for n in mine), 6),  # type: ignore[union-attr]
+                round(sum(n.read.gbps for n in mine), 6),  # type: ignore[union-attr]
+                ENCLOSURE_GBPS,
+            )
+        )
+    if len(enclosures) > 1:
+        out.append(
+            Aggregate(
+                "pod",
+                len(measured),
+                round(sum(a.write_gbps for a in out), 6),
+                round(sum(a.read_gbps for a in out), 6),
+                ENCLOSURE_GBPS * len(enclosures),
+            )
+        )
+    return out
+
+
+def node_result(node: NodePlan, job: BenchJob, status: str, stdout: str, error: str | None) -> NodeBench:
+    """One node's result from what the runner reported (pure)."""
+    result = NodeBench(node.name, node.namespace.enclosure, status, error=error)
+    if status != "ok":
+        return result
+    try:
+        result.write, result.read = parse_fio(stdout)
+    except ValueError as exc:
+        result.status, result.error = "failed", f"fio output not understood: {exc}"
+        return result
+    if result.write.io_bytes < job.file_bytes:
+        result.notes.append(
+            f"the write phase covered {format_bytes(result.write.io_bytes)} of the {format_bytes(job.file_bytes)} "
+            "file: the read figure includes unwritten space"
+        )
+    return result
+
+
+def build_report(plan: Plan, size_bytes: int, runtime_s: int, nodes: list[NodeBench], run_dir=None) -> BenchReport:
+    flag_outliers(nodes)
+    return BenchReport(plan.pod, size_bytes, runtime_s, nodes, aggregates(nodes), run_dir)
+
+
+# -- running it -------------------------------------------------------------------------------------------
+
+
+def lmcache_dir(node: NodePlan) -> str:
+    """LMCache's directory on the node (``local_disk`` without its ``file://``)."""
+    return node.lmcache.local_disk.removeprefix("file://")
+
+
+def bench_jobs(nodes: list[NodePlan], size_bytes: int, runtime_s: int) -> dict[str, BenchJob]:
+    return {n.name: BenchJob(n.mount.path, size_bytes, runtime_s) for n in nodes}
+
+
+def run_bench(
+    plan: Plan,
+    limit: list[str] | None,
+    size_bytes: int,
+    runtime_s: int,
+    run_dir: Path | None = None,
+) -> BenchReport:
+    """Benchmark the nodes in parallel.
+
+    On an interrupt, stop the benchmarks and remove their files, then re-raise. A node whose fio step gave
+    no answer (timeout, dropped connection) is cleaned up the same way.
+    """
+    from deploy.runner import node_hosts, run_output, run_phase
+    from roles.kv_bench import BENCH_KEY, FIO_STEP, kv_bench, kv_bench_removed
+
+    nodes = check_limit(plan, limit)
+    jobs = bench_jobs(nodes, size_bytes, runtime_s)
+    hosts = node_hosts(plan, [n.name for n in nodes], {name: {BENCH_KEY: job} for name, job in jobs.items()})
+    try:
+        results = run_output("bench", hosts, kv_bench, run_dir=run_dir, connect_timeout=30)
+    except KeyboardInterrupt:
+        run_phase("bench", hosts, kv_bench_removed, dry=False, run_dir=run_dir)
+        raise
+    by_name = {r.name: r for r in results}
+    silent = {
+        n.name
+        for n in nodes
+        if by_name[n.name].status == "failed"
+        and not by_name[n.name].stderr
+        and (by_name[n.name].failed_step or "").endswith(f"{FIO_STEP} {n.mount.path}")
+    }
+    if silent:
+        run_phase("bench", [h for h in hosts if h[0] in silent], kv_bench_removed, dry=False, run_dir=run_dir)
+    out = []
+    for n in nodes:
+        r = by_name[n.name]
+        status = {"failed": "failed", "unreachable": "unreachable"}.get(r.status, "ok")
+        error = None
+        if n.name in silent:
+            error = (
+                f"{r.failed_step}: no answer within {jobs[n.name].timeout_s} s or the connection dropped "
+                "(the benchmark was stopped and its directory removed)"
+            )
+        elif status != "ok":
+            error = (r.stderr[-1] if r.stderr else "") or r.note or r.status
+            if r.failed_step and status == "failed":
+                error = f"{r.failed_step}: {error}"
+        stdout = "\n".join(line for lines in r.output.values() for line in lines)
+        out.append(node_result(n, jobs[n.name], status, stdout, error))
+    return build_report(plan, size_bytes, runtime_s, out, run_dir)

@@ -1,0 +1,175 @@
+"""CLI side of ``kvpod bench``: per-node and aggregate GB/s beside the reference figures; the JSON file.
+
+Exit codes: 0 every node measured; 1 the input is wrong (unknown ``--limit`` node, a bad ``--size`` or
+``--runtime``); 2 a node failed, could not be reached, or refused (not mounted, no room beside LMCache's
+budget, fio missing and not installable).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from deploy.bench import (
+    DEFAULT_RUNTIME,
+    DEFAULT_SIZE,
+    NODE_LINK_GBPS,
+    OUTLIER_SHARE,
+    REFERENCE,
+    BenchReport,
+    NodeBench,
+    check_limit,
+    check_runtime,
+    format_bytes,
+    parse_size,
+    run_bench,
+)
+from deploy.errors import InputError
+from deploy.plan import Plan
+from deploy.statedir import new_run_dir
+
+EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
+
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+
+def _shares(write: float, read: float, reference: float) -> str:
+    return f"{100 * write / reference:.0f} % / {100 * read / reference:.0f} %"
+
+
+def _gbps(node: NodeBench, direction: str) -> str:
+    phase = getattr(node, direction)
+    if phase is None:
+        return "-"
+    text = f"{phase.gbps:.2f}"
+    return f"[red]{text} ▼[/red]" if direction in node.outlier else text
+
+
+def _p99(node: NodeBench) -> str:
+    if not node.write or not node.read:
+        return "-"
+    w, r = node.write.clat_p99_ms, node.read.clat_p99_ms
+    return f"{w if w is not None else '-'} / {r if r is not None else '-'}"
+
+
+def bench_table(report: BenchReport) -> Table:
+    """Rows: nodes, then one aggregate per enclosure (and the pod when it spans several)."""
+    table = Table(
+        title=(
+            f"kvpod bench of {report.pod}: {format_bytes(report.size_bytes)} file, {report.runtime_s} s per phase, "
+            "128 KiB O_DIRECT, 4 jobs x iodepth 32"
+        ),
+        caption=f"reference: {REFERENCE}; ▼ below {OUTLIER_SHARE:.0%} of the median node",
+    )
+    for col, justify in (
+        ("node", "left"),
+        ("enclosure", "left"),
+        ("write GB/s", "right"),
+        ("read GB/s", "right"),
+        ("write / read IOPS", "right"),
+        ("p99 clat ms (w / r)", "right"),
+        ("reference GB/s", "right"),
+        ("of reference (w / r)", "right"),
+        ("status", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for n in report.nodes:
+        ok = n.status == "ok" and n.write and n.read
+        status = "[green]ok[/green]" if n.status == "ok" else f"[red]{n.status}[/red]"
+        if n.outlier:
+            status += f" [red]slow {'/'.join(n.outlier)}[/red]"
+        table.add_row(
+            n.node,
+            n.enclosure,
+            _gbps(n, "write"),
+            _gbps(n, "read"),
+            f"{n.write.iops:,.0f} / {n.read.iops:,.0f}" if ok else "-",  # type: ignore[union-attr]
+            _p99(n),
+            f"{NODE_LINK_GBPS:g}",
+            _shares(n.write.gbps, n.read.gbps, NODE_LINK_GBPS) if ok else "-",  # type: ignore[union-attr]
+            status,
+        )
+    table.add_section()
+    for a in report.aggregates:
+        label = "pod" if a.name == "pod" else f"Σ {a.name}"
+        table.add_row(
+            f"[bold]{escape(label)}[/bold]",
+            f"{a.nodes} node(s)",
+            f"[bold]{a.write_gbps:.2f}[/bold]",
+            f"[bold]{a.read_gbps:.2f}[/bold]",
+            "",
+            "",
+            f"{a.reference_gbps:g}",
+            _shares(a.write_gbps, a.read_gbps, a.reference_gbps),
+            "",
+        )
+    return table
+
+
+def print_problems(report: BenchReport) -> None:
+    for n in report.nodes:
+        if n.error:
+            out.print(f"[red]{n.node}[/red] {n.status}: {escape(n.error)}", highlight=False, soft_wrap=True)
+        for note in n.notes:
+            out.print(f"[yellow]{n.node}[/yellow]: {escape(note)}", highlight=False, soft_wrap=True)
+    slow = [n for n in report.nodes if n.outlier]
+    for n in slow:
+        out.print(
+            f"[yellow]{n.node}[/yellow] is far below its peers ({' and '.join(n.outlier)} under "
+            f"{OUTLIER_SHARE:.0%} of the median node): check its fabric link, MTU and namespace",
+            highlight=False,
+        )
+
+
+def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: int, json_path: Path | None) -> int:
+    """Check the input, benchmark the nodes, print the table, write the JSON; return the exit code."""
+    try:
+        check_limit(plan, limit)
+        size_bytes = parse_size(size)
+        check_runtime(runtime)
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return EXIT_INVALID
+    run_dir = new_run_dir(plan.pod, "bench")
+    scope = f" ({', '.join(limit)})" if limit else ""
+    with out.status(f"kvpod bench {plan.pod}{scope}: fio write then read, {runtime} s each, on every KV-cache mount"):
+        report = run_bench(plan, limit, size_bytes, runtime, run_dir=run_dir)
+    out.print(bench_table(report))
+    print_problems(report)
+    text = json.dumps(report.as_json(), indent=2, sort_keys=True) + "\n"
+    (run_dir / "bench.json").write_text(text)
+    if json_path:
+        json_path.write_text(text)
+    out.print(f"logs: {run_dir}" + (f"  json: {json_path}" if json_path else ""), highlight=False)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench SPEC [--limit NODE ...] [--size SIZE] [--runtime S] [--json FILE]`` to the kvpod app."""
+
+    @app.command("bench")
+    def bench(
+        spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
+        limit: Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")] = None,
+        size: Annotated[
+            str, typer.Option("--size", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)")
+        ] = DEFAULT_SIZE,
+        runtime: Annotated[int, typer.Option("--runtime", help="seconds of each phase (write, then read)")] = (
+            DEFAULT_RUNTIME
+        ),
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="write per-node results and aggregates as JSON")
+        ] = None,
+    ) -> None:
+        """fio on every node's KV-cache mount (128 KiB O_DIRECT, 4 jobs, iodepth 32): GB/s beside the reference."""
+        from deploy.cli import load  # lazily: deploy.cli imports this module's caller
+
+        _, plan = load(spec)
+        raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path))

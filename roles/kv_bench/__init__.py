@@ -1,0 +1,50 @@
+"""Role ``kv bench``: fio on the node's KV-cache mount (``kvpod bench``), and its removal.
+
+Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``mount`` (``path``, ``disk_budget_gb``)
+and ``lmcache.local_disk``; and ``host.data.kvpod_bench`` (:class:`deploy.bench.BenchJob`).
+
+- ``kv_bench``: refuses an unmounted path or a file that does not fit beside LMCache's budget (before
+  anything is installed), installs fio when missing, then runs the benchmark; its operation prints fio's
+  JSON, which the runner keeps (:func:`deploy.runner.run_output`).
+- ``kv_bench_removed``: stops a benchmark still running and removes its directory (after an interrupt).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from deploy.bench import BenchJob, lmcache_dir
+from deploy.operations import bench, host_error
+from roles._common import GIB, node_plan
+
+BENCH_KEY = "kvpod_bench"
+FIO_STEP = "fio on"  # the fio operation is named "fio on <mount>"
+
+
+def bench_job() -> BenchJob:
+    job = host.data.get(BENCH_KEY)
+    if not isinstance(job, BenchJob):
+        raise host_error(f"host {host.name} has no {BENCH_KEY} job in its data (kvpod bench sets it)")
+    return job
+
+
+@deploy("kv bench")
+def kv_bench() -> None:
+    """Room checked, fio installed, then its sequential write and read on the KV-cache mount."""
+    plan, job = node_plan(), bench_job()
+    bench.bench_room(
+        name=f"room on {job.mount}",
+        job=job,
+        budget_bytes=int(plan.mount.disk_budget_gb * GIB),
+        lmcache_dir=lmcache_dir(plan),
+    )
+    bench.fio_installed(name="fio installed")
+    bench.fio_benchmark(name=f"{FIO_STEP} {job.mount}", job=job, _timeout=job.timeout_s)
+
+
+@deploy("kv bench removed")
+def kv_bench_removed() -> None:
+    """A benchmark still running on the node stopped; its directory removed."""
+    job = bench_job()
+    bench.bench_removed(name=f"{job.directory} removed", directory=job.directory)
