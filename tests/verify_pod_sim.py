@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import testinfra
@@ -26,8 +27,8 @@ from deploy.plan import NodePlan, Plan, TargetPlan
 
 sys.path.insert(0, str(verify_suite_dir()))
 
-import verify_expect as ve  # noqa: E402
-import verify_facts as vf  # noqa: E402
+import verify_expect as ve
+import verify_facts as vf
 
 PID = "4242"
 PLAN_ENV = "KVPOD_PLAN"
@@ -274,7 +275,7 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("links", links_json(node, 1500 if "vlan-mtu" in breaks else None)),
         ("routes", routes_text(node, list(reads.portals))),
         ("sysctl", "".join(f"{vf.sysctl_path(k)}\0{v}\n" for k, v in ve.sysctls(node).items())),
-        *((vf.section_name("file", f), files[f]) if f in files else (vf.section_name("file", f), "", 1) for f in reads.files),
+        *((vf.section_name("file", f), files.get(f, ""), 0 if f in files else 1) for f in reads.files),
         ("modules", "".join(f"loaded\t{m}\n" for m in reads.modules)),
         ("modules-load", "".join(f"kvpod.conf\t{m}\n" for m in ["# kvpod", *reads.modules])),
         ("controllers", controllers_text(node)),
@@ -374,5 +375,5 @@ class SimHost:
 
 def pytest_configure(config: Any) -> None:
     path = config.getoption("--kvpod-plan", None) or os.environ.get(PLAN_ENV)
-    plan = Plan.model_validate_json(open(path).read())
+    plan = Plan.model_validate_json(Path(path).read_text())
     testinfra.get_host = lambda spec, **kw: SimHost(plan, spec.split("://", 1)[1])

@@ -268,9 +268,8 @@ def _collect(plan: Plan, tmp_path: Path, *extra: str) -> list[str]:
     suite = verify_suite_dir()
     argv = suite_command(suite, plan_json, ssh_config, tmp_path / "junit.xml", limit=None, workers=1)
     argv = [a for a in argv if a not in ("-n", "1")] + ["--collect-only", *extra]
-    proc = subprocess.run(
-        argv, cwd=suite, env=suite_env({"PATH": "/usr/bin:/bin"}), capture_output=True, text=True, check=False
-    )
+    env = suite_env({"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})  # this checkout's kvpod
+    proc = subprocess.run(argv, cwd=suite, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return [line for line in proc.stdout.splitlines() if "::" in line]
 
@@ -342,7 +341,10 @@ def _closed_port() -> int:
 
 
 class TestRunVerify:
-    def test_unreachable_pod_is_exit_2_with_every_row_unreachable(self, lab_plan: Plan, tmp_path: Path) -> None:
+    def test_unreachable_pod_is_exit_2_with_every_row_unreachable(
+        self, lab_plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the suite imports this checkout's kvpod
         data = json.loads(lab_plan.to_json())
         port = _closed_port()
         for host in [*data["nodes"], *data["targets"]]:

@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from verify_expect import (
     target_reads,
     vllm_arguments,
 )
-from verify_facts import HostFacts, HostUnreachable
+from verify_facts import HostFacts, HostUnreachable, ReadFailed
 
 from deploy.plan import NodePlan, Plan, TargetPlan
 from deploy.verify import AREAS, POD_ROW, close_ssh_masters, host_of_test, ssh_config_text, target_names
@@ -254,12 +254,23 @@ def _kvpod_labels(request: pytest.FixtureRequest) -> None:
     request.node.user_properties.append(("kvpod_area", marker.args[0] if marker else ""))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Report an unreachable host in one line, without a traceback."""
-    report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(HostUnreachable):
-        report.longrepr = f"HostUnreachable: {call.excinfo.value}"
-    return report
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
+    """Report a check whose host could not be reached or read in one line, without a traceback (formatting
+    one per check of an unreachable host would cost more than the checks)."""
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if not isinstance(exc, HostUnreachable | ReadFailed):
+        return None
+    return pytest.TestReport(
+        item.nodeid,
+        item.location,
+        dict.fromkeys(item.keywords, 1),
+        "failed",
+        f"{type(exc).__name__}: {exc}",
+        call.when,  # type: ignore[arg-type]
+        [(f"Captured {key} {when}", content) for when, key, content in item._report_sections],
+        call.duration,
+        call.start,
+        call.stop,
+        user_properties=item.user_properties,
+    )

@@ -737,6 +737,11 @@ class ReadFailed(AssertionError):
     """A command of the state read failed, so the checks reading its answer cannot tell."""
 
 
+def fresh(exc: Exception) -> Exception:
+    """A new exception like a remembered one: raising the same object again would pile up its traceback."""
+    return type(exc)(*exc.args)
+
+
 def _need(section: Section | None, what: str) -> Section:
     if section is None:
         raise ReadFailed(f"{what}: not in the state read")
@@ -759,7 +764,7 @@ class _Lazy:
                 self._cache[key] = exc
         value = self._cache[key]
         if isinstance(value, ReadFailed):
-            raise value
+            raise fresh(value)
         return value
 
 
@@ -972,7 +977,7 @@ class HostFacts:
             except (HostUnreachable, ReadFailed) as exc:
                 self._error = exc
         if self._error is not None:
-            raise self._error
+            raise fresh(self._error)
 
     def node(self) -> NodeState:
         self.ensure_reachable()
@@ -1041,7 +1046,7 @@ class HostFacts:
             except (HostUnreachable, ReadFailed) as exc:
                 self._light = exc
         if isinstance(self._light, Exception):
-            raise self._light
+            raise fresh(self._light)
         return self._light
 
     def mounted_namespace(self, path: str) -> dict[str, str]:
