@@ -282,8 +282,8 @@ class Section:
         return self.rc == 0
 
     def why(self) -> str:
-        """A one-line account of a failed command: its exit status and last line of output."""
-        lines = [line for line in (self.stderr + "\n" + self.stdout).strip().splitlines() if line.strip()]
+        """A one-line account of a failed command: its exit status and the last line of its stderr (else stdout)."""
+        lines = [line for line in (self.stderr.strip() or self.stdout.strip()).splitlines() if line.strip()]
         return f"exit {self.rc}" + (f": {lines[-1].strip()}" if lines else "")
 
 
