@@ -180,9 +180,10 @@ class TestProcess:
     ]
 
     def test_cmdline_and_environ(self) -> None:
-        data = b"\0".join(a.encode() for a in self.ARGV) + b"\0"
-        assert vf.parse_nul_list(data) == self.ARGV
-        assert vf.parse_environ(b"A=1\0B=x=y\0\0") == {"A": "1", "B": "x=y"}
+        """``grep -Haz '' /proc/PID/cmdline /proc/PID/environ``: each NUL-terminated record after its file name."""
+        text = "".join(f"/proc/77/cmdline:{a}\0" for a in self.ARGV) + "/proc/77/environ:A=1\0/proc/77/environ:B=x=y\0"
+        assert vf.parse_process(text) == (self.ARGV, {"A": "1", "B": "x=y"})
+        assert vf.parse_process("") == ([], {})
 
     def test_arguments(self, node1: NodePlan) -> None:
         wanted = ve.vllm_arguments(node1)

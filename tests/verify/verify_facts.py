@@ -442,21 +442,6 @@ def parse_modules_load(text: str) -> dict[str, set[str]]:
     return out
 
 
-def parse_nul_list(data: bytes) -> list[str]:
-    """``/proc/PID/cmdline`` -> argv."""
-    return [part.decode(errors="replace") for part in data.split(b"\0") if part]
-
-
-def parse_environ(data: bytes) -> dict[str, str]:
-    """``/proc/PID/environ`` -> variables."""
-    out = {}
-    for part in parse_nul_list(data):
-        key, sep, value = part.partition("=")
-        if sep:
-            out[key] = value
-    return out
-
-
 def parse_discovery(text: str) -> list[dict[str, Any]]:
     """``nvme discover -o json`` -> the records of NVMe subsystems (discovery entries and referrals left out)."""
     if not text.strip():
@@ -690,6 +675,17 @@ def parse_grep_nul(text: str) -> dict[str, list[str]]:
     return out
 
 
+def parse_process(text: str) -> tuple[list[str], dict[str, str]]:
+    """``grep -Haz '' /proc/PID/cmdline /proc/PID/environ`` -> (argv, environment)."""
+    records = parse_grep_nul(text)
+    environ = {}
+    for entry in records.get("environ", []):
+        key, sep, value = entry.partition("=")
+        if sep:
+            environ[key] = value
+    return records.get("cmdline", []), environ
+
+
 def parse_writable(text: str, root: str = "") -> dict[str, tuple[bool, str]]:
     """The ``writable`` section -> ``{directory: (writable, why not)}`` (a directory with no verdict: unknown)."""
     out: dict[str, tuple[bool, str]] = {}
@@ -891,13 +887,8 @@ class NodeState(_Lazy):
         """(user, argv, environment) of the main process read with the units."""
         user = self.present(section_name("proc-user", pid), f"owner of process {pid}")
         data = self.present(section_name("proc-data", pid), f"command line of process {pid}")
-        records = parse_grep_nul(data.stdout)
-        environ = {}
-        for entry in records.get("environ", []):
-            key, sep, value = entry.partition("=")
-            if sep:
-                environ[key] = value
-        return user.stdout.strip(), records.get("cmdline", []), environ
+        argv, environ = parse_process(data.stdout)
+        return user.stdout.strip(), argv, environ
 
     def health(self) -> tuple[int, str]:
         return parse_http_status(self.need("health", f"GET {self.reads.health_url}").stdout)
