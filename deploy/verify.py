@@ -2,9 +2,10 @@
 
 The suite (``tests/verify``, shipped in the wheel as ``deploy/_data/verify``) reads every expected value
 from the plan. This module writes the plan JSON and an ssh_config into the run directory, runs the suite
-with pytest in a subprocess (xdist, one worker per host up to four), and parses the JUnit XML into a
-:class:`VerifyReport`: per host and role area, which checks held, and for each failed one what was expected
-and what was found. Nothing here prints; the CLI (``deploy.cli_verify``) does.
+with pytest in a subprocess (xdist, one worker per host up to four; all checks of a host run in one worker,
+from one state read of that host), and parses the JUnit XML into a :class:`VerifyReport`: per host and role
+area, which checks held, and for each failed one what was expected and what was found. Nothing here prints;
+the CLI (``deploy.cli_verify``) does.
 """
 
 from __future__ import annotations
@@ -119,14 +120,16 @@ def suite_command(
 
     The suite's own ``pytest.ini`` and ``--rootdir`` keep the repository's pytest settings out, so the
     same command works from a checkout and from an installed wheel. Plugin autoloading is off (see
-    :func:`suite_env`): only xdist and testinfra are loaded, whatever else is installed.
+    :func:`suite_env`): only xdist and testinfra are loaded, whatever else is installed. With
+    ``--dist loadscope`` the suite's own scheduler hands each worker whole hosts (every check of a host runs
+    in one worker, which reads the host's state once), the pod-wide checks last.
     """
     argv = [
         sys.executable, "-m", "pytest", str(suite),
         "-c", str(suite / "pytest.ini"),
         "--rootdir", str(suite),
         "-p", "no:cacheprovider",
-        "-p", "xdist.plugin", "-p", "testinfra.plugin", "-n", str(workers),
+        "-p", "xdist.plugin", "-p", "testinfra.plugin", "-n", str(workers), "--dist", "loadscope",
         "--junitxml", str(junit),
         "--kvpod-plan", str(plan_json),
         "--ssh-config", str(ssh_config),
@@ -138,6 +141,8 @@ def suite_command(
 
 
 def worker_count(plan: Plan, limit: list[str] | None) -> int:
+    """One xdist worker per checked host (nodes and SSH-managed targets), at most :data:`MAX_WORKERS`: the
+    suite schedules by host, so more workers than hosts would idle."""
     nodes = [n for n in plan.nodes if not limit or n.name in limit]
     return max(1, min(len(nodes) + len(target_names(plan)), MAX_WORKERS))
 
@@ -310,8 +315,10 @@ def split_message(message: str) -> tuple[str, str | None, str | None]:
     return first, None, None
 
 
-def _host_from_name(name: str, hosts: Iterable[str]) -> str:
-    """The host a test id names: the longest known host equal to the id's parameter or prefixing ``host-``."""
+def host_of_test(test: str, hosts: Iterable[str]) -> str:
+    """The host a test names (``test_vlan_mtu[node1]``, or a node id ending so): the longest known host
+    equal to the test's parameter or prefixing it as ``host-``; ``""`` when none does."""
+    name = test.rsplit("::", 1)[-1]
     param = name[name.find("[") + 1 : -1] if name.endswith("]") and "[" in name else ""
     best = ""
     for h in hosts:
@@ -356,7 +363,7 @@ def parse_junit(xml_text: str, rows: list[str]) -> VerifyReport:
         props = {p.get("name"): p.get("value") or "" for p in case.iter("property")}
         name = case.get("name", "")
         classname = case.get("classname", "")
-        host = props.get("kvpod_host") or _host_from_name(name, rows)
+        host = props.get("kvpod_host") or host_of_test(name, rows)
         area = props.get("kvpod_area") or _area_from_classname(classname)
         outcome, message = _outcome(case)
         what, expected, found = split_message(message) if outcome in ("failed", "error") else (message, None, None)

@@ -19,6 +19,8 @@ from deploy.plan import Plan, build_plan
 from deploy.verify import (
     AREAS,
     POD_ROW,
+    VerifyReport,
+    host_of_test,
     parse_junit,
     report_rows,
     split_message,
@@ -161,6 +163,15 @@ class TestParseJunit:
         checks = parse_junit(xml, report_rows(lab_plan)).checks
         assert [(c.host, c.area) for c in checks] == [("node1", "fabric"), ("target", "target"), ("pod", "namespace")]
 
+    def test_host_of_a_node_id(self) -> None:
+        hosts = ["node1", "node10", "target", POD_ROW]
+        assert host_of_test("fabric/test_fabric.py::TestPortalPath::test_portal_ping[node10-iom-a-p1]", hosts) == (
+            "node10"
+        )
+        assert host_of_test("target/test_nvmet_target.py::TestPorts::test_port[target-iom-b-p1]", hosts) == "target"
+        assert host_of_test("namespace/x.py::TestPodMapping::test_subsystem_on_one_node[pod]", hosts) == POD_ROW
+        assert host_of_test("fabric/test_fabric.py::TestX::test_y", hosts) == ""
+
     def test_longest_host_name_wins(self) -> None:
         xml = (
             '<testsuites><testsuite><testcase classname="tests.verify.fabric.test_fabric.TestX" '
@@ -244,6 +255,7 @@ class TestSuiteCommand:
             "-p xdist.plugin",
             "-p testinfra.plugin",
             "-n 3",
+            "--dist loadscope",
             f"--junitxml {tmp_path}/j.xml",
             f"--kvpod-plan {tmp_path}/plan.json",
             f"--ssh-config {tmp_path}/ssh",
@@ -268,9 +280,8 @@ def _collect(plan: Plan, tmp_path: Path, *extra: str) -> list[str]:
     suite = verify_suite_dir()
     argv = suite_command(suite, plan_json, ssh_config, tmp_path / "junit.xml", limit=None, workers=1)
     argv = [a for a in argv if a not in ("-n", "1")] + ["--collect-only", *extra]
-    proc = subprocess.run(
-        argv, cwd=suite, env=suite_env({"PATH": "/usr/bin:/bin"}), capture_output=True, text=True, check=False
-    )
+    env = suite_env({"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})  # this checkout's kvpod
+    proc = subprocess.run(argv, cwd=suite, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return [line for line in proc.stdout.splitlines() if "::" in line]
 
@@ -330,6 +341,20 @@ class TestSuiteCollects:
         assert not [i for i in ids if i.startswith("target/")]
         assert "enclosure/test_discovery.py::TestDiscovery::test_discovery[node2-iom-b-p1]" in ids
 
+    def test_grouped_by_host(self, lab_plan: Plan, tmp_path: Path) -> None:
+        """Every test names its host, so the suite's scheduler gives all checks of a host to one worker (one
+        state read per host); the pod-wide check comes last."""
+        ids = _collect(lab_plan, tmp_path)
+        hosts = ["node1", "node2", "target", POD_ROW]
+        by_host: dict[str, list[str]] = {}
+        for test_id in ids:
+            by_host.setdefault(host_of_test(test_id, hosts), []).append(test_id)
+        assert sorted(by_host) == sorted(hosts), by_host.get("")
+        assert len(by_host["node1"]) == len(by_host["node2"]) == 68
+        assert len(by_host["target"]) == 14
+        assert by_host[POD_ROW] == [ids[-1]]
+        assert ids[-1] == "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]"
+
     def test_unknown_limit_is_a_usage_error(self, lab_plan: Plan, tmp_path: Path) -> None:
         with pytest.raises(AssertionError, match="unknown node node9"):
             _collect(lab_plan, tmp_path, "--kvpod-limit", "node9")
@@ -342,7 +367,10 @@ def _closed_port() -> int:
 
 
 class TestRunVerify:
-    def test_unreachable_pod_is_exit_2_with_every_row_unreachable(self, lab_plan: Plan, tmp_path: Path) -> None:
+    def test_unreachable_pod_is_exit_2_with_every_row_unreachable(
+        self, lab_plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the suite imports this checkout's kvpod
         data = json.loads(lab_plan.to_json())
         port = _closed_port()
         for host in [*data["nodes"], *data["targets"]]:
@@ -358,3 +386,73 @@ class TestRunVerify:
         assert junit.exists()
         for name in ("plan.json", "ssh_config", "junit.xml", "pytest.log"):
             assert (tmp_path / name).exists(), name
+
+
+def _run_simulated(plan: Plan, tmp_path: Path, breaks: dict[str, list[str]] | None = None) -> tuple[VerifyReport, list]:
+    """The suite, as ``kvpod verify`` runs it, against the simulated pod (``tests/verify_pod_sim.py``)."""
+    plan_json, junit, log = tmp_path / "plan.json", tmp_path / "junit.xml", tmp_path / "reads.log"
+    plan_json.write_text(plan.to_json())
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n    HostName 127.0.0.1\n")
+    suite = verify_suite_dir()
+    argv = suite_command(suite, plan_json, ssh_config, junit, limit=None, workers=worker_count(plan, None))
+    argv += ["-p", "tests.verify_pod_sim"]
+    env = suite_env(
+        {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "KVPOD_SIM_LOG": str(log),
+            "KVPOD_SIM_BREAKS": json.dumps(breaks or {}),
+        }
+    )
+    proc = subprocess.run(argv, cwd=suite, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    reads = [tuple(line.split("\t")) for line in log.read_text().splitlines()]
+    return parse_junit(junit.read_text(), report_rows(plan)), reads
+
+
+class TestSimulatedPod:
+    """The whole suite against a simulated healthy pod: every check holds, and each host answers one read."""
+
+    def test_a_healthy_pod_holds_with_one_read_per_host(self, lab_plan: Plan, tmp_path: Path) -> None:
+        report, reads = _run_simulated(lab_plan, tmp_path)
+        assert [c.test_id for c in report.failures] == []
+        assert (report.passed, report.exit_code) == (149, 0)
+        assert sorted(c.name for c in report.checks if c.outcome == "skipped") == [
+            "test_extra_arguments[node1]",
+            "test_extra_arguments[node2]",
+        ]
+        full = {host: pid for pid, host, kind in reads if kind in ("node", "target")}
+        assert sorted(host for _, host, kind in reads if kind in ("node", "target")) == ["node1", "node2", "target"]
+        assert len(set(full.values())) == 3  # the three hosts were read in three workers, each once
+        small = [(pid, host) for pid, host, kind in reads if kind == "controllers"]
+        assert sorted(host for _, host in small) in ([], ["node1"], ["node2"], ["node1", "node2"])
+        assert all(full[host] != pid for pid, host in small)  # only where the node's own read is not at hand
+        per_host = {h: sum(1 for _, host, _ in reads if host == h) for h in ("node1", "node2", "target")}
+        assert per_host["target"] == 1 and per_host["node1"] <= 2 and per_host["node2"] <= 2
+
+    def test_breaks_are_named_on_their_host_with_expected_and_found(self, lab_plan: Plan, tmp_path: Path) -> None:
+        breaks = {"node1": ["unmounted"], "node2": ["vlan-mtu"], "target": ["unreachable"]}
+        report, _ = _run_simulated(lab_plan, tmp_path, breaks)
+        assert report.exit_code == 2
+        assert report.unreachable_hosts == ["target"]
+        assert {c.outcome for c in report.checks if c.host == "target"} == {"unreachable"}
+        failed = {c.name: c for c in report.failures}
+        assert {c.host for c in failed.values()} == {"node1", "node2"}
+        assert [n for n, c in failed.items() if c.host == "node2"] == ["test_vlan_mtu[node2]"]
+        mtu = failed["test_vlan_mtu[node2]"]
+        assert (mtu.area, mtu.message, mtu.expected, mtu.found) == ("fabric", "MTU of eth1.100", "9000", "1500")
+        for name in (
+            "test_filesystem[node1]",
+            "test_mount_option[node1-noatime]",
+            "test_mount_unit_active[node1]",
+            "test_mounted_subsystem[node1]",
+            "test_local_disk_on_mount[node1]",
+        ):
+            assert name in failed, sorted(failed)
+        unit = failed["test_mount_unit_active[node1]"]
+        assert (unit.message, unit.expected, unit.found) == ("mnt-kvcache.mount ActiveState", "'active'", "'inactive'")
+        option = failed["test_mount_option[node1-noatime]"]
+        assert (option.expected, option.found) == ("to include 'noatime'", "not mounted")
+        assert {c.area for c in failed.values() if c.host == "node1"} <= {"kv_mount", "namespace", "lmcache"}
+        assert report.cell(POD_ROW, "namespace").status == "ok"

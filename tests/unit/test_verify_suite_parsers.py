@@ -180,9 +180,10 @@ class TestProcess:
     ]
 
     def test_cmdline_and_environ(self) -> None:
-        data = b"\0".join(a.encode() for a in self.ARGV) + b"\0"
-        assert vf.parse_nul_list(data) == self.ARGV
-        assert vf.parse_environ(b"A=1\0B=x=y\0\0") == {"A": "1", "B": "x=y"}
+        """``grep -Haz '' /proc/PID/cmdline /proc/PID/environ``: each NUL-terminated record after its file name."""
+        text = "".join(f"/proc/77/cmdline:{a}\0" for a in self.ARGV) + "/proc/77/environ:A=1\0/proc/77/environ:B=x=y\0"
+        assert vf.parse_process(text) == (self.ARGV, {"A": "1", "B": "x=y"})
+        assert vf.parse_process("") == ([], {})
 
     def test_arguments(self, node1: NodePlan) -> None:
         wanted = ve.vllm_arguments(node1)
@@ -256,3 +257,332 @@ class TestExpectations:
             ve.fail("live options of /mnt/kvcache", ve.Text("to include 'noatime'"), ve.Text("rw,relatime"))
         assert str(exc.value) == "live options of /mnt/kvcache: expected to include 'noatime', found rw,relatime"
         ve.expect("same", 1, 1)
+
+
+# -- the state read: sections and the parsers of each command's output ---------------------------------------
+
+B = "@kvpod-0123456789abcdef"
+
+# `ip -d -j addr show` (iproute2 6.1) on a lab node: loopback, the fabric NIC, its 802.1Q VLAN interface.
+IP_ADDR = (
+    '[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue",'
+    '"operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"loopback","address":"00:00:00:00:00:00",'
+    '"broadcast":"00:00:00:00:00:00","promiscuity":0,"allmulti":0,"min_mtu":0,"max_mtu":0,"num_tx_queues":1,'
+    '"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"addr_info":[{"family":"inet","local":"127.0.0.1",'
+    '"prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},'
+    '{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,'
+    '"preferred_life_time":4294967295}]},'
+    '{"ifindex":3,"ifname":"eth1","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":9000,'
+    '"qdisc":"pfifo_fast","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether",'
+    '"address":"52:54:00:6b:1f:02","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,'
+    '"max_mtu":65535,"num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,'
+    '"parentbus":"virtio","parentdev":"virtio2","addr_info":[]},'
+    '{"ifindex":4,"link":"eth1","ifname":"eth1.100","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],'
+    '"mtu":9000,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether",'
+    '"address":"52:54:00:6b:1f:02","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":0,'
+    '"max_mtu":65535,"linkinfo":{"info_kind":"vlan","info_data":{"protocol":"802.1Q","id":100,'
+    '"flags":["REORDER_HDR"]}},"num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,'
+    '"addr_info":[{"family":"inet","local":"10.78.0.3","prefixlen":24,"broadcast":"10.78.0.255","scope":"global",'
+    '"label":"eth1.100","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6",'
+    '"local":"fe80::5054:ff:fe6b:1f02","prefixlen":64,"scope":"link","valid_life_time":4294967295,'
+    '"preferred_life_time":4294967295}]}]\n'
+)
+
+# `printf 'route get %s\n' 10.78.0.1 10.78.0.9 10.78.0.2 | ip -force -j -batch -`: one array per answer; the
+# unreachable one only printed "RTNETLINK answers: Network is unreachable" on stderr.
+IP_ROUTES = (
+    '[{"dst":"10.78.0.1","dev":"eth1.100","prefsrc":"10.78.0.3","flags":[],"uid":0,"cache":[]}]\n'
+    '[{"dst":"10.78.0.2","gateway":"10.78.0.254","dev":"eth1.100","prefsrc":"10.78.0.3","flags":[],"uid":0,'
+    '"cache":[]}]\n'
+)
+
+# `systemctl show -p Id,...` of three units (systemd 252): the service's own properties come before the
+# unit's, a blank line between units; the second unit does not exist.
+SYSTEMCTL_SHOW = """MainPID=1234
+ExecStart={ path=/usr/local/bin/vllm ; argv[]=/usr/local/bin/vllm serve meta-llama/Llama-3.1-8B-Instruct \
+--port 8000 ; ignore_errors=no ; start_time=[Tue 2024-06-04 10:01:02 UTC] ; stop_time=[n/a] ; pid=1234 ; \
+code=(null) ; status=0/0 }
+EnvironmentFiles=/etc/kvpod/lmcache.env (ignore_errors=no)
+User=vllm
+Id=kvpod-vllm.service
+LoadState=loaded
+ActiveState=active
+SubState=running
+UnitFileState=enabled
+Where=
+What=
+
+MainPID=0
+ExecStart=
+EnvironmentFiles=
+User=
+Id=kvpod-nvme-connect.service
+LoadState=not-found
+ActiveState=inactive
+SubState=dead
+UnitFileState=
+Where=
+What=
+
+Where=/mnt/kvcache
+What=/dev/nvme0n1
+Id=mnt-kvcache.mount
+LoadState=loaded
+ActiveState=active
+SubState=mounted
+UnitFileState=generated
+MainPID=
+ExecStart=
+EnvironmentFiles=
+User=
+"""
+
+
+def _node_reads(node1: NodePlan, lab_plan: Plan) -> vf.NodeReads:
+    return ve.node_reads(node1, lab_plan)
+
+
+class TestSections:
+    def test_split_keeps_stdout_exactly_and_stderr_apart(self) -> None:
+        text = (
+            f"\n{B} begin links\n[1]\n\n{B} end 0\n"
+            f"\n{B} begin file /etc/nvme/hostid\nno newline at the end\n{B} end 0\n"
+            f"\n{B} begin ping 10.78.0.1\nPING ...\n\n{B} end 1\nping: local error: message too long, mtu=1500"
+            f"\n{B} begin empty\n\n{B} end 0\n"
+            f"\n{B} done\n"
+        )
+        sections, done = vf.split_sections(text, B)
+        assert done
+        assert sections["links"] == vf.Section("links", "[1]\n", 0, "")
+        assert sections["file /etc/nvme/hostid"].stdout == "no newline at the end"
+        ping = sections["ping 10.78.0.1"]
+        assert (ping.rc, ping.ok, ping.stderr) == (1, False, "ping: local error: message too long, mtu=1500")
+        assert ping.why() == "exit 1: ping: local error: message too long, mtu=1500"
+        assert sections["empty"].stdout == ""
+
+    def test_render_is_the_inverse_and_a_cut_read_is_not_done(self) -> None:
+        sections = [vf.Section("a", "x\ny\n", 0, ""), vf.Section("b b", "", 127, "sh: 1: nvme: not found")]
+        assert vf.split_sections(vf.render_sections(sections, B), B) == ({s.name: s for s in sections}, True)
+        cut = vf.render_sections(sections, B, done=False)
+        assert vf.split_sections(cut, B)[1] is False
+        half = cut[: cut.index(f"{B} end 127")]
+        assert list(vf.split_sections(half, B)[0]) == ["a"]
+
+    def test_boundaries_differ(self) -> None:
+        assert vf.new_boundary() != vf.new_boundary()
+        assert vf.new_boundary().startswith("@kvpod-")
+
+
+class TestNetworkParsers:
+    def test_links_and_addresses(self) -> None:
+        links = vf.parse_links(IP_ADDR)
+        assert sorted(links) == ["eth1", "eth1.100", "lo"]
+        vlan = links["eth1.100"]
+        assert (vlan["link"], vlan["mtu"], vlan["linkinfo"]["info_data"]["id"]) == ("eth1", 9000, 100)
+        assert vf.ipv4_addresses(vlan) == {"10.78.0.3/24"}
+        assert vf.ipv4_addresses(links["eth1"]) == set()
+        assert vf.ipv4_addresses(None) == set()
+        assert vf.parse_links("") == {}
+
+    def test_routes_by_destination(self) -> None:
+        routes = vf.parse_routes(IP_ROUTES)
+        assert routes["10.78.0.1"]["dev"] == "eth1.100"
+        assert routes["10.78.0.2"]["gateway"] == "10.78.0.254"
+        assert "10.78.0.9" not in routes
+        assert vf.parse_json_documents('[1]\n[2] {"a": 3}\n') == [[1], [2], {"a": 3}]
+
+    def test_sysctls_from_grep(self) -> None:
+        assert vf.sysctl_path("net.core.rmem_max") == "net/core/rmem_max"
+        assert vf.sysctl_path("net.ipv4.conf.eth1/100.rp_filter") == "net/ipv4/conf/eth1.100/rp_filter"
+        assert vf.sysctl_key("net/ipv4/conf/eth1.100/rp_filter") == "net.ipv4.conf.eth1/100.rp_filter"
+        text = "net/core/rmem_max\x00134217728\nnet/ipv4/tcp_rmem\x004096\t131072\t6291456\n"
+        assert vf.parse_grep_values(text) == {
+            "net/core/rmem_max": "134217728",
+            "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
+        }
+
+
+class TestNodeParsers:
+    def test_module_states(self) -> None:
+        text = (
+            "loaded\tnvme_rdma\nloaded\tnvme_fabrics\nbuiltin-list\n"
+            "kernel/drivers/nvme/host/nvme-core.ko\nkernel/net/8021q/8021q.ko\n"
+        )
+        assert vf.parse_module_states(text, ["nvme_rdma", "nvme_fabrics", "8021q", "rdma_rxe"]) == {
+            "nvme_rdma": "loaded",
+            "nvme_fabrics": "loaded",
+            "8021q": "builtin",
+            "rdma_rxe": "absent",
+        }
+        assert vf.parse_module_states("loaded\tnvme_rdma\n", ["nvme_rdma"]) == {"nvme_rdma": "loaded"}
+
+    def test_findmnt_row(self) -> None:
+        row = vf.parse_findmnt_row("259:1 /mnt/kv\\x20cache /dev/nvme0n1 ext4 rw,noatime\n")
+        assert row == {
+            "maj:min": "259:1",
+            "target": "/mnt/kv cache",
+            "source": "/dev/nvme0n1",
+            "fstype": "ext4",
+            "options": "rw,noatime",
+        }
+        assert vf.parse_findmnt_row("") is None
+        assert vf.unescape_raw("caf\\xc3\\xa9") == "café"
+
+    def test_mounted_namespace(self) -> None:
+        text = (
+            "mounted=yes\nfindmnt=259:1 /mnt/kvcache /dev/nvme0n1 ext4 rw,noatime,errors=remount-ro\n"
+            "block=nvme0n1\nsubsysnqn=nqn.2024-01.io.kvpod.lab:target-drive01\nsubsystem=nvme-subsys0\nnsid=1\n"
+        )
+        row, info = vf.parse_mounted(text)
+        assert row is not None and row["options"] == "rw,noatime,errors=remount-ro"
+        assert info == {
+            "mounted": "yes",
+            "source": "/dev/nvme0n1",
+            "device": "/dev/nvme0n1",
+            "subsysnqn": "nqn.2024-01.io.kvpod.lab:target-drive01",
+            "subsystem": "nvme-subsys0",
+            "nsid": "1",
+        }
+        row, info = vf.parse_mounted("mounted=yes\nfindmnt=0:52 /mnt/kvcache tmpfs tmpfs rw,relatime\nnsid=\n")
+        assert info == {"mounted": "yes", "source": "tmpfs", "device": "tmpfs", "nsid": ""}
+        assert vf.parse_mounted("mounted=no\n") == (None, {"mounted": "no"})
+
+    def test_units_by_position_then_by_id(self) -> None:
+        names = ["kvpod-vllm.service", "kvpod-nvme-connect.service", "mnt-kvcache.mount"]
+        units = vf.parse_unit_blocks(SYSTEMCTL_SHOW, names)
+        assert units["kvpod-vllm.service"]["MainPID"] == "1234"
+        assert units["kvpod-vllm.service"]["EnvironmentFiles"].split()[0] == "/etc/kvpod/lmcache.env"
+        assert units["mnt-kvcache.mount"]["ActiveState"] == "active"
+        assert [vf.enablement(units[n]) for n in names] == ["enabled", "not-found", "generated"]
+        assert vf.enablement({"LoadState": "loaded", "UnitFileState": ""}) == "no unit file"
+        assert vf.enablement({}) == "unknown"
+        by_id = vf.parse_unit_blocks(SYSTEMCTL_SHOW, ["mnt-kvcache.mount", "kvpod-vllm.service"])
+        assert by_id["mnt-kvcache.mount"]["SubState"] == "mounted"
+
+    def test_process(self) -> None:
+        text = (
+            "/proc/1234/cmdline:/usr/bin/python3\0/proc/1234/cmdline:/usr/local/bin/vllm\0/proc/1234/cmdline:serve\0"
+            '/proc/1234/cmdline:{"kv_role": "kv_both"}\0/proc/1234/cmdline:\0'
+            "/proc/1234/environ:LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/\0/proc/1234/environ:PYTHONHASHSEED=0\0"
+        )
+        records = vf.parse_grep_nul(text)
+        assert records["cmdline"] == ["/usr/bin/python3", "/usr/local/bin/vllm", "serve", '{"kv_role": "kv_both"}']
+        assert records["environ"] == ["LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/", "PYTHONHASHSEED=0"]
+
+    def test_writable_space_health(self) -> None:
+        text = "notdir\t/tmp/r/mnt/kvcache/lmcache\nyes\t/tmp/r/mnt/kvcache\nno\t/tmp/r/mnt/kvcache/lmcache\n"
+        assert vf.parse_writable(text, root="/tmp/r") == {
+            "/mnt/kvcache": (True, ""),
+            "/mnt/kvcache/lmcache": (False, "/mnt/kvcache/lmcache is not a directory"),
+        }
+        assert vf.parse_writable("no\t/mnt/kvcache\n") == {"/mnt/kvcache": (False, "no")}
+        assert vf.parse_df("      Avail    1B-blocks\n 1929379840  2040373248\n") == {
+            "avail": 1929379840,
+            "size": 2040373248,
+        }
+        assert vf.parse_df("df: /mnt/kvcache: No such file or directory\n") == {}
+        assert vf.parse_du("1052672\t/mnt/kvcache/lmcache\n") == 1052672
+        assert vf.parse_du("") is None
+        assert vf.parse_http_status("200\n") == (200, "200")
+        assert vf.parse_http_status("000\n") == (0, "000")
+        assert vf.parse_http_status("0 <urlopen error [Errno 111] Connection refused>") == (
+            0,
+            "0 <urlopen error [Errno 111] Connection refused>",
+        )
+
+    def test_nvmet_links_and_attributes(self) -> None:
+        nqn1, nqn3 = "nqn.2024-01.io.kvpod.lab:target-drive01", "nqn.2024-01.io.kvpod.lab:target-drive03"
+        host = "nqn.2014-08.org.nvmexpress:uuid:0ff6365b-5c7c-5b38-9ad2-d567c52d21e5"
+        text = (
+            f"subsystem\t{nqn1}\tallowed_host\t{host}\n"
+            f"port\t1\tsubsystem\t{nqn1}\nport\t1\tsubsystem\t{nqn3}\n"
+            "attributes\n"
+            f"subsystems/{nqn1}/attr_allow_any_host\x000\n"
+            f"subsystems/{nqn1}/namespaces/1/device_path\x00/srv/nvmet/drive1.img\n"
+            f"subsystems/{nqn1}/namespaces/1/enable\x001\n"
+            f"subsystems/{nqn3}/attr_allow_any_host\x001\n"
+            f"subsystems/{nqn3}/namespaces/1/enable\x000\n"
+            "ports/1/addr_trtype\x00rdma\nports/1/addr_traddr\x0010.78.0.1\n"
+            "ports/1/addr_trsvcid\x004420\nports/1/addr_adrfam\x00ipv4\n"
+        )
+        state = vf.parse_nvmet(text)
+        assert state.present
+        assert state.subsystems[nqn1].allowed_hosts == {host}
+        assert state.subsystems[nqn1].allow_any_host == "0"
+        assert state.subsystems[nqn1].namespaces == {"1": ("/srv/nvmet/drive1.img", "1")}
+        assert state.subsystems[nqn3].namespaces == {"1": ("", "0")}
+        assert state.subsystems[nqn3].allow_any_host == "1"
+        assert state.ports["1"].attrs == {
+            "addr_trtype": "rdma",
+            "addr_traddr": "10.78.0.1",
+            "addr_trsvcid": "4420",
+            "addr_adrfam": "ipv4",
+        }
+        assert state.ports["1"].subsystems == {nqn1, nqn3}
+        assert vf.parse_nvmet("attributes\n") == vf.NvmetState(present=True)
+
+
+class TestNodeState:
+    """A whole node's read, as the node's checks see it."""
+
+    def _state(self, node1: NodePlan, lab_plan: Plan, **override: vf.Section) -> vf.NodeState:
+        reads = _node_reads(node1, lab_plan)
+        nqn = node1.namespace.subsystem_nqn
+        sections = {
+            "links": vf.Section("links", IP_ADDR, 0),
+            "routes": vf.Section("routes", IP_ROUTES, 1, "RTNETLINK answers: Network is unreachable"),
+            "rdma": vf.Section("rdma", '[{"ifindex":1,"ifname":"rxe0","port":1,"netdev":"eth1"}]\n', 0),
+            "sysctl": vf.Section("sysctl", "net/core/rmem_max\x00134217728\n", 2, "grep: net/core/wmem_max: No such"),
+            "file /etc/nvme/hostnqn": vf.Section("file /etc/nvme/hostnqn", node1.host_nqn + "\n", 0),
+            "file /etc/nvme/hostid": vf.Section("file /etc/nvme/hostid", "", 1, "/etc/nvme/hostid: no such file"),
+            "modules": vf.Section("modules", "loaded\tnvme_rdma\nbuiltin-list\n", 1, "cat: ...: No such file"),
+            "modules-load": vf.Section("modules-load", "kvpod.conf\tnvme-rdma\n", 0),
+            "controllers": vf.Section(
+                "controllers", f"nvme0\trdma\t{nqn}\ttraddr=10.78.0.1,trsvcid=4420,src_addr=10.78.0.3\tlive\n", 0
+            ),
+            "mount": vf.Section("mount", "mounted=no\n", 0),
+            "mount-of": vf.Section("mount-of", "", 1),
+            "mount-unit": vf.Section("mount-unit", "mnt-kvcache.mount", 0),
+            "units": vf.Section("units", SYSTEMCTL_SHOW, 0),
+            "proc-user 1234": vf.Section("proc-user 1234", "vllm\n", 0),
+            "proc-data 1234": vf.Section("proc-data 1234", "/proc/1234/cmdline:serve\0/proc/1234/environ:A=1\0", 0),
+            "writable": vf.Section("writable", "", 1, "runuser: user vllm does not exist or the user entry ..."),
+            "df": vf.Section("df", "      Avail    1B-blocks\n 1929379840  2040373248\n", 0),
+            "health": vf.Section("health", "000\n", 0),
+            "ping 10.78.0.1": vf.Section("ping 10.78.0.1", "PING 10.78.0.1 ...\n", 1, "ping: local error: mtu=1500"),
+        }
+        sections.update(override)
+        return vf.NodeState(sections, reads)
+
+    def test_reads_of_a_partly_broken_node(self, node1: NodePlan, lab_plan: Plan) -> None:
+        state = self._state(node1, lab_plan)
+        assert state.links()["eth1.100"]["mtu"] == 9000
+        assert state.routes()["10.78.0.1"]["dev"] == "eth1.100"
+        assert state.rdma_links()[0]["netdev"] == "eth1"
+        assert state.sysctls() == {"net.core.rmem_max": "134217728"}
+        assert state.file_text("/etc/nvme/hostnqn") == node1.host_nqn + "\n"
+        assert state.file_text("/etc/nvme/hostid") is None
+        assert state.module_states()["nvme_rdma"] == "loaded"
+        assert state.module_states()["rdma_rxe"] == "absent"
+        assert state.modules_load() == {"nvme_rdma": {"kvpod.conf"}}
+        assert [c.traddr for c in state.controllers()] == ["10.78.0.1"]
+        assert state.mounted() == (None, {"mounted": "no"})
+        assert state.mount_of_local_disk() is None
+        assert state.unit("mnt-kvcache.mount")["ActiveState"] == "active"
+        assert state.unit("kvpod-vllm.service")["MainPID"] == "1234"
+        assert state.process("1234") == ("vllm", ["serve"], {"A": "1"})
+        assert state.writable("/mnt/kvcache") == (False, "runuser: user vllm does not exist or the user entry ...")
+        assert state.space() == {"avail": 1929379840, "size": 2040373248, "cache": 0}
+        assert state.health() == (0, "000")
+        assert state.ping("10.78.0.1") == vf.Probe(1, "PING 10.78.0.1 ...\n", "ping: local error: mtu=1500")
+
+    def test_a_failed_or_missing_command_fails_the_checks_that_read_it(self, node1: NodePlan, lab_plan: Plan) -> None:
+        state = self._state(node1, lab_plan, units=vf.Section("units", "Failed to connect to bus: Host is down", 1))
+        with pytest.raises(vf.ReadFailed, match="systemctl show: exit 1: Failed to connect to bus"):
+            state.unit("kvpod-vllm.service")
+        with pytest.raises(vf.ReadFailed, match="systemctl show"):  # remembered, raised again
+            state.units()
+        with pytest.raises(vf.ReadFailed, match=r"ping 10\.78\.0\.2: not in the state read"):
+            state.ping("10.78.0.2")
+        with pytest.raises(vf.ReadFailed, match=r"nvme discover -t rdma -a 10\.78\.0\.1: not in"):
+            state.discovery("rdma", "10.78.0.1", 4420)

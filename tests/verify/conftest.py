@@ -15,15 +15,23 @@ Test ids name the host and the item: ``test_vlan_mtu[node1]``, ``test_portal_pin
 ``test_allowed_hosts[target-drive01]``, ``test_subsystem_on_one_node[pod]``. Each folder is one role area,
 marked ``area("<folder>")``; run one area by giving its folder. Every test records ``kvpod_test``,
 ``kvpod_host`` and ``kvpod_area`` as JUnit properties, which ``kvpod verify`` groups its summary by.
+
+Each host answers one command: before its first check, a script reads everything the checks of that host
+look at (``verify_facts``: what it reads is derived from the plan by ``verify_expect.node_reads``), and the
+checks assert on that answer. With xdist (``-n N``, ``--dist load`` or ``loadscope``) the suite schedules by
+host: every check of a host runs in the same worker, hosts in parallel, the pod-wide checks last (they read
+the NVMe controllers of nodes whose state their worker has not read, one small script per node).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Generator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +40,20 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite's helper modules, whatever the import mode
 
-from verify_expect import kernel_modules, lmcache_environment, lmcache_settings, sysctls, vllm_arguments
-from verify_facts import HostFacts, HostUnreachable
+from verify_expect import (
+    enclosure_portals,
+    kernel_modules,
+    lmcache_environment,
+    lmcache_settings,
+    node_reads,
+    sysctls,
+    target_reads,
+    vllm_arguments,
+)
+from verify_facts import HostFacts, HostUnreachable, ReadFailed
 
 from deploy.plan import NodePlan, Plan, TargetPlan
-from deploy.verify import AREAS, POD_ROW, close_ssh_masters, ssh_config_text, target_names
+from deploy.verify import AREAS, POD_ROW, close_ssh_masters, host_of_test, ssh_config_text, target_names
 
 _PLAN = pytest.StashKey[Plan]()
 _LIMIT = pytest.StashKey[list[str]]()
@@ -46,13 +63,7 @@ _FACTS: dict[str, HostFacts] = {}
 # Companion arguments of node tests: name -> (node -> [(id part, value)]).
 NODE_ITEMS: dict[str, Callable[[NodePlan, Plan], list[tuple[str, Any]]]] = {
     "portal": lambda n, _: [(p.name, p) for p in n.namespace.portals],
-    "enclosure_portal": lambda n, plan: [
-        (p.name, p)
-        for t in plan.targets
-        if t.name == n.namespace.enclosure
-        for p in t.portals
-        if n.namespace.transport in p.transports
-    ],
+    "enclosure_portal": lambda n, plan: [(p.name, p) for p in enclosure_portals(n, plan)],
     "module": lambda n, _: [(m, m) for m in kernel_modules(n)],
     "sysctl": lambda n, _: [(k, (k, v)) for k, v in sysctls(n).items()],
     "mount_option": lambda n, _: [(o, o) for o in n.mount.options],
@@ -144,11 +155,40 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop tests with nothing to check (e.g. target tests of a pod without an SSH-managed target)."""
+    """Drop tests with nothing to check (e.g. target tests of a pod without an SSH-managed target), and
+    put the pod-wide checks last (the scheduler hands out hosts in the order of their first test)."""
     empty = [i for i in items if any(_empty_parameter_set(m) for m in i.iter_markers("skip"))]
     if empty:
         config.hook.pytest_deselected(items=empty)
         items[:] = [i for i in items if i not in empty]
+    items.sort(key=lambda i: "pod" in getattr(getattr(i, "callspec", None), "params", {}))
+
+
+def scheduled_hosts(config: pytest.Config) -> list[str]:
+    """Names a test id can name as its host: every node and target of the plan, and the pod."""
+    plan = config.stash[_PLAN]
+    return [n.name for n in plan.nodes] + [t.name for t in plan.targets] + [POD_ROW]
+
+
+def host_scope(nodeid: str, hosts: list[str]) -> str:
+    """The xdist scope of a test: the host it checks (its module when it names none)."""
+    return host_of_test(nodeid, hosts) or nodeid.rsplit("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Schedule by host: every check of a host in one worker, so the host's state is read once."""
+    if config.getvalue("dist") not in ("load", "loadscope"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    hosts = scheduled_hosts(config)
+
+    class HostScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return host_scope(nodeid, hosts)
+
+    return HostScheduling(config, log)
 
 
 def _empty_parameter_set(mark: pytest.Mark) -> bool:
@@ -156,32 +196,50 @@ def _empty_parameter_set(mark: pytest.Mark) -> bool:
     return str(reason).startswith("got empty parameter set")
 
 
-def _facts(config: pytest.Config, name: str, sudo: bool) -> HostFacts:
+def _facts(config: pytest.Config, name: str, sudo: bool, **reads: Any) -> HostFacts:
+    """The facts of a host, one object per host and worker (so one state read per host and worker)."""
     if name not in _FACTS:
         host = testinfra.get_host(f"ssh://{name}", ssh_config=config.option.ssh_config, sudo=sudo)
-        _FACTS[name] = HostFacts(name, host)
+        _FACTS[name] = HostFacts(name, host, **reads)
     return _FACTS[name]
+
+
+def _node_facts(config: pytest.Config, node: NodePlan) -> HostFacts:
+    return _facts(config, node.name, node.ssh.sudo, node_reads=node_reads(node, config.stash[_PLAN]))
 
 
 @pytest.fixture
 def node_facts(request: pytest.FixtureRequest, node: NodePlan) -> HostFacts:
-    """The node's live facts; the test errors as unreachable when SSH to the node fails."""
-    facts = _facts(request.config, node.name, node.ssh.sudo)
+    """The node's live facts (its state read, run once); the test errors as unreachable when SSH fails."""
+    facts = _node_facts(request.config, node)
     facts.ensure_reachable()
     return facts
 
 
 @pytest.fixture
 def target_facts(request: pytest.FixtureRequest, target: TargetPlan) -> HostFacts:
-    facts = _facts(request.config, target.name, bool(target.ssh and target.ssh.sudo))
+    facts = _facts(request.config, target.name, bool(target.ssh and target.ssh.sudo), target_reads=target_reads())
     facts.ensure_reachable()
     return facts
 
 
 @pytest.fixture
 def pod_facts(request: pytest.FixtureRequest, pod: Plan) -> dict[str, HostFacts]:
-    """Facts of every node of the plan (``--kvpod-limit`` does not apply: pod-wide checks need them all)."""
-    return {n.name: _facts(request.config, n.name, n.ssh.sudo) for n in pod.nodes}
+    """Facts of every node of the plan (``--kvpod-limit`` does not apply: pod-wide checks need them all).
+
+    The NVMe controllers of every node are read up front, the nodes in parallel: from the node's state read
+    when this worker has it, else by a script reading only them. A node that cannot be read raises
+    :class:`HostUnreachable` when the check asks for its controllers.
+    """
+    facts = {n.name: _node_facts(request.config, n) for n in pod.nodes}
+    with ThreadPoolExecutor(max_workers=min(8, len(facts) or 1)) as pool:
+        list(pool.map(_prefetch_controllers, facts.values()))
+    return facts
+
+
+def _prefetch_controllers(facts: HostFacts) -> None:
+    with contextlib.suppress(Exception):  # a failed read is remembered and raised again to the check
+        facts.controllers()
 
 
 @pytest.fixture(autouse=True)
@@ -196,12 +254,23 @@ def _kvpod_labels(request: pytest.FixtureRequest) -> None:
     request.node.user_properties.append(("kvpod_area", marker.args[0] if marker else ""))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Report an unreachable host in one line, without a traceback."""
-    report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(HostUnreachable):
-        report.longrepr = f"HostUnreachable: {call.excinfo.value}"
-    return report
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
+    """Report a check whose host could not be reached or read in one line, without a traceback (formatting
+    one per check of an unreachable host would cost more than the checks)."""
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if not isinstance(exc, HostUnreachable | ReadFailed):
+        return None
+    return pytest.TestReport(
+        item.nodeid,
+        item.location,
+        dict.fromkeys(item.keywords, 1),
+        "failed",
+        f"{type(exc).__name__}: {exc}",
+        call.when,  # type: ignore[arg-type]
+        [(f"Captured {key} {when}", content) for when, key, content in item._report_sections],
+        call.duration,
+        call.start,
+        call.stop,
+        user_properties=item.user_properties,
+    )

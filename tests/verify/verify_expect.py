@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from deploy.plan import USAGE_TRACKING_OFF, NodePlan
+from verify_facts import NodeReads, TargetReads
+
+from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, TargetPortalPlan
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
 SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
@@ -110,6 +112,47 @@ def vllm_arguments(node: NodePlan) -> dict[str, Any]:
         "--port": v.port,
         "--kv-transfer-config": json.loads(v.kv_transfer_config),
     }
+
+
+def enclosure_portals(node: NodePlan, plan: Plan) -> list[TargetPortalPlan]:
+    """The portals of the node's enclosure that offer its transport (each one asked for a discovery log)."""
+    return [
+        p
+        for t in plan.targets
+        if t.name == node.namespace.enclosure
+        for p in t.portals
+        if node.namespace.transport in p.transports
+    ]
+
+
+def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
+    """What the state read of a node reads: the items of every check of the node, from the plan."""
+    lm = node.lmcache
+    files = [SYSCTL_FILE, HOSTNQN_FILE, HOSTID_FILE, lm.env_file]
+    if lm.config_mode == "yaml" and lm.config_file:
+        files.append(lm.config_file)
+    return NodeReads(
+        portals=tuple(dict.fromkeys(p.address for p in node.namespace.portals)),
+        ping_size=ping_size(node),
+        rdma=node.namespace.transport == "rdma",
+        sysctls=tuple(sysctls(node)),
+        files=tuple(dict.fromkeys(files)),
+        modules=tuple(kernel_modules(node)),
+        modules_load_dir=MODULES_LOAD_DIR,
+        mount_path=node.mount.path,
+        local_disk_dir=local_disk_dir(node),
+        user=node.vllm.user,
+        main_unit=node.vllm.unit,
+        units=(CONNECT_UNIT,),
+        health_url=node.vllm.health_url,
+        discoveries=tuple(
+            dict.fromkeys((node.namespace.transport, p.address, p.trsvcid) for p in enclosure_portals(node, plan))
+        ),
+    )
+
+
+def target_reads() -> TargetReads:
+    return TargetReads(nvmet_root=NVMET_ROOT)
 
 
 def argument_id(flag: str) -> str:

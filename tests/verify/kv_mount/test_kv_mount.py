@@ -34,11 +34,12 @@ class TestMountUnit:
         expect(f"{unit} ActiveState", "active", props.get("ActiveState"))
 
     def test_mount_unit_persistent(self, node: NodePlan, node_facts: HostFacts) -> None:
-        """The mount unit comes back at boot: enabled (or generated from /etc/fstab)."""
+        """The mount unit comes back at boot: enabled (or generated from /etc/fstab), as ``systemctl is-enabled``
+        would say (its UnitFileState)."""
         unit = node_facts.mount_unit_name(node.mount.path)
         state = node_facts.is_enabled(unit)
         if state not in PERSISTENT_UNIT_STATES:
-            fail(f"systemctl is-enabled {unit}", Text(" or ".join(PERSISTENT_UNIT_STATES)), state)
+            fail(f"{unit} UnitFileState", Text(" or ".join(PERSISTENT_UNIT_STATES)), state)
 
 
 class TestCapacity:

@@ -82,5 +82,5 @@ class TestControllers:
 
 class TestConnectUnit:
     def test_connect_unit_enabled(self, node: NodePlan, node_facts: HostFacts) -> None:
-        """The unit that connects the namespace at boot is enabled."""
-        expect(f"systemctl is-enabled {CONNECT_UNIT}", "enabled", node_facts.is_enabled(CONNECT_UNIT))
+        """The unit that connects the namespace at boot is enabled (its UnitFileState)."""
+        expect(f"{CONNECT_UNIT} UnitFileState", "enabled", node_facts.is_enabled(CONNECT_UNIT))

@@ -23,8 +23,8 @@ def main_pid(node: NodePlan, facts: HostFacts) -> str:
 
 class TestUnit:
     def test_unit_enabled(self, node: NodePlan, node_facts: HostFacts) -> None:
-        """The vLLM unit starts at boot."""
-        expect(f"systemctl is-enabled {node.vllm.unit}", "enabled", node_facts.is_enabled(node.vllm.unit))
+        """The vLLM unit starts at boot (its UnitFileState is enabled)."""
+        expect(f"{node.vllm.unit} UnitFileState", "enabled", node_facts.is_enabled(node.vllm.unit))
 
     def test_unit_active(self, node: NodePlan, node_facts: HostFacts) -> None:
         """The vLLM unit is running."""
