@@ -175,6 +175,13 @@ def argv(node: NodePlan) -> list[str]:
     return out + list(v.extra_args)
 
 
+def connector_text(node: NodePlan) -> str:
+    """The interpreter of vLLM's executable importing LMCache's connector: the pinned versions, or any."""
+    pins = dict(r.split("==", 1) for r in node.vllm.install.requirements) if node.vllm.install else {}
+    interpreter = f"{node.vllm.install.venv}/bin/python" if node.vllm.install else "/usr/bin/python3"
+    return f"interpreter {interpreter}\nvllm {pins.get('vllm', '0.11.0')}\nlmcache {pins.get('lmcache', '0.5.6')}\n"
+
+
 def environ(node: NodePlan) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/var/lib/vllm", "LANG": "C.UTF-8"}
     env.update({k: _env_value(v) for k, v in ve.lmcache_environment(node).items()})
@@ -270,7 +277,7 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
     )
     cmdline = "".join(f"/proc/{PID}/cmdline:{a}\0" for a in argv(node))
     env = "".join(f"/proc/{PID}/environ:{k}={v}\0" for k, v in environ(node).items())
-    budget = int(node.mount.disk_budget_gb * ve.GB)
+    budget = int(node.mount.disk_budget_gb * ve.GIB)
     out = _sections(
         ("links", links_json(node, 1500 if "vlan-mtu" in breaks else None)),
         ("routes", routes_text(node, list(reads.portals))),
@@ -289,6 +296,7 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("df", f"      Avail    1B-blocks\n{budget + 4096} {budget * 2}\n"),
         ("du", f"4096\t{ve.local_disk_dir(node)}\n"),
         ("health", "200\n"),
+        ("connector", connector_text(node)),
         *((vf.section_name("ping", a), ping_text(a, reads.ping_size)) for a in reads.portals),
         *((vf.section_name("discover", t, a, s), discovery_json(node, a, s)) for t, a, s in reads.discoveries),
     )

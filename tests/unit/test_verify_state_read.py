@@ -525,3 +525,32 @@ class TestReadFailures:
         facts = vf.HostFacts("node1", Broken(), node_reads=ve.node_reads(node1, lab_plan))  # type: ignore[arg-type]
         with pytest.raises(vf.ReadFailed, match="the state read stopped \\(exit 2\\): sh: 1: Syntax error"):
             facts.ensure_reachable()
+
+
+def test_connector_check_runs_the_executables_interpreter(tmp_path: Path) -> None:
+    """The state read imports LMCache's connector with the interpreter of vLLM's executable (a venv's, from its
+    #! line) and reports the versions it sees; an interpreter without lmcache fails the section."""
+    from deploy.lab.wheels import build_standin_wheelhouse
+
+    build_standin_wheelhouse(tmp_path / "wheels", "0.5.6")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-index"]
+    subprocess.run([*pip, "--find-links", str(tmp_path / "wheels"), "vllm==0.0.0", "lmcache==0.5.6"], check=True)
+    bare = tmp_path / "bare-vllm"
+    bare.write_text("#!/usr/bin/env python3\n")
+
+    def run(executable: Path) -> vf.Section:
+        script = vf._PRELUDE + f"sect connector connector {executable} {ve.CONNECTOR_MODULE}\n"
+        out = subprocess.run(["sh", "-c", script, "sh", "BOUNDARY"], capture_output=True, text=True).stdout
+        return vf.split_sections(out, "BOUNDARY")[0]["connector"]
+
+    good = run(venv / "bin" / "vllm")
+    assert good.ok, good.why()
+    assert vf.parse_words(good.stdout) == {
+        "interpreter": str(venv / "bin" / "python"),
+        "vllm": "0.0.0+standin",
+        "lmcache": "0.5.6+standin",
+    }
+    broken = run(bare)
+    assert not broken.ok and "ModuleNotFoundError" in broken.why()

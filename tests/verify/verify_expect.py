@@ -17,6 +17,7 @@ from verify_facts import NodeReads, TargetReads
 from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, TargetPortalPlan
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
+CONNECTOR_MODULE = "lmcache.integration.vllm.vllm_v1_adapter"  # what vLLM's LMCacheConnectorV1 imports
 SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
 MODULES_LOAD_DIR = "/etc/modules-load.d"
 HOSTNQN_FILE = "/etc/nvme/hostnqn"
@@ -145,6 +146,8 @@ def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
         main_unit=node.vllm.unit,
         units=(CONNECT_UNIT,),
         health_url=node.vllm.health_url,
+        executable=node.vllm.executable,
+        connector_module=CONNECTOR_MODULE,
         discoveries=tuple(
             dict.fromkeys((node.namespace.transport, p.address, p.trsvcid) for p in enclosure_portals(node, plan))
         ),

@@ -62,6 +62,15 @@ modules() {  # MODULE ...: the loaded ones, then modules.builtin when one is not
   echo builtin-list
   cat "$R/lib/modules/$(uname -r)/modules.builtin"
 }
+connector() {  # EXECUTABLE MODULE: the interpreter of EXECUTABLE's #! line imports MODULE; the versions
+  IFS= read -r _l < "$1" || return 1
+  case $_l in '#!'*) ;; *) echo "$1 has no #! line" >&2; return 1 ;; esac
+  set -- "$1" "$2" ${_l#??}
+  _p=$3
+  [ "${3##*/}" = env ] && _p=$(command -v "$4")
+  "$_p" -c "import importlib.metadata as m, $2; print('interpreter', '$_p')
+for d in ('vllm', 'lmcache'): print(d, m.version(d))"
+}
 modules_load() {  # DIR: <file>\t<line> for each line of DIR/*.conf
   for _f in "$1"/*.conf; do
     [ -f "$_f" ] || continue
@@ -179,6 +188,8 @@ class NodeReads:
     units: tuple[str, ...]  # further units (the mount unit of mount_path is added on the host)
     health_url: str
     discoveries: tuple[tuple[str, str, int], ...]  # (transport, address, trsvcid) of each enclosure portal
+    executable: str = ""  # vLLM's executable: its interpreter must import LMCache's vLLM connector
+    connector_module: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,7 @@ def node_script(reads: NodeReads, root: str = "") -> str:
         f"[ -d {_rooted(r.local_disk_dir)} ] && sect du du -sb {_rooted(r.local_disk_dir)}",
         f"sect health health {_q(r.health_url)}",
         *(f"sect {_q(section_name('ping', a))} ping -M do -s {int(r.ping_size)} -c 1 -W 3 {_q(a)}" for a in r.portals),
+        f"sect connector connector {_rooted(r.executable)} {_q(r.connector_module)}" if r.executable else "",
         *(
             f"sect {_q(section_name('discover', t, a, s))} timeout 30 nvme discover -t {_q(t)} -a {_q(a)} "
             f"-s {int(s)} -o json"
@@ -380,6 +392,16 @@ def parse_controllers(text: str) -> list[Controller]:
         name, transport, nqn, address, state = (f.strip() for f in fields)
         addr = parse_address(address)
         out.append(Controller(name, transport, nqn, addr.get("traddr", ""), addr.get("trsvcid", ""), state))
+    return out
+
+
+def parse_words(text: str) -> dict[str, str]:
+    """``name value`` lines -> a dict (the connector check's interpreter and versions)."""
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name and value:
+            out[name] = value.strip()
     return out
 
 
@@ -893,6 +915,10 @@ class NodeState(_Lazy):
     def health(self) -> tuple[int, str]:
         return parse_http_status(self.need("health", f"GET {self.reads.health_url}").stdout)
 
+    def connector(self) -> Section:
+        """The interpreter of vLLM's executable importing LMCache's vLLM connector (whatever the outcome)."""
+        return self.present("connector", f"import of {self.reads.connector_module}")
+
     def discovery(self, transport: str, address: str, trsvcid: int) -> Section:
         return self.present(
             section_name("discover", transport, address, trsvcid), f"nvme discover -t {transport} -a {address}"
@@ -1109,6 +1135,11 @@ class HostFacts:
         """The HTTP status of a GET from the host itself (0 when nothing answered), and the raw answer."""
         self._reads("health URL", url, self.node().reads.health_url)
         return self.node().health()
+
+    def connector_import(self) -> tuple[bool, dict[str, str], str]:
+        """(whether vLLM's interpreter imports LMCache's connector, {"interpreter", "vllm", "lmcache"}, why not)."""
+        section = self.node().connector()
+        return section.ok, parse_words(section.stdout), section.why()
 
 
 def _ssh_error(exc: RuntimeError) -> str:

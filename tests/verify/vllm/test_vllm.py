@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from verify_expect import Text, expect, fail, same_value
+from verify_expect import CONNECTOR_MODULE, Text, expect, fail, same_value
 from verify_facts import HostFacts, argument_value, contains_sequence, serve_model
 
 from deploy.plan import NodePlan
@@ -78,3 +78,25 @@ class TestHealth:
         """The health endpoint answers 200, asked from the node itself (it listens on loopback)."""
         status, raw = node_facts.http_status(node.vllm.health_url)
         expect(f"GET {node.vllm.health_url}", 200, status if status else Text(raw or "no answer"))
+
+
+class TestInstallation:
+    def test_interpreter_imports_the_lmcache_connector(
+        self, node: NodePlan, node_facts: HostFacts, record_property: Any
+    ) -> None:
+        """The interpreter vLLM's executable runs on imports the module LMCacheConnectorV1 loads; the
+        versions of vllm and lmcache it sees are reported (and must be the pinned ones with vllm.install)."""
+        ok, found, why = node_facts.connector_import()
+        if not ok:
+            fail(
+                f"{node.vllm.executable}'s interpreter imports {CONNECTOR_MODULE}", Text("the import works"), Text(why)
+            )
+        versions = (
+            f"vllm {found.get('vllm', '?')}, lmcache {found.get('lmcache', '?')} ({found.get('interpreter', '?')})"
+        )
+        print(versions)
+        install = node.vllm.install
+        if install is not None:
+            wanted = dict(r.split("==", 1) for r in install.requirements)
+            seen = {name: found.get(name, "").split("+", 1)[0] for name in wanted}
+            expect("versions in vLLM's environment", wanted, seen)
