@@ -62,6 +62,14 @@ def summary_table(report: VerifyReport, title: str) -> Table:
     return table
 
 
+def print_reported(report: VerifyReport) -> None:
+    """What passing checks reported, one line per host (the vllm and lmcache versions vLLM runs with)."""
+    for host, values in sorted(report.reported.items()):
+        text = ", ".join(f"{k} {v}" for k, v in values.items() if k != "interpreter")
+        where = f" ({values['interpreter']})" if "interpreter" in values else ""
+        out.print(f"  {host}: {text}{where}", markup=False, highlight=False)
+
+
 def print_failures(report: VerifyReport) -> None:
     """Each failed check: its test id, then what was expected and what was found (or the error)."""
     if report.unreachable_hosts:
@@ -102,6 +110,7 @@ def run_verify_command(plan: Plan, limit: list[str] | None = None, junit: Path |
     held = sum(c.outcome == "passed" for c in checks)
     if report.checks:
         out.print(summary_table(report, f"kvpod verify of {plan.pod}: {held}/{len(checks)} checks held"))
+    print_reported(report)
     print_failures(report)
     if report.suite_error:
         out.print(f"[red]suite error:[/red] {report.suite_error}", highlight=False)

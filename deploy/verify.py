@@ -234,6 +234,7 @@ class Check:
     message: str = ""
     expected: str | None = None
     found: str | None = None
+    reported: tuple[tuple[str, str], ...] = ()  # what a passing check reports (the versions vLLM runs)
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,15 @@ class VerifyReport:
     def row_cells(self, host: str) -> Cell:
         cells = [self.cell(host, area) for area in self.areas]
         return Cell(*(sum(getattr(c, k) for c in cells) for k in ("passed", "failed", "unreachable", "skipped")))
+
+    @property
+    def reported(self) -> dict[str, dict[str, str]]:
+        """Per host, what its passing checks reported (``{"node1": {"vllm": "0.11.0", ...}}``)."""
+        out: dict[str, dict[str, str]] = {}
+        for c in self.checks:
+            if c.reported:
+                out.setdefault(c.host, {}).update(c.reported)
+        return out
 
     @property
     def failures(self) -> list[Check]:
@@ -377,6 +387,7 @@ def parse_junit(xml_text: str, rows: list[str]) -> VerifyReport:
                 message=what if outcome in ("failed", "error") else message,
                 expected=expected,
                 found=found,
+                reported=tuple((k, v) for k, v in props.items() if k and not k.startswith("kvpod_")),
             )
         )
     areas = [*AREAS, *sorted({c.area for c in checks} - set(AREAS))]

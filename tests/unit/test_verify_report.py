@@ -456,3 +456,18 @@ class TestSimulatedPod:
         assert (option.expected, option.found) == ("to include 'noatime'", "not mounted")
         assert {c.area for c in failed.values() if c.host == "node1"} <= {"kv_mount", "namespace", "lmcache"}
         assert report.cell(POD_ROW, "namespace").status == "ok"
+
+
+def test_passing_checks_report_what_they_saw() -> None:
+    xml = (
+        '<testsuites><testsuite><testcase classname="vllm.test_vllm.TestInstallation" '
+        'name="test_interpreter_imports_the_lmcache_connector[node1]"><properties>'
+        '<property name="kvpod_host" value="node1"/><property name="kvpod_area" value="vllm"/>'
+        '<property name="interpreter" value="/opt/kvpod/vllm/bin/python"/>'
+        '<property name="vllm" value="0.11.0"/><property name="lmcache" value="0.5.6"/>'
+        "</properties></testcase></testsuite></testsuites>"
+    )
+    report = parse_junit(xml, ["node1"])
+    assert report.reported == {
+        "node1": {"interpreter": "/opt/kvpod/vllm/bin/python", "vllm": "0.11.0", "lmcache": "0.5.6"}
+    }
