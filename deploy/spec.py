@@ -92,10 +92,8 @@ class Ssh(Strict):
     strict_host_key_checking: Literal["yes", "accept-new", "no"] = "accept-new"
 
 
-
 class PodMeta(Strict):
     name: Name
-
 
 
 class VlanRange(Strict):
@@ -119,9 +117,7 @@ class Fabric(Strict):
     mtu: Mtu = 9000
     vlan_mode: Literal["shared", "per-node"] = "shared"
     storage_vlan: VlanId = 100
-    node_vlans: VlanRange | None = Field(
-        None, description="per-node mode: the VLAN IDs nodes draw from, in node order"
-    )
+    node_vlans: VlanRange | None = Field(None, description="per-node mode: the VLAN IDs nodes draw from, in node order")
     subnet: str = Field("10.78.0.0/24", description="storage subnet: target portals (and nodes when shared)")
     node_subnets: str | None = Field(
         None, description="per-node mode: supernet carved into one small subnet per node VLAN"
@@ -164,7 +160,6 @@ class Management(Strict):
     ssh: Ssh | None = None
 
 
-
 class Switch(Strict):
     name: Name
     kind: Literal["cumulus-nvue", "linux-bridge", "none"]
@@ -174,7 +169,6 @@ class Switch(Strict):
     routed: bool = Field(False, description="give the storage VLAN(s) an SVI address on this switch")
     bridge: str = Field("br_default", description="bridge name (NVUE domain or Linux bridge)")
     netns: str | None = Field(None, description="linux-bridge: network namespace holding the bridge")
-
 
 
 class SwitchAttachment(Strict):
@@ -194,11 +188,9 @@ class Portal(Strict):
     transports: list[Literal["rdma", "tcp"]] = Field(default_factory=lambda: ["rdma"], min_length=1)
 
 
-
 class Iom(Strict):
     name: Name
     ports: list[Portal] = Field(min_length=1)
-
 
 
 class Drive(Strict):
@@ -209,7 +201,6 @@ class Drive(Strict):
     nqn: Nqn | None = None
     device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
     nsid: int = Field(1, ge=1)
-
 
 
 class DriveSet(Strict):
@@ -235,7 +226,6 @@ class Enclosure(Strict):
         Discriminator(_list_or_set),
     ]
     file_backed: bool = Field(False, description="linux-nvmet: create sparse files at device_path")
-
 
     @field_validator("nqn_prefix")
     @classmethod
@@ -278,7 +268,6 @@ class Node(Strict):
     host_id: str | None = None
     namespace: NamespaceRef | None = None
 
-
     @field_validator("fabric_interface")
     @classmethod
     def _ifname(cls, v: str) -> str:
@@ -305,7 +294,6 @@ class NodeGenerator(Strict):
     switch_port: str | None = Field(None, description="format pattern, e.g. swp{n}")
     switch_port_start: int = Field(1, ge=0, description="value of {n} in switch_port for node 1")
     gpus: int = Field(4, ge=1, le=16)
-
 
     @field_validator("name")
     @classmethod
