@@ -27,6 +27,12 @@ NQN_MAX_BYTES = 223
 NQN_RE = re.compile(r"^nqn\.(19|20)\d\d-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)*:.+$")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# RFC 1123 host names: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-',
+# at most 253 characters, the last label not all-numeric (that would be an IPv4 address).
+HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+HOST_LABEL_MAX = 63
+HOST_NAME_MAX = 253
+DOTTED_NUMERIC_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 class Strict(BaseModel):
@@ -54,22 +60,71 @@ def check_name(value: str) -> str:
     return value
 
 
+def ipv4_problem(value: str) -> str | None:
+    """Why an all-numeric dotted value (meant as an IPv4 address) is not one; None when it is not of that form."""
+    if not DOTTED_NUMERIC_RE.fullmatch(value):
+        return None
+    octets = value.split(".")
+    if len(octets) != 4:
+        return f"{len(octets)} part{'s' if len(octets) != 1 else ''} (an IPv4 address has 4: a.b.c.d)"
+    for octet in octets:
+        digits = octet.lstrip("0") or "0"
+        if len(digits) > 3 or int(digits) > 255:
+            return f"octet {octet if len(octet) <= 12 else octet[:12] + '...'} is above 255"
+    for octet in octets:
+        if len(octet) > 1 and octet.startswith("0"):
+            return f"octet {octet} has a leading zero (ambiguous: octal or decimal)"
+    return None
+
+
 def check_address(value: str) -> str:
     """Return a canonical IPv4/IPv6 address string, or raise ValueError."""
     try:
         return str(IPAddress(value))
     except (AddrFormatError, ValueError, TypeError):
+        why = ipv4_problem(value)
+        if why:
+            raise ValueError(f"{value!r} is not a valid IPv4 address: {why}") from None
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
+def host_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a host name under RFC 1123 (None when it is one); one trailing dot is allowed."""
+    name = value[:-1] if value.endswith(".") else value
+    if not name:
+        return "empty host name"
+    if len(name) > HOST_NAME_MAX:
+        return f"{len(name)} characters (a host name has at most {HOST_NAME_MAX})"
+    labels = name.split(".")
+    for label in labels:
+        if not label:
+            return "empty label (two dots in a row, or a leading dot)"
+        if len(label) > HOST_LABEL_MAX:
+            return f"label {label[:20]!r}... is {len(label)} characters (at most {HOST_LABEL_MAX})"
+        if not HOST_LABEL_RE.fullmatch(label):
+            if label.startswith("-") or label.endswith("-"):
+                return f"label {label!r} starts or ends with '-'"
+            return f"label {label!r} has characters other than letters, digits and '-'"
+    if labels[-1].isdigit():
+        return f"the last label {labels[-1]!r} is all-numeric (a host name ends in a label with a letter)"
+    return None
+
+
 def check_host(value: str) -> str:
-    """An SSH address may be an IP address or a DNS name."""
+    """An SSH or management address: an IP address, or a host name (RFC 1123)."""
     try:
-        return check_address(value)
-    except ValueError:
-        if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", value):
-            return value
-        raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
+        return str(IPAddress(value))
+    except (AddrFormatError, ValueError, TypeError):
+        pass
+    why = ipv4_problem(value)
+    if why:
+        raise ValueError(f"{value!r} is not a valid IPv4 address: {why}")
+    if ":" in value:
+        raise ValueError(f"{value!r} is not a valid IPv6 address (nor a host name: ':' is not allowed)")
+    why = host_name_problem(value)
+    if why:
+        raise ValueError(f"{value!r} is neither an IP address nor a valid host name: {why}")
+    return value
 
 
 Name = Annotated[str, AfterValidator(lambda v: check_name(v))]

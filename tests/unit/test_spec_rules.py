@@ -255,3 +255,70 @@ def test_all_problems_reported_at_once(reference_dict):
     out = problems(data)
     assert any(p.startswith("nodes[0].gpus") for p in out)
     assert any(p.startswith("nodes[1].fabric_address") for p in out)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("10.0.0.300", "'10.0.0.300' is not a valid IPv4 address: octet 300 is above 255"),
+        ("256.1.1.1", "'256.1.1.1' is not a valid IPv4 address: octet 256 is above 255"),
+        ("1.2.3", "'1.2.3' is not a valid IPv4 address: 3 parts (an IPv4 address has 4: a.b.c.d)"),
+        ("1.2.3.4.5", "'1.2.3.4.5' is not a valid IPv4 address: 5 parts"),
+        ("4294967295", "'4294967295' is not a valid IPv4 address: 1 part"),
+        ("10.0.0.01", "'10.0.0.01' is not a valid IPv4 address: octet 01 has a leading zero"),
+    ],
+)
+def test_ssh_address_that_is_not_a_valid_ipv4_address(reference_dict, address, expected):
+    reference_dict["switches"][0]["management"]["ssh"]["address"] = address
+    (line,) = problems(reference_dict)
+    assert line.startswith(f"switches[0].management.ssh.address: {expected}")
+
+
+def test_management_address_that_is_not_a_valid_ipv4_address(reference_dict):
+    reference_dict["enclosures"][0]["management"]["address"] = "192.0.2.300"
+    (line,) = problems(reference_dict)
+    assert line == "enclosures[0].management.address: '192.0.2.300' is not a valid IPv4 address: octet 300 is above 255"
+
+
+def test_generated_ssh_address_that_is_not_a_valid_ipv4_address(reference_dict):
+    reference_dict["nodes"]["generate"]["ssh_address"] = "192.0.2.300"
+    (line,) = problems(reference_dict)
+    assert line == "nodes.generate.ssh_address: '192.0.2.300' is not a valid IPv4 address: octet 300 is above 255"
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("gpu_01.example.com", "label 'gpu_01' has characters other than letters, digits and '-'"),
+        ("-gpu01.example.com", "label '-gpu01' starts or ends with '-'"),
+        ("gpu01-.example.com", "label 'gpu01-' starts or ends with '-'"),
+        ("gpu01..example.com", "empty label (two dots in a row, or a leading dot)"),
+        ("g" * 64 + ".example.com", "is 64 characters (at most 63)"),
+        (".".join(["a" * 63] * 4), "255 characters (a host name has at most 253)"),
+        ("gpu01.example.123", "the last label '123' is all-numeric"),
+        ("gpu01 .example.com", "label 'gpu01 ' has characters other than letters, digits and '-'"),
+        ("", "empty host name"),
+    ],
+)
+def test_ssh_host_name_rules(reference_dict, host, expected):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["ssh"]["address"] = host
+    (line,) = problems(data)
+    assert line.startswith(f"nodes[0].ssh.address: {host!r} is neither an IP address nor a valid host name: ")
+    assert expected in line
+
+
+def test_ipv6_with_zone_is_not_a_host_name(reference_dict):
+    reference_dict["switches"][0]["management"]["ssh"]["address"] = "fe80::1%eth0"
+    (line,) = problems(reference_dict)
+    assert line.startswith("switches[0].management.ssh.address: 'fe80::1%eth0' is not a valid IPv6 address")
+
+
+@pytest.mark.parametrize(
+    "host", ["gpu01", "gpu01.example.com", "gpu01.example.com.", "GPU-01.Example.COM", "1.2.3.4a", "2001:db8::5"]
+)
+def test_valid_ssh_host_names(reference_dict, host):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["ssh"]["address"] = host
+    spec = spec_from_dict(data)
+    assert spec.nodes[0].ssh.address in (host, "2001:db8::5")
