@@ -45,7 +45,7 @@ def check_nqn(value: str) -> str:
     """Return ``value`` when it is a well-formed NVMe Qualified Name, else raise ValueError."""
     if len(value.encode()) > NQN_MAX_BYTES:
         raise ValueError(f"NQN is {len(value.encode())} bytes (at most {NQN_MAX_BYTES})")
-    if not NQN_RE.match(value):
+    if not NQN_RE.fullmatch(value):
         raise ValueError(
             f"malformed NQN {value!r} (expected nqn.yyyy-mm.reverse-domain:identifier, "
             "e.g. nqn.2024-01.com.example:drive01)"
@@ -55,7 +55,7 @@ def check_nqn(value: str) -> str:
 
 def check_name(value: str) -> str:
     """Names become hostnames, unit names and NQN parts: lower-case DNS labels only."""
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name (lower-case letters, digits and '-', 1-63 chars)")
     return value
 
@@ -326,7 +326,7 @@ class Node(Strict):
     @field_validator("fabric_interface")
     @classmethod
     def _ifname(cls, v: str) -> str:
-        if not IFNAME_RE.match(v):
+        if not IFNAME_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a Linux interface name (1-15 chars, no spaces or '/')")
         return v
 

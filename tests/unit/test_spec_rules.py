@@ -322,3 +322,17 @@ def test_valid_ssh_host_names(reference_dict, host):
     data["nodes"][0]["ssh"]["address"] = host
     spec = spec_from_dict(data)
     assert spec.nodes[0].ssh.address in (host, "2001:db8::5")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("name", "gpu01\n", "'gpu01\\n' is not a valid name"),
+        ("fabric_interface", "eth1\n", "'eth1\\n' is not a Linux interface name"),
+        ("host_nqn", "nqn.2024-01.com.example:host-a\n", "malformed NQN"),
+    ],
+)
+def test_trailing_newline_is_not_part_of_a_valid_value(reference_dict, field, value, expected):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0][field] = value
+    assert any(p.startswith(f"nodes[0].{field}: {expected}") for p in problems(data))
