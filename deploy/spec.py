@@ -7,6 +7,7 @@ subnets, one namespace per node, ...) live in :mod:`deploy.validate`. Nothing he
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Any, Literal
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
@@ -27,6 +28,10 @@ NQN_MAX_BYTES = 223
 NQN_RE = re.compile(r"^nqn\.(19|20)\d\d-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)*:.+$")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# Format specs allowed in name patterns ({n}, {n:02d}, {slot:3}): a width of one digit, nothing else.
+PATTERN_SPEC_RE = re.compile(r"0?[0-9]?d?")
+# Upper bound of every size in GB (capacities, budgets, GPU memory): 1 PB, far above any drive or node.
+MAX_GB = 1_000_000
 # RFC 1123 host names: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-',
 # at most 253 characters, the last label not all-numeric (that would be an IPv4 address).
 HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
@@ -36,9 +41,9 @@ DOTTED_NUMERIC_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 class Strict(BaseModel):
-    """Base for every spec model: unknown keys are errors, values are not coerced silently."""
+    """Base for every spec model: unknown keys are errors, values are not coerced silently, numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def check_nqn(value: str) -> str:
@@ -75,6 +80,24 @@ def ipv4_problem(value: str) -> str | None:
         if len(octet) > 1 and octet.startswith("0"):
             return f"octet {octet} has a leading zero (ambiguous: octal or decimal)"
     return None
+
+
+def check_pattern(value: str, field: str) -> str:
+    """A name pattern such as ``gpu{n:02d}``: only ``{field}`` is replaced, optionally padded to at most 9."""
+    example = f"{{{field}}} or {{{field}:02d}}"
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a valid pattern: {exc} (use {example}; '{{{{' for a literal brace)"
+        ) from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name != field or conversion is not None or not PATTERN_SPEC_RE.fullmatch(spec or ""):
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{value!r}: {shown[:40]} is not a placeholder kvpod fills in (use {example})")
+    return value
 
 
 def check_address(value: str) -> str:
@@ -252,7 +275,7 @@ class Drive(Strict):
     """One SSD of the enclosure, exported as one NVMe subsystem with one namespace."""
 
     slot: int = Field(ge=1, le=64)
-    capacity_gb: float = Field(gt=0)
+    capacity_gb: float = Field(gt=0, le=MAX_GB)
     nqn: Nqn | None = None
     device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
     nsid: int = Field(1, ge=1)
@@ -262,8 +285,13 @@ class DriveSet(Strict):
     """Compact form: ``count`` identical drives in slots 1..count."""
 
     count: int = Field(ge=1, le=64)
-    capacity_gb: float = Field(gt=0)
+    capacity_gb: float = Field(gt=0, le=MAX_GB)
     device_path_pattern: str | None = Field(None, description="linux-nvmet: e.g. /srv/nvmet/drive{slot}.img")
+
+    @field_validator("device_path_pattern")
+    @classmethod
+    def _device_pattern(cls, v: str | None) -> str | None:
+        return None if v is None else check_pattern(v, "slot")
 
 
 def _list_or_set(value: Any) -> str:
@@ -353,11 +381,28 @@ class NodeGenerator(Strict):
     @field_validator("name")
     @classmethod
     def _pattern(cls, v: str) -> str:
+        check_pattern(v, "n")
         try:
             check_name(v.format(n=1))
-        except (KeyError, IndexError, ValueError) as exc:
+        except ValueError as exc:
             raise ValueError(f"name pattern {v!r} does not give a valid name for node 1 ({exc})") from None
         return v
+
+    @field_validator("switch_port")
+    @classmethod
+    def _port_pattern(cls, v: str | None) -> str | None:
+        return None if v is None else check_pattern(v, "n")
+
+    @model_validator(mode="after")
+    def _addresses_fit(self) -> NodeGenerator:
+        first = IPAddress(self.ssh_address)
+        last = int(first) + (self.count - 1) * self.ssh_address_step
+        if last >= 1 << (32 if first.version == 4 else 128):
+            raise ValueError(
+                f"ssh_address_step {self.ssh_address_step}: node {self.count} would be past the last "
+                f"IPv{first.version} address (use a smaller step or a lower ssh_address)"
+            )
+        return self
 
 
 class NodeList(Strict):
@@ -371,10 +416,10 @@ class Kvcache(Strict):
     path: str = "/mnt/kvcache"
     filesystem: Literal["ext4"] = "ext4"
     mount_options: list[str] = Field(default_factory=lambda: ["noatime"])
-    cpu_budget_gb: float = Field(30, gt=0, description="LMCache host-DRAM tier per node")
-    disk_budget_gb: float = Field(100, gt=0, description="LMCache disk tier per node")
+    cpu_budget_gb: float = Field(30, gt=0, le=MAX_GB, description="LMCache host-DRAM tier per node")
+    disk_budget_gb: float = Field(100, gt=0, le=MAX_GB, description="LMCache disk tier per node")
     chunk_size: int = Field(256, ge=1)
-    lmcache_extra: dict = Field(
+    lmcache_extra: dict[str, Any] = Field(
         default_factory=dict,
         description="further LMCache settings; nested values need a YAML config file (written automatically)",
     )
@@ -382,7 +427,7 @@ class Kvcache(Strict):
     @field_validator("path")
     @classmethod
     def _abs(cls, v: str) -> str:
-        if not v.startswith("/") or v.rstrip("/") in ("", "/") or " " in v:
+        if not v.startswith("/") or v.rstrip("/") in ("", "/") or not v.isprintable() or " " in v:
             raise ValueError(f"{v!r} is not an absolute mount path other than / (e.g. /mnt/kvcache)")
         return v.rstrip("/")
 
@@ -399,7 +444,7 @@ class ModelShape(Strict):
     kv_heads: int = Field(ge=1)
     head_dim: int = Field(ge=1)
     dtype_bytes: int = Field(2, ge=1, le=8)
-    params_billion: float = Field(gt=0)
+    params_billion: float = Field(gt=0, le=MAX_GB)
 
 
 class Vllm(Strict):
@@ -412,7 +457,7 @@ class Vllm(Strict):
     user: str = "vllm"
     executable: str = "/usr/local/bin/vllm"
     extra_args: list[str] = Field(default_factory=list)
-    gpu_memory_gb: float = Field(80, gt=0, description="memory of one GPU in GB (H100: 80)")
+    gpu_memory_gb: float = Field(80, gt=0, le=MAX_GB, description="memory of one GPU in GB (H100: 80)")
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (brief: 16)")
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from deploy.errors import SpecError
-from deploy.loader import load_spec_text, spec_from_dict
+from deploy.loader import load_spec, load_spec_text, spec_from_dict
 
 
 def problems(data: dict) -> list[str]:
@@ -336,3 +337,162 @@ def test_trailing_newline_is_not_part_of_a_valid_value(reference_dict, field, va
     data = explicit_nodes(reference_dict)
     data["nodes"][0][field] = value
     assert any(p.startswith(f"nodes[0].{field}: {expected}") for p in problems(data))
+
+
+# --- every problem is one line, whatever the spec holds ---
+
+
+def test_unusual_key_is_quoted_in_the_path(reference_dict):
+    reference_dict["kvcache"]["disk budget:\ngb"] = 10
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache['disk budget:\\ngb']: unknown key 'disk budget:\\ngb'")
+    assert "\n" not in line
+
+
+def test_override_for_a_name_that_is_not_generated_is_quoted(reference_dict):
+    reference_dict["nodes"]["overrides"] = {"gpu 01": {"gpus": 8}}
+    (line,) = problems(reference_dict)
+    assert line == "nodes.overrides['gpu 01']: no generated node has this name (generated: gpu01..gpu24)"
+
+
+def test_line_breaks_in_quoted_values_are_escaped(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["host_id"] = data["nodes"][1]["host_id"] = "id\u2028one"
+    out = problems(data)
+    assert any(p.startswith("nodes[0].host_id: host ID id\\u2028one is shared") for p in out)
+    assert all(len(p.splitlines()) == 1 for p in out)
+
+
+def test_a_large_wrong_value_is_abbreviated(reference_dict):
+    reference_dict["pod"]["name"] = [list(range(1000))] * 1000
+    (line,) = problems(reference_dict)
+    assert line.startswith("pod.name: Input should be a valid string (got [[0, 1, 2, 3, 4, 5, ...], ")
+    assert len(line) < 250
+
+
+# --- the loader refuses what cannot be a spec, with the line and column ---
+
+
+def load_problem(text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "pod.yaml")
+    (problem,) = info.value.problems
+    return str(problem)
+
+
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_billion_laughs_is_refused():
+    assert load_problem(BILLION_LAUGHS) == (
+        "pod.yaml: the document holds 490329064 values once its aliases are expanded "
+        "(at most 100000; a pod spec has a few thousand)"
+    )
+
+
+def test_aliases_of_a_long_text_are_refused():
+    text = "a: &a " + "x" * 100_000 + "\nb: [" + ", ".join(["*a"] * 200) + "]\n"
+    assert load_problem(text).startswith("pod.yaml: the document holds 20100002 characters of text once its aliases")
+
+
+def test_alias_inside_its_own_value_is_refused():
+    assert load_problem("pod: &a {name: *a}\n") == (
+        "pod.yaml: YAML syntax error at line 1, column 6: an alias refers to a value that contains it (a cycle)"
+    )
+
+
+def test_nesting_deeper_than_the_bound_is_refused():
+    assert load_problem("pod: " + "[" * 5000 + "]" * 5000 + "\n") == (
+        "pod.yaml: YAML syntax error at line 1, column 55: values nested deeper than 50 levels"
+    )
+    chain = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 60))
+    assert load_problem(chain) == (
+        "pod.yaml: the document nests values 62 levels deep once its aliases are expanded (at most 50)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pod: {name: 1" + "0" * 5000 + "}\n", "line 1, column 13: cannot read '1000"),
+        ("pod: {name: 2024-13-45}\n", "line 1, column 13: cannot read '2024-13-45' as timestamp: month must be in"),
+        ("pod: {name: !!int x}\n", "line 1, column 13: cannot read 'x' as int"),
+        ("pod: {? [a, b] : c}\n", "line 1, column 9: a list cannot be a mapping key"),
+        ("pod:\n  name: a\x00\n", "line 2, column 10: character #x0000: special characters are not allowed"),
+    ],
+)
+def test_unreadable_yaml_value_gives_line_and_column(text, expected):
+    assert load_problem(text).startswith(f"pod.yaml: YAML syntax error at {expected}")
+
+
+def test_merge_keys_are_read(lab_dict):
+    text = yaml.safe_dump(lab_dict, sort_keys=False).replace("kind: linux-nvmet\n", "<<: {kind: linux-nvmet}\n")
+    assert "<<:" in text
+    assert load_spec_text(text).enclosures[0].kind == "linux-nvmet"
+
+
+def test_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "pod.yaml"
+    path.write_bytes(b"pod:\n  name: \xff\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: not UTF-8 text: byte #xff at offset 13"
+
+
+# --- numbers are finite and bounded, patterns fill in only their placeholder ---
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_capacity_must_be_finite(reference_dict, value):
+    reference_dict["enclosures"][0]["drives"]["capacity_gb"] = value
+    (line,) = problems(reference_dict)
+    assert line.startswith("enclosures[0].drives.capacity_gb: Input should be a finite number")
+
+
+def test_budget_above_one_petabyte(reference_dict):
+    reference_dict["kvcache"]["cpu_budget_gb"] = 1e308
+    (line,) = problems(reference_dict)
+    assert line == "kvcache.cpu_budget_gb: Input should be less than or equal to 1000000 (got 1e+308)"
+
+
+@pytest.mark.parametrize(
+    ("field", "pattern", "expected"),
+    [
+        ("name", "gpu{x}", "'gpu{x}': {x} is not a placeholder kvpod fills in (use {n} or {n:02d})"),
+        ("name", "gpu{n.real}", "'gpu{n.real}': {n.real} is not a placeholder"),
+        ("name", "gpu{n:>999999999}", "'gpu{n:>999999999}': {n:>999999999} is not a placeholder"),
+        ("switch_port", "swp{n!r}", "'swp{n!r}': {n!r} is not a placeholder"),
+        ("switch_port", "swp{", "'swp{' is not a valid pattern: Single '{' encountered in format string"),
+    ],
+)
+def test_generator_patterns(reference_dict, field, pattern, expected):
+    reference_dict["nodes"]["generate"][field] = pattern
+    (line,) = problems(reference_dict)
+    assert line.startswith(f"nodes.generate.{field}: {expected}")
+
+
+def test_device_path_pattern(lab_dict):
+    lab_dict["enclosures"][0]["drives"]["device_path_pattern"] = "/srv/nvmet/{drive}.img"
+    (line,) = problems(lab_dict)
+    assert line.startswith("enclosures[0].drives.device_path_pattern: '/srv/nvmet/{drive}.img': {drive} is not a")
+    assert "(use {slot} or {slot:02d})" in line
+
+
+def test_generated_ssh_addresses_past_the_address_space(reference_dict):
+    reference_dict["nodes"]["generate"].update(ssh_address="255.255.255.250", ssh_address_step=1)
+    (line,) = problems(reference_dict)
+    assert line.startswith("nodes.generate: ssh_address_step 1: node 24 would be past the last IPv4 address")
+
+
+def test_lmcache_extra_keys_are_strings(reference_dict):
+    reference_dict["kvcache"]["lmcache_extra"] = {1: "a", "save_decode_cache": True}
+    (line,) = problems(reference_dict)
+    assert line == "kvcache.lmcache_extra[1]: Input should be a valid string (got 1)"
+
+
+def test_kvcache_path_with_a_line_break(reference_dict):
+    reference_dict["kvcache"]["path"] = "/mnt/kv\ncache"
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache.path: '/mnt/kv\\ncache' is not an absolute mount path")
