@@ -149,7 +149,7 @@ def parse_yaml(text: str, source: str = "spec") -> dict:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        what = exc.problem or exc.context or "unreadable"
+        what = ", ".join(part for part in (exc.context, exc.problem) if part) or "unreadable"
         raise SpecError([Problem(source, f"YAML syntax error at {where}: {what}")]) from None
     except yaml.reader.ReaderError as exc:
         where = _where(text, exc.position)

@@ -32,6 +32,9 @@ IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 PATTERN_SPEC_RE = re.compile(r"0?[0-9]?d?")
 # Upper bound of every size in GB (capacities, budgets, GPU memory): 1 PB, far above any drive or node.
 MAX_GB = 1_000_000
+# Upper bounds of model shape numbers and context length, far above any model (sizing works in floats).
+MAX_SHAPE = 1_000_000
+MAX_TOKENS = 1_000_000_000
 # RFC 1123 host names: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-',
 # at most 253 characters, the last label not all-numeric (that would be an IPv4 address).
 HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
@@ -440,9 +443,9 @@ class Kvcache(Strict):
 
 
 class ModelShape(Strict):
-    layers: int = Field(ge=1)
-    kv_heads: int = Field(ge=1)
-    head_dim: int = Field(ge=1)
+    layers: int = Field(ge=1, le=MAX_SHAPE)
+    kv_heads: int = Field(ge=1, le=MAX_SHAPE)
+    head_dim: int = Field(ge=1, le=MAX_SHAPE)
     dtype_bytes: int = Field(2, ge=1, le=8)
     params_billion: float = Field(gt=0, le=MAX_GB)
 
@@ -452,7 +455,7 @@ class Vllm(Strict):
     model_shape: ModelShape | None = None
     tensor_parallel_size: int = Field(4, ge=1, le=16)
     gpu_memory_utilization: float = Field(0.90, gt=0, le=1)
-    max_model_len: int = Field(32768, ge=256)
+    max_model_len: int = Field(32768, ge=256, le=MAX_TOKENS)
     port: int = Field(8000, ge=1, le=65535)
     user: str = "vllm"
     executable: str = "/usr/local/bin/vllm"

@@ -496,3 +496,11 @@ def test_kvcache_path_with_a_line_break(reference_dict):
     reference_dict["kvcache"]["path"] = "/mnt/kv\ncache"
     (line,) = problems(reference_dict)
     assert line.startswith("kvcache.path: '/mnt/kv\\ncache' is not an absolute mount path")
+
+
+def test_model_shape_and_context_length_are_bounded(reference_dict):
+    reference_dict["vllm"]["model_shape"] = {"layers": 10**400, "kv_heads": 8, "head_dim": 128, "params_billion": 70}
+    reference_dict["vllm"]["max_model_len"] = 10**10
+    out = problems(reference_dict)
+    assert any(p.startswith("vllm.model_shape.layers: Input should be less than or equal to 1000000") for p in out)
+    assert "vllm.max_model_len: Input should be less than or equal to 1000000000 (got 10000000000)" in out
