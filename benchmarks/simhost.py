@@ -128,7 +128,7 @@ def _get(remote: FakeRemote, cls: type, args: dict) -> Any:
     """The simulated host's value for one read (a file's checksum from its content)."""
     if cls is Sha1File:
         f = remote.files.get(args["path"])
-        return None if f is None else hashlib.sha1(f["content"].encode()).hexdigest()
+        return None if f is None else hashlib.sha1(f["content"].encode("utf-8", "surrogateescape")).hexdigest()
     if cls is Which:
         return remote.which.get(args["command"])
     if cls is SystemdStatus or cls is SystemdEnabled:

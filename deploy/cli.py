@@ -64,7 +64,7 @@ SpecArg = Annotated[
 def fail_spec(exc: SpecError) -> typer.Exit:
     """Print every problem as ``field.path: message`` and return the exit to raise."""
     for problem in exc.problems:
-        err.print(str(problem), markup=False, highlight=False)
+        err.print(str(problem), markup=False, highlight=False, emoji=False, soft_wrap=True)
     err.print(f"[red]spec invalid: {len(exc.problems)} problem(s)[/red]")
     return typer.Exit(EXIT_INVALID)
 

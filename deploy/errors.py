@@ -5,15 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def printable(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``, ``\\x1e``, ``\\u202e``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong with a spec: where (a dotted field path) and what (with what would be valid)."""
+    """One thing wrong with a spec: where (a dotted field path) and what (with what would be valid).
+
+    Printed as one line, whatever the spec holds: values quoted from the spec cannot break the line.
+    """
 
     path: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        line = f"{self.path}: {self.message}" if self.path else self.message
+        return printable(line)
 
 
 class SpecError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 
 import yaml
@@ -11,37 +12,155 @@ from deploy.errors import Problem, SpecError
 from deploy.pydantic_errors import problems_from_validation
 from deploy.spec import PodSpec
 
+# A pod spec nests about eight levels and holds a few thousand values; these bounds are far above any spec
+# and far below what would exhaust the interpreter's stack or the machine's memory.
+MAX_DEPTH = 50
+MAX_VALUES = 100_000
+MAX_SCALAR_CHARS = 10_000_000
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys (YAML silently keeps the last one)."""
 
+class _SpecLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate mapping keys (YAML silently keeps the last one), nesting deeper
+    than MAX_DEPTH, and scalars that cannot be read (``!!int x``, an integer of 5000 digits, month 13)."""
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            mark = key_node.start_mark
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"values nested deeper than {MAX_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            tag = node.tag.rsplit(":", 1)[-1]
+            value = node.value if isinstance(node.value, str) else ""
+            shown = repr(value) if len(value) <= 40 else f"{value[:30]!r}... ({len(value)} characters)"
+            why = f": {str(exc)[:120]}" if isinstance(exc, ValueError) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1})", mark
-            )
-        seen[key] = True
+                None, None, f"cannot read {shown} as {tag}{why}", node.start_mark
+            ) from None
+
+
+def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue  # "<<: *defaults": explicit keys override merged ones, as YAML defines
+        key = loader.construct_object(key_node, deep=deep)
+        mark = key_node.start_mark
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(None, None, f"a {type(key).__name__} cannot be a mapping key", mark)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+        seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, int, int]:
+    """How many values and scalar characters the document holds, and how deep it nests, once every alias
+    is expanded.
+
+    An alias reuses its anchor's node, so a node reached twice counts twice; each node is measured once
+    (memoized), so a billion-laughs document is measured in the time it takes to read it. Raises
+    ComposerError when an alias sits inside the value it refers to (a cycle).
+    """
+    size: dict[int, tuple[int, int, int]] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = (1, len(node.value), 1)
+            continue
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        if children_done:
+            open_nodes.discard(key)
+            values = 1 + sum(size[id(c)][0] for c in children)
+            chars = sum(size[id(c)][1] for c in children)
+            depth = 1 + max((size[id(c)][2] for c in children), default=0)
+            size[key] = (values, chars, depth)
+            continue
+        if key in open_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to a value that contains it (a cycle)", node.start_mark
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias refers to a value that contains it (a cycle)", child.start_mark
+                )
+            if id(child) not in size:
+                stack.append((child, False))
+    return size[id(root)]
+
+
+def _check_expansion(node: yaml.Node, source: str) -> None:
+    values, chars, depth = _expanded_size(node)
+    if values > MAX_VALUES:
+        what = (
+            f"holds {values} values once its aliases are expanded (at most {MAX_VALUES}; a pod spec has a few thousand)"
+        )
+    elif chars > MAX_SCALAR_CHARS:
+        what = f"holds {chars} characters of text once its aliases are expanded (at most {MAX_SCALAR_CHARS})"
+    elif depth > MAX_DEPTH:
+        what = f"nests values {depth} levels deep once its aliases are expanded (at most {MAX_DEPTH})"
+    else:
+        return
+    raise SpecError([Problem(source, f"the document {what}")])
+
+
+def _where(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return f"line {line}, column {column}"
 
 
 def parse_yaml(text: str, source: str = "spec") -> dict:
-    """Parse YAML text into a mapping; syntax errors become a Problem with line and column."""
+    """Parse YAML text into a mapping; syntax errors become a Problem with line and column.
+
+    A document whose aliases expand it beyond MAX_VALUES values, MAX_SCALAR_CHARS characters (a "billion
+    laughs") or MAX_DEPTH levels is refused before it is built.
+    """
+    loader = None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        loader = _SpecLoader(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, source)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise SpecError([Problem(source, f"YAML syntax error at {where}: {exc.problem or exc}")]) from None
+        what = ", ".join(part for part in (exc.context, exc.problem) if part) or "unreadable"
+        raise SpecError([Problem(source, f"YAML syntax error at {where}: {what}")]) from None
+    except yaml.reader.ReaderError as exc:
+        where = _where(text, exc.position)
+        raise SpecError(
+            [Problem(source, f"YAML syntax error at {where}: character #x{exc.character:04x}: {exc.reason}")]
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(source, f"YAML error: {exc}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(data, dict):
         raise SpecError([Problem(source, "the spec must be a YAML mapping with keys pod, enclosures, nodes, ...")])
     return data
@@ -69,7 +188,10 @@ def load_spec(path: str | Path) -> PodSpec:
     """Load and fully validate a spec file; raises SpecError (never a traceback for user mistakes)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise SpecError([Problem(str(p), f"not UTF-8 text: byte #x{byte:02x} at offset {exc.start}")]) from None
     except FileNotFoundError:
         raise SpecError([Problem(str(p), "file not found")]) from None
     except OSError as exc:

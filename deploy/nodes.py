@@ -6,7 +6,7 @@ from netaddr import IPAddress
 from pydantic import ValidationError
 
 from deploy.errors import Problem, SpecError
-from deploy.pydantic_errors import problems_from_validation
+from deploy.pydantic_errors import field_path, problems_from_validation
 from deploy.spec import Node, NodeGenerator, NodeList
 
 
@@ -48,7 +48,10 @@ def expand_nodes(nodes: list[Node] | NodeList) -> list[Node]:
     gen = nodes.generate
     names = [gen.name.format(n=n) for n in range(1, gen.count + 1)]
     problems = [
-        Problem(f"nodes.overrides.{name}", f"no generated node has this name (generated: {names[0]}..{names[-1]})")
+        Problem(
+            field_path(("nodes", "overrides", name)),
+            f"no generated node has this name (generated: {names[0]}..{names[-1]})",
+        )
         for name in nodes.overrides
         if name not in names
     ]

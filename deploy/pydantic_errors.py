@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import re
+import reprlib
 import types
 import typing
 from typing import Any
@@ -11,16 +13,26 @@ from pydantic import BaseModel, ValidationError
 
 from deploy.errors import Problem
 
+# Tags pydantic puts into an error's location that are not keys of the spec: the discriminated unions'
+# "[list]"/"[set]" (deploy.spec) and "[key]" for an invalid mapping key.
+_UNION_TAGS = {"[list]", "[set]", "[key]"}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_INPUT = reprlib.Repr()
+_INPUT.maxlevel, _INPUT.maxlist, _INPUT.maxdict, _INPUT.maxtuple, _INPUT.maxset = 3, 6, 6, 6, 6
+_INPUT.maxstring, _INPUT.maxlong, _INPUT.maxother = 80, 40, 80
 
-def _path(loc: tuple, prefix: str = "") -> str:
+
+def field_path(loc: tuple, prefix: str = "") -> str:
+    """``nodes[0].ssh.address`` from a location; a key that is not a plain name shows quoted: ``pod[' x']``."""
     parts: list[str] = [prefix] if prefix else []
     for item in loc:
-        if isinstance(item, str) and item.startswith("["):
-            continue  # union tags such as "[list]" are not user-visible keys
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
-            parts.append(str(item))
+        if item in _UNION_TAGS:
+            continue
+        if isinstance(item, str) and _PLAIN_KEY.fullmatch(item):
+            parts.append(item)
+            continue
+        index = f"[{item}]" if isinstance(item, int) else f"[{item!r}]"
+        parts[-1:] = [f"{parts[-1]}{index}"] if parts else [index]
     return ".".join(parts)
 
 
@@ -74,7 +86,7 @@ def _message(err: dict, model: type[BaseModel] | None) -> str:
         if msg.startswith(lead):
             msg = msg[len(lead) :]
     if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], dict):
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {_INPUT.repr(err['input'])})"
     return msg
 
 
@@ -84,6 +96,6 @@ def problems_from_validation(
     """One problem per pydantic error, de-duplicated, in a stable order."""
     seen: dict[str, Problem] = {}
     for err in exc.errors():
-        problem = Problem(_path(err["loc"], prefix) or prefix or "spec", _message(err, model))
+        problem = Problem(field_path(err["loc"], prefix) or prefix or "spec", _message(err, model))
         seen.setdefault(str(problem), problem)
     return list(seen.values())

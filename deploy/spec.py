@@ -7,6 +7,7 @@ subnets, one namespace per node, ...) live in :mod:`deploy.validate`. Nothing he
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Any, Literal
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
@@ -29,12 +30,25 @@ NQN_MAX_BYTES = 223
 NQN_RE = re.compile(r"^nqn\.(19|20)\d\d-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)*:.+$")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+# Format specs allowed in name patterns ({n}, {n:02d}, {slot:3}): a width of one digit, nothing else.
+PATTERN_SPEC_RE = re.compile(r"0?[0-9]?d?")
+# Upper bound of every size in GB (capacities, budgets, GPU memory): 1 PB, far above any drive or node.
+MAX_GB = 1_000_000
+# Upper bounds of model shape numbers and context length, far above any model (sizing works in floats).
+MAX_SHAPE = 1_000_000
+MAX_TOKENS = 1_000_000_000
+# RFC 1123 host names: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-',
+# at most 253 characters, the last label not all-numeric (that would be an IPv4 address).
+HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+HOST_LABEL_MAX = 63
+HOST_NAME_MAX = 253
+DOTTED_NUMERIC_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 class Strict(BaseModel):
-    """Base for every spec model: unknown keys are errors, values are not coerced silently."""
+    """Base for every spec model: unknown keys are errors, values are not coerced silently, numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def earlier_names(data: Any, renamed: dict[str, str]) -> Any:
@@ -54,7 +68,7 @@ def check_nqn(value: str) -> str:
     """Return ``value`` when it is a well-formed NVMe Qualified Name, else raise ValueError."""
     if len(value.encode()) > NQN_MAX_BYTES:
         raise ValueError(f"NQN is {len(value.encode())} bytes (at most {NQN_MAX_BYTES})")
-    if not NQN_RE.match(value):
+    if not NQN_RE.fullmatch(value):
         raise ValueError(
             f"malformed NQN {value!r} (expected nqn.yyyy-mm.reverse-domain:identifier, "
             "e.g. nqn.2024-01.com.example:drive01)"
@@ -64,8 +78,43 @@ def check_nqn(value: str) -> str:
 
 def check_name(value: str) -> str:
     """Names become hostnames, unit names and NQN parts: lower-case DNS labels only."""
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name (lower-case letters, digits and '-', 1-63 chars)")
+    return value
+
+
+def ipv4_problem(value: str) -> str | None:
+    """Why an all-numeric dotted value (meant as an IPv4 address) is not one; None when it is not of that form."""
+    if not DOTTED_NUMERIC_RE.fullmatch(value):
+        return None
+    octets = value.split(".")
+    if len(octets) != 4:
+        return f"{len(octets)} part{'s' if len(octets) != 1 else ''} (an IPv4 address has 4: a.b.c.d)"
+    for octet in octets:
+        digits = octet.lstrip("0") or "0"
+        if len(digits) > 3 or int(digits) > 255:
+            return f"octet {octet if len(octet) <= 12 else octet[:12] + '...'} is above 255"
+    for octet in octets:
+        if len(octet) > 1 and octet.startswith("0"):
+            return f"octet {octet} has a leading zero (ambiguous: octal or decimal)"
+    return None
+
+
+def check_pattern(value: str, field: str) -> str:
+    """A name pattern such as ``gpu{n:02d}``: only ``{field}`` is replaced, optionally padded to at most 9."""
+    example = f"{{{field}}} or {{{field}:02d}}"
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a valid pattern: {exc} (use {example}; '{{{{' for a literal brace)"
+        ) from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name != field or conversion is not None or not PATTERN_SPEC_RE.fullmatch(spec or ""):
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{value!r}: {shown[:40]} is not a placeholder kvpod fills in (use {example})")
     return value
 
 
@@ -74,17 +123,49 @@ def check_address(value: str) -> str:
     try:
         return str(IPAddress(value))
     except (AddrFormatError, ValueError, TypeError):
+        why = ipv4_problem(value)
+        if why:
+            raise ValueError(f"{value!r} is not a valid IPv4 address: {why}") from None
         raise ValueError(f"{value!r} is not an IP address") from None
 
 
+def host_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a host name under RFC 1123 (None when it is one); one trailing dot is allowed."""
+    name = value[:-1] if value.endswith(".") else value
+    if not name:
+        return "empty host name"
+    if len(name) > HOST_NAME_MAX:
+        return f"{len(name)} characters (a host name has at most {HOST_NAME_MAX})"
+    labels = name.split(".")
+    for label in labels:
+        if not label:
+            return "empty label (two dots in a row, or a leading dot)"
+        if len(label) > HOST_LABEL_MAX:
+            return f"label {label[:20]!r}... is {len(label)} characters (at most {HOST_LABEL_MAX})"
+        if not HOST_LABEL_RE.fullmatch(label):
+            if label.startswith("-") or label.endswith("-"):
+                return f"label {label!r} starts or ends with '-'"
+            return f"label {label!r} has characters other than letters, digits and '-'"
+    if labels[-1].isdigit():
+        return f"the last label {labels[-1]!r} is all-numeric (a host name ends in a label with a letter)"
+    return None
+
+
 def check_host(value: str) -> str:
-    """An SSH address may be an IP address or a DNS name."""
+    """An SSH or management address: an IP address, or a host name (RFC 1123)."""
     try:
-        return check_address(value)
-    except ValueError:
-        if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", value):
-            return value
-        raise ValueError(f"{value!r} is neither an IP address nor a host name") from None
+        return str(IPAddress(value))
+    except (AddrFormatError, ValueError, TypeError):
+        pass
+    why = ipv4_problem(value)
+    if why:
+        raise ValueError(f"{value!r} is not a valid IPv4 address: {why}")
+    if ":" in value:
+        raise ValueError(f"{value!r} is not a valid IPv6 address (nor a host name: ':' is not allowed)")
+    why = host_name_problem(value)
+    if why:
+        raise ValueError(f"{value!r} is neither an IP address nor a valid host name: {why}")
+    return value
 
 
 # The JSON Schema (``kvpod schema``) carries the name and NQN patterns for editors; the validators above
@@ -237,7 +318,9 @@ class Drive(Strict):
     """One SSD of the enclosure, exported as one NVMe subsystem with one namespace."""
 
     slot: int = Field(ge=1, le=64, description="slot number")
-    capacity_gb: float = Field(gt=0, description="drive capacity in decimal GB (10^9 bytes), as drives are sold")
+    capacity_gb: float = Field(
+        gt=0, le=MAX_GB, description="drive capacity in decimal GB (10^9 bytes), as drives are sold"
+    )
     nqn: Nqn | None = Field(None, description="subsystem NQN (default: <nqn_prefix>:<enclosure>-driveNN)")
     device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
     nsid: int = Field(1, ge=1, description="namespace ID within the subsystem")
@@ -248,9 +331,14 @@ class DriveSet(Strict):
 
     count: int = Field(ge=1, le=64, description="number of drives, in slots 1..count")
     capacity_gb: float = Field(
-        gt=0, description="capacity of each drive in decimal GB (10^9 bytes), as drives are sold"
+        gt=0, le=MAX_GB, description="capacity of each drive in decimal GB (10^9 bytes), as drives are sold"
     )
     device_path_pattern: str | None = Field(None, description="linux-nvmet: e.g. /srv/nvmet/drive{slot}.img")
+
+    @field_validator("device_path_pattern")
+    @classmethod
+    def _device_pattern(cls, v: str | None) -> str | None:
+        return None if v is None else check_pattern(v, "slot")
 
 
 def _list_or_set(value: Any) -> str:
@@ -321,7 +409,7 @@ class Node(Strict):
     @field_validator("fabric_interface")
     @classmethod
     def _ifname(cls, v: str) -> str:
-        if not IFNAME_RE.match(v):
+        if not IFNAME_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a Linux interface name (1-15 chars, no spaces or '/')")
         return v
 
@@ -348,11 +436,28 @@ class NodeGenerator(Strict):
     @field_validator("name")
     @classmethod
     def _pattern(cls, v: str) -> str:
+        check_pattern(v, "n")
         try:
             check_name(v.format(n=1))
-        except (KeyError, IndexError, ValueError) as exc:
+        except ValueError as exc:
             raise ValueError(f"name pattern {v!r} does not give a valid name for node 1 ({exc})") from None
         return v
+
+    @field_validator("switch_port")
+    @classmethod
+    def _port_pattern(cls, v: str | None) -> str | None:
+        return None if v is None else check_pattern(v, "n")
+
+    @model_validator(mode="after")
+    def _addresses_fit(self) -> NodeGenerator:
+        first = IPAddress(self.ssh_address)
+        last = int(first) + (self.count - 1) * self.ssh_address_step
+        if last >= 1 << (32 if first.version == 4 else 128):
+            raise ValueError(
+                f"ssh_address_step {self.ssh_address_step}: node {self.count} would be past the last "
+                f"IPv{first.version} address (use a smaller step or a lower ssh_address)"
+            )
+        return self
 
 
 class NodeList(Strict):
@@ -372,10 +477,13 @@ class Kvcache(Strict):
     filesystem: Literal["ext4"] = Field("ext4", description="created only on a blank drive")
     mount_options: list[str] = Field(default_factory=lambda: ["noatime"], description="must include noatime")
     cpu_budget_gib: float = Field(
-        30, gt=0, description="LMCache host-DRAM tier per node, in GiB (earlier name: cpu_budget_gb, same unit)"
+        30,
+        gt=0,
+        le=MAX_GB,
+        description="LMCache host-DRAM tier per node, in GiB (earlier name: cpu_budget_gb, same unit)",
     )
     disk_budget_gib: float = Field(
-        100, gt=0, description="LMCache disk tier per node, in GiB (earlier name: disk_budget_gb, same unit)"
+        100, gt=0, le=MAX_GB, description="LMCache disk tier per node, in GiB (earlier name: disk_budget_gb, same unit)"
     )
     chunk_size: int = Field(256, ge=1, description="LMCache chunk size in tokens")
     lmcache_version: str = Field(
@@ -385,7 +493,7 @@ class Kvcache(Strict):
         False,
         description="let LMCache report usage to its outside endpoint (off: LMCACHE_TRACK_USAGE=false)",
     )
-    lmcache_extra: dict = Field(
+    lmcache_extra: dict[str, Any] = Field(
         default_factory=dict,
         description="further LMCache settings by their LMCache names; nested values (extra_config, lists) go "
         "to a YAML config file (written automatically)",
@@ -399,7 +507,7 @@ class Kvcache(Strict):
     @field_validator("path")
     @classmethod
     def _abs(cls, v: str) -> str:
-        if not v.startswith("/") or v.rstrip("/") in ("", "/") or " " in v:
+        if not v.startswith("/") or v.rstrip("/") in ("", "/") or not v.isprintable() or " " in v:
             raise ValueError(f"{v!r} is not an absolute mount path other than / (e.g. /mnt/kvcache)")
         return v.rstrip("/")
 
@@ -416,11 +524,11 @@ class ModelShape(Strict):
     caches one latent vector per token and layer instead of K and V per head: give ``kv_heads: 1`` and the
     latent width as ``head_dim`` (kv_lora_rank + qk_rope_head_dim: 512 + 64 = 576 for DeepSeek-V3)."""
 
-    layers: int = Field(ge=1, description="transformer layers")
-    kv_heads: int = Field(ge=1, description="key/value heads (1 for mla)")
-    head_dim: int = Field(ge=1, description="dimension of one head (mla: the latent width)")
+    layers: int = Field(ge=1, le=MAX_SHAPE, description="transformer layers")
+    kv_heads: int = Field(ge=1, le=MAX_SHAPE, description="key/value heads (1 for mla)")
+    head_dim: int = Field(ge=1, le=MAX_SHAPE, description="dimension of one head (mla: the latent width)")
     dtype_bytes: int = Field(2, ge=1, le=8, description="bytes per KV element (fp16: 2)")
-    params_billion: float = Field(gt=0, description="parameters in billions (the weights' memory)")
+    params_billion: float = Field(gt=0, le=MAX_GB, description="parameters in billions (the weights' memory)")
     kv_layout: Literal["gqa", "mla"] = Field(
         "gqa",
         description="gqa: K and V per KV head (MHA, GQA), split over tensor-parallel ranks; "
@@ -475,7 +583,7 @@ class Vllm(Strict):
     model_shape: ModelShape | None = Field(None, description="for sizing (default: known Llama models)")
     tensor_parallel_size: int = Field(4, ge=1, le=16, description="GPUs per vLLM instance")
     gpu_memory_utilization: float = Field(0.90, gt=0, le=1, description="share of GPU memory vLLM may use")
-    max_model_len: int = Field(32768, ge=256, description="context length in tokens")
+    max_model_len: int = Field(32768, ge=256, le=MAX_TOKENS, description="context length in tokens")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the server")
     user: str = Field("vllm", description="system user running vLLM")
     executable: str = Field("/usr/local/bin/vllm", description="path of the vllm executable")
@@ -484,7 +592,7 @@ class Vllm(Strict):
         None, description="install vLLM and LMCache into a virtual environment; the unit runs its vllm"
     )
     gpu_memory_gib: float = Field(
-        80, gt=0, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
+        80, gt=0, le=MAX_GB, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
     )
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (reference: 16)")
 

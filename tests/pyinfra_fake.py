@@ -61,12 +61,13 @@ def fact_key(cls: type) -> str:
 
 
 def _content_of(src: Any) -> str:
+    """A file's content as text; bytes that are not UTF-8 (a wheel) kept as surrogates, so checksums match."""
     if isinstance(src, IOBase) or hasattr(src, "read"):
         src.seek(0)
         data = src.read()
         src.seek(0)
-        return data.decode() if isinstance(data, bytes) else data
-    return Path(src).read_text()
+        return data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
+    return Path(src).read_bytes().decode("utf-8", "surrogateescape")
 
 
 class FakeRemote:
@@ -163,7 +164,7 @@ class FakeRemote:
     def _sum(self, path: str, algo: str) -> str | None:
         if path not in self.files:
             return None
-        return hashlib.new(algo, self.files[path].get("content", "").encode()).hexdigest()
+        return hashlib.new(algo, self.files[path].get("content", "").encode("utf-8", "surrogateescape")).hexdigest()
 
     def _fact_files_Sha1File(self, path: str) -> str | None:
         return self._sum(path, "sha1")

@@ -73,6 +73,15 @@ def test_bad_input_never_tracebacks(tmp_path, content):
     assert result.stderr.strip()
 
 
+def test_out_of_range_octet_in_ssh_address_exits_1(tmp_path, reference_dict):
+    reference_dict["switches"][0]["management"]["ssh"]["address"] = "10.0.0.300"
+    result = runner.invoke(app, ["validate", write(tmp_path, reference_dict)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "switches[0].management.ssh.address: '10.0.0.300' is not a valid IPv4 address: octet 300 is above 255"
+    )
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1 and "file not found" in result.stderr

@@ -80,7 +80,12 @@ def test_snapshot_answers_what_each_fact_answers_alone(tree: Path) -> None:
         if expected == "failed":
             assert read.key not in values, read.key
         else:
-            assert values[read.key] == expected, read.key
+            assert without_atime(values[read.key]) == without_atime(expected), read.key
+
+
+def without_atime(value: object) -> object:
+    """A file's fact without its access time: reading a file (its checksum) may move it between two reads."""
+    return {k: v for k, v in value.items() if k != "atime"} if isinstance(value, dict) else value
 
 
 def test_grouped_reads_take_few_processes(tree: Path) -> None:

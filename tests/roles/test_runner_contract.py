@@ -20,7 +20,7 @@ from deploy.plan import build_plan
 from deploy.runner import run_phase
 from roles.node import node
 from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import FakeRemote
+from tests.pyinfra_fake import FakeRemote, _content_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -40,8 +40,7 @@ def pod(monkeypatch):
         return ok, CommandOutput(stderr)
 
     def put_file(self, filename_or_io, remote_filename, *args, **kwargs):
-        filename_or_io.seek(0)
-        remotes[self.host.name].upload(filename_or_io.read(), remote_filename)
+        remotes[self.host.name].upload(_content_of(filename_or_io), remote_filename)  # a wheel is a file path
         return True
 
     monkeypatch.setattr(Host, "get_fact", get_fact)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from deploy.errors import SpecError
-from deploy.loader import load_spec_text, spec_from_dict
+from deploy.loader import load_spec, load_spec_text, spec_from_dict
 
 
 def problems(data: dict) -> list[str]:
@@ -277,3 +278,251 @@ def test_all_problems_reported_at_once(reference_dict):
     out = problems(data)
     assert any(p.startswith("nodes[0].gpus") for p in out)
     assert any(p.startswith("nodes[1].fabric_address") for p in out)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("10.0.0.300", "'10.0.0.300' is not a valid IPv4 address: octet 300 is above 255"),
+        ("256.1.1.1", "'256.1.1.1' is not a valid IPv4 address: octet 256 is above 255"),
+        ("1.2.3", "'1.2.3' is not a valid IPv4 address: 3 parts (an IPv4 address has 4: a.b.c.d)"),
+        ("1.2.3.4.5", "'1.2.3.4.5' is not a valid IPv4 address: 5 parts"),
+        ("4294967295", "'4294967295' is not a valid IPv4 address: 1 part"),
+        ("10.0.0.01", "'10.0.0.01' is not a valid IPv4 address: octet 01 has a leading zero"),
+    ],
+)
+def test_ssh_address_that_is_not_a_valid_ipv4_address(reference_dict, address, expected):
+    reference_dict["switches"][0]["management"]["ssh"]["address"] = address
+    (line,) = problems(reference_dict)
+    assert line.startswith(f"switches[0].management.ssh.address: {expected}")
+
+
+def test_management_address_that_is_not_a_valid_ipv4_address(reference_dict):
+    reference_dict["enclosures"][0]["management"]["address"] = "192.0.2.300"
+    (line,) = problems(reference_dict)
+    assert line == "enclosures[0].management.address: '192.0.2.300' is not a valid IPv4 address: octet 300 is above 255"
+
+
+def test_generated_ssh_address_that_is_not_a_valid_ipv4_address(reference_dict):
+    reference_dict["nodes"]["generate"]["ssh_address"] = "192.0.2.300"
+    (line,) = problems(reference_dict)
+    assert line == "nodes.generate.ssh_address: '192.0.2.300' is not a valid IPv4 address: octet 300 is above 255"
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("gpu_01.example.com", "label 'gpu_01' has characters other than letters, digits and '-'"),
+        ("-gpu01.example.com", "label '-gpu01' starts or ends with '-'"),
+        ("gpu01-.example.com", "label 'gpu01-' starts or ends with '-'"),
+        ("gpu01..example.com", "empty label (two dots in a row, or a leading dot)"),
+        ("g" * 64 + ".example.com", "is 64 characters (at most 63)"),
+        (".".join(["a" * 63] * 4), "255 characters (a host name has at most 253)"),
+        ("gpu01.example.123", "the last label '123' is all-numeric"),
+        ("gpu01 .example.com", "label 'gpu01 ' has characters other than letters, digits and '-'"),
+        ("", "empty host name"),
+    ],
+)
+def test_ssh_host_name_rules(reference_dict, host, expected):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["ssh"]["address"] = host
+    (line,) = problems(data)
+    assert line.startswith(f"nodes[0].ssh.address: {host!r} is neither an IP address nor a valid host name: ")
+    assert expected in line
+
+
+def test_ipv6_with_zone_is_not_a_host_name(reference_dict):
+    reference_dict["switches"][0]["management"]["ssh"]["address"] = "fe80::1%eth0"
+    (line,) = problems(reference_dict)
+    assert line.startswith("switches[0].management.ssh.address: 'fe80::1%eth0' is not a valid IPv6 address")
+
+
+@pytest.mark.parametrize(
+    "host", ["gpu01", "gpu01.example.com", "gpu01.example.com.", "GPU-01.Example.COM", "1.2.3.4a", "2001:db8::5"]
+)
+def test_valid_ssh_host_names(reference_dict, host):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["ssh"]["address"] = host
+    spec = spec_from_dict(data)
+    assert spec.nodes[0].ssh.address in (host, "2001:db8::5")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("name", "gpu01\n", "'gpu01\\n' is not a valid name"),
+        ("fabric_interface", "eth1\n", "'eth1\\n' is not a Linux interface name"),
+        ("host_nqn", "nqn.2024-01.com.example:host-a\n", "malformed NQN"),
+    ],
+)
+def test_trailing_newline_is_not_part_of_a_valid_value(reference_dict, field, value, expected):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0][field] = value
+    assert any(p.startswith(f"nodes[0].{field}: {expected}") for p in problems(data))
+
+
+# --- every problem is one line, whatever the spec holds ---
+
+
+def test_unusual_key_is_quoted_in_the_path(reference_dict):
+    reference_dict["kvcache"]["disk budget:\ngb"] = 10
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache['disk budget:\\ngb']: unknown key 'disk budget:\\ngb'")
+    assert "\n" not in line
+
+
+def test_override_for_a_name_that_is_not_generated_is_quoted(reference_dict):
+    reference_dict["nodes"]["overrides"] = {"gpu 01": {"gpus": 8}}
+    (line,) = problems(reference_dict)
+    assert line == "nodes.overrides['gpu 01']: no generated node has this name (generated: gpu01..gpu24)"
+
+
+def test_line_breaks_in_quoted_values_are_escaped(reference_dict):
+    data = explicit_nodes(reference_dict)
+    data["nodes"][0]["host_id"] = data["nodes"][1]["host_id"] = "id\u2028one"
+    out = problems(data)
+    assert any(p.startswith("nodes[0].host_id: host ID id\\u2028one is shared") for p in out)
+    assert all(len(p.splitlines()) == 1 for p in out)
+
+
+def test_a_large_wrong_value_is_abbreviated(reference_dict):
+    reference_dict["pod"]["name"] = [list(range(1000))] * 1000
+    (line,) = problems(reference_dict)
+    assert line.startswith("pod.name: Input should be a valid string (got [[0, 1, 2, 3, 4, 5, ...], ")
+    assert len(line) < 250
+
+
+# --- the loader refuses what cannot be a spec, with the line and column ---
+
+
+def load_problem(text: str) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "pod.yaml")
+    (problem,) = info.value.problems
+    return str(problem)
+
+
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_billion_laughs_is_refused():
+    assert load_problem(BILLION_LAUGHS) == (
+        "pod.yaml: the document holds 490329064 values once its aliases are expanded "
+        "(at most 100000; a pod spec has a few thousand)"
+    )
+
+
+def test_aliases_of_a_long_text_are_refused():
+    text = "a: &a " + "x" * 100_000 + "\nb: [" + ", ".join(["*a"] * 200) + "]\n"
+    assert load_problem(text).startswith("pod.yaml: the document holds 20100002 characters of text once its aliases")
+
+
+def test_alias_inside_its_own_value_is_refused():
+    assert load_problem("pod: &a {name: *a}\n") == (
+        "pod.yaml: YAML syntax error at line 1, column 6: an alias refers to a value that contains it (a cycle)"
+    )
+
+
+def test_nesting_deeper_than_the_bound_is_refused():
+    assert load_problem("pod: " + "[" * 5000 + "]" * 5000 + "\n") == (
+        "pod.yaml: YAML syntax error at line 1, column 55: values nested deeper than 50 levels"
+    )
+    chain = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 60))
+    assert load_problem(chain) == (
+        "pod.yaml: the document nests values 62 levels deep once its aliases are expanded (at most 50)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pod: {name: 1" + "0" * 5000 + "}\n", "line 1, column 13: cannot read '1000"),
+        ("pod: {name: 2024-13-45}\n", "line 1, column 13: cannot read '2024-13-45' as timestamp: month must be in"),
+        ("pod: {name: !!int x}\n", "line 1, column 13: cannot read 'x' as int"),
+        ("pod: {? [a, b] : c}\n", "line 1, column 9: a list cannot be a mapping key"),
+        ("pod:\n  name: a\x00\n", "line 2, column 10: character #x0000: special characters are not allowed"),
+    ],
+)
+def test_unreadable_yaml_value_gives_line_and_column(text, expected):
+    assert load_problem(text).startswith(f"pod.yaml: YAML syntax error at {expected}")
+
+
+def test_merge_keys_are_read(lab_dict):
+    text = yaml.safe_dump(lab_dict, sort_keys=False).replace("kind: linux-nvmet\n", "<<: {kind: linux-nvmet}\n")
+    assert "<<:" in text
+    assert load_spec_text(text).enclosures[0].kind == "linux-nvmet"
+
+
+def test_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "pod.yaml"
+    path.write_bytes(b"pod:\n  name: \xff\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: not UTF-8 text: byte #xff at offset 13"
+
+
+# --- numbers are finite and bounded, patterns fill in only their placeholder ---
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_capacity_must_be_finite(reference_dict, value):
+    reference_dict["enclosures"][0]["drives"]["capacity_gb"] = value
+    (line,) = problems(reference_dict)
+    assert line.startswith("enclosures[0].drives.capacity_gb: Input should be a finite number")
+
+
+def test_budget_above_one_petabyte(reference_dict):
+    reference_dict["kvcache"]["cpu_budget_gib"] = 1e308
+    (line,) = problems(reference_dict)
+    assert line == "kvcache.cpu_budget_gib: Input should be less than or equal to 1000000 (got 1e+308)"
+
+
+@pytest.mark.parametrize(
+    ("field", "pattern", "expected"),
+    [
+        ("name", "gpu{x}", "'gpu{x}': {x} is not a placeholder kvpod fills in (use {n} or {n:02d})"),
+        ("name", "gpu{n.real}", "'gpu{n.real}': {n.real} is not a placeholder"),
+        ("name", "gpu{n:>999999999}", "'gpu{n:>999999999}': {n:>999999999} is not a placeholder"),
+        ("switch_port", "swp{n!r}", "'swp{n!r}': {n!r} is not a placeholder"),
+        ("switch_port", "swp{", "'swp{' is not a valid pattern: Single '{' encountered in format string"),
+    ],
+)
+def test_generator_patterns(reference_dict, field, pattern, expected):
+    reference_dict["nodes"]["generate"][field] = pattern
+    (line,) = problems(reference_dict)
+    assert line.startswith(f"nodes.generate.{field}: {expected}")
+
+
+def test_device_path_pattern(lab_dict):
+    lab_dict["enclosures"][0]["drives"]["device_path_pattern"] = "/srv/nvmet/{drive}.img"
+    (line,) = problems(lab_dict)
+    assert line.startswith("enclosures[0].drives.device_path_pattern: '/srv/nvmet/{drive}.img': {drive} is not a")
+    assert "(use {slot} or {slot:02d})" in line
+
+
+def test_generated_ssh_addresses_past_the_address_space(reference_dict):
+    reference_dict["nodes"]["generate"].update(ssh_address="255.255.255.250", ssh_address_step=1)
+    (line,) = problems(reference_dict)
+    assert line.startswith("nodes.generate: ssh_address_step 1: node 24 would be past the last IPv4 address")
+
+
+def test_lmcache_extra_keys_are_strings(reference_dict):
+    reference_dict["kvcache"]["lmcache_extra"] = {1: "a", "save_decode_cache": True}
+    (line,) = problems(reference_dict)
+    assert line == "kvcache.lmcache_extra[1]: Input should be a valid string (got 1)"
+
+
+def test_kvcache_path_with_a_line_break(reference_dict):
+    reference_dict["kvcache"]["path"] = "/mnt/kv\ncache"
+    (line,) = problems(reference_dict)
+    assert line.startswith("kvcache.path: '/mnt/kv\\ncache' is not an absolute mount path")
+
+
+def test_model_shape_and_context_length_are_bounded(reference_dict):
+    reference_dict["vllm"]["model_shape"] = {"layers": 10**400, "kv_heads": 8, "head_dim": 128, "params_billion": 70}
+    reference_dict["vllm"]["max_model_len"] = 10**10
+    out = problems(reference_dict)
+    assert any(p.startswith("vllm.model_shape.layers: Input should be less than or equal to 1000000") for p in out)
+    assert "vllm.max_model_len: Input should be less than or equal to 1000000000 (got 10000000000)" in out
