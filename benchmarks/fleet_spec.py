@@ -8,7 +8,7 @@ import yaml
 
 
 def fleet_spec(nodes: int) -> str:
-    """YAML of a shared-VLAN pod with ``nodes`` nodes, node i on drive i (enclosure by enclosure)."""
+    """YAML of a shared-VLAN pod with ``nodes`` generated nodes, node i on drive i (enclosure by enclosure)."""
     enclosures = max(1, math.ceil(nodes / 24))
     spec = {
         "pod": {"name": f"fleet-{nodes}"},
@@ -34,17 +34,17 @@ def fleet_spec(nodes: int) -> str:
             }
             for e in range(enclosures)
         ],
-        "nodes": [
-            {
-                "name": f"gpu{n:03d}",
-                "ssh": {"address": f"198.18.{n // 250}.{n % 250 + 1}", "user": "root"},
+        "nodes": {
+            "generate": {
+                "count": nodes,
+                "name": "gpu{n:03d}",
+                "ssh_address": "198.18.0.1",
                 "fabric_interface": "ens1f0np0",
                 "rdma": "hardware",
                 "switch": "leaf1",
-                "switch_port": f"swp{n}",
+                "switch_port": "swp{n}",
             }
-            for n in range(1, nodes + 1)
-        ],
+        },
         "kvcache": {"path": "/mnt/kvcache", "cpu_budget_gb": 30, "disk_budget_gb": 100},
         "vllm": {"model": "meta-llama/Llama-3.1-70B-Instruct", "tensor_parallel_size": 4},
     }

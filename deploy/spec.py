@@ -417,7 +417,7 @@ class Node(Strict):
 class NodeGenerator(Strict):
     """Compact form of ``nodes``: ``count`` alike nodes, numbered from 1."""
 
-    count: int = Field(ge=1, le=256, description="number of nodes")
+    count: int = Field(ge=1, le=1024, description="number of nodes")
     name: str = Field("node{n:02d}", description="format pattern, {n} is the 1-based node number")
     ssh_address: Address = Field(description="SSH address of node 1")
     ssh_address_step: int = Field(1, ge=0, description="added per node; 0 = same address for all")
