@@ -93,12 +93,24 @@ BREAKS = {
         f"systemctl stop kvpod-vllm mnt-kvcache.mount && nvme disconnect -n {NODE1.namespace.subsystem_nqn}",
         {"test_controller_per_portal", "test_mounted_subsystem"},
     ),
+    "break vLLM's environment": (
+        NODE2.name,
+        "rm -r /opt/kvpod/vllm/lib/python3*/site-packages/lmcache /opt/kvpod/vllm/lib/python3*/site-packages/lmcache-*",
+        {"test_interpreter_imports_the_lmcache_connector"},
+    ),
 }
+ONLY = {"break vLLM's environment"}  # breaks that must fail their checks and nothing else on their node
 
 
 @pytest.mark.parametrize(
     "rounds",
-    [[["unmount", "wrong MTU"], ["stop the unit", "remount without noatime"], ["disconnect the namespace"]]],
+    [
+        [
+            ["unmount", "wrong MTU"],
+            ["stop the unit", "remount without noatime"],
+            ["disconnect the namespace", "break vLLM's environment"],
+        ]
+    ],
     ids=["three-rounds"],
 )
 def test_verify_names_each_break_and_up_repairs_it(hosts, tmp_path, rounds):
@@ -118,6 +130,9 @@ def test_verify_names_each_break_and_up_repairs_it(hosts, tmp_path, rounds):
         broken_nodes = {BREAKS[n][0] for n in names}
         for f in failed:
             assert any(f"[{node}" in f for node in broken_nodes), f"unexpected failure {f}"
+        for name in ONLY & set(names):
+            node, _, checks = BREAKS[name]
+            assert {f.split("[")[0] for f in failed if f"[{node}" in f} == checks, (name, sorted(failed))
         fixed = kvpod("up", str(LAB_SPEC), "--yes")  # up ends with verify: exit 0 only when it holds
         assert fixed.code == 0, fixed.out[-3000:]
 
