@@ -91,10 +91,8 @@ class TestInstallation:
             fail(
                 f"{node.vllm.executable}'s interpreter imports {CONNECTOR_MODULE}", Text("the import works"), Text(why)
             )
-        versions = (
-            f"vllm {found.get('vllm', '?')}, lmcache {found.get('lmcache', '?')} ({found.get('interpreter', '?')})"
-        )
-        print(versions)
+        for name in ("interpreter", "vllm", "lmcache"):
+            record_property(name, found.get(name, "?"))
         install = node.vllm.install
         if install is not None:
             wanted = dict(r.split("==", 1) for r in install.requirements)
