@@ -255,7 +255,8 @@ class Survey:
         if self._handler:
             logging.getLogger("pyinfra").addHandler(self._handler)
         inventory = Inventory(([(name, data) for name, data, _ in self.hosts], {}))
-        self.state = State(inventory, Config(CONNECT_TIMEOUT=self.connect_timeout, FAIL_PERCENT=None), True)
+        config = Config(CONNECT_TIMEOUT=self.connect_timeout, FAIL_PERCENT=None)
+        self.state = State(inventory, config, check_for_changes=True)  # evaluate deploys, change nothing
         self.readers = {h: SnapshotReader(self.state, h, self.stats) for h in inventory}
         self._by_name = {h.name: h for h in inventory}
         if self.hosts:
