@@ -20,7 +20,7 @@ import difflib
 import io
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,9 +251,8 @@ class Survey:
         self._reads = {name: reads for name, _, reads in hosts}
 
     def __enter__(self) -> Survey:
-        self._handler = _log_to(self.run_dir)
-        if self._handler:
-            logging.getLogger("pyinfra").addHandler(self._handler)
+        self._log = _pyinfra_log(self.run_dir)
+        self._log.__enter__()
         inventory = Inventory(([(name, data) for name, data, _ in self.hosts], {}))
         config = Config(CONNECT_TIMEOUT=self.connect_timeout, FAIL_PERCENT=None)
         self.state = State(inventory, config, check_for_changes=True)  # evaluate deploys, change nothing
@@ -268,9 +267,7 @@ class Survey:
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(Exception):
             disconnect_all(self.state)
-        if self._handler:
-            logging.getLogger("pyinfra").removeHandler(self._handler)
-            self._handler.close()
+        self._log.__exit__(None, None, None)
 
     def reachable(self, name: str) -> bool:
         return self._by_name[name] in self.state.active_hosts
@@ -343,13 +340,23 @@ def run_output(
     )
 
 
-def _log_to(run_dir: Path | None) -> logging.Handler | None:
+@contextlib.contextmanager
+def _pyinfra_log(run_dir: Path | None) -> Iterator[None]:
+    """pyinfra's log (INFO and up) into ``run_dir/pyinfra.log`` while the block runs; nothing without a run dir."""
     if run_dir is None:
-        return None
+        yield
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "pyinfra.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    return handler
+    logger = logging.getLogger("pyinfra")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def run_phase(
@@ -372,12 +379,7 @@ def run_phase(
     """
     if not hosts:
         return []
-    logger = logging.getLogger("pyinfra")
-    handler = _log_to(run_dir)
-    if handler:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    try:
+    with _pyinfra_log(run_dir):
         return _run_phase(
             role,
             hosts,
@@ -389,10 +391,6 @@ def run_phase(
             stats=stats if stats is not None else RunStats(),
             keep_output=keep_output,
         )
-    finally:
-        if handler:
-            logger.removeHandler(handler)
-            handler.close()
 
 
 def _run_phase(

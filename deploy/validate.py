@@ -372,9 +372,14 @@ def _fabric(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Proble
     return out
 
 
+def project_name(name: str) -> str:
+    """A distribution's normalized name (PEP 503): ``LMCache`` -> ``lmcache``, ``lm_cache`` -> ``lm-cache``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def wheel_project(filename: str) -> str:
     """The normalized project name of a wheel file (``lmcache-0.5.6-py3-none-any.whl`` -> ``lmcache``)."""
-    return re.sub(r"[-_.]+", "-", filename.split("-", 1)[0]).lower()
+    return project_name(filename.split("-", 1)[0])
 
 
 def _install(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:

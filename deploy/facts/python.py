@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from pyinfra.api import FactBase
 
-
-def project_name(name: str) -> str:
-    """A distribution's normalized name (PEP 503): ``LMCache`` and ``lm_cache`` -> ``lmcache``/``lm-cache``."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+from deploy.validate import project_name
 
 
 class VenvPackages(FactBase[dict]):

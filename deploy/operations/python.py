@@ -5,7 +5,8 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from deploy.facts.python import VenvPackages, project_name
+from deploy.facts.python import VenvPackages
+from deploy.validate import project_name
 
 
 def pins(requirements: list[str]) -> dict[str, str]:
