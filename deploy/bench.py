@@ -14,8 +14,8 @@ Safety, on the node:
   INT and TERM), and kvpod stops a benchmark it started (and removes the directory) when it is interrupted
   itself.
 
-Everything here is pure except :func:`run_bench`, which runs the nodes in parallel through
-:mod:`deploy.runner`. Nothing here prints; the CLI (``deploy.cli_bench``) does.
+Everything here is pure; :mod:`deploy.bench_run` runs the nodes in parallel through :mod:`deploy.runner`.
+Nothing here prints; the CLI (``deploy.cli.bench``) does.
 """
 
 from __future__ import annotations
@@ -79,15 +79,6 @@ def check_runtime(seconds: int) -> int:
     if seconds < 1:
         raise InputError(f"--runtime {seconds}: expected a positive number of seconds")
     return seconds
-
-
-def check_limit(plan: Plan, limit: list[str] | None) -> list[NodePlan]:
-    """The nodes to benchmark; :class:`InputError` naming the valid ones for an unknown name."""
-    known = {n.name for n in plan.nodes}
-    unknown = [n for n in (limit or []) if n not in known]
-    if unknown:
-        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
-    return [n for n in plan.nodes if not limit or n.name in limit]
 
 
 def format_bytes(n: float) -> str:
@@ -466,55 +457,3 @@ def lmcache_dir(node: NodePlan) -> str:
 
 def bench_jobs(nodes: list[NodePlan], size_bytes: int, runtime_s: int) -> dict[str, BenchJob]:
     return {n.name: BenchJob(n.mount.path, size_bytes, runtime_s) for n in nodes}
-
-
-def run_bench(
-    plan: Plan,
-    limit: list[str] | None,
-    size_bytes: int,
-    runtime_s: int,
-    run_dir: Path | None = None,
-) -> BenchReport:
-    """Benchmark the nodes in parallel.
-
-    On an interrupt, stop the benchmarks and remove their files, then re-raise. A node whose fio step gave
-    no answer (timeout, dropped connection) is cleaned up the same way.
-    """
-    from deploy.runner import node_hosts, run_output, run_phase
-    from roles.kv_bench import BENCH_KEY, FIO_STEP, kv_bench, kv_bench_removed
-
-    nodes = check_limit(plan, limit)
-    jobs = bench_jobs(nodes, size_bytes, runtime_s)
-    hosts = node_hosts(plan, [n.name for n in nodes], {name: {BENCH_KEY: job} for name, job in jobs.items()})
-    try:
-        results = run_output("bench", hosts, kv_bench, run_dir=run_dir, connect_timeout=30)
-    except KeyboardInterrupt:
-        run_phase("bench", hosts, kv_bench_removed, dry=False, run_dir=run_dir)
-        raise
-    by_name = {r.name: r for r in results}
-    silent = {
-        n.name
-        for n in nodes
-        if by_name[n.name].status == "failed"
-        and not by_name[n.name].stderr
-        and (by_name[n.name].failed_step or "").endswith(f"{FIO_STEP} {n.mount.path}")
-    }
-    if silent:
-        run_phase("bench", [h for h in hosts if h[0] in silent], kv_bench_removed, dry=False, run_dir=run_dir)
-    out = []
-    for n in nodes:
-        r = by_name[n.name]
-        status = {"failed": "failed", "unreachable": "unreachable"}.get(r.status, "ok")
-        error = None
-        if n.name in silent:
-            error = (
-                f"{r.failed_step}: no answer within {jobs[n.name].timeout_s} s or the connection dropped "
-                "(the benchmark was stopped and its directory removed)"
-            )
-        elif status != "ok":
-            error = (r.stderr[-1] if r.stderr else "") or r.note or r.status
-            if r.failed_step and status == "failed":
-                error = f"{r.failed_step}: {error}"
-        stdout = "\n".join(line for lines in r.output.values() for line in lines)
-        out.append(node_result(n, jobs[n.name], status, stdout, error))
-    return build_report(plan, size_bytes, runtime_s, out, run_dir)

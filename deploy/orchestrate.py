@@ -12,10 +12,7 @@ ext4 multi-mount protection is the last line of defence.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +33,7 @@ from deploy.runner import (
     switch_hosts,
     target_hosts,
 )
-from deploy.statedir import state_dir
+from deploy.statedir import crash_point, load_applied_plan, save_applied_plan
 
 Checkpoint = Callable[[str], None]
 
@@ -51,26 +48,6 @@ class UpOptions:
     prune: bool = False  # release nodes that left the spec
     force_unreachable: bool = False  # hand over drives of unreachable holders (target revokes, MMP guards)
     health_timeout: int = 300
-
-
-def applied_plan_path(pod: str) -> Path:
-    return state_dir() / "pods" / pod / "applied-plan.json"
-
-
-def load_applied_plan(pod: str) -> Plan | None:
-    """The plan of the last successful ``kvpod up`` of this pod on this machine (for --prune and moves)."""
-    path = applied_plan_path(pod)
-    if not path.exists():
-        return None
-    return Plan.model_validate_json(path.read_text())
-
-
-def save_applied_plan(plan: Plan) -> None:
-    path = applied_plan_path(plan.pod)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(plan.to_json())
-    os.replace(tmp, path)
 
 
 def batch_size(spec: str, count: int) -> int:
@@ -88,12 +65,6 @@ def batch_size(spec: str, count: int) -> int:
         return n
     except ValueError:
         raise KvpodError(f"--batch {spec!r}: expected a positive number of nodes or a percentage like 25%") from None
-
-
-def crash_point(step: str) -> None:
-    """Fault injection for the interruption tests: ``KVPOD_CRASH_AFTER=<step>`` kills this process there."""
-    if os.environ.get("KVPOD_CRASH_AFTER") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -438,24 +409,3 @@ def _rolling_restarts(
                 rest.note = "restart not rolled out: an earlier batch was unhealthy"
             break
     return results
-
-
-def journal_path(pod: str) -> Path:
-    return state_dir() / "journal" / f"{pod}.json"
-
-
-def read_journal(pod: str) -> dict | None:
-    path = journal_path(pod)
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def write_journal(pod: str, entry: dict | None) -> None:
-    """Record (or, with None, clear) the reassignment in progress; atomic, so a crash leaves a whole file."""
-    path = journal_path(pod)
-    if entry is None:
-        path.unlink(missing_ok=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

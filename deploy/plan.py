@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from deploy.addressing import plan_addresses
 from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
+from deploy.errors import InputError
 from deploy.nodes import expand_nodes
 from deploy.sizing import lmcache_per_rank
 from deploy.spec import PodSpec
@@ -239,6 +240,15 @@ class Plan(Frozen):
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, fixed indentation, trailing newline."""
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def limited_nodes(plan: Plan, limit: list[str] | None) -> list[NodePlan]:
+    """The nodes ``--limit`` selects (all without one); :class:`InputError` naming the valid ones otherwise."""
+    known = {n.name for n in plan.nodes}
+    unknown = [n for n in (limit or []) if n not in known]
+    if unknown:
+        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+    return [n for n in plan.nodes if not limit or n.name in limit]
 
 
 _NS_IDS = uuid.UUID("2b1f7a4e-6c1d-4f0b-9a59-6b76706f6e73")

@@ -1,10 +1,16 @@
-"""Where kvpod keeps run logs and journals on the operator's machine (``$KVPOD_STATE_DIR``)."""
+"""What kvpod keeps on the operator's machine (``$KVPOD_STATE_DIR``): run directories, the plan of the last
+successful bring-up of each pod, the journal of a reassignment in progress; and the crash points that the
+interruption tests kill kvpod at."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from pathlib import Path
+
+from deploy.plan import Plan
 
 
 def state_dir() -> Path:
@@ -22,3 +28,51 @@ def new_run_dir(pod: str, command: str) -> Path:
         path = path.with_name(f"{stamp}-{command}-{n}")
     path.mkdir(parents=True)
     return path
+
+
+def applied_plan_path(pod: str) -> Path:
+    return state_dir() / "pods" / pod / "applied-plan.json"
+
+
+def load_applied_plan(pod: str) -> Plan | None:
+    """The plan of the last successful ``kvpod up`` of this pod on this machine (for --prune and moves)."""
+    path = applied_plan_path(pod)
+    if not path.exists():
+        return None
+    return Plan.model_validate_json(path.read_text())
+
+
+def save_applied_plan(plan: Plan) -> None:
+    _replace(applied_plan_path(plan.pod), plan.to_json())
+
+
+def journal_path(pod: str) -> Path:
+    return state_dir() / "journal" / f"{pod}.json"
+
+
+def read_journal(pod: str) -> dict | None:
+    path = journal_path(pod)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_journal(pod: str, entry: dict | None) -> None:
+    """Record (or, with None, clear) the reassignment in progress; atomic, so a crash leaves a whole file."""
+    path = journal_path(pod)
+    if entry is None:
+        path.unlink(missing_ok=True)
+        return
+    _replace(path, json.dumps(entry, indent=2, sort_keys=True) + "\n")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a crash leaves the old file or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def crash_point(step: str) -> None:
+    """Fault injection for the interruption tests: ``KVPOD_CRASH_AFTER=<step>`` kills this process there."""
+    if os.environ.get("KVPOD_CRASH_AFTER") == step:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -5,7 +5,7 @@ from the plan. This module writes the plan JSON and an ssh_config into the run d
 with pytest in a subprocess (xdist, one worker per host up to four; all checks of a host run in one worker,
 from one state read of that host), and parses the JUnit XML into a :class:`VerifyReport`: per host and role
 area, which checks held, and for each failed one what was expected and what was found. Nothing here prints;
-the CLI (``deploy.cli_verify``) does.
+the CLI (``deploy.cli.verify``) does.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from deploy.plan import Plan, SshPlan
 AREAS = ("fabric", "nvme_initiator", "namespace", "kv_mount", "lmcache", "vllm", "target", "enclosure")
 POD_ROW = "pod"  # the row of pod-wide checks (e.g. no subsystem on two nodes)
 MAX_WORKERS = 4
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_ERROR = 0, 1, 2
 UNREACHABLE_MARK = "HostUnreachable"
 _EXPECTED_FOUND = re.compile(r"^(?P<what>.*?): expected (?P<expected>.*), found (?P<found>.*)$")
 _PYTEST_EXITS = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
@@ -303,13 +302,14 @@ class VerifyReport:
         return sum(c.outcome == "passed" for c in self.checks)
 
     @property
-    def exit_code(self) -> int:
-        """0 everything held; 1 a check failed; 2 hosts unreachable, the suite broke, or nothing ran."""
+    def verdict(self) -> str:
+        """``held`` every check; ``differs`` a check failed; ``incomplete`` hosts unreachable, the suite broke,
+        or nothing ran."""
         if self.suite_error or any(c.outcome in ("unreachable", "error") for c in self.checks):
-            return EXIT_ERROR
+            return "incomplete"
         if self.failures:
-            return EXIT_CHECK_FAILED
-        return EXIT_OK if self.passed else EXIT_ERROR
+            return "differs"
+        return "held" if self.passed else "incomplete"
 
 
 def split_message(message: str) -> tuple[str, str | None, str | None]:

@@ -15,15 +15,13 @@ A Linux bridge does not route: SVI addresses in the plan (``routed``) are report
 
 from __future__ import annotations
 
+import importlib
 import json
 import shlex
 from dataclasses import dataclass, field
 
-from pyinfra import host
-from pyinfra.api import FactBase, OperationError, deploy, operation
-
 from deploy.plan import Plan, SwitchPlan
-from deploy.switches import SwitchDriver, current_switch, sudo_for
+from deploy.switches import SwitchDriver
 
 PVID = "PVID"
 UNTAGGED = "Egress Untagged"
@@ -119,16 +117,6 @@ def parse_state(lines: list[str]) -> BridgeState:
     return BridgeState(links=links, vlans=vlans, filtering_supported=filtering)
 
 
-class LinuxBridgeState(FactBase[BridgeState | None]):
-    """Links, bridge VLANs and VLAN filtering support in ``netns`` (None: the host's own namespace)."""
-
-    def command(self, netns: str | None, bridge: str) -> str:
-        return state_command(netns, bridge)
-
-    def process(self, output: list[str]) -> BridgeState:
-        return parse_state(output)
-
-
 def link_commands(plan: SwitchPlan, state: BridgeState) -> list[str]:
     """Create the bridge if missing, enslave each port with the MTU, then set the bridge MTU and up."""
     ns, br, mtu = plan.netns, plan.bridge, plan.mtu
@@ -175,57 +163,8 @@ def filtering_command(plan: SwitchPlan) -> str:
     return ip_cmd(plan.netns, "link", "set", plan.bridge, "type", "bridge", "vlan_filtering", "1") + " || true"
 
 
-def _where(plan: SwitchPlan) -> str:
+def where(plan: SwitchPlan) -> str:
     return f"network namespace {plan.netns}" if plan.netns else "this host"
-
-
-def _read(plan: SwitchPlan) -> BridgeState:
-    state = host.get_fact(LinuxBridgeState, netns=plan.netns, bridge=plan.bridge)
-    if state is None:
-        raise OperationError(f"could not read links in {_where(plan)} (are `ip` and `bridge` installed?)")
-    return state
-
-
-@operation()
-def bridge_ports(plan: SwitchPlan):
-    """Bridge, port membership and MTUs, then VLAN filtering where the kernel offers it."""
-    state = _read(plan)
-    if not state.netns_exists:
-        raise OperationError(f"{_where(plan)} does not exist; create it and its links before kvpod joins them")
-    missing = [p.port for p in plan.ports if p.port not in state.links]
-    if missing:
-        raise OperationError(
-            f"ports {', '.join(missing)} do not exist in {_where(plan)} "
-            "(kvpod joins existing links to the bridge; it does not create them)"
-        )
-    bridge = state.links.get(plan.bridge)
-    if bridge is not None and bridge.kind != "bridge":
-        raise OperationError(f"{plan.bridge} in {_where(plan)} is a {bridge.kind or 'plain'} link, not a bridge")
-    unrouted = unrouted_vlans(plan)
-    if unrouted:
-        host.noop(f"bridge {plan.bridge}: a Linux bridge does not route; no SVI for {unrouted}")
-    yield from link_commands(plan, state)
-    if not plan.ports:
-        return
-    if bridge is None:
-        state = _read(plan)  # the bridge exists now: look again for its VLAN filtering knob
-    if not state.filtering_supported:
-        host.noop(f"bridge {plan.bridge}: this kernel has no bridge VLAN filtering; VLANs pass through untouched")
-        return
-    if not state.links[plan.bridge].vlan_filtering:
-        yield filtering_command(plan)
-        state = _read(plan)
-        if not state.links[plan.bridge].vlan_filtering:
-            host.noop(f"bridge {plan.bridge}: the kernel refused VLAN filtering; VLANs pass through untouched")
-            return
-    yield from vlan_commands(plan, state)
-
-
-@deploy("kvpod switch (linux-bridge)")
-def apply_switch() -> None:
-    """Apply the current host's SwitchPlan to its Linux bridge."""
-    plan = current_switch()
-    bridge_ports(name=f"Bridge {plan.bridge} in {_where(plan)}", plan=plan, _sudo=sudo_for(plan))
 
 
 def render_script(plan: SwitchPlan, pod: Plan | None = None) -> str:
@@ -234,7 +173,7 @@ def render_script(plan: SwitchPlan, pod: Plan | None = None) -> str:
     pod_note = f", pod {pod.pod}" if pod else ""
     lines = [
         "#!/bin/sh",
-        f"# kvpod: Linux bridge {br} in {_where(plan)} (switch {plan.name}{pod_note})",
+        f"# kvpod: Linux bridge {br} in {where(plan)} (switch {plan.name}{pod_note})",
         "set -e",
         *(
             [f"# not configured (a Linux bridge does not route): SVI for {unrouted_vlans(plan)}"]
@@ -274,12 +213,15 @@ class LinuxBridgeDriver(SwitchDriver):
         return render_script(plan, pod)
 
     def reads(self, plan: SwitchPlan) -> list:
-        from deploy.facts.snapshot import Read
-
-        return [Read.of(LinuxBridgeState, netns=plan.netns, bridge=plan.bridge)]
+        return _on_switch().reads(plan)
 
     def deploy(self) -> None:
-        apply_switch()
+        _on_switch().apply_switch()
+
+
+def _on_switch():
+    """What runs on the bridge's host (pyinfra fact and operation), imported only by a command that reaches hosts."""
+    return importlib.import_module("deploy.switches.linux_bridge_apply")
 
 
 DRIVER = LinuxBridgeDriver()

@@ -38,7 +38,7 @@ class TargetDriver(ABC):
 
     def sheet(self, target: TargetPlan, pod: Plan) -> str:
         """The operator's view of this enclosure: ports, subsystems and host access, as text."""
-        from deploy.targets.sheet import enclosure_section
+        from deploy.targets.section import enclosure_section
 
         note = (
             "kvpod configures this enclosure itself (`kvpod up`); this sheet is for reference."

@@ -32,7 +32,7 @@ class Data24Driver(TargetDriver):
         )
 
     def sheet(self, target: TargetPlan, pod: Plan) -> str:
-        from deploy.targets.sheet import enclosure_section
+        from deploy.targets.section import enclosure_section
 
         return enclosure_section(target, pod, PREFACE)
 

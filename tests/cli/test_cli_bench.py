@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import deploy.cli_bench
+import deploy.cli.bench
 from deploy.bench import GIB, MIB, NodeBench, Phase, build_report
 from deploy.cli import app
 from tests.conftest import LAB
@@ -36,7 +36,7 @@ def fake_bench(monkeypatch):
         calls.append((limit, size_bytes, runtime_s))
         return build_report(plan, size_bytes, runtime_s, [*answer], run_dir)
 
-    monkeypatch.setattr(deploy.cli_bench, "run_bench", run_bench)
+    monkeypatch.setattr(deploy.cli.bench, "run_bench", run_bench)
     return calls, answer
 
 

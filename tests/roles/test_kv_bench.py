@@ -13,7 +13,8 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 import deploy.runner
-from deploy.bench import GIB, MIB, BenchJob, run_bench
+from deploy.bench import GIB, MIB, BenchJob
+from deploy.bench_run import run_bench
 from deploy.loader import load_spec
 from deploy.operations.bench import bench_removed, bench_room, fio_benchmark
 from deploy.paths import lab_spec

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.cli_run import check_selection
+from deploy.cli.run import check_selection
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.paths import lab_spec
@@ -69,7 +69,7 @@ def test_wheelhouse_is_checked_on_this_machine_before_up(tmp_path: Path) -> None
     assert wheelhouse_problems(str(wheelhouse(tmp_path))) == []
     spec = load_spec_text(spec_with({"vllm_version": "0.11.0", "wheelhouse": str(tmp_path / "none")}))  # validates
     with pytest.raises(InputError, match="not a directory here"):
-        check_selection(build_plan(spec), None, [])
+        check_selection(build_plan(spec), [])
 
 
 def test_role_pushes_wheels_installs_once_and_then_reads_nothing_more(tmp_path: Path) -> None:

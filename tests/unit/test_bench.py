@@ -26,7 +26,6 @@ from deploy.bench import (
     aggregates,
     bench_script,
     build_report,
-    check_limit,
     check_runtime,
     cleanup_script,
     fio_argv,
@@ -40,7 +39,7 @@ from deploy.bench import (
 )
 from deploy.errors import InputError
 from deploy.loader import load_spec
-from deploy.plan import build_plan
+from deploy.plan import build_plan, limited_nodes
 from tests.conftest import LAB, REFERENCE
 
 DATA = Path(__file__).parent / "data"
@@ -87,10 +86,10 @@ def test_runtime_and_limit_are_checked() -> None:
     assert check_runtime(3) == 3
     with pytest.raises(InputError, match="--runtime 0"):
         check_runtime(0)
-    assert [n.name for n in check_limit(plan, None)] == ["node1", "node2"]
-    assert [n.name for n in check_limit(plan, ["node2"])] == ["node2"]
+    assert [n.name for n in limited_nodes(plan, None)] == ["node1", "node2"]
+    assert [n.name for n in limited_nodes(plan, ["node2"])] == ["node2"]
     with pytest.raises(InputError, match=r"unknown node node9 \(valid: node1, node2\)"):
-        check_limit(plan, ["node2", "node9"])
+        limited_nodes(plan, ["node2", "node9"])
 
 
 # -- the fio command --------------------------------------------------------------------------------------

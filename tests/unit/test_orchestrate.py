@@ -12,14 +12,11 @@ from deploy.orchestrate import (
     _moved_from,
     batch_size,
     check_handover,
-    load_applied_plan,
-    read_journal,
-    save_applied_plan,
-    write_journal,
 )
 from deploy.plan import build_plan
-from deploy.reassign import parse_drive, plan_reassignment
+from deploy.reassignment import parse_drive, plan_reassignment
 from deploy.spec_edit import set_node_namespaces
+from deploy.statedir import load_applied_plan, read_journal, save_applied_plan, write_journal
 from tests.conftest import LAB, REFERENCE
 
 

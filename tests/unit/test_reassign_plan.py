@@ -8,7 +8,7 @@ from deploy.assignment import DriveRef
 from deploy.errors import InputError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
-from deploy.reassign import parse_drive, plan_reassignment
+from deploy.reassignment import parse_drive, plan_reassignment
 from deploy.spec_edit import set_node_namespaces
 from tests.conftest import LAB, REFERENCE
 

@@ -15,17 +15,10 @@ from pyinfra.context import ctx_host
 
 from deploy.plan import SwitchPlan, SwitchPortPlan, SwitchVlanPlan
 from deploy.switches import driver_for
-from deploy.switches.cumulus_nvue import NvueConfigDiff, NvuePatchDiff, apply_patch, diff_is_empty
-from deploy.switches.linux_bridge import (
-    BridgeState,
-    Link,
-    LinuxBridgeState,
-    bridge_ports,
-    link_commands,
-    parse_state,
-    state_command,
-    vlan_commands,
-)
+from deploy.switches.cumulus_nvue import diff_is_empty
+from deploy.switches.cumulus_nvue_apply import NvueConfigDiff, NvuePatchDiff, apply_patch
+from deploy.switches.linux_bridge import BridgeState, Link, link_commands, parse_state, state_command, vlan_commands
+from deploy.switches.linux_bridge_apply import LinuxBridgeState, bridge_ports
 
 
 class FakeHost:

@@ -14,7 +14,8 @@ from deploy.errors import KvpodError
 from deploy.loader import load_spec
 from deploy.plan import Plan, build_plan
 from deploy.targets import ManualTarget, driver_for
-from deploy.targets.sheet import CSV_COLUMNS, SPARE, render_target_csv, render_target_sheet
+from deploy.targets.section import SPARE
+from deploy.targets.sheet import CSV_COLUMNS, render_target_csv, render_target_sheet
 from tests.golden import assert_golden
 
 ROOT = Path(__file__).resolve().parents[2]

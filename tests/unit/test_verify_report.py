@@ -131,11 +131,11 @@ class TestParseJunit:
         option = report.failures[1]
         assert (option.expected, option.found) == ("to include 'noatime'", "relatime,rw")
         assert report.unreachable_hosts == ["target"]
-        assert report.exit_code == 2  # an unreachable host makes the result incomplete
+        assert report.verdict == "incomplete"  # an unreachable host makes the result incomplete
 
         without_target = SAMPLE.replace("HostUnreachable", "AssertionError").replace("<error ", "<failure ")
         without_target = without_target.replace("</error>", "</failure>")
-        assert parse_junit(without_target, report_rows(lab_plan)).exit_code == 1
+        assert parse_junit(without_target, report_rows(lab_plan)).verdict == "differs"
 
         passing = parse_junit(
             '<testsuites><testsuite name="pytest">'
@@ -143,14 +143,14 @@ class TestParseJunit:
             + "</testsuite></testsuites>",
             report_rows(lab_plan),
         )
-        assert passing.exit_code == 0
+        assert passing.verdict == "held"
         empty = parse_junit('<testsuites><testsuite name="pytest"></testsuite></testsuites>', ["node1"])
-        assert empty.exit_code == 2  # nothing ran: nothing was verified
+        assert empty.verdict == "incomplete"  # nothing ran: nothing was verified
 
     def test_suite_error_is_exit_2(self, lab_plan: Plan) -> None:
         report = parse_junit(SAMPLE.replace("<failure", "<skipped").replace("</failure>", "</skipped>"), ["node1"])
         report.suite_error = "the verify suite stopped (usage error)"
-        assert report.exit_code == 2
+        assert report.verdict == "incomplete"
 
     def test_without_properties_host_and_area_come_from_the_test(self, lab_plan: Plan) -> None:
         xml = (
@@ -379,7 +379,7 @@ class TestRunVerify:
         junit = tmp_path / "copy.xml"
         report = verify.run_verify(Plan.model_validate(data), tmp_path, limit=["node1"], junit_copy=junit)
         assert report.suite_error is None
-        assert report.exit_code == 2
+        assert report.verdict == "incomplete"
         assert report.unreachable_hosts == ["node1", "target"]
         assert {c.outcome for c in report.checks} == {"unreachable"}
         assert {c.host for c in report.checks} == {"node1", "target", POD_ROW}
@@ -417,7 +417,7 @@ class TestSimulatedPod:
     def test_a_healthy_pod_holds_with_one_read_per_host(self, lab_plan: Plan, tmp_path: Path) -> None:
         report, reads = _run_simulated(lab_plan, tmp_path)
         assert [c.test_id for c in report.failures] == []
-        assert (report.passed, report.exit_code) == (153, 0)
+        assert (report.passed, report.verdict) == (153, "held")
         assert sorted(c.name for c in report.checks if c.outcome == "skipped") == [
             "test_extra_arguments[node1]",
             "test_extra_arguments[node2]",
@@ -434,7 +434,7 @@ class TestSimulatedPod:
     def test_breaks_are_named_on_their_host_with_expected_and_found(self, lab_plan: Plan, tmp_path: Path) -> None:
         breaks = {"node1": ["unmounted"], "node2": ["vlan-mtu"], "target": ["unreachable"]}
         report, _ = _run_simulated(lab_plan, tmp_path, breaks)
-        assert report.exit_code == 2
+        assert report.verdict == "incomplete"
         assert report.unreachable_hosts == ["target"]
         assert {c.outcome for c in report.checks if c.host == "target"} == {"unreachable"}
         failed = {c.name: c for c in report.failures}

@@ -1,4 +1,4 @@
-"""CLI side of ``kvpod bench``: per-node and aggregate GB/s beside the reference figures; the JSON file.
+"""``kvpod bench``: per-node and aggregate GB/s beside the reference figures; the JSON file.
 
 Exit codes: 0 every node measured; 1 the input is wrong (unknown ``--limit`` node, a bad ``--size`` or
 ``--runtime``); 2 a node failed, could not be reached, or refused (not mounted, no room beside LMCache's
@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,20 +23,26 @@ from deploy.bench import (
     REFERENCE,
     BenchReport,
     NodeBench,
-    check_limit,
     check_runtime,
     format_bytes,
     parse_size,
-    run_bench,
+)
+from deploy.bench_run import run_bench
+from deploy.cli.shared import (
+    EXIT_FAILED,
+    EXIT_OK,
+    LimitOpt,
+    SpecPath,
+    app,
+    check_limit,
+    load,
+    out,
+    use_hosts,
+    user_error,
 )
 from deploy.errors import InputError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
-
-EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
-
-out = Console(width=None if Console().is_terminal else 160)
-err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 
 def _shares(write: float, read: float, reference: float) -> str:
@@ -130,13 +135,13 @@ def print_problems(report: BenchReport) -> None:
 
 def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: int, json_path: Path | None) -> int:
     """Check the input, benchmark the nodes, print the table, write the JSON; return the exit code."""
+    check_limit(plan, limit)
     try:
-        check_limit(plan, limit)
         size_bytes = parse_size(size)
         check_runtime(runtime)
     except InputError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        return EXIT_INVALID
+        raise user_error(str(exc)) from None
+    use_hosts()
     run_dir = new_run_dir(plan.pod, "bench")
     scope = f" ({', '.join(limit)})" if limit else ""
     with out.status(f"kvpod bench {plan.pod}{scope}: fio write then read, {runtime} s each, on every KV-cache mount"):
@@ -151,25 +156,20 @@ def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: i
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``bench SPEC [--limit NODE ...] [--size SIZE] [--runtime S] [--json FILE]`` to the kvpod app."""
-
-    @app.command("bench")
-    def bench(
-        spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
-        limit: Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")] = None,
-        size: Annotated[
-            str, typer.Option("--size", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)")
-        ] = DEFAULT_SIZE,
-        runtime: Annotated[int, typer.Option("--runtime", help="seconds of each phase (write, then read)")] = (
-            DEFAULT_RUNTIME
-        ),
-        json_path: Annotated[
-            Path | None, typer.Option("--json", help="write per-node results and aggregates as JSON")
-        ] = None,
-    ) -> None:
-        """fio on every node's KV-cache mount (128 KiB O_DIRECT, 4 jobs, iodepth 32): GB/s beside the reference."""
-        from deploy.cli import load  # lazily: deploy.cli imports this module's caller
-
-        _, plan = load(spec)
-        raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path))
+@app.command("bench")
+def bench(
+    spec: SpecPath,
+    limit: LimitOpt = None,
+    size: Annotated[
+        str, typer.Option("--size", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)")
+    ] = DEFAULT_SIZE,
+    runtime: Annotated[int, typer.Option("--runtime", help="seconds of each phase (write, then read)")] = (
+        DEFAULT_RUNTIME
+    ),
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="write per-node results and aggregates as JSON")
+    ] = None,
+) -> None:
+    """fio on every node's KV-cache mount (128 KiB O_DIRECT, 4 jobs, iodepth 32): GB/s beside the reference."""
+    _, plan = load(spec)
+    raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path))

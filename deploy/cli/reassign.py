@@ -7,29 +7,46 @@ reassignment (Ctrl-C, a crash, an SSH drop) is finished by running the same comm
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from rich.console import Console
+import typer
 
+from deploy.cli.run import BatchOpt, ForceOpt, run_up_command, up_options
+from deploy.cli.shared import app, fail_spec, load_spec_file, out
 from deploy.errors import InputError, SpecError
-from deploy.loader import load_spec, load_spec_text
-from deploy.orchestrate import UpOptions, crash_point, read_journal, write_journal
+from deploy.loader import load_spec_text
 from deploy.plan import build_plan
-from deploy.reassign import parse_drive, plan_reassignment
+from deploy.reassignment import parse_drive, plan_reassignment
 from deploy.spec_edit import set_node_namespaces, write_atomically
+from deploy.statedir import crash_point, read_journal, write_journal
 
-out = Console(width=None if Console().is_terminal else 160)
+
+@app.command()
+def reassign(
+    spec: Annotated[Path, typer.Argument(help="pod spec YAML (edited in place, comments kept)")],
+    drive: Annotated[str, typer.Option("--drive", help="ENCLOSURE/SLOT of the drive to move")],
+    to: Annotated[str, typer.Option("--to", help="the node that receives the drive")],
+    swap: Annotated[
+        bool, typer.Option("--swap", help="the receiving node's drive goes to the drive's old holder")
+    ] = False,
+    wipe: Annotated[
+        bool, typer.Option("--wipe", help="recreate the filesystem on the moved drive: data is lost")
+    ] = False,
+    force_unreachable: ForceOpt = False,
+    batch: BatchOpt = "1",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = True,
+) -> None:
+    """Move a drive to another node safely: old holder releases, target re-admits, new holder mounts."""
+    raise typer.Exit(
+        run_reassign_command(spec, drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
+    )
 
 
 def run_reassign_command(
     spec_path: Path, drive: str, to: str, *, swap: bool, wipe: bool, force_unreachable: bool, batch: str
 ) -> int:
-    from deploy.cli import fail_spec
-    from deploy.cli_run import run_up_command
-
-    try:
-        spec = load_spec(spec_path)
-    except SpecError as exc:
-        raise fail_spec(exc) from None
+    """Edit the spec (journalled), then run the handover; an interrupted run is finished by the same command."""
+    spec = load_spec_file(spec_path)
     pod = spec.pod.name
     request = {"drive": drive, "to": to, "swap": swap, "wipe": wipe}
     journal = read_journal(pod)
@@ -55,14 +72,14 @@ def run_reassign_command(
         crash_point("spec")
         out.print("moving " + "; ".join(moves), highlight=False)
 
-    plan = build_plan(load_spec(spec_path))
+    plan = build_plan(load_spec_file(spec_path))
 
     def checkpoint(step: str) -> None:
         entry = read_journal(pod) or {"request": request}
         entry["last_step"] = step
         write_journal(pod, entry)
 
-    opts = UpOptions(wipe={drive} if wipe else set(), force_unreachable=force_unreachable, batch=batch)
+    opts = up_options(wipe={drive} if wipe else set(), force_unreachable=force_unreachable, batch=batch)
     code = run_up_command(plan, opts, yes=True, report=None, verify=False, checkpoint=checkpoint)
     if code == 0:
         write_journal(pod, None)

@@ -11,15 +11,16 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 
 from deploy import paths
+from deploy.cli.run import run_up_command, up_options
+from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, app, load, out
 from deploy.plan import Plan
 
 lab_app = typer.Typer(
     help="A virtual pod of QEMU VMs on this machine (real kernel NVMe/RDMA path).", no_args_is_help=True
 )
-out = Console(width=None if Console().is_terminal else 160)
+app.add_typer(lab_app, name="lab")
 
 
 def _lab():
@@ -78,8 +79,6 @@ def lab_up(
     bring_up: Annotated[bool, typer.Option("--bring-up/--boot-only", help="run kvpod up and verify")] = True,
 ) -> None:
     """Boot the lab (building the VM image once), then `kvpod up` + `kvpod verify` of the lab pod."""
-    from deploy.cli import load
-    from deploy.cli_run import run_up_command
     from deploy.lab.errors import LabError
     from deploy.lab.wheels import build_standin_wheelhouse
 
@@ -105,13 +104,11 @@ def lab_up(
                     build_standin_wheelhouse(Path(n.vllm.install.wheelhouse), lmcache.split("==", 1)[1])
     except LabError as exc:
         out.print(f"[red]lab:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_FAILED) from None
     out.print(f"lab booted in {time.monotonic() - started:.1f}s; pod spec: {spec_path}")
     if not bring_up:
         return
-    from deploy.orchestrate import UpOptions
-
-    code = run_up_command(plan, UpOptions(), yes=True, report=None, verify=True)
+    code = run_up_command(plan, up_options(), yes=True, report=None, verify=True)
     out.print(f"lab up finished in {time.monotonic() - started:.1f}s (exit {code})")
     raise typer.Exit(code)
 
@@ -133,7 +130,7 @@ def lab_status() -> None:
     rows = _lab().status()
     if not rows:
         out.print("the lab is not up")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INVALID)
     t = Table(title="lab")
     for col in ("vm", "ssh", "pid", "state"):
         t.add_column(col)
@@ -155,7 +152,7 @@ def lab_ssh(
         argv = _lab().ssh_command(name, list(command) if command else None)
     except (LabError, KeyError) as exc:
         out.print(f"[red]lab:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_FAILED) from None
     if command:
         raise typer.Exit(subprocess.run(argv, check=False).returncode)
     os.execvp(argv[0], argv)

@@ -1,7 +1,7 @@
-"""CLI side of ``kvpod verify``: run the suite, print a host-by-role-area table and every failed check.
+"""``kvpod verify``: run the testinfra suite, print a host-by-role-area table and every failed check.
 
-Exit codes: 0 every check held; 1 a check failed; 2 a host was unreachable, the suite could not run, or
-``--limit`` named an unknown node.
+Exit codes: 0 every check held; 1 a check failed, or ``--limit`` named an unknown node; 2 a host was
+unreachable or the suite could not run.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, EXIT_OK, LimitOpt, SpecPath, app, check_limit, load, out
 from deploy.errors import KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
-from deploy.verify import EXIT_ERROR, POD_ROW, Cell, VerifyReport, run_verify
-
-out = Console(width=None if Console().is_terminal else 160)
+from deploy.verify import POD_ROW, Cell, VerifyReport, run_verify
 
 _AREA_TITLES = {
     "fabric": "fabric",
@@ -92,12 +90,7 @@ def print_failures(report: VerifyReport) -> None:
 
 
 def run_verify_command(plan: Plan, limit: list[str] | None = None, junit: Path | None = None) -> int:
-    """Verify the live pod against ``plan``; print the summary; return the exit code."""
-    known = {n.name for n in plan.nodes}
-    unknown = [n for n in (limit or []) if n not in known]
-    if unknown:
-        out.print(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})", highlight=False)
-        return EXIT_ERROR
+    """Verify the live pod against ``plan`` (``limit`` already checked); print the summary; return the exit code."""
     run_dir = new_run_dir(plan.pod, "verify")
     scope = f" ({', '.join(limit)})" if limit else ""
     try:
@@ -105,7 +98,7 @@ def run_verify_command(plan: Plan, limit: list[str] | None = None, junit: Path |
             report = run_verify(plan, run_dir, limit=limit, junit_copy=junit)
     except KvpodError as exc:
         out.print(f"[red]error:[/red] {escape(str(exc))}")
-        return EXIT_ERROR
+        return EXIT_FAILED
     checks = [c for c in report.checks if c.outcome != "skipped"]
     held = sum(c.outcome == "passed" for c in checks)
     if report.checks:
@@ -114,24 +107,23 @@ def run_verify_command(plan: Plan, limit: list[str] | None = None, junit: Path |
     print_failures(report)
     if report.suite_error:
         out.print(f"[red]suite error:[/red] {report.suite_error}", highlight=False)
-    code = report.exit_code
-    verdict = {0: "[green]the pod matches its plan[/green]", 1: "[red]the pod differs from its plan[/red]"}
+    code = {"held": EXIT_OK, "differs": EXIT_INVALID}.get(report.verdict, EXIT_FAILED)
+    verdict = {
+        EXIT_OK: "[green]the pod matches its plan[/green]",
+        EXIT_INVALID: "[red]the pod differs from its plan[/red]",
+    }
     out.print(verdict.get(code, "[red]verification incomplete[/red]"))
     out.print(f"logs: {run_dir}" + (f"  junit: {junit}" if junit else ""), highlight=False)
     return code
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``verify SPEC [--limit NODE ...] [--junit FILE]`` to the kvpod app."""
-
-    @app.command("verify")
-    def verify(
-        spec: Annotated[Path, typer.Argument(help="pod spec YAML")],
-        limit: Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")] = None,
-        junit: Annotated[Path | None, typer.Option("--junit", help="also write the JUnit XML here")] = None,
-    ) -> None:
-        """Check the live pod against its plan (testinfra over SSH): one ✓/✗ per host and role area."""
-        from deploy.cli import load  # lazily: deploy.cli imports this module's caller
-
-        _, plan = load(spec)
-        raise typer.Exit(run_verify_command(plan, limit=limit, junit=junit))
+@app.command("verify")
+def verify(
+    spec: SpecPath,
+    limit: LimitOpt = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="also write the JUnit XML here")] = None,
+) -> None:
+    """Check the live pod against its plan (testinfra over SSH): one ✓/✗ per host and role area."""
+    _, plan = load(spec)
+    check_limit(plan, limit)
+    raise typer.Exit(run_verify_command(plan, limit=limit, junit=junit))

@@ -1,24 +1,36 @@
-"""CLI side of runs against hosts: live progress, the diff view, the per-host summary, JSON reports, exit codes."""
+"""``kvpod up``, ``diff`` and ``check``: live progress, the diff view, the per-host summary, JSON reports."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from rich.console import Console
+import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
+from deploy.cli.shared import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    LimitOpt,
+    SpecPath,
+    app,
+    check_limit,
+    load,
+    out,
+    use_hosts,
+)
+from deploy.cli.verify import run_verify_command
 from deploy.errors import InputError
-from deploy.orchestrate import UpOptions, bring_up
 from deploy.plan import Plan
-from deploy.runner import RunReport
 from deploy.statedir import new_run_dir
 
-EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
-
-out = Console(width=None if Console().is_terminal else 160)
+if TYPE_CHECKING:
+    from deploy.orchestrate import UpOptions
+    from deploy.runner import RunReport
 
 _STYLE = {
     "changed": "yellow",
@@ -80,11 +92,8 @@ def _sink(host: str, kind: str, text: str) -> None:
         out.print(f"  [red]failed[/red]  {host}: {text}", highlight=False)
 
 
-def check_selection(plan: Plan, limit: list[str] | None, wipe: list[str]) -> None:
-    known = {n.name for n in plan.nodes}
-    unknown = [n for n in (limit or []) if n not in known]
-    if unknown:
-        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+def check_selection(plan: Plan, wipe: list[str]) -> None:
+    """The wheelhouse exists and every ``--wipe`` names a drive of the plan; :class:`InputError` otherwise."""
     from deploy.validate import wheelhouse_problems
 
     for problem in wheelhouse_problems(plan.nodes[0].vllm.install.wheelhouse if plan.nodes[0].vllm.install else None):
@@ -104,6 +113,9 @@ def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
 
 def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report: Path | None = None) -> int:
     """``kvpod diff`` / ``up --dry`` / ``check``: read the live pod, show what would change, change nothing."""
+    from deploy.orchestrate import bring_up
+
+    use_hosts()
     opts.dry = True
     opts.run_dir = new_run_dir(plan.pod, "check" if exit_on_drift else "diff")
     with out.status(f"reading the live state of {plan.pod}"):
@@ -125,7 +137,10 @@ def run_up_command(
     plan: Plan, opts: UpOptions, *, yes: bool, report: Path | None, verify: bool, checkpoint=None
 ) -> int:
     """``kvpod up``: show what will change (unless --yes or not interactive), apply, summarise, verify."""
-    check_selection(plan, opts.limit, sorted(opts.wipe))
+    from deploy.orchestrate import UpOptions, bring_up
+
+    use_hosts()
+    check_selection(plan, sorted(opts.wipe))
     if opts.dry:
         return run_diff_command(plan, opts, exit_on_drift=False, report=report)
     if not yes and sys.stdin.isatty():
@@ -148,7 +163,74 @@ def run_up_command(
     if not result.ok:
         return EXIT_FAILED
     if verify:
-        from deploy.cli_verify import run_verify_command
-
         return run_verify_command(plan, limit=opts.limit, junit=None)
     return EXIT_OK
+
+
+WipeOpt = Annotated[list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT): data is lost")]
+BatchOpt = Annotated[str, typer.Option("--batch", help="vLLM restarts per batch: nodes (1) or a share (25%)")]
+PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
+]
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="write the per-host summary as JSON")]
+
+
+def up_options(**kwargs) -> UpOptions:
+    """The orchestration's options (imported only when a command reaches hosts)."""
+    from deploy.orchestrate import UpOptions
+
+    return UpOptions(**kwargs)
+
+
+@app.command()
+def up(
+    spec: SpecPath,
+    limit: LimitOpt = None,
+    dry: Annotated[bool, typer.Option("--dry", help="show what would change; change nothing")] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="show the diff before applying (the default when interactive)")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")] = False,
+    wipe: WipeOpt = None,
+    batch: BatchOpt = "1",
+    prune: PruneOpt = False,
+    force_unreachable: ForceOpt = False,
+    report: ReportOpt = None,
+    verify: Annotated[bool, typer.Option(help="run kvpod verify after a successful bring-up")] = True,
+) -> None:
+    """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
+    _, p = load(spec)
+    check_limit(p, limit)
+    options = {
+        "limit": limit,
+        "wipe": set(wipe or []),
+        "batch": batch,
+        "prune": prune,
+        "force_unreachable": force_unreachable,
+    }
+    if diff and not dry and not yes:
+        check_selection(p, sorted(options["wipe"]))
+        code = run_diff_command(p, up_options(**options, dry=True), exit_on_drift=True)
+        if code != EXIT_INVALID:
+            raise typer.Exit(code)
+    raise typer.Exit(run_up_command(p, up_options(**options, dry=dry), yes=yes or diff, report=report, verify=verify))
+
+
+def _read_only(spec: Path, limit: list[str] | None, prune: bool, report: Path | None, *, exit_on_drift: bool) -> None:
+    _, p = load(spec)
+    check_limit(p, limit)
+    opts = up_options(limit=limit, prune=prune, dry=True)
+    raise typer.Exit(run_diff_command(p, opts, exit_on_drift=exit_on_drift, report=report))
+
+
+@app.command("diff")
+def diff_cmd(spec: SpecPath, limit: LimitOpt = None, prune: PruneOpt = False, report: ReportOpt = None) -> None:
+    """Read the live pod and show, per host, what `kvpod up` would change and why; change nothing."""
+    _read_only(spec, limit, prune, report, exit_on_drift=False)
+
+
+@app.command()
+def check(spec: SpecPath, limit: LimitOpt = None, report: ReportOpt = None) -> None:
+    """Report drift (live state differing from the plan) per host; exit 1 when there is drift."""
+    _read_only(spec, limit, False, report, exit_on_drift=True)

@@ -1,0 +1,11 @@
+"""The kvpod command line: the app with every command registered, and its entry point ``main``.
+
+:mod:`deploy.cli.shared` owns what commands share (app, consoles, exit codes, spec loading, options); each other
+module is one command group: ``offline`` (commands that touch no host), ``verify``, ``bench``, ``run`` (up,
+diff, check), ``reassign``, ``lab``. Importing them registers their commands.
+"""
+
+from deploy.cli import bench, lab, offline, reassign, run, verify  # noqa: F401  (registers their commands)
+from deploy.cli.shared import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,114 @@
+"""What every kvpod command shares: the typer app, the consoles, the exit codes, spec loading, the options.
+
+Exit codes: 0 success; 1 the input is invalid (spec, unknown node or drive), or verification/drift found a
+difference; 2 an operation failed on a host, a host was unreachable, kvpod refused an unsafe step, or the
+environment is unusable; 130 interrupted.
+
+Command modules (one per command group) import this module and the layers below the CLI, never each other
+upwards. Commands that reach hosts call :func:`use_hosts` before importing anything that imports pyinfra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from deploy import paths
+from deploy.errors import InputError, KvpodError, SpecError
+
+if TYPE_CHECKING:
+    from deploy.plan import Plan
+    from deploy.spec import PodSpec
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_FAILED = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="kvpod",
+    help="Bring up a GPU inference pod whose LMCache disk tier lives on a shared NVMe-oF enclosure.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+switch_app = typer.Typer(help="Switch-side configuration of the pod.", no_args_is_help=True)
+target_app = typer.Typer(help="Target-side configuration of the pod.", no_args_is_help=True)
+app.add_typer(switch_app, name="switch")
+app.add_typer(target_app, name="target")
+
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+SpecArg = Annotated[
+    Path | None,
+    typer.Argument(help="pod spec YAML (default: the embedded reference pod)", show_default=False),
+]
+SpecPath = Annotated[Path, typer.Argument(help="pod spec YAML")]
+LimitOpt = Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")]
+
+
+def use_hosts() -> None:
+    """Patch the standard library for gevent, on which pyinfra runs hosts in parallel (once, before pyinfra)."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        monkey.patch_all()
+
+
+def user_error(message: str) -> typer.Exit:
+    """Print ``error: message`` and return the exit (1) to raise."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+def fail_spec(exc: SpecError) -> typer.Exit:
+    """Print every problem as ``field.path: message`` and return the exit (1) to raise."""
+    for problem in exc.problems:
+        err.print(str(problem), markup=False, highlight=False, emoji=False, soft_wrap=True)
+    err.print(f"[red]spec invalid: {len(exc.problems)} problem(s)[/red]")
+    return typer.Exit(EXIT_INVALID)
+
+
+def load_spec_file(path: Path) -> PodSpec:
+    """The validated spec at ``path``; exits 1 with every problem listed when it is invalid."""
+    from deploy.loader import load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        raise fail_spec(exc) from None
+
+
+def load(spec_path: Path | None, default: Path | None = None) -> tuple[PodSpec, Plan]:
+    """Load, validate and plan (the reference pod without a path); exits 1 when the spec is invalid."""
+    from deploy.plan import build_plan
+
+    spec = load_spec_file(spec_path or default or paths.reference_spec())
+    return spec, build_plan(spec)
+
+
+def check_limit(plan: Plan, limit: list[str] | None) -> None:
+    """``--limit`` may name only nodes of the plan; otherwise exit 1 naming the valid ones (every command)."""
+    from deploy.plan import limited_nodes
+
+    try:
+        limited_nodes(plan, limit)
+    except InputError as exc:
+        raise user_error(str(exc)) from None
+
+
+def main() -> None:
+    """Console entry point: user mistakes and host failures end with a message, never a traceback."""
+    try:
+        app()
+    except KvpodError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise SystemExit(EXIT_INVALID if isinstance(exc, InputError) else EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(EXIT_INTERRUPTED) from None
