@@ -1,5 +1,6 @@
 """Round trips and speed of kvpod: prints a table per part. A benchmark, not a test: nothing here asserts.
 
+    python3 benchmarks/round_trips.py start           # wall time of `kvpod validate` / `kvpod plan`, reference pod
     python3 benchmarks/round_trips.py plan            # validate + plan of a 384-node, 16-enclosure spec
     python3 benchmarks/round_trips.py fleet           # converged simulated fleets: 1, 24, 96, 384 nodes
     python3 benchmarks/round_trips.py lab             # the lab pod (`kvpod lab up` first): no-op up, check, verify
@@ -69,6 +70,34 @@ def part_plan() -> None:
         ["what", "CPU s", "CPU s beyond interpreter start"],
         rows,
     )
+
+
+def _child_wall(argv: list[str]) -> float:
+    """Wall seconds from starting an interpreter to its exit (output discarded)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *argv], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def part_start(runs: int = 7) -> None:
+    """Commands that touch no host, from interpreter start to exit: they load neither pyinfra nor gevent."""
+    reference = str(ROOT / "inventories" / "reference" / "pod.yaml")
+    cli = "import sys; sys.argv = ['kvpod', *sys.argv[1:]]; from deploy.cli import main; main()"
+    cases = [
+        ("`python3 -c pass` (the interpreter alone)", ["-c", "pass"]),
+        ("`kvpod validate` reference pod", ["-c", cli, "validate", reference]),
+        ("`kvpod plan` reference pod (tables)", ["-c", cli, "plan", reference]),
+        ("`kvpod plan --json` reference pod", ["-c", cli, "plan", reference, "--json"]),
+        ("import pyinfra.api + gevent patch (what these commands no longer load)", ["-c", _HOSTS]),
+    ]
+    rows = []
+    for what, argv in cases:
+        walls = sorted(_child_wall(argv) for _ in range(runs))
+        rows.append([what, f"{walls[0]:.2f}", f"{walls[len(walls) // 2]:.2f}"])
+    table(f"from interpreter start to exit (wall seconds, {runs} runs)", ["what", "best", "median"], rows)
+
+
+_HOSTS = "from gevent import monkey; monkey.patch_all(); import pyinfra.api"
 
 
 # -- fleet --------------------------------------------------------------------------------------------------
@@ -237,14 +266,16 @@ def main(argv: list[str]) -> None:
         return
     parts = [a for a in argv if not a.startswith("-")] or ["plan", "fleet"]
     for part in parts:
-        if part == "plan":
+        if part == "start":
+            part_start()
+        elif part == "plan":
             part_plan()
         elif part == "fleet":
             part_fleet()
         elif part == "lab":
             part_lab(first="--first" in argv)
         else:
-            raise SystemExit(f"unknown part {part!r} (plan, fleet, lab)")
+            raise SystemExit(f"unknown part {part!r} (start, plan, fleet, lab)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
 from deploy.reassignment import parse_drive, plan_reassignment
-from deploy.spec_edit import set_node_namespaces, write_atomically
 from deploy.statedir import crash_point, read_journal, write_journal
 
 
@@ -46,6 +45,8 @@ def run_reassign_command(
     spec_path: Path, drive: str, to: str, *, swap: bool, wipe: bool, force_unreachable: bool, batch: str
 ) -> int:
     """Edit the spec (journalled), then run the handover; an interrupted run is finished by the same command."""
+    from deploy.spec_edit import set_node_namespaces, write_atomically
+
     spec = load_spec_file(spec_path)
     pod = spec.pod.name
     request = {"drive": drive, "to": to, "swap": swap, "wipe": wipe}

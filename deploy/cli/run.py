@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.syntax import Syntax
 from rich.table import Table
 
 from deploy.cli.shared import (
@@ -65,6 +64,8 @@ def summary_table(report: RunReport, title: str) -> Table:
 
 def print_diff(report: RunReport) -> None:
     """Per host: what would change and why — operations with their commands, files as unified diffs."""
+    from rich.syntax import Syntax
+
     for h in report.hosts:
         if not h.planned and h.status not in ("failed", "unreachable"):
             continue
