@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import InputError
+from deploy.names import GIB, KIB, MIB, TIB
 from deploy.plan import NodePlan, Plan
 
-KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
 BLOCK_SIZE = 128 * KIB
 NUMJOBS = 4
 IODEPTH = 32

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.bench import BenchReport, bench_jobs, build_report, node_result
+from deploy.names import BENCH_KEY
 from deploy.plan import Plan, limited_nodes
 
 
@@ -24,7 +25,7 @@ def run_bench(
     no answer (timeout, dropped connection) is cleaned up the same way.
     """
     from deploy.runner import node_hosts, run_output, run_phase
-    from roles.kv_bench import BENCH_KEY, FIO_STEP, kv_bench, kv_bench_removed
+    from roles.kv_bench import FIO_STEP, kv_bench, kv_bench_removed
 
     nodes = limited_nodes(plan, limit)
     jobs = bench_jobs(nodes, size_bytes, runtime_s)

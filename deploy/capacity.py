@@ -13,8 +13,8 @@ by ``1024**3``, so kvpod counts budgets the same way.
 
 from __future__ import annotations
 
-GB = 1_000_000_000
-GIB = 1 << 30
+from deploy.names import GB, GIB
+
 BLOCK = 4096
 
 

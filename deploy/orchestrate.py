@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import KvpodError
+from deploy.names import (
+    DEFER_RESTART_KEY,
+    HEALTH_TIMEOUT_KEY,
+    NODE_KEY,
+    RELEASE_KEY,
+    SWITCH_KEY,
+    TARGET_KEY,
+    WIPE_KEY,
+)
 from deploy.plan import Plan
 from deploy.release import fabrics_subsystems, release_requests
 from deploy.runner import (
@@ -81,8 +90,8 @@ def node_extra(plan: Plan, opts: UpOptions) -> dict[str, dict]:
     """Host data of the node phase beyond the plan: the drive to wipe, restarts deferred to the rollout."""
     return {
         n.name: {
-            "kvpod_wipe": f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,
-            "kvpod_defer_restart": True,
+            WIPE_KEY: f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,
+            DEFER_RESTART_KEY: True,
         }
         for n in plan.nodes
     }
@@ -102,12 +111,12 @@ def _remote_hosts(plan: Plan, applied: Plan | None) -> list[tuple[str, dict, lis
     from roles.nvmet_target import reads as target_reads
 
     hosts = [
-        (name, data, driver_for(data["kvpod_switch"].kind).reads(data["kvpod_switch"]))
+        (name, data, driver_for(data[SWITCH_KEY].kind).reads(data[SWITCH_KEY]))
         for name, data in switch_hosts(plan)
         if name != "@local"
     ]
-    hosts += [(name, data, target_reads(data["kvpod_target"])) for name, data in target_hosts(plan)]
-    hosts += [(name, data, node_reads(data["kvpod_node"])) for name, data in node_hosts(plan, None)]
+    hosts += [(name, data, target_reads(data[TARGET_KEY])) for name, data in target_hosts(plan)]
+    hosts += [(name, data, node_reads(data[NODE_KEY])) for name, data in node_hosts(plan, None)]
     hosts += [(n.name, ssh_host_data(n.ssh), [Read.of(NvmeSubsystems)]) for n in _removed_nodes(plan, applied)]
     return hosts
 
@@ -160,7 +169,6 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
     Returns the handover and, per host, what its deploys would change (a dry run of the whole bring-up).
     Refuses an unsafe handover before returning, as :func:`bring_up` would.
     """
-    from deploy.release import RELEASE_KEY
     from deploy.switches import driver_for
     from roles.node import node as node_deploy
     from roles.node_release import node_release
@@ -171,7 +179,7 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
     for name, data in switch_hosts(plan):
         if name != "@local":
             continue
-        sw = data["kvpod_switch"]
+        sw = data[SWITCH_KEY]
         driver = driver_for(sw.kind)
         with Survey([(name, data, driver.reads(sw))], stats=stats, run_dir=opts.run_dir) as local:
             result = local.evaluate(name, "switch", [driver.deploy], {}, describe)
@@ -184,7 +192,7 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
         check_handover(plan, handover, opts)
         for name, data in switch_hosts(plan):
             if name != "@local":
-                sw = data["kvpod_switch"]
+                sw = data[SWITCH_KEY]
                 result = pod.evaluate(name, "switch", [driver_for(sw.kind).deploy], {}, describe)
                 result.name = sw.name
                 results.append(result)
@@ -263,7 +271,7 @@ def bring_up(
         dry=opts.dry,
         sink=sink,
         run_dir=opts.run_dir,
-        reads_for=lambda data: node_reads(data["kvpod_node"]),
+        reads_for=lambda data: node_reads(data[NODE_KEY]),
         stats=stats,
     )
     results += nodes
@@ -303,8 +311,6 @@ def _stop(results: list[HostResult], plan: Plan, opts: UpOptions, start: float, 
 
 
 def _release_hosts(plan: Plan, handover: Handover) -> list[tuple[str, dict]]:
-    from deploy.release import RELEASE_KEY
-
     applied = load_applied_plan(plan.pod)
     ssh = {n.name: n.ssh for n in plan.nodes}
     for n in applied.nodes if applied else []:
@@ -321,7 +327,7 @@ def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: Ru
 
     results: list[HostResult] = []
     for name, data in switch_hosts(plan):
-        sw = data["kvpod_switch"]
+        sw = data[SWITCH_KEY]
         driver = driver_for(sw.kind)
         res = run_phase(
             "switch",
@@ -330,7 +336,7 @@ def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: Ru
             dry=opts.dry,
             sink=sink,
             run_dir=opts.run_dir,
-            reads_for=lambda data, driver=driver: driver.reads(data["kvpod_switch"]),
+            reads_for=lambda data, driver=driver: driver.reads(data[SWITCH_KEY]),
             stats=stats,
         )
         for r in res:
@@ -350,7 +356,7 @@ def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: Ru
         dry=opts.dry,
         sink=sink,
         run_dir=opts.run_dir,
-        reads_for=lambda data: target_reads(data["kvpod_target"]),
+        reads_for=lambda data: target_reads(data[TARGET_KEY]),
         stats=stats,
     )
     return results + _manual_targets(plan)
@@ -379,7 +385,7 @@ def _rolling_restarts(
     by_name = {r.name: r for r in results}
     hosts = dict(
         node_hosts(
-            plan, [r.name for r in pending], {r.name: {"kvpod_health_timeout": opts.health_timeout} for r in pending}
+            plan, [r.name for r in pending], {r.name: {HEALTH_TIMEOUT_KEY: opts.health_timeout} for r in pending}
         )
     )
     for i in range(0, len(pending), size):

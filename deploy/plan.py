@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from deploy.addressing import plan_addresses
 from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
 from deploy.errors import InputError
+from deploy.names import KVPOD_ETC, VLLM_UNIT, WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
 from deploy.sizing import lmcache_per_rank
 from deploy.spec import PodSpec
@@ -23,8 +24,6 @@ KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
 # (lmcache.usage_telemetry.identity.is_usage_tracking_enabled). It is an environment variable in both
 # config modes: it is not a setting of LMCache's configuration.
 USAGE_TRACKING_OFF = {"LMCACHE_TRACK_USAGE": "false"}
-VLLM_UNIT = "kvpod-vllm.service"
-KVPOD_ETC = "/etc/kvpod"
 
 
 class Frozen(BaseModel):
@@ -289,9 +288,6 @@ def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:
         env_file=f"{KVPOD_ETC}/lmcache.env",
         config_file=f"{KVPOD_ETC}/lmcache.yaml" if nested else None,
     )
-
-
-WHEELHOUSE_DEST = "/var/cache/kvpod/wheelhouse"
 
 
 def _install(spec: PodSpec) -> InstallPlan | None:

@@ -16,9 +16,9 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from deploy.plan import VLLM_UNIT, Plan
+from deploy.names import VLLM_UNIT
+from deploy.plan import Plan
 
-RELEASE_KEY = "kvpod_release"
 FABRICS_TRANSPORTS = frozenset({"rdma", "tcp", "fc", "loop"})
 
 _PARTITION = re.compile(r"^(nvme\d+n\d+)p\d+$")

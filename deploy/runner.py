@@ -34,6 +34,7 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
 from deploy.facts.snapshot import HostSnapshot, read_key
+from deploy.names import NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
@@ -472,7 +473,7 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
         result.failed_step = result.failed_step or "unknown step"
     if result.status != "failed":
         result.status = ("would-change" if dry else "changed") if result.changed_ops else "unchanged"
-    result.restart_pending = bool(host.data.get("kvpod_restart_pending"))
+    result.restart_pending = bool(host.data.get(RESTART_PENDING_KEY))
 
 
 def _describe(state: State, host, result: HostResult) -> None:
@@ -527,7 +528,7 @@ def node_hosts(plan: Plan, limit: Iterable[str] | None, extra: dict[str, dict] |
     for n in plan.nodes:
         if wanted and n.name not in wanted:
             continue
-        data = ssh_host_data(n.ssh) | {"kvpod_node": n, "kvpod_plan": plan}
+        data = ssh_host_data(n.ssh) | {NODE_KEY: n}
         data.update((extra or {}).get(n.name, {}))
         out.append((n.name, data))
     return out
@@ -535,7 +536,7 @@ def node_hosts(plan: Plan, limit: Iterable[str] | None, extra: dict[str, dict] |
 
 def target_hosts(plan: Plan) -> list[tuple[str, dict]]:
     return [
-        (t.name, ssh_host_data(t.ssh) | {"kvpod_target": t, "kvpod_plan": plan})
+        (t.name, ssh_host_data(t.ssh) | {TARGET_KEY: t})
         for t in plan.targets
         if t.kind == "linux-nvmet" and t.ssh is not None
     ]
@@ -547,7 +548,7 @@ def switch_hosts(plan: Plan) -> list[tuple[str, dict]]:
         if sw.kind == "none":
             continue
         if sw.ssh is not None:
-            out.append((sw.name, ssh_host_data(sw.ssh) | {"kvpod_switch": sw, "kvpod_plan": plan}))
+            out.append((sw.name, ssh_host_data(sw.ssh) | {SWITCH_KEY: sw}))
         else:  # a Linux bridge on the machine running kvpod
-            out.append(("@local", {"kvpod_switch": sw, "kvpod_plan": plan, "kvpod_name": sw.name}))
+            out.append(("@local", {SWITCH_KEY: sw}))
     return out

@@ -1,4 +1,4 @@
-"""Helpers shared by the node roles: the plan on the host, template paths, unit names, quoting, the service user."""
+"""Helpers shared by the node roles: template paths, device unit names, quoting, the service user."""
 
 from __future__ import annotations
 
@@ -6,29 +6,10 @@ import json
 import re
 import shlex
 
-from pyinfra import host
-
-from deploy.operations import host_error
 from deploy.operations.storage import systemd_escape_path
 from deploy.paths import templates_dir
-from deploy.plan import NodePlan
-
-GIB = 1024**3
-CONNECT_UNIT = "kvpod-nvme-connect.service"
-CONNECT_SCRIPT = "/usr/local/sbin/kvpod-nvme-connect"
-RXE_UNIT = "kvpod-rxe.service"
-SYSTEMD_DIR = "/etc/systemd/system"
-RESTART_PENDING_KEY = "kvpod_restart_pending"
 
 _SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
-
-
-def node_plan() -> NodePlan:
-    """The ``NodePlan`` the runner put in ``host.data.kvpod_node``."""
-    plan = host.data.get("kvpod_node")
-    if not isinstance(plan, NodePlan):
-        raise host_error(f"host {host.name} has no kvpod_node plan in its data (the runner sets it)")
-    return plan
 
 
 def template(role: str, name: str) -> str:

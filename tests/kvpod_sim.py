@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
-from deploy.facts.nvmet import NVMET_ROOT
+from deploy.names import NVMET_ROOT
 from deploy.plan import NodePlan
 from tests.pyinfra_fake import FakeRemote
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
-NVMET_ROOT = "/sys/kernel/config/nvmet"
+from deploy.names import NVMET_ROOT
 
-_DUMP = r"""R=/sys/kernel/config/nvmet
-[ -d "$R" ] || exit 0
+_DUMP = (
+    f"R={NVMET_ROOT}\n"
+    + r"""[ -d "$R" ] || exit 0
 echo present
 for s in "$R"/subsystems/*; do
   [ -d "$s" ] || continue
@@ -28,6 +29,7 @@ for p in "$R"/ports/*; do
 done
 for h in "$R"/hosts/*; do [ -d "$h" ] && printf 'host\t%s\n' "${h##*/}"; done
 true"""
+)
 
 
 class NvmetConfig(FactBase[dict]):

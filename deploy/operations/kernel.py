@@ -9,6 +9,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
 from deploy.facts.kernel import LoadedModules, RdmaLinks, fold_module
+from deploy.names import modules_load_path
 from deploy.operations import refuse
 
 
@@ -37,7 +38,7 @@ def modules(names: list[str], persist_as: str | None = None):
     if persist_as:
         yield from files.put._inner(
             src=StringIO(modules_load_file(names)),
-            dest=f"/etc/modules-load.d/{persist_as}.conf",
+            dest=modules_load_path(persist_as),
         )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from deploy.facts.nvme import GONE_STATES, NvmeHostIdentity, NvmeSubsystems
+from deploy.names import HOSTID_FILE, HOSTNQN_FILE
 
 
 def _write_line(value: str, path: str) -> StringCommand:
@@ -22,14 +25,14 @@ def host_identity(hostnqn: str, hostid: str):
     + hostid: the host ID (a UUID)
     """
     current = host.get_fact(NvmeHostIdentity)
-    wanted = {"hostnqn": hostnqn, "hostid": hostid}
-    stale = [key for key, value in wanted.items() if current.get(key) != value]
+    wanted = {HOSTNQN_FILE: hostnqn, HOSTID_FILE: hostid}
+    stale = [path for path, value in wanted.items() if current.get(posixpath.basename(path)) != value]
     if not stale:
         host.noop("NVMe host identity is set")
         return
-    yield StringCommand("mkdir", "-p", "/etc/nvme")
-    for key in stale:
-        yield _write_line(wanted[key], f"/etc/nvme/{key}")
+    yield StringCommand("mkdir", "-p", posixpath.dirname(HOSTNQN_FILE))
+    for path in stale:
+        yield _write_line(wanted[path], path)
 
 
 def portal_connected(subsystems: dict, subnqn: str, transport: str, traddr: str, trsvcid: int | str) -> bool:

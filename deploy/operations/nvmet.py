@@ -12,7 +12,8 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import File
 
-from deploy.facts.nvmet import NVMET_ROOT, NvmetConfig
+from deploy.facts.nvmet import NvmetConfig
+from deploy.names import NVMET_ROOT
 
 
 def _write(value: str, path: str) -> StringCommand:

@@ -18,9 +18,8 @@ from pyinfra.operations import files
 
 from deploy.facts.nvme import NvmeSubsystems, namespace_of
 from deploy.facts.storage import BlockSignature, Ext4Info, MountedAt
+from deploy.names import GIB, SYSTEMD_DIR
 from deploy.operations import refuse
-
-GIB = 1024**3
 
 
 def systemd_escape_path(path: str) -> str:
@@ -226,7 +225,7 @@ def mount_unit(
     text = get_template(template).render(
         unit=unit, path=path, uuid=uuid, what=f"/dev/disk/by-uuid/{uuid}", **(variables or {})
     )
-    yield from files.put._inner(src=StringIO(text), dest=f"/etc/systemd/system/{unit}")
+    yield from files.put._inner(src=StringIO(text), dest=f"{SYSTEMD_DIR}/{unit}")
 
 
 @operation()

@@ -13,9 +13,10 @@ from typing import ClassVar
 
 from deploy.drivers import DriverRegistry
 from deploy.errors import KvpodError
+from deploy.names import SWITCH_KEY
 from deploy.plan import Plan, SwitchPlan
 
-HOST_DATA_KEY = "kvpod_switch"
+HOST_DATA_KEY = SWITCH_KEY
 
 
 class SwitchDriver(ABC):

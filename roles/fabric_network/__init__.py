@@ -28,14 +28,24 @@ from pyinfra.operations import files, server
 from deploy.facts.kernel import LoadedModules, RdmaLinks
 from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.snapshot import Read
+from deploy.hostdata import host_data
+from deploy.names import (
+    FABRIC_MODULES,
+    NETPLAN_FILE,
+    NETWORKD_DIR,
+    NETWORKD_PREFIX,
+    RXE_UNIT,
+    SOFT_ROCE_MODULE,
+    SOFT_ROCE_MODULES,
+    SYSCTL_FILE,
+    SYSTEMD_DIR,
+    VLAN_MODULE,
+    modules_load_path,
+)
 from deploy.operations import changed, host_error, kernel, network, units
 from deploy.operations.reads import Reads, absent_file_reads, file_reads, sysctl_reads, unit_reads
 from deploy.plan import FabricPlan, NodePlan
-from roles._common import RXE_UNIT, SYSTEMD_DIR, netdev_unit, node_plan, template
-
-NETWORKD_DIR = "/etc/systemd/network"
-NETPLAN_FILE = "/etc/netplan/60-kvpod.yaml"
-SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
+from roles._common import netdev_unit, template
 
 
 def socket_sysctls(size: int) -> dict[str, str]:
@@ -50,7 +60,7 @@ def socket_sysctls(size: int) -> dict[str, str]:
 
 def networkd_files(fab: FabricPlan) -> list[tuple[str, str]]:
     """``[(template, destination)]`` of the systemd-networkd files of the fabric."""
-    stem = f"{NETWORKD_DIR}/10-kvpod-"
+    stem = f"{NETWORKD_DIR}/{NETWORKD_PREFIX}"
     return [
         ("parent.network.j2", f"{stem}{fab.interface}.network"),
         ("vlan.netdev.j2", f"{stem}{fab.vlan_interface}.netdev"),
@@ -61,7 +71,7 @@ def networkd_files(fab: FabricPlan) -> list[tuple[str, str]]:
 def reads(plan: NodePlan) -> Reads:
     """What this role compares against (see :mod:`deploy.operations.reads`)."""
     fab = plan.fabric
-    out = [Read.of(LoadedModules), *file_reads("/etc/modules-load.d/kvpod-fabric.conf"), Read.of(IpLinks)]
+    out = [Read.of(LoadedModules), *file_reads(modules_load_path(FABRIC_MODULES)), Read.of(IpLinks)]
     if fab.gateway and fab.routes:
         out.append(Read.of(IpRoutes))
     out += [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE), *file_reads(NETPLAN_FILE)]
@@ -70,7 +80,7 @@ def reads(plan: NodePlan) -> Reads:
         out += file_reads(dest)
     out += sysctl_reads(list(socket_sysctls(fab.socket_buffer_bytes))) + file_reads(SYSCTL_FILE)
     if fab.rdma == "soft-roce":
-        out += [*file_reads("/etc/modules-load.d/kvpod-rdma.conf"), Read.of(RdmaLinks)]
+        out += [*file_reads(modules_load_path(SOFT_ROCE_MODULES)), Read.of(RdmaLinks)]
         out += file_reads(f"{SYSTEMD_DIR}/{RXE_UNIT}") + unit_reads(RXE_UNIT)
     return out
 
@@ -83,7 +93,7 @@ def _uses_netplan() -> bool:
 @deploy("fabric network")
 def fabric_network() -> None:
     """MTU, storage VLAN, address, routes, socket buffers and (soft-)RoCE on the fabric NIC."""
-    fab = node_plan().fabric
+    fab = host_data().node.fabric
     tmpl = {
         "interface": fab.interface,
         "vlan": fab.vlan,
@@ -95,7 +105,7 @@ def fabric_network() -> None:
         "routes": fab.routes if fab.gateway else [],
     }
 
-    kernel.modules(name="8021q loaded now and at boot", names=["8021q"], persist_as="kvpod-fabric")
+    kernel.modules(name=f"{VLAN_MODULE} loaded now and at boot", names=[VLAN_MODULE], persist_as=FABRIC_MODULES)
     network.vlan_interface(
         parent=fab.interface,
         vlan_id=fab.vlan,
@@ -145,7 +155,9 @@ def fabric_network() -> None:
 
     if fab.rdma == "soft-roce":
         rdma_dev = f"rxe_{fab.interface}"
-        kernel.modules(name="rdma_rxe loaded now and at boot", names=["rdma_rxe"], persist_as="kvpod-rdma")
+        kernel.modules(
+            name=f"{SOFT_ROCE_MODULE} loaded now and at boot", names=[SOFT_ROCE_MODULE], persist_as=SOFT_ROCE_MODULES
+        )
         kernel.rxe_link(name=f"soft-RoCE device on {fab.interface}", netdev=fab.interface, rdma_dev=rdma_dev)
         unit = files.template(
             name=f"{RXE_UNIT} recreates the soft-RoCE device at boot",

@@ -11,28 +11,21 @@ and ``lmcache.local_disk``; and ``host.data.kvpod_bench`` (:class:`deploy.bench.
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.api import deploy
 
-from deploy.bench import BenchJob, lmcache_dir
-from deploy.operations import bench, host_error
-from roles._common import GIB, node_plan
+from deploy.bench import lmcache_dir
+from deploy.hostdata import host_data
+from deploy.names import GIB
+from deploy.operations import bench
 
-BENCH_KEY = "kvpod_bench"
 FIO_STEP = "fio on"  # the fio operation is named "fio on <mount>"
-
-
-def bench_job() -> BenchJob:
-    job = host.data.get(BENCH_KEY)
-    if not isinstance(job, BenchJob):
-        raise host_error(f"host {host.name} has no {BENCH_KEY} job in its data (kvpod bench sets it)")
-    return job
 
 
 @deploy("kv bench")
 def kv_bench() -> None:
     """Room checked, fio installed, then its sequential write and read on the KV-cache mount."""
-    plan, job = node_plan(), bench_job()
+    data = host_data()
+    plan, job = data.node, data.bench
     bench.bench_room(
         name=f"room on {job.mount}",
         job=job,
@@ -46,5 +39,5 @@ def kv_bench() -> None:
 @deploy("kv bench removed")
 def kv_bench_removed() -> None:
     """A benchmark still running on the node stopped; its directory removed."""
-    job = bench_job()
+    job = host_data().bench
     bench.bench_removed(name=f"{job.directory} removed", directory=job.directory)

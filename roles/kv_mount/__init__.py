@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import uuid
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
@@ -32,11 +31,13 @@ from deploy.facts.nvme import NvmeSubsystems
 from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.facts.storage import MountedAt
 from deploy.facts.users import PasswdEntry
+from deploy.hostdata import host_data
+from deploy.names import CONNECT_UNIT, GIB
 from deploy.operations import changed, storage, units
 from deploy.operations.reads import Reads, directory_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
-from roles._common import CONNECT_UNIT, GIB, node_plan, service_user, template
+from roles._common import service_user, template
 
 FS_UUID_NAMESPACE = uuid.UUID("5b0b8a52-3f7e-4b8e-9a57-6b7670640001")
 
@@ -69,7 +70,7 @@ def reads(plan: NodePlan) -> Reads:
 @deploy("kv mount")
 def kv_mount() -> None:
     """ext4 on the namespace (only when blank), its mount unit, mounted now, owned by the vLLM user."""
-    plan = node_plan()
+    plan = host_data().node
     ns, mnt, user = plan.namespace, plan.mount, plan.vllm.user
     fs_uuid = filesystem_uuid(ns.subsystem_nqn, ns.nsid)
     where = {"subnqn": ns.subsystem_nqn, "nsid": ns.nsid}
@@ -78,7 +79,7 @@ def kv_mount() -> None:
     storage.ext4(
         name=f"ext4 on {ns.subsystem_nqn}",
         label=mnt.label,
-        wipe=bool(host.data.get("kvpod_wipe", False)),
+        wipe=host_data().wipe,
         fs_uuid=fs_uuid,
         min_size_bytes=int(mnt.disk_budget_gb * GIB),
         stop_before_wipe=[plan.vllm.unit, mount_unit_name(mnt.path)],

@@ -25,10 +25,11 @@ import yaml
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from deploy.hostdata import host_data
 from deploy.operations import host_error
 from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads
 from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan
-from roles._common import env_value, node_plan, template
+from roles._common import env_value, template
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
 
@@ -85,7 +86,7 @@ def reads(plan: NodePlan) -> Reads:
 @deploy("lmcache")
 def lmcache() -> list:
     """The env file (and YAML config), the cache directory; returns the operations that need a vLLM restart."""
-    plan = node_plan()
+    plan = host_data().node
     lm, user = plan.lmcache, plan.vllm.user
     yaml_file = yaml_path(lm)
 

@@ -53,13 +53,13 @@ from pyinfra.operations import files
 
 from deploy.facts.nvme import NvmeSubsystems
 from deploy.facts.storage import MountedAt
-from deploy.operations import changed, host_error, refuse, units
+from deploy.hostdata import host_data
+from deploy.names import CONNECT_SCRIPT, CONNECT_UNIT, KVPOD_ETC, NVME_MODULES, SYSTEMD_DIR, modules_load_path
+from deploy.operations import changed, refuse, units
 from deploy.operations.storage import mount_unit_name
-from deploy.plan import KVPOD_ETC
-from deploy.release import RELEASE_KEY, ReleaseRequest, namespace_device, released_subsystems
-from roles._common import CONNECT_SCRIPT, CONNECT_UNIT, SYSTEMD_DIR
+from deploy.release import ReleaseRequest, namespace_device, released_subsystems
 
-NVME_MODULES_FILE = "/etc/modules-load.d/kvpod-nvme.conf"
+NVME_MODULES_FILE = modules_load_path(NVME_MODULES)
 
 _HIDDEN_PATH = re.compile(r"^nvme\d+c\d+n\d+$")  # a multipath path node: never mounted, not in use itself
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -132,14 +132,6 @@ class NvmeBlockUse(FactBase[dict[str, dict]]):
             e["mounts"] = sorted(set(e["mounts"]))
             e["holders"] = sorted(set(e["holders"]))
         return out
-
-
-def release_request() -> ReleaseRequest:
-    """The :class:`ReleaseRequest` the caller put in ``host.data.kvpod_release``."""
-    request = host.data.get(RELEASE_KEY)
-    if not isinstance(request, ReleaseRequest):
-        raise host_error(f"host {host.name} has no {RELEASE_KEY} request in its data (the caller sets it)")
-    return request
 
 
 def disconnect_command(subnqn: str, devices: list[str]) -> StringCommand:
@@ -294,7 +286,7 @@ def unit_retired(
 def node_release() -> None:
     """Unmount (vLLM first), disconnect and forget the boot-time connection of every released namespace;
     with ``purge`` also retire vLLM and remove kvpod's units and files."""
-    request = release_request()
+    request = host_data().release
     unmounted = released_unmounted(name="released namespaces unmounted", request=request)
     released_disconnected(name="released subsystems disconnected", request=request)
 

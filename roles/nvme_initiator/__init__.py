@@ -29,24 +29,23 @@ from pyinfra.operations import files, server
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.nvme import NvmeHostIdentity, NvmeSubsystems
 from deploy.facts.snapshot import Read
+from deploy.hostdata import host_data
+from deploy.names import (
+    ADDRESS_WAIT_SECONDS,
+    CONNECT_SCRIPT,
+    CONNECT_UNIT,
+    NVME_MODULES,
+    RXE_UNIT,
+    SYSTEMD_DIR,
+    TRANSPORT_MODULES,
+    modules_load_path,
+)
 from deploy.operations import changed, kernel, nvme, units
 from deploy.operations.nvme import connect_command
 from deploy.operations.reads import Reads, apt_package_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
-from roles._common import (
-    CONNECT_SCRIPT,
-    CONNECT_UNIT,
-    RXE_UNIT,
-    SYSTEMD_DIR,
-    netdev_unit,
-    node_plan,
-    shell_quote,
-    template,
-)
-
-TRANSPORT_MODULES = {"rdma": "nvme_rdma", "tcp": "nvme_tcp"}
-ADDRESS_WAIT_SECONDS = 90
+from roles._common import netdev_unit, shell_quote, template
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -54,7 +53,7 @@ def reads(plan: NodePlan) -> Reads:
     return [
         *apt_package_reads(),
         Read.of(LoadedModules),
-        *file_reads("/etc/modules-load.d/kvpod-nvme.conf"),
+        *file_reads(modules_load_path(NVME_MODULES)),
         Read.of(NvmeHostIdentity),
         Read.of(NvmeSubsystems),
         *file_reads(CONNECT_SCRIPT),
@@ -66,7 +65,7 @@ def reads(plan: NodePlan) -> Reads:
 @deploy("nvme initiator")
 def nvme_initiator() -> None:
     """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit."""
-    plan = node_plan()
+    plan = host_data().node
     ns, fab = plan.namespace, plan.fabric
     transport_module = TRANSPORT_MODULES[ns.transport]
     host_iface = fab.vlan_interface if ns.transport == "tcp" else None
@@ -75,7 +74,7 @@ def nvme_initiator() -> None:
     kernel.modules(
         name="NVMe-oF modules loaded now and at boot",
         names=["nvme_fabrics", transport_module],
-        persist_as="kvpod-nvme",
+        persist_as=NVME_MODULES,
     )
     nvme.host_identity(name="NVMe host identity", hostnqn=plan.host_nqn, hostid=plan.host_id)
     nvme.connected(

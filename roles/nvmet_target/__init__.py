@@ -28,10 +28,11 @@ from deploy.facts.kernel import LoadedModules, RdmaLinks
 from deploy.facts.network import IpLinks, IpRoutes
 from deploy.facts.nvmet import NvmetConfig
 from deploy.facts.snapshot import Read
+from deploy.names import RXE_UNIT, SYSTEMD_DIR
 from deploy.operations import changed, kernel, network, nvmet, units
 from deploy.operations.reads import Reads, file_reads, unit_reads
 from deploy.plan import TargetPlan
-from roles._common import RXE_UNIT, SYSTEMD_DIR, netdev_unit, template
+from roles._common import netdev_unit, template
 
 RESTORE_SCRIPT = "/usr/local/sbin/kvpod-nvmet-restore"
 RESTORE_UNIT = "kvpod-nvmet.service"

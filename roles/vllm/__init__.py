@@ -31,15 +31,13 @@ from pyinfra.operations import files
 
 from deploy.facts.snapshot import Read
 from deploy.facts.users import PasswdEntry
+from deploy.hostdata import host_data
+from deploy.names import CONNECT_UNIT, LMCACHE_CLEAN_SCRIPT, RESTART_PENDING_KEY, SYSTEMD_DIR
 from deploy.operations import changed, units
 from deploy.operations.reads import Reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
 from roles._common import (
-    CONNECT_UNIT,
-    RESTART_PENDING_KEY,
-    SYSTEMD_DIR,
-    node_plan,
     service_user,
     shell_quote,
     systemd_quote,
@@ -47,7 +45,7 @@ from roles._common import (
 )
 from roles.lmcache import cache_dir
 
-CLEAN_SCRIPT = "/usr/local/sbin/kvpod-lmcache-clean"
+CLEAN_SCRIPT = LMCACHE_CLEAN_SCRIPT
 MOUNT_CHECK = "mountpoint -q"
 
 
@@ -98,7 +96,7 @@ def clean_script_vars(plan: NodePlan, mount_check: str = MOUNT_CHECK) -> dict[st
 @deploy("vllm")
 def vllm(restart_on: list | None = None) -> None:
     """The vLLM user and unit, running; restarted when the unit or ``restart_on`` operations changed."""
-    plan = node_plan()
+    plan = host_data().node
     v = plan.vllm
     setattr(host.data, RESTART_PENDING_KEY, False)
 
@@ -131,6 +129,6 @@ def vllm(restart_on: list | None = None) -> None:
         enabled=True,
         running=True,
         restart_when=changed(unit, *(restart_on or [])),
-        defer_restart=bool(host.data.get("kvpod_defer_restart", False)),
+        defer_restart=host_data().defer_restart,
         pending_key=RESTART_PENDING_KEY,
     )

@@ -22,10 +22,10 @@ from pyinfra.operations import files, server
 
 from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import Read
+from deploy.hostdata import host_data
 from deploy.operations import python
 from deploy.operations.reads import Reads, apt_package_reads, directory_reads, file_reads
 from deploy.plan import InstallPlan, NodePlan
-from roles._common import node_plan
 
 
 def wheels(inst: InstallPlan) -> list[Path]:
@@ -49,7 +49,7 @@ def reads(plan: NodePlan) -> Reads:
 @deploy("vllm install")
 def vllm_install() -> list:
     """python3-venv, the wheels, the environment with the pinned vllm and lmcache; returns the restart trigger."""
-    inst = node_plan().vllm.install
+    inst = host_data().node.vllm.install
     if inst is None:
         return []
     server.packages(name="python3-venv installed", packages=["python3-venv"], present=True)

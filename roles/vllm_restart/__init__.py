@@ -7,10 +7,9 @@ runs on the node itself: the endpoint listens on the node's loopback.
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
-from roles._common import node_plan
+from deploy.hostdata import host_data
 
 HEALTH_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)"
 
@@ -40,10 +39,10 @@ def restarted_healthy(unit: str, health_url: str, timeout: int = 300):
 
 @deploy("vllm restart")
 def vllm_restart() -> None:
-    plan = node_plan()
+    plan = host_data().node
     restarted_healthy(
         name=f"{plan.vllm.unit} restarted and healthy",
         unit=plan.vllm.unit,
         health_url=plan.vllm.health_url,
-        timeout=int(host.data.get("kvpod_health_timeout") or 300),
+        timeout=host_data().health_timeout,
     )

@@ -16,10 +16,11 @@ import deploy.runner
 from deploy.bench import GIB, MIB, BenchJob
 from deploy.bench_run import run_bench
 from deploy.loader import load_spec
+from deploy.names import BENCH_KEY
 from deploy.operations.bench import bench_removed, bench_room, fio_benchmark
 from deploy.paths import lab_spec
 from deploy.plan import build_plan
-from roles.kv_bench import BENCH_KEY, kv_bench, kv_bench_removed
+from roles.kv_bench import kv_bench, kv_bench_removed
 from tests.pyinfra_fake import FakeRemote, op_commands
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy",
             "deploy.errors",
             "deploy.paths",
-            "deploy.hostnames",
+            "deploy.names",
             "deploy.lmcache_keys",
             "deploy.pydantic_errors",
             "deploy.spec",
@@ -53,7 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.targets.data24",
         ),
     ),
-    ("operations", ("deploy.facts", "deploy.operations")),
+    ("operations", ("deploy.facts", "deploy.operations", "deploy.hostdata")),
     (
         "roles",
         (

@@ -14,18 +14,23 @@ from typing import Any, NoReturn
 
 from verify_facts import NodeReads, TargetReads
 
+from deploy.names import (  # noqa: F401  (the suite's tests import these from here)
+    CONNECT_UNIT,
+    GIB,
+    HOSTID_FILE,
+    HOSTNQN_FILE,
+    MODULES_LOAD_DIR,
+    NVMET_ROOT,
+    SOFT_ROCE_MODULE,
+    SYSCTL_FILE,
+    TRANSPORT_MODULES,
+    VLAN_MODULE,
+)
 from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, TargetPortalPlan
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
 CONNECTOR_MODULE = "lmcache.integration.vllm.vllm_v1_adapter"  # what vLLM's LMCacheConnectorV1 imports
-SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
-MODULES_LOAD_DIR = "/etc/modules-load.d"
-HOSTNQN_FILE = "/etc/nvme/hostnqn"
-HOSTID_FILE = "/etc/nvme/hostid"
-CONNECT_UNIT = "kvpod-nvme-connect.service"
-NVMET_ROOT = "/sys/kernel/config/nvmet"
 PERSISTENT_UNIT_STATES = ("enabled", "generated")  # generated: a mount unit from /etc/fstab, also kept at boot
-TRANSPORT_MODULES = {"rdma": "nvme_rdma", "tcp": "nvme_tcp"}
 LMCACHE_ENV = {
     "chunk_size": "LMCACHE_CHUNK_SIZE",
     "local_cpu": "LMCACHE_LOCAL_CPU",
@@ -34,7 +39,6 @@ LMCACHE_ENV = {
     "max_local_disk_size": "LMCACHE_MAX_LOCAL_DISK_SIZE",
 }
 CONFIG_FILE_VAR = "LMCACHE_CONFIG_FILE"
-GIB = 1 << 30  # LMCache counts its sizes in GiB (it multiplies them by 1024**3)
 
 
 def module_name(name: str) -> str:
@@ -46,8 +50,8 @@ def kernel_modules(node: NodePlan) -> list[str]:
     """Modules a node needs loaded and persisted: the NVMe-oF transport, fabrics core, 802.1Q VLANs, and
     soft-RoCE (``rdma_rxe``) when the fabric NIC has no RDMA hardware."""
     transport = TRANSPORT_MODULES.get(node.namespace.transport, f"nvme_{node.namespace.transport}")
-    soft_roce = ["rdma_rxe"] if node.fabric.rdma == "soft-roce" and node.namespace.transport == "rdma" else []
-    return [transport, "nvme_fabrics", "8021q", *soft_roce]
+    soft_roce = [SOFT_ROCE_MODULE] if node.fabric.rdma == "soft-roce" and node.namespace.transport == "rdma" else []
+    return [transport, "nvme_fabrics", VLAN_MODULE, *soft_roce]
 
 
 def sysctls(node: NodePlan) -> dict[str, int]:
