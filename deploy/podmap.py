@@ -22,7 +22,7 @@ import graphviz
 
 from deploy.errors import InputError, KvpodError
 from deploy.plan import NodePlan, Plan, SwitchPlan, TargetPlan
-from deploy.verify import POD_ROW, Cell, parse_junit, report_rows
+from deploy.verify_runner import POD_ROW, Cell, parse_junit, report_rows
 
 STATUSES = ("ok", "changed", "failed", "unreachable")
 FILL = {"ok": "#c8e6c9", "changed": "#fff59d", "failed": "#ef9a9a", "unreachable": "#b0bec5"}

@@ -7,7 +7,7 @@ import re
 import shlex
 
 from deploy.operations.storage import systemd_escape_path
-from deploy.paths import templates_dir
+from deploy.shipped import templates_dir
 
 _SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 

@@ -22,8 +22,8 @@ from typing import Any
 import testinfra
 from testinfra.backend.base import CommandResult
 
-from deploy.paths import verify_suite_dir
 from deploy.plan import NodePlan, Plan, TargetPlan
+from deploy.shipped import verify_suite_dir
 
 sys.path.insert(0, str(verify_suite_dir()))
 

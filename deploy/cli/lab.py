@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from deploy import paths
+from deploy import shipped
 from deploy.cli.run import run_up_command, up_options
 from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, app, load, out
 from deploy.plan import Plan
@@ -31,10 +31,10 @@ def _lab():
 
 def lab_spec_for(nodes: int, lab_dir: Path) -> Path:
     """The lab pod spec for ``nodes`` nodes: the shipped one, or a copy with more/fewer nodes and drives."""
-    shipped = paths.lab_spec()
-    data = yaml.safe_load(shipped.read_text())
+    spec = shipped.lab_spec()
+    data = yaml.safe_load(spec.read_text())
     if data["nodes"]["generate"]["count"] == nodes:
-        return shipped
+        return spec
     data["nodes"]["generate"]["count"] = nodes
     data["enclosures"][0]["drives"]["count"] = nodes + 1  # one spare, as in the shipped lab
     derived = lab_dir / "pod.yaml"

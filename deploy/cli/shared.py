@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from deploy import paths
+from deploy import shipped
 from deploy.errors import InputError, KvpodError, SpecError
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def load(spec_path: Path | None, default: Path | None = None) -> tuple[PodSpec, 
     """Load, validate and plan (the reference pod without a path); exits 1 when the spec is invalid."""
     from deploy.plan import build_plan
 
-    spec = load_spec_file(spec_path or default or paths.reference_spec())
+    spec = load_spec_file(spec_path or default or shipped.reference_spec())
     return spec, build_plan(spec)
 
 

@@ -17,7 +17,7 @@ from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, EXIT_OK, LimitOpt, Spec
 from deploy.errors import KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
-from deploy.verify import POD_ROW, Cell, VerifyReport, run_verify
+from deploy.verify_runner import POD_ROW, Cell, VerifyReport, run_verify
 
 _AREA_TITLES = {
     "fabric": "fabric",

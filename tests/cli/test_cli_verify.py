@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import deploy.cli.verify as cli_verify
 from deploy.cli import app as kvpod_app
-from deploy.verify import POD_ROW, Check, VerifyReport
+from deploy.verify_runner import POD_ROW, Check, VerifyReport
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "inventories" / "lab" / "pod.yaml"

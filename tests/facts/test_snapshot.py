@@ -19,9 +19,9 @@ from deploy.facts.snapshot import MISSING_COMMAND, NamespaceReads, Read, parse_s
 from deploy.facts.storage import MountedAt
 from deploy.facts.users import PasswdEntry
 from deploy.loader import load_spec
-from deploy.paths import lab_spec, reference_spec
 from deploy.plan import build_plan
 from deploy.runner import RunStats
+from deploy.shipped import lab_spec, reference_spec
 from roles.node import node
 from roles.node import reads as node_reads
 from roles.nvmet_target import reads as target_reads

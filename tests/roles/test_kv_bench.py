@@ -18,8 +18,8 @@ from deploy.bench_run import run_bench
 from deploy.loader import load_spec
 from deploy.names import BENCH_KEY
 from deploy.operations.bench import bench_removed, bench_room, fio_benchmark
-from deploy.paths import lab_spec
 from deploy.plan import build_plan
+from deploy.shipped import lab_spec
 from roles.kv_bench import kv_bench, kv_bench_removed
 from tests.pyinfra_fake import FakeRemote, op_commands
 

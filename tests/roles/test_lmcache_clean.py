@@ -13,8 +13,8 @@ import pytest
 from pyinfra.api.util import get_template
 
 from deploy.loader import load_spec
-from deploy.paths import lab_spec
 from deploy.plan import NodePlan, build_plan
+from deploy.shipped import lab_spec
 from roles._common import template
 from roles.vllm import CLEAN_SCRIPT, MOUNT_CHECK, clean_script_vars, vllm
 from tests.kvpod_sim import connected_node

@@ -15,9 +15,9 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from deploy.loader import load_spec
-from deploy.paths import lab_spec
 from deploy.plan import build_plan
 from deploy.runner import run_phase
+from deploy.shipped import lab_spec
 from roles.node import node
 from tests.kvpod_sim import fresh_node
 from tests.pyinfra_fake import FakeRemote, _content_of

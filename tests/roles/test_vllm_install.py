@@ -11,9 +11,9 @@ import yaml
 from deploy.cli.run import check_selection
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
-from deploy.paths import lab_spec
 from deploy.plan import build_plan
 from deploy.runner import RunStats
+from deploy.shipped import lab_spec
 from deploy.validate import wheelhouse_problems
 from roles.node import node
 from roles.node import reads as node_reads

@@ -12,9 +12,9 @@ from pyinfra.api.deploy import add_deploy
 from deploy.facts.snapshot import parse_snapshot, snapshot_script
 from deploy.loader import load_spec, load_spec_text
 from deploy.operations import planned_commands
-from deploy.paths import lab_spec, reference_spec
 from deploy.plan import build_plan
 from deploy.runner import RunStats, SnapshotReader
+from deploy.shipped import lab_spec, reference_spec
 from roles.node import node
 from roles.node import reads as node_reads
 from tests.conftest import ROOT

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "deploy",
             "deploy.errors",
-            "deploy.paths",
+            "deploy.shipped",
             "deploy.names",
             "deploy.lmcache_keys",
             "deploy.pydantic_errors",
@@ -68,7 +68,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.runner",
             "deploy.orchestrate",
             "deploy.statedir",
-            "deploy.verify",
+            "deploy.verify_runner",
             "deploy.bench_run",
             "deploy.podmap",
             "deploy.lab",

@@ -25,8 +25,8 @@ from pyinfra.api.util import get_template
 
 from deploy.lmcache_keys import DEFAULT_VERSION, HERE, generate
 from deploy.loader import spec_from_dict
-from deploy.paths import verify_suite_dir
 from deploy.plan import LmcachePlan, build_plan
+from deploy.shipped import verify_suite_dir
 from deploy.sizing import model_shape, size_node
 from roles._common import template
 from roles.lmcache import cache_dir, env_lines, yaml_body

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from deploy.loader import load_spec
-from deploy.paths import lab_spec
 from deploy.plan import Plan, build_plan
 from deploy.release import (
     Conflict,
@@ -18,6 +17,7 @@ from deploy.release import (
     release_requests,
     released_subsystems,
 )
+from deploy.shipped import lab_spec
 
 DRIVE = "nqn.2024-01.io.kvpod.lab:target-drive0{}".format
 LOCAL = "nqn.2014.08.org.nvmexpress:144d144dS6S1NS0T123456"

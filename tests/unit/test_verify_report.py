@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy import verify
+from deploy import verify_runner as verify
 from deploy.errors import KvpodError
 from deploy.loader import load_spec
-from deploy.paths import verify_suite_dir
 from deploy.plan import Plan, build_plan
-from deploy.verify import (
+from deploy.shipped import verify_suite_dir
+from deploy.verify_runner import (
     AREAS,
     POD_ROW,
     VerifyReport,

@@ -26,8 +26,8 @@ import pytest
 from testinfra.backend.base import CommandResult
 
 from deploy.loader import load_spec
-from deploy.paths import verify_suite_dir
 from deploy.plan import NodePlan, Plan, TargetPlan, build_plan
+from deploy.shipped import verify_suite_dir
 from tests import verify_pod_sim as sim
 
 sys.path.insert(0, str(verify_suite_dir()))

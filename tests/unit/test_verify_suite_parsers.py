@@ -10,8 +10,8 @@ from typing import ClassVar
 import pytest
 
 from deploy.loader import load_spec
-from deploy.paths import verify_suite_dir
 from deploy.plan import NodePlan, Plan, build_plan
+from deploy.shipped import verify_suite_dir
 
 sys.path.insert(0, str(verify_suite_dir()))
 

@@ -53,7 +53,7 @@ from verify_expect import (
 from verify_facts import HostFacts, HostUnreachable, ReadFailed
 
 from deploy.plan import NodePlan, Plan, TargetPlan
-from deploy.verify import AREAS, POD_ROW, close_ssh_masters, host_of_test, ssh_config_text, target_names
+from deploy.verify_runner import AREAS, POD_ROW, close_ssh_masters, host_of_test, ssh_config_text, target_names
 
 _PLAN = pytest.StashKey[Plan]()
 _LIMIT = pytest.StashKey[list[str]]()

@@ -4,7 +4,7 @@ The functions here are pure: a :class:`~deploy.plan.NodePlan` in, the items the 
 ``(key, value)`` pair becomes one parametrised test case, named ``<node>-<key>``.
 
 A failing check raises ``AssertionError("<what>: expected <expected>, found <found>")``; ``kvpod verify``
-reads *expected* and *found* back from that one line (:func:`deploy.verify.split_message`).
+reads *expected* and *found* back from that one line (:func:`deploy.verify_runner.split_message`).
 """
 
 from __future__ import annotations

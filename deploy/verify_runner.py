@@ -1,4 +1,4 @@
-"""``kvpod verify``: run the testinfra suite against the live pod and turn its JUnit XML into a result.
+"""Runs the verify suite against the live pod and turns its JUnit XML into a result (for ``kvpod verify``).
 
 The suite (``tests/verify``, shipped in the wheel as ``deploy/_data/verify``) reads every expected value
 from the plan. This module writes the plan JSON and an ssh_config into the run directory, runs the suite
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.errors import KvpodError
-from deploy.paths import verify_suite_dir
 from deploy.plan import Plan, SshPlan
+from deploy.shipped import verify_suite_dir
 
 AREAS = ("fabric", "nvme_initiator", "namespace", "kv_mount", "lmcache", "vllm", "target", "enclosure")
 POD_ROW = "pod"  # the row of pod-wide checks (e.g. no subsystem on two nodes)
