@@ -28,18 +28,8 @@ from deploy.bench import (
     parse_size,
 )
 from deploy.bench_run import run_bench
-from deploy.cli.shared import (
-    EXIT_FAILED,
-    EXIT_OK,
-    LimitOpt,
-    SpecPath,
-    app,
-    check_limit,
-    load,
-    out,
-    use_hosts,
-    user_error,
-)
+from deploy.cli import shared
+from deploy.cli.shared import LimitOpt, SpecPath, out
 from deploy.errors import InputError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
@@ -135,13 +125,13 @@ def print_problems(report: BenchReport) -> None:
 
 def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: int, json_path: Path | None) -> int:
     """Check the input, benchmark the nodes, print the table, write the JSON; return the exit code."""
-    check_limit(plan, limit)
+    shared.check_limit(plan, limit)
     try:
         size_bytes = parse_size(size)
         check_runtime(runtime)
     except InputError as exc:
-        raise user_error(str(exc)) from None
-    use_hosts()
+        raise shared.user_error(str(exc)) from None
+    shared.use_hosts()
     run_dir = new_run_dir(plan.pod, "bench")
     scope = f" ({', '.join(limit)})" if limit else ""
     with out.status(f"kvpod bench {plan.pod}{scope}: fio write then read, {runtime} s each, on every KV-cache mount"):
@@ -153,10 +143,10 @@ def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: i
     if json_path:
         json_path.write_text(text)
     out.print(f"logs: {run_dir}" + (f"  json: {json_path}" if json_path else ""), highlight=False)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return shared.EXIT_OK if report.ok else shared.EXIT_FAILED
 
 
-@app.command("bench")
+@shared.app.command("bench")
 def bench(
     spec: SpecPath,
     limit: LimitOpt = None,
@@ -171,5 +161,5 @@ def bench(
     ] = None,
 ) -> None:
     """fio on every node's KV-cache mount (128 KiB O_DIRECT, 4 jobs, iodepth 32): GB/s beside the reference."""
-    _, plan = load(spec)
+    _, plan = shared.load(spec)
     raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path))
