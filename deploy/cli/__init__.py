@@ -2,8 +2,16 @@
 
 :mod:`deploy.cli.shared` owns what commands share (app, consoles, exit codes, spec loading, options); each other
 module is one command group: ``offline`` (commands that touch no host), ``verify``, ``bench``, ``run`` (up,
-diff, check), ``reassign``, ``lab``. Importing them registers their commands.
+diff, check), ``reassign``, ``lab``. Importing them registers their commands. :mod:`deploy.cli.hosts` holds
+the gevent patch, applied here first when the command line names a command that reaches hosts.
 """
+
+import sys
+
+from deploy.cli.hosts import reaches_hosts, use_hosts
+
+if reaches_hosts(sys.argv[1:]):
+    use_hosts()  # before typer, rich and pydantic are imported, as early as pyinfra's own command line does
 
 from deploy.cli import bench, lab, offline, reassign, run, verify  # noqa: F401  (registers their commands)
 from deploy.cli.shared import app, main

@@ -29,6 +29,7 @@ from deploy.bench import (
 )
 from deploy.bench_run import run_bench
 from deploy.cli import shared
+from deploy.cli.hosts import use_hosts
 from deploy.cli.shared import LimitOpt, SpecPath, out
 from deploy.errors import InputError
 from deploy.plan import Plan
@@ -131,7 +132,7 @@ def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: i
         check_runtime(runtime)
     except InputError as exc:
         raise shared.user_error(str(exc)) from None
-    shared.use_hosts()
+    use_hosts()
     run_dir = new_run_dir(plan.pod, "bench")
     scope = f" ({', '.join(limit)})" if limit else ""
     with out.status(f"kvpod bench {plan.pod}{scope}: fio write then read, {runtime} s each, on every KV-cache mount"):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from deploy.cli.hosts import use_hosts
 from deploy.cli.shared import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -20,7 +21,6 @@ from deploy.cli.shared import (
     check_limit,
     load,
     out,
-    use_hosts,
 )
 from deploy.cli.verify import run_verify_command
 from deploy.errors import InputError

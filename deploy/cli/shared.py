@@ -5,7 +5,8 @@ difference; 2 an operation failed on a host, a host was unreachable, kvpod refus
 environment is unusable; 130 interrupted.
 
 Command modules (one per command group) import this module and the layers below the CLI, never each other
-upwards. Commands that reach hosts call :func:`use_hosts` before importing anything that imports pyinfra.
+upwards. Commands that reach hosts call :func:`deploy.cli.hosts.use_hosts` before importing anything that
+imports pyinfra.
 """
 
 from __future__ import annotations
@@ -50,14 +51,6 @@ SpecArg = Annotated[
 ]
 SpecPath = Annotated[Path, typer.Argument(help="pod spec YAML")]
 LimitOpt = Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")]
-
-
-def use_hosts() -> None:
-    """Patch the standard library for gevent, on which pyinfra runs hosts in parallel (once, before pyinfra)."""
-    from gevent import monkey
-
-    if not monkey.is_module_patched("socket"):
-        monkey.patch_all()
 
 
 def user_error(message: str) -> typer.Exit:
