@@ -13,7 +13,15 @@ from deploy.cli.hosts import reaches_hosts, use_hosts
 if reaches_hosts(sys.argv[1:]):
     use_hosts()  # before typer, rich and pydantic are imported, as early as pyinfra's own command line does
 
-from deploy.cli import bench, lab, offline, reassign, run, verify  # noqa: F401  (registers their commands)
+# Importing a command group registers its commands, in the order of --help.
+# isort: off
+from deploy.cli import offline  # noqa: F401
+from deploy.cli import run  # noqa: F401
+from deploy.cli import verify  # noqa: F401
+from deploy.cli import reassign  # noqa: F401
+from deploy.cli import bench  # noqa: F401
+from deploy.cli import lab  # noqa: F401
 from deploy.cli.shared import app, main
+# isort: on
 
 __all__ = ["app", "main"]

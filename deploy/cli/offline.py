@@ -17,8 +17,6 @@ from deploy.cli.shared import (
     err,
     load,
     out,
-    switch_app,
-    target_app,
     user_error,
 )
 from deploy.errors import InputError, KvpodError
@@ -133,6 +131,12 @@ def map_cmd(
     drives = sum(len(t.subsystems) for t in p.targets)
     counts = [plural(len(p.nodes), "node"), plural(drives, "drive"), plural(len(p.switches), "switch")]
     out.print(f"wrote {output}: {', '.join(counts)}", highlight=False)
+
+
+switch_app = typer.Typer(help="Switch-side configuration of the pod.", no_args_is_help=True)
+target_app = typer.Typer(help="Target-side configuration of the pod.", no_args_is_help=True)
+app.add_typer(switch_app, name="switch")
+app.add_typer(target_app, name="target")
 
 
 @switch_app.command("render")

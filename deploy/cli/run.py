@@ -22,7 +22,6 @@ from deploy.cli.shared import (
     load,
     out,
 )
-from deploy.cli.verify import run_verify_command
 from deploy.errors import InputError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
@@ -164,6 +163,8 @@ def run_up_command(
     if not result.ok:
         return EXIT_FAILED
     if verify:
+        from deploy.cli.verify import run_verify_command
+
         return run_verify_command(plan, limit=opts.limit, junit=None)
     return EXIT_OK
 

@@ -37,10 +37,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-switch_app = typer.Typer(help="Switch-side configuration of the pod.", no_args_is_help=True)
-target_app = typer.Typer(help="Target-side configuration of the pod.", no_args_is_help=True)
-app.add_typer(switch_app, name="switch")
-app.add_typer(target_app, name="target")
 
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
