@@ -534,11 +534,16 @@ def node_hosts(plan: Plan, limit: Iterable[str] | None, extra: dict[str, dict] |
 
 
 def target_hosts(plan: Plan) -> list[tuple[str, dict]]:
-    return [
-        (t.name, ssh_host_data(t.ssh) | {"kvpod_target": t, "kvpod_plan": plan})
-        for t in plan.targets
-        if t.kind == "linux-nvmet" and t.ssh is not None
-    ]
+    """pyinfra hosts of the managed enclosures: one per SSH endpoint (named after its first enclosure), with
+    the enclosures it serves attached; those without SSH on ``@local`` (see :mod:`deploy.targets`)."""
+    from deploy.targets import HOST_DATA_KEY, managed_groups
+
+    out = []
+    for group in managed_groups(plan):
+        data = {HOST_DATA_KEY: group, "kvpod_plan": plan, "kvpod_name": group[0].name}
+        ssh = group[0].ssh
+        out.append((group[0].name, ssh_host_data(ssh) | data) if ssh else ("@local", data))
+    return out
 
 
 def switch_hosts(plan: Plan) -> list[tuple[str, dict]]:
