@@ -19,6 +19,8 @@ import copy
 import difflib
 import io
 import logging
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -204,6 +206,22 @@ def ssh_host_data(ssh: SshPlan) -> dict[str, Any]:
     return data
 
 
+KILL_ENV = "KVPOD_KILL_AT"
+
+
+def kill_selected(spec: str | None, moment: str, names: Iterable[str]) -> bool:
+    """Fault injection for the interruption tests: whether ``KVPOD_KILL_AT`` (``before:TEXT`` or ``after:TEXT``)
+    selects ``moment`` ("before" or "after") of an operation whose name contains ``TEXT``."""
+    when, sep, text = (spec or "").partition(":")
+    return bool(sep and text) and when == moment and any(text in name for name in names)
+
+
+def _kill_point(moment: str, names: Iterable[str]) -> None:
+    """SIGKILL this process at the operation ``KVPOD_KILL_AT`` names (as a power cut of the controller would)."""
+    if kill_selected(os.environ.get(KILL_ENV), moment, names):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class _Progress(BaseStateCallback):
     """Forwards pyinfra's per-host operation events to the caller's sink (the CLI's live view)."""
 
@@ -215,7 +233,12 @@ class _Progress(BaseStateCallback):
             self.sink(host.name, kind, text)
 
     def operation_host_start(self, state, host, op_hash):
-        self._emit(host, "start", ", ".join(state.get_op_meta(op_hash).names))
+        names = state.get_op_meta(op_hash).names
+        _kill_point("before", names)
+        self._emit(host, "start", ", ".join(names))
+
+    def operation_host_success(self, state, host, op_hash, retry_count=0):
+        _kill_point("after", state.get_op_meta(op_hash).names)
 
     def operation_end(self, state, op_hash):
         names = ", ".join(state.get_op_meta(op_hash).names)

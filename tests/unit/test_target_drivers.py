@@ -1,4 +1,4 @@
-"""Targets dispatch through the driver registry; several enclosures on one server."""
+"""Targets dispatch through the driver registry; several enclosures on one server; the kill hook's selection."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from deploy.loader import load_spec_text
 from deploy.orchestrate import UpOptions, _target_phase
 from deploy.paths import lab_spec
 from deploy.plan import Plan, build_plan
-from deploy.runner import RunStats, target_hosts
+from deploy.runner import RunStats, kill_selected, target_hosts
 from deploy.targets import HOST_DATA_KEY, TargetDriver, current_targets, managed_groups
 from deploy.verify import target_names
 from roles.nvmet_target import nvmet_ports, reads
@@ -104,3 +104,20 @@ def test_one_read_covers_both_enclosures_and_one_networkd_file_set_per_nic(two):
     assert len(networkd) == 3  # eth1: parent, VLAN netdev, VLAN network
     backing = {p for p in paths if p.startswith("/srv/nvmet/")}
     assert f"/srv/nvmet/{SECOND}-drive1.img" in backing and "/srv/nvmet/drive3.img" in backing
+
+
+@pytest.mark.parametrize(
+    ("spec", "moment", "names", "selected"),
+    [
+        ("after:ext4 on", "after", {"ext4 on nqn.x:d1"}, True),
+        ("after:ext4 on", "before", {"ext4 on nqn.x:d1"}, False),
+        ("before:mnt-kvcache.mount", "before", {"mnt-kvcache.mount"}, True),
+        ("before:mnt-kvcache.mount", "before", {"mnt-kvcache.mount enabled"}, True),
+        ("after:connected", "after", {"boot-time connect script"}, False),
+        ("after:", "after", {"anything"}, False),
+        ("ext4 on", "after", {"ext4 on nqn.x:d1"}, False),
+        (None, "after", {"ext4 on nqn.x:d1"}, False),
+    ],
+)
+def test_kill_hook_selection(spec, moment, names, selected):
+    assert kill_selected(spec, moment, names) is selected
