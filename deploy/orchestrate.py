@@ -155,7 +155,8 @@ def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
     }
     reachable = {k: v for k, v in live.items() if v is not None}
     removed = [n.name for n in removed_nodes]
-    releases = release_requests(plan, reachable, prune=[n for n in removed if opts.prune and n in reachable])
+    prune = [n for n in removed if opts.prune and n in reachable]
+    releases = release_requests(plan, reachable, prune=prune, applied=applied)
     moved = _moved_from(applied, plan)
     unreachable_holders = sorted(n for n, v in live.items() if v is None and n in moved)
     return Handover(releases, live, removed, unreachable_holders)

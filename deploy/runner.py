@@ -209,16 +209,19 @@ def ssh_host_data(ssh: SshPlan) -> dict[str, Any]:
 KILL_ENV = "KVPOD_KILL_AT"
 
 
-def kill_selected(spec: str | None, moment: str, names: Iterable[str]) -> bool:
-    """Fault injection for the interruption tests: whether ``KVPOD_KILL_AT`` (``before:TEXT`` or ``after:TEXT``)
-    selects ``moment`` ("before" or "after") of an operation whose name contains ``TEXT``."""
+def kill_selected(spec: str | None, moment: str, host: str, names: Iterable[str]) -> bool:
+    """Fault injection for the interruption tests: whether ``KVPOD_KILL_AT`` selects ``moment`` ("before" or
+    "after") of an operation named ``names`` on ``host``. The value is ``before:TEXT`` or ``after:TEXT``, or
+    ``after@HOST:TEXT`` for one host only; TEXT is part of the operation's name. (An operation at the same
+    place of a deploy on several hosts is one operation to pyinfra, holding each host's name.)"""
     when, sep, text = (spec or "").partition(":")
-    return bool(sep and text) and when == moment and any(text in name for name in names)
+    at, _, only = when.partition("@")
+    return bool(sep and text) and at == moment and only in ("", host) and any(text in name for name in names)
 
 
-def _kill_point(moment: str, names: Iterable[str]) -> None:
+def _kill_point(moment: str, host, names: Iterable[str]) -> None:
     """SIGKILL this process at the operation ``KVPOD_KILL_AT`` names (as a power cut of the controller would)."""
-    if kill_selected(os.environ.get(KILL_ENV), moment, names):
+    if kill_selected(os.environ.get(KILL_ENV), moment, host.name, names):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -234,11 +237,11 @@ class _Progress(BaseStateCallback):
 
     def operation_host_start(self, state, host, op_hash):
         names = state.get_op_meta(op_hash).names
-        _kill_point("before", names)
+        _kill_point("before", host, names)
         self._emit(host, "start", ", ".join(names))
 
     def operation_host_success(self, state, host, op_hash, retry_count=0):
-        _kill_point("after", state.get_op_meta(op_hash).names)
+        _kill_point("after", host, state.get_op_meta(op_hash).names)
 
     def operation_end(self, state, op_hash):
         names = ", ".join(state.get_op_meta(op_hash).names)

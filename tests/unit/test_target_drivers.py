@@ -107,17 +107,19 @@ def test_one_read_covers_both_enclosures_and_one_networkd_file_set_per_nic(two):
 
 
 @pytest.mark.parametrize(
-    ("spec", "moment", "names", "selected"),
+    ("spec", "moment", "host", "names", "selected"),
     [
-        ("after:ext4 on", "after", {"ext4 on nqn.x:d1"}, True),
-        ("after:ext4 on", "before", {"ext4 on nqn.x:d1"}, False),
-        ("before:mnt-kvcache.mount", "before", {"mnt-kvcache.mount"}, True),
-        ("before:mnt-kvcache.mount", "before", {"mnt-kvcache.mount enabled"}, True),
-        ("after:connected", "after", {"boot-time connect script"}, False),
-        ("after:", "after", {"anything"}, False),
-        ("ext4 on", "after", {"ext4 on nqn.x:d1"}, False),
-        (None, "after", {"ext4 on nqn.x:d1"}, False),
+        ("after:ext4 on", "after", "node1", {"ext4 on nqn.x:d1"}, True),
+        ("after:ext4 on", "before", "node1", {"ext4 on nqn.x:d1"}, False),
+        ("before:mnt-kvcache.mount", "before", "node2", {"mnt-kvcache.mount"}, True),
+        ("before:mnt-kvcache.mount", "before", "node2", {"mnt-kvcache.mount enabled"}, True),
+        ("after@node2:d2 connected", "after", "node2", {"nqn.x:d1 connected", "nqn.x:d2 connected"}, True),
+        ("after@node2:d2 connected", "after", "node1", {"nqn.x:d1 connected", "nqn.x:d2 connected"}, False),
+        ("after:connected", "after", "node1", {"boot-time connect script"}, False),
+        ("after:", "after", "node1", {"anything"}, False),
+        ("ext4 on", "after", "node1", {"ext4 on nqn.x:d1"}, False),
+        (None, "after", "node1", {"ext4 on nqn.x:d1"}, False),
     ],
 )
-def test_kill_hook_selection(spec, moment, names, selected):
-    assert kill_selected(spec, moment, names) is selected
+def test_kill_hook_selection(spec, moment, host, names, selected):
+    assert kill_selected(spec, moment, host, names) is selected
