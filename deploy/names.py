@@ -51,8 +51,9 @@ def modules_load_path(group: str) -> str:
 
 # host data: what kvpod puts in each pyinfra host's data for the roles (see deploy.hostdata)
 NODE_KEY = "kvpod_node"  # NodePlan
-TARGET_KEY = "kvpod_target"  # TargetPlan
+TARGET_KEY = "kvpod_targets"  # the TargetPlans of the enclosures one target host serves
 SWITCH_KEY = "kvpod_switch"  # SwitchPlan
+NAME_KEY = "kvpod_name"  # the plan's name of a target host (its first enclosure), for its results
 RELEASE_KEY = "kvpod_release"  # ReleaseRequest
 BENCH_KEY = "kvpod_bench"  # BenchJob
 WIPE_KEY = "kvpod_wipe"  # True: this node's drive may be reformatted

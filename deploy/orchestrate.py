@@ -22,6 +22,7 @@ from deploy.errors import KvpodError
 from deploy.names import (
     DEFER_RESTART_KEY,
     HEALTH_TIMEOUT_KEY,
+    NAME_KEY,
     NODE_KEY,
     RELEASE_KEY,
     SWITCH_KEY,
@@ -108,14 +109,17 @@ def _remote_hosts(plan: Plan, applied: Plan | None) -> list[tuple[str, dict, lis
     from deploy.facts.snapshot import Read
     from deploy.switches import driver_for
     from roles.node import reads as node_reads
-    from roles.nvmet_target import reads as target_reads
 
     hosts = [
         (name, data, driver_for(data[SWITCH_KEY].kind).reads(data[SWITCH_KEY]))
         for name, data in switch_hosts(plan)
         if name != "@local"
     ]
-    hosts += [(name, data, target_reads(data[TARGET_KEY])) for name, data in target_hosts(plan)]
+    hosts += [
+        (name, data, _target_driver(data).reads(data[TARGET_KEY]))
+        for name, data in target_hosts(plan)
+        if name != "@local"
+    ]
     hosts += [(name, data, node_reads(data[NODE_KEY])) for name, data in node_hosts(plan, None)]
     hosts += [(n.name, ssh_host_data(n.ssh), [Read.of(NvmeSubsystems)]) for n in _removed_nodes(plan, applied)]
     return hosts
@@ -133,7 +137,8 @@ def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
     }
     reachable = {k: v for k, v in live.items() if v is not None}
     removed = [n.name for n in removed_nodes]
-    releases = release_requests(plan, reachable, prune=[n for n in removed if opts.prune and n in reachable])
+    prune = [n for n in removed if opts.prune and n in reachable]
+    releases = release_requests(plan, reachable, prune=prune, applied=applied)
     moved = _moved_from(applied, plan)
     unreachable_holders = sorted(n for n, v in live.items() if v is None and n in moved)
     return Handover(releases, live, removed, unreachable_holders)
@@ -172,7 +177,6 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
     from deploy.switches import driver_for
     from roles.node import node as node_deploy
     from roles.node_release import node_release
-    from roles.nvmet_target import nvmet_target
 
     describe = opts.dry
     results: list[HostResult] = []
@@ -185,6 +189,13 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
             result = local.evaluate(name, "switch", [driver.deploy], {}, describe)
         result.name = sw.name
         results.append(result)
+    local_targets = []
+    for name, data in target_hosts(plan):
+        if name == "@local":
+            tdriver = _target_driver(data)
+            with Survey([(name, data, tdriver.reads(data[TARGET_KEY]))], stats=stats, run_dir=opts.run_dir) as local:
+                local_targets.append(local.evaluate(name, "target", [tdriver.deploy], {}, describe))
+            local_targets[-1].name = data[NAME_KEY]
 
     applied = load_applied_plan(plan.pod)
     with Survey(_remote_hosts(plan, applied), stats=stats, run_dir=opts.run_dir) as pod:
@@ -203,9 +214,11 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
             data = {RELEASE_KEY: request, **extra.get(name, {})}
             results.append(pod.evaluate(name, "release", deploys, data, describe))
         released = set(handover.releases)
-        for name, _ in target_hosts(plan):
-            results.append(pod.evaluate(name, "target", [nvmet_target], {}, describe))
-        results += _manual_targets(plan)
+        targets = list(local_targets)
+        for name, data in target_hosts(plan):
+            if name != "@local":
+                targets.append(pod.evaluate(name, "target", [_target_driver(data).deploy], {}, describe))
+        results += _per_enclosure(plan, targets) + _manual_targets(plan)
         for name, _ in node_hosts(plan, opts.limit):
             if name not in released:
                 results.append(pod.evaluate(name, "node", [node_deploy], extra.get(name, {}), describe))
@@ -345,30 +358,60 @@ def _switch_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: Ru
     return results
 
 
-def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: RunStats) -> list[HostResult]:
-    from roles.nvmet_target import nvmet_target
-    from roles.nvmet_target import reads as target_reads
+def _target_driver(data: dict):
+    """The driver of a target host's enclosures (they share one kind)."""
+    from deploy.targets import driver_for
 
-    results = run_phase(
-        "target",
-        target_hosts(plan),
-        nvmet_target,
-        dry=opts.dry,
-        sink=sink,
-        run_dir=opts.run_dir,
-        reads_for=lambda data: target_reads(data[TARGET_KEY]),
-        stats=stats,
-    )
-    return results + _manual_targets(plan)
+    return driver_for(data[TARGET_KEY][0].kind)
+
+
+def _target_phase(plan: Plan, opts: UpOptions, sink: EventSink | None, stats: RunStats) -> list[HostResult]:
+    """Each managed enclosure through its kind's driver (one run per kind, its hosts in parallel)."""
+    by_kind: dict[str, list[tuple[str, dict]]] = {}
+    for name, data in target_hosts(plan):
+        by_kind.setdefault(data[TARGET_KEY][0].kind, []).append((name, data))
+    results: list[HostResult] = []
+    for hosts in by_kind.values():
+        driver = _target_driver(hosts[0][1])
+        names = {name: data[NAME_KEY] for name, data in hosts}
+        res = run_phase(
+            "target",
+            hosts,
+            driver.deploy,
+            dry=opts.dry,
+            sink=sink,
+            run_dir=opts.run_dir,
+            reads_for=lambda data, driver=driver: driver.reads(data[TARGET_KEY]),
+            stats=stats,
+        )
+        for r in res:
+            r.name = names.get(r.name, r.name)
+        results += res
+    return _per_enclosure(plan, results) + _manual_targets(plan)
+
+
+def _per_enclosure(plan: Plan, results: list[HostResult]) -> list[HostResult]:
+    """One result per enclosure: those sharing a host with an earlier one get its status, pointing at it."""
+    from deploy.targets import co_hosted
+
+    by_name = {r.name: r for r in results}
+    out = list(results)
+    for t in plan.targets:
+        first = co_hosted(plan, t)[0].name
+        if t.name not in by_name and first in by_name:
+            host = by_name[first]
+            out.append(HostResult(t.name, "target", status=host.status, note=f"configured with {first} (same host)"))
+    return out
 
 
 def _manual_targets(plan: Plan) -> list[HostResult]:
+    from deploy.targets import manual_targets
+
     return [
         HostResult(
             t.name, "target", status="manual", note="no provisioning API: configure it from `kvpod target sheet`"
         )
-        for t in plan.targets
-        if t.kind == "data24"
+        for t in manual_targets(plan)
     ]
 
 

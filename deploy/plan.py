@@ -147,7 +147,7 @@ class TargetPortalPlan(Frozen):
     name: str
     iom: str
     port: str
-    port_id: int  # nvmet configfs port number (1-based, stable in spec order)
+    port_id: int  # nvmet configfs port number (1-based, stable in spec order, unique per SSH host)
     interface: str | None
     vlan: int
     vlan_interface: str | None
@@ -319,12 +319,16 @@ def build_plan(spec: PodSpec) -> Plan:
     targets: list[TargetPlan] = []
     portals_of: dict[str, list[PortalPlan]] = {}
     per_node = fab.vlan_mode == "per-node"
+    ports_on: dict[tuple, int] = {}  # ports numbered so far on each server (enclosures sharing an SSH host)
     for enc in spec.enclosures:
         tportals: list[TargetPortalPlan] = []
-        port_id = 0
+        ssh = enc.management.ssh
+        server = (enc.kind, ssh.address, ssh.port, ssh.user) if ssh else ("enclosure", enc.name)
+        port_id = ports_on.get(server, 0)
         for iom in enc.ioms:
             for port in iom.ports:
                 port_id += 1
+                ports_on[server] = port_id
                 tportals.append(
                     TargetPortalPlan(
                         name=f"{iom.name}-{port.name}",

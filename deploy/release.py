@@ -130,14 +130,20 @@ def conflicts(plan: Plan, live_holders: Mapping[str, Collection[str]]) -> list[C
 
 
 def release_requests(
-    plan: Plan, live_holders: Mapping[str, Collection[str]], *, prune: Collection[str] = ()
+    plan: Plan,
+    live_holders: Mapping[str, Collection[str]],
+    *,
+    prune: Collection[str] = (),
+    applied: Plan | None = None,
 ) -> dict[str, ReleaseRequest]:
     """Which nodes must release what: every node connected to a pod subsystem that is not its planned one.
 
     A node the plan does not know keeps nothing. ``prune`` names nodes leaving the pod (they must not be in the
-    plan any more): each gets a purge request whatever it holds. Subsystems outside the pod are never released.
+    plan any more): each gets a purge request whatever it holds. The pod's subsystems are those of ``plan`` and
+    of the ``applied`` plan (a drive or enclosure that left the spec is still the pod's to hand back);
+    subsystems outside the pod are never released.
     """
-    pod = pod_subsystems(plan)
+    pod = pod_subsystems(plan) | (pod_subsystems(applied) if applied else set())
     planned = {n.name: n for n in plan.nodes}
     still_planned = sorted(set(prune) & set(planned))
     if still_planned:

@@ -19,6 +19,8 @@ import copy
 import difflib
 import io
 import logging
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
 from deploy.facts.snapshot import HostSnapshot, read_key
-from deploy.names import NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
+from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
@@ -205,6 +207,25 @@ def ssh_host_data(ssh: SshPlan) -> dict[str, Any]:
     return data
 
 
+KILL_ENV = "KVPOD_KILL_AT"
+
+
+def kill_selected(spec: str | None, moment: str, host: str, names: Iterable[str]) -> bool:
+    """Fault injection for the interruption tests: whether ``KVPOD_KILL_AT`` selects ``moment`` ("before" or
+    "after") of an operation named ``names`` on ``host``. The value is ``before:TEXT`` or ``after:TEXT``, or
+    ``after@HOST:TEXT`` for one host only; TEXT is part of the operation's name. (An operation at the same
+    place of a deploy on several hosts is one operation to pyinfra, holding each host's name.)"""
+    when, sep, text = (spec or "").partition(":")
+    at, _, only = when.partition("@")
+    return bool(sep and text) and at == moment and only in ("", host) and any(text in name for name in names)
+
+
+def _kill_point(moment: str, host, names: Iterable[str]) -> None:
+    """SIGKILL this process at the operation ``KVPOD_KILL_AT`` names (as a power cut of the controller would)."""
+    if kill_selected(os.environ.get(KILL_ENV), moment, host.name, names):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class _Progress(BaseStateCallback):
     """Forwards pyinfra's per-host operation events to the caller's sink (the CLI's live view)."""
 
@@ -216,7 +237,12 @@ class _Progress(BaseStateCallback):
             self.sink(host.name, kind, text)
 
     def operation_host_start(self, state, host, op_hash):
-        self._emit(host, "start", ", ".join(state.get_op_meta(op_hash).names))
+        names = state.get_op_meta(op_hash).names
+        _kill_point("before", host, names)
+        self._emit(host, "start", ", ".join(names))
+
+    def operation_host_success(self, state, host, op_hash, retry_count=0):
+        _kill_point("after", host, state.get_op_meta(op_hash).names)
 
     def operation_end(self, state, op_hash):
         names = ", ".join(state.get_op_meta(op_hash).names)
@@ -535,11 +561,16 @@ def node_hosts(plan: Plan, limit: Iterable[str] | None, extra: dict[str, dict] |
 
 
 def target_hosts(plan: Plan) -> list[tuple[str, dict]]:
-    return [
-        (t.name, ssh_host_data(t.ssh) | {TARGET_KEY: t})
-        for t in plan.targets
-        if t.kind == "linux-nvmet" and t.ssh is not None
-    ]
+    """pyinfra hosts of the managed enclosures: one per SSH endpoint (named after its first enclosure), with
+    the enclosures it serves attached; those without SSH on ``@local`` (see :mod:`deploy.targets`)."""
+    from deploy.targets import managed_groups
+
+    out = []
+    for group in managed_groups(plan):
+        data = {TARGET_KEY: group, NAME_KEY: group[0].name}
+        ssh = group[0].ssh
+        out.append((group[0].name, ssh_host_data(ssh) | data) if ssh else ("@local", data))
+    return out
 
 
 def switch_hosts(plan: Plan) -> list[tuple[str, dict]]:

@@ -37,8 +37,11 @@ _PYTEST_EXITS = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no
 
 
 def target_names(plan: Plan) -> list[str]:
-    """Targets the suite logs in to: linux-nvmet enclosures with SSH (a Data24 is checked from the nodes)."""
-    return [t.name for t in plan.targets if t.kind == "linux-nvmet" and t.ssh is not None]
+    """Targets the suite logs in to: those whose driver is checked on its host over SSH (linux-nvmet); the
+    others (a Data24) are checked from the nodes."""
+    from deploy.targets import driver_for
+
+    return [t.name for t in plan.targets if driver_for(t.kind).verified_on_host and t.ssh is not None]
 
 
 def _ssh_hosts(plan: Plan) -> list[tuple[str, SshPlan]]:

@@ -1,9 +1,14 @@
 """Target drivers: configure an NVMe-oF enclosure with pyinfra, or say what an operator must set by hand.
 
-Each enclosure kind has one driver. ``linux-nvmet`` is configured by the deploy
-``roles.nvmet_target.nvmet_target``, imported only when used; ``data24`` cannot be configured by kvpod (see
-:mod:`deploy.targets.data24`) and gives an operator sheet instead. A driver for another kind ``k`` lives in
-``deploy/targets/<k with '-' as '_'>.py`` and exposes ``DRIVER``; :func:`register` adds one that lives elsewhere.
+Each enclosure kind has one driver, and the target phase dispatches through :func:`driver_for` alone, as the
+switch phase does. ``linux-nvmet`` is configured by the deploy ``roles.nvmet_target.nvmet_target``, imported
+only when used; ``data24`` cannot be configured by kvpod (see :mod:`deploy.targets.data24`) and gives an
+operator sheet instead. A driver for another kind ``k`` lives in ``deploy/targets/<k with '-' as '_'>.py`` and
+exposes ``DRIVER``; :func:`register` adds one that lives elsewhere.
+
+A managed driver runs on one pyinfra host per machine that configures enclosures: the enclosures of one kind
+reached through the same SSH endpoint share a host (one Linux server may serve several), and enclosures
+without SSH run on the machine running kvpod (``@local``: a driver speaking the enclosure's management API).
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from typing import ClassVar
 
 from deploy.drivers import DriverRegistry
 from deploy.errors import KvpodError
+from deploy.names import TARGET_KEY
 from deploy.plan import Plan, TargetPlan
 
-HOST_DATA_KEY = "kvpod_target"
+HOST_DATA_KEY = TARGET_KEY
 
 
 class ManualTarget(KvpodError):
@@ -28,10 +34,15 @@ class TargetDriver(ABC):
 
     kind: ClassVar[str]
     managed: ClassVar[bool]  # True: deploy() configures it; False: the operator does, from sheet()
+    verified_on_host: ClassVar[bool] = False  # verify logs in over SSH and checks it (tests/verify/target)
+
+    def reads(self, targets: list[TargetPlan]) -> list:
+        """The facts :meth:`deploy` compares against (:class:`deploy.facts.snapshot.Read`), read in one command."""
+        return []
 
     @abstractmethod
     def deploy(self) -> None:
-        """Apply ``host.data.kvpod_target`` (a TargetPlan) to the current pyinfra host.
+        """Apply ``host.data.kvpod_targets`` (the TargetPlans this host serves) to the current pyinfra host.
 
         Drivers of unmanaged kinds raise :class:`ManualTarget` pointing at ``kvpod target sheet``.
         """
@@ -53,10 +64,13 @@ class LinuxNvmetDriver(TargetDriver):
 
     kind = "linux-nvmet"
     managed = True
+    verified_on_host = True
+
+    def reads(self, targets: list[TargetPlan]) -> list:
+        return importlib.import_module("roles.nvmet_target").reads(targets)
 
     def deploy(self) -> None:
-        role = importlib.import_module("roles.nvmet_target")
-        role.nvmet_target()
+        importlib.import_module("roles.nvmet_target").nvmet_target()
 
 
 _REGISTRY: DriverRegistry[TargetDriver] = DriverRegistry(__name__, TargetDriver, "enclosure", [LinuxNvmetDriver()])
@@ -64,11 +78,36 @@ register = _REGISTRY.register
 driver_for = _REGISTRY.driver_for
 
 
-def current_target() -> TargetPlan:
-    """The TargetPlan of the current pyinfra host (``host.data.kvpod_target``; a plan or its dict form)."""
+def host_key(target: TargetPlan) -> tuple:
+    """Which pyinfra host configures ``target``: its kind and SSH endpoint (None: the machine running kvpod)."""
+    ssh = target.ssh
+    return (target.kind, (ssh.host, ssh.port, ssh.user) if ssh else None)
+
+
+def managed_groups(plan: Plan) -> list[list[TargetPlan]]:
+    """The managed enclosures, grouped by the host that configures them (:func:`host_key`), in spec order."""
+    groups: dict[tuple, list[TargetPlan]] = {}
+    for t in plan.targets:
+        if driver_for(t.kind).managed:
+            groups.setdefault(host_key(t), []).append(t)
+    return list(groups.values())
+
+
+def manual_targets(plan: Plan) -> list[TargetPlan]:
+    """The enclosures an operator configures by hand (their driver is not managed)."""
+    return [t for t in plan.targets if not driver_for(t.kind).managed]
+
+
+def co_hosted(plan: Plan, target: TargetPlan) -> list[TargetPlan]:
+    """The enclosures configured on the same host as ``target`` (itself included)."""
+    return [t for t in plan.targets if host_key(t) == host_key(target)]
+
+
+def current_targets() -> list[TargetPlan]:
+    """The TargetPlans of the current pyinfra host (``host.data.kvpod_targets``; plans or their dict forms)."""
     from pyinfra import host
 
     value = host.data.get(HOST_DATA_KEY)
-    if value is None:
-        raise KvpodError(f"host {host.name} has no data {HOST_DATA_KEY!r} (the target plan to apply)")
-    return value if isinstance(value, TargetPlan) else TargetPlan.model_validate(value)
+    if not value:
+        raise KvpodError(f"host {host.name} has no data {HOST_DATA_KEY!r} (the target plans to apply)")
+    return [t if isinstance(t, TargetPlan) else TargetPlan.model_validate(t) for t in value]

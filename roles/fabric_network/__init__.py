@@ -44,7 +44,7 @@ from deploy.names import (
 )
 from deploy.operations import changed, host_error, kernel, network, units
 from deploy.operations.reads import Reads, absent_file_reads, file_reads, sysctl_reads, unit_reads
-from deploy.plan import FabricPlan, NodePlan
+from deploy.plan import NodePlan
 from roles._common import netdev_unit, template
 
 
@@ -58,14 +58,53 @@ def socket_sysctls(size: int) -> dict[str, str]:
     }
 
 
-def networkd_files(fab: FabricPlan) -> list[tuple[str, str]]:
-    """``[(template, destination)]`` of the systemd-networkd files of the fabric."""
+def networkd_files(interface: str, vlan_interface: str) -> list[tuple[str, str]]:
+    """``[(template, destination)]`` of the systemd-networkd files of one fabric NIC and its storage VLAN."""
     stem = f"{NETWORKD_DIR}/{NETWORKD_PREFIX}"
     return [
-        ("parent.network.j2", f"{stem}{fab.interface}.network"),
-        ("vlan.netdev.j2", f"{stem}{fab.vlan_interface}.netdev"),
-        ("vlan.network.j2", f"{stem}{fab.vlan_interface}.network"),
+        ("parent.network.j2", f"{stem}{interface}.network"),
+        ("vlan.netdev.j2", f"{stem}{vlan_interface}.netdev"),
+        ("vlan.network.j2", f"{stem}{vlan_interface}.network"),
     ]
+
+
+def networkd_reads(interface: str, vlan_interface: str) -> Reads:
+    return [r for _, dest in networkd_files(interface, vlan_interface) for r in file_reads(dest)]
+
+
+def soft_roce_reads() -> Reads:
+    return [Read.of(RdmaLinks), *file_reads(f"{SYSTEMD_DIR}/{RXE_UNIT}"), *unit_reads(RXE_UNIT)]
+
+
+def networkd(description: str, addresses: list[str], **tmpl) -> None:
+    """The systemd-networkd files of one fabric NIC (``tmpl``: interface, vlan, vlan_interface, mtu, gateway,
+    routes) with ``addresses`` (CIDR) on its storage VLAN; ``networkctl reload`` when one changed."""
+    written = [
+        files.template(
+            name=f"networkd {dest.rsplit('/', 1)[-1]}",
+            src=template("fabric_network", src),
+            dest=dest,
+            description=description,
+            addresses=addresses,
+            **tmpl,
+        )
+        for src, dest in networkd_files(tmpl["interface"], tmpl["vlan_interface"])
+    ]
+    units.run(name="networkctl reload", command="networkctl reload", when=changed(*written))
+
+
+def soft_roce_device(interface: str):
+    """An rxe device on ``interface`` now, and the unit recreating it at boot (returned: reload when changed)."""
+    rdma_dev = f"rxe_{interface}"
+    kernel.rxe_link(name=f"soft-RoCE device on {interface}", netdev=interface, rdma_dev=rdma_dev)
+    return files.template(
+        name=f"{RXE_UNIT} recreates the soft-RoCE device at boot",
+        src=template("fabric_network", "kvpod-rxe.service.j2"),
+        dest=f"{SYSTEMD_DIR}/{RXE_UNIT}",
+        interface=interface,
+        rdma_dev=rdma_dev,
+        netdev_unit=netdev_unit(interface),
+    )
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -75,13 +114,10 @@ def reads(plan: NodePlan) -> Reads:
     if fab.gateway and fab.routes:
         out.append(Read.of(IpRoutes))
     out += [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE), *file_reads(NETPLAN_FILE)]
-    out += unit_reads("systemd-networkd.service")[:1]
-    for _, dest in networkd_files(fab):
-        out += file_reads(dest)
+    out += unit_reads("systemd-networkd.service")[:1] + networkd_reads(fab.interface, fab.vlan_interface)
     out += sysctl_reads(list(socket_sysctls(fab.socket_buffer_bytes))) + file_reads(SYSCTL_FILE)
     if fab.rdma == "soft-roce":
-        out += [*file_reads(modules_load_path(SOFT_ROCE_MODULES)), Read.of(RdmaLinks)]
-        out += file_reads(f"{SYSTEMD_DIR}/{RXE_UNIT}") + unit_reads(RXE_UNIT)
+        out += [*file_reads(modules_load_path(SOFT_ROCE_MODULES)), *soft_roce_reads()]
     return out
 
 
@@ -132,16 +168,7 @@ def fabric_network() -> None:
                 f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
                 f"{fab.vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
             )
-        written = [
-            files.template(
-                name=f"networkd {dest.rsplit('/', 1)[-1]}",
-                src=template("fabric_network", src),
-                dest=dest,
-                **tmpl,
-            )
-            for src, dest in networkd_files(fab)
-        ]
-        units.run(name="networkctl reload", command="networkctl reload", when=changed(*written))
+        networkd("storage VLAN address", [f"{fab.address}/{fab.prefix_length}"], **tmpl)
 
     sysctls = socket_sysctls(fab.socket_buffer_bytes)
     for key, value in sysctls.items():
@@ -154,18 +181,9 @@ def fabric_network() -> None:
     )
 
     if fab.rdma == "soft-roce":
-        rdma_dev = f"rxe_{fab.interface}"
         kernel.modules(
             name=f"{SOFT_ROCE_MODULE} loaded now and at boot", names=[SOFT_ROCE_MODULE], persist_as=SOFT_ROCE_MODULES
         )
-        kernel.rxe_link(name=f"soft-RoCE device on {fab.interface}", netdev=fab.interface, rdma_dev=rdma_dev)
-        unit = files.template(
-            name=f"{RXE_UNIT} recreates the soft-RoCE device at boot",
-            src=template("fabric_network", "kvpod-rxe.service.j2"),
-            dest=f"{SYSTEMD_DIR}/{RXE_UNIT}",
-            interface=fab.interface,
-            rdma_dev=rdma_dev,
-            netdev_unit=netdev_unit(fab.interface),
-        )
+        unit = soft_roce_device(fab.interface)
         units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
         units.service(name=f"{RXE_UNIT} enabled", unit=RXE_UNIT, enabled=True, running=True)

@@ -22,9 +22,9 @@ from deploy.loader import load_spec
 from deploy.plan import build_plan
 from deploy.runner import RunStats
 from deploy.shipped import lab_spec, reference_spec
+from deploy.targets import driver_for, managed_groups
 from roles.node import node
 from roles.node import reads as node_reads
-from roles.nvmet_target import reads as target_reads
 from tests.conftest import ROOT
 from tests.kvpod_sim import fresh_node
 from tests.pyinfra_fake import changed_commands, deploy_plan, deploy_run
@@ -105,7 +105,7 @@ def test_namespace_reads_follow_the_namespace_found_by_nqn(tree: Path) -> None:
 def test_node_and_target_scripts_are_valid_sh(spec: Path) -> None:
     plan = build_plan(load_spec(spec))
     scripts = [snapshot_script(node_reads(n)) for n in plan.nodes[:2]]
-    scripts += [snapshot_script(target_reads(t)) for t in plan.targets if t.kind == "linux-nvmet"]
+    scripts += [snapshot_script(driver_for(g[0].kind).reads(g)) for g in managed_groups(plan)]
     for script in scripts:
         result = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.loader import load_spec
+from deploy.loader import load_spec, load_spec_text
 from deploy.plan import Plan, build_plan
 from deploy.release import (
     Conflict,
@@ -70,6 +70,18 @@ def test_subsystems_outside_the_pod_are_none_of_its_business(plan: Plan) -> None
     live = {"node1": {DRIVE(1), LOCAL, FOREIGN}, "node2": {DRIVE(2)}}
     assert release_requests(plan, live) == {}
     assert conflicts(plan, live) == []
+
+
+def test_a_drive_of_an_enclosure_that_left_the_spec_is_released(plan: Plan) -> None:
+    """The applied plan had a second enclosure, node1 on its drive; the spec went back to one enclosure."""
+    from tests.two_enclosures import second_nqn, two_enclosures
+
+    applied = build_plan(load_spec_text(two_enclosures(lab_spec().read_text(), node2=("target", 2))))
+    live = {"node1": {second_nqn(1)}, "node2": {DRIVE(2)}}
+    assert release_requests(plan, live) == {}, "without the applied plan shelf2 is foreign"
+    requests = release_requests(plan, live, applied=applied)
+    assert list(requests) == ["node1"] and requests["node1"].keep_subsystem == DRIVE(1)
+    assert second_nqn(1) in requests["node1"].subsystems
 
 
 def test_a_node_the_plan_does_not_know_keeps_nothing(plan: Plan) -> None:

@@ -53,6 +53,7 @@ from verify_expect import (
 from verify_facts import HostFacts, HostUnreachable, ReadFailed
 
 from deploy.plan import NodePlan, Plan, TargetPlan
+from deploy.targets import co_hosted
 from deploy.verify_runner import AREAS, POD_ROW, close_ssh_masters, host_of_test, ssh_config_text, target_names
 
 _PLAN = pytest.StashKey[Plan]()
@@ -221,6 +222,12 @@ def target_facts(request: pytest.FixtureRequest, target: TargetPlan) -> HostFact
     facts = _facts(request.config, target.name, bool(target.ssh and target.ssh.sudo), target_reads=target_reads())
     facts.ensure_reachable()
     return facts
+
+
+@pytest.fixture
+def co_hosted_targets(request: pytest.FixtureRequest, target: TargetPlan) -> list[TargetPlan]:
+    """The enclosures served by the same host as ``target`` (itself included)."""
+    return co_hosted(request.config.stash[_PLAN], target)
 
 
 @pytest.fixture

@@ -19,9 +19,12 @@ def nvmet(facts: HostFacts) -> NvmetState:
 
 
 class TestSubsystems:
-    def test_planned_subsystems(self, target: TargetPlan, target_facts: HostFacts) -> None:
-        """The target exports exactly the planned subsystems, one per drive."""
-        expect("nvmet subsystems", {s.nqn for s in target.subsystems}, set(nvmet(target_facts).subsystems))
+    def test_planned_subsystems(
+        self, target: TargetPlan, co_hosted_targets: list[TargetPlan], target_facts: HostFacts
+    ) -> None:
+        """The target's host exports exactly the planned subsystems: one per drive of each enclosure it serves."""
+        wanted = {s.nqn for t in co_hosted_targets for s in t.subsystems}
+        expect("nvmet subsystems", wanted, set(nvmet(target_facts).subsystems))
 
     def test_any_host_refused(self, target: TargetPlan, subsystem: SubsystemPlan, target_facts: HostFacts) -> None:
         """The subsystem does not admit any host (attr_allow_any_host = 0)."""
