@@ -238,6 +238,9 @@ PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left
 ForceOpt = Annotated[
     bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
 ]
+BreakLockOpt = Annotated[
+    bool, typer.Option("--break-lock", help="take over the pod lock of a run that is gone (stale lock only)")
+]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="write the per-host summary as JSON")]
 
 
@@ -256,6 +259,7 @@ def up(
     force_unreachable: ForceOpt = False,
     report: ReportOpt = None,
     verify: Annotated[bool, typer.Option(help="run kvpod verify after a successful bring-up")] = True,
+    break_lock: BreakLockOpt = False,
 ) -> None:
     """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
     from deploy.cli_run import run_diff_command, run_up_command
@@ -266,7 +270,7 @@ def up(
         code = run_diff_command(p, _options(limit, wipe, batch, prune, force_unreachable, dry=True), exit_on_drift=True)
         if code != 1:
             raise typer.Exit(code)
-    raise typer.Exit(run_up_command(p, opts, yes=yes or diff, report=report, verify=verify))
+    raise typer.Exit(run_up_command(p, opts, yes=yes or diff, report=report, verify=verify, break_lock=break_lock))
 
 
 @app.command("diff")
@@ -314,12 +318,22 @@ def reassign(
     force_unreachable: ForceOpt = False,
     batch: BatchOpt = "1",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = True,
+    break_lock: BreakLockOpt = False,
 ) -> None:
     """Move a drive to another node safely: old holder releases, target re-admits, new holder mounts."""
     from deploy.cli_reassign import run_reassign_command
 
     raise typer.Exit(
-        run_reassign_command(spec, drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
+        run_reassign_command(
+            spec,
+            drive,
+            to,
+            swap=swap,
+            wipe=wipe,
+            force_unreachable=force_unreachable,
+            batch=batch,
+            break_lock=break_lock,
+        )
     )
 
 

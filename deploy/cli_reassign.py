@@ -14,6 +14,7 @@ from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec, load_spec_text
 from deploy.orchestrate import UpOptions, crash_point, read_journal, write_journal
 from deploy.plan import build_plan
+from deploy.podlock_run import PodLock
 from deploy.reassign import parse_drive, plan_reassignment
 from deploy.spec_edit import set_node_namespaces, write_atomically
 
@@ -21,15 +22,47 @@ out = Console(width=None if Console().is_terminal else 160)
 
 
 def run_reassign_command(
-    spec_path: Path, drive: str, to: str, *, swap: bool, wipe: bool, force_unreachable: bool, batch: str
+    spec_path: Path,
+    drive: str,
+    to: str,
+    *,
+    swap: bool,
+    wipe: bool,
+    force_unreachable: bool,
+    batch: str,
+    break_lock: bool = False,
 ) -> int:
+    """Take the pod lock before the spec or the journal change, hold it to the end (see :func:`_reassign`)."""
     from deploy.cli import fail_spec
-    from deploy.cli_run import run_up_command
 
     try:
         spec = load_spec(spec_path)
     except SpecError as exc:
         raise fail_spec(exc) from None
+    lock = PodLock.for_run(build_plan(spec))
+    lock.acquire(break_lock=break_lock)
+    try:
+        return _reassign(
+            spec,
+            spec_path,
+            drive,
+            to,
+            swap=swap,
+            wipe=wipe,
+            force_unreachable=force_unreachable,
+            batch=batch,
+            lock=lock,
+        )
+    finally:
+        lock.release()
+
+
+def _reassign(
+    spec, spec_path: Path, drive: str, to: str, *, swap: bool, wipe: bool, force_unreachable: bool, batch: str, lock
+) -> int:
+    from deploy.cli import fail_spec
+    from deploy.cli_run import run_up_command
+
     pod = spec.pod.name
     request = {"drive": drive, "to": to, "swap": swap, "wipe": wipe}
     journal = read_journal(pod)
@@ -62,7 +95,7 @@ def run_reassign_command(
         entry["last_step"] = step
         write_journal(pod, entry)
 
-    opts = UpOptions(wipe={drive} if wipe else set(), force_unreachable=force_unreachable, batch=batch)
+    opts = UpOptions(wipe={drive} if wipe else set(), force_unreachable=force_unreachable, batch=batch, lock=lock)
     code = run_up_command(plan, opts, yes=True, report=None, verify=False, checkpoint=checkpoint)
     if code == 0:
         write_journal(pod, None)

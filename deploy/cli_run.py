@@ -13,7 +13,8 @@ from rich.table import Table
 from deploy.errors import InputError
 from deploy.orchestrate import UpOptions, bring_up
 from deploy.plan import Plan
-from deploy.runner import RunReport
+from deploy.podlock_run import PodLock
+from deploy.runner import RunReport, RunStats
 from deploy.statedir import new_run_dir
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED = 0, 1, 2
@@ -122,9 +123,20 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
 
 
 def run_up_command(
-    plan: Plan, opts: UpOptions, *, yes: bool, report: Path | None, verify: bool, checkpoint=None
+    plan: Plan,
+    opts: UpOptions,
+    *,
+    yes: bool,
+    report: Path | None,
+    verify: bool,
+    checkpoint=None,
+    break_lock: bool = False,
 ) -> int:
-    """``kvpod up``: show what will change (unless --yes or not interactive), apply, summarise, verify."""
+    """``kvpod up``: show what will change (unless --yes or not interactive), apply, summarise, verify.
+
+    The run holds the pod lock from its state read to its end (:mod:`deploy.podlock_run`), unless the caller
+    took it already (``opts.lock``) and releases it itself.
+    """
     check_selection(plan, opts.limit, sorted(opts.wipe))
     if opts.dry:
         return run_diff_command(plan, opts, exit_on_drift=False, report=report)
@@ -139,8 +151,25 @@ def run_up_command(
         if not out.input("apply? [y/N] ").strip().lower().startswith("y"):
             return EXIT_OK
     opts.run_dir = new_run_dir(plan.pod, "up")
-    with out.status(f"kvpod up {plan.pod}: switches, handover, targets, nodes, restarts"):
-        result = bring_up(plan, opts, sink=_sink, checkpoint=checkpoint)
+    stats = RunStats()
+    owned = opts.lock is None
+    lock = opts.lock = opts.lock or PodLock.for_run(plan)
+    try:
+        if owned and break_lock:
+            lock.acquire(break_lock=True, stats=stats)
+
+        def mark(step: str) -> None:
+            if checkpoint:
+                checkpoint(step)
+            lock.renew(stats)
+
+        with out.status(f"kvpod up {plan.pod}: switches, handover, targets, nodes, restarts"):
+            result = bring_up(plan, opts, sink=_sink, checkpoint=mark, stats=stats)
+    finally:
+        if owned:
+            lock.release(stats)
+    for h in result.hosts:  # the release came after the report was counted
+        h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
     title = f"kvpod up of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
     out.print(summary_table(result, title))
     out.print(f"logs: {opts.run_dir}")
