@@ -27,6 +27,13 @@ LOCK = lock_path(PLAN.pod)
 UP = ("up", str(LAB_SPEC), "--yes", "--no-verify")
 
 
+@pytest.fixture(autouse=True)
+def no_lock_left(hosts):
+    """Whatever a test does, the lab is left without a lock file (a planted lock would block every later run)."""
+    yield
+    hosts.sh("target", f"rm -f {LOCK}")
+
+
 def lock_on_target(hosts) -> str | None:
     text = hosts.sh("target", f"cat {LOCK} 2>/dev/null || true")
     return text.strip() or None
@@ -110,10 +117,6 @@ def test_break_lock_never_takes_over_a_live_lock(hosts):
         now=datetime.now(UTC),
     )
     plant(hosts, live.line())
-    try:
-        run = kvpod(*UP, "--break-lock")
-        assert run.code == 2 and "held by a run that may still be running" in run.out
-        assert parse_record(lock_on_target(hosts) or "").token == live.token
-    finally:
-        hosts.sh("target", f"rm -f {LOCK}")
-    assert lock_on_target(hosts) is None
+    run = kvpod(*UP, "--break-lock")
+    assert run.code == 2 and "held by a run that may still be running" in run.out
+    assert parse_record(lock_on_target(hosts) or "").token == live.token
