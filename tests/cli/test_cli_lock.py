@@ -16,8 +16,9 @@ import pytest
 from pyinfra.connectors import ssh
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from deploy import podlock
+from deploy import orchestrate, podlock
 from deploy.cli import main
+from deploy.errors import KvpodError
 from deploy.facts.snapshot import END
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
@@ -174,3 +175,32 @@ def test_one_dead_lock_host_of_three_does_not_block_the_lock(pod, monkeypatch, c
     assert code == 2
     assert f"cannot take the lock of pod {PLAN.pod}: {NODES[0]}, {NODES[1]} did not answer" in err
     assert locks(dirs) == {NODES[0]: other.token}
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit_code"), [(KeyboardInterrupt(), 130), (KvpodError("refusing the handover"), 2)]
+)
+def test_the_lock_is_released_when_the_run_is_interrupted_or_refuses(pod, monkeypatch, capsys, raised, exit_code):
+    spec, dirs, _ = pod
+    taken = {}
+
+    def stop(plan, handover, opts):
+        taken.update(locks(dirs))  # the lock is held while the run decides
+        raise raised
+
+    monkeypatch.setattr(orchestrate, "check_handover", stop)
+    code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == exit_code and "Traceback" not in err
+    assert set(taken) == set(NODES) and len(set(taken.values())) == 1
+    assert locks(dirs) == {}
+
+
+def test_reassign_is_refused_before_it_edits_the_spec_or_writes_its_journal(pod, monkeypatch, capsys, tmp_path):
+    spec, dirs, _ = pod
+    live = holder(os.getpid(), socket.gethostname())
+    plant(dirs, NODES, live)
+    code, _, err = kvpod(monkeypatch, capsys, "reassign", str(spec), "--drive", "data24-01/5", "--to", NODES[0])
+    assert code == 2 and f"pod {PLAN.pod} is locked by another kvpod run" in err
+    assert spec.read_text() == SPEC
+    assert not (tmp_path / "state" / "journal").exists()
+    assert locks(dirs) == dict.fromkeys(NODES, live.token)
