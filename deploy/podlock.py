@@ -56,6 +56,8 @@ class LockRecord:
     token: str = ""
     user: str = ""
     controller: str = ""  # the host name of the machine that ran kvpod
+    machine: str = ""  # that machine's /etc/machine-id (host names repeat; machine ids do not)
+    boot: str = ""  # its boot id: a pid means something only within one boot
     pid: int = 0
     pid_start: int | None = None  # the process's start time (clock ticks after boot): a reused pid is not it
     command: str = ""
@@ -81,7 +83,17 @@ class LockRecord:
 
 
 def new_record(
-    pod: str, *, user: str, controller: str, pid: int, pid_start: int | None, command: str, now: datetime, lease=None
+    pod: str,
+    *,
+    user: str,
+    controller: str,
+    pid: int,
+    pid_start: int | None,
+    command: str,
+    now: datetime,
+    lease: timedelta | None = None,
+    machine: str = "",
+    boot: str = "",
 ) -> LockRecord:
     """A fresh record with a random token."""
     return LockRecord(
@@ -89,6 +101,8 @@ def new_record(
         token=secrets.token_hex(16),
         user=user,
         controller=controller,
+        machine=machine,
+        boot=boot,
         pid=pid,
         pid_start=pid_start,
         command=command,
@@ -106,6 +120,8 @@ def parse_record(text: str) -> LockRecord:
             token=str(data["token"]),
             user=str(data["user"]),
             controller=str(data["controller"]),
+            machine=str(data.get("machine", "")),
+            boot=str(data.get("boot", "")),
             pid=int(data["pid"]),
             pid_start=None if data.get("pid_start") is None else int(data["pid_start"]),
             command=str(data["command"]),
@@ -188,13 +204,31 @@ def quorum(count: int) -> int:
 Alive = Callable[[int, int | None], bool]  # (pid, start time) -> is that process still running here
 
 
-def staleness(record: LockRecord, *, now: datetime, this_host: str, alive: Alive) -> str | None:
-    """Why ``record``'s holder is surely gone, or None when it may still be running."""
+@dataclass(frozen=True)
+class Controller:
+    """The machine running kvpod: host name, machine id, boot id (the last two may be unknown: empty)."""
+
+    host: str
+    machine: str = ""
+    boot: str = ""
+
+
+def staleness(record: LockRecord, *, now: datetime, here: Controller, alive: Alive) -> str | None:
+    """Why ``record``'s holder is surely gone, or None when it may still be running.
+
+    Its process can be checked only when it ran on this machine: the same machine id (or, for a record
+    without one, the same host name).
+    """
     if record.raw is not None:
         return "its record cannot be read"
     if now >= _parse_stamp(record.expires):
         return f"its lease expired at {record.expires}"
-    if record.controller == this_host and not alive(record.pid, record.pid_start):
+    same = record.machine == here.machine if record.machine and here.machine else record.controller == here.host
+    if not same:
+        return None
+    if record.boot and here.boot and record.boot != here.boot:
+        return f"{record.controller} has restarted since"
+    if not alive(record.pid, record.pid_start):
         return f"its process {record.pid} on {record.controller} is gone"
     return None
 

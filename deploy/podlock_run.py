@@ -23,6 +23,7 @@ from deploy.podlock import (
     DEFAULT_LEASE,
     NO_TOKEN,
     Attempt,
+    Controller,
     LockRecord,
     lock_hosts,
     new_record,
@@ -52,6 +53,21 @@ def process_alive(pid: int, start: int | None) -> bool:
     return start is None or _start_ticks(pid) in (start, None)
 
 
+def _first_line(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.readline().strip()
+    except OSError:
+        return ""
+
+
+def this_controller() -> Controller:
+    """This machine: host name, ``/etc/machine-id``, boot id."""
+    return Controller(
+        socket.gethostname(), _first_line("/etc/machine-id"), _first_line("/proc/sys/kernel/random/boot_id")
+    )
+
+
 def lease() -> timedelta:
     """The lock's lease: ``KVPOD_LOCK_LEASE`` seconds, default one hour; renewed after each phase of a run."""
     text = os.environ.get("KVPOD_LOCK_LEASE", "")
@@ -74,11 +90,13 @@ class PodLock:
         except (KeyError, OSError):
             user = str(os.getuid())
         command = shlex.join(["kvpod", *(sys.argv[1:] if argv is None else argv)])
-        pid = os.getpid()
+        pid, here = os.getpid(), this_controller()
         record = new_record(
             plan.pod,
             user=user,
-            controller=socket.gethostname(),
+            controller=here.host,
+            machine=here.machine,
+            boot=here.boot,
             pid=pid,
             pid_start=_start_ticks(pid),
             command=command,
@@ -157,8 +175,8 @@ def _attempt(lock: PodLock, survey: Survey, reads: dict[str, Read]) -> Attempt:
 
 
 def _stale(attempt: Attempt) -> dict[str, str | None]:
-    now, here = datetime.now(UTC), socket.gethostname()
-    return {h: staleness(r, now=now, this_host=here, alive=process_alive) for h, r in attempt.others().items()}
+    now, here = datetime.now(UTC), this_controller()
+    return {h: staleness(r, now=now, here=here, alive=process_alive) for h, r in attempt.others().items()}
 
 
 def _refusal(lock: PodLock, attempt: Attempt, breaking: bool = False):

@@ -14,6 +14,7 @@ from deploy.loader import load_spec
 from deploy.plan import build_plan
 from deploy.podlock import (
     Attempt,
+    Controller,
     LockRecord,
     acquire_script,
     lock_hosts,
@@ -33,6 +34,7 @@ NOW = datetime(2026, 12, 2, 21, 0, 0, tzinfo=UTC)
 
 
 def record(pid: int = 4242, controller: str = "laptop", command: str = "kvpod up pod.yaml", **kw) -> LockRecord:
+    """A record written at NOW."""
     return new_record("p", user="ops", controller=controller, pid=pid, pid_start=None, command=command, now=NOW, **kw)
 
 
@@ -64,12 +66,24 @@ def test_staleness():
     dead = lambda pid, start: False  # noqa: E731
     alive = lambda pid, start: True  # noqa: E731
     r = record()
-    assert staleness(r, now=NOW, this_host="laptop", alive=alive) is None
-    assert staleness(r, now=NOW, this_host="laptop", alive=dead) == "its process 4242 on laptop is gone"
-    assert staleness(r, now=NOW, this_host="other", alive=dead) is None  # not checkable from here
+    laptop, other = Controller("laptop"), Controller("other")
+    assert staleness(r, now=NOW, here=laptop, alive=alive) is None
+    assert staleness(r, now=NOW, here=laptop, alive=dead) == "its process 4242 on laptop is gone"
+    assert staleness(r, now=NOW, here=other, alive=dead) is None  # not checkable from here
     later = NOW + timedelta(hours=1)
-    assert staleness(r, now=later, this_host="other", alive=alive) == "its lease expired at 2026-12-02T22:00:00Z"
-    assert staleness(LockRecord(raw="x"), now=NOW, this_host="x", alive=alive) == "its record cannot be read"
+    assert staleness(r, now=later, here=other, alive=alive) == "its lease expired at 2026-12-02T22:00:00Z"
+    assert staleness(LockRecord(raw="x"), now=NOW, here=other, alive=alive) == "its record cannot be read"
+
+
+def test_staleness_knows_machines_by_their_id_and_pids_only_within_a_boot():
+    dead = lambda pid, start: False  # noqa: E731
+    alive = lambda pid, start: True  # noqa: E731
+    r = record(controller="vm", machine="m1", boot="b1")
+    namesake = Controller("vm", "m2", "b9")  # another machine with the same host name
+    assert staleness(r, now=NOW, here=namesake, alive=dead) is None
+    assert staleness(r, now=NOW, here=Controller("vm", "m1", "b1"), alive=dead) == "its process 4242 on vm is gone"
+    assert staleness(r, now=NOW, here=Controller("vm", "m1", "b1"), alive=alive) is None
+    assert staleness(r, now=NOW, here=Controller("vm", "m1", "b2"), alive=alive) == "vm has restarted since"
 
 
 def test_process_alive_sees_this_process_and_not_a_dead_one():
