@@ -12,8 +12,7 @@ from tests.conftest import ROOT
 def test_wheel_holds_roles_templates_specs_suite_and_standin(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
-        check=True,
-        capture_output=True,
+        check=True, capture_output=True,
     )
     (wheel,) = tmp_path.glob("kvpod-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
