@@ -16,6 +16,7 @@ from deploy.orchestrate import UpOptions, crash_point, read_journal, write_journ
 from deploy.plan import build_plan
 from deploy.podlock_run import PodLock
 from deploy.reassign import parse_drive, plan_reassignment
+from deploy.spec import PodSpec
 from deploy.spec_edit import set_node_namespaces, write_atomically
 
 out = Console(width=None if Console().is_terminal else 160)
@@ -58,7 +59,16 @@ def run_reassign_command(
 
 
 def _reassign(
-    spec, spec_path: Path, drive: str, to: str, *, swap: bool, wipe: bool, force_unreachable: bool, batch: str, lock
+    spec: PodSpec,
+    spec_path: Path,
+    drive: str,
+    to: str,
+    *,
+    swap: bool,
+    wipe: bool,
+    force_unreachable: bool,
+    batch: str,
+    lock: PodLock,
 ) -> int:
     from deploy.cli import fail_spec
     from deploy.cli_run import run_up_command
