@@ -30,6 +30,7 @@ from deploy.names import (
     WIPE_KEY,
 )
 from deploy.plan import Plan
+from deploy.podlock_run import PodLock
 from deploy.release import fabrics_subsystems, release_requests
 from deploy.runner import (
     EventSink,
@@ -58,6 +59,7 @@ class UpOptions:
     prune: bool = False  # release nodes that left the spec
     force_unreachable: bool = False  # hand over drives of unreachable holders (target revokes, MMP guards)
     health_timeout: int = 300
+    lock: PodLock | None = None  # a changing run takes the pod lock in its survey (deploy.podlock_run)
 
 
 def batch_size(spec: str, count: int) -> int:
@@ -198,7 +200,11 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Handover, li
             local_targets[-1].name = data[NAME_KEY]
 
     applied = load_applied_plan(plan.pod)
-    with Survey(_remote_hosts(plan, applied), stats=stats, run_dir=opts.run_dir) as pod:
+    lock = None if opts.dry else opts.lock
+    hosts = _remote_hosts(plan, applied)
+    with Survey(lock.with_acquire(hosts) if lock else hosts, stats=stats, run_dir=opts.run_dir) as pod:
+        if lock:
+            lock.confirm(pod)  # refuses (PodLocked) before anything is evaluated or changed
         handover = survey(plan, opts, pod)
         check_handover(plan, handover, opts)
         for name, data in switch_hosts(plan):

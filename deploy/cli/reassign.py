@@ -1,23 +1,46 @@
 """``kvpod reassign``: edit the spec (minimal, comments kept), then run the plan-driven handover.
 
 A small journal on the operator's machine records the request and the last step done, so an interrupted
-reassignment (Ctrl-C, a crash, an SSH drop) is finished by running the same command again.
+reassignment (Ctrl-C, a crash, an SSH drop) is finished by running the same command again. The pod lock is
+taken before the spec or the journal change and held to the end.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from deploy.cli.run import BatchOpt, ForceOpt, run_up_command, up_options
+from deploy.cli.hosts import use_hosts
+from deploy.cli.run import BatchOpt, BreakLockOpt, ForceOpt, run_up_command, up_options
 from deploy.cli.shared import app, fail_spec, load_spec_file, out
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
 from deploy.reassignment import parse_drive, plan_reassignment
+from deploy.spec import PodSpec
 from deploy.statedir import crash_point, read_journal, write_journal
+
+if TYPE_CHECKING:
+    from deploy.podlock_run import PodLock
+
+
+@dataclass(frozen=True)
+class Move:
+    """What ``kvpod reassign`` was asked to do."""
+
+    drive: str
+    to: str
+    swap: bool = False
+    wipe: bool = False
+    force_unreachable: bool = False
+    batch: str = "1"
+
+    def request(self) -> dict:
+        """The request as the journal records it (an interrupted move resumes only the same request)."""
+        return {"drive": self.drive, "to": self.to, "swap": self.swap, "wipe": self.wipe}
 
 
 @app.command()
@@ -34,22 +57,33 @@ def reassign(
     force_unreachable: ForceOpt = False,
     batch: BatchOpt = "1",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = True,
+    break_lock: BreakLockOpt = False,
 ) -> None:
     """Move a drive to another node safely: old holder releases, target re-admits, new holder mounts."""
-    raise typer.Exit(
-        run_reassign_command(spec, drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
-    )
+    move = Move(drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
+    raise typer.Exit(run_reassign_command(spec, move, break_lock=break_lock))
 
 
-def run_reassign_command(
-    spec_path: Path, drive: str, to: str, *, swap: bool, wipe: bool, force_unreachable: bool, batch: str
-) -> int:
+def run_reassign_command(spec_path: Path, move: Move, *, break_lock: bool = False) -> int:
+    """Take the pod lock, move the drive (:func:`_reassign`), release the lock; return the exit code."""
+    use_hosts()
+    from deploy.podlock_run import PodLock
+
+    spec = load_spec_file(spec_path)
+    lock = PodLock.for_run(build_plan(spec))
+    lock.acquire(break_lock=break_lock)
+    try:
+        return _reassign(spec, spec_path, move, lock)
+    finally:
+        lock.release()
+
+
+def _reassign(spec: PodSpec, spec_path: Path, move: Move, lock: PodLock) -> int:
     """Edit the spec (journalled), then run the handover; an interrupted run is finished by the same command."""
     from deploy.spec_edit import set_node_namespaces, write_atomically
 
-    spec = load_spec_file(spec_path)
-    pod = spec.pod.name
-    request = {"drive": drive, "to": to, "swap": swap, "wipe": wipe}
+    pod, drive, to = spec.pod.name, move.drive, move.to
+    request = move.request()
     journal = read_journal(pod)
     if journal and journal["request"] != request:
         raise InputError(
@@ -59,7 +93,7 @@ def run_reassign_command(
     if journal:
         out.print(f"resuming the reassignment of {drive} to {to} (interrupted after: {journal['last_step']})")
     else:
-        moved = plan_reassignment(spec, parse_drive(drive), to, swap)
+        moved = plan_reassignment(spec, parse_drive(drive), to, move.swap)
         edited = set_node_namespaces(spec_path.read_text(), moved.assignments)
         try:
             load_spec_text(edited, str(spec_path))  # the edited spec must be valid before it replaces the file
@@ -80,7 +114,9 @@ def run_reassign_command(
         entry["last_step"] = step
         write_journal(pod, entry)
 
-    opts = up_options(wipe={drive} if wipe else set(), force_unreachable=force_unreachable, batch=batch)
+    opts = up_options(
+        wipe={drive} if move.wipe else set(), force_unreachable=move.force_unreachable, batch=move.batch, lock=lock
+    )
     code = run_up_command(plan, opts, yes=True, report=None, verify=False, checkpoint=checkpoint)
     if code == 0:
         write_journal(pod, None)

@@ -134,12 +134,26 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
 
 
 def run_up_command(
-    plan: Plan, opts: UpOptions, *, yes: bool, report: Path | None, verify: bool, checkpoint=None
+    plan: Plan,
+    opts: UpOptions,
+    *,
+    yes: bool,
+    report: Path | None,
+    verify: bool,
+    checkpoint=None,
+    break_lock: bool = False,
 ) -> int:
-    """``kvpod up``: show what will change (unless --yes or not interactive), apply, summarise, verify."""
+    """``kvpod up``: show what will change (unless --yes or not interactive), apply, summarise, verify.
+
+    The run holds the pod lock from its state read to its end (:mod:`deploy.podlock_run`), unless the caller
+    took it already (``opts.lock``) and releases it itself.
+    """
     from deploy.orchestrate import UpOptions, bring_up
 
     use_hosts()
+    from deploy.podlock_run import PodLock
+    from deploy.runner import RunStats
+
     check_selection(plan, sorted(opts.wipe))
     if opts.dry:
         return run_diff_command(plan, opts, exit_on_drift=False, report=report)
@@ -154,8 +168,25 @@ def run_up_command(
         if not out.input("apply? [y/N] ").strip().lower().startswith("y"):
             return EXIT_OK
     opts.run_dir = new_run_dir(plan.pod, "up")
-    with out.status(f"kvpod up {plan.pod}: switches, handover, targets, nodes, restarts"):
-        result = bring_up(plan, opts, sink=_sink, checkpoint=checkpoint)
+    stats = RunStats()
+    owned = opts.lock is None
+    lock = opts.lock = opts.lock or PodLock.for_run(plan)
+    try:
+        if owned and break_lock:
+            lock.acquire(break_lock=True, stats=stats)
+
+        def mark(step: str) -> None:
+            if checkpoint:
+                checkpoint(step)
+            lock.renew(stats)
+
+        with out.status(f"kvpod up {plan.pod}: switches, handover, targets, nodes, restarts"):
+            result = bring_up(plan, opts, sink=_sink, checkpoint=mark, stats=stats)
+    finally:
+        if owned:
+            lock.release(stats)
+    for h in result.hosts:  # the release came after the report was counted
+        h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
     title = f"kvpod up of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
     out.print(summary_table(result, title))
     out.print(f"logs: {opts.run_dir}")
@@ -174,6 +205,9 @@ BatchOpt = Annotated[str, typer.Option("--batch", help="vLLM restarts per batch:
 PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
 ForceOpt = Annotated[
     bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
+]
+BreakLockOpt = Annotated[
+    bool, typer.Option("--break-lock", help="take over the pod lock of a run that is gone (stale lock only)")
 ]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help="write the per-host summary as JSON")]
 
@@ -200,6 +234,7 @@ def up(
     force_unreachable: ForceOpt = False,
     report: ReportOpt = None,
     verify: Annotated[bool, typer.Option(help="run kvpod verify after a successful bring-up")] = True,
+    break_lock: BreakLockOpt = False,
 ) -> None:
     """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
     _, p = load(spec)
@@ -216,7 +251,11 @@ def up(
         code = run_diff_command(p, up_options(**options, dry=True), exit_on_drift=True)
         if code != EXIT_INVALID:
             raise typer.Exit(code)
-    raise typer.Exit(run_up_command(p, up_options(**options, dry=dry), yes=yes or diff, report=report, verify=verify))
+    raise typer.Exit(
+        run_up_command(
+            p, up_options(**options, dry=dry), yes=yes or diff, report=report, verify=verify, break_lock=break_lock
+        )
+    )
 
 
 def _read_only(spec: Path, limit: list[str] | None, prune: bool, report: Path | None, *, exit_on_drift: bool) -> None:

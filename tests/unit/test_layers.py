@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "deploy.plan",
             "deploy.release",
+            "deploy.podlock",
             "deploy.bench",
             "deploy.drivers",
             "deploy.switches",
@@ -68,6 +69,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.runner",
             "deploy.orchestrate",
             "deploy.statedir",
+            "deploy.podlock_run",
             "deploy.verify_runner",
             "deploy.bench_run",
             "deploy.podmap",

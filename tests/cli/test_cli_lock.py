@@ -1,0 +1,206 @@
+"""``kvpod up`` and the pod lock, through the real entry point: a converged simulated Data24 pod of three nodes
+(the lock on a majority of its nodes) behind pyinfra's SSH connector, whose lock scripts run in a real ``sh``
+on a directory per node, everything else answered by the simulated node."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pyinfra.connectors import ssh
+from pyinfra.connectors.util import CommandOutput, OutputLine
+
+from deploy import orchestrate, podlock
+from deploy.cli import main
+from deploy.errors import KvpodError
+from deploy.facts.snapshot import END
+from deploy.loader import load_spec_text
+from deploy.plan import build_plan
+from deploy.podlock import LockRecord, new_record, parse_record
+from roles.node import node
+from tests.conftest import ROOT
+from tests.kvpod_sim import fresh_node
+from tests.pyinfra_fake import deploy_run
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from fleet_spec import fleet_spec
+from simhost import answer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+_LOCK_HEADER = re.compile(r"^printf '%s\\n' '(@@kvpod-fact deploy\.facts\.podlock\.\w+ .*)'$")
+SPEC = fleet_spec(3)
+PLAN = build_plan(load_spec_text(SPEC, "fleet"))
+NODES = [n.name for n in PLAN.nodes]
+
+
+@pytest.fixture
+def pod(tmp_path, monkeypatch):
+    """The spec's path and each node's lock directory; ``down`` holds the names of nodes that do not answer."""
+    monkeypatch.setenv("KVPOD_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(podlock, "LOCK_DIR", "/kvpod-test-lock")
+    remotes = {}
+    for n in PLAN.nodes:
+        remotes[n.name] = fresh_node(n)
+        deploy_run(node, remotes[n.name], {"kvpod_node": n})
+    dirs = {name: tmp_path / "hosts" / name for name in NODES}
+    down: set[str] = set()
+
+    def connect(self) -> None:
+        if self.host.name in down:
+            raise ssh.ConnectError("simulated: host down")
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **kwargs):
+        text = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+        lines = text.splitlines()
+        lock_sections = [i for i, line in enumerate(lines) if _LOCK_HEADER.match(line)]
+        out = answer(remotes[self.host.name], "\n".join(line for line in lines if not _LOCK_HEADER.match(line)))
+        for i in lock_sections:  # the section runs in a real sh, on this node's own lock directory
+            section = "\n".join(lines[i : lines.index(f"printf '\\n{END} %s\\n' \"$?\"", i) + 1])
+            section = section.replace("/kvpod-test-lock", str(dirs[self.host.name]))
+            done = subprocess.run(["sh", "-c", section], capture_output=True, text=True, check=False)
+            out += done.stdout.splitlines()
+        return True, CommandOutput([OutputLine("stdout", line) for line in out])
+
+    monkeypatch.setattr(ssh.SSHConnector, "connect", connect)
+    monkeypatch.setattr(ssh.SSHConnector, "run_shell_command", run_shell_command)
+    monkeypatch.setattr(ssh.SSHConnector, "disconnect", lambda self: None)
+    spec = tmp_path / "pod.yaml"
+    spec.write_text(SPEC)
+    return spec, dirs, down
+
+
+def kvpod(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["kvpod", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def plant(dirs, names, record: LockRecord) -> None:
+    for name in names:
+        dirs[name].mkdir(parents=True, exist_ok=True)
+        (dirs[name] / f"{PLAN.pod}.json").write_text(record.line() + "\n")
+
+
+def locks(dirs) -> dict[str, str]:
+    return {n: parse_record(p.read_text()).token for n, d in dirs.items() for p in d.glob("*.json")}
+
+
+def holder(pid: int, controller: str, now: datetime | None = None) -> LockRecord:
+    now = now or datetime.now(UTC)
+    return new_record(
+        PLAN.pod, user="alice", controller=controller, pid=pid, pid_start=None, command="kvpod up pod.yaml", now=now
+    )
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_noop_up_takes_and_releases_the_lock_in_two_commands(pod, monkeypatch, capsys, tmp_path):
+    spec, dirs, _ = pod
+    code, out, err = kvpod(
+        monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify", "--report", str(tmp_path / "r.json")
+    )
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["changed_operations"] == 0
+    commands = {h: v["remote_commands"] for h, v in report["hosts"].items() if v["role"] == "node"}
+    assert commands == dict.fromkeys(NODES, 2)  # the state read (which takes the lock) and the release
+    assert locks(dirs) == {}
+
+
+def test_check_and_diff_never_touch_the_lock(pod, monkeypatch, capsys):
+    spec, dirs, _ = pod
+    other = holder(1, "elsewhere")
+    plant(dirs, NODES, other)
+    assert kvpod(monkeypatch, capsys, "check", str(spec))[0] == 0
+    assert kvpod(monkeypatch, capsys, "up", str(spec), "--dry")[0] == 0
+    assert locks(dirs) == dict.fromkeys(NODES, other.token)
+
+
+def test_a_live_holder_refuses_the_run_with_its_record_and_exit_2(pod, monkeypatch, capsys):
+    spec, dirs, _ = pod
+    live = holder(os.getpid(), socket.gethostname())
+    plant(dirs, NODES[:2], live)
+    code, _out, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == 2
+    assert f"pod {PLAN.pod} is locked by another kvpod run; nothing was changed" in err
+    assert f"lock on {NODES[0]}: alice@" in err and "`kvpod up pod.yaml`" in err
+    assert "may still be running" in err and "Traceback" not in err
+    assert locks(dirs) == dict.fromkeys(NODES[:2], live.token)  # the third node's lock was taken and given back
+    code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify", "--break-lock")
+    assert code == 2 and "may still be running" in err  # a live lock is never broken
+    assert locks(dirs) == dict.fromkeys(NODES[:2], live.token)
+
+
+@pytest.mark.parametrize("kind", ["dead process", "expired lease"])
+def test_a_stale_lock_is_refused_then_broken_with_break_lock(pod, monkeypatch, capsys, kind):
+    spec, dirs, _ = pod
+    if kind == "dead process":
+        stale = holder(dead_pid(), socket.gethostname())
+    else:
+        stale = holder(1, "laptop-of-bob", now=datetime.now(UTC) - timedelta(hours=2))
+    plant(dirs, NODES, stale)
+    code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == 2 and "run again with --break-lock to take it over" in err
+    assert ("is gone" if kind == "dead process" else "its lease expired at") in err
+    assert locks(dirs) == dict.fromkeys(NODES, stale.token)
+    code, out, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify", "--break-lock")
+    assert code == 0, out + err
+    assert locks(dirs) == {}
+
+
+def test_one_dead_lock_host_of_three_does_not_block_the_lock(pod, monkeypatch, capsys):
+    spec, dirs, down = pod
+    down.add(NODES[0])
+    other = holder(1, "elsewhere")
+    plant(dirs, NODES[:1], other)  # whatever the dead node holds does not count
+    code, _out, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == 2  # the unreachable node fails the run, not the lock
+    assert "locked" not in err and "cannot take the lock" not in err
+    assert locks(dirs) == {NODES[0]: other.token}
+    down.add(NODES[1])
+    code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == 2
+    assert f"cannot take the lock of pod {PLAN.pod}: {NODES[0]}, {NODES[1]} did not answer" in err
+    assert locks(dirs) == {NODES[0]: other.token}
+
+
+@pytest.mark.parametrize(
+    ("raised", "exit_code"), [(KeyboardInterrupt(), 130), (KvpodError("refusing the handover"), 2)]
+)
+def test_the_lock_is_released_when_the_run_is_interrupted_or_refuses(pod, monkeypatch, capsys, raised, exit_code):
+    spec, dirs, _ = pod
+    taken = {}
+
+    def stop(plan, handover, opts):
+        taken.update(locks(dirs))  # the lock is held while the run decides
+        raise raised
+
+    monkeypatch.setattr(orchestrate, "check_handover", stop)
+    code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == exit_code and "Traceback" not in err
+    assert set(taken) == set(NODES) and len(set(taken.values())) == 1
+    assert locks(dirs) == {}
+
+
+def test_reassign_is_refused_before_it_edits_the_spec_or_writes_its_journal(pod, monkeypatch, capsys, tmp_path):
+    spec, dirs, _ = pod
+    live = holder(os.getpid(), socket.gethostname())
+    plant(dirs, NODES, live)
+    code, _, err = kvpod(monkeypatch, capsys, "reassign", str(spec), "--drive", "data24-01/5", "--to", NODES[0])
+    assert code == 2 and f"pod {PLAN.pod} is locked by another kvpod run" in err
+    assert spec.read_text() == SPEC
+    assert not (tmp_path / "state" / "journal").exists()
+    assert locks(dirs) == dict.fromkeys(NODES, live.token)

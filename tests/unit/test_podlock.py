@@ -1,0 +1,167 @@
+"""The pod lock: record, staleness, majority and messages; its scripts run by a real ``sh`` on this machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deploy import podlock
+from deploy.loader import load_spec
+from deploy.plan import build_plan
+from deploy.podlock import (
+    Attempt,
+    Controller,
+    LockRecord,
+    acquire_script,
+    lock_hosts,
+    new_record,
+    parse_output,
+    parse_record,
+    quorum,
+    read_script,
+    refusal,
+    release_script,
+    staleness,
+)
+from deploy.podlock_run import process_alive
+from tests.conftest import LAB, REFERENCE
+
+NOW = datetime(2026, 12, 2, 21, 0, 0, tzinfo=UTC)
+
+
+def record(pid: int = 4242, controller: str = "laptop", command: str = "kvpod up pod.yaml", **kw) -> LockRecord:
+    """A record written at NOW."""
+    return new_record("p", user="ops", controller=controller, pid=pid, pid_start=None, command=command, now=NOW, **kw)
+
+
+@pytest.fixture
+def lock_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(podlock, "LOCK_DIR", str(tmp_path / "lock"))
+    return tmp_path / "lock"
+
+
+def sh(script: str) -> LockRecord | None:
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    return parse_output(done.stdout.splitlines())
+
+
+def test_record_round_trips_as_one_line_whatever_the_command_holds():
+    r = record(command='kvpod up \'my pod.yaml\'\n"x": "token": "00"')
+    assert "\n" not in r.line()
+    assert parse_record(r.line()) == r
+    assert len(r.token) == 32 and r.token != record().token
+    assert r.since == "2026-12-02T21:00:00Z" and r.expires == "2026-12-02T22:00:00Z"
+
+
+@pytest.mark.parametrize("text", ["garbage", "{}", '{"pod": "p"}', "[1]", ""])
+def test_unparseable_record_is_kept_raw(text):
+    assert parse_record(text).raw == text.strip()
+
+
+def test_staleness():
+    dead = lambda pid, start: False  # noqa: E731
+    alive = lambda pid, start: True  # noqa: E731
+    r = record()
+    laptop, other = Controller("laptop"), Controller("other")
+    assert staleness(r, now=NOW, here=laptop, alive=alive) is None
+    assert staleness(r, now=NOW, here=laptop, alive=dead) == "its process 4242 on laptop is gone"
+    assert staleness(r, now=NOW, here=other, alive=dead) is None  # not checkable from here
+    later = NOW + timedelta(hours=1)
+    assert staleness(r, now=later, here=other, alive=alive) == "its lease expired at 2026-12-02T22:00:00Z"
+    assert staleness(LockRecord(raw="x"), now=NOW, here=other, alive=alive) == "its record cannot be read"
+
+
+def test_staleness_knows_machines_by_their_id_and_pids_only_within_a_boot():
+    dead = lambda pid, start: False  # noqa: E731
+    alive = lambda pid, start: True  # noqa: E731
+    r = record(controller="vm", machine="m1", boot="b1")
+    namesake = Controller("vm", "m2", "b9")  # another machine with the same host name
+    assert staleness(r, now=NOW, here=namesake, alive=dead) is None
+    assert staleness(r, now=NOW, here=Controller("vm", "m1", "b1"), alive=dead) == "its process 4242 on vm is gone"
+    assert staleness(r, now=NOW, here=Controller("vm", "m1", "b1"), alive=alive) is None
+    assert staleness(r, now=NOW, here=Controller("vm", "m1", "b2"), alive=alive) == "vm has restarted since"
+
+
+def test_process_alive_sees_this_process_and_not_a_dead_one():
+    from deploy.podlock_run import _start_ticks
+
+    me = os.getpid()
+    assert process_alive(me, _start_ticks(me))
+    assert not process_alive(me, (_start_ticks(me) or 0) + 1)  # the pid reused by another process
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert not process_alive(child.pid, None)
+
+
+@pytest.mark.parametrize(("count", "need"), [(1, 1), (2, 2), (3, 2), (4, 3), (24, 13)])
+def test_quorum_is_a_strict_majority(count, need):
+    assert quorum(count) == need
+
+
+def test_lock_hosts_are_the_nvmet_targets_else_the_nodes():
+    assert [h for h, _ in lock_hosts(build_plan(load_spec(LAB)))] == ["target"]
+    data24 = [h for h, _ in lock_hosts(build_plan(load_spec(REFERENCE)))]
+    assert data24 == sorted(f"gpu{i:02d}" for i in range(1, 25))
+
+
+def test_attempt_holds_with_a_majority_only():
+    mine, other = record(), record(pid=1)
+    a = Attempt(mine.token, ["a", "b", "c"], {"a": mine, "b": mine, "c": other})
+    assert a.held and a.held_on == ["a", "b"] and a.others() == {"c": other}
+    b = Attempt(mine.token, ["a", "b", "c"], {"a": mine, "b": other}, {"c"})
+    assert not b.held and b.held_on == ["a"]
+
+
+def test_refusal_prints_the_holder_and_whether_it_is_stale():
+    mine, other = record(), record(pid=99, command="kvpod reassign pod.yaml --drive t/1 --to n2")
+    attempt = Attempt(mine.token, ["target"], {"target": other})
+    live = str(refusal("p", attempt, {"target": None}))
+    assert "pod p is locked by another kvpod run; nothing was changed" in live
+    assert f"lock on target: ops@laptop pid 99, `{other.command}`, since 2026-12-02T21:00:00Z" in live
+    assert "may still be running" in live
+    stale = str(refusal("p", attempt, {"target": "its process 99 on laptop is gone"}))
+    assert "stale (its process 99 on laptop is gone): run again with --break-lock" in stale
+    gone = str(refusal("p", Attempt(mine.token, ["target"], {}, {"target"}), {}))
+    assert gone.startswith("cannot take the lock of pod p: target did not answer (the lock needs 1 of 1: target)")
+
+
+def test_scripts_take_refuse_break_and_release(lock_dir):
+    a, b = record(), record(pid=1)
+    assert sh(read_script("p")) is None
+    assert sh(acquire_script(a)).token == a.token
+    assert sh(acquire_script(a)).token == a.token  # the holder takes it again (renewal)
+    assert sh(acquire_script(b)) == a  # refused: the record read back is the holder's
+    assert sh(acquire_script(b, "0" * 32)) == a  # a break of another token breaks nothing
+    assert sh(release_script(b)) == a  # release by another token removes nothing
+    assert sh(acquire_script(b, a.token)).token == b.token  # the break of exactly the stale record
+    assert sh(release_script(b)) is None
+    assert os.listdir(lock_dir) == []
+
+
+def test_renewal_rewrites_the_lease(lock_dir):
+    a = record()
+    sh(acquire_script(a))
+    renewed = a.renewed(NOW + timedelta(minutes=30))
+    assert sh(acquire_script(renewed)).expires == "2026-12-02T22:30:00Z"
+
+
+def test_an_unreadable_lock_file_is_refused_and_broken_only_as_unreadable(lock_dir):
+    lock_dir.mkdir()
+    (lock_dir / "p.json").write_text("half a rec")
+    a = record()
+    assert sh(acquire_script(a)).raw == "half a rec"
+    assert sh(acquire_script(a, "unreadable")).token == a.token
+
+
+def test_racing_acquires_leave_exactly_one_holder(lock_dir):
+    records = [record(pid=i) for i in range(1, 17)]
+    with ThreadPoolExecutor(16) as pool:
+        seen = list(pool.map(lambda r: sh(acquire_script(r)), records))
+    holders = {s.token for s in seen}
+    assert len(holders) == 1
+    assert sum(s.token == r.token for s, r in zip(seen, records, strict=True)) == 1
+    assert [p.name for p in lock_dir.iterdir()] == ["p.json"]
