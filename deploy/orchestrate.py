@@ -401,7 +401,8 @@ def _rolling_restarts(
     """Restart vLLM where its unit, env or LMCache config changed: batch by batch, each healthy before the next."""
     from roles.vllm_restart import vllm_restart
 
-    pending = [r for r in results if r.role == "node" and r.restart_pending and r.status != "failed"]
+    down = ("failed", "unreachable")
+    pending = [r for r in results if r.role == "node" and r.restart_pending and r.status not in down]
     if not pending:
         return results
     size = batch_size(opts.batch, len(pending))
@@ -422,14 +423,14 @@ def _rolling_restarts(
             run_dir=opts.run_dir,
             stats=stats,
         )
-        unhealthy = [d for d in done if d.status in ("failed", "unreachable")]
+        unhealthy = [d for d in done if d.status in down]
         for d in done:
             node = by_name[d.name]
-            node.restart_pending = d.status not in ("failed", "unreachable")
-            if d.status in ("failed", "unreachable"):
-                node.status = "failed"
-                node.failed_step = "vLLM restart: not healthy"
-                node.stderr = d.stderr
+            node.restart_pending = d.status not in down
+            if d.status in down:
+                node.status = d.status  # a node that went away is unreachable, not unhealthy
+                node.failed_step = "vLLM restart" if d.status == "unreachable" else "vLLM restart: not healthy"
+                node.stderr, node.note = d.stderr, d.note or node.note
             else:
                 node.changes.append("vLLM restarted (rolling)")
                 node.restart_pending = False
