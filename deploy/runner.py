@@ -443,7 +443,7 @@ def _run_phase(
         _collect(state, h, results[h.name], dry, keep_output)
         if h.name in lost:  # the machine went away mid-phase: its step did not fail, the host did
             results[h.name].status = "unreachable"
-            results[h.name].note = f"SSH connection lost during: {results[h.name].failed_step}"
+            results[h.name].note = "SSH connection lost: the host went away during this step"
     for h in inventory:
         results[h.name].remote_commands = stats.commands[h.name] - before[h.name]
     return list(results.values())
