@@ -710,3 +710,14 @@ def test_port_config_round_trip() -> None:
     assert network.port_restore_commands("kvl-node2", unbridged) == [
         ["ip", "link", "set", "dev", "kvl-node2", "mtu", "1500"]
     ]
+
+
+def test_lab_stop_and_start_commands_need_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from deploy.cli import app
+
+    monkeypatch.setenv("KVPOD_LAB_DIR", str(tmp_path))
+    for args in (["lab", "stop", "node2", "--kill"], ["lab", "start", "node2"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "the lab is not up" in result.output, result.output
