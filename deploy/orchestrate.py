@@ -23,7 +23,7 @@ from pathlib import Path
 
 from deploy.errors import KvpodError
 from deploy.plan import Plan
-from deploy.release import fabrics_subsystems, release_requests
+from deploy.release import admitted_elsewhere, fabrics_subsystems, release_requests
 from deploy.runner import (
     EventSink,
     HostResult,
@@ -154,9 +154,22 @@ def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
     reachable = {k: v for k, v in live.items() if v is not None}
     removed = [n.name for n in removed_nodes]
     releases = release_requests(plan, reachable, prune=[n for n in removed if opts.prune and n in reachable])
-    moved = _moved_from(applied, plan)
+    moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod)
     unreachable_holders = sorted(n for n, v in live.items() if v is None and n in moved)
     return Handover(releases, live, removed, unreachable_holders)
+
+
+def _admitted_elsewhere(plan: Plan, applied: Plan | None, pod: Survey) -> set[str]:
+    """Nodes the targets admit now to a drive that moves away from them (from the survey's target reads)."""
+    from deploy.facts.nvmet import NvmetConfig
+
+    admitted: dict[str, set[str]] = {}
+    for name, _ in target_hosts(plan):
+        if pod.reachable(name):
+            for nqn, sub in pod.read(name, NvmetConfig).get("subsystems", {}).items():
+                admitted.setdefault(nqn, set()).update(sub.get("allowed_hosts", []))
+    host_nqns = {n.name: n.host_nqn for n in [*(applied.nodes if applied else []), *plan.nodes]}
+    return admitted_elsewhere(plan, admitted, host_nqns)
 
 
 def _moved_from(applied: Plan | None, plan: Plan) -> set[str]:

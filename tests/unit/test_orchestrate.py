@@ -86,15 +86,17 @@ def test_journal_and_applied_plan_round_trip(tmp_path, monkeypatch):
 
 
 class FakeSurvey:
-    """What the survey read: per reachable node, the NVMe subsystems it holds."""
+    """What the survey read: per reachable node the NVMe subsystems it holds; the target's host access."""
 
-    def __init__(self, held: dict[str, set[str]]):
-        self.held = held
+    def __init__(self, held: dict[str, set[str]], admitted: dict[str, list[str]] | None = None):
+        self.held, self.admitted = held, admitted
 
     def reachable(self, name: str) -> bool:
-        return name in self.held
+        return name in self.held or (name == "target" and self.admitted is not None)
 
     def read(self, name: str, fact, **kwargs):
+        if name == "target":
+            return {"subsystems": {nqn: {"allowed_hosts": hosts} for nqn, hosts in self.admitted.items()}}
         return {nqn: {"controllers": [{"transport": "rdma"}], "namespaces": []} for nqn in self.held[name]}
 
 
@@ -141,3 +143,18 @@ def test_rollout_leaves_out_unreachable_nodes_and_reports_one_lost_while_restart
         ("node1", "unreachable", "vLLM restart"),
         ("node2", "unreachable", None),
     ]
+
+
+def test_without_an_applied_plan_the_targets_access_names_a_dead_holder(monkeypatch):
+    """Another operator's machine has no applied plan: the target's host access still says who may hold what."""
+    plan = build_plan(load_spec(LAB))
+    node = {n.name: n for n in plan.nodes}
+    monkeypatch.setattr("deploy.orchestrate.load_applied_plan", lambda pod: None)
+    access = {n.namespace.subsystem_nqn: [n.host_nqn] for n in plan.nodes}
+    alive = FakeSurvey({"node1": {node["node1"].namespace.subsystem_nqn}}, access)
+
+    assert survey(plan, UpOptions(), alive).unreachable_holders == []
+    moved = survey(swapped_plan(), UpOptions(), alive)
+    assert moved.unreachable_holders == ["node2"]
+    with pytest.raises(KvpodError, match="node2 cannot be reached"):
+        check_handover(swapped_plan(), moved, UpOptions())
