@@ -31,7 +31,7 @@ from deploy.names import (
 )
 from deploy.plan import Plan
 from deploy.podlock_run import PodLock
-from deploy.release import fabrics_subsystems, release_requests
+from deploy.release import admitted_elsewhere, fabrics_subsystems, release_requests
 from deploy.runner import (
     EventSink,
     HostResult,
@@ -141,9 +141,22 @@ def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
     removed = [n.name for n in removed_nodes]
     prune = [n for n in removed if opts.prune and n in reachable]
     releases = release_requests(plan, reachable, prune=prune, applied=applied)
-    moved = _moved_from(applied, plan)
+    moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod)
     unreachable_holders = sorted(n for n, v in live.items() if v is None and n in moved)
     return Handover(releases, live, removed, unreachable_holders)
+
+
+def _admitted_elsewhere(plan: Plan, applied: Plan | None, pod: Survey) -> set[str]:
+    """Nodes the targets admit now to a drive that moves away from them (from the survey's target reads)."""
+    from deploy.facts.nvmet import NvmetConfig
+
+    admitted: dict[str, set[str]] = {}
+    for name, _ in target_hosts(plan):
+        if pod.reachable(name):
+            for nqn, sub in pod.read(name, NvmetConfig).get("subsystems", {}).items():
+                admitted.setdefault(nqn, set()).update(sub.get("allowed_hosts", []))
+    host_nqns = {n.name: n.host_nqn for n in [*(applied.nodes if applied else []), *plan.nodes]}
+    return admitted_elsewhere(plan, admitted, host_nqns)
 
 
 def _moved_from(applied: Plan | None, plan: Plan) -> set[str]:
@@ -427,7 +440,8 @@ def _rolling_restarts(
     """Restart vLLM where its unit, env or LMCache config changed: batch by batch, each healthy before the next."""
     from roles.vllm_restart import vllm_restart
 
-    pending = [r for r in results if r.role == "node" and r.restart_pending and r.status != "failed"]
+    down = ("failed", "unreachable")
+    pending = [r for r in results if r.role == "node" and r.restart_pending and r.status not in down]
     if not pending:
         return results
     size = batch_size(opts.batch, len(pending))
@@ -448,14 +462,14 @@ def _rolling_restarts(
             run_dir=opts.run_dir,
             stats=stats,
         )
-        unhealthy = [d for d in done if d.status in ("failed", "unreachable")]
+        unhealthy = [d for d in done if d.status in down]
         for d in done:
             node = by_name[d.name]
-            node.restart_pending = d.status not in ("failed", "unreachable")
-            if d.status in ("failed", "unreachable"):
-                node.status = "failed"
-                node.failed_step = "vLLM restart: not healthy"
-                node.stderr = d.stderr
+            node.restart_pending = d.status not in down
+            if d.status in down:
+                node.status = d.status  # a node that went away is unreachable, not unhealthy
+                node.failed_step = "vLLM restart" if d.status == "unreachable" else "vLLM restart: not healthy"
+                node.stderr, node.note = d.stderr, d.note or node.note
             else:
                 node.changes.append("vLLM restarted (rolling)")
                 node.restart_pending = False

@@ -129,6 +129,24 @@ def conflicts(plan: Plan, live_holders: Mapping[str, Collection[str]]) -> list[C
     return sorted(out, key=lambda c: c.subsystem)
 
 
+def admitted_elsewhere(plan: Plan, admitted: Mapping[str, Collection[str]], host_nqns: Mapping[str, str]) -> set[str]:
+    """Nodes a target admits now to a pod drive that the plan gives to another node or to none (pure).
+
+    ``admitted``: subsystem NQN -> host NQNs its target admits now; ``host_nqns``: node name -> its host NQN.
+    Such a node may still hold the drive, whatever this machine last applied: it must release it first.
+    """
+    pod = pod_subsystems(plan)
+    planned = {n.namespace.subsystem_nqn: n.name for n in plan.nodes}
+    node_of = {nqn: name for name, nqn in host_nqns.items()}
+    return {
+        node_of[host]
+        for subsystem, hosts in admitted.items()
+        if subsystem in pod
+        for host in hosts
+        if host in node_of and planned.get(subsystem) != node_of[host]
+    }
+
+
 def release_requests(
     plan: Plan,
     live_holders: Mapping[str, Collection[str]],

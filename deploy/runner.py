@@ -454,6 +454,7 @@ def _run_phase(
     if dry:
         for h in prepared:
             _describe(state, h, results[h.name])
+    lost: set[str] = set()
     try:
         if prepared and not dry:
             run_ops(state)
@@ -462,13 +463,26 @@ def _run_phase(
             if h in state.failed_hosts and results[h.name].note is None:
                 results[h.name].note = str(exc)
     finally:
+        lost = {h.name for h in prepared if h in state.failed_hosts and connection_lost(h)}
         with contextlib.suppress(Exception):  # a failing disconnect must not hide the run's results
             disconnect_all(state)
     for h in active:
         _collect(state, h, results[h.name], dry, keep_output)
+        if h.name in lost:  # the machine went away mid-phase: its step did not fail, the host did
+            results[h.name].status = "unreachable"
+            results[h.name].note = "SSH connection lost: the host went away during this step"
     for h in inventory:
         results[h.name].remote_commands = stats.commands[h.name] - before[h.name]
     return list(results.values())
+
+
+def connection_lost(host) -> bool:
+    """Whether the host's SSH session died during the run (the machine went away or its sshd was killed)."""
+    client = getattr(host.connector, "client", None)
+    if client is None or not hasattr(client, "get_transport"):
+        return False  # not an SSH connection (local, fake): it cannot be lost
+    transport = client.get_transport()
+    return transport is None or not transport.is_active()
 
 
 def _collect(state: State, host, result: HostResult, dry: bool, keep_output: bool = False) -> None:

@@ -140,6 +140,36 @@ def lab_status() -> None:
     out.print(t)
 
 
+@lab_app.command("stop")
+def lab_stop(
+    name: Annotated[str, typer.Argument(help="VM name as in the lab spec (target, node1, ...)")],
+    hard: Annotated[bool, typer.Option("--kill", help="SIGKILL at once instead of SIGTERM")] = False,
+) -> None:
+    """Power one lab VM off (its disk and switch port stay); `kvpod lab start NAME` boots it again."""
+    from deploy.lab.errors import LabError
+
+    try:
+        pid = _lab().stop(name, hard=hard)
+    except LabError as exc:
+        out.print(f"[red]lab:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    out.print(f"stopped {name} (pid {pid})" if pid else f"{name} was not running", highlight=False)
+
+
+@lab_app.command("start")
+def lab_start(name: Annotated[str, typer.Argument(help="VM name as in the lab spec (target, node1, ...)")]) -> None:
+    """Boot a stopped lab VM from its own disk and wait until it answers SSH."""
+    from deploy.lab.errors import LabError
+
+    try:
+        with out.status(f"booting {name}"):
+            seconds = _lab().start(name)
+    except LabError as exc:
+        out.print(f"[red]lab:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    out.print(f"[green]✓[/green] {name} answers SSH ({seconds:.1f}s)", highlight=False)
+
+
 @lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def lab_ssh(
     name: Annotated[str, typer.Argument(help="VM name as in the lab spec (target, node1, ...)")],

@@ -259,6 +259,68 @@ class Lab:
             for name in names
         ]
 
+    # -- one VM off and on ---------------------------------------------------------------------
+
+    def stop(self, name: str, hard: bool = False) -> int | None:
+        """Stop VM ``name`` as a power cut would (SIGTERM; ``hard``: SIGKILL); its overlay and tap stay.
+
+        Only the process checked, as :meth:`down` checks it, to be the lab's qemu for that VM is
+        signalled. Returns the pid stopped, None when the VM was not running.
+        """
+        state = self._running_state()
+        record = state.vm(name)
+        pidfile = Path(record.pidfile)
+        pid = record.pid or vm.read_pid(pidfile)
+        stopped = pid is not None and vm.stop(pid, pidfile, hard=hard)
+        record.pid = None
+        save_state(state, self.paths.state_file)
+        return pid if stopped else None
+
+    def start(self, name: str, ssh_timeout: float = DEFAULT_SSH_TIMEOUT) -> float:
+        """Boot a stopped VM again from its own overlay (its disk as it was) and wait for SSH; returns seconds.
+
+        Its switch port (the tap in the lab's namespace) comes back with the bridge, MTU and VLANs it had,
+        as a physical switch keeps a port's configuration while the machine behind it is off.
+        """
+        state = self._running_state()
+        record = state.vm(name)
+        pidfile = Path(record.pidfile)
+        if record.pid is not None and vm.is_lab_qemu(record.pid, pidfile):
+            raise LabError(f"{name} is running (pid {record.pid})")
+        overlay = Path(record.overlay)
+        if not overlay.is_file():
+            raise LabError(f"{name} has no disk at {overlay}; the lab must be booted again (down, up)")
+        image = load_image(self.paths.images / state.image_key)
+        if image is None:
+            raise LabError(f"the image {state.image_key} that {name} was booted from is gone")
+        machine = LabMachine(record.name, record.ssh_port, record.role)
+        spec = vm.VmSpec(machine, record.index, overlay, pidfile, Path(record.console_log), image.kernel, image.initrd)
+        port = network.port_config(record.tap, state.netns)
+        network.delete_link(record.tap, state.netns)
+        network.delete_link(record.tap)
+        network.create_tap(record.tap)
+        started = time.monotonic()
+        record.pid = vm.start(spec, state.accel)
+        save_state(state, self.paths.state_file)
+        network.move_into_netns(record.tap, state.netns)
+        if port is not None:
+            network.restore_port(record.tap, state.netns, port)
+
+        def alive() -> bool:
+            return record.pid is not None and vm.is_lab_qemu(record.pid, pidfile)
+
+        try:
+            ssh.wait_for_ssh(self.paths.ssh_key, record.ssh_port, ssh_timeout, alive)
+        except LabError as exc:
+            raise LabError(f"{name}: {exc}\n{_console_tail(Path(record.console_log))}") from exc
+        return time.monotonic() - started
+
+    def _running_state(self) -> LabState:
+        state = self.state()
+        if state is None:
+            raise LabError("the lab is not up")
+        return state
+
     # -- use -----------------------------------------------------------------------------------
 
     def status(self) -> list[VmStatus]:
@@ -282,10 +344,7 @@ class Lab:
         return VmStatus(record.name, record.ssh_port, record.pid, "running" if answered else "unreachable")
 
     def _record(self, name: str) -> VmRecord:
-        state = self.state()
-        if state is None:
-            raise LabError("the lab is not up")
-        return state.vm(name)
+        return self._running_state().vm(name)
 
     def ssh_command(self, name: str, command: list[str] | None = None) -> list[str]:
         """The ``ssh`` argv for VM ``name`` (interactive when ``command`` is None)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass, field
 
 from .errors import LabError
 
@@ -66,6 +67,61 @@ def move_into_netns(name: str, netns: str) -> None:
     """Move a host link into ``netns`` and set it up there (no master, no MTU change)."""
     _ip(["link", "set", "dev", name, "netns", netns])
     _ip(["link", "set", "dev", name, "up"], netns=netns)
+
+
+@dataclass(frozen=True)
+class PortConfig:
+    """What a switch port keeps while its machine is off: bridge, MTU and VLANs (``bridge -j vlan`` entries)."""
+
+    master: str | None
+    mtu: int
+    vlans: list[dict] = field(default_factory=list)
+
+
+def parse_port_config(link_json: str, vlan_json: str) -> PortConfig:
+    """A port's configuration from ``ip -j link show dev`` and ``bridge -j vlan show dev`` output (pure)."""
+    link = json.loads(link_json)[0]
+    entries = json.loads(vlan_json) if vlan_json.strip() else []
+    vlans = [v for entry in entries for v in entry.get("vlans", [])]
+    return PortConfig(master=link.get("master"), mtu=int(link["mtu"]), vlans=vlans)
+
+
+def port_restore_commands(name: str, config: PortConfig) -> list[list[str]]:
+    """``ip``/``bridge`` argvs (without the namespace) that give a fresh tap ``name`` the ``config`` (pure).
+
+    Joining a bridge adds its default VLAN; it is removed again unless the port had it.
+    """
+    cmds = [["ip", "link", "set", "dev", name, "mtu", str(config.mtu)]]
+    if config.master is None:
+        return cmds
+    cmds.append(["ip", "link", "set", "dev", name, "master", config.master])
+    cmds.append(["bridge", "vlan", "del", "dev", name, "vid", "1"])
+    for v in config.vlans:
+        flags = {"PVID": "pvid", "Egress Untagged": "untagged"}
+        first, last = int(v["vlan"]), int(v.get("vlanEnd", v["vlan"]))
+        vid = str(first) if first == last else f"{first}-{last}"
+        extra = [flags[f] for f in v.get("flags", []) if f in flags]
+        cmds.append(["bridge", "vlan", "add", "dev", name, "vid", vid, *extra])
+    return cmds
+
+
+def port_config(name: str, netns: str) -> PortConfig | None:
+    """The configuration of port ``name`` in ``netns``, or None when there is no such link."""
+    if not link_exists(name, netns):
+        return None
+    link = _ip(["-j", "link", "show", "dev", name], netns=netns).stdout
+    argv = ["bridge", "-n", netns, "-j", "vlan", "show", "dev", name]
+    vlans = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return parse_port_config(link, vlans.stdout if vlans.returncode == 0 else "")
+
+
+def restore_port(name: str, netns: str, config: PortConfig) -> None:
+    """Give tap ``name`` (already in ``netns``) the configuration it had before its machine stopped."""
+    for argv in port_restore_commands(name, config):
+        full = [argv[0], "-n", netns, *argv[1:]]
+        result = subprocess.run(full, capture_output=True, text=True, check=False)
+        if result.returncode != 0 and argv[:3] != ["bridge", "vlan", "del"]:
+            raise LabError(f"`{' '.join(full)}` failed: {result.stderr.strip()}")
 
 
 def delete_link(name: str, netns: str | None = None) -> bool:

@@ -161,14 +161,16 @@ def is_lab_qemu(pid: int, pidfile: Path | None = None) -> bool:
     return pidfile is None or str(pidfile).encode() in cmdline
 
 
-def stop(pid: int, pidfile: Path | None = None, timeout: float = 15) -> bool:
-    """Stop a lab qemu by pid: SIGTERM, then SIGKILL after ``timeout``. False if it was not running.
+def stop(pid: int, pidfile: Path | None = None, timeout: float = 15, hard: bool = False) -> bool:
+    """Stop a lab qemu by pid: SIGTERM, then SIGKILL after ``timeout`` (``hard``: SIGKILL at once).
+
+    False if it was not running.
 
     The pid is checked to be the lab's qemu before each signal, so a reused pid is never signalled.
     """
     if not is_lab_qemu(pid, pidfile):
         return False
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in (signal.SIGKILL,) if hard else (signal.SIGTERM, signal.SIGKILL):
         if not is_lab_qemu(pid, pidfile):
             break
         try:

@@ -603,3 +603,121 @@ def test_standin_wheelhouse_installs_offline_into_a_venv(tmp_path: Path) -> None
         "python": True,
         "packages": {"vllm": "0.0.0+standin", "lmcache": "0.5.6+standin"},
     }
+
+
+# -- one VM off and on -------------------------------------------------------------------------------
+
+
+def one_vm_lab(tmp_path: Path, pid: int | None) -> tuple[Lab, LabState]:
+    lab = Lab(lab_dir=tmp_path, netns="kvpod-unit")
+    lab.paths.run.mkdir(parents=True)
+    state = sample_state(pid=pid)
+    state.netns = "kvpod-unit"
+    record = state.vms[0]
+    record.overlay, record.pidfile = str(lab.paths.overlay("node1")), str(lab.paths.pidfile("node1"))
+    record.console_log = str(lab.paths.console_log("node1"))
+    Path(record.overlay).write_text("the node's disk")
+    save_state(state, lab.paths.state_file)
+    return lab, state
+
+
+def test_stop_signals_only_the_labs_qemu(tmp_path: Path) -> None:
+    lab, _ = one_vm_lab(tmp_path, pid=os.getpid())  # not a qemu: must survive
+    assert lab.stop("node1", hard=True) is None
+    state = load_state(lab.paths.state_file)
+    assert state is not None and state.vms[0].pid is None
+    assert Path(state.vms[0].overlay).read_text() == "the node's disk", "stop keeps the disk"
+    with pytest.raises(LabError, match="no lab VM named 'node9'"):
+        lab.stop("node9")
+    with pytest.raises(LabError, match="not up"):
+        Lab(lab_dir=tmp_path / "none").stop("node1")
+
+
+class FakePorts:
+    """The network calls of a VM start, recorded in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.config = network.PortConfig(master="fabric0", mtu=9216, vlans=[])
+
+    def port_config(self, name: str, netns: str):
+        self.calls.append(("read", name, netns))
+        return self.config
+
+    def delete_link(self, name: str, netns: str | None = None) -> bool:
+        self.calls.append(("delete", name, netns))
+        return True
+
+    def create_tap(self, name: str) -> None:
+        self.calls.append(("create", name))
+
+    def move_into_netns(self, name: str, netns: str) -> None:
+        self.calls.append(("move", name, netns))
+
+    def restore_port(self, name: str, netns: str, config) -> None:
+        self.calls.append(("restore", name, netns, config))
+
+
+def test_start_boots_the_recorded_disk_and_gives_the_port_back(tmp_path: Path, monkeypatch) -> None:
+    lab, _ = one_vm_lab(tmp_path, pid=None)
+    ports = FakePorts()
+    for name in ("port_config", "delete_link", "create_tap", "move_into_netns", "restore_port"):
+        monkeypatch.setattr(lab_manager.network, name, getattr(ports, name))
+    image = lab_image.ImageInfo("k", tmp_path, tmp_path / "rootfs", tmp_path / "vmlinuz", tmp_path / "initrd", "6.1")
+    monkeypatch.setattr(lab_manager, "load_image", lambda directory: image if directory.name == "k" else None)
+    started: list[vm.VmSpec] = []
+
+    def start(spec: vm.VmSpec, accel: str) -> int:
+        ports.calls.append(("qemu", spec.machine.name))
+        started.append(spec)
+        return 31337
+
+    monkeypatch.setattr(lab_manager.vm, "start", start)
+    monkeypatch.setattr(lab_manager.vm, "is_lab_qemu", lambda pid, pidfile=None: pid == 31337)
+    monkeypatch.setattr(lab_manager.ssh, "wait_for_ssh", lambda key, port, timeout, alive: 1.0)
+
+    assert lab.start("node1") >= 0
+    [spec] = started
+    assert spec.overlay == lab.paths.overlay("node1") and spec.index == 2 and spec.kernel == image.kernel
+    assert spec.machine == LabMachine("node1", 2202, "node")
+    assert [c[0] for c in ports.calls] == ["read", "delete", "delete", "create", "qemu", "move", "restore"]
+    assert ports.calls[-1] == ("restore", "kvl-node1", "kvpod-unit", ports.config)
+    state = load_state(lab.paths.state_file)
+    assert state is not None and state.vms[0].pid == 31337
+    with pytest.raises(LabError, match="is running"):
+        lab.start("node1")
+
+
+def test_start_needs_the_vms_disk(tmp_path: Path) -> None:
+    lab, state = one_vm_lab(tmp_path, pid=None)
+    Path(state.vms[0].overlay).unlink()
+    with pytest.raises(LabError, match="has no disk"):
+        lab.start("node1")
+
+
+def test_port_config_round_trip() -> None:
+    link = json.dumps([{"ifname": "kvl-node2", "mtu": 9216, "master": "fabric0"}])
+    vlans = json.dumps([{"ifname": "kvl-node2", "vlans": [{"vlan": 100, "flags": ["PVID", "Egress Untagged"]}]}])
+    config = network.parse_port_config(link, vlans)
+    assert config == network.PortConfig("fabric0", 9216, [{"vlan": 100, "flags": ["PVID", "Egress Untagged"]}])
+    assert network.port_restore_commands("kvl-node2", config) == [
+        ["ip", "link", "set", "dev", "kvl-node2", "mtu", "9216"],
+        ["ip", "link", "set", "dev", "kvl-node2", "master", "fabric0"],
+        ["bridge", "vlan", "del", "dev", "kvl-node2", "vid", "1"],
+        ["bridge", "vlan", "add", "dev", "kvl-node2", "vid", "100", "pvid", "untagged"],
+    ]
+    unbridged = network.parse_port_config(json.dumps([{"ifname": "kvl-node2", "mtu": 1500}]), "")
+    assert network.port_restore_commands("kvl-node2", unbridged) == [
+        ["ip", "link", "set", "dev", "kvl-node2", "mtu", "1500"]
+    ]
+
+
+def test_lab_stop_and_start_commands_need_a_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from deploy.cli import app
+
+    monkeypatch.setenv("KVPOD_LAB_DIR", str(tmp_path))
+    for args in (["lab", "stop", "node2", "--kill"], ["lab", "start", "node2"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "the lab is not up" in result.output, result.output

@@ -16,7 +16,7 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from deploy.loader import load_spec
 from deploy.plan import build_plan
-from deploy.runner import run_phase
+from deploy.runner import connection_lost, run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
 from tests.kvpod_sim import fresh_node
@@ -101,3 +101,49 @@ def test_runner_one_refusing_node_does_not_stop_the_other(pod) -> None:
         "kvpod: /mnt/kvcache is mounted from tmpfs, not from /dev/nvme1n1: refusing to mount over it"
     ]
     assert not any(c.startswith("systemctl start mnt-kvcache") for c in first.executed)
+
+
+class _Transport:
+    def is_active(self) -> bool:
+        return False
+
+
+class _LostClient:
+    """An SSH client whose session died (the machine behind it went away)."""
+
+    def get_transport(self):
+        return _Transport()
+
+
+def test_a_node_that_goes_away_mid_phase_is_unreachable_and_the_other_converges(pod, monkeypatch) -> None:
+    hosts, remotes = pod
+    dying = hosts[0][0]
+    fake_run = FakeConnector.run_shell_command
+
+    def run_shell_command(self, command, *args, **kwargs):
+        text = command if isinstance(command, str) else command.get_raw_value()
+        if self.host.name == dying and text.startswith("nvme connect"):
+            self.client = _LostClient()  # the VM is gone: the command ends without an exit status
+            return False, CommandOutput([])
+        return fake_run(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(FakeConnector, "run_shell_command", run_shell_command)
+    first, second = run_phase("node", hosts, node, dry=False)
+    assert (first.status, second.status) == ("unreachable", "changed")
+    assert first.failed_step and "nvme" in first.failed_step.lower()
+    assert first.note == "SSH connection lost: the host went away during this step"
+    assert not any("mkfs" in c for c in remotes[dying].executed)
+
+
+def test_connection_lost_only_for_an_ssh_session_that_died() -> None:
+    def host(client):
+        return type("Host", (), {"connector": type("Connector", (), {"client": client})()})()
+
+    def client(transport):
+        return type("Client", (), {"get_transport": lambda self: transport})()
+
+    live = type("Transport", (), {"is_active": lambda self: True})()
+    assert not connection_lost(host(client(live)))
+    assert connection_lost(host(client(_Transport())))
+    assert connection_lost(host(client(None)))
+    assert not connection_lost(host(None))  # @local, @fake: no SSH session to lose

@@ -10,11 +10,14 @@ from deploy.orchestrate import (
     Handover,
     UpOptions,
     _moved_from,
+    _rolling_restarts,
     batch_size,
     check_handover,
+    survey,
 )
 from deploy.plan import build_plan
 from deploy.reassignment import parse_drive, plan_reassignment
+from deploy.runner import HostResult, RunStats
 from deploy.spec_edit import set_node_namespaces
 from deploy.statedir import load_applied_plan, read_journal, save_applied_plan, write_journal
 from tests.conftest import LAB, REFERENCE
@@ -74,3 +77,81 @@ def test_journal_and_applied_plan_round_trip(tmp_path, monkeypatch):
     plan = build_plan(load_spec(REFERENCE))
     save_applied_plan(plan)
     assert load_applied_plan(plan.pod) == plan
+
+
+# -- a node that cannot be reached ----------------------------------------------------------------------
+
+
+class FakeSurvey:
+    """What the survey read: per reachable node the NVMe subsystems it holds; the target's host access."""
+
+    def __init__(self, held: dict[str, set[str]], admitted: dict[str, list[str]] | None = None):
+        self.held, self.admitted = held, admitted
+
+    def reachable(self, name: str) -> bool:
+        return name in self.held or (name == "target" and self.admitted is not None)
+
+    def read(self, name: str, fact, **kwargs):
+        if name == "target":
+            return {"subsystems": {nqn: {"allowed_hosts": hosts} for nqn, hosts in self.admitted.items()}}
+        return {nqn: {"controllers": [{"transport": "rdma"}], "namespaces": []} for nqn in self.held[name]}
+
+
+def swapped_plan():
+    text = LAB.read_text()
+    r = plan_reassignment(load_spec_text(text), parse_drive("target/1"), "node2", swap=True)
+    return build_plan(load_spec_text(set_node_namespaces(text, r.assignments)))
+
+
+def test_an_unreachable_node_is_neither_released_nor_passed_over(monkeypatch):
+    """A dead node keeps its drive: it is never read as having let go of it, and a move of its drive is refused."""
+    plan = build_plan(load_spec(LAB))
+    nqn = {n.name: n.namespace.subsystem_nqn for n in plan.nodes}
+    monkeypatch.setattr("deploy.orchestrate.load_applied_plan", lambda pod: plan)
+    alive = FakeSurvey({"node1": {nqn["node1"]}})
+
+    same = survey(plan, UpOptions(), alive)
+    assert same.live == {"node1": {nqn["node1"]}, "node2": None}
+    assert same.releases == {} and same.unreachable_holders == []
+    check_handover(plan, same, UpOptions())  # nothing of node2's moves: the run goes on without it
+
+    moved = survey(swapped_plan(), UpOptions(), alive)
+    assert set(moved.releases) == {"node1"} and moved.unreachable_holders == ["node2"]
+    with pytest.raises(KvpodError, match="node2 cannot be reached"):
+        check_handover(swapped_plan(), moved, UpOptions())
+
+
+def test_rollout_leaves_out_unreachable_nodes_and_reports_one_lost_while_restarting(monkeypatch):
+    plan = build_plan(load_spec(LAB))
+    results = [
+        HostResult("node1", "node", status="changed", restart_pending=True),
+        HostResult("node2", "node", status="unreachable", restart_pending=True, note="SSH connection lost"),
+    ]
+    batches: list[list[str]] = []
+
+    def run_phase(role, hosts, deploy, **kwargs):
+        batches.append([name for name, _ in hosts])
+        return [HostResult(name, role, status="unreachable", note="SSH connection lost") for name, _ in hosts]
+
+    monkeypatch.setattr("deploy.orchestrate.run_phase", run_phase)
+    out = _rolling_restarts(plan, results, UpOptions(), None, RunStats())
+    assert batches == [["node1"]]
+    assert [(r.name, r.status, r.failed_step) for r in out] == [
+        ("node1", "unreachable", "vLLM restart"),
+        ("node2", "unreachable", None),
+    ]
+
+
+def test_without_an_applied_plan_the_targets_access_names_a_dead_holder(monkeypatch):
+    """Another operator's machine has no applied plan: the target's host access still says who may hold what."""
+    plan = build_plan(load_spec(LAB))
+    node = {n.name: n for n in plan.nodes}
+    monkeypatch.setattr("deploy.orchestrate.load_applied_plan", lambda pod: None)
+    access = {n.namespace.subsystem_nqn: [n.host_nqn] for n in plan.nodes}
+    alive = FakeSurvey({"node1": {node["node1"].namespace.subsystem_nqn}}, access)
+
+    assert survey(plan, UpOptions(), alive).unreachable_holders == []
+    moved = survey(swapped_plan(), UpOptions(), alive)
+    assert moved.unreachable_holders == ["node2"]
+    with pytest.raises(KvpodError, match="node2 cannot be reached"):
+        check_handover(swapped_plan(), moved, UpOptions())

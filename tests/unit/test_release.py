@@ -9,6 +9,7 @@ from deploy.plan import Plan, build_plan
 from deploy.release import (
     Conflict,
     ReleaseRequest,
+    admitted_elsewhere,
     conflicts,
     fabrics_subsystems,
     holders_by_subsystem,
@@ -139,3 +140,15 @@ def test_namespace_device() -> None:
     assert namespace_device("nvme1n1p2") == "nvme1n1"
     assert namespace_device("nvme12n3") == "nvme12n3"
     assert namespace_device("vda1") == "vda1"
+
+
+def test_admitted_elsewhere_names_nodes_admitted_to_a_drive_planned_for_another():
+    plan = build_plan(load_spec(lab_spec()))
+    n1, n2 = plan.nodes
+    nqns = {n.name: n.host_nqn for n in plan.nodes}
+    as_planned = {n1.namespace.subsystem_nqn: [n1.host_nqn], n2.namespace.subsystem_nqn: [n2.host_nqn]}
+    assert admitted_elsewhere(plan, as_planned, nqns) == set()
+    crossed = {n1.namespace.subsystem_nqn: [n2.host_nqn], "nqn.other:not-the-pods": [n1.host_nqn]}
+    assert admitted_elsewhere(plan, crossed, nqns) == {"node2"}
+    spare = next(s.nqn for t in plan.targets for s in t.subsystems if s.allowed_host_nqn is None)
+    assert admitted_elsewhere(plan, {spare: [n1.host_nqn, "nqn.unknown:host"]}, nqns) == {"node1"}
