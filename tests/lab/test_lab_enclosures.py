@@ -69,7 +69,8 @@ def spec(tmp_path_factory, hosts):
     path.write_text(two_enclosures(path.read_text()))
     yield path
     os.environ.pop("KVPOD_KILL_AT", None)
-    back = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify")  # releases shelf2's drives: they were the pod's
+    # --break-lock: a killed run leaves a stale lock; the up releases shelf2's drives (they were the pod's)
+    back = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--break-lock")
     assert back.code == 0, back.out[-3000:]
     assert holders(hosts) == {"node1": nqn(1), "node2": nqn(2)}
     for node in ("node1", "node2"):  # shelf2 goes only once no node is connected to it
@@ -78,10 +79,10 @@ def spec(tmp_path_factory, hosts):
     assert kvpod("verify", str(LAB_SPEC)).code == 0
 
 
-def killed_up(spec: Path, at: str):
+def killed_up(spec: Path, at: str, *extra: str):
     os.environ["KVPOD_KILL_AT"] = at
     try:
-        return kvpod("up", str(spec), "--yes", "--no-verify")
+        return kvpod("up", str(spec), "--yes", "--no-verify", *extra)
     finally:
         del os.environ["KVPOD_KILL_AT"]
 
@@ -96,18 +97,21 @@ def test_first_bring_up_on_the_second_enclosure_survives_sigkill(hosts, spec, tm
     assert fs_identity(hosts, "node2", fresh) == "", "killed after the connect: nothing formatted yet"
     assert mounted(hosts, "node2") == ""
 
-    run = killed_up(spec, f"after@node2:ext4 on {fresh}")
+    # a killed run leaves its lock behind, stale: each rerun breaks it explicitly
+    refused = kvpod("up", str(spec), "--yes", "--no-verify")
+    assert refused.code == 2 and "--break-lock" in refused.out, refused.out[-3000:]
+    run = killed_up(spec, f"after@node2:ext4 on {fresh}", "--break-lock")
     assert run.code == -9, run.out[-3000:]
     made = fs_identity(hosts, "node2", fresh)
     assert "Filesystem UUID" in made and "Filesystem created" in made
     assert mounted(hosts, "node2") == ""
 
-    run = killed_up(spec, "before@node2:mnt-kvcache.mount")
+    run = killed_up(spec, "before@node2:mnt-kvcache.mount", "--break-lock")
     assert run.code == -9, run.out[-3000:]
     assert fs_identity(hosts, "node2", fresh) == made, "the rerun must not format again"
     assert mounted(hosts, "node2") == ""
 
-    run = kvpod("up", str(spec), "--yes", "--no-verify")
+    run = kvpod("up", str(spec), "--yes", "--no-verify", "--break-lock")
     assert run.code == 0, run.out[-3000:]
     assert fs_identity(hosts, "node2", fresh) == made
     assert holders(hosts) == {"node1": nqn(1), "node2": fresh}
