@@ -397,9 +397,7 @@ def test_vllm_unit(lab: NodePlan) -> None:
         assert f"{line}\n" in unit
     cmds = strings(commands)
     assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl start kvpod-vllm.service")
-    assert (
-        "useradd --system --user-group --create-home --home-dir /var/lib/vllm --shell /usr/sbin/nologin vllm" in cmds
-    )
+    assert "useradd --system --user-group --create-home --home-dir /var/lib/vllm --shell /usr/sbin/nologin vllm" in cmds
 
 
 def converged_node(plan: NodePlan) -> FakeRemote:
