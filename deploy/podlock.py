@@ -191,9 +191,16 @@ def read_script(pod: str) -> str:
 
 
 def lock_hosts(plan: Plan) -> list[tuple[str, SshPlan]]:
-    """The hosts that hold the pod's lock: its linux-nvmet targets, else its nodes (sorted by name)."""
-    targets = [(t.name, t.ssh) for t in plan.targets if t.kind == "linux-nvmet" and t.ssh is not None]
-    return sorted(targets or [(n.name, n.ssh) for n in plan.nodes])
+    """The hosts that hold the pod's lock: its linux-nvmet target servers, else its nodes (sorted by name).
+
+    Enclosures served through one SSH endpoint are one server, named after its first enclosure in the spec,
+    as the runner names the host that configures them.
+    """
+    servers: dict[tuple, tuple[str, SshPlan]] = {}
+    for t in plan.targets:
+        if t.kind == "linux-nvmet" and t.ssh is not None:
+            servers.setdefault((t.ssh.host, t.ssh.port, t.ssh.user), (t.name, t.ssh))
+    return sorted(list(servers.values()) or [(n.name, n.ssh) for n in plan.nodes])
 
 
 def quorum(count: int) -> int:

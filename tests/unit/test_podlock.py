@@ -108,6 +108,17 @@ def test_lock_hosts_are_the_nvmet_targets_else_the_nodes():
     assert data24 == sorted(f"gpu{i:02d}" for i in range(1, 25))
 
 
+def test_enclosures_on_one_server_are_one_lock_host(tmp_path):
+    """Two enclosures behind one SSH endpoint are one server: the lock is taken there once, by its host name."""
+    from tests.two_enclosures import two_enclosures
+
+    path = tmp_path / "pod.yaml"
+    path.write_text(two_enclosures(LAB.read_text()))
+    plan = build_plan(load_spec(path))
+    assert len([t for t in plan.targets if t.kind == "linux-nvmet"]) == 2
+    assert [h for h, _ in lock_hosts(plan)] == ["target"]
+
+
 def test_attempt_holds_with_a_majority_only():
     mine, other = record(), record(pid=1)
     a = Attempt(mine.token, ["a", "b", "c"], {"a": mine, "b": mine, "c": other})
