@@ -204,3 +204,28 @@ def test_reassign_is_refused_before_it_edits_the_spec_or_writes_its_journal(pod,
     assert spec.read_text() == SPEC
     assert not (tmp_path / "state" / "journal").exists()
     assert locks(dirs) == dict.fromkeys(NODES, live.token)
+
+
+def test_bench_holds_the_lock_while_it_writes_and_is_refused_by_a_live_holder(pod, monkeypatch, capsys):
+    """``kvpod bench`` writes onto every mount: it takes the pod lock first and gives it back afterwards."""
+    import deploy.cli.bench
+    from deploy.bench import build_report
+
+    spec, dirs, _ = pod
+    held: list[dict[str, str]] = []
+
+    def run_bench(plan, limit, size_bytes, runtime_s, run_dir=None):
+        held.append(locks(dirs))
+        return build_report(plan, size_bytes, runtime_s, [], run_dir)
+
+    monkeypatch.setattr(deploy.cli.bench, "run_bench", run_bench)
+    code, _, err = kvpod(monkeypatch, capsys, "bench", str(spec), "--size", "64M", "--runtime", "1")
+    assert len(held) == 1 and len(held[0]) == len(NODES) and len(set(held[0].values())) == 1, err
+    assert locks(dirs) == {}, "released after the benchmark"
+
+    live = holder(os.getpid(), "elsewhere")
+    plant(dirs, NODES, live)
+    code, _, err = kvpod(monkeypatch, capsys, "bench", str(spec), "--size", "64M", "--runtime", "1", "--break-lock")
+    assert code == 2 and f"pod {PLAN.pod} is locked by another kvpod run" in err
+    assert len(held) == 1, "no node was benchmarked"
+    assert locks(dirs) == dict.fromkeys(NODES, live.token)
