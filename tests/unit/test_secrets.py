@@ -205,3 +205,19 @@ def test_assignment_lines_are_redacted_by_name_and_form() -> None:
     text = f"+HF_TOKEN={TOKEN}\n remote_url: {URL}\n-PYTHONHASHSEED=0\n"
     out = redact_assignments(text)
     assert TOKEN not in out and PASSWORD not in out and "-PYTHONHASHSEED=0" in out
+
+
+def test_verify_compares_a_secret_by_its_digest_and_never_prints_what_it_found() -> None:
+    """The verify suite gets the plan as JSON (a secret as its digest): the host's value is compared by digest."""
+    import sys
+
+    from deploy.shipped import verify_suite_dir
+
+    sys.path.insert(0, str(verify_suite_dir()))
+    import verify_expect as ve
+
+    assert ve.same_value(display(URL), URL)
+    assert not ve.same_value(display(URL), URL.replace(PASSWORD, "other"))
+    with pytest.raises(AssertionError) as failed:
+        ve.fail("LMCACHE_REMOTE_URL in /etc/kvpod/lmcache.env", display(URL), "redis://kvuser:wrong-Pass1@x")
+    assert "wrong-Pass1" not in str(failed.value) and display(URL) in str(failed.value)
