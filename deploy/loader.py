@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from deploy.errors import Problem, SpecError
 from deploy.pydantic_errors import problems_from_validation
+from deploy.secrets import FROM_FILE, SecretFileError, is_file_reference, read_secret_file
 from deploy.spec import PodSpec
 
 # A pod spec nests about eight levels and holds a few thousand values; these bounds are far above any spec
@@ -166,10 +167,36 @@ def parse_yaml(text: str, source: str = "spec") -> dict:
     return data
 
 
-def spec_from_dict(data: dict) -> PodSpec:
-    """Validate a parsed spec: structure (pydantic) then the pod-wide rules (deploy.validate)."""
+# Where a spec may name a secret file (``{from_file: PATH}``): the mappings whose values may be secrets.
+SECRET_FIELDS = (("kvcache", "lmcache_extra"),)
+
+
+def read_secret_files(data: dict, base: Path | None = None) -> dict:
+    """``data`` with each ``{from_file: PATH}`` value of :data:`SECRET_FIELDS` replaced by the secret the file
+    holds (a path relative to ``base``, the spec's directory); a file that cannot be used is a field error."""
+    problems: list[Problem] = []
+    for section, field in SECRET_FIELDS:
+        values = data.get(section, {}).get(field) if isinstance(data.get(section), dict) else None
+        if not isinstance(values, dict) or not any(is_file_reference(v) for v in values.values()):
+            continue
+        resolved = dict(values)
+        for key, value in values.items():
+            if is_file_reference(value):
+                try:
+                    resolved[key] = read_secret_file(value[FROM_FILE], base)
+                except SecretFileError as exc:
+                    problems.append(Problem(f"{section}.{field}.{key}.{FROM_FILE}", str(exc)))
+        data = {**data, section: {**data[section], field: resolved}}
+    if problems:
+        raise SpecError(problems)
+    return data
+
+
+def spec_from_dict(data: dict, base: Path | None = None) -> PodSpec:
+    """Validate a parsed spec: secret files read, structure (pydantic), then the pod-wide rules (deploy.validate)."""
     from deploy.validate import check_pod
 
+    data = read_secret_files(data, base)
     try:
         spec = PodSpec.model_validate(data)
     except ValidationError as exc:
@@ -180,8 +207,8 @@ def spec_from_dict(data: dict) -> PodSpec:
     return spec
 
 
-def load_spec_text(text: str, source: str = "spec") -> PodSpec:
-    return spec_from_dict(parse_yaml(text, source))
+def load_spec_text(text: str, source: str = "spec", base: Path | None = None) -> PodSpec:
+    return spec_from_dict(parse_yaml(text, source), base)
 
 
 def load_spec(path: str | Path) -> PodSpec:
@@ -196,4 +223,4 @@ def load_spec(path: str | Path) -> PodSpec:
         raise SpecError([Problem(str(p), "file not found")]) from None
     except OSError as exc:
         raise SpecError([Problem(str(p), f"cannot read: {exc.strerror}")]) from None
-    return load_spec_text(text, str(p))
+    return load_spec_text(text, str(p), p.resolve().parent)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import uuid
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from deploy.addressing import plan_addresses
 from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
 from deploy.errors import InputError
 from deploy.names import KVPOD_ETC, VLLM_UNIT, WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
+from deploy.secrets import Secret
 from deploy.sizing import lmcache_per_rank
 from deploy.spec import PodSpec
 
@@ -102,6 +103,12 @@ class LmcachePlan(Frozen):
     config_mode: str  # "env": everything in the env file; "yaml": LMCACHE_CONFIG_FILE holds it all
     env_file: str
     config_file: str | None
+
+    @field_serializer("extra")
+    def _redacted(self, extra: dict) -> dict:
+        """A secret is dumped as its display (``<secret:sha256-prefix>``): a dumped plan never holds it, and
+        ``kvpod verify`` compares the host's value by that digest."""
+        return {key: str(value) if isinstance(value, Secret) else value for key, value in extra.items()}
 
 
 class InstallPlan(Frozen):

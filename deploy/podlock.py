@@ -13,6 +13,13 @@ on the directory, and the file is created with ``ln``, which fails when it exist
 (a temporary file linked or renamed into place) and read back, and the run holds it only where the file it
 read back carries its token. Release removes the file only where it still carries that token.
 
+The record names the lock hosts it was taken over (``hosts``): a spec that gains or loses lock hosts cannot
+make a second majority, because a run holds the lock only with a majority of its own lock hosts **and** of
+the host set of every record it finds (two majorities of one set share a host). Its ``since`` and
+``expires`` are written in the lock host's own clock (the script fills them in from ``date``), and every
+lock script prints that clock (``@@kvpod-clock <epoch>``): a lease is judged by the clock that wrote it, so
+the controllers' clocks need not agree.
+
 A lock is *stale* when its lease expired, or when its holder ran on this machine and its process is gone.
 A stale lock is still refused; ``--break-lock`` takes over exactly the stale record it saw (the token must
 still match on the host), never a live one.
@@ -32,6 +39,7 @@ from deploy.plan import Plan, SshPlan
 
 LOCK_DIR = "/var/lib/kvpod/lock"
 MARKER = "@@kvpod-lock"
+CLOCK = "@@kvpod-clock"
 DEFAULT_LEASE = timedelta(hours=1)
 NO_TOKEN = "-"  # never a token: the break token of a run that breaks nothing
 
@@ -63,15 +71,17 @@ class LockRecord:
     command: str = ""
     since: str = ""
     expires: str = ""
+    hosts: tuple[str, ...] = ()  # the lock hosts it was taken over (empty: a record of an older kvpod)
+    lease_s: int = 0  # the lease in seconds: the lock host writes since/expires from its own clock
     raw: str | None = None
 
     def line(self) -> str:
         """The record as written on the host: one JSON line (newlines in the command are escaped by JSON)."""
-        data = {k: v for k, v in asdict(self).items() if k != "raw"}
+        data = {k: (list(v) if k == "hosts" else v) for k, v in asdict(self).items() if k != "raw"}
         return json.dumps(data, sort_keys=True, separators=(", ", ": "))
 
     def renewed(self, now: datetime, lease: timedelta = DEFAULT_LEASE) -> LockRecord:
-        return replace(self, expires=_stamp(now + lease))
+        return replace(self, expires=_stamp(now + lease), lease_s=int(lease.total_seconds()))
 
     def describe(self) -> str:
         if self.raw is not None:
@@ -94,8 +104,10 @@ def new_record(
     lease: timedelta | None = None,
     machine: str = "",
     boot: str = "",
+    hosts: list[str] | tuple[str, ...] = (),
 ) -> LockRecord:
-    """A fresh record with a random token."""
+    """A fresh record with a random token, taken over the lock hosts ``hosts``."""
+    lease = lease or DEFAULT_LEASE
     return LockRecord(
         pod=pod,
         token=secrets.token_hex(16),
@@ -107,7 +119,9 @@ def new_record(
         pid_start=pid_start,
         command=command,
         since=_stamp(now),
-        expires=_stamp(now + (lease or DEFAULT_LEASE)),
+        expires=_stamp(now + lease),
+        hosts=tuple(sorted(hosts)),
+        lease_s=int(lease.total_seconds()),
     )
 
 
@@ -127,6 +141,8 @@ def parse_record(text: str) -> LockRecord:
             command=str(data["command"]),
             since=str(data["since"]),
             expires=str(data["expires"]),
+            hosts=tuple(str(h) for h in data.get("hosts", [])),
+            lease_s=int(data.get("lease_s", 0)),
         )
         _parse_stamp(record.expires)
         return record
@@ -140,6 +156,15 @@ def parse_output(lines: list[str]) -> LockRecord | None:
         raise ValueError("the lock script did not finish")
     rest = [line for line in lines[lines.index(MARKER) + 1 :] if line.strip()]
     return parse_record("\n".join(rest)) if rest else None
+
+
+def parse_clock(lines: list[str]) -> datetime | None:
+    """The lock host's clock as its lock script printed it (``@@kvpod-clock <epoch>``); None when absent."""
+    for line in lines:
+        word, _, value = line.partition(" ")
+        if word == CLOCK and value.strip().isdigit():
+            return datetime.fromtimestamp(int(value.strip()), UTC)
+    return None
 
 
 # -- scripts run on a lock host ---------------------------------------------------------------------------
@@ -156,7 +181,24 @@ def _prologue(pod: str) -> str:
 
 
 def _epilogue() -> str:
-    return f"printf '%s\\n' {MARKER}\ncat \"$f\" 2>/dev/null\ntrue"
+    return f"printf '%s %s\\n' {CLOCK} \"$(date +%s)\"\nprintf '%s\\n' {MARKER}\ncat \"$f\" 2>/dev/null\ntrue"
+
+
+def _host_stamps(record: LockRecord) -> str:
+    """Shell that writes the record's line into ``$t`` with ``since`` and ``expires`` from the host's clock
+    (GNU ``date -d @N``; the controller's stamps are kept where the host's ``date`` cannot)."""
+    line = shlex.quote(record.line())
+    lease = int(record.lease_s or (_parse_stamp(record.expires) - _parse_stamp(record.since)).total_seconds())
+    fmt = "+%Y-%m-%dT%H:%M:%SZ"
+    since, expires = _stamp(_parse_stamp(record.since)), _stamp(_parse_stamp(record.expires))  # [0-9TZ:-] only
+    return (
+        "now=$(date +%s)\n"
+        f'since=$(date -u -d "@$now" {fmt} 2>/dev/null) || since={since}\n'
+        f'exp=$(date -u -d "@$((now + {lease}))" {fmt} 2>/dev/null) || exp={expires}\n'
+        f"printf '%s\\n' {line} | sed"
+        f""" -e 's/"since": "{since}"/"since": "'"$since"'"/'"""
+        f""" -e 's/"expires": "{expires}"/"expires": "'"$exp"'"/' > "$t" || exit 1\n"""
+    )
 
 
 def acquire_script(record: LockRecord, break_token: str = NO_TOKEN) -> str:
@@ -164,10 +206,9 @@ def acquire_script(record: LockRecord, break_token: str = NO_TOKEN) -> str:
 
     Prints the marker and then the lock file as it now is: the caller holds the lock when it carries its token.
     """
-    line, token, brk = shlex.quote(record.line()), shlex.quote(record.token), shlex.quote(break_token)
+    token, brk = shlex.quote(record.token), shlex.quote(break_token)
     return (
-        _prologue(record.pod) + f't="$f.new."{token}\nprintf \'%s\\n\' {line} > "$t" || exit 1\n'
-        'if [ -e "$f" ]; then\n'
+        _prologue(record.pod) + f't="$f.new."{token}\n' + _host_stamps(record) + 'if [ -e "$f" ]; then\n'
         '  tok=$(sed -n \'s/.*"token": "\\([0-9a-f]*\\)".*/\\1/p\' "$f" | head -n 1)\n'
         f'  case "${{tok:-unreadable}}" in {token}|{brk}) mv -f "$t" "$f" ;; esac\n'
         'else ln "$t" "$f" 2>/dev/null\n'
@@ -248,14 +289,28 @@ class Attempt:
     hosts: list[str]
     found: dict[str, LockRecord | None] = field(default_factory=dict)
     unanswered: set[str] = field(default_factory=set)
+    clocks: dict[str, datetime] = field(default_factory=dict)  # each lock host's clock, as its script printed it
 
     @property
     def held_on(self) -> list[str]:
         return [h for h in self.hosts if (r := self.found.get(h)) is not None and r.token == self.token]
 
+    def host_sets(self) -> list[tuple[str, ...]]:
+        """The host sets a majority is counted over: this run's lock hosts, the set each record found was taken
+        over, and their union (a host named only by a record is one this run does not hold)."""
+        sets = [tuple(sorted(self.hosts))]
+        sets += [tuple(sorted(r.hosts)) for r in self.found.values() if r is not None and r.raw is None and r.hosts]
+        sets.append(tuple(sorted({h for s in sets for h in s})))
+        return list(dict.fromkeys(sets))
+
+    def short_of(self) -> list[tuple[tuple[str, ...], int]]:
+        """The host sets of which this run does not hold a majority, with the majority each needs."""
+        mine = set(self.held_on)
+        return [(s, quorum(len(s))) for s in self.host_sets() if len(mine & set(s)) < quorum(len(s))]
+
     @property
     def held(self) -> bool:
-        return len(self.held_on) >= quorum(len(self.hosts))
+        return not self.short_of()
 
     def others(self) -> dict[str, LockRecord]:
         """Lock records of other runs, by host."""
@@ -297,5 +352,12 @@ def refusal(pod: str, attempt: Attempt, stale: dict[str, str | None], *, breakin
         lines.append(
             f"cannot take the lock of pod {pod}: {'; '.join(why)} "
             f"(the lock needs {need} of {len(attempt.hosts)}: {', '.join(attempt.hosts)}); nothing was changed"
+        )
+    wider = [(s, n) for s, n in attempt.short_of() if set(s) != set(attempt.hosts)]
+    if wider and not others and not missing:
+        sets = "; ".join(f"{n} of {', '.join(s)}" for s, n in wider)
+        lines.append(
+            f"cannot take the lock of pod {pod}: a lock record names other lock hosts than this spec, and the lock "
+            f"needs a majority of each host set ({sets}); nothing was changed"
         )
     return PodLocked("\n".join(lines), others)

@@ -102,6 +102,7 @@ class PodLock:
             command=command,
             now=datetime.now(UTC),
             lease=lease(),
+            hosts=[name for name, _ in lock_hosts(plan)],
         )
         return cls(record, lock_hosts(plan))
 
@@ -171,12 +172,19 @@ def _attempt(lock: PodLock, survey: Survey, reads: dict[str, Read]) -> Attempt:
             attempt.unanswered.add(name)
         else:
             attempt.found[name] = values[reads[name].key]["lock"]
+            clock = values[reads[name].key].get("clock")
+            if clock is not None:
+                attempt.clocks[name] = clock
     return attempt
 
 
 def _stale(attempt: Attempt) -> dict[str, str | None]:
+    """Why each other run's record is stale; its lease judged by the lock host's own clock."""
     now, here = datetime.now(UTC), this_controller()
-    return {h: staleness(r, now=now, here=here, alive=process_alive) for h, r in attempt.others().items()}
+    return {
+        h: staleness(r, now=attempt.clocks.get(h, now), here=here, alive=process_alive)
+        for h, r in attempt.others().items()
+    }
 
 
 def _refusal(lock: PodLock, attempt: Attempt, breaking: bool = False):

@@ -38,6 +38,7 @@ from pyinfra.api.state import BaseStateCallback
 from deploy.facts.snapshot import HostSnapshot, read_key
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
+from deploy.secrets import RedactingFilter, redact, redact_assignments
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
 ReadsFor = Callable[[dict[str, Any]], list]  # host data -> the reads of its deploy
@@ -148,6 +149,9 @@ class HostResult:
     output: dict[str, list[str]] = field(default_factory=dict)  # run_output: operation -> its stdout lines
 
     def as_json(self) -> dict[str, Any]:
+        return _redacted(self._as_json())
+
+    def _as_json(self) -> dict[str, Any]:
         return {
             "role": self.role,
             "status": self.status,
@@ -162,6 +166,17 @@ class HostResult:
             "diffs": self.diffs,
             "remote_commands": self.remote_commands,
         }
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (JSON-like) with every known secret redacted in its strings (:mod:`deploy.secrets`)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -376,6 +391,7 @@ def _pyinfra_log(run_dir: Path | None) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "pyinfra.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactingFilter())  # no secret in the log
     logger = logging.getLogger("pyinfra")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -503,7 +519,7 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
         if meta.did_error():
             result.status = "failed"
             result.failed_step = result.failed_step or name
-            result.stderr = meta.stderr_lines[-20:] or meta.stdout_lines[-20:]
+            result.stderr = [redact(line) for line in meta.stderr_lines[-20:] or meta.stdout_lines[-20:]]
         elif meta.did_change():
             result.changed_ops += 1
             result.commands += len(meta._commands or [])
@@ -534,9 +550,9 @@ def _describe(state: State, host, result: HostResult) -> None:
         for cmd in commands:
             if isinstance(cmd, FileUploadCommand):
                 lines.append(f"upload {cmd.dest}")
-                result.diffs[cmd.dest] = _file_diff(host, cmd)
+                result.diffs[cmd.dest] = redact_assignments(_file_diff(host, cmd))
             else:
-                lines.append(cmd.get_masked_value() if hasattr(cmd, "get_masked_value") else repr(cmd))
+                lines.append(redact(cmd.get_masked_value() if hasattr(cmd, "get_masked_value") else repr(cmd)))
         result.planned.append((op, lines))
 
 

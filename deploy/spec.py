@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
+from deploy.secrets import classify
 
 NQN_MAX_BYTES = 223
 # NVMe Base Specification, "NVMe Qualified Names": nqn.yyyy-mm.<reverse domain>:<unique string>,
@@ -496,8 +497,15 @@ class Kvcache(Strict):
     lmcache_extra: dict[str, Any] = Field(
         default_factory=dict,
         description="further LMCache settings by their LMCache names; nested values (extra_config, lists) go "
-        "to a YAML config file (written automatically)",
+        "to a YAML config file (written automatically); a value may be {from_file: PATH}, a secret read from a "
+        "file on the machine running kvpod (mode 0600 or 0400)",
     )
+
+    @field_validator("lmcache_extra")
+    @classmethod
+    def _secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Credentials (by key name, or a URL with a password) are carried as redacted secrets."""
+        return {key: classify(key, value) for key, value in v.items()}
 
     @model_validator(mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from deploy.capacity import ext4_usable_gib
 from deploy.errors import Problem, SpecError
 from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
 from deploy.nodes import expand_nodes
+from deploy.secrets import reveal
 from deploy.spec import Node, PodSpec, Vllm
 
 VLAN_TAG_BYTES = 4
@@ -314,10 +315,11 @@ def _lmcache(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Probl
         else:
             kind = keys.settings[key]
             check, wanted = _KIND_CHECKS[kind]
+            value = reveal(value)
             if value is None:
                 out.append(Problem(path, f"no value (give {wanted}, or leave {key} out for LMCache's default)"))
             elif not check(value):
-                out.append(Problem(path, f"{version} takes {wanted} for {key}, not {value!r}"))
+                out.append(Problem(path, f"{version} takes {wanted} for {key}, not {kv.lmcache_extra[key]!r}"))
             elif key == "extra_config":
                 for inner, source in KVPOD_EXTRA_CONFIG.items():
                     if inner in value:

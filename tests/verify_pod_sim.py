@@ -283,6 +283,7 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("routes", routes_text(node, list(reads.portals))),
         ("sysctl", "".join(f"{vf.sysctl_path(k)}\0{v}\n" for k, v in ve.sysctls(node).items())),
         *((vf.section_name("file", f), files.get(f, ""), 0 if f in files else 1) for f in reads.files),
+        *((vf.section_name("mode", f), " ".join(ve.credential_file_owner(node)) + "\n") for f in reads.modes),
         ("modules", "".join(f"loaded\t{m}\n" for m in reads.modules)),
         ("modules-load", "".join(f"kvpod.conf\t{m}\n" for m in ["# kvpod", *reads.modules])),
         ("controllers", controllers_text(node)),

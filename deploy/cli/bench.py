@@ -2,7 +2,11 @@
 
 Exit codes: 0 every node measured; 1 the input is wrong (unknown ``--limit`` node, a bad ``--size`` or
 ``--runtime``); 2 a node failed, could not be reached, or refused (not mounted, no room beside LMCache's
-budget, fio missing and not installable).
+budget, fio missing and not installable), or another run holds the pod lock.
+
+The benchmark writes onto every measured node's KV-cache mount: it holds the pod lock while it runs (as ``up``
+does; ``--break-lock`` takes over a stale one), so it never measures, or fills, a mount that a reassignment
+is moving or a bring-up is formatting.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from deploy.bench import (
 from deploy.bench_run import run_bench
 from deploy.cli import shared
 from deploy.cli.hosts import use_hosts
+from deploy.cli.run import BreakLockOpt
 from deploy.cli.shared import LimitOpt, SpecPath, out
 from deploy.errors import InputError
 from deploy.plan import Plan
@@ -124,8 +129,16 @@ def print_problems(report: BenchReport) -> None:
         )
 
 
-def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: int, json_path: Path | None) -> int:
-    """Check the input, benchmark the nodes, print the table, write the JSON; return the exit code."""
+def run_bench_command(
+    plan: Plan,
+    limit: list[str] | None,
+    size: str,
+    runtime: int,
+    json_path: Path | None,
+    break_lock: bool = False,
+) -> int:
+    """Check the input, take the pod lock, benchmark the nodes, release it, print the table, write the JSON;
+    return the exit code."""
     shared.check_limit(plan, limit)
     try:
         size_bytes = parse_size(size)
@@ -133,10 +146,19 @@ def run_bench_command(plan: Plan, limit: list[str] | None, size: str, runtime: i
     except InputError as exc:
         raise shared.user_error(str(exc)) from None
     use_hosts()
+    from deploy.podlock_run import PodLock
+
     run_dir = new_run_dir(plan.pod, "bench")
     scope = f" ({', '.join(limit)})" if limit else ""
-    with out.status(f"kvpod bench {plan.pod}{scope}: fio write then read, {runtime} s each, on every KV-cache mount"):
-        report = run_bench(plan, limit, size_bytes, runtime, run_dir=run_dir)
+    lock = PodLock.for_run(plan)
+    lock.acquire(break_lock=break_lock)  # refuses (PodLocked, exit 2) before any node is written to
+    try:
+        with out.status(
+            f"kvpod bench {plan.pod}{scope}: fio write then read, {runtime} s each, on every KV-cache mount"
+        ):
+            report = run_bench(plan, limit, size_bytes, runtime, run_dir=run_dir)
+    finally:
+        lock.release()
     out.print(bench_table(report))
     print_problems(report)
     text = json.dumps(report.as_json(), indent=2, sort_keys=True) + "\n"
@@ -160,7 +182,8 @@ def bench(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write per-node results and aggregates as JSON")
     ] = None,
+    break_lock: BreakLockOpt = False,
 ) -> None:
     """fio on every node's KV-cache mount (128 KiB O_DIRECT, 4 jobs, iodepth 32): GB/s beside the reference."""
     _, plan = shared.load(spec)
-    raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path))
+    raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path, break_lock=break_lock))

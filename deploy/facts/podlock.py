@@ -2,19 +2,28 @@
 
 These are the only "facts" that write: :class:`PodLockAcquire` takes (or renews, or breaks) the lock and
 :class:`PodLockRelease` drops it (see :mod:`deploy.podlock`). Each returns the lock file as the host holds
-it afterwards: ``{"lock": LockRecord}`` or ``{"lock": None}`` when there is none.
+it afterwards: ``{"lock": LockRecord}`` or ``{"lock": None}`` when there is none, and the host's clock
+(``"clock"``: a UTC datetime, None when it printed none).
 """
 
 from __future__ import annotations
 
 from pyinfra.api import FactBase
 
-from deploy.podlock import NO_TOKEN, acquire_script, parse_output, parse_record, read_script, release_script
+from deploy.podlock import (
+    NO_TOKEN,
+    acquire_script,
+    parse_clock,
+    parse_output,
+    parse_record,
+    read_script,
+    release_script,
+)
 
 
 class _LockFact(FactBase[dict]):
     def process(self, output: list[str]) -> dict:
-        return {"lock": parse_output(output)}
+        return {"lock": parse_output(output), "clock": parse_clock(output)}
 
 
 class PodLockAcquire(_LockFact):

@@ -14,9 +14,10 @@ The patch is the documented NVUE YAML form, a list with one ``- set:`` tree whos
 A patch only adds or changes; it never removes what an earlier run set and the plan no longer has.
 
 Applying (:mod:`deploy.switches.cumulus_nvue_apply`): the file goes to ``/tmp/kvpod-nvue-patch.yaml``;
-:class:`NvuePatchDiff` stages it into the
-pending revision, reads ``nv config diff`` and drops the staging again (``nv config detach``).
-``nv config apply -y`` runs only when that diff is not empty, so an unchanged switch sees no command.
+the applied configuration is read (``nv config show -r applied -o yaml``) and compared with the patch here,
+in Python (:func:`patch_differences`: every setting of the patch present with its value), so reading a
+switch stages nothing. ``nv config patch`` and ``nv config apply -y`` run only in a real run and only when a
+setting differs, so an unchanged switch sees no command.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from deploy.switches import SwitchDriver
 
 PATCH_PATH = "/tmp/kvpod-nvue-patch.yaml"
 DEFAULT_BRIDGE = "br_default"
-DIFF_MARK = "#kvpod:diff"
-UNSTAGED_MARK = "#kvpod:unstaged"
 
 
 def natural_key(name: str) -> list[int | str]:
@@ -90,6 +89,56 @@ def diff_is_empty(diff: str) -> bool:
     if isinstance(data, list):
         return all(not entry or (isinstance(entry, dict) and not any(entry.values())) for entry in data)
     return not data
+
+
+def _set_tree(documents: object) -> dict | None:
+    """The ``set`` trees of an NVUE YAML document list (a patch, or ``nv config show -o yaml``) merged."""
+    if not isinstance(documents, list):
+        return None
+    tree: dict = {}
+    for entry in documents:
+        if isinstance(entry, dict) and isinstance(entry.get("set"), dict):
+            _merge(tree, entry["set"])
+    return tree
+
+
+def _merge(into: dict, tree: dict) -> None:
+    for key, value in tree.items():
+        key = str(key)
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _missing(wanted: dict, applied: dict, path: str = "") -> list[str]:
+    out = []
+    applied = {str(k): v for k, v in applied.items()}
+    for key, value in wanted.items():
+        where = f"{path}.{key}" if path else str(key)
+        have = applied.get(str(key))
+        if isinstance(value, dict):
+            if not isinstance(have, dict):
+                out.append(f"{where}: absent" if have is None else f"{where}: {have!r}, not a mapping")
+            else:
+                out.extend(_missing(value, have, where))
+        elif have is None or str(have) != str(value):
+            out.append(f"{where}: {have!r}, planned {value!r}")
+    return out
+
+
+def patch_differences(patch: str, applied: str) -> list[str] | None:
+    """What applying ``patch`` would change in the applied configuration (``nv config show -r applied -o
+    yaml``), one ``path: found, planned`` line per setting; [] when nothing, None when ``applied`` cannot be
+    read. Pure: a read-only command compares without staging anything on the switch."""
+    wanted = _set_tree(yaml.safe_load(patch))
+    try:
+        have = _set_tree(yaml.safe_load(applied)) if applied.strip() else {}
+    except yaml.YAMLError:
+        return None
+    if wanted is None or have is None:
+        return None
+    return _missing(wanted, have)
 
 
 class CumulusNvueDriver(SwitchDriver):

@@ -1,11 +1,13 @@
-"""Applying a Cumulus NVUE patch with pyinfra: the facts that diff it against the switch, the operation.
+"""Applying a Cumulus NVUE patch with pyinfra: the facts that read the switch, the operation.
+
+Reading is read-only: the applied configuration is fetched (``nv config show``) and compared with the patch
+in Python; nothing is staged unless a real run applies.
 
 The patch itself and its rendering are pure, in :mod:`deploy.switches.cumulus_nvue`.
 """
 
 from __future__ import annotations
 
-import shlex
 from io import StringIO
 
 from pyinfra import host
@@ -16,7 +18,7 @@ from deploy.facts.snapshot import Read
 from deploy.operations.reads import file_reads
 from deploy.plan import SwitchPlan
 from deploy.switches import current_switch, sudo_for
-from deploy.switches.cumulus_nvue import DIFF_MARK, PATCH_PATH, UNSTAGED_MARK, diff_is_empty, render_nvue_patch
+from deploy.switches.cumulus_nvue import PATCH_PATH, diff_is_empty, patch_differences, render_nvue_patch
 
 
 class NvueConfigDiff(FactBase[str]):
@@ -33,37 +35,28 @@ class NvueConfigDiff(FactBase[str]):
         return "\n".join(output).strip()
 
 
-class NvuePatchDiff(FactBase[str | None]):
-    """What ``nv config patch <path>`` would change: stage the file, ``nv config diff``, drop the staging.
+class NvueAppliedConfig(FactBase[str | None]):
+    """``nv config show -r applied -o yaml``: the applied configuration, read only (None: no answer)."""
 
-    Read only while nothing else is pending (see :func:`apply_patch`): it leaves the pending revision as it
-    found it (``nv config detach``). None when the patch could not be staged or diffed.
-    """
-
-    def command(self, path: str) -> str:
-        return (
-            f"if {shlex.join(['nv', 'config', 'patch', path])} >/dev/null 2>&1; then "
-            f"echo '{DIFF_MARK}'; nv config diff; rc=$?; nv config detach >/dev/null 2>&1; exit $rc; "
-            f"else echo '{UNSTAGED_MARK}'; fi"
-        )
+    def command(self) -> str:
+        return "nv config show -r applied -o yaml"
 
     @staticmethod
     def default() -> str | None:
         return None
 
     def process(self, output: list[str]) -> str | None:
-        if not output or output[0].strip() != DIFF_MARK:
-            return None
-        return "\n".join(output[1:]).strip()
+        return "\n".join(output)
 
 
 @operation()
-def apply_patch(path: str = PATCH_PATH):
-    """Apply the NVUE patch at ``path`` only if it changes the applied configuration.
+def apply_patch(patch: str, path: str = PATCH_PATH):
+    """Apply the NVUE patch ``patch`` (uploaded at ``path``) only if it changes the applied configuration.
 
-    Refuses to run over pending changes someone else made. The patch is staged into the pending revision
-    and diffed (:class:`NvuePatchDiff`); an empty diff drops the staging (``nv config detach``) and
-    yields no command, a non-empty one stages the patch again and runs ``nv config apply -y``.
+    Refuses to run over pending changes someone else made. Whether the patch changes anything is computed in
+    Python from the applied configuration (:class:`NvueAppliedConfig`, :func:`patch_differences`), so a
+    dry run, ``kvpod diff`` and ``kvpod check`` stage nothing on the switch; only a real run stages the patch
+    (``nv config patch``) and applies it (``nv config apply -y``).
     """
     pending = host.get_fact(NvueConfigDiff)
     if not diff_is_empty(pending):
@@ -71,8 +64,9 @@ def apply_patch(path: str = PATCH_PATH):
             "the switch has pending NVUE changes that kvpod did not make; review them with `nv config diff`, "
             "then apply (`nv config apply`) or drop them (`nv config detach`) and run again"
         )
-    diff = host.get_fact(NvuePatchDiff, path=path)
-    if diff is not None and diff_is_empty(diff):
+    applied = host.get_fact(NvueAppliedConfig)
+    differences = None if applied is None else patch_differences(patch, applied)
+    if differences == []:
         host.noop("switch configuration already matches the plan")
         return
     yield StringCommand("nv", "config", "patch", path)
@@ -84,16 +78,17 @@ def apply_switch() -> None:
     """Upload the switch's patch and apply it when it differs from the applied configuration."""
     plan = current_switch()
     sudo = sudo_for(plan)
+    patch = render_nvue_patch(plan)
     files.put(
         name=f"NVUE patch for {plan.name}",
-        src=StringIO(render_nvue_patch(plan)),
+        src=StringIO(patch),
         dest=PATCH_PATH,
         mode="644",
         _sudo=sudo,
     )
-    apply_patch(name=f"Apply NVUE patch on {plan.name}", path=PATCH_PATH, _sudo=sudo)
+    apply_patch(name=f"Apply NVUE patch on {plan.name}", patch=patch, path=PATCH_PATH, _sudo=sudo)
 
 
 def reads(plan: SwitchPlan) -> list:
     """What :func:`apply_switch` compares against, read in the one state read."""
-    return [*file_reads(PATCH_PATH), Read.of(NvueConfigDiff)]
+    return [*file_reads(PATCH_PATH), Read.of(NvueConfigDiff), Read.of(NvueAppliedConfig)]

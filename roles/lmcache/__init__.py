@@ -12,6 +12,9 @@ Reads ``host.data.kvpod_node.lmcache`` (:class:`deploy.plan.LmcachePlan`) and ``
   reporting to its outside endpoint is off.
 - ``extra`` never repeats a core setting: ``kvpod validate`` refuses such a spec (a core setting wins over
   an ``extra`` key of the same name in a plan built without validation).
+- Both files may carry credentials (a ``remote_url`` with a password, a secret from a file): they are
+  written ``0640 root:<vLLM user's group>`` (:data:`SECRET_FILE_MODE`), readable by vLLM and no one else.
+  Plans, diffs, reports and logs show a secret redacted (:mod:`deploy.secrets`); only these files hold it.
 - The cache directory of ``local_disk`` (``<mount>/lmcache``) is owned by the vLLM user.
 
 Returns the operations whose change must restart vLLM (pass them to the vllm role).
@@ -29,9 +32,11 @@ from deploy.hostdata import host_data
 from deploy.operations import host_error
 from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads
 from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan
+from deploy.secrets import reveal
 from roles._common import env_value, template
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
+SECRET_FILE_MODE = "640"  # root:<the vLLM user's group>: the files may carry credentials
 
 
 def core_settings(lm: LmcachePlan) -> dict:
@@ -46,9 +51,10 @@ def core_settings(lm: LmcachePlan) -> dict:
 
 
 def settings(lm: LmcachePlan) -> dict:
-    """Core settings then extras (validation refuses an extra that repeats a core setting; the core one wins)."""
+    """Core settings then extras (validation refuses an extra that repeats a core setting; the core one wins),
+    secrets revealed: this is what the host's files hold."""
     core = core_settings(lm)
-    return {**core, **{key: value for key, value in lm.extra.items() if key not in core}}
+    return {**core, **{key: reveal(value) for key, value in lm.extra.items() if key not in core}}
 
 
 def env_lines(lm: LmcachePlan) -> dict[str, str]:
@@ -99,7 +105,9 @@ def lmcache() -> list:
                 name="LMCache YAML config",
                 src=template("lmcache", "lmcache.yaml.j2"),
                 dest=lm.config_file,
-                mode="644",
+                user="root",
+                group=user,
+                mode=SECRET_FILE_MODE,
                 body=yaml_body(lm),
             )
         )
@@ -110,7 +118,9 @@ def lmcache() -> list:
             name="LMCache env file",
             src=template("lmcache", "lmcache.env.j2"),
             dest=lm.env_file,
-            mode="644",
+            user="root",
+            group=user,
+            mode=SECRET_FILE_MODE,
             env=env_lines(lm),
         )
     )

@@ -16,7 +16,9 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``vllm`` (``exec
   run left in the disk-tier directory would never be read or evicted. The script empties that directory
   only (``find -xdev -mindepth 1 -delete``: no symbolic link followed, no other filesystem entered), only
   while the mount is mounted (``mountpoint -q``; it fails otherwise, and vLLM does not start), and
-  recreates it owned by the vLLM user.
+  recreates it owned by the vLLM user. It works from inside the directory it checked (``cd -P``, then
+  ``pwd -P`` must be the expected path; ``find .``, ``chown .``, ``chmod .``), so a link swapped in for the
+  directory is never followed as root.
 - ``daemon-reload`` only when the unit changed; enabled and started.
 - Restarted only when a running service's unit, the env file or the LMCache YAML changed (``restart_on``:
   what the lmcache role returned). With ``kvpod_defer_restart`` the restart is skipped and

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import deploy.cli.bench
 from deploy.bench import GIB, MIB, NodeBench, Phase, build_report
 from deploy.cli import app
+from deploy.podlock_run import PodLock
 from tests.conftest import LAB
 
 runner = CliRunner()
@@ -37,6 +38,9 @@ def fake_bench(monkeypatch):
         return build_report(plan, size_bytes, runtime_s, [*answer], run_dir)
 
     monkeypatch.setattr(deploy.cli.bench, "run_bench", run_bench)
+    # the pod lock (tests/cli/test_cli_lock.py takes it for real): taken before, released after the benchmark
+    monkeypatch.setattr(PodLock, "acquire", lambda self, break_lock, stats=None: calls.append(("lock", break_lock)))
+    monkeypatch.setattr(PodLock, "release", lambda self, stats=None: calls.append(("release",)))
     return calls, answer
 
 
@@ -71,7 +75,7 @@ def test_table_and_json(tmp_path, fake_bench) -> None:
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(LAB), "--size", "64M", "--runtime", "3", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert calls == [(None, 64 * MIB, 3)]
+    assert calls == [("lock", False), (None, 64 * MIB, 3), ("release",)]
     text = result.stdout
     assert "node1" in text and "node2" in text and "Σ target" in text
     assert "2.75" in text and "4.25" in text  # aggregate write and read GB/s
@@ -94,7 +98,7 @@ def test_a_failed_node_exits_2_and_says_why(tmp_path, fake_bench) -> None:
     result = runner.invoke(app, ["bench", str(LAB), "--limit", "node1", "--limit", "node2", "--json", str(out)])
     assert result.exit_code == 2
     assert f"node2 failed: kv bench | fio on /mnt/kvcache: {NOT_MOUNTED}" in result.stdout
-    assert fake_bench[0] == [(["node1", "node2"], GIB, 30)]  # the defaults: 1 GiB, 30 s
+    assert fake_bench[0][1] == (["node1", "node2"], GIB, 30)  # the defaults: 1 GiB, 30 s
     assert json.loads(out.read_text())["nodes"]["node2"]["status"] == "failed"
 
 

@@ -204,3 +204,62 @@ def test_reassign_is_refused_before_it_edits_the_spec_or_writes_its_journal(pod,
     assert spec.read_text() == SPEC
     assert not (tmp_path / "state" / "journal").exists()
     assert locks(dirs) == dict.fromkeys(NODES, live.token)
+
+
+def test_bench_holds_the_lock_while_it_writes_and_is_refused_by_a_live_holder(pod, monkeypatch, capsys):
+    """``kvpod bench`` writes onto every mount: it takes the pod lock first and gives it back afterwards."""
+    import deploy.cli.bench
+    from deploy.bench import build_report
+
+    spec, dirs, _ = pod
+    held: list[dict[str, str]] = []
+
+    def run_bench(plan, limit, size_bytes, runtime_s, run_dir=None):
+        held.append(locks(dirs))
+        return build_report(plan, size_bytes, runtime_s, [], run_dir)
+
+    monkeypatch.setattr(deploy.cli.bench, "run_bench", run_bench)
+    code, _, err = kvpod(monkeypatch, capsys, "bench", str(spec), "--size", "64M", "--runtime", "1")
+    assert len(held) == 1 and len(held[0]) == len(NODES) and len(set(held[0].values())) == 1, err
+    assert locks(dirs) == {}, "released after the benchmark"
+
+    live = holder(os.getpid(), "elsewhere")
+    plant(dirs, NODES, live)
+    code, _, err = kvpod(monkeypatch, capsys, "bench", str(spec), "--size", "64M", "--runtime", "1", "--break-lock")
+    assert code == 2 and f"pod {PLAN.pod} is locked by another kvpod run" in err
+    assert len(held) == 1, "no node was benchmarked"
+    assert locks(dirs) == dict.fromkeys(NODES, live.token)
+
+
+def test_check_and_diff_of_a_cumulus_switch_stage_nothing(pod, monkeypatch, capsys, tmp_path):
+    """``check``, ``diff`` and ``up --dry`` on a pod with an NVUE switch whose configuration differs: every command
+    the switch gets runs in a real ``sh`` with ``nv`` logging its arguments; it is only ever asked to show."""
+    import yaml
+
+    spec, _, _ = pod
+    data = yaml.safe_load(spec.read_text())
+    data["switches"][0].update(kind="cumulus-nvue", management={"ssh": {"address": "192.0.2.50"}})
+    spec.write_text(yaml.safe_dump(data))
+    shim, log = tmp_path / "bin", tmp_path / "nv.log"
+    shim.mkdir()
+    (shim / "nv").write_text(
+        f"#!/bin/sh\necho \"$*\" >> '{log}'\n"
+        'case "$*" in "config show"*) printf -- "- set:\\n    interface: {}\\n" ;; esac\n'
+    )
+    (shim / "nv").chmod(0o755)
+    node_shell = ssh.SSHConnector.run_shell_command
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **kwargs):
+        if self.host.name != "leaf1":
+            return node_shell(self, command, print_output, print_input, **kwargs)
+        text = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+        env = {"PATH": f"{shim}:/usr/bin:/bin", "HOME": str(tmp_path)}
+        done = subprocess.run(["sh", "-c", text], capture_output=True, text=True, check=False, env=env)
+        return done.returncode == 0, CommandOutput([OutputLine("stdout", line) for line in done.stdout.splitlines()])
+
+    monkeypatch.setattr(ssh.SSHConnector, "run_shell_command", run_shell_command)
+    assert kvpod(monkeypatch, capsys, "check", str(spec))[0] == 1  # the switch differs from the plan
+    assert kvpod(monkeypatch, capsys, "diff", str(spec))[0] == 0
+    assert kvpod(monkeypatch, capsys, "up", str(spec), "--dry")[0] == 0
+    asked = log.read_text().splitlines()
+    assert asked and set(asked) == {"config diff", "config show -r applied -o yaml"}, asked

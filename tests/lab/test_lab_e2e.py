@@ -52,6 +52,40 @@ def test_second_up_changes_nothing_and_restarts_nothing(hosts, tmp_path):
     assert {n.name: vllm_pid(hosts, n.name) for n in PLAN.nodes} == before
 
 
+def test_credential_files_are_0640_and_the_cleaner_follows_no_swapped_in_link(hosts):
+    """The LMCache files are 0640 root:<vLLM group>. The disk-tier cleaner, run as root, refuses a directory that
+    is a link, and a link swapped in after its checks (by a `chown` shim on PATH, the race made deterministic)
+    changes nothing outside the tier: the link's target keeps its mode and files."""
+    node, user = NODE1.name, NODE1.vllm.user
+    lm = NODE1.lmcache
+    for path in [lm.env_file, *([lm.config_file] if lm.config_mode == "yaml" and lm.config_file else [])]:
+        assert hosts.sh(node, f"stat -c '%a %U %G' {path}").split() == ["640", "root", user], path
+    tier = f"{NODE1.mount.path}/lmcache"
+    race = f"""set -e
+o=$(mktemp -d /root/kvpod-outside.XXXXXX); chmod 700 "$o"; touch "$o/keep"
+b=$(mktemp -d)
+printf '#!/bin/sh\nmv {tier} {tier}.moved && ln -s %s {tier}\nexec /bin/chown "$@"\n' "$o" > "$b/chown"
+chmod 755 "$b/chown"
+rc=0; PATH="$b:$PATH" /usr/local/sbin/kvpod-lmcache-clean >/dev/null 2>&1 || rc=$?
+echo "rc=$rc mode=$(stat -c %a "$o") files=$(ls "$o")"
+rm {tier}; mv {tier}.moved {tier}
+mv {tier} {tier}.real && ln -s "$o" {tier}
+rc=0; /usr/local/sbin/kvpod-lmcache-clean 2>&1 || rc=$?
+echo "rc=$rc mode=$(stat -c %a "$o") files=$(ls "$o")"
+rm {tier}; mv {tier}.real {tier}; rm -rf "$o" "$b"
+"""
+    hosts.sh(node, "systemctl stop kvpod-vllm")
+    try:
+        out = hosts.sh(node, race)
+    finally:
+        hosts.sh(node, "systemctl start kvpod-vllm")
+    swapped, linked = [line for line in out.splitlines() if line.startswith("rc=")]
+    assert swapped == "rc=0 mode=700 files=keep", out
+    assert linked == "rc=1 mode=700 files=keep" and "is a symbolic link" in out, out
+    assert hosts.sh(node, f"stat -c '%a %U' {tier}").split() == ["750", user]
+    assert hosts.wait_active(node, "kvpod-vllm")
+
+
 def test_existing_filesystem_is_kept_and_its_files_survive(hosts, tmp_path):
     """A namespace that already holds ext4 with files is mounted again, never reformatted."""
     hosts.sh(NODE1.name, "echo precious > /mnt/kvcache/precious.txt && sync")

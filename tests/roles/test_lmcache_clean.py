@@ -109,6 +109,59 @@ def test_it_refuses_a_disk_tier_that_is_a_link(lab: NodePlan, tree: dict[str, Pa
     assert (tree["outside"] / "keep.txt").read_text() == "keep"
 
 
+def swap_shim(bin_dir: Path, command: str, disk: Path, outside: Path) -> None:
+    """``command`` on PATH that first swaps the disk-tier directory for a link to ``outside``, then runs the real
+    one: the race of a link swapped in after the cleaner's checks, made deterministic."""
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / command
+    shim.write_text(
+        "#!/bin/sh\n"
+        f"if [ ! -L '{disk}' ]; then mv '{disk}' '{disk}.moved' && ln -s '{outside}' '{disk}'; fi\n"
+        f'exec {shutil.which(command)} "$@"\n'
+    )
+    shim.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["find", "chown"])
+def test_a_link_swapped_in_after_the_checks_is_not_followed(lab: NodePlan, tree: dict[str, Path], command: str) -> None:
+    outside = tree["outside"]
+    outside.chmod(0o755)
+    swap_shim(tree["tmp"] / "bin", command, tree["disk"], outside)
+    script = render_script(plan_at(lab, tree["mount"]), tree["tmp"] / "clean", owner=owner_of_this_process())
+    env = {**os.environ, "PATH": f"{tree['tmp'] / 'bin'}:{os.environ['PATH']}"}
+    result = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, timeout=30, env=env)
+    assert tree["disk"].is_symlink(), "the shim swapped the link in"
+    # the link's target, outside the disk tier, is untouched: neither emptied nor chmod-ed
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o755
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+    # what was cleaned and chmod-ed is the directory the cleaner checked (moved aside by the swap)
+    moved = tree["mount"] / "lmcache.moved"
+    assert result.returncode == 0, result.stderr
+    assert list(moved.iterdir()) == [] and stat.S_IMODE(moved.stat().st_mode) == 0o750
+
+
+def test_the_script_never_names_the_directory_after_entering_it(lab: NodePlan, tmp_path: Path) -> None:
+    text = render_script(lab, tmp_path / "clean").read_text()
+    after = text[text.index('cd -P -- "$DIR"') :]
+    for line in after.splitlines()[1:]:
+        if line.startswith(("find", "chown", "chmod")):
+            assert '"$DIR"' not in line and line.rstrip().endswith(("-delete", ".")), line
+
+
+def test_a_link_swapped_in_before_entering_is_refused(lab: NodePlan, tree: dict[str, Path]) -> None:
+    """The link appears after the ``-L`` check, before ``cd -P``: ``pwd -P`` shows where the shell went."""
+    plan = plan_at(lab, tree["mount"])
+    variables = clean_script_vars(plan, mount_check=MARKER_CHECK) | {"owner": owner_of_this_process()}
+    text = get_template(template("vllm", "kvpod-lmcache-clean.j2")).render(**variables)
+    swap = f"mv '{tree['disk']}' '{tree['disk']}.moved' && ln -s '{tree['outside']}' '{tree['disk']}'\n"
+    text = text.replace("WANT=$(", swap + "WANT=$(", 1)
+    script = tree["tmp"] / "clean"
+    script.write_text(text)
+    result = run(script)
+    assert result.returncode == 1 and "a link was swapped in" in result.stderr
+    assert sorted(p.name for p in tree["outside"].iterdir()) == ["keep.txt"]
+
+
 def test_it_creates_a_missing_disk_tier(lab: NodePlan, tree: dict[str, Path]) -> None:
     shutil.rmtree(tree["disk"])
     script = render_script(plan_at(lab, tree["mount"]), tree["tmp"] / "clean", owner=owner_of_this_process())
@@ -149,7 +202,7 @@ def test_the_node_gets_the_script_and_the_unit_runs_it_as_root(lab: NodePlan) ->
     script = uploads[CLEAN_SCRIPT]
     assert script.startswith("#!/bin/sh\n")
     assert 'mountpoint -q "$MOUNT" || fail' in script
-    assert 'find "$DIR" -xdev -mindepth 1 -delete' in script
+    assert "find . -xdev -mindepth 1 -delete" in script
     assert "rm " not in script
     assert f"chmod 755 {CLEAN_SCRIPT}" in [c for c in commands if isinstance(c, str)]
     unit = uploads["/etc/systemd/system/kvpod-vllm.service"]

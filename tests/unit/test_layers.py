@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.names",
             "deploy.lmcache_keys",
             "deploy.pydantic_errors",
+            "deploy.secrets",
             "deploy.spec",
             "deploy.nodes",
             "deploy.addressing",

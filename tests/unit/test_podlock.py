@@ -19,6 +19,7 @@ from deploy.podlock import (
     acquire_script,
     lock_hosts,
     new_record,
+    parse_clock,
     parse_output,
     parse_record,
     quorum,
@@ -145,19 +146,100 @@ def test_scripts_take_refuse_break_and_release(lock_dir):
     assert sh(read_script("p")) is None
     assert sh(acquire_script(a)).token == a.token
     assert sh(acquire_script(a)).token == a.token  # the holder takes it again (renewal)
-    assert sh(acquire_script(b)) == a  # refused: the record read back is the holder's
-    assert sh(acquire_script(b, "0" * 32)) == a  # a break of another token breaks nothing
-    assert sh(release_script(b)) == a  # release by another token removes nothing
+    assert sh(acquire_script(b)).token == a.token  # refused: the record read back is the holder's
+    assert sh(acquire_script(b, "0" * 32)).token == a.token  # a break of another token breaks nothing
+    assert sh(release_script(b)).token == a.token  # release by another token removes nothing
     assert sh(acquire_script(b, a.token)).token == b.token  # the break of exactly the stale record
     assert sh(release_script(b)) is None
     assert os.listdir(lock_dir) == []
 
 
+def stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def test_the_lock_host_writes_since_and_expires_from_its_own_clock(lock_dir):
+    """The controller's clock (NOW, days behind) does not count: the host stamps the record it writes."""
+    before = datetime.now(UTC).replace(microsecond=0)
+    written = sh(acquire_script(record(lease=timedelta(minutes=20))))
+    after = datetime.now(UTC)
+    assert before <= stamp(written.since) <= after
+    assert stamp(written.expires) - stamp(written.since) == timedelta(minutes=20)
+
+
 def test_renewal_rewrites_the_lease(lock_dir):
     a = record()
-    sh(acquire_script(a))
-    renewed = a.renewed(NOW + timedelta(minutes=30))
-    assert sh(acquire_script(renewed)).expires == "2026-12-02T22:30:00Z"
+    first = sh(acquire_script(a))
+    renewed = a.renewed(NOW + timedelta(minutes=30), timedelta(hours=2))
+    again = sh(acquire_script(renewed))
+    assert again.token == a.token and stamp(again.expires) - stamp(first.since) >= timedelta(hours=2)
+
+
+def test_every_lock_script_prints_the_hosts_clock(lock_dir):
+    for script in (read_script("p"), acquire_script(record()), release_script(record())):
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+        clock = parse_clock(out)
+        assert clock is not None and abs((clock - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_a_lease_is_judged_by_the_lock_hosts_clock_not_the_controllers(pod_lock_survey):
+    """The record expired by the host's clock (an hour ahead of this machine): stale, whatever this clock says."""
+    stale = pod_lock_survey(host_offset=timedelta(hours=2))
+    assert stale["target"] == "its lease expired at 2026-12-02T22:00:00Z"
+    assert pod_lock_survey(host_offset=timedelta(minutes=-30))["target"] is None
+
+
+@pytest.fixture
+def pod_lock_survey(monkeypatch):
+    """``_stale`` of a record written at NOW with a one-hour lease, the lock host's clock at NOW + offset, and
+    this machine's clock far in the future (its own judgement would call every lease expired)."""
+    from deploy import podlock_run
+
+    class Future(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return NOW + timedelta(days=30)
+
+    monkeypatch.setattr(podlock_run, "datetime", Future)
+
+    def judge(host_offset: timedelta) -> dict[str, str | None]:
+        other = record(controller="elsewhere")
+        attempt = Attempt("mine", ["target"], {"target": other}, clocks={"target": NOW + host_offset})
+        return podlock_run._stale(attempt)
+
+    return judge
+
+
+def test_a_record_fixes_its_host_set_so_a_grown_spec_makes_no_second_majority():
+    """Run 1 took the lock over a, b, c and holds a and b. The spec grows to a..e: run 2 reaches c, d, e (a
+    majority of five) but not a majority of a, b, c, the set run 1's record names: it does not hold the lock."""
+    first = record(hosts=["a", "b", "c"])
+    second = record(pid=2, hosts=["a", "b", "c", "d", "e"])
+    attempt = Attempt(second.token, ["a", "b", "c", "d", "e"], {"a": first, "b": first, "c": second, "d": second})
+    attempt.found["e"] = second
+    assert attempt.held_on == ["c", "d", "e"] and not attempt.held
+    assert (("a", "b", "c"), 2) in attempt.short_of()
+    # without the record's host set (an older record), five hosts and three held would be a majority
+    legacy = Attempt(second.token, list("abcde"), {**attempt.found, "a": record(), "b": record()})
+    assert legacy.held
+
+
+def test_a_shrunk_spec_counts_the_hosts_only_a_record_names():
+    """Run 1 holds c, d, e of a..e; the spec shrinks to a, b, c: run 2 holds a, b (a majority of its own three)
+    but the record on c names a..e, of which a and b are no majority."""
+    first = record(hosts=list("abcde"))
+    second = record(pid=2, hosts=list("abc"))
+    attempt = Attempt(second.token, list("abc"), {"a": second, "b": second, "c": first})
+    assert not attempt.held
+    message = str(refusal("p", attempt, {"c": None}))
+    assert "locked by another kvpod run" in message
+
+
+def test_the_record_lists_its_hosts_and_round_trips():
+    r = record(hosts=["node2", "node1"])
+    assert r.hosts == ("node1", "node2") and '"hosts": ["node1", "node2"]' in r.line()
+    assert parse_record(r.line()) == r
+    assert parse_record(r.line().replace(', "hosts": ["node1", "node2"]', "")).hosts == ()
 
 
 def test_an_unreadable_lock_file_is_refused_and_broken_only_as_unreadable(lock_dir):

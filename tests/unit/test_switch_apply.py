@@ -7,18 +7,21 @@ second time, after a command ran, takes the next value), as pyinfra runs it at e
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 
 import pytest
 from pyinfra.api import OperationError
 from pyinfra.context import ctx_host
 
-from deploy.plan import SwitchPlan, SwitchPortPlan, SwitchVlanPlan
+from deploy.loader import load_spec
+from deploy.plan import SwitchPlan, SwitchPortPlan, SwitchVlanPlan, build_plan
 from deploy.switches import driver_for
-from deploy.switches.cumulus_nvue import diff_is_empty
-from deploy.switches.cumulus_nvue_apply import NvueConfigDiff, NvuePatchDiff, apply_patch
+from deploy.switches.cumulus_nvue import diff_is_empty, patch_differences
+from deploy.switches.cumulus_nvue_apply import NvueAppliedConfig, NvueConfigDiff, apply_patch
 from deploy.switches.linux_bridge import BridgeState, Link, link_commands, parse_state, state_command, vlan_commands
 from deploy.switches.linux_bridge_apply import LinuxBridgeState, bridge_ports
+from tests.conftest import REFERENCE
 
 
 class FakeHost:
@@ -56,40 +59,116 @@ def run(op, facts: dict[type, list], **kwargs) -> tuple[list[str], FakeHost]:
 
 PATCH = "/tmp/kvpod-nvue-patch.yaml"
 DIFF = "- set:\n    interface:\n      swp1:\n        link:\n          mtu: 9216\n"
+WANTED = (
+    "# kvpod: NVUE patch\n- set:\n    bridge:\n      domain:\n        br_default:\n          vlan:\n"
+    "            '100': {}\n    interface:\n      swp1:\n        bridge:\n          domain:\n"
+    "            br_default:\n              access: 100\n        description: gpu01 ens1f0np0\n"
+    "        link:\n          mtu: 9216\n          state:\n            up: {}\n"
+)
+# `nv config show -r applied -o yaml` as Cumulus Linux 5.x prints it: a header document, then the whole applied
+# configuration under one `set` (more than kvpod manages: other ports, the system, services).
+APPLIED = """- header:
+    model: VX
+    nvue-api-version: nvue_v1
+    rev-id: 1.0
+    version: Cumulus Linux 5.9.1
+- set:
+    bridge:
+      domain:
+        br_default:
+          vlan:
+            '10': {}
+            '100': {}
+    interface:
+      eth0:
+        ip:
+          vrf: mgmt
+        type: eth
+      swp1:
+        bridge:
+          domain:
+            br_default:
+              access: 100
+        description: gpu01 ens1f0np0
+        link:
+          mtu: 9216
+          state:
+            up: {}
+        type: swp
+      swp2:
+        link:
+          state:
+            up: {}
+        type: swp
+    system:
+      hostname: leaf1
+"""
 
 
-def test_nvue_empty_diff_yields_no_command():
-    cmds, h = run(apply_patch, {NvueConfigDiff: [""], NvuePatchDiff: [""]}, path=PATCH)
+def nvue_switch() -> SwitchPlan:
+    plan = build_plan(load_spec(REFERENCE))
+    return next(sw for sw in plan.switches if sw.kind == "cumulus-nvue")
+
+
+def test_nvue_converged_switch_yields_no_command_and_stages_nothing():
+    cmds, h = run(apply_patch, {NvueConfigDiff: [""], NvueAppliedConfig: [APPLIED]}, patch=WANTED, path=PATCH)
     assert cmds == []
     assert h.noops == ["switch configuration already matches the plan"]
-    assert h.reads == [(NvueConfigDiff, {}), (NvuePatchDiff, {"path": PATCH})]
+    assert h.reads == [(NvueConfigDiff, {}), (NvueAppliedConfig, {})]
 
 
-def test_nvue_diff_present_applies():
-    cmds, h = run(apply_patch, {NvueConfigDiff: [""], NvuePatchDiff: [DIFF]}, path=PATCH)
+def test_nvue_differing_switch_applies():
+    applied = APPLIED.replace("mtu: 9216", "mtu: 1500")
+    cmds, h = run(apply_patch, {NvueConfigDiff: [""], NvueAppliedConfig: [applied]}, patch=WANTED, path=PATCH)
     assert cmds == [f"nv config patch {PATCH}", "nv config apply -y"]
     assert h.noops == []
 
 
-def test_nvue_unknown_diff_applies():
-    cmds, _ = run(apply_patch, {NvueConfigDiff: [""], NvuePatchDiff: [None]}, path=PATCH)
+def test_nvue_unreadable_applied_config_applies():
+    cmds, _ = run(apply_patch, {NvueConfigDiff: [""], NvueAppliedConfig: [None]}, patch=WANTED, path=PATCH)
     assert cmds == [f"nv config patch {PATCH}", "nv config apply -y"]
 
 
 def test_nvue_refuses_foreign_pending_changes():
     with pytest.raises(OperationError, match="pending NVUE changes"):
-        run(apply_patch, {NvueConfigDiff: [DIFF], NvuePatchDiff: [""]}, path=PATCH)
+        run(apply_patch, {NvueConfigDiff: [DIFF], NvueAppliedConfig: [APPLIED]}, patch=WANTED, path=PATCH)
 
 
-def test_nvue_patch_diff_fact_stages_diffs_and_detaches():
-    fact = NvuePatchDiff()
-    cmd = fact.command(path=PATCH)
-    staged, diffed, dropped = cmd.index("nv config patch"), cmd.index("nv config diff"), cmd.index("nv config detach")
-    assert staged < diffed < dropped
-    assert fact.process(["#kvpod:diff"]) == ""
-    assert fact.process(["#kvpod:diff", *DIFF.splitlines()]) == DIFF.strip()
-    assert fact.process(["#kvpod:unstaged"]) is None
-    assert fact.default() is None
+def test_the_switch_read_is_read_only():
+    """Every command that reads a Cumulus switch (the state read of check, diff, up --dry) only shows."""
+    from deploy.switches.cumulus_nvue_apply import reads
+
+    for read in reads(nvue_switch()):
+        fact = read.fact()
+        command = fact.command(**read.arguments()) if callable(fact.command) else fact.command
+        text = str(command)
+        for word in ("nv config patch", "nv config detach", "nv config apply", "nv set", "nv unset"):
+            assert word not in text, (read, text)
+
+
+def test_patch_differences_of_the_applied_config():
+    assert patch_differences(WANTED, APPLIED) == []
+    assert patch_differences(WANTED, APPLIED.replace("mtu: 9216", "mtu: 1500")) == [
+        "interface.swp1.link.mtu: 1500, planned 9216"
+    ]
+    assert patch_differences(WANTED, APPLIED.replace("'100': {}", "'101': {}")) == [
+        "bridge.domain.br_default.vlan.100: absent"
+    ]
+    assert patch_differences(WANTED, "") == [
+        "bridge: absent",
+        "interface: absent",
+    ]
+    assert patch_differences(WANTED, "not: [valid") is None
+    assert patch_differences(WANTED, "just text") is None
+
+
+def test_patch_differences_of_a_rendered_patch_against_itself_as_applied():
+    """A switch on which the rendered patch was applied shows no difference (keys as ints or strings alike)."""
+    patch = driver_for("cumulus-nvue").render(nvue_switch(), None)
+    applied = "- header: {rev-id: 1.0}\n" + re.sub(r"'(\d+)'", r"\1", patch.split("\n", 2)[2])
+    assert "'100'" in patch and "'100'" not in applied
+    assert patch_differences(patch, applied) == []
+    assert patch_differences(patch, applied.replace("mtu: 9216", "mtu: 9000", 1))
 
 
 @pytest.mark.parametrize("text", ["", "  \n", "[]", "{}", "- set: {}", "- unset: {}\n"])

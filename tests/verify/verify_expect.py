@@ -27,6 +27,7 @@ from deploy.names import (  # noqa: F401  (the suite's tests import these from h
     VLAN_MODULE,
 )
 from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, TargetPortalPlan
+from deploy.secrets import display, is_display
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
 CONNECTOR_MODULE = "lmcache.integration.vllm.vllm_v1_adapter"  # what vLLM's LMCacheConnectorV1 imports
@@ -130,18 +131,31 @@ def enclosure_portals(node: NodePlan, plan: Plan) -> list[TargetPortalPlan]:
     ]
 
 
+def credential_files_of(node: NodePlan) -> list[str]:
+    """The files that may carry credentials (the LMCache env file and YAML config): mode and owner checked."""
+    lm = node.lmcache
+    return [lm.env_file, *([lm.config_file] if lm.config_mode == "yaml" and lm.config_file else [])]
+
+
+def credential_file_owner(node: NodePlan) -> tuple[str, str, str]:
+    """Their wanted ``(mode, user, group)``: ``640``, root, the vLLM user's group."""
+    return ("640", "root", node.vllm.user)
+
+
 def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
     """What the state read of a node reads: the items of every check of the node, from the plan."""
     lm = node.lmcache
     files = [SYSCTL_FILE, HOSTNQN_FILE, HOSTID_FILE, lm.env_file]
     if lm.config_mode == "yaml" and lm.config_file:
         files.append(lm.config_file)
+    credential_files = credential_files_of(node)
     return NodeReads(
         portals=tuple(dict.fromkeys(p.address for p in node.namespace.portals)),
         ping_size=ping_size(node),
         rdma=node.namespace.transport == "rdma",
         sysctls=tuple(sysctls(node)),
         files=tuple(dict.fromkeys(files)),
+        modes=tuple(credential_files),
         modules=tuple(kernel_modules(node)),
         modules_load_dir=MODULES_LOAD_DIR,
         mount_path=node.mount.path,
@@ -171,6 +185,8 @@ def same_value(expected: Any, found: str | None) -> bool:
     """Whether a setting read as text means the planned value (numbers by value, booleans case-insensitively)."""
     if found is None:
         return False
+    if is_display(expected):  # a secret: the plan holds only its digest
+        return display(found) == expected
     if isinstance(expected, bool):
         return found.strip().lower() == str(expected).lower()
     if isinstance(expected, int | float):
@@ -202,7 +218,10 @@ def show(value: Any) -> str:
 
 
 def fail(what: str, expected: Any, found: Any) -> NoReturn:
-    """Fail the current check with the one-line message ``kvpod verify`` reports as expected vs found."""
+    """Fail the current check with the one-line message ``kvpod verify`` reports as expected vs found (a value
+    found for a secret shown by its digest only)."""
+    if is_display(expected) and isinstance(found, str) and not isinstance(found, Text):
+        found = Text(display(found))
     raise AssertionError(f"{what}: expected {_text(expected)}, found {_text(found)}")
 
 

@@ -190,6 +190,7 @@ class NodeReads:
     discoveries: tuple[tuple[str, str, int], ...]  # (transport, address, trsvcid) of each enclosure portal
     executable: str = ""  # vLLM's executable: its interpreter must import LMCache's vLLM connector
     connector_module: str = ""
+    modes: tuple[str, ...] = ()  # files whose mode and owner are read (`stat -c '%a %U %G'`)
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ def node_script(reads: NodeReads, root: str = "") -> str:
         "sect rdma rdma -j link show" if r.rdma else "",
         "sect sysctl sysctls " + " ".join(_q(sysctl_path(k)) for k in r.sysctls) if r.sysctls else "",
         *(f"sect {_q(section_name('file', f))} readfile {_rooted(f)}" for f in r.files),
+        *(f"sect {_q(section_name('mode', f))} stat -c '%a %U %G' {_rooted(f)}" for f in r.modes),
         "sect modules modules " + " ".join(_q(m) for m in r.modules),
         f"sect modules-load modules_load {_rooted(r.modules_load_dir)}",
         "sect controllers controllers",
@@ -841,6 +843,12 @@ class NodeState(_Lazy):
         s = self.present(section_name("file", path), path)
         return s.stdout if s.ok else None
 
+    def file_mode(self, path: str) -> tuple[str, str, str] | None:
+        """``(mode in octal, user, group)`` of a file, None when it does not exist."""
+        s = self.present(section_name("mode", path), f"mode of {path}")
+        words = s.stdout.split()
+        return (words[0], words[1], words[2]) if s.ok and len(words) == 3 else None
+
     def module_states(self) -> dict[str, str]:
         def read() -> dict[str, str]:
             return parse_module_states(self.present("modules", "kernel modules").stdout, self.reads.modules)
@@ -1037,6 +1045,13 @@ class HostFacts:
     def file_text(self, path: str) -> str | None:
         """The content of a file, or None when it does not exist or cannot be read."""
         return self.node().file_text(path)
+
+    def file_mode(self, path: str) -> tuple[str, str, str] | None:
+        """``(mode in octal, user, group)`` of a file the state read was told to stat, None when absent."""
+        if path not in self.node().reads.modes:
+            read = self.node().reads.modes
+            raise ReadFailed(f"{self.name}: the mode of {path!r} is not read (the state read has {read!r})")
+        return self.node().file_mode(path)
 
     def sysctl(self, key: str) -> str | None:
         return self.node().sysctls().get(key)

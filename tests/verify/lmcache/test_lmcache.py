@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 import yaml
-from verify_expect import CONFIG_FILE_VAR, Text, env_var, expect, fail, local_disk_dir, same_value
+from verify_expect import (
+    CONFIG_FILE_VAR,
+    Text,
+    credential_file_owner,
+    credential_files_of,
+    env_var,
+    expect,
+    fail,
+    local_disk_dir,
+    same_value,
+)
 from verify_facts import HostFacts, parse_env_file
 
 from deploy.plan import NodePlan
@@ -66,6 +76,17 @@ class TestConfiguration:
     def test_python_hash_seed(self, node: NodePlan, node_facts: HostFacts) -> None:
         """PYTHONHASHSEED=0, so every rank hashes KV chunks alike and finds each other's entries."""
         expect(f"PYTHONHASHSEED in {node.lmcache.env_file}", "0", env_file(node, node_facts).get("PYTHONHASHSEED"))
+
+
+class TestCredentialFiles:
+    def test_credential_files_mode_and_owner(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """The files that may carry credentials (LMCache env file, YAML config) are 0640 root:<vLLM user's group>:
+        vLLM reads them, no other user does."""
+        wanted = credential_file_owner(node)
+        for path in credential_files_of(node):
+            found = node_facts.file_mode(path)
+            if found != wanted:
+                fail(f"mode and owner of {path}", Text(" ".join(wanted)), Text(" ".join(found)) if found else None)
 
 
 class TestLocalDisk:
