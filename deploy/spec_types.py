@@ -198,14 +198,14 @@ def check_place(value: str) -> str:
     """A mount point or an install directory: a normalised path that is no system directory, inside none,
     and no parent of one (mounting there would hide the system's files; installing there would mix with them)."""
     check_abs_path(value)
-    valid = "e.g. /mnt/kvcache, /srv/kvcache, /data/kvcache"
+    valid = "use a directory of its own, e.g. /mnt/kvcache, /data/kvcache, /opt/kvpod/vllm"
     for tree in SYSTEM_TREES:
         if inside(value, tree):
             raise ValueError(f"{value} is inside the system directory {tree} ({valid})")
         if inside(tree, value):
             raise ValueError(f"{value} holds the system directory {tree} ({valid})")
     if value in CONTAINER_DIRS:
-        raise ValueError(f"{value} holds other directories: use a directory of its own below it ({valid})")
+        raise ValueError(f"{value} holds other directories ({valid})")
     return value
 
 

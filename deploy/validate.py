@@ -443,7 +443,8 @@ def _target_servers(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> lis
             try:
                 check_nqn(nqn)
             except ValueError as exc:
-                out.append(Problem(path, f"drive {d.slot} gets NQN {nqn[:60]}...: {exc}"))
+                if not any(p.path == path for p in out):  # once per field, not once per drive
+                    out.append(Problem(path, f"drive {d.slot} gets NQN {nqn[:60]}...: {exc}"))
             nqns.append((path, (nqn, ei)))
             if d.device_path:
                 where = f"enclosures[{ei}].drives[{di}].device_path" if explicit else f"enclosures[{ei}].drives"
@@ -469,13 +470,18 @@ def _interface_names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> li
     out: list[Problem] = []
     fab = spec.fabric
     per_node = fab.vlan_mode == "per-node" and fab.node_vlans is not None
+    overrides = {} if isinstance(spec.nodes, list) else spec.nodes.overrides
+    reported: set[str] = set()
     for i, n in enumerate(nodes):
         vlan = fab.node_vlans.start + i if per_node else fab.storage_vlan
         why = ifname_problem(f"{n.fabric_interface}.{vlan}")
-        if why:
+        generated = not isinstance(spec.nodes, list) and "fabric_interface" not in overrides.get(n.name, {})
+        path = "nodes.generate.fabric_interface" if generated else f"{np[n.name]}.fabric_interface"
+        if why and path not in reported:  # once per field, not once per generated node
+            reported.add(path)
             out.append(
                 Problem(
-                    f"{np[n.name]}.fabric_interface",
+                    path,
                     f"its VLAN interface {n.fabric_interface}.{vlan} is {why.split(' (')[0]} "
                     "(Linux allows 15: use a shorter name)",
                 )
