@@ -390,7 +390,7 @@ def check_version(value: str) -> str:
     else:
         ok = bool(re.fullmatch(r"[0-9][0-9A-Za-z.+!_-]*", value))
     if not ok:
-        raise ValueError(f"{value!r} is not a PEP 440 version to pin (e.g. 0.11.0)")
+        raise ValueError(f"{value!r} is not a version to pin (a PEP 440 version, e.g. 0.11.0)")
     return value
 
 

@@ -18,7 +18,6 @@ from deploy.errors import Problem, SpecError
 from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
 from deploy.names import WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
-from deploy.podlock import LOCK_DIR
 from deploy.spec import Enclosure, Node, PodSpec, Vllm
 from deploy.spec_types import check_nqn, ifname_problem, inside
 
@@ -518,7 +517,7 @@ def _host_paths(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
     out: list[Problem] = []
     mount = spec.kvcache.path
     inst = spec.vllm.install
-    places: list[tuple[str, str]] = [("kvpod's pod lock", LOCK_DIR)]
+    places: list[tuple[str, str]] = []  # kvpod's lock and state: inside SYSTEM_TREES, refused by the type
     if inst is not None:
         places.append(("vllm.install.venv", inst.venv))
         if inst.wheelhouse:

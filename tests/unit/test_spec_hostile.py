@@ -14,7 +14,10 @@ from typer.testing import CliRunner
 from deploy.cli import app
 from deploy.errors import SpecError
 from deploy.loader import spec_from_dict
+from deploy.names import CONNECT_SCRIPT, KVPOD_ETC, NVMET_ROOT, WHEELHOUSE_DEST
+from deploy.podlock import lock_path
 from deploy.spec import Strict
+from deploy.spec_types import SYSTEM_TREES, inside
 from tests.conftest import LAB
 
 BASE = yaml.safe_load(LAB.read_text())
@@ -591,6 +594,11 @@ def test_a_repeated_problem_is_one_line_not_one_per_drive_or_node():
 
 
 HOSTILE_BY_ID = {c[0]: c[1] for c in HOSTILE}
+
+
+def test_kvpod_files_on_hosts_are_inside_the_refused_trees():
+    for path in (lock_path("pod"), WHEELHOUSE_DEST, KVPOD_ETC, CONNECT_SCRIPT, NVMET_ROOT):
+        assert any(inside(path, tree) for tree in SYSTEM_TREES), path
 
 
 def test_a_new_string_field_refuses_control_characters_without_its_own_rule():
