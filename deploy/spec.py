@@ -24,6 +24,7 @@ from pydantic import (
 
 from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
 from deploy.spec_types import (
+    CONTROL_RE,
     IFNAME_RE,
     NQN_MAX_BYTES,
     NQN_RE,
@@ -81,10 +82,14 @@ class Strict(BaseModel):
     def _no_control_characters(cls, value: Any) -> Any:
         """One rule for every string of the spec, in lists and mappings too: no control characters (no spec
         value is multi-line). Typed fields say so first, with the exact item; this catches every other one."""
-        if isinstance(value, str | list | tuple | dict):
-            why = control_in(value)
-            if why:
-                raise ValueError(why)
+        if isinstance(value, str):
+            if CONTROL_RE.search(value) is None:  # the common case, cheaply: validation runs per field
+                return value
+        elif not isinstance(value, list | tuple | dict):
+            return value
+        why = control_in(value)
+        if why:
+            raise ValueError(why)
         return value
 
 

@@ -75,8 +75,29 @@ def no_install(*edits: tuple[str, Any]) -> dict:
 
 
 LONG_NQN = "nqn.2024-01.com.example:" + "a" * 200
+
+
+def per_node(interface: str) -> dict:
+    """The lab pod with a VLAN per node from 4090 and this fabric interface."""
+    data = spec(("nodes.generate.fabric_interface", interface), ("switches.0.routed", True))
+    data["fabric"].update(vlan_mode="per-node", node_vlans={"start": 4090, "end": 4094}, node_subnets="10.79.0.0/24")
+    return data
+
+
 # (case id, spec, field path, fragment of the message)
 HOSTILE = [
+    (
+        "ifname-per-node-vlan-suffix",
+        per_node("abcdefghijk"),
+        f"{GEN}.fabric_interface",
+        "its VLAN interface abcdefghijk.4090 is 16 bytes",
+    ),
+    (
+        "ifname-override-vlan-suffix",
+        spec(("nodes.overrides", {"node2": {"fabric_interface": "abcdefghijkl"}})),
+        "nodes.overrides.node2.fabric_interface",
+        "its VLAN interface abcdefghijkl.100 is 16 bytes",
+    ),
     # NQNs: the NVMe grammar, its length, no '/', no blanks, no shell
     (
         "nqn-command",
@@ -614,6 +635,7 @@ def test_a_new_string_field_refuses_control_characters_without_its_own_rule():
 
 
 LEGAL = [
+    ("ifname-per-node-15", per_node("abcdefghij")),
     ("ipv6-ssh-host", spec(("enclosures.0.management.ssh.address", "2001:db8::5"))),
     ("uuid-host-nqn", spec(("nodes.overrides", {"node1": {"host_nqn": f"nqn.2014-08.org.nvmexpress:uuid:{UUID}"}}))),
     ("nqn-with-colons", spec(("nodes.overrides", {"node1": {"host_nqn": "nqn.2024-01.com.example:rack1:gpu_01.a"}}))),
