@@ -338,7 +338,7 @@ def check_pattern(value: str, field: str) -> str:
 
 # --- what vLLM runs -----------------------------------------------------------------------------------------
 
-HUB_PART_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+HUB_PART_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?")
 HUB_PART_MAX = 96
 # Options of `vllm serve` that kvpod sets itself from the spec (roles/vllm exec_start), and their aliases.
 KVPOD_VLLM_OPTIONS = {

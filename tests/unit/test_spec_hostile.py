@@ -635,6 +635,7 @@ def test_a_new_string_field_refuses_control_characters_without_its_own_rule():
 
 
 LEGAL = [
+    ("model-underscore", spec(("vllm.model", "my_org/_draft.v2"))),
     ("ifname-per-node-15", per_node("abcdefghij")),
     ("ipv6-ssh-host", spec(("enclosures.0.management.ssh.address", "2001:db8::5"))),
     ("uuid-host-nqn", spec(("nodes.overrides", {"node1": {"host_nqn": f"nqn.2014-08.org.nvmexpress:uuid:{UUID}"}}))),
