@@ -52,6 +52,7 @@ from deploy.spec_types import (
     check_pattern,
     check_switch_port,
     control_in,
+    plain_data_problem,
     subnet_problem,
 )
 
@@ -425,8 +426,8 @@ class NodeGenerator(Strict):
     fabric_interface: IfName = Field("eth1", description="the NIC on the storage fabric")
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     switch: str | None = Field(None, description="the switch every node is cabled to")
-    switch_port: str | None = Field(None, description="format pattern, e.g. swp{n}")
     switch_port_start: int = Field(1, ge=0, description="value of {n} in switch_port for node 1")
+    switch_port: str | None = Field(None, description="format pattern, e.g. swp{n}")
     gpus: int = Field(4, ge=1, le=16, description="GPUs per node")
 
     @field_validator("name")
@@ -442,18 +443,17 @@ class NodeGenerator(Strict):
 
     @field_validator("switch_port")
     @classmethod
-    def _port_pattern(cls, v: str | None) -> str | None:
-        return None if v is None else check_pattern(v, "n")
-
-    @model_validator(mode="after")
-    def _ports(self) -> NodeGenerator:
-        if self.switch_port is not None:
-            for n in range(self.switch_port_start, self.switch_port_start + self.count):
-                try:
-                    check_switch_port(self.switch_port.format(n=n))
-                except ValueError as exc:
-                    raise ValueError(f"switch_port pattern gives a bad port for node {n}: {exc}") from None
-        return self
+    def _port_pattern(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        check_pattern(v, "n")
+        start = info.data.get("switch_port_start", 1)
+        for n in range(info.data.get("count", 1)):
+            try:
+                check_switch_port(v.format(n=start + n))
+            except ValueError as exc:
+                raise ValueError(f"pattern gives a bad port for node {n + 1}: {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _addresses_fit(self) -> NodeGenerator:
@@ -512,6 +512,14 @@ class Kvcache(Strict):
     @classmethod
     def _earlier_names(cls, data: Any) -> Any:
         return earlier_names(data, {"cpu_budget_gb": "cpu_budget_gib", "disk_budget_gb": "disk_budget_gib"})
+
+    @field_validator("lmcache_extra")
+    @classmethod
+    def _plain_data(cls, v: dict[str, Any]) -> dict[str, Any]:
+        why = plain_data_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
 
     @field_validator("mount_options")
     @classmethod

@@ -55,6 +55,23 @@ def control_in(value: Any, where: str = "") -> str | None:
     return None
 
 
+def plain_data_problem(value: Any, where: str = "") -> str | None:
+    """Why a nested value is not plain data (strings, numbers, booleans, null, lists, string-keyed mappings)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return None
+    if isinstance(value, list):
+        return next((w for i, item in enumerate(value) if (w := plain_data_problem(item, f"{where}[{i}]"))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where}[{key!r}]: a key must be a string, not {type(key).__name__}"
+            why = plain_data_problem(item, f"{where}[{key!r}]")
+            if why:
+                return why
+        return None
+    return f"{where or 'value'}: {type(value).__name__} is not plain data (give a string, number, list or mapping)"
+
+
 def _text(value: str) -> str:
     why = control_problem(value)
     if why:

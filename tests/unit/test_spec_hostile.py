@@ -4,6 +4,7 @@ refused before any host is touched, naming the field and what is wrong; unusual 
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
 import pytest
@@ -86,6 +87,18 @@ def per_node(interface: str) -> dict:
 
 # (case id, spec, field path, fragment of the message)
 HOSTILE = [
+    (
+        "lmcache-not-plain-data",
+        spec(("kvcache.lmcache_extra", {"extra_config": {"when": datetime.date(2024, 1, 1)}})),
+        "kvcache.lmcache_extra",
+        "['extra_config']['when']: date is not plain data",
+    ),
+    (
+        "lmcache-nested-int-key",
+        spec(("kvcache.lmcache_extra", {"extra_config": {"k": {1: "x"}}})),
+        "kvcache.lmcache_extra",
+        "['extra_config']['k'][1]: a key must be a string",
+    ),
     (
         "ifname-per-node-vlan-suffix",
         per_node("abcdefghijk"),
@@ -484,8 +497,8 @@ HOSTILE = [
     (
         "port-pattern-blank",
         spec(("nodes.generate.switch_port", "swp{n} x")),
-        GEN,
-        "switch_port pattern gives a bad port for node 1",
+        f"{GEN}.switch_port",
+        "pattern gives a bad port for node 1: 'swp1 x' is not a switch port name",
     ),
     (
         "bridge-port-too-long",
@@ -572,7 +585,7 @@ HOSTILE = [
     (
         "generated-port-too-long",
         spec(("nodes.generate.switch_port", "p" * 63 + "{n}"), ("nodes.generate.count", 10)),
-        GEN,
+        f"{GEN}.switch_port",
         "bad port for node 10",
     ),
 ]
