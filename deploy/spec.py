@@ -23,12 +23,10 @@ from pydantic import (
 )
 
 from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
+
+# IFNAME_RE, NQN_MAX_BYTES, NQN_RE, PATTERN_SPEC_RE, check_nqn and check_pattern were defined here: re-exported.
 from deploy.spec_types import (
     CONTROL_RE,
-    IFNAME_RE,
-    NQN_MAX_BYTES,
-    NQN_RE,
-    PATTERN_SPEC_RE,
     AbsPath,
     DevicePath,
     DevicePattern,
@@ -48,15 +46,17 @@ from deploy.spec_types import (
     Text,
     UserName,
     Uuid,
-    check_nqn,
     check_pattern,
     check_switch_port,
     control_in,
     plain_data_problem,
     subnet_problem,
 )
-
-__all__ = ["IFNAME_RE", "NQN_MAX_BYTES", "NQN_RE", "PATTERN_SPEC_RE", "check_nqn", "check_pattern"]
+from deploy.spec_types import IFNAME_RE as IFNAME_RE
+from deploy.spec_types import NQN_MAX_BYTES as NQN_MAX_BYTES
+from deploy.spec_types import NQN_RE as NQN_RE
+from deploy.spec_types import PATTERN_SPEC_RE as PATTERN_SPEC_RE
+from deploy.spec_types import check_nqn as check_nqn
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Upper bound of every size in GB (capacities, budgets, GPU memory): 1 PB, far above any drive or node.
