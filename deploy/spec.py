@@ -7,7 +7,6 @@ subnets, one namespace per node, ...) live in :mod:`deploy.validate`. Nothing he
 from __future__ import annotations
 
 import re
-import string
 from typing import Annotated, Any, Literal
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
@@ -18,6 +17,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,14 +25,41 @@ from pydantic import (
 from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
 from deploy.secrets import classify
 
-NQN_MAX_BYTES = 223
-# NVMe Base Specification, "NVMe Qualified Names": nqn.yyyy-mm.<reverse domain>:<unique string>,
-# or the UUID form nqn.2014-08.org.nvmexpress:uuid:<uuid>.
-NQN_RE = re.compile(r"^nqn\.(19|20)\d\d-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)*:.+$")
+# IFNAME_RE, NQN_MAX_BYTES, NQN_RE, PATTERN_SPEC_RE, check_nqn and check_pattern were defined here: re-exported.
+from deploy.spec_types import (
+    CONTROL_RE,
+    AbsPath,
+    DevicePath,
+    DevicePattern,
+    ExtraArg,
+    IfName,
+    IndexUrl,
+    LocalPath,
+    ModelId,
+    MountOption,
+    NetnsName,
+    Nqn,
+    NqnPrefix,
+    PipVersion,
+    PlacePath,
+    ServiceUser,
+    SwitchPort,
+    Text,
+    UserName,
+    Uuid,
+    check_pattern,
+    check_switch_port,
+    control_in,
+    plain_data_problem,
+    subnet_problem,
+)
+from deploy.spec_types import IFNAME_RE as IFNAME_RE
+from deploy.spec_types import NQN_MAX_BYTES as NQN_MAX_BYTES
+from deploy.spec_types import NQN_RE as NQN_RE
+from deploy.spec_types import PATTERN_SPEC_RE as PATTERN_SPEC_RE
+from deploy.spec_types import check_nqn as check_nqn
+
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-# Format specs allowed in name patterns ({n}, {n:02d}, {slot:3}): a width of one digit, nothing else.
-PATTERN_SPEC_RE = re.compile(r"0?[0-9]?d?")
 # Upper bound of every size in GB (capacities, budgets, GPU memory): 1 PB, far above any drive or node.
 MAX_GB = 1_000_000
 # Upper bounds of model shape numbers and context length, far above any model (sizing works in floats).
@@ -44,12 +71,28 @@ HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
 HOST_LABEL_MAX = 63
 HOST_NAME_MAX = 253
 DOTTED_NUMERIC_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+PRIVILEGED_PORTS = 1024  # ports below need root (CAP_NET_BIND_SERVICE)
 
 
 class Strict(BaseModel):
     """Base for every spec model: unknown keys are errors, values are not coerced silently, numbers are finite."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        """One rule for every string of the spec, in lists and mappings too: no control characters (no spec
+        value is multi-line). Typed fields say so first, with the exact item; this catches every other one."""
+        if isinstance(value, str):
+            if CONTROL_RE.search(value) is None:  # the common case, cheaply: validation runs per field
+                return value
+        elif not isinstance(value, list | tuple | dict):
+            return value
+        why = control_in(value)
+        if why:
+            raise ValueError(why)
+        return value
 
 
 def earlier_names(data: Any, renamed: dict[str, str]) -> Any:
@@ -63,18 +106,6 @@ def earlier_names(data: Any, renamed: dict[str, str]) -> Any:
                 raise ValueError(f"{earlier} is the earlier name of {current}: give only {current}")
             out[current] = out.pop(earlier)
     return out
-
-
-def check_nqn(value: str) -> str:
-    """Return ``value`` when it is a well-formed NVMe Qualified Name, else raise ValueError."""
-    if len(value.encode()) > NQN_MAX_BYTES:
-        raise ValueError(f"NQN is {len(value.encode())} bytes (at most {NQN_MAX_BYTES})")
-    if not NQN_RE.fullmatch(value):
-        raise ValueError(
-            f"malformed NQN {value!r} (expected nqn.yyyy-mm.reverse-domain:identifier, "
-            "e.g. nqn.2024-01.com.example:drive01)"
-        )
-    return value
 
 
 def check_name(value: str) -> str:
@@ -99,24 +130,6 @@ def ipv4_problem(value: str) -> str | None:
         if len(octet) > 1 and octet.startswith("0"):
             return f"octet {octet} has a leading zero (ambiguous: octal or decimal)"
     return None
-
-
-def check_pattern(value: str, field: str) -> str:
-    """A name pattern such as ``gpu{n:02d}``: only ``{field}`` is replaced, optionally padded to at most 9."""
-    example = f"{{{field}}} or {{{field}:02d}}"
-    try:
-        parts = list(string.Formatter().parse(value))
-    except ValueError as exc:
-        raise ValueError(
-            f"{value!r} is not a valid pattern: {exc} (use {example}; '{{{{' for a literal brace)"
-        ) from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name != field or conversion is not None or not PATTERN_SPEC_RE.fullmatch(spec or ""):
-            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise ValueError(f"{value!r}: {shown[:40]} is not a placeholder kvpod fills in (use {example})")
-    return value
 
 
 def check_address(value: str) -> str:
@@ -172,11 +185,6 @@ def check_host(value: str) -> str:
 # The JSON Schema (``kvpod schema``) carries the name and NQN patterns for editors; the validators above
 # remain the rule and give the messages.
 Name = Annotated[str, AfterValidator(lambda v: check_name(v)), Field(json_schema_extra={"pattern": NAME_RE.pattern})]
-Nqn = Annotated[
-    str,
-    AfterValidator(lambda v: check_nqn(v)),
-    Field(json_schema_extra={"pattern": NQN_RE.pattern, "maxLength": NQN_MAX_BYTES}),
-]
 Address = Annotated[str, AfterValidator(lambda v: check_address(v))]
 Host = Annotated[str, AfterValidator(lambda v: check_host(v))]
 Mtu = Annotated[int, Field(ge=1280, le=9216, description="IP MTU in bytes (1280-9216)")]
@@ -188,10 +196,12 @@ class Ssh(Strict):
 
     address: Host = Field(description="IP address or host name")
     port: int = Field(22, ge=1, le=65535, description="SSH port")
-    user: str = Field("root", description="login user")
-    key: str | None = Field(None, description="private key file (default: the SSH agent and default keys)")
+    user: UserName = Field("root", description="login user (a portable user name)")
+    key: LocalPath | None = Field(
+        None, description="private key file on this machine, ~/ for your home (default: the SSH agent and default keys)"
+    )
     sudo: bool = Field(False, description="run commands through sudo (a non-root user)")
-    known_hosts_file: str | None = Field(None, description="default: ~/.ssh/known_hosts")
+    known_hosts_file: LocalPath | None = Field(None, description="file on this machine (default: ~/.ssh/known_hosts)")
     strict_host_key_checking: Literal["yes", "accept-new", "no"] = Field(
         "accept-new", description="OpenSSH StrictHostKeyChecking"
     )
@@ -255,6 +265,9 @@ class Fabric(Strict):
             raise ValueError(f"{v!r} is not a subnet in CIDR form (e.g. 10.78.0.0/24)") from None
         if net.ip != net.network:
             raise ValueError(f"{v!r} has host bits set (did you mean {net.cidr}?)")
+        why = subnet_problem(str(net.cidr))
+        if why:
+            raise ValueError(f"{v}: {why}")
         return str(net.cidr)
 
     @model_validator(mode="after")
@@ -285,13 +298,13 @@ class Switch(Strict):
     mtu: Mtu = Field(9216, description="port MTU; at least fabric.mtu + 4 (the VLAN tag)")
     roce_qos: bool = Field(False, description="cumulus-nvue: apply 'nv set qos roce' (lossless RoCE)")
     routed: bool = Field(False, description="give the storage VLAN(s) an SVI address on this switch")
-    bridge: str = Field("br_default", description="bridge name (NVUE domain or Linux bridge)")
-    netns: str | None = Field(None, description="linux-bridge: network namespace holding the bridge")
+    bridge: IfName = Field("br_default", description="bridge name (NVUE domain or Linux bridge)")
+    netns: NetnsName | None = Field(None, description="linux-bridge: network namespace holding the bridge")
 
 
 class SwitchAttachment(Strict):
-    switch: str
-    port: str
+    switch: Text
+    port: SwitchPort
 
 
 class Portal(Strict):
@@ -299,10 +312,10 @@ class Portal(Strict):
 
     name: Name = Field(description="port name, unique within its IOM")
     address: Address | None = Field(None, description="fabric address (default: assigned from fabric.subnet)")
-    interface: str | None = Field(None, description="linux-nvmet: the target's fabric NIC")
+    interface: IfName | None = Field(None, description="linux-nvmet: the target's fabric NIC")
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     switch: str | None = Field(None, description="the switch this port is cabled to")
-    switch_port: str | None = Field(None, description="the port on that switch")
+    switch_port: SwitchPort | None = Field(None, description="the port on that switch (e.g. swp1, Ethernet1/1)")
     transports: list[Literal["rdma", "tcp"]] = Field(
         default_factory=lambda: ["rdma"], min_length=1, description="transports this port serves"
     )
@@ -323,7 +336,9 @@ class Drive(Strict):
         gt=0, le=MAX_GB, description="drive capacity in decimal GB (10^9 bytes), as drives are sold"
     )
     nqn: Nqn | None = Field(None, description="subsystem NQN (default: <nqn_prefix>:<enclosure>-driveNN)")
-    device_path: str | None = Field(None, description="linux-nvmet: block device or file backing it")
+    device_path: DevicePath | None = Field(
+        None, description="linux-nvmet: block device under /dev, or file backing it (absolute, normalised)"
+    )
     nsid: int = Field(1, ge=1, description="namespace ID within the subsystem")
 
 
@@ -334,12 +349,9 @@ class DriveSet(Strict):
     capacity_gb: float = Field(
         gt=0, le=MAX_GB, description="capacity of each drive in decimal GB (10^9 bytes), as drives are sold"
     )
-    device_path_pattern: str | None = Field(None, description="linux-nvmet: e.g. /srv/nvmet/drive{slot}.img")
-
-    @field_validator("device_path_pattern")
-    @classmethod
-    def _device_pattern(cls, v: str | None) -> str | None:
-        return None if v is None else check_pattern(v, "slot")
+    device_path_pattern: DevicePattern | None = Field(
+        None, description="linux-nvmet: with {slot}, e.g. /srv/nvmet/drive{slot}.img"
+    )
 
 
 def _list_or_set(value: Any) -> str:
@@ -354,21 +366,13 @@ class Enclosure(Strict):
         description="data24: configured by hand from `kvpod target sheet`; linux-nvmet: configured over SSH"
     )
     management: Management = Field(Management(), description="a Data24's management address, a Linux target's SSH")
-    nqn_prefix: str = Field("nqn.2024-01.io.kvpod", description="drive NQNs are <nqn_prefix>:<enclosure>-driveNN")
+    nqn_prefix: NqnPrefix = Field("nqn.2024-01.io.kvpod", description="drive NQNs are <nqn_prefix>:<enclosure>-driveNN")
     ioms: list[Iom] = Field(min_length=1, max_length=2, description="one or two I/O modules")
     drives: Annotated[
         Annotated[list[Drive], Tag("[list]")] | Annotated[DriveSet, Tag("[set]")],
         Discriminator(_list_or_set),
     ] = Field(description="a list of drives, or {count, capacity_gb} for identical drives in slots 1..count")
     file_backed: bool = Field(False, description="linux-nvmet: create sparse files at device_path")
-
-    @field_validator("nqn_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        check_nqn(v + ":x")
-        if ":" in v:
-            raise ValueError(f"{v!r}: the prefix is the part before ':' (e.g. nqn.2024-01.com.example)")
-        return v
 
     def drive_list(self) -> list[Drive]:
         """The drives, expanding the compact form."""
@@ -397,22 +401,15 @@ class Node(Strict):
 
     name: Name = Field(description="node name (lower-case DNS label)")
     ssh: Ssh = Field(description="how kvpod reaches the node")
-    fabric_interface: str = Field("eth1", description="the NIC on the storage fabric")
+    fabric_interface: IfName = Field("eth1", description="the NIC on the storage fabric")
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     fabric_address: Address | None = Field(None, description="storage address (default: assigned after the portals)")
     switch: str | None = Field(None, description="the switch the fabric NIC is cabled to")
-    switch_port: str | None = Field(None, description="the port on that switch")
+    switch_port: SwitchPort | None = Field(None, description="the port on that switch (e.g. swp1)")
     gpus: int = Field(4, ge=1, le=16, description="GPUs (a multiple of vllm.tensor_parallel_size)")
     host_nqn: Nqn | None = Field(None, description="NVMe host NQN (default: derived from pod and node names)")
-    host_id: str | None = Field(None, description="NVMe host ID (default: derived from pod and node names)")
+    host_id: Uuid | None = Field(None, description="NVMe host ID, a UUID (default: derived from pod and node names)")
     namespace: NamespaceRef | None = Field(None, description="its drive (default: node i takes the i-th drive)")
-
-    @field_validator("fabric_interface")
-    @classmethod
-    def _ifname(cls, v: str) -> str:
-        if not IFNAME_RE.fullmatch(v):
-            raise ValueError(f"{v!r} is not a Linux interface name (1-15 chars, no spaces or '/')")
-        return v
 
 
 class NodeGenerator(Strict):
@@ -424,30 +421,40 @@ class NodeGenerator(Strict):
     ssh_address_step: int = Field(1, ge=0, description="added per node; 0 = same address for all")
     ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of node 1")
     ssh_port_step: int = Field(0, ge=0, description="added per node")
-    ssh_user: str = Field("root", description="login user")
-    ssh_key: str | None = Field(None, description="private key file")
-    ssh_known_hosts_file: str | None = Field(None, description="default: ~/.ssh/known_hosts")
-    fabric_interface: str = Field("eth1", description="the NIC on the storage fabric")
+    ssh_user: UserName = Field("root", description="login user (a portable user name)")
+    ssh_key: LocalPath | None = Field(None, description="private key file on this machine")
+    ssh_known_hosts_file: LocalPath | None = Field(None, description="default: ~/.ssh/known_hosts")
+    fabric_interface: IfName = Field("eth1", description="the NIC on the storage fabric")
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     switch: str | None = Field(None, description="the switch every node is cabled to")
-    switch_port: str | None = Field(None, description="format pattern, e.g. swp{n}")
     switch_port_start: int = Field(1, ge=0, description="value of {n} in switch_port for node 1")
+    switch_port: str | None = Field(None, description="format pattern, e.g. swp{n}")
     gpus: int = Field(4, ge=1, le=16, description="GPUs per node")
 
     @field_validator("name")
     @classmethod
-    def _pattern(cls, v: str) -> str:
+    def _pattern(cls, v: str, info: ValidationInfo) -> str:
         check_pattern(v, "n")
-        try:
-            check_name(v.format(n=1))
-        except ValueError as exc:
-            raise ValueError(f"name pattern {v!r} does not give a valid name for node 1 ({exc})") from None
+        for n in range(1, info.data.get("count", 1) + 1):
+            try:
+                check_name(v.format(n=n))
+            except ValueError as exc:
+                raise ValueError(f"name pattern {v!r} does not give a valid name for node {n} ({exc})") from None
         return v
 
     @field_validator("switch_port")
     @classmethod
-    def _port_pattern(cls, v: str | None) -> str | None:
-        return None if v is None else check_pattern(v, "n")
+    def _port_pattern(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        check_pattern(v, "n")
+        start = info.data.get("switch_port_start", 1)
+        for n in range(info.data.get("count", 1)):
+            try:
+                check_switch_port(v.format(n=start + n))
+            except ValueError as exc:
+                raise ValueError(f"pattern gives a bad port for node {n + 1}: {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _addresses_fit(self) -> NodeGenerator:
@@ -474,9 +481,11 @@ class Kvcache(Strict):
     """The KV-cache mount and LMCache's tiers. Sizes are GiB (2^30 bytes): LMCache multiplies its
     ``max_local_cpu_size`` and ``max_local_disk_size`` by 1024**3, so a budget here is what it allocates."""
 
-    path: str = Field("/mnt/kvcache", description="mount point of the node's drive")
+    path: PlacePath = Field(
+        "/mnt/kvcache", description="mount point of the node's drive (not a system directory, not inside one)"
+    )
     filesystem: Literal["ext4"] = Field("ext4", description="created only on a blank drive")
-    mount_options: list[str] = Field(default_factory=lambda: ["noatime"], description="must include noatime")
+    mount_options: list[MountOption] = Field(default_factory=lambda: ["noatime"], description="must include noatime")
     cpu_budget_gib: float = Field(
         30,
         gt=0,
@@ -487,7 +496,7 @@ class Kvcache(Strict):
         100, gt=0, le=MAX_GB, description="LMCache disk tier per node, in GiB (earlier name: disk_budget_gb, same unit)"
     )
     chunk_size: int = Field(256, ge=1, description="LMCache chunk size in tokens")
-    lmcache_version: str = Field(
+    lmcache_version: PipVersion = Field(
         LMCACHE_VERSION, description="the LMCache version the nodes run (lmcache_extra is checked against it)"
     )
     lmcache_telemetry: bool = Field(
@@ -512,12 +521,13 @@ class Kvcache(Strict):
     def _earlier_names(cls, data: Any) -> Any:
         return earlier_names(data, {"cpu_budget_gb": "cpu_budget_gib", "disk_budget_gb": "disk_budget_gib"})
 
-    @field_validator("path")
+    @field_validator("lmcache_extra")
     @classmethod
-    def _abs(cls, v: str) -> str:
-        if not v.startswith("/") or v.rstrip("/") in ("", "/") or not v.isprintable() or " " in v:
-            raise ValueError(f"{v!r} is not an absolute mount path other than / (e.g. /mnt/kvcache)")
-        return v.rstrip("/")
+    def _plain_data(cls, v: dict[str, Any]) -> dict[str, Any]:
+        why = plain_data_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
 
     @field_validator("mount_options")
     @classmethod
@@ -556,46 +566,42 @@ class ModelShape(Strict):
 class VllmInstall(Strict):
     """vLLM and LMCache installed with pip into a virtual environment on every node (optional)."""
 
-    venv: str = Field("/opt/kvpod/vllm", description="path of the virtual environment on the node")
-    vllm_version: str = Field(description="the vllm version to install (pinned, e.g. 0.11.0)")
-    lmcache_version: str | None = Field(
+    venv: PlacePath = Field(
+        "/opt/kvpod/vllm", description="path of the virtual environment on the node (not a system directory)"
+    )
+    vllm_version: PipVersion = Field(description="the vllm version to install (pinned, PEP 440, e.g. 0.11.0)")
+    lmcache_version: PipVersion | None = Field(
         None, description="the lmcache version to install (default: kvcache.lmcache_version)"
     )
-    wheelhouse: str | None = Field(
+    wheelhouse: LocalPath | None = Field(
         None,
         description="a directory of wheels on the machine running kvpod, pushed to the nodes and installed "
         "from without an index (air-gapped pods)",
     )
-    index_url: str | None = Field(None, description="the package index to install from (default: pip's)")
-    python: str = Field("/usr/bin/python3", description="the interpreter the environment is made with")
-
-    @field_validator("venv", "python")
-    @classmethod
-    def _abs_path(cls, v: str) -> str:
-        if not v.startswith("/") or any(c.isspace() for c in v):
-            raise ValueError(f"{v!r} must be an absolute path without blanks")
-        return v.rstrip("/") or "/"
-
-    @field_validator("vllm_version", "lmcache_version")
-    @classmethod
-    def _version(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v):
-            raise ValueError(f"{v!r} is not a version to pin (e.g. 0.11.0)")
-        return v
+    index_url: IndexUrl | None = Field(None, description="the package index to install from, http(s) (default: pip's)")
+    python: AbsPath = Field("/usr/bin/python3", description="the interpreter the environment is made with")
 
 
 class Vllm(Strict):
     """The vLLM server of every node."""
 
-    model: str = Field("meta-llama/Llama-3.1-70B-Instruct", description="model name or path")
+    model: ModelId = Field(
+        "meta-llama/Llama-3.1-70B-Instruct",
+        description="Hugging Face hub id (org/name), or an absolute path on the node",
+    )
     model_shape: ModelShape | None = Field(None, description="for sizing (default: known Llama models)")
     tensor_parallel_size: int = Field(4, ge=1, le=16, description="GPUs per vLLM instance")
     gpu_memory_utilization: float = Field(0.90, gt=0, le=1, description="share of GPU memory vLLM may use")
     max_model_len: int = Field(32768, ge=256, le=MAX_TOKENS, description="context length in tokens")
-    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the server")
-    user: str = Field("vllm", description="system user running vLLM")
-    executable: str = Field("/usr/local/bin/vllm", description="path of the vllm executable")
-    extra_args: list[str] = Field(default_factory=list, description="further command-line arguments")
+    port: int = Field(
+        8000, ge=1, le=65535, description="HTTP port of the server (1024-65535: vLLM does not run as root)"
+    )
+    user: ServiceUser = Field("vllm", description="system user running vLLM (a portable user name, not root)")
+    executable: AbsPath = Field("/usr/local/bin/vllm", description="path of the vllm executable")
+    extra_args: list[ExtraArg] = Field(
+        default_factory=list,
+        description="further command-line arguments, one word each (not the options kvpod sets itself)",
+    )
     install: VllmInstall | None = Field(
         None, description="install vLLM and LMCache into a virtual environment; the unit runs its vllm"
     )
@@ -608,6 +614,16 @@ class Vllm(Strict):
     @classmethod
     def _earlier_names(cls, data: Any) -> Any:
         return earlier_names(data, {"gpu_memory_gb": "gpu_memory_gib"})
+
+    @field_validator("port")
+    @classmethod
+    def _unprivileged(cls, v: int) -> int:
+        if v < PRIVILEGED_PORTS:
+            raise ValueError(
+                f"port {v} is privileged (below {PRIVILEGED_PORTS}) and vLLM runs as vllm.user, never root "
+                "(use 1024-65535, e.g. 8000)"
+            )
+        return v
 
 
 class PodSpec(Strict):

@@ -16,9 +16,11 @@ from deploy.assignment import all_drives, host_nqn, node_drives, subsystem_nqn
 from deploy.capacity import ext4_usable_gib
 from deploy.errors import Problem, SpecError
 from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
+from deploy.names import WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
 from deploy.secrets import reveal
-from deploy.spec import Node, PodSpec, Vllm
+from deploy.spec import Enclosure, Node, PodSpec, Vllm
+from deploy.spec_types import check_nqn, ifname_problem, inside
 
 VLAN_TAG_BYTES = 4
 DATA24_DRIVES = 24
@@ -44,6 +46,9 @@ def check_pod(spec: PodSpec) -> list[Problem]:
         _vlans,
         _fabric,
         _install,
+        _target_servers,
+        _interface_names,
+        _host_paths,
     )
     for rule in rules:
         problems.extend(rule(spec, nodes, node_path))
@@ -416,3 +421,124 @@ def wheelhouse_problems(wheelhouse: str | None) -> list[str]:
             "(fill it with `pip download --dest DIR vllm==X lmcache==Y`)"
         ]
     return []
+
+
+def _server(enc: Enclosure) -> tuple:
+    """The machine serving an enclosure: enclosures reached through one SSH endpoint share one (as the plan
+    numbers their ports and the runner configures them), others are each their own."""
+    ssh = enc.management.ssh
+    return ("ssh", ssh.address, ssh.port) if ssh else ("enclosure", enc.name)
+
+
+def _target_servers(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    """Subsystem NQNs are unique in the pod (an NQN names one subsystem: hosts join equal NQNs as paths of one),
+    device paths unique on each target server (two subsystems on one file would share its blocks)."""
+    out: list[Problem] = []
+    nqns: list[tuple[str, object]] = []
+    devices: list[tuple[str, object]] = []
+    for ei, enc in enumerate(spec.enclosures):
+        explicit = isinstance(enc.drives, list)
+        for di, d in enumerate(enc.drive_list()):
+            nqn = subsystem_nqn(enc, d)
+            path = f"enclosures[{ei}].drives[{di}].nqn" if explicit and d.nqn else f"enclosures[{ei}].nqn_prefix"
+            try:
+                check_nqn(nqn)
+            except ValueError as exc:
+                if not any(p.path == path for p in out):  # once per field, not once per drive
+                    out.append(Problem(path, f"drive {d.slot} gets NQN {nqn[:60]}...: {exc}"))
+            nqns.append((path, (nqn, ei)))
+            if d.device_path:
+                where = f"enclosures[{ei}].drives[{di}].device_path" if explicit else f"enclosures[{ei}].drives"
+                devices.append((where, (_server(enc), d.device_path, ei)))
+    first: dict[str, tuple[str, int]] = {}
+    for path, (nqn, ei) in nqns:
+        if nqn in first and first[nqn][1] != ei:
+            out.append(Problem(path, f"subsystem NQN {nqn} is also used by {first[nqn][0]} (NQNs must be unique)"))
+        first.setdefault(nqn, (path, ei))
+    seen: dict[tuple, str] = {}
+    for path, (server, device, _) in devices:
+        key = (server, device)
+        if key in seen and seen[key] != path:
+            out.append(
+                Problem(path, f"device {device} is also backing {seen[key]} on the same target server (one each)")
+            )
+        seen.setdefault(key, path)
+    return out
+
+
+def _interface_names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    """Interfaces kvpod creates are named <interface>.<vlan>: that name too must fit Linux's 15 bytes."""
+    out: list[Problem] = []
+    fab = spec.fabric
+    per_node = fab.vlan_mode == "per-node" and fab.node_vlans is not None
+    overrides = {} if isinstance(spec.nodes, list) else spec.nodes.overrides
+    reported: set[str] = set()
+    for i, n in enumerate(nodes):
+        vlan = fab.node_vlans.start + i if per_node else fab.storage_vlan
+        why = ifname_problem(f"{n.fabric_interface}.{vlan}")
+        generated = not isinstance(spec.nodes, list) and "fabric_interface" not in overrides.get(n.name, {})
+        path = "nodes.generate.fabric_interface" if generated else f"{np[n.name]}.fabric_interface"
+        if why and path not in reported:  # once per field, not once per generated node
+            reported.add(path)
+            out.append(
+                Problem(
+                    path,
+                    f"its VLAN interface {n.fabric_interface}.{vlan} is {why.split(' (')[0]} "
+                    "(Linux allows 15: use a shorter name)",
+                )
+            )
+    for ei, enc in enumerate(spec.enclosures):
+        for ii, iom in enumerate(enc.ioms):
+            for pi, port in enumerate(iom.ports):
+                if port.interface and ifname_problem(f"{port.interface}.{fab.storage_vlan}"):
+                    out.append(
+                        Problem(
+                            f"enclosures[{ei}].ioms[{ii}].ports[{pi}].interface",
+                            f"its VLAN interface {port.interface}.{fab.storage_vlan} is longer than 15 bytes "
+                            "(use a shorter name)",
+                        )
+                    )
+    bridges = {s.name for s in spec.switches if s.kind == "linux-bridge"}
+    attached = [(f"{np[n.name]}.switch_port", n.switch, n.switch_port) for n in nodes]
+    attached += [
+        (f"enclosures[{ei}].ioms[{ii}].ports[{pi}].switch_port", port.switch, port.switch_port)
+        for ei, enc in enumerate(spec.enclosures)
+        for ii, iom in enumerate(enc.ioms)
+        for pi, port in enumerate(iom.ports)
+    ]
+    for path, switch, port in attached:
+        if switch in bridges and port is not None:
+            why = ifname_problem(port)
+            if why:
+                out.append(Problem(path, f"a port of Linux bridge {switch} is an interface: {port!r} {why}"))
+    return out
+
+
+def _host_paths(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    """The KV-cache mount, the vLLM environment and kvpod's own files on a node do not overlap."""
+    out: list[Problem] = []
+    mount = spec.kvcache.path
+    inst = spec.vllm.install
+    places: list[tuple[str, str]] = []  # kvpod's lock and state: inside SYSTEM_TREES, refused by the type
+    if inst is not None:
+        places.append(("vllm.install.venv", inst.venv))
+        if inst.wheelhouse:
+            places.append(("the wheelhouse kvpod pushes", WHEELHOUSE_DEST))
+    for what, where in places:
+        if inside(mount, where) or inside(where, mount):
+            out.append(
+                Problem(
+                    "kvcache.path", f"{mount} overlaps {what} at {where} (give the KV-cache mount its own directory)"
+                )
+            )
+    if inside(spec.vllm.executable, mount):
+        out.append(
+            Problem(
+                "vllm.executable", f"{spec.vllm.executable} is inside the KV-cache mount {mount} (install it elsewhere)"
+            )
+        )
+    if inst is not None and inside(inst.python, inst.venv):
+        out.append(
+            Problem("vllm.install.python", f"{inst.python} is inside the environment {inst.venv} it is to create")
+        )
+    return out

@@ -110,6 +110,15 @@ def test_a_secret_file_others_may_read_is_refused(tmp_path: Path, mode: int) -> 
     assert PASSWORD not in result.output
 
 
+def test_a_secret_file_with_a_line_break_inside_is_refused_without_showing_it(tmp_path: Path) -> None:
+    path = secret_file(tmp_path, f"{URL}\nExecStartPre=+/bin/sh")
+    with pytest.raises(SpecError) as err:
+        load_spec(lab_spec_with(tmp_path, {"remote_url": {"from_file": str(path)}}))
+    message = str(err.value)
+    assert message.startswith("kvcache.lmcache_extra.remote_url.from_file: ") and "one line" in message
+    assert PASSWORD not in message
+
+
 def test_a_missing_or_linked_secret_file_is_refused(tmp_path: Path) -> None:
     real = secret_file(tmp_path, URL)
     link = tmp_path / "link.secret"

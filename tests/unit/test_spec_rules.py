@@ -351,8 +351,8 @@ def test_valid_ssh_host_names(reference_dict, host):
     ("field", "value", "expected"),
     [
         ("name", "gpu01\n", "'gpu01\\n' is not a valid name"),
-        ("fabric_interface", "eth1\n", "'eth1\\n' is not a Linux interface name"),
-        ("host_nqn", "nqn.2024-01.com.example:host-a\n", "malformed NQN"),
+        ("fabric_interface", "eth1\n", "control character U+000A at position 4"),
+        ("host_nqn", "nqn.2024-01.com.example:host-a\n", "control character U+000A"),
     ],
 )
 def test_trailing_newline_is_not_part_of_a_valid_value(reference_dict, field, value, expected):
@@ -381,7 +381,7 @@ def test_line_breaks_in_quoted_values_are_escaped(reference_dict):
     data = explicit_nodes(reference_dict)
     data["nodes"][0]["host_id"] = data["nodes"][1]["host_id"] = "id\u2028one"
     out = problems(data)
-    assert any(p.startswith("nodes[0].host_id: host ID id\\u2028one is shared") for p in out)
+    assert "nodes[0].host_id: control character U+2028 at position 2 (no spec value may hold one)" in out
     assert all(len(p.splitlines()) == 1 for p in out)
 
 
@@ -517,7 +517,7 @@ def test_lmcache_extra_keys_are_strings(reference_dict):
 def test_kvcache_path_with_a_line_break(reference_dict):
     reference_dict["kvcache"]["path"] = "/mnt/kv\ncache"
     (line,) = problems(reference_dict)
-    assert line.startswith("kvcache.path: '/mnt/kv\\ncache' is not an absolute mount path")
+    assert line.startswith("kvcache.path: control character U+000A at position 7")
 
 
 def test_model_shape_and_context_length_are_bounded(reference_dict):
