@@ -68,6 +68,12 @@ def shell_word(value: object) -> Encoded:
     return Encoded(shlex.quote(text))
 
 
+def comment(value: object) -> Encoded:
+    """Text for a ``#`` comment line (shell, systemd, networkd): control characters shown as ``\\xNN`` so the
+    comment stays one line; everything else as it is."""
+    return Encoded(_CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(value)))
+
+
 def shell_words(values: Iterable[object]) -> Encoded:
     """Several shell words, each encoded by :func:`shell_word`, joined by spaces."""
     return Encoded(" ".join(shell_word(v) for v in values))
@@ -308,6 +314,7 @@ def _finalize(value: Any) -> Any:
 
 FILTERS = {
     "sh": shell_word,
+    "comment": comment,
     "sh_words": shell_words,
     "unit": unit_value,
     "unit_path": unit_path,
