@@ -90,7 +90,7 @@ def unit_value(value: object) -> Encoded:
     text = _utf8("systemd unit value", str(value))
     if _CONTROL.search(text):
         raise _refuse("systemd unit value", text, "holds a control character")
-    if text != text.strip() or not text:
+    if text != text.strip(" \t\n\r") or not text:
         raise _refuse("systemd unit value", text, "is empty or has leading or trailing blanks")
     if text.endswith("\\"):
         raise _refuse("systemd unit value", text, "ends in a backslash")

@@ -15,7 +15,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.server import Mounts
 from pyinfra.operations import files
 
-from deploy.encode import render
+from deploy.encode import EncodeError, render
 from deploy.facts.nvme import NvmeSubsystems, namespace_of
 from deploy.facts.storage import BlockSignature, Ext4Info, MountedAt
 from deploy.names import GIB, SYSTEMD_DIR
@@ -222,7 +222,11 @@ def mount_unit(
         yield from refuse(problem)
         return
     unit = mount_unit_name(path)
-    text = render(template, unit=unit, path=path, uuid=uuid, what=f"/dev/disk/by-uuid/{uuid}", **(variables or {}))
+    try:
+        text = render(template, unit=unit, path=path, uuid=uuid, what=f"/dev/disk/by-uuid/{uuid}", **(variables or {}))
+    except EncodeError as exc:
+        yield from refuse(str(exc))
+        return
     yield from files.put._inner(src=StringIO(text), dest=f"{SYSTEMD_DIR}/{unit}")
 
 
