@@ -207,9 +207,17 @@ def env_line(key: object, value: object) -> Encoded:
 # -- YAML ---------------------------------------------------------------------------------------------------
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that writes a value shared by two keys twice rather than as an anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def yaml_document(data: Any) -> Encoded:
-    """A YAML document dumped from data (``yaml.safe_dump``, keys in the given order, block style)."""
-    return Encoded(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=False).rstrip("\n"))
+    """A YAML document dumped from data (safe dumper, keys in the given order, block style, no aliases)."""
+    text = yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, allow_unicode=False)
+    return Encoded(text.rstrip("\n"))
 
 
 # -- ssh_config ---------------------------------------------------------------------------------------------

@@ -138,6 +138,19 @@ def test_the_vllm_unit_and_env_file_read_back_the_plan(shipped) -> None:
             assert sinks.env_file_values(files[n.lmcache.env_file]) == env_lines(n.lmcache), spec
 
 
+def test_the_netplan_file_is_yaml_dumped_from_the_plan(shipped) -> None:
+    for spec, (plan, hosts) in shipped.items():
+        n = plan.nodes[0]
+        (text,) = [t for p, t in hosts[f"{n.name}-netplan"].items() if p.startswith("/etc/netplan/")]
+        assert "&" not in text and "*" not in text, "no YAML anchors or aliases"
+        fab = n.fabric
+        vlan = yaml.safe_load(text)["network"]["vlans"][fab.vlan_interface]
+        assert vlan["link"] == fab.interface and vlan["id"] == fab.vlan and vlan["mtu"] == fab.mtu, spec
+        assert vlan["addresses"] == [f"{fab.address}/{fab.prefix_length}"]
+        routes = fab.routes if fab.gateway else []
+        assert vlan.get("routes", []) == [{"to": r, "via": fab.gateway} for r in routes]
+
+
 def test_the_ssh_config_gives_ssh_exactly_the_plans_options(shipped, tmp_path: Path) -> None:
     for spec, (plan, _) in shipped.items():
         config = tmp_path / f"{spec}.ssh_config"
