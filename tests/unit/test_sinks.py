@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from deploy import encode
 from deploy.encode import Encoded, EncodeError, RawValueError
 from deploy.errors import SpecError
 from deploy.loader import spec_from_dict
+from deploy.operations.storage import mount_unit_name
 from deploy.plan import Plan, build_plan
 from deploy.verify_runner import ssh_config_text
 from roles.lmcache import env_lines
@@ -308,6 +310,16 @@ def test_interface_names_and_comments() -> None:
     assert "\n" not in encode.comment("a\nb\rc")
 
 
+@pytest.mark.skipif(not shutil.which("systemd-escape"), reason="needs systemd-escape")
+@pytest.mark.parametrize(
+    "path", ["/mnt/kvcache", "/srv/kv-cache", "/mnt/a b/\u00fc", "/mnt/.x/y", "/mnt//x/", "/mnt/%n$x"]
+)
+def test_the_mount_unit_name_is_systemd_escapes(path: str) -> None:
+    escaped = subprocess.run(["systemd-escape", "--path", path], capture_output=True, text=True, check=True).stdout
+    assert mount_unit_name(path) == escaped.strip() + ".mount"
+    assert encode.unit_name(mount_unit_name(path)) == mount_unit_name(path)
+
+
 def test_encoded_text_is_distinct_from_plain_text() -> None:
     assert isinstance(encode.shell_word("x"), Encoded)
     assert not isinstance("x" + encode.shell_word("y"), Encoded)
@@ -334,6 +346,8 @@ FIELDS: dict[str, tuple] = {
     "kvcache.lmcache_extra": ("kvcache", "lmcache_extra"),
     "enclosures.nqn_prefix": ("enclosures", 0, "nqn_prefix"),
     "enclosures.device_path_pattern": ("enclosures", 0, "drives", "device_path_pattern"),
+    "enclosures.portal_interface": ("enclosures", 0, "ioms", 0, "ports", 0, "interface"),
+    "nodes.ssh_address": ("nodes", "generate", "ssh_address"),
     "nodes.ssh_user": ("nodes", "generate", "ssh_user"),
     "nodes.ssh_key": ("nodes", "generate", "ssh_key"),
     "nodes.ssh_known_hosts_file": ("nodes", "generate", "ssh_known_hosts_file"),
@@ -379,6 +393,7 @@ def check_node(plan: Plan, files: dict[str, str], tmp: Path) -> None:
     connect = sinks.run_script(files["/usr/local/sbin/kvpod-nvme-connect"], tmp / "connect")
     nvme = [c for c in connect if c[0] == "nvme"]
     assert [c[c.index("--nqn") + 1] for c in nvme] == [n.namespace.subsystem_nqn] * len(n.namespace.portals)
+    assert all(c[c.index("dev") + 1] == n.fabric.vlan_interface for c in connect if c[0] == "ip")
     clean = sinks.run_script(files["/usr/local/sbin/kvpod-lmcache-clean"], tmp / "clean")
     assert ["mountpoint", "-q", n.mount.path] in clean
 
@@ -394,6 +409,9 @@ def check_target(plan: Plan, files: dict[str, str], tmp: Path) -> None:
         assert device.read_text() == s.device_path
     truncated = [c[-1] for c in calls if c[0] == "truncate"]
     assert truncated == [s.device_path for s in subsystems]
+    portals = [p for t in plan.targets for p in t.portals]
+    probed = [c[c.index("dev") + 1] for c in calls if c[0] == "ip"]
+    assert set(probed) == {p.vlan_interface for p in portals}
 
 
 def unit_layout(files: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
@@ -408,8 +426,8 @@ def unit_layout(files: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
 BENIGN_NODE = sinks.node_files(build_plan(spec_from_dict(copy.deepcopy(LAB_DICT))).nodes[0])
 
 
-TARGET_FIELDS = {"enclosures.nqn_prefix", "enclosures.device_path_pattern"}
-SSH_FIELDS = {"nodes.ssh_user", "nodes.ssh_key", "nodes.ssh_known_hosts_file"}
+TARGET_FIELDS = {"enclosures.nqn_prefix", "enclosures.device_path_pattern", "enclosures.portal_interface"}
+SSH_FIELDS = {"nodes.ssh_address", "nodes.ssh_user", "nodes.ssh_key", "nodes.ssh_known_hosts_file"}
 
 
 @settings(max_examples=5, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
