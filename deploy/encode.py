@@ -237,7 +237,7 @@ def ssh_value(value: object, tokens: bool = False) -> Encoded:
         if "${" in text:
             raise _refuse("ssh_config value", text, "holds '${', which ssh expands")
         text = text.replace("%", "%%")
-    if _PLAIN.fullmatch(text):
+    if _PLAIN.fullmatch(text) and not text.startswith("="):  # ssh reads a leading "=" as the key's separator
         return Encoded(text)
     return Encoded('"' + re.sub(r'(["\\])', r"\\\1", text) + '"')
 

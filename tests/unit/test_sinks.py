@@ -55,6 +55,7 @@ HOSTILE = [
     "  spaced  ",
     "unicode ✓ \u2028 \u00e9",
     "#not a comment",
+    "=leading",
     ";",
     "",
 ]
