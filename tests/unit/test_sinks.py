@@ -189,8 +189,21 @@ def test_a_template_that_emits_a_raw_value_fails_to_render(tmp_path: Path) -> No
     assert encode.render(tmp_path / "ok.j2", model="50%", n=3) == "Description=50%% 3\n"
 
 
+def test_no_role_renders_around_the_encoding_environment() -> None:
+    """pyinfra's own ``files.template`` (no encoders, raw values allowed) is never used; templates render only
+    through :func:`deploy.encode.render`."""
+    from tests.conftest import ROOT
+
+    for source in [*ROOT.glob("roles/**/*.py"), *ROOT.glob("deploy/**/*.py")]:
+        if source.name == "encode.py":
+            continue
+        text = source.read_text()
+        assert "files.template(" not in text and "get_template(" not in text, source
+
+
 def test_every_template_refuses_raw_values() -> None:
-    """Rendering every template with plain strings where encoded ones belong fails: no template has a raw slot."""
+    """Every ``{{ }}`` slot of every template goes through an encoder filter, or is one of the integer settings
+    (the render of the shipped specs above fails on any raw string either way)."""
     from deploy.shipped import templates_dir
 
     for template in sorted(templates_dir().rglob("*.j2")):
