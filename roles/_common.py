@@ -23,11 +23,21 @@ def render(role: str, name: str, **variables: Any) -> str:
     return encode.render(template(role, name), **variables)
 
 
-def rendered_file(name: str, role: str, source: str, dest: str, mode: str | None = None, **variables: Any):
-    """``dest`` holds ``templates/<role>/<source>`` rendered with ``variables`` (a pyinfra ``files.put``)."""
+def rendered_file(
+    name: str,
+    role: str,
+    source: str,
+    dest: str,
+    mode: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    **variables: Any,
+):
+    """``dest`` holds ``templates/<role>/<source>`` rendered with ``variables`` (a pyinfra ``files.put`` with
+    ``mode``, ``user`` and ``group``)."""
     text = StringIO(render(role, source, **variables))
     text.template = template(role, source)  # type: ignore[attr-defined]
-    return files.put(name=name, src=text, dest=dest, mode=mode)
+    return files.put(name=name, src=text, dest=dest, mode=mode, user=user, group=group)
 
 
 def netdev_unit(interface: str) -> str:
