@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.encode import ssh_value
 from deploy.errors import KvpodError
 from deploy.plan import Plan, SshPlan
 from deploy.shipped import verify_suite_dir
@@ -50,13 +51,6 @@ def _ssh_hosts(plan: Plan) -> list[tuple[str, SshPlan]]:
     return hosts
 
 
-def _value(text: str, tokens: bool = False) -> str:
-    """An ssh_config argument: ``%`` doubled where ssh expands tokens, quoted when it holds blanks."""
-    if tokens:
-        text = text.replace("%", "%%")
-    return f'"{text}"' if any(c.isspace() for c in text) else text
-
-
 def ssh_config_text(plan: Plan, control_dir: Path | None = None) -> str:
     """An ssh_config with one ``Host`` block per node and SSH-managed target of the plan (pure).
 
@@ -71,17 +65,17 @@ def ssh_config_text(plan: Plan, control_dir: Path | None = None) -> str:
     lines = [f"# kvpod verify: SSH to the hosts of pod {plan.pod}, from its plan", ""]
     for name, ssh in hosts:
         lines += [
-            f"Host {name}",
-            f"    HostName {_value(ssh.host)}",
-            f"    Port {ssh.port}",
-            f"    User {_value(ssh.user)}",
+            f"Host {ssh_value(name)}",
+            f"    HostName {ssh_value(ssh.host, tokens=True)}",
+            f"    Port {int(ssh.port)}",
+            f"    User {ssh_value(ssh.user)}",
         ]
         if ssh.key:
-            lines += [f"    IdentityFile {_value(ssh.key, tokens=True)}", "    IdentitiesOnly yes"]
+            lines += [f"    IdentityFile {ssh_value(ssh.key, tokens=True)}", "    IdentitiesOnly yes"]
         if ssh.known_hosts_file:
-            lines.append(f"    UserKnownHostsFile {_value(ssh.known_hosts_file, tokens=True)}")
+            lines.append(f"    UserKnownHostsFile {ssh_value(ssh.known_hosts_file, tokens=True)}")
         lines += [
-            f"    StrictHostKeyChecking {ssh.strict_host_key_checking}",
+            f"    StrictHostKeyChecking {ssh_value(ssh.strict_host_key_checking)}",
             "    BatchMode yes",
             "    LogLevel ERROR",
             "    ServerAliveInterval 15",
@@ -89,7 +83,7 @@ def ssh_config_text(plan: Plan, control_dir: Path | None = None) -> str:
         if control_dir is not None:
             lines += [
                 "    ControlMaster auto",
-                f"    ControlPath {_value(str(control_dir), tokens=True)}/%C",
+                f"    ControlPath {ssh_value(str(control_dir) + '/', tokens=True)}%C",
                 "    ControlPersist 60s",
             ]
         lines.append("")

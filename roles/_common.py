@@ -1,20 +1,43 @@
-"""Helpers shared by the node roles: template paths, device unit names, quoting, the service user."""
+"""Helpers shared by the node roles: template paths and rendering, device unit names, quoting, the service user."""
 
 from __future__ import annotations
 
 import json
-import re
-import shlex
+from io import StringIO
+from typing import Any
 
+from pyinfra.operations import files
+
+from deploy import encode
 from deploy.operations.storage import systemd_escape_path
 from deploy.shipped import templates_dir
-
-_SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 
 
 def template(role: str, name: str) -> str:
     """Absolute path of ``templates/<role>/<name>``."""
     return str(templates_dir() / role / name)
+
+
+def render(role: str, name: str, **variables: Any) -> str:
+    """``templates/<role>/<name>`` rendered through kvpod's encoding environment (:func:`deploy.encode.render`)."""
+    return encode.render(template(role, name), **variables)
+
+
+def rendered_file(
+    name: str,
+    role: str,
+    source: str,
+    dest: str,
+    mode: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    **variables: Any,
+):
+    """``dest`` holds ``templates/<role>/<source>`` rendered with ``variables`` (a pyinfra ``files.put`` with
+    ``mode``, ``user`` and ``group``)."""
+    text = StringIO(render(role, source, **variables))
+    text.template = template(role, source)  # type: ignore[attr-defined]
+    return files.put(name=name, src=text, dest=dest, mode=mode, user=user, group=group)
 
 
 def netdev_unit(interface: str) -> str:
@@ -23,27 +46,21 @@ def netdev_unit(interface: str) -> str:
 
 
 def shell_quote(value: object) -> str:
-    return shlex.quote(str(value))
+    """One POSIX shell word (:func:`deploy.encode.shell_word`)."""
+    return encode.shell_word(value)
 
 
 def systemd_quote(arg: str) -> str:
-    """One word of a systemd ``ExecStart=`` line: ``%`` and ``$`` escaped, quoted when needed."""
-    escaped = arg.replace("%", "%%").replace("$", "$$")
-    if _SAFE.match(arg):
-        return escaped
-    if "'" not in escaped and "\\" not in escaped:
-        return f"'{escaped}'"
-    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """One word of a systemd ``ExecStart=`` line (see :func:`deploy.encode.unit_argv`)."""
+    return encode._unit_word(str(arg))
 
 
 def env_value(value: object) -> str:
-    """A value for a systemd ``EnvironmentFile``: Python booleans as ``True``/``False``, quoted when needed."""
+    """The text of an LMCache environment variable: lists and dicts as compact JSON, booleans as ``True``/``False``
+    (the template encodes it for the file with :func:`deploy.encode.env_value`)."""
     if isinstance(value, dict | list):
-        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
-    text = str(value)
-    if _SAFE.match(text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
 
 
 def service_user(name: str) -> None:

@@ -48,7 +48,7 @@ def portal_connected(subsystems: dict, subnqn: str, transport: str, traddr: str,
     return False
 
 
-def connect_command(
+def connect_argv(
     subnqn: str,
     transport: str,
     traddr: str,
@@ -58,15 +58,19 @@ def connect_command(
     ctrl_loss_tmo: int,
     reconnect_delay: int,
     host_iface: str | None = None,
-) -> StringCommand:
-    """The ``nvme connect`` command line for one portal (same options on nvme-cli 2.x and 3.x)."""
-    bits: list = ["nvme", "connect", "--transport", QuoteString(transport), "--nqn", QuoteString(subnqn)]
-    bits += ["--traddr", QuoteString(traddr), "--trsvcid", QuoteString(str(trsvcid))]
-    bits += ["--hostnqn", QuoteString(hostnqn), "--hostid", QuoteString(hostid)]
-    bits += ["--ctrl-loss-tmo", str(int(ctrl_loss_tmo)), "--reconnect-delay", str(int(reconnect_delay))]
+) -> list[str]:
+    """The ``nvme connect`` argv for one portal (same options on nvme-cli 2.x and 3.x)."""
+    argv = ["nvme", "connect", "--transport", transport, "--nqn", subnqn, "--traddr", traddr, "--trsvcid", str(trsvcid)]
+    argv += ["--hostnqn", hostnqn, "--hostid", hostid]
+    argv += ["--ctrl-loss-tmo", str(int(ctrl_loss_tmo)), "--reconnect-delay", str(int(reconnect_delay))]
     if host_iface:
-        bits += ["--host-iface", QuoteString(host_iface)]
-    return StringCommand(*bits)
+        argv += ["--host-iface", host_iface]
+    return argv
+
+
+def connect_command(*args, **kwargs) -> StringCommand:
+    """:func:`connect_argv` as a shell command, every word quoted."""
+    return StringCommand(*(QuoteString(word) for word in connect_argv(*args, **kwargs)))
 
 
 def wait_for_namespace(subnqn: str, seconds: int = 30) -> StringCommand:

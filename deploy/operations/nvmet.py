@@ -12,6 +12,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import File
 
+from deploy.encode import configfs_path
 from deploy.facts.nvmet import NvmetConfig
 from deploy.names import NVMET_ROOT
 
@@ -55,7 +56,7 @@ def subsystem(
       that reconnects after a target reboot then sees "identifiers changed" and drops the namespace)
     """
     cfg = host.get_fact(NvmetConfig)
-    base = f"{NVMET_ROOT}/subsystems/{nqn}"
+    base = configfs_path(NVMET_ROOT, "subsystems", nqn)
     current = cfg["subsystems"].get(nqn)
     did = False
 
@@ -73,7 +74,7 @@ def subsystem(
         did = True
         yield _write("0", f"{base}/attr_allow_any_host")
 
-    ns_dir = f"{base}/namespaces/{nsid}"
+    ns_dir = configfs_path(base, "namespaces", int(nsid))
     ns = current["namespaces"].get(str(nsid))
     ids = {k: v for k, v in (("device_uuid", device_uuid), ("device_nguid", device_nguid)) if v}
     if ns is None:
@@ -97,14 +98,14 @@ def subsystem(
 
     for stale in sorted(set(current["allowed_hosts"]) - set(allowed_hosts)):
         did = True
-        yield _unlink(f"{base}/allowed_hosts/{stale}")
+        yield _unlink(configfs_path(base, "allowed_hosts", stale))
     for hostnqn in allowed_hosts:
         if hostnqn in current["allowed_hosts"]:
             continue
         did = True
         if hostnqn not in cfg["hosts"]:
-            yield _mkdir(f"{NVMET_ROOT}/hosts/{hostnqn}")
-        yield _link(f"{NVMET_ROOT}/hosts/{hostnqn}", f"{base}/allowed_hosts/{hostnqn}")
+            yield _mkdir(configfs_path(NVMET_ROOT, "hosts", hostnqn))
+        yield _link(configfs_path(NVMET_ROOT, "hosts", hostnqn), configfs_path(base, "allowed_hosts", hostnqn))
 
     if not did:
         host.noop(f"subsystem {nqn} is exported to {len(allowed_hosts)} host(s)")
@@ -130,7 +131,7 @@ def port(
     """
     wanted_links = list(subsystems or [])
     cfg = host.get_fact(NvmetConfig)
-    base = f"{NVMET_ROOT}/ports/{port_id}"
+    base = configfs_path(NVMET_ROOT, "ports", int(port_id))
     current = cfg["ports"].get(str(port_id))
     wanted_attrs = {"trtype": trtype, "traddr": traddr, "trsvcid": str(trsvcid), "adrfam": adrfam}
     did = False
@@ -144,7 +145,7 @@ def port(
     if differing:
         did = True
         for nqn in linked:
-            yield _unlink(f"{base}/subsystems/{nqn}")
+            yield _unlink(configfs_path(base, "subsystems", nqn))
         linked = []
         for key in ("adrfam", "trtype", "traddr", "trsvcid"):
             if key in differing:
@@ -152,11 +153,11 @@ def port(
 
     for nqn in sorted(set(linked) - set(wanted_links)):
         did = True
-        yield _unlink(f"{base}/subsystems/{nqn}")
+        yield _unlink(configfs_path(base, "subsystems", nqn))
     for nqn in wanted_links:
         if nqn not in linked:
             did = True
-            yield _link(f"{NVMET_ROOT}/subsystems/{nqn}", f"{base}/subsystems/{nqn}")
+            yield _link(configfs_path(NVMET_ROOT, "subsystems", nqn), configfs_path(base, "subsystems", nqn))
 
     if not did:
         host.noop(f"port {port_id} serves {len(wanted_links)} subsystem(s) on {trtype} {traddr}:{trsvcid}")

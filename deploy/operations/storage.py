@@ -12,10 +12,10 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
-from pyinfra.api.util import get_template
 from pyinfra.facts.server import Mounts
 from pyinfra.operations import files
 
+from deploy.encode import EncodeError, render
 from deploy.facts.nvme import NvmeSubsystems, namespace_of
 from deploy.facts.storage import BlockSignature, Ext4Info, MountedAt
 from deploy.names import GIB, SYSTEMD_DIR
@@ -204,8 +204,8 @@ def mount_unit(
     variables: dict | None = None,
 ):
     """
-    ``/etc/systemd/system/<escaped path>.mount`` rendered from a jinja2 ``template`` that gets ``unit``,
-    ``path``, ``uuid`` and ``what`` (``/dev/disk/by-uuid/<uuid>``) plus ``variables``.
+    ``/etc/systemd/system/<escaped path>.mount`` rendered from a kvpod template (:func:`deploy.encode.render`)
+    that gets ``unit``, ``path``, ``uuid`` and ``what`` (``/dev/disk/by-uuid/<uuid>``) plus ``variables``.
 
     + path: the mount point
     + template: jinja2 template file of the unit
@@ -222,9 +222,11 @@ def mount_unit(
         yield from refuse(problem)
         return
     unit = mount_unit_name(path)
-    text = get_template(template).render(
-        unit=unit, path=path, uuid=uuid, what=f"/dev/disk/by-uuid/{uuid}", **(variables or {})
-    )
+    try:
+        text = render(template, unit=unit, path=path, uuid=uuid, what=f"/dev/disk/by-uuid/{uuid}", **(variables or {}))
+    except EncodeError as exc:
+        yield from refuse(str(exc))
+        return
     yield from files.put._inner(src=StringIO(text), dest=f"{SYSTEMD_DIR}/{unit}")
 
 

@@ -27,6 +27,7 @@ import re
 
 import yaml
 
+from deploy.encode import comment
 from deploy.plan import Plan, SwitchPlan
 from deploy.switches import SwitchDriver
 
@@ -70,7 +71,7 @@ def nvue_tree(plan: SwitchPlan) -> dict:
 def render_nvue_patch(plan: SwitchPlan) -> str:
     """The YAML file ``nv config patch`` takes, byte-identical for the same plan."""
     header = (
-        f"# kvpod: NVUE patch for switch {plan.name} (Cumulus Linux 5.x)\n"
+        comment(f"# kvpod: NVUE patch for switch {plan.name} (Cumulus Linux 5.x)") + "\n"
         f"# Apply by hand: nv config patch {PATCH_PATH} && nv config diff && nv config apply -y\n"
     )
     body = yaml.safe_dump([{"set": nvue_tree(plan)}], sort_keys=False, default_flow_style=False, width=1000)

@@ -20,6 +20,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from deploy.encode import comment
 from deploy.plan import Plan, SwitchPlan
 from deploy.switches import SwitchDriver
 
@@ -173,17 +174,19 @@ def render_script(plan: SwitchPlan, pod: Plan | None = None) -> str:
     pod_note = f", pod {pod.pod}" if pod else ""
     lines = [
         "#!/bin/sh",
-        f"# kvpod: Linux bridge {br} in {where(plan)} (switch {plan.name}{pod_note})",
+        comment(f"# kvpod: Linux bridge {br} in {where(plan)} (switch {plan.name}{pod_note})"),
         "set -e",
         *(
-            [f"# not configured (a Linux bridge does not route): SVI for {unrouted_vlans(plan)}"]
+            [comment(f"# not configured (a Linux bridge does not route): SVI for {unrouted_vlans(plan)}")]
             if unrouted_vlans(plan)
             else []
         ),
         f"{ip_cmd(ns, 'link', 'show', br)} >/dev/null 2>&1 || {ip_cmd(ns, 'link', 'add', br, 'type', 'bridge')}",
     ]
     for p in plan.ports:
-        lines.append(f"{ip_cmd(ns, 'link', 'set', p.port, 'master', br, 'mtu', mtu, 'up')}  # {p.description}")
+        lines.append(
+            f"{ip_cmd(ns, 'link', 'set', p.port, 'master', br, 'mtu', mtu, 'up')}  {comment('# ' + p.description)}"
+        )
     lines.append(ip_cmd(ns, "link", "set", br, "mtu", mtu, "up"))
     if plan.ports:
         enable = ip_cmd(ns, "link", "set", br, "type", "bridge", "vlan_filtering", "1")

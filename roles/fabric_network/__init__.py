@@ -23,8 +23,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdStatus
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
+from deploy.encode import interface_name, shell_word
 from deploy.facts.kernel import LoadedModules, RdmaLinks
 from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.snapshot import Read
@@ -45,7 +46,7 @@ from deploy.names import (
 from deploy.operations import changed, host_error, kernel, network, units
 from deploy.operations.reads import Reads, absent_file_reads, file_reads, sysctl_reads, unit_reads
 from deploy.plan import NodePlan
-from roles._common import netdev_unit, template
+from roles._common import netdev_unit, rendered_file
 
 
 def socket_sysctls(size: int) -> dict[str, str]:
@@ -61,6 +62,7 @@ def socket_sysctls(size: int) -> dict[str, str]:
 def networkd_files(interface: str, vlan_interface: str) -> list[tuple[str, str]]:
     """``[(template, destination)]`` of the systemd-networkd files of one fabric NIC and its storage VLAN."""
     stem = f"{NETWORKD_DIR}/{NETWORKD_PREFIX}"
+    interface, vlan_interface = interface_name(interface), interface_name(vlan_interface)
     return [
         ("parent.network.j2", f"{stem}{interface}.network"),
         ("vlan.netdev.j2", f"{stem}{vlan_interface}.netdev"),
@@ -80,10 +82,11 @@ def networkd(description: str, addresses: list[str], **tmpl) -> None:
     """The systemd-networkd files of one fabric NIC (``tmpl``: interface, vlan, vlan_interface, mtu, gateway,
     routes) with ``addresses`` (CIDR) on its storage VLAN; ``networkctl reload`` when one changed."""
     written = [
-        files.template(
-            name=f"networkd {dest.rsplit('/', 1)[-1]}",
-            src=template("fabric_network", src),
-            dest=dest,
+        rendered_file(
+            f"networkd {dest.rsplit('/', 1)[-1]}",
+            "fabric_network",
+            src,
+            dest,
             description=description,
             addresses=addresses,
             **tmpl,
@@ -97,14 +100,46 @@ def soft_roce_device(interface: str):
     """An rxe device on ``interface`` now, and the unit recreating it at boot (returned: reload when changed)."""
     rdma_dev = f"rxe_{interface}"
     kernel.rxe_link(name=f"soft-RoCE device on {interface}", netdev=interface, rdma_dev=rdma_dev)
-    return files.template(
-        name=f"{RXE_UNIT} recreates the soft-RoCE device at boot",
-        src=template("fabric_network", "kvpod-rxe.service.j2"),
-        dest=f"{SYSTEMD_DIR}/{RXE_UNIT}",
+    return rendered_file(
+        f"{RXE_UNIT} recreates the soft-RoCE device at boot",
+        "fabric_network",
+        "kvpod-rxe.service.j2",
+        f"{SYSTEMD_DIR}/{RXE_UNIT}",
         interface=interface,
         rdma_dev=rdma_dev,
         netdev_unit=netdev_unit(interface),
+        exec_start=["/bin/sh", "-c", rxe_script(interface, rdma_dev)],
     )
+
+
+def rxe_script(interface: str, rdma_dev: str) -> str:
+    """The ``sh -c`` script of the rxe unit: add ``rdma_dev`` on ``interface`` unless an rxe device is on it."""
+    iface, dev = shell_word(interface), shell_word(rdma_dev)
+    return (
+        f'for d in /sys/class/infiniband/*; do [ "$(cat "$d/parent" 2>/dev/null)" = {iface} ] && exit 0; done; '
+        f"exec rdma link add {dev} type rxe netdev {iface}"
+    )
+
+
+def netplan_document(tmpl: dict) -> dict:
+    """The netplan file of the fabric NIC and its storage VLAN, as data (dumped as YAML by the template)."""
+    off = {"dhcp4": False, "dhcp6": False, "link-local": []}
+    vlan = {
+        "id": tmpl["vlan"],
+        "link": str(interface_name(tmpl["interface"])),
+        "mtu": tmpl["mtu"],
+        **off,
+        "addresses": [f"{tmpl['address']}/{tmpl['prefix_length']}"],
+    }
+    if tmpl["routes"]:
+        vlan["routes"] = [{"to": route, "via": tmpl["gateway"]} for route in tmpl["routes"]]
+    return {
+        "network": {
+            "version": 2,
+            "ethernets": {str(interface_name(tmpl["interface"])): {"mtu": tmpl["mtu"], **off}},
+            "vlans": {str(interface_name(tmpl["vlan_interface"])): vlan},
+        }
+    }
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -154,12 +189,13 @@ def fabric_network() -> None:
         network.routes(interface=fab.vlan_interface, gateway=fab.gateway, destinations=fab.routes)
 
     if _uses_netplan():
-        plan_file = files.template(
-            name="netplan file of the fabric",
-            src=template("fabric_network", "netplan.yaml.j2"),
-            dest=NETPLAN_FILE,
+        plan_file = rendered_file(
+            "netplan file of the fabric",
+            "fabric_network",
+            "netplan.yaml.j2",
+            NETPLAN_FILE,
             mode="600",
-            **tmpl,
+            netplan=netplan_document(tmpl),
         )
         units.run(name="netplan apply", command="netplan apply", when=changed(plan_file))
     else:
@@ -173,12 +209,7 @@ def fabric_network() -> None:
     sysctls = socket_sysctls(fab.socket_buffer_bytes)
     for key, value in sysctls.items():
         server.sysctl(name=f"sysctl {key}", key=key, value=value)
-    files.template(
-        name="socket buffer sysctls at boot",
-        src=template("fabric_network", "sysctl.conf.j2"),
-        dest=SYSCTL_FILE,
-        sysctls=sysctls,
-    )
+    rendered_file("socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls)
 
     if fab.rdma == "soft-roce":
         kernel.modules(

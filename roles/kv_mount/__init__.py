@@ -47,10 +47,14 @@ def filesystem_uuid(subnqn: str, nsid: int) -> str:
     return str(uuid.uuid5(FS_UUID_NAMESPACE, f"{subnqn}/{nsid}"))
 
 
-def mount_options(options: list[str]) -> str:
+def mount_option_list(options: list[str]) -> list[str]:
     """The plan's options plus ``_netdev`` (network storage) and ``nofail`` (boot goes on without it)."""
-    merged = list(dict.fromkeys([*options, "_netdev", "nofail"]))
-    return ",".join(merged)
+    return list(dict.fromkeys([*options, "_netdev", "nofail"]))
+
+
+def mount_options(options: list[str]) -> str:
+    """:func:`mount_option_list` as the comma-separated ``Options=`` text."""
+    return ",".join(mount_option_list(options))
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -91,7 +95,7 @@ def kv_mount() -> None:
         path=mnt.path,
         template=template("kv_mount", "kvcache.mount.j2"),
         fs_uuid=fs_uuid,
-        variables={"options": mount_options(mnt.options), "connect_unit": CONNECT_UNIT},
+        variables={"options": mount_option_list(mnt.options), "connect_unit": CONNECT_UNIT},
         **where,
     )
     units.daemon_reload(name="systemd daemon-reload", when=changed(unit))

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import posixpath
 
-import yaml
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from deploy.encode import yaml_document
 from deploy.hostdata import host_data
 from deploy.operations import host_error
 from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads
 from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan
 from deploy.secrets import reveal
-from roles._common import env_value, template
+from roles._common import env_value, rendered_file
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
 SECRET_FILE_MODE = "640"  # root:<the vLLM user's group>: the files may carry credentials
@@ -58,7 +58,7 @@ def settings(lm: LmcachePlan) -> dict:
 
 
 def env_lines(lm: LmcachePlan) -> dict[str, str]:
-    """The env file's variables for the plan's mode."""
+    """The env file's variables for the plan's mode (values as they must arrive; the template encodes them)."""
     if lm.config_mode == "yaml":
         config = {"LMCACHE_CONFIG_FILE": lm.config_file or ""}
     else:
@@ -67,8 +67,8 @@ def env_lines(lm: LmcachePlan) -> dict[str, str]:
 
 
 def yaml_body(lm: LmcachePlan) -> str:
-    """The YAML config (yaml mode)."""
-    return yaml.safe_dump(settings(lm), sort_keys=False, default_flow_style=False).rstrip("\n")
+    """The YAML config (yaml mode), dumped from data."""
+    return yaml_document(settings(lm))
 
 
 def cache_dir(lm: LmcachePlan) -> str:
@@ -101,26 +101,28 @@ def lmcache() -> list:
         if not lm.config_file:
             raise host_error("lmcache config_mode is yaml but the plan has no config_file")
         triggers.append(
-            files.template(
-                name="LMCache YAML config",
-                src=template("lmcache", "lmcache.yaml.j2"),
-                dest=lm.config_file,
+            rendered_file(
+                "LMCache YAML config",
+                "lmcache",
+                "lmcache.yaml.j2",
+                lm.config_file,
+                mode=SECRET_FILE_MODE,
                 user="root",
                 group=user,
-                mode=SECRET_FILE_MODE,
-                body=yaml_body(lm),
+                settings=settings(lm),
             )
         )
     else:
         triggers.append(files.file(name="no LMCache YAML config (env mode)", path=yaml_file, present=False))
     triggers.append(
-        files.template(
-            name="LMCache env file",
-            src=template("lmcache", "lmcache.env.j2"),
-            dest=lm.env_file,
+        rendered_file(
+            "LMCache env file",
+            "lmcache",
+            "lmcache.env.j2",
+            lm.env_file,
+            mode=SECRET_FILE_MODE,
             user="root",
             group=user,
-            mode=SECRET_FILE_MODE,
             env=env_lines(lm),
         )
     )

@@ -150,7 +150,7 @@ def persisted_subsystem() -> str | None:
     prefix = "Description=kvpod NVMe-oF connect of "
     for line in host.get_fact(FileContents, path=f"{SYSTEMD_DIR}/{CONNECT_UNIT}") or []:
         if line.startswith(prefix):
-            return line[len(prefix) :].strip()
+            return line[len(prefix) :].strip().replace("%%", "%")
     return None
 
 

@@ -24,7 +24,7 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``host_nqn``/``h
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.nvme import NvmeHostIdentity, NvmeSubsystems
@@ -41,11 +41,11 @@ from deploy.names import (
     modules_load_path,
 )
 from deploy.operations import changed, kernel, nvme, units
-from deploy.operations.nvme import connect_command
+from deploy.operations.nvme import connect_argv
 from deploy.operations.reads import Reads, apt_package_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
-from roles._common import netdev_unit, shell_quote, template
+from roles._common import netdev_unit, rendered_file
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -91,9 +91,9 @@ def nvme_initiator() -> None:
 
     portals = [
         {
-            "address": shell_quote(p.address),
-            "trsvcid": shell_quote(p.trsvcid),
-            "command": connect_command(
+            "address": p.address,
+            "trsvcid": p.trsvcid,
+            "argv": connect_argv(
                 ns.subsystem_nqn,
                 ns.transport,
                 p.address,
@@ -103,28 +103,30 @@ def nvme_initiator() -> None:
                 ns.ctrl_loss_tmo,
                 ns.reconnect_delay,
                 host_iface,
-            ).get_raw_value(),
+            ),
         }
         for p in ns.portals
     ]
-    files.template(
-        name="boot-time connect script",
-        src=template("nvme_initiator", "kvpod-nvme-connect.j2"),
-        dest=CONNECT_SCRIPT,
+    rendered_file(
+        "boot-time connect script",
+        "nvme_initiator",
+        "kvpod-nvme-connect.j2",
+        CONNECT_SCRIPT,
         mode="755",
-        subnqn=shell_quote(ns.subsystem_nqn),
-        vlan_interface=shell_quote(fab.vlan_interface),
-        address=shell_quote(fab.address),
-        transport=shell_quote(ns.transport),
+        subnqn=ns.subsystem_nqn,
+        vlan_interface=fab.vlan_interface,
+        address=fab.address,
+        transport=ns.transport,
         transport_module=transport_module,
         wait_seconds=ADDRESS_WAIT_SECONDS,
         portals=portals,
     )
     soft_roce = [RXE_UNIT] if fab.rdma == "soft-roce" else []
-    unit = files.template(
-        name=f"{CONNECT_UNIT}",
-        src=template("nvme_initiator", "kvpod-nvme-connect.service.j2"),
-        dest=f"{SYSTEMD_DIR}/{CONNECT_UNIT}",
+    unit = rendered_file(
+        f"{CONNECT_UNIT}",
+        "nvme_initiator",
+        "kvpod-nvme-connect.service.j2",
+        f"{SYSTEMD_DIR}/{CONNECT_UNIT}",
         subnqn=ns.subsystem_nqn,
         netdev_unit=netdev_unit(fab.vlan_interface),
         after=soft_roce,

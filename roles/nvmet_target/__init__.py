@@ -24,8 +24,8 @@ from collections import defaultdict
 
 from pyinfra.api import OperationError, deploy
 from pyinfra.facts.files import File
-from pyinfra.operations import files
 
+from deploy.encode import configfs_name
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.network import IpLinks, IpRoutes
 from deploy.facts.nvmet import NvmetConfig
@@ -46,7 +46,7 @@ from deploy.operations import changed, kernel, network, nvmet, units
 from deploy.operations.reads import Reads, file_reads, unit_reads
 from deploy.plan import SubsystemPlan, TargetPlan
 from deploy.targets import current_targets
-from roles._common import template
+from roles._common import rendered_file
 from roles.fabric_network import networkd, networkd_reads, soft_roce_device, soft_roce_reads
 
 RESTORE_SCRIPT = NVMET_RESTORE_SCRIPT
@@ -62,7 +62,7 @@ def nvmet_ports(targets: list[TargetPlan]) -> list[dict]:
             "trtype": trtype,
             "traddr": p.address,
             "trsvcid": p.trsvcid,
-            "subsystems": [s.nqn for s in t.subsystems],
+            "subsystems": [configfs_name(s.nqn) for s in t.subsystems],
         }
         for t in targets
         for p in t.portals
@@ -182,21 +182,22 @@ def nvmet_target() -> None:
             subsystems=port["subsystems"],
         )
 
-    files.template(
-        name="boot-time nvmet restore script",
-        src=template("nvmet_target", "kvpod-nvmet-restore.j2"),
-        dest=RESTORE_SCRIPT,
+    rendered_file(
+        "boot-time nvmet restore script",
+        "nvmet_target",
+        "kvpod-nvmet-restore.j2",
+        RESTORE_SCRIPT,
         mode="755",
         modules=mods,
         wait_seconds=ADDRESS_WAIT_SECONDS,
         addresses=[{"interface": p.vlan_interface, "address": p.address} for t in targets for p in t.portals],
         subsystems=[
             {
-                "nqn": s.nqn,
-                "nsid": s.nsid,
+                "nqn": configfs_name(s.nqn),
+                "nsid": int(s.nsid),
                 "device_path": s.device_path,
                 "file_size": size,
-                "host": s.allowed_host_nqn,
+                "host": configfs_name(s.allowed_host_nqn) if s.allowed_host_nqn else None,
                 "uuid": s.ns_uuid,
                 "nguid": s.ns_nguid,
             }
@@ -206,10 +207,11 @@ def nvmet_target() -> None:
     )
     rxe = [RXE_UNIT] if unit_files else []
     unit_files.append(
-        files.template(
-            name=RESTORE_UNIT,
-            src=template("nvmet_target", "kvpod-nvmet.service.j2"),
-            dest=f"{SYSTEMD_DIR}/{RESTORE_UNIT}",
+        rendered_file(
+            RESTORE_UNIT,
+            "nvmet_target",
+            "kvpod-nvmet.service.j2",
+            f"{SYSTEMD_DIR}/{RESTORE_UNIT}",
             target_name=", ".join(t.name for t in targets),
             after=rxe,
             wants=rxe,

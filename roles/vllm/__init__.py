@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
+from deploy.encode import unit_argv
 from deploy.facts.snapshot import Read
 from deploy.facts.users import PasswdEntry
 from deploy.hostdata import host_data
@@ -39,20 +39,15 @@ from deploy.operations import changed, units
 from deploy.operations.reads import Reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
-from roles._common import (
-    service_user,
-    shell_quote,
-    systemd_quote,
-    template,
-)
+from roles._common import rendered_file, service_user
 from roles.lmcache import cache_dir
 
 CLEAN_SCRIPT = LMCACHE_CLEAN_SCRIPT
-MOUNT_CHECK = "mountpoint -q"
+MOUNT_CHECK = ["mountpoint", "-q"]
 
 
-def exec_start(plan: NodePlan) -> str:
-    """The unit's ``ExecStart=`` value."""
+def exec_start_argv(plan: NodePlan) -> list[str]:
+    """The argv of the unit's ``ExecStart=``."""
     v = plan.vllm
     args = [
         v.executable,
@@ -70,7 +65,12 @@ def exec_start(plan: NodePlan) -> str:
         v.kv_transfer_config,
         *v.extra_args,
     ]
-    return " ".join(systemd_quote(a) for a in args)
+    return args
+
+
+def exec_start(plan: NodePlan) -> str:
+    """The unit's ``ExecStart=`` value."""
+    return unit_argv(exec_start_argv(plan))
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -84,13 +84,14 @@ def reads(plan: NodePlan) -> Reads:
     ]
 
 
-def clean_script_vars(plan: NodePlan, mount_check: str = MOUNT_CHECK) -> dict[str, str]:
-    """Variables of ``kvpod-lmcache-clean.j2``, shell-quoted: the disk-tier directory, the mount it must lie on,
-    its owner, and the command that tells whether the mount is mounted (given the mount path as last word)."""
+def clean_script_vars(plan: NodePlan, mount_check: list[str] = MOUNT_CHECK) -> dict:
+    """Variables of ``kvpod-lmcache-clean.j2`` (the template shell-quotes them): the disk-tier directory, the
+    mount it must lie on, its owner, and the argv that tells whether the mount is mounted (given the mount
+    path as last word)."""
     return {
-        "mount_path": shell_quote(plan.mount.path),
-        "cache_dir": shell_quote(cache_dir(plan.lmcache)),
-        "owner": shell_quote(f"{plan.vllm.user}:{plan.vllm.user}"),
+        "mount_path": plan.mount.path,
+        "cache_dir": cache_dir(plan.lmcache),
+        "owner": f"{plan.vllm.user}:{plan.vllm.user}",
         "mount_check": mount_check,
     }
 
@@ -104,21 +105,23 @@ def vllm(restart_on: list | None = None) -> None:
 
     service_user(v.user)
     # the disk-tier cleaner the unit runs before every start (ExecStartPre=+CLEAN_SCRIPT)
-    files.template(
-        name="LMCache disk-tier cleaner",
-        src=template("vllm", "kvpod-lmcache-clean.j2"),
-        dest=CLEAN_SCRIPT,
+    rendered_file(
+        "LMCache disk-tier cleaner",
+        "vllm",
+        "kvpod-lmcache-clean.j2",
+        CLEAN_SCRIPT,
         mode="755",
         **clean_script_vars(plan),
     )
-    unit = files.template(
-        name=f"{v.unit}",
-        src=template("vllm", "kvpod-vllm.service.j2"),
-        dest=f"{SYSTEMD_DIR}/{v.unit}",
+    unit = rendered_file(
+        f"{v.unit}",
+        "vllm",
+        "kvpod-vllm.service.j2",
+        f"{SYSTEMD_DIR}/{v.unit}",
         model=v.model,
         run_as=v.user,
         env_file=plan.lmcache.env_file,
-        exec_start=exec_start(plan),
+        exec_start=exec_start_argv(plan),
         mount_path=plan.mount.path,
         mount_unit=mount_unit_name(plan.mount.path),
         connect_unit=CONNECT_UNIT,

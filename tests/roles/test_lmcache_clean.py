@@ -10,19 +10,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pyinfra.api.util import get_template
 
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec
-from roles._common import template
+from roles._common import render
 from roles.vllm import CLEAN_SCRIPT, MOUNT_CHECK, clean_script_vars, vllm
 from tests.kvpod_sim import connected_node
 from tests.pyinfra_fake import changed_commands, deploy_plan
 
 # A directory counts as mounted when it holds this marker: the test's stand-in for `mountpoint -q`.
 MARKER = ".mounted"
-MARKER_CHECK = f"sh -c 'test -f \"$1/{MARKER}\"' mount-check"
+MARKER_CHECK = ["sh", "-c", f'test -f "$1/{MARKER}"', "mount-check"]
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +39,11 @@ def plan_at(lab: NodePlan, mount: Path) -> NodePlan:
     )
 
 
-def render_script(plan: NodePlan, path: Path, mount_check: str = MARKER_CHECK, owner: str | None = None) -> Path:
+def render_script(plan: NodePlan, path: Path, mount_check: list[str] = MARKER_CHECK, owner: str | None = None) -> Path:
     variables = clean_script_vars(plan, mount_check=mount_check)
     if owner is not None:
         variables["owner"] = owner
-    path.write_text(get_template(template("vllm", "kvpod-lmcache-clean.j2")).render(**variables))
+    path.write_text(render("vllm", "kvpod-lmcache-clean.j2", **variables))
     path.chmod(0o755)
     return path
 
@@ -152,7 +151,7 @@ def test_a_link_swapped_in_before_entering_is_refused(lab: NodePlan, tree: dict[
     """The link appears after the ``-L`` check, before ``cd -P``: ``pwd -P`` shows where the shell went."""
     plan = plan_at(lab, tree["mount"])
     variables = clean_script_vars(plan, mount_check=MARKER_CHECK) | {"owner": owner_of_this_process()}
-    text = get_template(template("vllm", "kvpod-lmcache-clean.j2")).render(**variables)
+    text = render("vllm", "kvpod-lmcache-clean.j2", **variables)
     swap = f"mv '{tree['disk']}' '{tree['disk']}.moved' && ln -s '{tree['outside']}' '{tree['disk']}'\n"
     text = text.replace("WANT=$(", swap + "WANT=$(", 1)
     script = tree["tmp"] / "clean"
@@ -195,7 +194,7 @@ def test_the_node_gets_the_script_and_the_unit_runs_it_as_root(lab: NodePlan) ->
         "mount_path": "/mnt/kvcache",
         "cache_dir": "/mnt/kvcache/lmcache",
         "owner": "vllm:vllm",
-        "mount_check": "mountpoint -q",
+        "mount_check": ["mountpoint", "-q"],
     }
     commands = changed_commands(deploy_plan(vllm, connected_node(lab), {"kvpod_node": lab}))
     uploads = {c[2]: c[1] for c in commands if isinstance(c, list) and c[0] == "upload"}

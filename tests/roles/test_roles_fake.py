@@ -7,10 +7,11 @@ import pytest
 import yaml
 from pyinfra.api import OperationError
 
+from deploy.encode import env_value
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec, reference_spec
-from roles._common import env_value, netdev_unit, systemd_quote
+from roles._common import netdev_unit, systemd_quote
 from roles.fabric_network import fabric_network
 from roles.kv_mount import filesystem_uuid, kv_mount
 from roles.lmcache import lmcache

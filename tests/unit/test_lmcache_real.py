@@ -21,15 +21,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from pyinfra.api.util import get_template
 
 from deploy.lmcache_keys import DEFAULT_VERSION, HERE, generate
 from deploy.loader import spec_from_dict
 from deploy.plan import LmcachePlan, build_plan
 from deploy.shipped import verify_suite_dir
 from deploy.sizing import model_shape, size_node
-from roles._common import template
-from roles.lmcache import cache_dir, env_lines, yaml_body
+from roles._common import render
+from roles.lmcache import cache_dir, env_lines, settings
 from tests.conftest import ROOT
 
 lmcache_config = pytest.importorskip(
@@ -80,15 +79,10 @@ def lmcache_warnings():
         logger.removeHandler(handler)
 
 
-def render(role: str, name: str, **variables) -> str:
-    """A role template rendered as pyinfra's files.template renders it."""
-    return get_template(template(role, name)).render(**variables)
-
-
 def write_config(lm: LmcachePlan, tmp_path: Path) -> dict[str, str]:
     """Render the env file (and the YAML config in yaml mode) into tmp_path; return the env file's variables."""
     if lm.config_mode == "yaml":
-        (tmp_path / "lmcache.yaml").write_text(render("lmcache", "lmcache.yaml.j2", body=yaml_body(lm)))
+        (tmp_path / "lmcache.yaml").write_text(render("lmcache", "lmcache.yaml.j2", settings=settings(lm)))
     env_file = tmp_path / "lmcache.env"
     env_file.write_text(render("lmcache", "lmcache.env.j2", env=env_lines(lm)))
     return parse_env_file(env_file.read_text())

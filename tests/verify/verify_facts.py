@@ -435,7 +435,7 @@ def parse_env_file(text: str) -> dict[str, str]:
             continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            value = re.sub(r'\\(["\\\\`$])', r"\1", value[1:-1])
         elif len(value) >= 2 and value[0] == value[-1] == "'":
             value = value[1:-1]
         out[key.strip()] = value
