@@ -263,6 +263,8 @@ def check_local_path(value: str) -> str:
         raise ValueError("empty path (give a file, e.g. ~/.ssh/id_ed25519)")
     if '"' in value:
         raise ValueError(f"{value!r}: '\"' cannot be written in an ssh_config value (rename the file)")
+    if "${" in value:
+        raise ValueError(f"{value!r}: ssh expands '${{' in an ssh_config value as a variable (write the path itself)")
     if value != value.strip():
         raise ValueError(f"{value!r}: leading or trailing blanks (remove them)")
     if value.startswith("~") and not (value == "~" or value.startswith("~/")):

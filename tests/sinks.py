@@ -93,10 +93,15 @@ def unit_settings(text: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def raw_unit_value(text: str, section: str, key: str) -> str:
+    """The one value of ``key`` in ``section`` as written (an ``Exec*=`` line goes to :func:`exec_argv`)."""
+    (value,) = [v for s, k, v in unit_settings(text) if (s, k) == (section, key)]
+    return value
+
+
 def unit_value(text: str, section: str, key: str) -> str:
     """The one value of ``key`` in ``section``, specifiers expanded (only ``%%`` is allowed)."""
-    (value,) = [v for s, k, v in unit_settings(text) if (s, k) == (section, key)]
-    return expand_specifiers(value)
+    return expand_specifiers(raw_unit_value(text, section, key))
 
 
 def expand_specifiers(value: str) -> str:
