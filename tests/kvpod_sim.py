@@ -268,6 +268,11 @@ def _printf(remote: FakeRemote, argv: list[str]) -> bool:
             if ns["enable"]:
                 return False  # EBUSY: disable first
             ns["device_path"] = value
+        case ["subsystems", nqn, "namespaces", nsid, ("device_uuid" | "device_nguid") as attr]:
+            ns = cfg["subsystems"][nqn]["namespaces"][nsid]
+            if ns["enable"]:
+                return False  # EBUSY: disable first
+            ns[attr] = value
         case ["subsystems", nqn, "namespaces", nsid, "enable"]:
             cfg["subsystems"][nqn]["namespaces"][nsid]["enable"] = value == "1"
         case ["ports", pid, attr] if attr.startswith("addr_"):
