@@ -242,17 +242,17 @@ def read_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize(
-    ("case", "status", "unreachable", "check_code", "diff_code"),
+    ("status", "unreachable", "check_code", "diff_code"),
     [
-        ("converged", {}, set(), 0, 0),
-        ("drifted", {"node2": "would-change"}, set(), 1, 0),
-        ("drifted-target", {"target": "would-change"}, set(), 1, 0),
-        ("failed", {"node1": "failed"}, set(), 2, 2),
-        ("failed-and-drifted", {"node1": "failed", "node2": "would-change"}, set(), 2, 2),
-        ("unreachable", {}, {"node2"}, 2, 2),
+        pytest.param({}, set(), 0, 0, id="converged"),
+        pytest.param({"node2": "would-change"}, set(), 1, 0, id="drifted-node"),
+        pytest.param({"target": "would-change"}, set(), 1, 0, id="drifted-target"),
+        pytest.param({"node1": "failed"}, set(), 2, 2, id="failed"),
+        pytest.param({"node1": "failed", "node2": "would-change"}, set(), 2, 2, id="failed-and-drifted"),
+        pytest.param({}, {"node2"}, 2, 2, id="unreachable"),
     ],
 )
-def test_check_and_diff_exit_codes(read_pod, case, status, unreachable, check_code, diff_code) -> None:
+def test_check_and_diff_exit_codes(read_pod, status, unreachable, check_code, diff_code) -> None:
     pod, code, out = read_pod("check", status, unreachable)
     assert code == check_code, out
     assert pod.phases() == [], "check changes nothing"
