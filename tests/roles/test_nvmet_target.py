@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy.loader import load_spec_text
-from deploy.names import NVMET_RESTORE_SCRIPT, NVMET_ROOT
+from deploy.names import GB, NVMET_RESTORE_SCRIPT, NVMET_ROOT
 from deploy.plan import Plan, TargetPlan, build_plan
 from deploy.runner import target_hosts
 from roles.nvmet_target import nvmet_ports, nvmet_target
@@ -23,15 +23,9 @@ from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-DRIVE_PATTERN = "/srv/nvmet/drive{slot}.img"
 
-
-def lab_plan(drives_dir: str | None = None) -> Plan:
-    text = LAB.read_text()
-    if drives_dir:
-        assert DRIVE_PATTERN in text
-        text = text.replace(DRIVE_PATTERN, f"{drives_dir}/drive{{slot}}.img")
-    return build_plan(load_spec_text(text))
+def lab_plan() -> Plan:
+    return build_plan(load_spec_text(LAB.read_text()))
 
 
 def fresh_target(nvmet: dict | None = None) -> FakeRemote:
@@ -100,11 +94,16 @@ def test_the_target_deploy_revokes_a_stale_host_and_any_host_access() -> None:
 # -- the boot-time restore script ------------------------------------------------------------------------------
 
 MKDIR = """#!/bin/sh
-# configfs: a new subsystem, namespace or port directory comes with its attributes and child directories
-{mkdir} "$@" || exit $?
+# configfs: a new subsystem, namespace or port directory comes with its attributes and child directories;
+# a directory outside the scratch configfs (the drives' backing files) is logged, never made on this machine
+p=
 for d in "$@"; do
   case "$d" in
-    -*) ;;
+    -p) p=-p ;;
+    "$KVPOD_TEST_NVMET"/*) {mkdir} $p "$d" || exit $? ;;
+    *) echo "mkdir $p $d" >> "$KVPOD_TEST_LOG" ;;
+  esac
+  case "$d" in
     "$KVPOD_TEST_NVMET"/subsystems/*/namespaces/*)
       printf 0 > "$d/enable"; : > "$d/device_path"; : > "$d/device_uuid"; : > "$d/device_nguid" ;;
     "$KVPOD_TEST_NVMET"/subsystems/*)
@@ -129,7 +128,7 @@ SHIMS = {
     "mountpoint": "#!/bin/sh\nexit 0\n",
     "mount": '#!/bin/sh\necho "unexpected mount $*" >&2\nexit 1\n',
     "sleep": '#!/bin/sh\necho "the portal addresses were not found" >&2\nexit 1\n',
-    "truncate": '#!/bin/sh\necho "truncate $*" >> "$KVPOD_TEST_LOG"\n: > "$3"\n',
+    "truncate": '#!/bin/sh\necho "truncate $*" >> "$KVPOD_TEST_LOG"\n',
     "ip": IP,
 }
 
@@ -137,14 +136,13 @@ SHIMS = {
 @pytest.fixture
 def restore(tmp_path: Path):
     """``run()`` runs the restore script the role wrote for the lab plan on ``tmp_path/nvmet``; returns the plan."""
-    plan = lab_plan(str(tmp_path / "drives"))
+    plan = lab_plan()
     remote = deployed(plan, fresh_target())
     script = remote.uploads[NVMET_RESTORE_SCRIPT]
     assert script.count("C=/sys/kernel/config/nvmet\n") == 1
     root = tmp_path / "nvmet"
     for sub in ("subsystems", "ports", "hosts"):
         (root / sub).mkdir(parents=True)
-    (tmp_path / "drives").mkdir()
     (tmp_path / "restore").write_text(script.replace("C=/sys/kernel/config/nvmet\n", f"C={root}\n"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -166,7 +164,7 @@ def restore(tmp_path: Path):
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    run.plan, run.root = plan, root
+    run.plan, run.root, run.log = plan, root, tmp_path / "log"
     return run
 
 
@@ -212,6 +210,10 @@ def test_the_restore_script_admits_each_drive_to_its_node_alone_and_a_spare_to_n
     out = restore()
     assert "3 subsystems, 2 ports" in out
     assert_as_planned(restore.plan, restore.root)
+    made = restore.log.read_text().splitlines()
+    for s in restore.plan.targets[0].subsystems:
+        if not Path(s.device_path).exists():  # the sparse backing file of a file-backed drive
+            assert f"truncate -s {int(s.capacity_gb * GB)} {s.device_path}" in made
 
 
 def test_the_restore_script_revokes_stale_hosts_and_any_host_access(restore) -> None:
