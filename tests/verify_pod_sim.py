@@ -440,6 +440,9 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         "setting": lambda s: _edit(
             s, vf.section_name("file", node.lmcache.env_file), "LMCACHE_MAX_LOCAL_DISK_SIZE=", "LMCACHE_UNUSED="
         ),
+        "credentials-readable": lambda s: _edit(  # the env file's mode, where the state read has a mode section
+            s, vf.section_name("mode", node.lmcache.env_file), "640 root ", "644 root "
+        ),
         "hash-seed": lambda s: _edit(s, vf.section_name("file", node.lmcache.env_file), "PYTHONHASHSEED=0", "A=1"),
         "local-disk-off-mount": lambda s: _edit(s, "mount-of", f"{mount.path}\n", "/\n"),
         "local-disk-not-writable": lambda s: _edit(s, "writable", f"yes\t{ve.local_disk_dir(node)}", "no\t/x"),
