@@ -4,7 +4,11 @@ kvpod's facts read, changed by the commands kvpod runs (``nvme connect`` makes t
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import tempfile
 import uuid as uuidlib
+from pathlib import Path
 
 from deploy.names import NVMET_ROOT
 from deploy.plan import NodePlan
@@ -124,21 +128,90 @@ def _nvme(remote: FakeRemote, argv: list[str]) -> bool:
     return True
 
 
-def _format(remote: FakeRemote, argv: list[str]) -> bool:
-    start = argv.index("mkfs.ext4")
-    end = argv.index(";", start) if ";" in argv[start:] else len(argv)
-    mkfs = argv[start:end]
-    device = mkfs[-1]
-    key = f"device={device}"
-    signatures = _fact(remote, "storage.BlockSignature", {})
-    if "-F" not in mkfs and signatures.get(key, {"TYPE": "?"}) is not None:
-        return False  # the on-host guard: not blank, not formatted
+def _make_fs(remote: FakeRemote, mkfs: list[str]) -> bool:
+    """``mkfs.ext4 ... DEVICE`` on the simulated namespace: a new ext4 with the given UUID and label."""
+    key = f"device={mkfs[-1]}"
     fs_uuid = _opt(mkfs, "-U") if "-U" in mkfs else str(uuidlib.uuid4())
     sig, info = ext4_facts(fs_uuid, getattr(remote, "drive_bytes", DRIVE_BYTES))
     sig["LABEL"] = info["label"] = _opt(mkfs, "-L")
-    signatures[key] = sig
+    _fact(remote, "storage.BlockSignature", {})[key] = sig
     _fact(remote, "storage.Ext4Info", {})[key] = info
     return True
+
+
+def _shim(bin_dir: Path, name: str, body: str) -> None:
+    (bin_dir / name).write_text("#!/bin/sh\n" + body)
+    (bin_dir / name).chmod(0o755)
+
+
+def _guarded_format(remote: FakeRemote, command: str) -> bool:
+    """The on-host blank check before mkfs, run under ``sh``: ``blkid -p`` answers from the simulated
+    signature (exit 2: no signature), ``mkfs.ext4`` formats the simulated namespace only if the guard lets it."""
+    device = shlex.split(command)[3]
+    signature = _fact(remote, "storage.BlockSignature", {}).get(f"device={device}", {"TYPE": "?"})
+    with tempfile.TemporaryDirectory() as tmp:
+        bin_dir = Path(tmp)
+        _shim(bin_dir, "blkid", f"exit {2 if signature is None else 0}\n")
+        _shim(bin_dir, "mkfs.ext4", f'printf "%s\\n" mkfs.ext4 "$@" > {tmp}/mkfs\n')
+        done = subprocess.run(
+            ["sh", "-c", command], env={"PATH": f"{tmp}:/usr/bin:/bin"}, capture_output=True, text=True, check=False
+        )
+        mkfs = (bin_dir / "mkfs").read_text().splitlines() if (bin_dir / "mkfs").exists() else None
+    if mkfs:
+        _make_fs(remote, mkfs)
+    return done.returncode == 0
+
+
+def _format(remote: FakeRemote, argv: list[str]) -> bool:
+    """``mkfs.ext4 -F`` (a drive named with ``--wipe``) formats; the guarded form runs its guard under ``sh``."""
+    if argv[0] == "mkfs.ext4":
+        return _make_fs(remote, argv)
+    return _guarded_format(remote, remote.executed[-1])  # the command as the host's shell gets it
+
+
+# the paths of the host that the disconnect guard reads, and where a scratch tree stands in for them
+_GUARD_PATHS = {
+    "/sys/class/block/": "sys/class/block/",
+    "/sys/fs/ext4/": "sys/fs/ext4/",
+    "/proc/self/mountinfo": "mountinfo",
+}
+
+
+def guarded_disconnect(remote: FakeRemote, argv: list[str], use: dict[str, dict]) -> bool:
+    """``sh -c GUARD NQN DEVICES``: the real guard run under ``sh`` on a scratch sysfs and mountinfo built from
+    ``use`` (device -> {"mounts", "holders", "ext4"}, as :class:`roles.node_release.NvmeBlockUse` reads it); the
+    subsystem is disconnected only if the guard lets ``nvme disconnect`` run."""
+    script, nqn = argv[2], argv[3]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for path, scratch in _GUARD_PATHS.items():
+            assert path in script, f"the disconnect guard no longer reads {path}"
+            script = script.replace(path, f"{root}/{scratch}")
+        mountinfo = []
+        for i, (device, entry) in enumerate(sorted(use.items()), start=1):
+            block = root / "sys/class/block" / device
+            block.mkdir(parents=True)
+            (block / "dev").write_text(f"259:{i}\n")
+            for holder in entry.get("holders", []):
+                (block / "holders" / holder).mkdir(parents=True)
+            if entry.get("ext4"):
+                (root / "sys/fs/ext4" / device).mkdir(parents=True)
+            mountinfo += [
+                f"{30 + i} 1 259:{i} / {m} rw,noatime - ext4 /dev/{device} rw\n" for m in entry.get("mounts", [])
+            ]
+        (root / "mountinfo").write_text("".join(mountinfo))
+        _shim(root, "nvme", f'echo "$@" > {tmp}/nvme-called\n')
+        done = subprocess.run(
+            ["sh", "-c", script, *argv[3:]],
+            env={"PATH": f"{tmp}:/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        called = (root / "nvme-called").read_text().split() if (root / "nvme-called").exists() else []
+    if called == ["disconnect", "--nqn", nqn]:
+        _fact(remote, "nvme.NvmeSubsystems", {}).pop(nqn, None)
+    return done.returncode == 0
 
 
 def _systemctl(remote: FakeRemote, argv: list[str]) -> bool:
@@ -268,6 +341,11 @@ def _printf(remote: FakeRemote, argv: list[str]) -> bool:
             if ns["enable"]:
                 return False  # EBUSY: disable first
             ns["device_path"] = value
+        case ["subsystems", nqn, "namespaces", nsid, ("device_uuid" | "device_nguid") as attr]:
+            ns = cfg["subsystems"][nqn]["namespaces"][nsid]
+            if ns["enable"]:
+                return False  # EBUSY: disable first
+            ns[attr] = value
         case ["subsystems", nqn, "namespaces", nsid, "enable"]:
             cfg["subsystems"][nqn]["namespaces"][nsid]["enable"] = value == "1"
         case ["ports", pid, attr] if attr.startswith("addr_"):

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 import shlex
 from collections.abc import Callable, Iterable
 from io import IOBase
@@ -53,6 +54,42 @@ SYSTEM_DIRS = (
 )
 
 Effect = Callable[["FakeRemote", list[str]], Any]
+
+# The shapes of the commands kvpod's roles and operations issue (what the fast tests see them emit). The fake host
+# refuses anything else loudly: a command kvpod never issues (``wipefs -a``, ``dd of=/dev/...``, a misspelt
+# ``nvme conect``) is a bug in the code under test, never a success.
+_ARGS = r"[^;&|`$\n]*"  # the rest of a plain command: arguments, no second command chained on
+KVPOD_COMMANDS = tuple(
+    re.compile(shape.replace("ARGS", _ARGS), re.DOTALL)
+    for shape in (
+        r"modprobe -a( [\w-]+)+",
+        r"ip (link (set|add|delete)|addr (add|del)|route replace) ARGS",
+        r"rdma link add \S+ type rxe netdev \S+",
+        r"sysctl [\w.]+=ARGS",
+        r"(networkctl reload|netplan apply|udevadm settle)",
+        r"systemctl (daemon-reload|(start|stop|restart|enable|disable) [\w@.-]+)",
+        r"nvme (connect --transport \w+ --nqn \S+ --traddr \S+ --trsvcid \d+ ARGS|disconnect --nqn \S+|ns-rescan \S+)",
+        r"if blkid -p \S+ >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 -q -m 0 -O mmp ARGS; "
+        r"else echo '[^']*' >&2; exit 1; fi",
+        r"mkfs\.ext4 -F -q -m 0 -O mmp ARGS",
+        r"tune2fs -O mmp \S+",
+        r"mount -o remount,\S+ ARGS",
+        r"umount ARGS",
+        # the wait for a namespace to appear (deploy/operations/nvme.py), the guarded disconnect (roles/node_release)
+        r"sh -c '(for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/"
+        r"|for d in \"\$@\"; do for p in /sys/class/block/).+",
+        r"echo '[^']*' >&2; exit 1",  # a refusal on the host
+        r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
+        r"printf '%s(\\n)?' ARGS",
+        r"useradd --system ARGS",
+        r"DEBIAN_FRONTEND=noninteractive apt-get -y ARGS install [\w.+ -]+",
+        r"\S+/bin/python3? -m (venv|pip install) ARGS",
+    )
+)
+
+
+class UnknownCommand(AssertionError):
+    """The code under test ran a command kvpod never issues."""
 
 
 def fact_key(cls: type) -> str:
@@ -251,6 +288,8 @@ class FakeRemote:
     def run(self, command: str) -> bool:
         """Apply one executed shell command; returns its success."""
         self.executed.append(command)
+        if not any(shape.fullmatch(command) for shape in KVPOD_COMMANDS):
+            raise UnknownCommand(f"the simulated host refuses a command kvpod never issues: {command}")
         try:
             argv = shlex.split(command)
         except ValueError:

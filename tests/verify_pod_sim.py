@@ -8,7 +8,8 @@ nvme-cli 2.4, GNU grep). Environment:
 
 ``KVPOD_SIM_LOG``     a file; each command a host answers appends ``<worker pid>\\t<host>\\t<script kind>``
 ``KVPOD_SIM_BREAKS``  JSON ``{host: [break, ...]}``: ``vlan-mtu`` (the VLAN interface at MTU 1500),
-                      ``unmounted`` (the KV cache mount and its unit stopped), ``unreachable`` (SSH fails)
+                      ``unmounted`` (the KV cache mount and its unit stopped), ``unreachable`` (SSH fails), and
+                      each break of :data:`BREAKS` (one wrong fact in a healthy host's answer)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +335,216 @@ def nvmet_text(target: TargetPlan) -> str:
     return "".join(links) + "attributes\n" + "".join(attrs)
 
 
+# -- breaks: one wrong fact each --------------------------------------------------------------------------------
+
+Sections = dict[str, vf.Section]
+
+
+def _edit(sections: Sections, name: str, old: str, new: str) -> None:
+    """Replace ``old`` in section ``name`` (a section this answer holds must hold ``old``)."""
+    s = sections.get(name)
+    if s is None:
+        return
+    if old not in s.stdout:
+        raise AssertionError(f"break: {old!r} not in section {name!r}")
+    sections[name] = vf.Section(s.name, s.stdout.replace(old, new), s.rc, s.stderr)
+
+
+def _links(sections: Sections, change: Callable[[dict[str, dict]], None]) -> None:
+    if "links" not in sections:
+        return
+    links = json.loads(sections["links"].stdout)
+    by_name = {link["ifname"]: link for link in links}
+    change(by_name)
+    sections["links"] = vf.Section("links", json.dumps(list(by_name.values())) + "\n", 0)
+
+
+def _failed(sections: Sections, name: str, stderr: str) -> None:
+    if name in sections:
+        sections[name] = vf.Section(name, "", 1, stderr)
+
+
+def _unit(sections: Sections, unit: str, key: str, value: str) -> None:
+    if "units" not in sections:
+        return
+    blocks = sections["units"].stdout.rstrip("\n").split("\n\n")
+    for i, block in enumerate(blocks):
+        props = dict(line.split("=", 1) for line in block.splitlines())
+        if props.get("Id") == unit:
+            props[key] = value
+            blocks[i] = unit_block(props)
+            break
+    else:
+        raise AssertionError(f"break: no unit {unit}")
+    sections["units"] = vf.Section("units", "\n\n".join(blocks) + "\n", 0)
+
+
+def _controller(sections: Sections, line: str) -> None:
+    s = sections.get("controllers")
+    if s is None:
+        return
+    sections["controllers"] = vf.Section(s.name, s.stdout + line + "\n", s.rc, s.stderr)
+
+
+def _discovered(sections: Sections, name: str, nqn: str) -> None:
+    """One more subsystem in a discovery log (another drive admits this host)."""
+    s = sections.get(name)
+    if s is None:
+        return
+    log = json.loads(s.stdout)
+    log["records"].append({**log["records"][-1], "subnqn": nqn})
+    sections[name] = vf.Section(name, json.dumps(log, indent=2) + "\n", s.rc, s.stderr)
+
+
+def _other_drive(plan: Plan, node: NodePlan) -> str:
+    """The subsystem NQN of another drive of the node's enclosure (a spare when there is one)."""
+    target = next(t for t in plan.targets if node.namespace.subsystem_nqn in {s.nqn for s in t.subsystems})
+    others = [s for s in target.subsystems if s.nqn != node.namespace.subsystem_nqn]
+    return next((s for s in others if s.node is None), others[0]).nqn
+
+
+def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], None]]:
+    fab, ns, mount = node.fabric, node.namespace, node.mount
+    nqn, portals = ns.subsystem_nqn, ns.portals
+    neighbour = next(n for n in plan.nodes if n.name != node.name)
+    cmdline = f"/proc/{PID}/cmdline:"
+    mount_unit = mount.path.strip("/").replace("/", "-") + ".mount"
+    return {
+        "nic-absent": lambda s: _links(s, lambda links: links.pop(fab.interface)),
+        "nic-mtu": lambda s: _links(s, lambda links: links[fab.interface].update(mtu=1500)),
+        "vlan-id": lambda s: _links(s, lambda links: links[fab.vlan_interface]["linkinfo"]["info_data"].update(id=999)),
+        "vlan-down": lambda s: _links(s, lambda links: links[fab.vlan_interface].update(flags=["BROADCAST", "UP"])),
+        "address": lambda s: _links(
+            s, lambda links: links[fab.vlan_interface]["addr_info"][0].update(local="10.99.0.9")
+        ),
+        "route": lambda s: _edit(s, "routes", f'"dev":"{fab.vlan_interface}"', '"dev":"eth0"'),
+        "ping": lambda s: [
+            _failed(s, vf.section_name("ping", p.address), "ping: local error: message too long, mtu=1500")
+            for p in portals
+        ],
+        "rdma": lambda s: _edit(s, "rdma", f'"netdev": "{fab.interface}"', '"netdev": "eth0"'),
+        "sysctl": lambda s: _edit(s, "sysctl", "net/core/rmem_max\x00134217728", "net/core/rmem_max\x00212992"),
+        "sysctl-file": lambda s: _failed(s, vf.section_name("file", ve.SYSCTL_FILE), "No such file or directory"),
+        "fstype": lambda s: _edit(s, "mount", f" {mount.filesystem} rw,", " xfs rw,"),
+        "mount-option": lambda s: _edit(s, "mount", ",noatime\n", ",relatime\n"),
+        "mount-unit-inactive": lambda s: _unit(s, mount_unit, "ActiveState", "inactive"),
+        "mount-unit-transient": lambda s: _unit(s, mount_unit, "UnitFileState", "transient"),
+        "mount-not-writable": lambda s: _edit(s, "writable", f"yes\t{mount.path}\n", f"no\t{mount.path}\n"),
+        "full": lambda s: _edit(s, "df", f"\n{int(mount.disk_budget_gb * ve.GIB) + 4096} ", "\n4096 "),
+        "module-unloaded": lambda s: _edit(s, "modules", "loaded\tnvme_rdma\n", ""),
+        "module-not-persisted": lambda s: _edit(s, "modules-load", "kvpod.conf\tnvme_rdma\n", ""),
+        "host-nqn": lambda s: _edit(s, vf.section_name("file", ve.HOSTNQN_FILE), node.host_nqn, neighbour.host_nqn),
+        "host-id": lambda s: _edit(s, vf.section_name("file", ve.HOSTID_FILE), node.host_id, neighbour.host_id),
+        "config-source": lambda s: _edit(
+            s, vf.section_name("file", node.lmcache.env_file), "# kvpod:", f"{ve.CONFIG_FILE_VAR}=/x.yaml\n# kvpod:"
+        ),
+        "setting": lambda s: _edit(
+            s, vf.section_name("file", node.lmcache.env_file), "LMCACHE_MAX_LOCAL_DISK_SIZE=", "LMCACHE_UNUSED="
+        ),
+        "credentials-readable": lambda s: _edit(  # the env file's mode, where the state read has a mode section
+            s, vf.section_name("mode", node.lmcache.env_file), "640 root ", "644 root "
+        ),
+        "hash-seed": lambda s: _edit(s, vf.section_name("file", node.lmcache.env_file), "PYTHONHASHSEED=0", "A=1"),
+        "local-disk-off-mount": lambda s: _edit(s, "mount-of", f"{mount.path}\n", "/\n"),
+        "local-disk-not-writable": lambda s: _edit(s, "writable", f"yes\t{ve.local_disk_dir(node)}", "no\t/x"),
+        "other-subsystem-mounted": lambda s: _edit(
+            s, "mount", f"subsysnqn={nqn}\n", f"subsysnqn={_other_drive(plan, node)}\n"
+        ),
+        "nsid": lambda s: _edit(s, "mount", f"\nnsid={ns.nsid}\n", f"\nnsid={ns.nsid + 1}\n"),
+        "holds-neighbours-drive": lambda s: _controller(
+            s,
+            f"nvme7\t{ns.transport}\t{neighbour.namespace.subsystem_nqn}\t"
+            f"traddr={portals[0].address},trsvcid={portals[0].trsvcid},src_addr={fab.address}\tlive",
+        ),
+        "portal-down": lambda s: _edit(
+            s,
+            "controllers",
+            f"traddr={portals[-1].address},trsvcid={portals[-1].trsvcid},src_addr={fab.address}\tlive",
+            f"traddr={portals[-1].address},trsvcid={portals[-1].trsvcid},src_addr={fab.address}\tconnecting",
+        ),
+        "duplicate-controller": lambda s: _controller(
+            s,
+            f"nvme8\t{ns.transport}\t{nqn}\ttraddr={portals[0].address},trsvcid={portals[0].trsvcid},src_addr={fab.address}\tlive",
+        ),
+        "foreign-portal": lambda s: _controller(
+            s,
+            f"nvme9\t{ns.transport}\t{nqn}\ttraddr=10.99.0.1,trsvcid={portals[0].trsvcid},src_addr={fab.address}\tlive",
+        ),
+        "connect-unit-disabled": lambda s: _unit(s, ve.CONNECT_UNIT, "UnitFileState", "disabled"),
+        "vllm-disabled": lambda s: _unit(s, node.vllm.unit, "UnitFileState", "disabled"),
+        "vllm-failed": lambda s: _unit(s, node.vllm.unit, "SubState", "auto-restart"),
+        "no-env-file": lambda s: _unit(s, node.vllm.unit, "EnvironmentFiles", ""),
+        "vllm-as-root": lambda s: _edit(s, vf.section_name("proc-user", PID), f"{node.vllm.user}\n", "root\n"),
+        "argument": lambda s: _edit(
+            s,
+            vf.section_name("proc-data", PID),
+            f"{cmdline}--max-model-len\0{cmdline}",
+            f"{cmdline}--max-model-len\0{cmdline}1",
+        ),
+        "extra-args": lambda s: _edit(
+            s, vf.section_name("proc-data", PID), "".join(f"{cmdline}{a}\0" for a in node.vllm.extra_args), ""
+        ),
+        "environment": lambda s: _edit(
+            s, vf.section_name("proc-data", PID), ":LMCACHE_CHUNK_SIZE=", ":LMCACHE_CHUNK_SIZE=1"
+        ),
+        "unhealthy": lambda s: _edit(s, "health", "200\n", "503\n"),
+        "connector": lambda s: _failed(
+            s, "connector", "ModuleNotFoundError: No module named 'lmcache.integration.vllm.vllm_v1_adapter'"
+        ),
+        "discovery-extra": lambda s: [
+            _discovered(s, vf.section_name("discover", ns.transport, p.address, p.trsvcid), _other_drive(plan, node))
+            for p in portals
+        ],
+    }
+
+
+def _target_breaks(target: TargetPlan) -> dict[str, Callable[[str], str]]:
+    first, second, *_ = target.subsystems
+    spare = next((s for s in target.subsystems if s.node is None), target.subsystems[-1])
+    holder = next(s.allowed_host_nqn for s in target.subsystems if s.allowed_host_nqn)
+    portal_a, portal_b = target.portals[0], target.portals[-1]
+    attr = "subsystems/{}/attr_allow_any_host\x00"
+    return {
+        "extra-subsystem": lambda t: t.replace(
+            "attributes\n", "attributes\n" + attr.format("nqn.2099-01.io.x:stray") + "0\n"
+        ),
+        "any-host": lambda t: t.replace(attr.format(second.nqn) + "0", attr.format(second.nqn) + "1"),
+        "stale-host": lambda t: f"subsystem\t{spare.nqn}\tallowed_host\t{holder}\n" + t,
+        "namespace-disabled": lambda t: t.replace(
+            f"subsystems/{first.nqn}/namespaces/{first.nsid}/enable\x001",
+            f"subsystems/{first.nqn}/namespaces/{first.nsid}/enable\x000",
+        ),
+        "port-tcp": lambda t: t.replace(
+            f"ports/{portal_b.port_id}/addr_trtype\x00rdma", f"ports/{portal_b.port_id}/addr_trtype\x00tcp"
+        ),
+        "port-unlinked": lambda t: t.replace(f"port\t{portal_a.port_id}\tsubsystem\t{second.nqn}\n", ""),
+    }
+
+
+def apply_breaks(plan: Plan, host: str, sections: list[vf.Section], breaks: set[str]) -> list[vf.Section]:
+    """A healthy host's sections with each named break applied to those this answer holds (unknown names are an
+    error)."""
+    node = next((n for n in plan.nodes if n.name == host), None)
+    target = next((t for t in plan.targets if t.name == host), None)
+    by_name = {s.name: s for s in sections}
+    for name in sorted(breaks - {"vlan-mtu", "unmounted", "unreachable"}):
+        if node is not None:
+            edits = _node_breaks(plan, node)
+            if name not in edits:
+                raise AssertionError(f"unknown break {name!r} for node {host} (known: {sorted(edits)})")
+            edits[name](by_name)
+        elif target is not None:
+            changes = _target_breaks(target)
+            if name not in changes:
+                raise AssertionError(f"unknown break {name!r} for target {host} (known: {sorted(changes)})")
+            s = by_name["nvmet"]
+            text = changes[name](s.stdout)
+            if text == s.stdout:
+                raise AssertionError(f"break {name!r} changed nothing on {host}")
+            by_name["nvmet"] = vf.Section("nvmet", text, s.rc, s.stderr)
+    return [by_name[s.name] for s in sections]
+
+
 # -- the fake backend ----------------------------------------------------------------------------------------
 
 
@@ -359,12 +571,14 @@ class SimHost:
             if node.name == self.name:
                 reads = ve.node_reads(node, self.plan)
                 if script == vf.node_script(reads):
-                    return "node", node_sections(node, reads, breaks)
+                    return "node", apply_breaks(self.plan, self.name, node_sections(node, reads, breaks), breaks)
                 if script == vf.controllers_script():
-                    return "controllers", [vf.Section("controllers", controllers_text(node), 0)]
+                    found = [vf.Section("controllers", controllers_text(node), 0)]
+                    return "controllers", apply_breaks(self.plan, self.name, found, breaks)
         for target in self.plan.targets:
             if target.name == self.name and script == vf.target_script(ve.target_reads()):
-                return "target", [vf.Section("nvmet", nvmet_text(target), 0)]
+                found = [vf.Section("nvmet", nvmet_text(target), 0)]
+                return "target", apply_breaks(self.plan, self.name, found, breaks)
         raise AssertionError(f"{self.name}: the simulated pod does not know this script:\n{script[:2000]}")
 
     def run(self, command: str, *args: str) -> CommandResult:

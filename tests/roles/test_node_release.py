@@ -24,7 +24,7 @@ from deploy.runner import run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
 from roles.node_release import NvmeBlockUse, disconnect_command, node_release
-from tests.kvpod_sim import DEVICE, EFFECTS, fresh_node
+from tests.kvpod_sim import DEVICE, EFFECTS, fresh_node, guarded_disconnect
 from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 
 A = "nqn.2024-01.io.kvpod.lab:target-drive01"  # node1's drive in the lab plan
@@ -80,11 +80,6 @@ def block_use(remote: FakeRemote) -> dict:
     return out
 
 
-def _in_use(remote: FakeRemote, device: str) -> bool:
-    use = block_use(remote).get(device, {})
-    return bool(use.get("mounts") or use.get("holders") or use.get("ext4"))
-
-
 def _systemctl(remote: FakeRemote, argv: list[str]) -> bool:
     if argv[1] == "disable":
         remote.units.setdefault(argv[-1], {})["enabled"] = False
@@ -104,11 +99,7 @@ def _umount(remote: FakeRemote, argv: list[str]) -> bool:
 def _sh(remote: FakeRemote, argv: list[str]) -> bool:
     if "nvme disconnect" not in argv[2]:
         return True  # wait_for_namespace
-    nqn, devices = argv[3], argv[4:]
-    if any(_in_use(remote, d) for d in devices):
-        return False  # the guard on the host
-    remote.facts["nvme.NvmeSubsystems"].pop(nqn, None)
-    return True
+    return guarded_disconnect(remote, argv, block_use(remote))  # the guard itself, under sh
 
 
 def _rm(remote: FakeRemote, argv: list[str]) -> bool:
