@@ -43,6 +43,7 @@ BREAKS: dict[str, dict[str, list[str]]] = {
     "node2": {
         "nic-absent": ["test_fabric_nic[{h}]", "test_nic_mtu[{h}]"],
         "config-source": ["test_config_source[{h}]"],
+        "credentials-readable": ["test_credential_files_mode_and_owner[{h}]"],
         "setting": ["test_setting[{h}-max_local_disk_size]"],
         "hash-seed": ["test_python_hash_seed[{h}]"],
         "local-disk-off-mount": ["test_local_disk_on_mount[{h}]"],
