@@ -67,7 +67,7 @@ KVPOD_COMMANDS = tuple(
         r"rdma link add \S+ type rxe netdev \S+",
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
-        r"systemctl (daemon-reload|(start|stop|restart|enable|disable) [\w@.-]+)",
+        r"systemctl (daemon-reload|(start|stop|restart|enable|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
         r"nvme (connect --transport \w+ --nqn \S+ --traddr \S+ --trsvcid \d+ ARGS|disconnect --nqn \S+|ns-rescan \S+)",
         r"if blkid -p \S+ >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 -q -m 0 -O mmp ARGS; "
         r"else echo '[^']*' >&2; exit 1; fi",
