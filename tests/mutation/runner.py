@@ -63,10 +63,10 @@ def first_failure(output: str) -> str:
 
 
 def _default_signals() -> None:
-    """In the test run: SIGINT and SIGQUIT as in a foreground shell, even when this runner was started in the
-    background (which ignores them, and the tests that interrupt scripts would then fail for that alone)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    """In the test run: the signals the tests send to scripts at their defaults, even when this runner was started
+    in the background or under nohup (which ignore some; the tests that interrupt scripts would then fail)."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _pytest(tree: Path, args: list[str]) -> tuple[int | None, str]:
