@@ -1,4 +1,8 @@
-"""Shared fixtures: the shipped specs as text and dicts, and a helper to load edited variants."""
+"""Shared fixtures: the shipped specs as text and dicts, and a helper to load edited variants.
+
+Hypothesis runs with the ``kvpod`` profile, loaded before any test module builds its settings: derandomized
+(every run tries the same inputs, so CI is reproducible) and without an example database.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
+
+settings.register_profile("kvpod", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.load_profile("kvpod")
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "inventories" / "reference" / "pod.yaml"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.lab_checks import lab_decision
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SPEC = ROOT / "inventories" / "lab" / "pod.yaml"
 KVPOD = [sys.executable, "-c", "from deploy.cli import main; main()"]
@@ -99,9 +101,13 @@ def report(path: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def lab_up():
-    """`kvpod lab up`: boot, bring-up, verify. `kvpod lab down` afterwards, even when tests fail."""
-    why = _lab_possible()
-    if why:
+    """`kvpod lab up`: boot, bring-up, verify. `kvpod lab down` afterwards, even when tests fail.
+
+    A machine that cannot run the lab skips it, except in CI (``CI=true``), where that is a failure."""
+    action, why = lab_decision(os.environ, _lab_possible())
+    if action == "fail":
+        pytest.fail(why)
+    if action == "skip":
         pytest.skip(why)
     if os.environ.get("KVPOD_LAB_REUSE") == "1":  # development: run against a lab that is already up
         yield kvpod("verify", str(LAB_SPEC))

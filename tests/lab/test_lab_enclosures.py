@@ -128,7 +128,7 @@ def test_reassignment_across_enclosures(hosts, spec):
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
         run = kvpod("reassign", str(spec), "--drive", f"{SECOND}/2", "--to", "node1")
     assert run.code == 0, run.out[-3000:]
-    assert sampler.overlaps == [] and sampler.samples > 3
+    sampler.assert_no_overlap(min_samples=4)
     assert holders(hosts) == {"node1": second_nqn(2), "node2": second_nqn(1)}
     allowed = hosts.sh("target", f"ls {NVMET}/subsystems/{second_nqn(2)}/allowed_hosts").split()
     assert allowed == [build_plan(load_spec(spec)).node("node1").host_nqn]

@@ -18,6 +18,7 @@ from deploy.loader import load_spec
 from deploy.plan import build_plan
 
 from .conftest import LAB_SPEC, kvpod, report
+from .lab_checks import Canaries, SampleLog, parse_read_files, read_files_command
 
 pytestmark = pytest.mark.lab
 
@@ -28,27 +29,30 @@ MOUNTED_NQN = (
 
 
 class MountSampler:
-    """Polls which subsystem each node has mounted; remembers every overlap."""
+    """Polls, about every second, which subsystem each node has mounted; remembers every overlap.
+
+    A read that fails (SSH error, timeout) is recorded as an error, never as "not mounted": a round with an
+    error cannot show an overlap, so :meth:`assert_no_overlap` also wants enough successful samples and no errors.
+    """
 
     def __init__(self, hosts, nodes: list[str]):
         self.hosts, self.nodes = hosts, nodes
-        self.samples = 0
-        self.overlaps: list[dict[str, str]] = []
+        self.log = SampleLog(list(nodes))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _read(self, node: str) -> str | BaseException:
+        try:
+            result = self.hosts.lab.run(node, MOUNTED_NQN, timeout=20)
+        except Exception as exc:  # SSH timed out or could not start
+            return exc
+        if result.returncode != 0:  # the command itself cannot fail (|| true): ssh did (255)
+            return RuntimeError(f"exit {result.returncode}: {result.stderr.strip()[-200:]}")
+        return result.stdout.strip()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            seen = {}
-            for n in self.nodes:
-                try:
-                    seen[n] = self.hosts.sh(n, MOUNTED_NQN, timeout=20, check=False).strip()
-                except Exception:  # a node being released or rebooted may not answer for a moment
-                    seen[n] = ""
-            mounted = [v for v in seen.values() if v]
-            if len(mounted) != len(set(mounted)):
-                self.overlaps.append(seen)
-            self.samples += 1
+            self.log.record({n: self._read(n) for n in self.nodes})
             self._stop.wait(1)
 
     def __enter__(self):
@@ -58,6 +62,12 @@ class MountSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(timeout=60)
+
+    def assert_no_overlap(self, min_samples: int = 3, allowed_errors: dict[str, int] | None = None) -> None:
+        """No subsystem was seen on two nodes, in at least ``min_samples`` successful reads of every node, with
+        no failed read (beyond ``allowed_errors`` per node, for a node stopped on purpose)."""
+        problems = self.log.problems(min_samples, allowed_errors)
+        assert problems == [], problems
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +83,27 @@ def holders(hosts) -> dict[str, str]:
 
 def nqn(slot: int) -> str:
     return f"nqn.2024-01.io.kvpod.lab:target-drive{slot:02d}"
+
+
+@pytest.fixture(scope="module")
+def canaries() -> Canaries:
+    """Files written onto the drives during this module, by the drive that holds them."""
+    return Canaries()
+
+
+def write_canary(hosts, canaries: Canaries, node: str, name: str, text: str) -> None:
+    """Write a one-line file onto the drive ``node`` has mounted now, and remember it by that drive."""
+    drive = holders(hosts)[node]
+    hosts.sh(node, f"echo {text} > /mnt/kvcache/{name} && sync")
+    canaries.record(drive, name, text)
+
+
+def assert_canaries(hosts, canaries: Canaries) -> None:
+    """Every canary is read back from its drive, on whichever node holds that drive now."""
+    now = holders(hosts)
+    for node, files in canaries.expected(now).items():
+        found = parse_read_files(hosts.sh(node, read_files_command("/mnt/kvcache", sorted(files))))
+        assert found == files, f"{node} holds {now[node]}: canaries {found}, written {files}"
 
 
 def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_time(hosts, spec, tmp_path):
@@ -109,44 +140,46 @@ def test_a_spec_with_one_drive_on_two_nodes_is_rejected_before_anything_runs(spe
     assert run.code == 1 and "node1 and node2" in run.out
 
 
-def test_swap_moves_files_with_their_drives(hosts, spec):
+def test_swap_moves_files_with_their_drives(hosts, spec, canaries):
     before = holders(hosts)
-    hosts.sh("node1", "echo from-node1 > /mnt/kvcache/owner.txt && sync")
-    hosts.sh("node2", "echo from-node2 > /mnt/kvcache/owner.txt && sync")
+    write_canary(hosts, canaries, "node1", "owner.txt", "from-node1")
+    write_canary(hosts, canaries, "node2", "owner.txt", "from-node2")
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
         run = kvpod("reassign", str(spec), "--drive", "target/1", "--to", "node2", "--swap")
     assert run.code == 0, run.out[-3000:]
-    assert sampler.overlaps == [] and sampler.samples > 5
+    sampler.assert_no_overlap(min_samples=6)
     assert holders(hosts) == {"node1": before["node2"], "node2": before["node1"]}
     assert hosts.sh("node2", "cat /mnt/kvcache/owner.txt").strip() == "from-node1"
     assert hosts.sh("node1", "cat /mnt/kvcache/owner.txt").strip() == "from-node2"
+    assert_canaries(hosts, canaries)
     plan = build_plan(load_spec(spec))
     assert plan.node("node2").namespace.drive == 1 and plan.node("node1").namespace.drive == 2
     assert kvpod("verify", str(spec)).code == 0
 
 
-def test_move_onto_the_spare_drive(hosts, spec):
-    hosts.sh("node1", "echo still-here > /mnt/kvcache/left-behind.txt && sync")
+def test_move_onto_the_spare_drive(hosts, spec, canaries):
+    write_canary(hosts, canaries, "node1", "left-behind.txt", "still-here")
     left = holders(hosts)["node1"]
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
         run = kvpod("reassign", str(spec), "--drive", "target/3", "--to", "node1")
     assert run.code == 0, run.out[-3000:]
-    assert sampler.overlaps == []
+    sampler.assert_no_overlap()
     assert holders(hosts)["node1"] == nqn(3)
+    assert_canaries(hosts, canaries)
     allowed = hosts.sh("target", f"ls /sys/kernel/config/nvmet/subsystems/{left}/allowed_hosts").split()
     assert allowed == [], "the released drive is a spare now: it admits no host"
 
 
 @pytest.mark.parametrize("step", ["release", "target", "nodes"])
-def test_interrupted_reassignment_is_finished_by_running_it_again(hosts, spec, step):
+def test_interrupted_reassignment_is_finished_by_running_it_again(hosts, spec, step, canaries):
     """Kill kvpod right after a handover step; the rerun (breaking the lock the killed run left) completes it
     and no drive is ever on two nodes.
 
     node1 moves between the spare and its former drive each time, so the file it left on a drive before
-    an interrupted move must be there when the drive comes back.
+    an interrupted move must be there when the drive comes back (every canary is read back after each move).
     """
     target_slot = 2 if holders(hosts)["node1"] == nqn(3) else 3
-    hosts.sh("node1", f"echo {step} > /mnt/kvcache/before-{step}.txt && sync")
+    write_canary(hosts, canaries, "node1", f"before-{step}.txt", step)
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
         os.environ["KVPOD_CRASH_AFTER"] = step
         try:
@@ -161,18 +194,18 @@ def test_interrupted_reassignment_is_finished_by_running_it_again(hosts, spec, s
         resumed = kvpod(*again, "--break-lock")
     assert "resuming" in resumed.out
     assert resumed.code == 0, resumed.out[-3000:]
-    assert sampler.overlaps == []
+    sampler.assert_no_overlap()
     assert holders(hosts)["node1"] == nqn(target_slot)
-    if target_slot == 2:  # back on the drive node1 wrote to before it moved to the spare
-        assert hosts.sh("node1", "cat /mnt/kvcache/left-behind.txt").strip() == "still-here"
+    assert_canaries(hosts, canaries)  # back on a drive node1 wrote to before: its files are there
     assert hosts.wait_active("node1", "kvpod-vllm")
 
 
-def test_hand_edited_spec_hands_the_drives_back(hosts):
+def test_hand_edited_spec_hands_the_drives_back(hosts, canaries):
     """`kvpod up` of the shipped lab spec (node1 on drive 1, node2 on drive 2) finds drives held by other nodes
     than planned and runs the same handover: releases first, then access, then the new holders."""
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
         run = kvpod("up", str(LAB_SPEC), "--yes")
     assert run.code == 0, run.out[-3000:]
-    assert sampler.overlaps == []
+    sampler.assert_no_overlap()
     assert holders(hosts) == {"node1": nqn(1), "node2": nqn(2)}
+    assert_canaries(hosts, canaries)

@@ -33,6 +33,15 @@ from deploy.lab import image as lab_image
 from deploy.lab import machines as lab_machines
 from deploy.lab import manager as lab_manager
 from deploy.lab.state import load_state, save_state
+from tests.lab.lab_checks import (
+    MISSING,
+    Canaries,
+    SampleLog,
+    direct_sha256_command,
+    lab_decision,
+    parse_read_files,
+    read_files_command,
+)
 
 STANDIN = Path(__file__).parent / "standin" / "vllm"
 KV_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
@@ -721,3 +730,122 @@ def test_lab_stop_and_start_commands_need_a_lab(tmp_path: Path, monkeypatch: pyt
     for args in (["lab", "stop", "node2", "--kill"], ["lab", "start", "node2"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "the lab is not up" in result.output, result.output
+
+
+# --- the lab suite's own checks: run or fail in CI, the mount sampler, canaries, direct reads ------------
+
+
+@pytest.mark.parametrize(
+    ("env", "missing", "expected"),
+    [
+        ({}, None, "run"),
+        ({"CI": "true"}, None, "run"),
+        ({}, "the lab needs root", "skip"),
+        ({"CI": "false"}, "the lab needs root", "skip"),
+        ({"CI": ""}, "iproute2 is missing", "skip"),
+        ({"CI": "true"}, "the lab needs root", "fail"),
+        ({"CI": "TRUE"}, "iproute2 is missing", "fail"),
+        ({"CI": "1"}, "the lab needs root", "fail"),
+    ],
+)
+def test_lab_runs_skips_or_fails_in_ci(env: dict[str, str], missing: str | None, expected: str) -> None:
+    action, why = lab_decision(env, missing)
+    assert action == expected
+    if missing:
+        assert missing in why
+    if expected == "fail":
+        assert "CI=true" in why
+
+
+def test_sampler_log_counts_only_successful_reads_and_keeps_errors() -> None:
+    log = SampleLog(["node1", "node2"])
+    for _ in range(3):
+        log.record({"node1": "nqn:a", "node2": "nqn:b"})
+    assert log.problems(min_samples=3) == []
+    log.record({"node1": "nqn:a", "node2": TimeoutError("ssh timed out")})
+    assert log.ok == {"node1": 4, "node2": 3} and log.overlaps == []
+    assert log.problems(min_samples=3) == ["node2: 1 failed samples (at most 0): ['TimeoutError: ssh timed out']"]
+    assert log.problems(min_samples=3, allowed_errors={"node2": 1}) == []
+    assert log.problems(min_samples=4, allowed_errors={"node2": 1}) == [
+        "node2: 3 successful samples (at least 4 needed)"
+    ]
+
+
+def test_sampler_log_sees_an_overlap_and_no_samples_is_not_clean() -> None:
+    assert SampleLog(["node1", "node2"]).problems(min_samples=1) == [
+        "node1: 0 successful samples (at least 1 needed)",
+        "node2: 0 successful samples (at least 1 needed)",
+    ]
+    log = SampleLog(["node1", "node2"])
+    log.record({"node1": "nqn:a", "node2": "nqn:a"})
+    log.record({"node1": "", "node2": ""})
+    assert log.overlaps == [{"node1": "nqn:a", "node2": "nqn:a"}]
+    assert log.problems(min_samples=1)[0].startswith("one subsystem on two nodes")
+
+
+class _FakeLab:
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+
+    def run(self, name: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        answer = self.answers[name]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+
+def test_mount_sampler_records_ssh_failures_as_errors_not_as_unmounted() -> None:
+    from tests.lab.test_lab_reconfigure import MountSampler
+
+    done = subprocess.CompletedProcess
+    hosts = type("Hosts", (), {})()
+    hosts.lab = _FakeLab(
+        {
+            "node1": done([], 0, "nqn:a\n", ""),
+            "node2": done([], 255, "", "ssh: connect to host 127.0.0.1 port 2203: Connection refused"),
+            "node3": subprocess.TimeoutExpired("ssh", 20),
+            "node4": done([], 0, "\n", ""),
+        }
+    )
+    sampler = MountSampler(hosts, ["node1", "node2", "node3", "node4"])
+    sampler.log.record({n: sampler._read(n) for n in sampler.nodes})
+    assert sampler.log.ok == {"node1": 1, "node4": 1}
+    assert set(sampler.log.errors) == {"node2", "node3"}
+    assert "exit 255" in sampler.log.errors["node2"][0]
+    with pytest.raises(AssertionError, match="node2: 1 failed samples"):
+        sampler.assert_no_overlap(min_samples=1)
+
+
+def test_canaries_are_expected_on_the_node_that_holds_their_drive_now() -> None:
+    canaries = Canaries()
+    canaries.record("nqn:1", "owner.txt", "from-node1")
+    canaries.record("nqn:2", "owner.txt", "from-node2")
+    canaries.record("nqn:2", "left.txt", "still-here")
+    canaries.record("nqn:1", "owner.txt", "again")  # rewritten: the last text counts
+    assert canaries.expected({"node1": "nqn:2", "node2": "nqn:3"}) == {
+        "node1": {"owner.txt": "from-node2", "left.txt": "still-here"}
+    }
+    assert canaries.expected({"node2": "nqn:1"}) == {"node2": {"owner.txt": "again"}}
+    with pytest.raises(ValueError, match="no drive mounted"):
+        canaries.record("", "x.txt", "x")
+
+
+def test_canary_read_back_command_runs_under_sh(tmp_path: Path) -> None:
+    (tmp_path / "owner.txt").write_text("from-node1\nsecond line\n")
+    (tmp_path / "it's.txt").write_text("quoted\n")
+    command = read_files_command(str(tmp_path), ["owner.txt", "gone.txt", "it's.txt"])
+    result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    assert parse_read_files(result.stdout) == {"owner.txt": "from-node1", "gone.txt": MISSING, "it's.txt": "quoted"}
+
+
+def test_direct_read_checksum_matches_the_data(tmp_path: Path) -> None:
+    import hashlib
+
+    data = os.urandom(3 << 20)
+    (tmp_path / "mp.bin").write_bytes(data)
+    result = subprocess.run(
+        ["sh", "-c", direct_sha256_command(str(tmp_path / "mp.bin"))], capture_output=True, text=True
+    )
+    if "Invalid argument" in result.stderr:
+        pytest.skip("this filesystem has no O_DIRECT (tmpfs); the lab's ext4 has")
+    assert result.stdout.split()[0] == hashlib.sha256(data).hexdigest()

@@ -179,6 +179,18 @@ def test_it_refuses_a_disk_tier_outside_the_mount(lab: NodePlan, tree: dict[str,
     assert (tree["outside"] / "keep.txt").read_text() == "keep"
 
 
+def test_it_refuses_a_plain_disk_tier_path_on_another_filesystem(lab: NodePlan, tree: dict[str, Path]) -> None:
+    """A disk tier named by a plain path that is not below the mount (another filesystem) is never emptied."""
+    (tree["outside"] / MARKER).write_text("")  # mounted too: only the path decides
+    plan = plan_at(lab, tree["mount"])
+    elsewhere = plan.model_copy(
+        update={"lmcache": plan.lmcache.model_copy(update={"local_disk": f"file://{tree['outside']}/"})}
+    )
+    result = run(render_script(elsewhere, tree["tmp"] / "clean", owner=owner_of_this_process()))
+    assert result.returncode == 1 and "is not inside" in result.stderr
+    assert (tree["outside"] / "keep.txt").read_text() == "keep"
+
+
 @pytest.mark.skipif(shutil.which("mountpoint") is None, reason="util-linux's mountpoint is not installed")
 def test_the_real_mount_check_refuses_a_plain_directory(lab: NodePlan, tree: dict[str, Path]) -> None:
     script = render_script(

@@ -48,7 +48,7 @@ def pods(draw) -> dict:
     return data
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pods())
 def test_generated_pods(data):
     from deploy.errors import SpecError

@@ -116,7 +116,7 @@ def test_known_bad_specs_fail_the_schema_and_the_models(what, path, value):
         spec_from_dict(data)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pods())
 def test_pods_the_models_accept_pass_the_schema(data):
     try:

@@ -12,6 +12,7 @@ example database, so every run tries the same inputs.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import tempfile
 import time
@@ -243,19 +244,60 @@ def edited_spec_text(draw) -> str:
     return "".join(lines)
 
 
+FREE_FORM = ("lmcache_extra", "overrides")  # mappings whose keys are LMCache settings or node names, not fields
+REQUIRED = [("pod",), ("pod", "name"), ("enclosures",), ("nodes",)]
+
+
+def model_path(path: tuple) -> bool:
+    """Whether ``path`` lies in the spec's own models (not inside a free-form mapping)."""
+    return not any(key in FREE_FORM for key in path)
+
+
+def scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+@st.composite
+def invalid_spec(draw) -> tuple[str, str]:
+    """A shipped spec made invalid by construction, and the top-level key its problem must be reported under.
+
+    An unknown key in a model mapping, a non-finite number in a numeric field, a mapping or list where a
+    scalar belongs, or a required field deleted: each one alone makes the spec invalid.
+    """
+    data = copy.deepcopy(SPEC_DICTS[draw(st.sampled_from(sorted(SPEC_DICTS)))])
+    paths = [p for p in all_paths(data) if model_path(p)]
+    kind = draw(st.sampled_from(["unknown-key", "non-finite", "wrong-type", "delete-required"]))
+    if kind == "unknown-key":
+        parent_path = draw(st.sampled_from([(), *[p for p in paths if isinstance(get(data, p), dict)]]))
+        key = "zz" + draw(st.text("abcdefghij_", min_size=1, max_size=8))
+        get(data, parent_path)[key] = draw(scalars)
+        return yaml.safe_dump(data, sort_keys=False), str((*parent_path, key)[0])
+    if kind == "non-finite":
+        numeric = [p for p in paths if scalar(get(data, p)) and not isinstance(get(data, p), str)]
+        path = draw(st.sampled_from(numeric))
+        get(data, path[:-1])[path[-1]] = draw(st.sampled_from([float("inf"), float("-inf"), float("nan")]))
+    elif kind == "wrong-type":
+        path = draw(st.sampled_from([p for p in paths if scalar(get(data, p))]))
+        get(data, path[:-1])[path[-1]] = draw(st.sampled_from([[[]], {"zz": 1}, nested(3, "x")]))
+    else:
+        path = draw(st.sampled_from(REQUIRED))
+        del get(data, path[:-1])[path[-1]]
+    return yaml.safe_dump(data, sort_keys=False), str(path[0])
+
+
 top_level_keys = st.sampled_from(["pod", "fabric", "switches", "enclosures", "nodes", "kvcache", "vllm"])
 
 
 # --- properties ------------------------------------------------------------------------------------------
 
 
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=40)
 @given(st.dictionaries(top_level_keys | unicode_text, values, max_size=7))
 def test_generated_documents(data):
     validate(yaml.safe_dump(data, allow_unicode=True))
 
 
-@settings(FUZZ, max_examples=15)
+@settings(FUZZ, max_examples=30)
 @given(values)
 def test_generated_non_mapping_documents(data):
     validate(yaml.safe_dump(data))
@@ -267,7 +309,7 @@ def test_raw_yaml_text(text):
     validate(text)
 
 
-@settings(FUZZ, max_examples=20)
+@settings(FUZZ, max_examples=30)
 @given(st.binary(max_size=200))
 def test_raw_bytes(content):
     validate(content)
@@ -283,6 +325,16 @@ def test_mutated_shipped_specs(text):
 @given(edited_spec_text())
 def test_text_edited_shipped_specs(text):
     validate(text)
+
+
+@settings(FUZZ, max_examples=40)
+@given(invalid_spec())
+def test_specs_invalid_by_construction_are_refused(case):
+    """Never exit 0 for a spec known invalid: exit 1 with a problem reported at the field's own section."""
+    text, section = case
+    code, problems = validate(text)
+    assert code == 1, "an invalid spec was accepted"
+    assert any(line.startswith(section) for line in problems), (section, problems)
 
 
 def test_every_shipped_spec_is_found_and_valid():
@@ -336,6 +388,16 @@ def problems_in_process(data: dict) -> list[str]:
     return []
 
 
+def refused_by_construction(path: tuple, current: Any, value: Any) -> bool:
+    """Whether a scalar field of the spec's models can only refuse ``value``: a non-finite number where a number
+    belongs, a list or mapping where a scalar belongs."""
+    if not model_path(path) or not scalar(current):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return not isinstance(current, str)
+    return isinstance(value, list | dict)
+
+
 @pytest.mark.parametrize("field", sorted(FIELDS))
 def test_every_field_with_hostile_values(field):
     name, path = FIELDS[field]
@@ -347,8 +409,10 @@ def test_every_field_with_hostile_values(field):
         else:
             parent[path[-1]] = value
         start = time.monotonic()
-        problems_in_process(data)
+        problems = problems_in_process(data)
         assert time.monotonic() - start < SECONDS_PER_RUN, (field, value)
+        if refused_by_construction(path, get(SPEC_DICTS[name], path), value):
+            assert any(p.startswith(str(path[0])) for p in problems), (field, value, problems)
 
 
 def test_hostile_values_reach_the_field_they_are_given_to(reference_dict):

@@ -1,0 +1,514 @@
+"""The curated mutations: each one realistic, small bug in the code that keeps data safe and drives private.
+
+``old`` must occur exactly once in ``file``; ``tests`` are the pytest arguments of the related fast tests (files,
+node ids, ``-k`` expressions), run first; the whole fast suite runs when they miss the mutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    file: str
+    old: str
+    new: str
+    bug: str
+    tests: tuple[str, ...] = ()
+
+
+STORAGE = ("tests/operations/test_operations.py", "tests/roles/test_roles_fake.py", "-k", "storage or kv_mount")
+RELEASE = ("tests/unit/test_release.py", "tests/roles/test_node_release.py")
+ORCHESTRATION = ("tests/unit/test_orchestrate.py", "tests/cli/test_cli_lock.py", "tests/unit/test_reassign_plan.py")
+NVMET = ("tests/operations/test_operations.py", "tests/unit/test_target_drivers.py", "-k", "nvmet or target")
+PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
+CLEANER = ("tests/roles/test_lmcache_clean.py",)
+CLI_RUN = ("tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
+VERIFY = ("tests/unit/test_verify_state_read.py", "tests/cli/test_cli_verify.py", "tests/unit/test_verify_report.py")
+
+STORAGE_PY = "deploy/operations/storage.py"
+ORCHESTRATE_PY = "deploy/orchestrate.py"
+RELEASE_ROLE = "roles/node_release/__init__.py"
+NVMET_PY = "deploy/operations/nvmet.py"
+NVMET_ROLE = "roles/nvmet_target/__init__.py"
+RESTORE = "templates/nvmet_target/kvpod-nvmet-restore.j2"
+CLEAN = "templates/vllm/kvpod-lmcache-clean.j2"
+RUN_PY = "deploy/cli/run.py"
+
+_TARGET_PHASE = """    results += _target_phase(plan, opts, sink, stats)
+    if _failed(results):
+        return _stop(results, plan, opts, start, "target")
+    mark("target")
+    crash_point("target")
+"""
+_RELEASE_PHASE = """    release_hosts = _release_hosts(plan, handover)
+    if release_hosts:
+        results += run_phase(
+            "release", release_hosts, node_release, dry=opts.dry, sink=sink, run_dir=opts.run_dir, stats=stats
+        )
+        if _failed(results):
+            return _stop(results, plan, opts, start, "release")
+    mark("release")
+    crash_point("release")
+"""
+_NODE_PHASE = """    nodes = run_phase(
+        "node",
+        node_hosts(plan, opts.limit, node_extra(plan, opts)),
+        node_deploy,
+        dry=opts.dry,
+        sink=sink,
+        run_dir=opts.run_dir,
+        reads_for=lambda data: node_reads(data[NODE_KEY]),
+        stats=stats,
+    )
+    results += nodes
+    mark("nodes")
+    crash_point("nodes")
+"""
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # --- storage: the mkfs decision ----------------------------------------------------------------------
+    Mutation(
+        "storage-blkid-any-error-is-blank",
+        STORAGE_PY,
+        '">/dev/null 2>&1; [ $? -eq 2 ]; then",',
+        '">/dev/null 2>&1; [ $? -ne 0 ]; then",',
+        "the on-host re-check formats when blkid fails for any reason (ambivalent probe, I/O error), not only blank",
+        STORAGE,
+    ),
+    Mutation(
+        "storage-mkfs-always-forced",
+        STORAGE_PY,
+        'mkfs: list = ["mkfs.ext4"] + (["-F"] if force else [])',
+        'mkfs: list = ["mkfs.ext4", "-F"]',
+        "mkfs.ext4 always gets -F: a blank device's re-check no longer stands between kvpod and a filesystem",
+        STORAGE,
+    ),
+    Mutation(
+        "storage-foreign-filesystem-formatted",
+        STORAGE_PY,
+        "    if signature is None or wipe:\n",
+        '    if signature is None or wipe or signature.get("TYPE") != "ext4":\n',
+        "a device holding xfs or a partition table is formatted instead of refused",
+        STORAGE,
+    ),
+    Mutation(
+        "storage-ambivalent-probe-wiped",
+        STORAGE_PY,
+        'if signature is not None and "ERROR" in signature:',
+        'if signature is not None and "ERROR" in signature and not wipe:',
+        "--wipe formats a device whose probe is ambivalent (blkid cannot tell what is on it)",
+        STORAGE,
+    ),
+    Mutation(
+        "storage-wipe-without-stopping-users",
+        STORAGE_PY,
+        "for unit in stop_before_wipe or []:",
+        "for unit in []:",
+        "a mounted filesystem is wiped while vLLM and its mount unit still use it",
+        STORAGE,
+    ),
+    Mutation(
+        "storage-mounted-elsewhere-taken-as-ours",
+        STORAGE_PY,
+        'if dev and current["device"] == posixpath.basename(dev):',
+        'if dev or current["device"] == posixpath.basename(dev):',
+        "whatever is mounted at the KV-cache path is taken for the planned namespace",
+        STORAGE,
+    ),
+    Mutation(
+        "storage-multipath-off-first-device",
+        STORAGE_PY,
+        "if len(paths) > 1:",
+        "if len(paths) > 2:",
+        "with native multipath off, one of the namespace's two block devices is formatted and mounted",
+        STORAGE,
+    ),
+    # --- release: who lets go of what -------------------------------------------------------------------
+    Mutation(
+        "release-local-drive-released",
+        "deploy/release.py",
+        'if "pcie" in transports:',
+        'if "pcie" in transports and self.subsystems is None:',
+        "a local PCIe drive is disconnected when the request names the pod's subsystems",
+        RELEASE,
+    ),
+    Mutation(
+        "release-wrong-set-difference",
+        "deploy/release.py",
+        "if (set(live_holders[name]) & pod) - {keep}:",
+        "if set(live_holders[name]) - {keep} - pod:",
+        "a node holding another node's pod drive is never asked to release it",
+        RELEASE + ORCHESTRATION,
+    ),
+    Mutation(
+        "release-spare-destination-ignored",
+        "deploy/release.py",
+        "if host in node_of and planned.get(subsystem) != node_of[host]",
+        "if host in node_of and planned.get(subsystem) not in (None, node_of[host])",
+        "a node the target still admits to a drive that becomes a spare is not treated as its holder",
+        RELEASE + ORCHESTRATION,
+    ),
+    Mutation(
+        "release-departed-drive-kept",
+        "deploy/release.py",
+        "pod = pod_subsystems(plan) | (pod_subsystems(applied) if applied else set())",
+        "pod = pod_subsystems(plan)",
+        "a drive or enclosure that left the spec is never handed back by the node holding it",
+        RELEASE + ORCHESTRATION,
+    ),
+    Mutation(
+        "node-release-vllm-not-stopped",
+        RELEASE_ROLE,
+        'if vllm_running or host.get_fact(File, path=f"{SYSTEMD_DIR}/{request.vllm_unit}"):',
+        "if vllm_running:",
+        "a vLLM pending a Restart= is not stopped before the unmount, and comes back on the released drive",
+        RELEASE,
+    ),
+    Mutation(
+        "node-release-guard-ignores-other-namespaces",
+        RELEASE_ROLE,
+        """'if [ -d "/sys/fs/ext4/$b" ] || grep -q "^[0-9]* [0-9]* $mm " /proc/self/mountinfo; then '""",
+        """'if grep -q "^[0-9]* [0-9]* $mm " /proc/self/mountinfo; then '""",
+        "the on-host disconnect guard misses an ext4 mounted in another mount namespace (a container)",
+        RELEASE,
+    ),
+    Mutation(
+        "node-release-disconnect-while-busy",
+        RELEASE_ROLE,
+        "if busy and context.state.is_executing:",
+        "if busy and not context.state.is_executing:",
+        "a namespace still mounted (a busy unmount) is disconnected anyway",
+        RELEASE,
+    ),
+    Mutation(
+        "node-release-boot-connection-kept",
+        RELEASE_ROLE,
+        "if request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem:",
+        "if request.keep_subsystem is None and persisted_subsystem() != request.keep_subsystem:",
+        "the released drive's boot-time connection stays: the old holder reconnects it at its next boot",
+        RELEASE,
+    ),
+    Mutation(
+        "node-release-container-mount-not-refused",
+        RELEASE_ROLE,
+        'elif u["ext4"] and not u["mounts"]:',
+        'elif u["ext4"] and u["mounts"]:',
+        "a namespace mounted only inside a container is released instead of refused",
+        RELEASE,
+    ),
+    # --- orchestration: phase order, where --wipe goes --------------------------------------------------
+    Mutation(
+        "orchestrate-wipe-every-node",
+        ORCHESTRATE_PY,
+        'WIPE_KEY: f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,',
+        "WIPE_KEY: bool(opts.wipe),",
+        "--wipe X reformats every node's drive, not only X",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "cli-wipe-name-unchecked",
+        RUN_PY,
+        "    check_selection(plan, sorted(opts.wipe))\n    if opts.dry:",
+        "    if opts.dry:",
+        "an unknown --wipe name is accepted silently (a typo wipes nothing, or the wrong spelling goes through)",
+        CLI_RUN + ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-targets-before-release",
+        ORCHESTRATE_PY,
+        _RELEASE_PHASE + "\n" + _TARGET_PHASE,
+        _TARGET_PHASE + "\n" + _RELEASE_PHASE,
+        "the target admits the new holder before the old holder has released the drive",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-release-after-nodes",
+        ORCHESTRATE_PY,
+        _RELEASE_PHASE + "\n" + _TARGET_PHASE + "\n" + _NODE_PHASE,
+        _TARGET_PHASE + "\n" + _NODE_PHASE + _RELEASE_PHASE,
+        "the release runs after the nodes phase: the new holder connects while the old one still holds the drive",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-no-release-phase",
+        ORCHESTRATE_PY,
+        "    release_hosts = _release_hosts(plan, handover)\n",
+        "    release_hosts = []\n",
+        "no release phase at all: moved drives are never let go of",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-release-skipped-for-deploying-node",
+        ORCHESTRATE_PY,
+        "        if name in ssh\n",
+        "        if name in ssh and name not in {n.name for n in plan.nodes}\n",
+        "a node that releases one drive and deploys another (a swap) skips its release",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-survey-hides-release",
+        ORCHESTRATE_PY,
+        "deploys = [node_release] + ([node_deploy] if name in wanted else [])",
+        "deploys = [node_deploy] if name in wanted else [node_release]",
+        "diff/check of a releasing node that also deploys show no release",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-target-acl-not-consulted",
+        ORCHESTRATE_PY,
+        "moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod)",
+        "moved = _moved_from(applied, plan)",
+        "without an applied plan, an unreachable node the target still admits does not block the handover",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-prune-check-inverted",
+        ORCHESTRATE_PY,
+        "if held_by_removed and not opts.prune:",
+        "if held_by_removed and opts.prune:",
+        "a node that left the spec keeps its drive while the drive is given to another node",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "orchestrate-nodes-after-failed-targets",
+        ORCHESTRATE_PY,
+        _TARGET_PHASE,
+        "    results += _target_phase(plan, opts, sink, stats)\n" + '    mark("target")\n    crash_point("target")\n',
+        "nodes connect although the target phase failed (access control not in place)",
+        ORCHESTRATION,
+    ),
+    # --- nvmet: the target's access control, live and at boot -------------------------------------------
+    Mutation(
+        "nvmet-new-subsystem-admits-any-host",
+        NVMET_PY,
+        '        yield _write("0", f"{base}/attr_allow_any_host")\n    elif',
+        '        yield _write("1", f"{base}/attr_allow_any_host")\n    elif',
+        "a new subsystem is created with attr_allow_any_host 1: every host on the fabric can connect",
+        NVMET,
+    ),
+    Mutation(
+        "nvmet-any-host-compared-as-text",
+        NVMET_PY,
+        'elif current["allow_any_host"]:',
+        'elif current["allow_any_host"] == "1":',
+        "a subsystem found admitting any host is left so (the fact is a bool, compared with text)",
+        NVMET,
+    ),
+    Mutation(
+        "nvmet-stale-hosts-kept",
+        NVMET_PY,
+        'for stale in sorted(set(current["allowed_hosts"]) - set(allowed_hosts)):',
+        'for stale in sorted(set(allowed_hosts) - set(current["allowed_hosts"])):',
+        "the old holder's host NQN stays admitted after a handover",
+        NVMET,
+    ),
+    Mutation(
+        "nvmet-role-spare-given-to-a-node",
+        NVMET_ROLE,
+        "allowed_hosts=[s.allowed_host_nqn] if s.allowed_host_nqn else [],",
+        "allowed_hosts=[s.allowed_host_nqn or targets[0].subsystems[0].allowed_host_nqn],",
+        "the nvmet role admits the first node to every spare drive",
+        NVMET,
+    ),
+    Mutation(
+        "restore-spare-given-to-a-node",
+        NVMET_ROLE,
+        '"host": s.allowed_host_nqn,',
+        '"host": s.allowed_host_nqn or subsystems(targets)[0][0].allowed_host_nqn,',
+        "the boot-time restore script admits the first node to every spare drive",
+        NVMET,
+    ),
+    Mutation(
+        "restore-allow-any-host",
+        RESTORE,
+        'w 0 "$S/attr_allow_any_host"',
+        'w 1 "$S/attr_allow_any_host"',
+        "after a target reboot every subsystem admits any host",
+        NVMET,
+    ),
+    Mutation(
+        "restore-stale-hosts-kept",
+        RESTORE,
+        '*) rm "$h" ;;',
+        "*) ;;",
+        "after a target reboot a drive's old holder is still admitted",
+        NVMET,
+    ),
+    # --- the pod lock ----------------------------------------------------------------------------------
+    Mutation(
+        "podlock-half-is-a-quorum",
+        "deploy/podlock.py",
+        "return count // 2 + 1",
+        "return (count + 1) // 2",
+        "half of the lock hosts is enough: two runs can both hold the lock",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-held-on-any-host",
+        "deploy/podlock.py",
+        "return len(self.held_on) >= quorum(len(self.hosts))",
+        "return bool(self.held_on)",
+        "one lock host out of three is enough to hold the lock",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-live-lease-seen-expired",
+        "deploy/podlock.py",
+        "if now >= _parse_stamp(record.expires):",
+        "if now <= _parse_stamp(record.expires):",
+        "a running run's lock is reported stale, so --break-lock takes it over",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-acquire-overwrites",
+        "deploy/podlock.py",
+        """f'  case "${{tok:-unreadable}}" in {token}|{brk}) mv -f "$t" "$f" ;; esac\\n'""",
+        """'  mv -f "$t" "$f"\\n'""",
+        "taking the lock overwrites another run's lock file",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-release-removes-any",
+        "deploy/podlock.py",
+        """f'grep -qF {needle} "$f" 2>/dev/null && rm -f "$f"\\n'""",
+        """'rm -f "$f"\\n'""",
+        "a run's release removes another run's lock",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-confirm-ignores-refusal",
+        "deploy/podlock_run.py",
+        "        if not attempt.held:\n            raise _refusal(self, attempt, breaking=bool(self.break_tokens))",
+        "        if not attempt.held and not attempt.others():\n"
+        "            raise _refusal(self, attempt, breaking=bool(self.break_tokens))",
+        "kvpod up goes on although another run holds the lock",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-break-live-lock",
+        "deploy/podlock_run.py",
+        "live = {h for h in seen.others() if not stale.get(h)}",
+        "live = set()",
+        "--break-lock takes over the lock of a run that is still running",
+        PODLOCK,
+    ),
+    Mutation(
+        "podlock-nodes-instead-of-targets",
+        "deploy/podlock.py",
+        "return sorted(list(servers.values()) or [(n.name, n.ssh) for n in plan.nodes])",
+        "return sorted([(n.name, n.ssh) for n in plan.nodes])",
+        "a linux-nvmet pod is locked on its nodes, not on the target every run configures",
+        PODLOCK,
+    ),
+    # --- the disk-tier cleaner ---------------------------------------------------------------------------
+    Mutation(
+        "clean-without-mount",
+        CLEAN,
+        '{{ mount_check }} "$MOUNT" || fail "$MOUNT is not mounted"',
+        '{{ mount_check }} "$MOUNT" || true',
+        "the cleaner empties the directory on the root filesystem when the KV-cache mount is missing",
+        CLEANER,
+    ),
+    Mutation(
+        "clean-crosses-filesystems",
+        CLEAN,
+        'find "$DIR" -xdev -mindepth 1 -delete',
+        'find "$DIR" -mindepth 1 -delete',
+        "the cleaner deletes inside another filesystem mounted below the disk tier",
+        CLEANER,
+    ),
+    Mutation(
+        "clean-follows-a-link",
+        CLEAN,
+        '[ ! -L "$DIR" ] || fail "$DIR is a symbolic link"',
+        '[ ! -L "$DIR" ] || true',
+        "a disk-tier directory that is a symbolic link is followed and its target emptied",
+        CLEANER,
+    ),
+    Mutation(
+        "clean-outside-the-mount",
+        CLEAN,
+        '"$MOUNT"/?*) ;;',
+        "/?*) ;;",
+        "a disk-tier directory outside the mount is emptied",
+        CLEANER,
+    ),
+    # --- reassignment ----------------------------------------------------------------------------------
+    Mutation(
+        "reassign-always-wipes",
+        "deploy/cli/reassign.py",
+        "wipe={drive} if move.wipe else set(),",
+        "wipe={drive},",
+        "every kvpod reassign reformats the moved drive",
+        ORCHESTRATION,
+    ),
+    Mutation(
+        "reassign-swap-gives-both-the-drive",
+        "deploy/reassignment.py",
+        "assignments[old_holder] = (current.enclosure, current.slot)",
+        "assignments[old_holder] = (drive.enclosure, drive.slot)",
+        "--swap leaves the old holder on the moved drive: two nodes on one namespace",
+        ORCHESTRATION,
+    ),
+    # --- check / diff exit codes -----------------------------------------------------------------------
+    Mutation(
+        "check-drift-exits-0",
+        RUN_PY,
+        'drift)}")\n        return EXIT_INVALID',
+        'drift)}")\n        return EXIT_OK',
+        "kvpod check exits 0 on drift",
+        CLI_RUN,
+    ),
+    Mutation(
+        "check-failed-hosts-ignored",
+        RUN_PY,
+        "    if not result.ok:\n        return EXIT_FAILED\n    if exit_on_drift and drift:",
+        "    if exit_on_drift and drift:",
+        "kvpod check and diff ignore failed and unreachable hosts",
+        CLI_RUN,
+    ),
+    Mutation(
+        "check-drift-counts-changed-only",
+        RUN_PY,
+        'drift = [h for h in result.hosts if h.status == "would-change"]',
+        'drift = [h for h in result.hosts if h.status == "changed"]',
+        "kvpod check counts no host as drifted (a read-only run never reports changed)",
+        CLI_RUN,
+    ),
+    # --- the verify suite: checks made always-pass ----------------------------------------------------
+    Mutation(
+        "verify-mount-unit-persistent",
+        "tests/verify/kv_mount/test_kv_mount.py",
+        "if state not in PERSISTENT_UNIT_STATES:",
+        "if state not in (*PERSISTENT_UNIT_STATES, state):",
+        "verify passes a mount unit that does not come back at boot",
+        VERIFY,
+    ),
+    Mutation(
+        "verify-room-in-gib-not-bytes",
+        "tests/verify/kv_mount/test_kv_mount.py",
+        "budget = node.mount.disk_budget_gb * GIB",
+        "budget = node.mount.disk_budget_gb",
+        "verify compares free bytes with the budget in GiB: any mount has room",
+        VERIFY,
+    ),
+    Mutation(
+        "verify-allowed-hosts-against-itself",
+        "tests/verify/target/test_nvmet_target.py",
+        "wanted = {subsystem.allowed_host_nqn} if subsystem.allowed_host_nqn else set()",
+        "wanted = sub.allowed_hosts if sub else set()",
+        "verify compares a subsystem's allowed hosts with themselves",
+        VERIFY,
+    ),
+    Mutation(
+        "verify-any-host-against-itself",
+        "tests/verify/target/test_nvmet_target.py",
+        'attr_allow_any_host", "0", sub.allow_any_host',
+        'attr_allow_any_host", sub.allow_any_host if sub else "0", sub.allow_any_host',
+        "verify compares attr_allow_any_host with itself",
+        VERIFY,
+    ),
+)
