@@ -20,13 +20,29 @@ class Mutation:
 
 
 STORAGE = ("tests/operations/test_operations.py", "tests/roles/test_roles_fake.py", "-k", "storage or kv_mount")
-RELEASE = ("tests/unit/test_release.py", "tests/roles/test_node_release.py")
-ORCHESTRATION = ("tests/unit/test_orchestrate.py", "tests/cli/test_cli_lock.py", "tests/unit/test_reassign_plan.py")
-NVMET = ("tests/operations/test_operations.py", "tests/unit/test_target_drivers.py", "-k", "nvmet or target")
+RELEASE = ("tests/unit/test_release.py", "tests/roles/test_node_release.py", "tests/roles/test_strict_fake_host.py")
+ORCHESTRATION = (
+    "tests/cli/test_up_wiring.py",
+    "tests/unit/test_orchestrate.py",
+    "tests/cli/test_cli_lock.py",
+    "tests/unit/test_reassign_plan.py",
+)
+NVMET = (
+    "tests/roles/test_nvmet_target.py",
+    "tests/operations/test_operations.py",
+    "tests/unit/test_target_drivers.py",
+    "-k",
+    "nvmet or target or restore or admits",
+)
 PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
 CLEANER = ("tests/roles/test_lmcache_clean.py",)
-CLI_RUN = ("tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
-VERIFY = ("tests/unit/test_verify_state_read.py", "tests/cli/test_cli_verify.py", "tests/unit/test_verify_report.py")
+CLI_RUN = ("tests/cli/test_up_wiring.py", "tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
+VERIFY = (
+    "tests/unit/test_verify_breaks.py",
+    "tests/unit/test_verify_state_read.py",
+    "tests/cli/test_cli_verify.py",
+    "tests/unit/test_verify_report.py",
+)
 
 STORAGE_PY = "deploy/operations/storage.py"
 ORCHESTRATE_PY = "deploy/orchestrate.py"
@@ -316,8 +332,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "restore-spare-given-to-a-node",
         NVMET_ROLE,
-        '"host": s.allowed_host_nqn,',
-        '"host": s.allowed_host_nqn or subsystems(targets)[0][0].allowed_host_nqn,',
+        '"host": configfs_name(s.allowed_host_nqn) if s.allowed_host_nqn else None,',
+        '"host": configfs_name(s.allowed_host_nqn or subsystems(targets)[0][0].allowed_host_nqn),',
         "the boot-time restore script admits the first node to every spare drive",
         NVMET,
     ),
@@ -349,8 +365,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "podlock-held-on-any-host",
         "deploy/podlock.py",
-        "return len(self.held_on) >= quorum(len(self.hosts))",
-        "return bool(self.held_on)",
+        "if len(mine & set(s)) < quorum(len(s))]",
+        "if not mine & set(s)]",
         "one lock host out of three is enough to hold the lock",
         PODLOCK,
     ),
@@ -407,16 +423,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "clean-without-mount",
         CLEAN,
-        '{{ mount_check }} "$MOUNT" || fail "$MOUNT is not mounted"',
-        '{{ mount_check }} "$MOUNT" || true',
+        '{{ mount_check | sh_words }} "$MOUNT" || fail "$MOUNT is not mounted"',
+        '{{ mount_check | sh_words }} "$MOUNT" || true',
         "the cleaner empties the directory on the root filesystem when the KV-cache mount is missing",
         CLEANER,
     ),
     Mutation(
         "clean-crosses-filesystems",
         CLEAN,
-        'find "$DIR" -xdev -mindepth 1 -delete',
-        'find "$DIR" -mindepth 1 -delete',
+        "find . -xdev -mindepth 1 -delete",
+        "find . -mindepth 1 -delete",
         "the cleaner deletes inside another filesystem mounted below the disk tier",
         CLEANER,
     ),
