@@ -37,6 +37,7 @@ NVMET = (
 PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
 CLEANER = ("tests/roles/test_lmcache_clean.py",)
 CLI_RUN = ("tests/cli/test_up_wiring.py", "tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
+SPEC_DATA = ("tests/unit/test_sinks.py", "tests/unit/test_spec_hostile.py", "tests/unit/test_secrets.py")
 VERIFY = (
     "tests/unit/test_verify_breaks.py",
     "tests/unit/test_verify_state_read.py",
@@ -52,6 +53,7 @@ NVMET_ROLE = "roles/nvmet_target/__init__.py"
 RESTORE = "templates/nvmet_target/kvpod-nvmet-restore.j2"
 CLEAN = "templates/vllm/kvpod-lmcache-clean.j2"
 RUN_PY = "deploy/cli/run.py"
+ENCODE_PY = "deploy/encode.py"
 
 _TARGET_PHASE = """    results += _target_phase(plan, opts, sink, stats)
     if _failed(results):
@@ -526,5 +528,53 @@ MUTATIONS: tuple[Mutation, ...] = (
         'attr_allow_any_host", sub.allow_any_host if sub else "0", sub.allow_any_host',
         "verify compares attr_allow_any_host with itself",
         VERIFY,
+    ),
+    Mutation(
+        "encode-shell-word-unquoted",
+        ENCODE_PY,
+        "return Encoded(shlex.quote(text))",
+        "return Encoded(text)",
+        "a spec value is pasted into a root shell script as it is: $(...) in it runs",
+        SPEC_DATA,
+    ),
+    Mutation(
+        "encode-unit-specifiers-kept",
+        ENCODE_PY,
+        'return Encoded(text.replace("%", "%%"))',
+        "return Encoded(text)",
+        "a % in a unit value is expanded by systemd as a specifier",
+        SPEC_DATA,
+    ),
+    Mutation(
+        "encode-template-accepts-raw-text",
+        ENCODE_PY,
+        "    if isinstance(value, Encoded):\n        return value\n",
+        "    if isinstance(value, str):\n        return value\n",
+        "a template emits a spec value without any encoder",
+        SPEC_DATA,
+    ),
+    Mutation(
+        "spec-control-characters-allowed",
+        "deploy/spec.py",
+        "            if CONTROL_RE.search(value) is None:  # the common case",
+        "            if True:  # the common case",
+        "a newline in a free-text spec value is accepted and splits a unit line",
+        SPEC_DATA,
+    ),
+    Mutation(
+        "secret-printed",
+        "deploy/secrets.py",
+        "        return display(self.get_secret_value())",
+        "        return self.get_secret_value()",
+        "a secret is printed in plans, diffs and logs",
+        SPEC_DATA,
+    ),
+    Mutation(
+        "lmcache-files-world-readable",
+        "roles/lmcache/__init__.py",
+        'SECRET_FILE_MODE = "640"',
+        'SECRET_FILE_MODE = "644"',
+        "the LMCache files, which may carry credentials, are readable by every user of the node",
+        SPEC_DATA,
     ),
 )
