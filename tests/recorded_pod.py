@@ -29,6 +29,7 @@ class Step:
     role: str
     hosts: list[str]
     data: dict[str, dict] = field(default_factory=dict)
+    deploys: list[str] = field(default_factory=list)  # an evaluation's deploys, by name
 
 
 class RecordedPod:
@@ -39,6 +40,7 @@ class RecordedPod:
         self.admitted = admitted or {}
         self.status: dict[str, str] = {}
         self.unreachable: set[str] = set()
+        self.failing: set[str] = set()  # phases (roles) whose hosts all fail
         self.steps: list[Step] = []
 
     @classmethod
@@ -90,7 +92,8 @@ class RecordedPod:
                 return {nqn: {"controllers": [{"transport": "rdma"}], "namespaces": []} for nqn in held}
 
             def evaluate(self, name: str, role: str, deploys: list, data: dict, describe: bool) -> HostResult:
-                pod.steps.append(Step("evaluate", role, [name], {name: dict(data)}))
+                names = [getattr(d, "__name__", repr(d)) for d in deploys]
+                pod.steps.append(Step("evaluate", role, [name], {name: dict(data)}, names))
                 if name in pod.unreachable:
                     return HostResult(name, role, status="unreachable", note="SSH connection failed")
                 return HostResult(name, role, status=pod.status.get(name, "would-change"))
@@ -99,10 +102,12 @@ class RecordedPod:
 
     def run_phase(self, role: str, hosts: list[tuple[str, dict]], deploy: Any, **_: Any) -> list[HostResult]:
         self.steps.append(Step("phase", role, [n for n, _ in hosts], {n: dict(d) for n, d in hosts}))
-        return [
-            HostResult(n, role, status="unreachable" if n in self.unreachable else "changed", changed_ops=1)
-            for n, _ in hosts
-        ]
+        return [HostResult(n, role, status=self._phase_status(role, n), changed_ops=1) for n, _ in hosts]
+
+    def _phase_status(self, role: str, name: str) -> str:
+        if name in self.unreachable:
+            return "unreachable"
+        return "failed" if role in self.failing else "changed"
 
 
 class NoLock:

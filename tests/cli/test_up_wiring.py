@@ -74,10 +74,13 @@ def expected_releasers(applied: Plan, plan: Plan) -> set[str]:
 def up_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """``run(applied text, new text, *args)``: the applied plan in place, then ``kvpod up`` of the new spec."""
 
-    def run(applied_text: str, new_text: str, *args: str, status: dict | None = None) -> tuple[RecordedPod, int, str]:
+    def run(
+        applied_text: str, new_text: str, *args: str, status: dict | None = None, failing: set[str] = frozenset()
+    ) -> tuple[RecordedPod, int, str]:
         applied = plan_of(applied_text)
         pod = RecordedPod.as_applied(applied)
         pod.status = status or {}
+        pod.failing = set(failing)
         install(monkeypatch, pod, tmp_path / "state")
         save_applied_plan(applied)
         spec = tmp_path / "pod.yaml"
@@ -132,6 +135,24 @@ def test_the_dry_evaluation_follows_the_same_order(up_pod) -> None:
     roles = [s.role for s in pod.steps if s.kind == "evaluate" and s.role in ("release", "target", "node")]
     assert roles == sorted(roles, key=["release", "target", "node"].index), roles
     assert roles.count("release") == 2 and roles.count("target") == 1
+
+
+def test_the_dry_evaluation_of_a_swap_shows_each_releasing_node_its_release_and_its_new_drive(up_pod) -> None:
+    applied_text, new_text, args = handovers()["swap"]
+    pod, code, out = up_pod(applied_text, new_text, *args)
+    assert code == 0, out
+    releases = {s.hosts[0]: s.deploys for s in pod.steps if s.kind == "evaluate" and s.role == "release"}
+    assert set(releases) == {"node1", "node2"}
+    assert all(deploys[0] == "node_release" and len(deploys) == 2 for deploys in releases.values()), releases
+
+
+@pytest.mark.parametrize("failing", ["release", "target"])
+def test_no_node_connects_when_an_earlier_phase_failed(up_pod, failing: str) -> None:
+    applied_text, new_text, args = handovers()["drive-to-spare"]
+    pod, code, out = up_pod(applied_text, new_text, *args, failing={failing})
+    assert code == 2, out
+    order = ["switch", "release", "target"]
+    assert pod.phase_order() == order[: order.index(failing) + 1], "the nodes phase never runs after a failure"
 
 
 def test_a_converged_pod_runs_no_phase(up_pod) -> None:
