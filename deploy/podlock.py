@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from deploy.errors import KvpodError
 from deploy.plan import Plan, SshPlan
+from deploy.unreachable import sorted_names
 
 LOCK_DIR = "/var/lib/kvpod/lock"
 MARKER = "@@kvpod-lock"
@@ -290,6 +291,7 @@ class Attempt:
     found: dict[str, LockRecord | None] = field(default_factory=dict)
     unanswered: set[str] = field(default_factory=set)
     clocks: dict[str, datetime] = field(default_factory=dict)  # each lock host's clock, as its script printed it
+    causes: dict[str, str] = field(default_factory=dict)  # unanswered host -> where and why (deploy.unreachable)
 
     @property
     def held_on(self) -> list[str]:
@@ -320,9 +322,10 @@ class Attempt:
 class PodLocked(KvpodError):
     """Another run holds the pod's lock, or too few lock hosts answered: nothing was changed."""
 
-    def __init__(self, message: str, holders: dict[str, LockRecord] | None = None):
+    def __init__(self, message: str, holders: dict[str, LockRecord] | None = None, down: dict[str, str] | None = None):
         super().__init__(message)
         self.holders = holders or {}
+        self.down = down or {}  # lock hosts that did not answer -> where and why
 
 
 def refusal(pod: str, attempt: Attempt, stale: dict[str, str | None], *, breaking: bool = False) -> PodLocked:
@@ -344,14 +347,18 @@ def refusal(pod: str, attempt: Attempt, stale: dict[str, str | None], *, breakin
                     "  held by a run that may still be running: wait for it to finish "
                     "(--break-lock takes over a lock only once its holder is gone or its lease expired)"
                 )
-    missing = sorted(attempt.unanswered)
+    missing = sorted_names(attempt.unanswered)
     unwritten = [h for h in attempt.hosts if h in attempt.found and attempt.found[h] is None]
-    if missing or (unwritten and not others):
-        why = [f"{', '.join(missing)} did not answer"] if missing else []
-        why += [f"no lock could be written on {', '.join(unwritten)}"] if unwritten else []
+    if missing:
         lines.append(
-            f"cannot take the lock of pod {pod}: {'; '.join(why)} "
-            f"(the lock needs {need} of {len(attempt.hosts)}: {', '.join(attempt.hosts)}); nothing was changed"
+            f"{len(missing)} of the {len(attempt.hosts)} lock hosts of pod {pod} are down (the lock needs {need} "
+            f"of them to answer); nothing was changed"
+        )
+        lines += [f"  {host}: {attempt.causes.get(host, 'did not answer')}" for host in missing]
+    if unwritten and not others:
+        lines.append(
+            f"cannot take the lock of pod {pod}: no lock could be written on {', '.join(sorted_names(unwritten))} "
+            f"(the lock needs {need} of {len(attempt.hosts)}); nothing was changed"
         )
     wider = [(s, n) for s, n in attempt.short_of() if set(s) != set(attempt.hosts)]
     if wider and not others and not missing:
@@ -360,4 +367,4 @@ def refusal(pod: str, attempt: Attempt, stale: dict[str, str | None], *, breakin
             f"cannot take the lock of pod {pod}: a lock record names other lock hosts than this spec, and the lock "
             f"needs a majority of each host set ({sets}); nothing was changed"
         )
-    return PodLocked("\n".join(lines), others)
+    return PodLocked("\n".join(lines), others, {h: attempt.causes.get(h, "did not answer") for h in missing})

@@ -170,6 +170,8 @@ def _attempt(lock: PodLock, survey: Survey, reads: dict[str, Read]) -> Attempt:
             values = survey.values(name)
         if name not in reads or values is None or reads[name].key not in values:
             attempt.unanswered.add(name)
+            if name in reads and values is None:
+                attempt.causes[name] = survey.cause(name)
         else:
             attempt.found[name] = values[reads[name].key]["lock"]
             clock = values[reads[name].key].get("clock")

@@ -39,6 +39,7 @@ from deploy.facts.snapshot import HostSnapshot, read_key
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
 from deploy.secrets import RedactingFilter, redact, redact_assignments
+from deploy.unreachable import LOST, connect_cause, natural_key, unreachable_note
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
 ReadsFor = Callable[[dict[str, Any]], list]  # host data -> the reads of its deploy
@@ -147,6 +148,7 @@ class HostResult:
     diffs: dict[str, str] = field(default_factory=dict)  # dry runs: remote path -> unified diff
     remote_commands: int = 0  # every command this host ran for the run, counted at the connector
     output: dict[str, list[str]] = field(default_factory=dict)  # run_output: operation -> its stdout lines
+    cause: str | None = None  # unreachable: why, in one phrase (deploy.unreachable); the note adds where
 
     def as_json(self) -> dict[str, Any]:
         return _redacted(self._as_json())
@@ -165,6 +167,7 @@ class HostResult:
             "planned": [{"operation": op, "commands": cmds} for op, cmds in self.planned],
             "diffs": self.diffs,
             "remote_commands": self.remote_commands,
+            "cause": self.cause,
         }
 
 
@@ -185,10 +188,17 @@ class RunReport:
     seconds: float
     run_dir: Path | None
     dry: bool
+    outcome: str = "completed"  # completed | refused (lock busy, unsafe step) | interrupted
+    reason: str | None = None  # why a run was refused or interrupted
 
     @property
     def ok(self) -> bool:
-        return all(h.status not in ("failed", "unreachable") for h in self.hosts)
+        return self.outcome == "completed" and all(h.status not in ("failed", "unreachable") for h in self.hosts)
+
+    @property
+    def unreachable(self) -> list[HostResult]:
+        """The unreachable hosts, numerically sorted by name."""
+        return sorted((h for h in self.hosts if h.status == "unreachable"), key=lambda h: natural_key(h.name))
 
     @property
     def changed(self) -> int:
@@ -197,6 +207,8 @@ class RunReport:
     def as_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "outcome": self.outcome,
+            "reason": self.reason,
             "dry": self.dry,
             "seconds": round(self.seconds, 1),
             "changed_operations": self.changed,
@@ -269,8 +281,26 @@ class _Progress(BaseStateCallback):
     def operation_host_error(self, state, host, op_hash, retry_count=0, max_retries=0):
         self._emit(host, "error", ", ".join(state.get_op_meta(op_hash).names))
 
+
+class ConnectErrors(BaseStateCallback):
+    """Records, per host, why its SSH connection failed (:func:`deploy.unreachable.connect_cause`)."""
+
+    def __init__(self) -> None:
+        self.causes: dict[str, str] = {}
+
     def host_connect_error(self, state, host, error):
-        self._emit(host, "error", f"cannot connect: {error}")
+        self.causes[host.name] = connect_cause(error)
+
+    def mark(self, host, result: HostResult) -> None:
+        """``result`` is unreachable: where the host is and why it did not answer."""
+        result.status = "unreachable"
+        result.cause = self.causes.get(host.name, "no SSH connection")
+        result.note = unreachable_note(*where(host), result.cause)
+
+
+def where(host) -> tuple[str, int | None]:
+    """The address and port kvpod connects ``host`` at."""
+    return str(host.data.get("ssh_hostname") or host.name), host.data.get("ssh_port")
 
 
 class Survey:
@@ -298,6 +328,8 @@ class Survey:
         inventory = Inventory(([(name, data) for name, data, _ in self.hosts], {}))
         config = Config(CONNECT_TIMEOUT=self.connect_timeout, FAIL_PERCENT=None)
         self.state = State(inventory, config, check_for_changes=True)  # evaluate deploys, change nothing
+        self.errors = ConnectErrors()
+        self.state.add_callback_handler(self.errors)
         self.readers = {h: SnapshotReader(self.state, h, self.stats) for h in inventory}
         self._by_name = {h.name: h for h in inventory}
         if self.hosts:
@@ -313,6 +345,12 @@ class Survey:
 
     def reachable(self, name: str) -> bool:
         return self._by_name[name] in self.state.active_hosts
+
+    def cause(self, name: str) -> str:
+        """Where an unreachable host is and why it did not answer (``127.0.0.1:2203: connection refused``)."""
+        result = HostResult(name, "")
+        self.errors.mark(self._by_name[name], result)
+        return result.note or ""
 
     def values(self, name: str) -> dict[str, Any] | None:
         """The host's snapshot (``{read_key: value}``), None when it could not be reached."""
@@ -336,7 +374,7 @@ class Survey:
         result = HostResult(name, role)
         before = self.stats.commands[name]
         if not self.reachable(name):
-            result.status, result.note = "unreachable", "SSH connection failed (see the run log)"
+            self.errors.mark(host, result)
             return result
         for key, value in data.items():
             setattr(host.data, key, value)
@@ -384,15 +422,21 @@ def run_output(
 
 @contextlib.contextmanager
 def _pyinfra_log(run_dir: Path | None) -> Iterator[None]:
-    """pyinfra's log (INFO and up) into ``run_dir/pyinfra.log`` while the block runs; nothing without a run dir."""
+    """pyinfra's log (INFO and up) into ``run_dir/pyinfra.log`` while the block runs; without a run dir, nowhere
+    (not onto stderr: kvpod reports each host's failure itself, once)."""
+    logger = logging.getLogger("pyinfra")
     if run_dir is None:
-        yield
+        quiet = logging.NullHandler()
+        logger.addHandler(quiet)
+        try:
+            yield
+        finally:
+            logger.removeHandler(quiet)
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run_dir / "pyinfra.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.addFilter(RedactingFilter())  # no secret in the log
-    logger = logging.getLogger("pyinfra")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
@@ -444,6 +488,8 @@ def _run_phase(
     # For a real run operations read facts when they execute; for --dry they are evaluated now.
     state = State(inventory, config, check_for_changes=dry)
     state.add_callback_handler(_Progress(sink))
+    errors = ConnectErrors()
+    state.add_callback_handler(errors)
     results = {h.name: HostResult(h.name, role) for h in inventory}
     before = {h.name: stats.commands[h.name] for h in inventory}
     readers = {h: SnapshotReader(state, h, stats) for h in inventory}
@@ -453,8 +499,7 @@ def _run_phase(
         load_snapshots(state, readers, lambda h: reads_for(h.data.dict()))
     for h in inventory:
         if h not in state.active_hosts:
-            results[h.name].status = "unreachable"
-            results[h.name].note = "SSH connection failed (see the run log)"
+            errors.mark(h, results[h.name])
     active = [h for h in inventory if h in state.active_hosts]
     prepared = []
     for h in active:  # one host's refusal while preparing must not stop the others
@@ -485,8 +530,8 @@ def _run_phase(
     for h in active:
         _collect(state, h, results[h.name], dry, keep_output)
         if h.name in lost:  # the machine went away mid-phase: its step did not fail, the host did
-            results[h.name].status = "unreachable"
-            results[h.name].note = "SSH connection lost: the host went away during this step"
+            results[h.name].status, results[h.name].cause = "unreachable", LOST
+            results[h.name].note = unreachable_note(*where(h), "connection lost (the host went away during this step)")
     for h in inventory:
         results[h.name].remote_commands = stats.commands[h.name] - before[h.name]
     return list(results.values())

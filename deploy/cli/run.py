@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from deploy.cli.hosts import use_hosts
@@ -19,10 +21,11 @@ from deploy.cli.shared import (
     SpecPath,
     app,
     check_limit,
+    err,
     load,
     out,
 )
-from deploy.errors import InputError
+from deploy.errors import InputError, KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
 
@@ -66,8 +69,8 @@ def print_diff(report: RunReport) -> None:
     from rich.syntax import Syntax
 
     for h in report.hosts:
-        if not h.planned and h.status not in ("failed", "unreachable"):
-            continue
+        if not h.planned and h.status != "failed":
+            continue  # an unreachable host has its one line in the summary
         out.rule(f"{h.name} ({h.role}): {h.status}")
         if h.status in ("failed", "unreachable"):
             out.print(f"[red]{h.failed_step or h.status}[/red]: {(h.stderr or [h.note or ''])[-1]}", highlight=False)
@@ -111,6 +114,43 @@ def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
         report.write_text(text)
 
 
+def stopped_report(exc: BaseException, run_dir: Path, dry: bool, started: float) -> RunReport:
+    """The report of a run that was refused (the lock, an unsafe step) or interrupted: the reason, the hosts
+    that were down."""
+    from deploy.podlock import PodLocked
+    from deploy.runner import HostResult, RunReport
+
+    down = exc.down if isinstance(exc, PodLocked) else {}
+    hosts = [HostResult(name, "lock host", status="unreachable", note=why) for name, why in down.items()]
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    return RunReport(
+        hosts,
+        time.monotonic() - started,
+        run_dir,
+        dry,
+        outcome="interrupted" if interrupted else "refused",
+        reason="interrupted (Ctrl-C)" if interrupted else str(exc),
+    )
+
+
+def stop_run(exc: BaseException, run_dir: Path, dry: bool, started: float, report: Path | None) -> int:
+    """A refused or interrupted run: its report written, the reason and the run directory printed; the exit code.
+    An interruption is raised again (the command line exits 130)."""
+    write_report(stopped_report(exc, run_dir, dry, started), run_dir, report)
+    if isinstance(exc, KeyboardInterrupt):
+        out.print(f"logs: {run_dir}", highlight=False, soft_wrap=True)
+        raise exc
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    out.print(f"logs: {run_dir}", highlight=False, soft_wrap=True)
+    return EXIT_INVALID if isinstance(exc, InputError) else EXIT_FAILED
+
+
+def summary_title(report: RunReport, what: str) -> str:
+    """``what``, preceded by how many hosts were unreachable when any was."""
+    down = len(report.unreachable)
+    return f"{down} host(s) unreachable; {what}" if down else what
+
+
 def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report: Path | None = None) -> int:
     """``kvpod diff`` / ``up --dry`` / ``check``: read the live pod, show what would change, change nothing."""
     from deploy.orchestrate import bring_up
@@ -118,12 +158,18 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
     use_hosts()
     opts.dry = True
     opts.run_dir = new_run_dir(plan.pod, "check" if exit_on_drift else "diff")
-    with out.status(f"reading the live state of {plan.pod}"):
-        result = bring_up(plan, opts)
+    started = time.monotonic()
+    try:
+        with out.status(f"reading the live state of {plan.pod}"):
+            result = bring_up(plan, opts)
+    except (KvpodError, KeyboardInterrupt) as exc:
+        return stop_run(exc, opts.run_dir, True, started, report)
     print_diff(result)
     drift = [h for h in result.hosts if h.status == "would-change"]
-    title = f"{plan.pod}: {len(drift)} host(s) differ from the plan ({result.changed} operations)"
-    out.print(summary_table(result, title))
+    others = " of the others" if result.unreachable else ""
+    what = f"{len(drift)} host(s){others} differ from the plan ({result.changed} operations)"
+    out.print(summary_table(result, f"{plan.pod}: {summary_title(result, what)}"))
+    out.print(f"logs: {opts.run_dir}", highlight=False, soft_wrap=True)
     write_report(result, opts.run_dir, report)
     if not result.ok:
         return EXIT_FAILED
@@ -171,6 +217,7 @@ def run_up_command(
     stats = RunStats()
     owned = opts.lock is None
     lock = opts.lock = opts.lock or PodLock.for_run(plan)
+    started = time.monotonic()
     try:
         if owned and break_lock:
             lock.acquire(break_lock=True, stats=stats)
@@ -182,14 +229,16 @@ def run_up_command(
 
         with out.status(f"kvpod up {plan.pod}: switches, handover, targets, nodes, restarts"):
             result = bring_up(plan, opts, sink=_sink, checkpoint=mark, stats=stats)
+    except (KvpodError, KeyboardInterrupt) as exc:
+        return stop_run(exc, opts.run_dir, False, started, report)
     finally:
         if owned:
             lock.release(stats)
     for h in result.hosts:  # the release came after the report was counted
         h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
-    title = f"kvpod up of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
-    out.print(summary_table(result, title))
-    out.print(f"logs: {opts.run_dir}")
+    what = f"{result.changed} changed operations in {result.seconds:.1f}s"
+    out.print(summary_table(result, f"kvpod up of {plan.pod}: {summary_title(result, what)}"))
+    out.print(f"logs: {opts.run_dir}", highlight=False, soft_wrap=True)
     write_report(result, opts.run_dir, report)
     if not result.ok:
         return EXIT_FAILED

@@ -173,8 +173,79 @@ def test_one_dead_lock_host_of_three_does_not_block_the_lock(pod, monkeypatch, c
     down.add(NODES[1])
     code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
     assert code == 2
-    assert f"cannot take the lock of pod {PLAN.pod}: {NODES[0]}, {NODES[1]} did not answer" in err
+    assert f"2 of the 3 lock hosts of pod {PLAN.pod} are down" in err
+    assert f"  {NODES[0]}: " in err and f"  {NODES[1]}: " in err
     assert locks(dirs) == {NODES[0]: other.token}
+
+
+def refusing(monkeypatch, down: set[str]) -> None:
+    """Hosts in ``down`` refuse the connection, with the error pyinfra raises for it."""
+
+    def connect(self) -> None:
+        if self.host.name in down:
+            port = self.host.data.ssh_port or 22
+            raise ssh.ConnectError(
+                f"Could not connect ([Errno None] Unable to connect to port {port} on {self.host.data.ssh_hostname})"
+            )
+
+    monkeypatch.setattr(ssh.SSHConnector, "connect", connect)
+
+
+def test_a_lock_refused_because_hosts_are_down_names_them_and_writes_the_report(pod, monkeypatch, capsys, tmp_path):
+    spec, dirs, _ = pod
+    refusing(monkeypatch, {NODES[2], NODES[1]})
+    report = tmp_path / "up.json"
+    code, out, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify", "--report", str(report))
+    assert code == 2 and "Traceback" not in err
+    addresses = {n.name: f"{n.ssh.host}:{n.ssh.port}" for n in PLAN.nodes}
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"error: 2 of the 3 lock hosts of pod {PLAN.pod} are down (the lock needs 2 of them to answer); "
+        "nothing was changed"
+    )
+    assert lines[1:3] == [f"  {n}: {addresses[n]}: connection refused" for n in NODES[1:]], err
+    assert "cannot take the lock" not in err and err.count(NODES[1]) == 1
+    run_dir = out.split("logs: ")[1].split()[0]
+    saved = json.loads((tmp_path / "state").joinpath(run_dir).joinpath("report.json").read_text())
+    assert saved == json.loads(report.read_text())
+    assert (saved["ok"], saved["outcome"]) == (False, "refused")
+    assert saved["reason"].startswith("2 of the 3 lock hosts")
+    assert {h: v["status"] for h, v in saved["hosts"].items()} == dict.fromkeys(NODES[1:], "unreachable")
+    assert locks(dirs) == {}, "what was taken on the answering node is released"
+
+
+def test_check_with_unreachable_hosts_lists_them_with_their_causes_and_exits_2(pod, monkeypatch, capsys, tmp_path):
+    spec, _, _ = pod
+    refusing(monkeypatch, {NODES[0]})
+    code, out, err = kvpod(monkeypatch, capsys, "check", str(spec), "--report", str(tmp_path / "check.json"))
+    assert code == 2, out + err
+    n = PLAN.nodes[0]
+    assert "0 host(s) differ" not in out and "1 host(s) unreachable; 0 host(s) of the others differ" in out
+    mine = [line for line in out.splitlines() if n.name in line]
+    assert len(mine) == 1 and f"{n.ssh.host}:{n.ssh.port}: connection refused" in mine[0], out
+    assert out.count("logs: ") == 1 and out.rstrip().splitlines()[-1].startswith("logs: ")
+    saved = json.loads((tmp_path / "check.json").read_text())
+    assert saved["hosts"][n.name]["cause"] == "connection refused" and saved["outcome"] == "completed"
+
+
+def test_a_refused_or_interrupted_run_writes_its_report_with_the_reason(pod, monkeypatch, capsys, tmp_path):
+    spec, _, _ = pod
+    for raised, outcome, exit_code in [
+        (KvpodError("refusing the handover"), "refused", 2),
+        (KeyboardInterrupt(), "interrupted", 130),
+    ]:
+
+        def stop(plan, handover, opts, raised=raised):
+            raise raised
+
+        monkeypatch.setattr(orchestrate, "check_handover", stop)
+        report = tmp_path / f"{outcome}.json"
+        code, out, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify", "--report", str(report))
+        assert code == exit_code, out + err
+        saved = json.loads(report.read_text())
+        assert (saved["ok"], saved["outcome"]) == (False, outcome)
+        assert saved["reason"] == ("refusing the handover" if outcome == "refused" else "interrupted (Ctrl-C)")
+        assert out.count("logs: ") == 1
 
 
 @pytest.mark.parametrize(

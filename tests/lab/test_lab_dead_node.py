@@ -1,5 +1,6 @@
 """One dead node does not stop the pod: node2's VM dies in the middle of its node phase, then stays dead for a
-whole `kvpod up`; node1 and the target converge each time, node2 is reported unreachable and the exit is 2.
+whole `kvpod up`; node1 and the target converge each time, node2 is reported unreachable (its address, port and
+why, on one line) and the exit is 2.
 Booted again, node2 is converged by the next `up` with its KV-cache drive as it was: same file, same ext4.
 
 One chain, so the lab boots node2 only once; it ends with the shipped lab spec converged and both nodes up.
@@ -7,6 +8,7 @@ One chain, so the lab boots node2 only once; it ends with the shipped lab spec c
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -16,6 +18,7 @@ import pytest
 
 from deploy.loader import load_spec
 from deploy.plan import build_plan
+from deploy.unreachable import CLOSED, REFUSED, TIMED_OUT
 
 from .conftest import KVPOD, LAB_SPEC, ROOT, Run, kvpod, report
 
@@ -41,6 +44,26 @@ def drive_state(hosts) -> dict[str, str]:
 
 def admitted(hosts, subsystem: str) -> list[str]:
     return sorted(hosts.sh("target", f"ls /sys/kernel/config/nvmet/subsystems/{subsystem}/allowed_hosts").split())
+
+
+# What a stopped VM behind QEMU's port forward gives: refused once QEMU is gone; a forward that accepts and
+# closes, or a connection that hangs, while it goes away.
+STOPPED_VM = (REFUSED, CLOSED, TIMED_OUT)
+
+
+def assert_says_where_and_why(run, data: dict, plan) -> None:
+    """node2 has one line with its address, port and cause; the run directory is printed once, at the end,
+    and holds the report."""
+    where = f"127.0.0.1:{plan.node(DEAD).ssh.port}"
+    lines = run.out.splitlines()
+    mine = [line for line in lines if DEAD in line and where in line]
+    assert len(mine) == 1 and any(f"{where}: {cause}" in mine[0] for cause in STOPPED_VM), run.out[-3000:]
+    assert data["hosts"][DEAD]["cause"] in STOPPED_VM and data["hosts"][DEAD]["note"].startswith(where)
+    logs = [line for line in lines if line.startswith("logs: ")]
+    assert len(logs) == 1, run.out[-3000:]
+    run_dir = Path(logs[0].removeprefix("logs: ").strip())
+    assert json.loads((run_dir / "report.json").read_text()) == data
+    assert (data["ok"], data["outcome"], data["reason"]) == (False, "completed", None)
 
 
 def run_log(run_out: str) -> str:
@@ -107,6 +130,7 @@ def test_a_dead_node_does_not_stop_the_pod_and_comes_back_with_its_data(hosts, t
         # (a) node2 stays dead for a whole run with a change that touches every node (back to the lab spec).
         dead = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--report", str(tmp_path / "dead.json"))
         assert_dead_node_run(dead, report(tmp_path / "dead.json"), plan, "0.25", hosts)
+        assert_says_where_and_why(dead, report(tmp_path / "dead.json"), plan)
     except BaseException:
         boot_again(lab)
         kvpod("up", str(LAB_SPEC), "--yes", "--no-verify")  # the lab as the next tests expect it

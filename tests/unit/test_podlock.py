@@ -138,7 +138,20 @@ def test_refusal_prints_the_holder_and_whether_it_is_stale():
     stale = str(refusal("p", attempt, {"target": "its process 99 on laptop is gone"}))
     assert "stale (its process 99 on laptop is gone): run again with --break-lock" in stale
     gone = str(refusal("p", Attempt(mine.token, ["target"], {}, {"target"}), {}))
-    assert gone.startswith("cannot take the lock of pod p: target did not answer (the lock needs 1 of 1: target)")
+    assert gone.splitlines() == [
+        "1 of the 1 lock hosts of pod p are down (the lock needs 1 of them to answer); nothing was changed",
+        "  target: did not answer",
+    ]
+    many = Attempt(mine.token, [f"gpu{i}" for i in range(1, 12)], {}, {"gpu10", "gpu9", "gpu11"})
+    many.causes = {"gpu9": "10.0.0.9:22: connection refused", "gpu10": "10.0.0.10:22: timed out"}
+    down = refusal("p", many, {})
+    assert str(down).splitlines()[1:] == [
+        "  gpu9: 10.0.0.9:22: connection refused",
+        "  gpu10: 10.0.0.10:22: timed out",
+        "  gpu11: did not answer",
+    ]
+    assert "cannot take the lock" not in str(down) and "gpu1," not in str(down)
+    assert down.down == {"gpu9": many.causes["gpu9"], "gpu10": many.causes["gpu10"], "gpu11": "did not answer"}
 
 
 def test_scripts_take_refuse_break_and_release(lock_dir):
