@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.lab_checks import lab_decision
+from tests.lab.lab_checks import foreign_lab_decision, lab_decision
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SPEC = ROOT / "inventories" / "lab" / "pod.yaml"
@@ -27,6 +27,21 @@ def _lab_possible() -> str | None:
     if shutil.which("ip") is None:
         return "iproute2 is missing"
     return None
+
+
+def _running_lab() -> str | None:
+    """The lab that is up on this machine (its state file), described; None when there is none."""
+    from deploy.lab.errors import LabError
+    from deploy.lab.manager import Lab
+
+    try:
+        state = Lab().state()
+    except LabError as exc:
+        return str(exc)
+    if state is None:
+        return None
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(state.started_at))
+    return f"{len(state.vms)} VMs, started {started}"
 
 
 @dataclass
@@ -103,7 +118,8 @@ def report(path: Path) -> dict:
 def lab_up():
     """`kvpod lab up`: boot, bring-up, verify. `kvpod lab down` afterwards, even when tests fail.
 
-    A machine that cannot run the lab skips it, except in CI (``CI=true``), where that is a failure."""
+    A machine that cannot run the lab skips it, except in CI (``CI=true``), where that is a failure; so does a
+    machine where a lab is up already (the suite takes down only the lab it started)."""
     action, why = lab_decision(os.environ, _lab_possible())
     if action == "fail":
         pytest.fail(why)
@@ -112,7 +128,11 @@ def lab_up():
     if os.environ.get("KVPOD_LAB_REUSE") == "1":  # development: run against a lab that is already up
         yield kvpod("verify", str(LAB_SPEC))
         return
-    kvpod("lab", "down", timeout=300)
+    action, why = foreign_lab_decision(os.environ, _running_lab())
+    if action == "fail":
+        pytest.fail(why)
+    if action == "skip":
+        pytest.skip(why)
     run = kvpod("lab", "up", timeout=3600)
     try:
         yield run

@@ -25,6 +25,20 @@ def lab_decision(env: Mapping[str, str], missing: str | None) -> tuple[str, str]
     return "skip", missing
 
 
+def foreign_lab_decision(env: Mapping[str, str], running: str | None) -> tuple[str, str]:
+    """Whether the lab suite may start its lab when ``running`` (a lab it did not start, described) is up.
+
+    The suite never tears down a lab it did not start: it skips, or fails in CI, naming the lab and the way out.
+    """
+    if running is None:
+        return "run", ""
+    return lab_decision(
+        env,
+        f"a lab is up that this test run did not start ({running}); the lab suite never takes down a lab it did "
+        "not start: run `kvpod lab down` first, or KVPOD_LAB_REUSE=1 to test against it",
+    )
+
+
 @dataclass
 class SampleLog:
     """What a mount sampler saw, round by round: each node's mounted subsystem NQN ("" none), or its error.

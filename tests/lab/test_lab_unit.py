@@ -38,6 +38,7 @@ from tests.lab.lab_checks import (
     Canaries,
     SampleLog,
     direct_sha256_command,
+    foreign_lab_decision,
     lab_decision,
     parse_read_files,
     read_files_command,
@@ -755,6 +756,13 @@ def test_lab_runs_skips_or_fails_in_ci(env: dict[str, str], missing: str | None,
         assert missing in why
     if expected == "fail":
         assert "CI=true" in why
+
+
+def test_a_lab_the_test_run_did_not_start_is_never_taken_down() -> None:
+    assert foreign_lab_decision({"CI": "true"}, None) == ("run", "")
+    action, why = foreign_lab_decision({}, "3 VMs started at 21:40:02 UTC")
+    assert action == "skip" and "3 VMs started at 21:40:02 UTC" in why and "kvpod lab down" in why
+    assert foreign_lab_decision({"CI": "true"}, "3 VMs")[0] == "fail"
 
 
 def test_sampler_log_counts_only_successful_reads_and_keeps_errors() -> None:
