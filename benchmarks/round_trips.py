@@ -208,7 +208,8 @@ def part_fleet() -> None:
 
 
 def _kvpod(*args: str) -> tuple[int, float]:
-    kvpod = shutil.which("kvpod") or "kvpod"
+    beside = Path(sys.executable).with_name("kvpod")  # the environment's own (a venv's bin/ is not on the PATH)
+    kvpod = str(beside) if beside.exists() else shutil.which("kvpod") or "kvpod"
     start = time.perf_counter()
     code = subprocess.run([kvpod, *args], cwd=ROOT, capture_output=True, text=True).returncode
     return code, time.perf_counter() - start
