@@ -12,7 +12,7 @@ an unknown key).
 To add or refresh a version, install that LMCache without its dependencies (its configuration module
 imports without torch) and write the list from it::
 
-    python3 -m pip install --no-deps lmcache==X.Y.Z && python3 -m deploy.lmcache_keys
+    .venv/bin/pip install --no-deps lmcache==X.Y.Z && .venv/bin/python -m deploy.lmcache_keys
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from tests.conftest import ROOT
 
 lmcache_config = pytest.importorskip(
     "lmcache.v1.config",
-    reason="LMCache is not installed: python3 -m pip install --no-deps lmcache==0.5.6 (.ci/run does)",
+    reason="LMCache is not installed: .venv/bin/pip install --no-deps lmcache==0.5.6 (.ci/run does)",
 )
 
 sys.path.insert(0, str(verify_suite_dir()))
