@@ -351,8 +351,8 @@ def refusal(pod: str, attempt: Attempt, stale: dict[str, str | None], *, breakin
     unwritten = [h for h in attempt.hosts if h in attempt.found and attempt.found[h] is None]
     if missing:
         lines.append(
-            f"{len(missing)} of the {len(attempt.hosts)} lock hosts of pod {pod} are down (the lock needs {need} "
-            f"of them to answer); nothing was changed"
+            f"pod {pod}: {len(missing)} of its {len(attempt.hosts)} lock host(s) down (the lock needs {need} "
+            "answering); nothing was changed"
         )
         lines += [f"  {host}: {attempt.causes.get(host, 'did not answer')}" for host in missing]
     if unwritten and not others:

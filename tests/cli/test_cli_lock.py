@@ -173,7 +173,7 @@ def test_one_dead_lock_host_of_three_does_not_block_the_lock(pod, monkeypatch, c
     down.add(NODES[1])
     code, _, err = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
     assert code == 2
-    assert f"2 of the 3 lock hosts of pod {PLAN.pod} are down" in err
+    assert f"pod {PLAN.pod}: 2 of its 3 lock host(s) down" in err
     assert f"  {NODES[0]}: " in err and f"  {NODES[1]}: " in err
     assert locks(dirs) == {NODES[0]: other.token}
 
@@ -200,8 +200,7 @@ def test_a_lock_refused_because_hosts_are_down_names_them_and_writes_the_report(
     addresses = {n.name: f"{n.ssh.host}:{n.ssh.port}" for n in PLAN.nodes}
     lines = err.splitlines()
     assert lines[0] == (
-        f"error: 2 of the 3 lock hosts of pod {PLAN.pod} are down (the lock needs 2 of them to answer); "
-        "nothing was changed"
+        f"error: pod {PLAN.pod}: 2 of its 3 lock host(s) down (the lock needs 2 answering); nothing was changed"
     )
     assert lines[1:3] == [f"  {n}: {addresses[n]}: connection refused" for n in NODES[1:]], err
     assert "cannot take the lock" not in err and err.count(NODES[1]) == 1
@@ -209,7 +208,7 @@ def test_a_lock_refused_because_hosts_are_down_names_them_and_writes_the_report(
     saved = json.loads((tmp_path / "state").joinpath(run_dir).joinpath("report.json").read_text())
     assert saved == json.loads(report.read_text())
     assert (saved["ok"], saved["outcome"]) == (False, "refused")
-    assert saved["reason"].startswith("2 of the 3 lock hosts")
+    assert saved["reason"].startswith(f"pod {PLAN.pod}: 2 of its 3 lock host(s) down")
     assert {h: v["status"] for h, v in saved["hosts"].items()} == dict.fromkeys(NODES[1:], "unreachable")
     assert locks(dirs) == {}, "what was taken on the answering node is released"
 

@@ -139,7 +139,7 @@ def test_refusal_prints_the_holder_and_whether_it_is_stale():
     assert "stale (its process 99 on laptop is gone): run again with --break-lock" in stale
     gone = str(refusal("p", Attempt(mine.token, ["target"], {}, {"target"}), {}))
     assert gone.splitlines() == [
-        "1 of the 1 lock hosts of pod p are down (the lock needs 1 of them to answer); nothing was changed",
+        "pod p: 1 of its 1 lock host(s) down (the lock needs 1 answering); nothing was changed",
         "  target: did not answer",
     ]
     many = Attempt(mine.token, [f"gpu{i}" for i in range(1, 12)], {}, {"gpu10", "gpu9", "gpu11"})
