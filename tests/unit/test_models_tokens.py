@@ -306,3 +306,42 @@ def test_the_lab_token_is_made_0600_once_and_clearly_fake(tmp_path: Path) -> Non
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and text.startswith(FAKE_TOKEN_PREFIX)
     assert ensure_fake_token(path).read_text() == text, "an existing token is kept"
     assert yaml.safe_load(LAB.read_text())["vllm"]["hf_token_file"] == "/var/tmp/kvpod-lab/hf-token"
+
+
+# -- verify's rules ------------------------------------------------------------------------------------------
+
+
+def test_verify_takes_0640_or_stricter_root_and_the_vllm_group_for_the_token_file() -> None:
+    import sys
+
+    from deploy.shipped import verify_suite_dir
+
+    sys.path.insert(0, str(verify_suite_dir()))
+    import verify_expect as ve
+
+    for mode in ("640", "600", "440", "400"):
+        assert ve.token_file_mode_ok((mode, "root", "vllm"), "vllm"), mode
+    for found in (("644", "root", "vllm"), ("660", "root", "vllm"), ("640", "vllm", "vllm"), ("640", "root", "root")):
+        assert not ve.token_file_mode_ok(found, "vllm"), found
+    assert not ve.token_file_mode_ok(None, "vllm")
+    assert ve.hub_cache_folder("meta-llama/Llama-3.1-8B-Instruct") == "models--meta-llama--Llama-3.1-8B-Instruct"
+
+
+def test_verify_looks_for_the_offline_models_config(tmp_path: Path) -> None:
+    import sys
+
+    from deploy.shipped import verify_suite_dir
+
+    sys.path.insert(0, str(verify_suite_dir()))
+    import verify_expect as ve
+
+    local = node_plan(write_spec(tmp_path, offline=True, model="/srv/models/Llama-3.1-8B"))
+    hub = node_plan(write_spec(tmp_path, offline=True, weights_cache_dir="/srv/hf"))
+    online = node_plan(write_spec(tmp_path, weights_cache_dir="/srv/hf"))
+    assert ve.model_config_pattern(local) == "/srv/models/Llama-3.1-8B/config.json"
+    assert (
+        ve.model_config_pattern(hub) == "/srv/hf/hub/models--meta-llama--Llama-3.1-8B-Instruct/snapshots/*/config.json"
+    )
+    assert ve.model_config_pattern(online) is None and ve.offline_models(online) == []
+    assert ve.node_reads(online, build_plan(load_spec(tmp_path / "pod.yaml"))).model_files == ()
+    assert ve.weights_cache_dirs(online) == ["/srv/hf"] and ve.hf_env_files(online) == [VLLM_HF_ENV_FILE]
