@@ -416,6 +416,7 @@ def build_plan(spec: PodSpec) -> Plan:
         )
 
     node_plans: list[NodePlan] = []
+    hf_env = hf_environment(spec)
     for n in nodes:
         seg = addressing.nodes[n.name]
         ref = holders[n.name]
@@ -478,8 +479,8 @@ def build_plan(spec: PodSpec) -> Plan:
                     install=_install(spec),
                     weights_cache_dir=spec.vllm.weights_cache_dir,
                     offline=spec.vllm.offline,
-                    hf_env=hf_environment(spec),
-                    hf_env_file=VLLM_HF_ENV_FILE if hf_environment(spec) else None,
+                    hf_env=hf_env,
+                    hf_env_file=VLLM_HF_ENV_FILE if hf_env else None,
                 ),
             )
         )
