@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from deploy.errors import Problem, SpecError
 from deploy.pydantic_errors import problems_from_validation
-from deploy.secrets import FROM_FILE, SecretFileError, is_file_reference, read_secret_file
+from deploy.secrets import FROM_FILE, SecretFile, SecretFileError, is_file_reference, read_secret_file
 from deploy.spec import PodSpec
+from deploy.spec_types import check_local_path, control_problem
 
 # A pod spec nests about eight levels and holds a few thousand values; these bounds are far above any spec
 # and far below what would exhaust the interpreter's stack or the machine's memory.
@@ -169,6 +170,9 @@ def parse_yaml(text: str, source: str = "spec") -> dict:
 
 # Where a spec may name a secret file (``{from_file: PATH}``): the mappings whose values may be secrets.
 SECRET_FIELDS = (("kvcache", "lmcache_extra"),)
+# Fields that are the path of a secret file themselves, and the keys an inline secret would be given under.
+SECRET_FILE_FIELDS = (("vllm", "hf_token_file"),)
+INLINE_SECRET_KEYS = {("vllm", "hf_token"): "hf_token_file", ("vllm", "token"): "hf_token_file"}
 
 
 def read_secret_files(data: dict, base: Path | None = None) -> dict:
@@ -187,8 +191,42 @@ def read_secret_files(data: dict, base: Path | None = None) -> dict:
                 except SecretFileError as exc:
                     problems.append(Problem(f"{section}.{field}.{key}.{FROM_FILE}", str(exc)))
         data = {**data, section: {**data[section], field: resolved}}
+    data = _read_secret_file_fields(data, base, problems)
     if problems:
         raise SpecError(problems)
+    return data
+
+
+def _read_secret_file_fields(data: dict, base: Path | None, problems: list[Problem]) -> dict:
+    """``data`` with each path of :data:`SECRET_FILE_FIELDS` handed over as a :class:`SecretFile` (the path and the
+    secret read from it); an inline secret (:data:`INLINE_SECRET_KEYS`) is a problem, its value never shown."""
+    for (section, key), field in INLINE_SECRET_KEYS.items():
+        if isinstance(data.get(section), dict) and key in data[section]:
+            problems.append(
+                Problem(
+                    f"{section}.{key}",
+                    f"a secret is never written in the spec (every copy of the spec would hold it): did you mean "
+                    f"{field}? Put the token in a file only you can read (chmod 600 FILE) and give its path as "
+                    f"{section}.{field}",
+                )
+            )
+    for section, field in SECRET_FILE_FIELDS:
+        values = data.get(section)
+        path = values.get(field) if isinstance(values, dict) else None
+        if not isinstance(path, str) or isinstance(path, SecretFile):
+            continue
+        try:
+            check_local_path(path)
+        except ValueError:
+            continue  # the field's own type reports it
+        if control_problem(path):
+            continue
+        try:
+            secret = read_secret_file(path, base)
+        except SecretFileError as exc:
+            problems.append(Problem(f"{section}.{field}", str(exc)))
+            continue
+        data = {**data, section: {**values, field: SecretFile(path, secret)}}
     return data
 
 

@@ -26,6 +26,7 @@ CONNECT_SCRIPT = "/usr/local/sbin/kvpod-nvme-connect"
 LMCACHE_CLEAN_SCRIPT = "/usr/local/sbin/kvpod-lmcache-clean"
 NVMET_RESTORE_SCRIPT = "/usr/local/sbin/kvpod-nvmet-restore"
 KVPOD_ETC = "/etc/kvpod"
+VLLM_HF_ENV_FILE = f"{KVPOD_ETC}/vllm-hf.env"  # HF_TOKEN, HF_HOME, offline mode: vLLM's Hugging Face environment
 SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
 NETPLAN_FILE = "/etc/netplan/60-kvpod.yaml"
 HOSTNQN_FILE = "/etc/nvme/hostnqn"

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import uuid
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from deploy.addressing import plan_addresses
 from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
 from deploy.errors import InputError
-from deploy.names import KVPOD_ETC, VLLM_UNIT, WHEELHOUSE_DEST
+from deploy.names import KVPOD_ETC, VLLM_HF_ENV_FILE, VLLM_UNIT, WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
 from deploy.secrets import Secret
 from deploy.sizing import lmcache_per_rank
@@ -25,6 +25,8 @@ KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
 # (lmcache.usage_telemetry.identity.is_usage_tracking_enabled). It is an environment variable in both
 # config modes: it is not a setting of LMCache's configuration.
 USAGE_TRACKING_OFF = {"LMCACHE_TRACK_USAGE": "false"}
+# huggingface_hub reads HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) and transformers TRANSFORMERS_OFFLINE
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 class Frozen(BaseModel):
@@ -135,6 +137,15 @@ class VllmPlan(Frozen):
     unit: str
     health_url: str
     install: InstallPlan | None = None
+    weights_cache_dir: str | None = None  # HF_HOME, owned by ``user``
+    offline: bool = False
+    hf_env: dict = Field(default_factory=dict)  # HF_TOKEN (a secret), HF_HOME, OFFLINE_ENV: in ``hf_env_file``
+    hf_env_file: str | None = None  # None: no Hugging Face settings, the file is absent
+
+    @field_serializer("hf_env")
+    def _redacted(self, env: dict) -> dict:
+        """The token is dumped as its display (``<secret:sha256-prefix>``), as :class:`LmcachePlan` dumps secrets."""
+        return {key: str(value) if isinstance(value, Secret) else value for key, value in env.items()}
 
 
 class NodePlan(Frozen):
@@ -312,6 +323,19 @@ def _install(spec: PodSpec) -> InstallPlan | None:
     )
 
 
+def hf_environment(spec: PodSpec) -> dict:
+    """vLLM's Hugging Face environment: the token (a :class:`Secret`), the cache, offline mode."""
+    v = spec.vllm
+    env: dict = {}
+    if v.hf_token_file is not None:
+        env["HF_TOKEN"] = v.hf_token_file.secret
+    if v.weights_cache_dir:
+        env["HF_HOME"] = v.weights_cache_dir
+    if v.offline:
+        env.update(OFFLINE_ENV)
+    return env
+
+
 def build_plan(spec: PodSpec) -> Plan:
     """The desired state of the whole pod. ``spec`` must have passed :func:`deploy.validate.check_pod`."""
     nodes = expand_nodes(spec.nodes)
@@ -392,6 +416,7 @@ def build_plan(spec: PodSpec) -> Plan:
         )
 
     node_plans: list[NodePlan] = []
+    hf_env = hf_environment(spec)
     for n in nodes:
         seg = addressing.nodes[n.name]
         ref = holders[n.name]
@@ -452,6 +477,10 @@ def build_plan(spec: PodSpec) -> Plan:
                     unit=VLLM_UNIT,
                     health_url=f"http://127.0.0.1:{spec.vllm.port}/health",
                     install=_install(spec),
+                    weights_cache_dir=spec.vllm.weights_cache_dir,
+                    offline=spec.vllm.offline,
+                    hf_env=hf_env,
+                    hf_env_file=VLLM_HF_ENV_FILE if hf_env else None,
                 ),
             )
         )

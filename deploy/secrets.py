@@ -50,6 +50,21 @@ class Secret(SecretStr):
         return self.get_secret_value()
 
 
+class SecretFile(str):
+    """A path on the machine running kvpod, as the spec gives it, carrying the secret the loader read from that
+    file (``vllm.hf_token_file``): the spec holds the path, the plan the secret."""
+
+    secret: Secret
+
+    def __new__(cls, path: str, secret: Secret) -> SecretFile:
+        obj = super().__new__(cls, path)
+        obj.secret = secret
+        return obj
+
+    def __getnewargs__(self) -> tuple[str, Secret]:  # type: ignore[override]  # copies keep the secret
+        return (str(self), self.secret)
+
+
 def display(value: str) -> str:
     """What people see instead of ``value``."""
     return f"<secret:{hashlib.sha256(value.encode()).hexdigest()[:8]}>"

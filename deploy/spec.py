@@ -23,12 +23,13 @@ from pydantic import (
 )
 
 from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
-from deploy.secrets import classify
+from deploy.secrets import SecretFile, classify
 
 # IFNAME_RE, NQN_MAX_BYTES, NQN_RE, PATTERN_SPEC_RE, check_nqn and check_pattern were defined here: re-exported.
 from deploy.spec_types import (
     CONTROL_RE,
     AbsPath,
+    CachePath,
     DevicePath,
     DevicePattern,
     ExtraArg,
@@ -42,6 +43,7 @@ from deploy.spec_types import (
     NqnPrefix,
     PipVersion,
     PlacePath,
+    SecretFilePath,
     ServiceUser,
     SwitchPort,
     Text,
@@ -609,11 +611,37 @@ class Vllm(Strict):
         80, gt=0, le=MAX_GB, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
     )
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (reference: 16)")
+    hf_token_file: SecretFilePath | None = Field(
+        None,
+        description="a file on the machine running kvpod holding the Hugging Face token (one line, mode 0600 or "
+        "0400; ~/ for your home, relative to the spec's directory); written to every node as HF_TOKEN in "
+        "/etc/kvpod/vllm-hf.env, 0640 root:<vllm.user>; plans, diffs, reports and logs show it redacted",
+    )
+    weights_cache_dir: CachePath | None = Field(
+        None,
+        description="the Hugging Face cache on the node (HF_HOME), owned by vllm.user: vLLM downloads the weights "
+        "there, or finds them staged in <dir>/hub/models--ORG--NAME/ (default: ~/.cache/huggingface of vllm.user); "
+        "not on the KV-cache mount",
+    )
+    offline: bool = Field(
+        False,
+        description="never contact the hub (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1): the weights must be on the "
+        "node, at the local path vllm.model or staged in weights_cache_dir",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _earlier_names(cls, data: Any) -> Any:
         return earlier_names(data, {"gpu_memory_gb": "gpu_memory_gib"})
+
+    @model_validator(mode="after")
+    def _token_read(self) -> Vllm:
+        """The token is read by the loader (deploy.loader), which hands the path over with the secret."""
+        if self.hf_token_file is not None and not isinstance(self.hf_token_file, SecretFile):
+            raise ValueError(
+                f"hf_token_file {self.hf_token_file}: the file was not read (load the spec with deploy.loader)"
+            )
+        return self
 
     @field_validator("port")
     @classmethod

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, ValidatorFunctionWrapHandler, WrapValidator
+
+from deploy.secrets import SecretFile
 
 # --- one rule for every string: no control characters --------------------------------------------------
 
@@ -214,11 +216,14 @@ def check_abs_path(value: str) -> str:
     return value
 
 
-def check_place(value: str) -> str:
+PLACE_EXAMPLES = "/mnt/kvcache, /data/kvcache, /opt/kvpod/vllm"
+
+
+def check_place(value: str, examples: str = PLACE_EXAMPLES) -> str:
     """A mount point or an install directory: a normalised path that is no system directory, inside none,
     and no parent of one (mounting there would hide the system's files; installing there would mix with them)."""
     check_abs_path(value)
-    valid = "use a directory of its own, e.g. /mnt/kvcache, /data/kvcache, /opt/kvpod/vllm"
+    valid = f"use a directory of its own, e.g. {examples}"
     for tree in SYSTEM_TREES:
         if inside(value, tree):
             raise ValueError(f"{value} is inside the system directory {tree} ({valid})")
@@ -227,6 +232,11 @@ def check_place(value: str) -> str:
     if value in CONTAINER_DIRS:
         raise ValueError(f"{value} holds other directories ({valid})")
     return value
+
+
+def check_cache_place(value: str) -> str:
+    """A directory of downloaded or staged model weights: a place of its own (:func:`check_place`)."""
+    return check_place(value, "/srv/hf, /data/hf-cache")
 
 
 def check_device_path(value: str) -> str:
@@ -270,6 +280,12 @@ def check_local_path(value: str) -> str:
     if value.startswith("~") and not (value == "~" or value.startswith("~/")):
         raise ValueError(f"{value!r}: only ~/ (your home) is expanded, not ~user (write the full path)")
     return value
+
+
+def _keep_secret_file(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a path as a string, keeping the loader's :class:`SecretFile` (the path with the secret it holds)."""
+    checked = handler(value)
+    return value if isinstance(value, SecretFile) else checked
 
 
 # --- names --------------------------------------------------------------------------------------------------
@@ -375,19 +391,37 @@ KVPOD_VLLM_OPTIONS = {
 
 
 def check_model(value: str) -> str:
-    """A Hugging Face hub repository id (``org/name`` or ``name``), or an absolute local path on the node."""
+    """A Hugging Face hub repository id (``org/name`` or ``name``, the hub's own grammar), or an absolute
+    normalised local path on the node."""
     if value.startswith("/"):
         return check_abs_path(value)
-    parts = value.split("/")
     valid = "a hub id such as meta-llama/Llama-3.1-8B-Instruct, or an absolute path on the node"
+    parts = value.split("/")
     if len(parts) > 2:
         raise ValueError(f"{value!r} has {len(parts) - 1} '/' (a hub id is org/name: {valid})")
     for part in parts:
-        if len(part) > HUB_PART_MAX:
-            raise ValueError(f"{value!r}: {len(part)} characters in one part (at most {HUB_PART_MAX})")
-        if not HUB_PART_RE.fullmatch(part) or ".." in part or "--" in part:
-            raise ValueError(f"{value!r} is not {valid} (parts: A-Z a-z 0-9 . _ -, no '..' or '--')")
+        why = hub_part_problem(part)
+        if why:
+            raise ValueError(f"{value!r} is not {valid}: {why}")
     return value
+
+
+def hub_part_problem(part: str) -> str | None:
+    """Why ``part`` cannot be the organisation or name of a hub id (None when it can)."""
+    if not part:
+        return "an empty part (write org/name)"
+    if len(part) > HUB_PART_MAX:
+        return f"{len(part)} characters in one part (at most {HUB_PART_MAX})"
+    bad = next((c for c in part if not (c.isascii() and (c.isalnum() or c in "._-"))), None)
+    if bad is not None:
+        return f"character {bad!r} in {part!r} (parts hold A-Z a-z 0-9 . _ -)"
+    if not HUB_PART_RE.fullmatch(part):
+        return f"{part!r} starts or ends with '.' or '-'"
+    if ".." in part or "--" in part:
+        return f"{part!r} holds '..' or '--' (the hub refuses both)"
+    if part.endswith(".git"):
+        return f"{part!r} ends in '.git' (the hub refuses it)"
+    return None
 
 
 def check_extra_arg(value: str) -> str:
@@ -476,9 +510,12 @@ NqnPrefix = _typed(check_nqn_prefix, pattern=f"^{NQN_PREFIX_RE.pattern}$")
 Uuid = _typed(check_uuid, pattern=f"^{UUID_RE.pattern}$")
 AbsPath = _typed(check_abs_path, pattern="^/")
 PlacePath = _typed(check_place, pattern="^/")
+CachePath = _typed(check_cache_place, pattern="^/")
 DevicePath = _typed(check_device_path, pattern="^/")
 DevicePattern = _typed(check_device_pattern, pattern="^/")
 LocalPath = _typed(check_local_path)
+# A file on the machine running kvpod that holds a secret: the loader reads it (deploy.loader.read_secret_files)
+SecretFilePath = Annotated[LocalPath, WrapValidator(_keep_secret_file)]
 UserName = _typed(check_user, pattern=f"^{USER_RE.pattern}$", maxLength=USER_MAX)
 ServiceUser = _typed(check_service_user, pattern=f"^{USER_RE.pattern}$", maxLength=USER_MAX)
 IfName = _typed(check_ifname, pattern=f"^{IFNAME_RE.pattern}$", maxLength=IFNAMSIZ - 1)

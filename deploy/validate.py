@@ -49,6 +49,7 @@ def check_pod(spec: PodSpec) -> list[Problem]:
         _target_servers,
         _interface_names,
         _host_paths,
+        _model_files,
     )
     for rule in rules:
         problems.extend(rule(spec, nodes, node_path))
@@ -540,5 +541,41 @@ def _host_paths(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
     if inst is not None and inside(inst.python, inst.venv):
         out.append(
             Problem("vllm.install.python", f"{inst.python} is inside the environment {inst.venv} it is to create")
+        )
+    return out
+
+
+def _model_files(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
+    """The weights lie off the KV-cache mount (a drive kvpod may move to another node, whose LMCache directory it
+    empties before every start), and an offline pod names where they are staged."""
+    out: list[Problem] = []
+    v, mount = spec.vllm, spec.kvcache.path
+    local = v.model.startswith("/")
+    if v.weights_cache_dir and (inside(v.weights_cache_dir, mount) or inside(mount, v.weights_cache_dir)):
+        out.append(
+            Problem(
+                "vllm.weights_cache_dir",
+                f"{v.weights_cache_dir} overlaps the KV-cache mount {mount}, a drive that holds only LMCache's "
+                "files and may move to another node (give the weights a directory of their own, e.g. /srv/hf)",
+            )
+        )
+    if local and inside(v.model, mount):
+        out.append(
+            Problem(
+                "vllm.model",
+                f"{v.model} is on the KV-cache mount {mount}, a drive that holds only LMCache's files and may move "
+                "to another node (stage the weights elsewhere, e.g. /srv/models/NAME)",
+            )
+        )
+    if v.offline and not local and v.weights_cache_dir is None:
+        org_name = v.model.replace("/", "--")
+        out.append(
+            Problem(
+                "vllm.offline",
+                f"offline, vLLM cannot download {v.model}: its weights must be staged on every node, and without "
+                f"vllm.weights_cache_dir they would have to be in vllm.user's home cache, which kvpod creates "
+                f"empty (give vllm.weights_cache_dir, the cache holding <dir>/hub/models--{org_name}/snapshots/"
+                "<revision>/, or give vllm.model as the absolute path of the weights on the node)",
+            )
         )
     return out

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from hypothesis import settings
 
+from deploy.lab.paths import ensure_fake_token
+
 settings.register_profile("kvpod", derandomize=True, database=None, deadline=None, print_blob=True)
 settings.load_profile("kvpod")
 
@@ -20,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "inventories" / "reference" / "pod.yaml"
 LAB = ROOT / "inventories" / "lab" / "pod.yaml"
 SHIPPED_SPECS = sorted([REFERENCE, LAB, *ROOT.glob("examples/*/pod.yaml")])
+
+# The lab spec names the lab's fake Hugging Face token file, which the loader reads: make it as `kvpod lab up` does,
+# before any test module loads the spec.
+ensure_fake_token(Path(yaml.safe_load(LAB.read_text())["vllm"]["hf_token_file"]))
 
 
 @pytest.fixture

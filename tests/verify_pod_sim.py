@@ -10,6 +10,8 @@ nvme-cli 2.4, GNU grep). Environment:
 ``KVPOD_SIM_BREAKS``  JSON ``{host: [break, ...]}``: ``vlan-mtu`` (the VLAN interface at MTU 1500),
                       ``unmounted`` (the KV cache mount and its unit stopped), ``unreachable`` (SSH fails), and
                       each break of :data:`BREAKS` (one wrong fact in a healthy host's answer)
+``KVPOD_SIM_SECRETS`` JSON list of the secrets the plan shows by their display (:func:`sim_secrets`): a healthy
+                      host's files hold the secret itself
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import testinfra
 from testinfra.backend.base import CommandResult
 
+from deploy import secrets
 from deploy.plan import NodePlan, Plan, TargetPlan
 from deploy.shipped import verify_suite_dir
 
@@ -34,6 +37,22 @@ import verify_facts as vf
 
 PID = "4242"
 PLAN_ENV = "KVPOD_PLAN"
+SECRETS_ENV = "KVPOD_SIM_SECRETS"
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"  # the revision of a staged model in the hub cache
+
+
+def sim_secrets() -> str:
+    """The secrets this process knows, for :data:`SECRETS_ENV` of a simulated pod in another process."""
+    return json.dumps(sorted(secrets._KNOWN))
+
+
+def revealed(value: Any) -> Any:
+    """A secret (or its display, in a plan read from JSON) as the host's file holds it."""
+    value = secrets.reveal(value)
+    if not secrets.is_display(value):
+        return value
+    known = set(json.loads(os.environ.get(SECRETS_ENV) or "[]")) | secrets._KNOWN
+    return next((s for s in known if secrets.display(s) == value), value)
 
 
 def _breaks(host: str) -> set[str]:
@@ -162,6 +181,18 @@ def _env_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else str(value)
 
 
+def hf_env_text(node: NodePlan) -> str:
+    lines = ["# kvpod: vLLM's Hugging Face settings"]
+    return "\n".join(lines + [f"{k}={revealed(v)}" for k, v in node.vllm.hf_env.items()]) + "\n"
+
+
+def mode_text(node: NodePlan, path: str) -> str:
+    """``stat -c '%a %U %G'`` of a file whose mode the state read asks for."""
+    if path in ve.weights_cache_dirs(node):
+        return f"750 {node.vllm.user} {node.vllm.user}\n"
+    return " ".join(ve.credential_file_owner(node)) + "\n"
+
+
 def yaml_text(node: NodePlan) -> str:
     import yaml
 
@@ -187,6 +218,7 @@ def connector_text(node: NodePlan) -> str:
 def environ(node: NodePlan) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/var/lib/vllm", "LANG": "C.UTF-8"}
     env.update({k: _env_value(v) for k, v in ve.lmcache_environment(node).items()})
+    env.update({k: revealed(v) for k, v in ve.hf_environment(node).items()})
     return env
 
 
@@ -201,7 +233,9 @@ def units_text(node: NodePlan, mount_unit: str, mounted: bool) -> str:
         "MainPID": PID,
         "ExecStart": f"{{ path={v.executable} ; argv[]={v.executable} serve {v.model} ... ; ignore_errors=no ; "
         "start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }",
-        "EnvironmentFiles": f"{node.lmcache.env_file} (ignore_errors=no)",
+        "EnvironmentFiles": " ".join(
+            f"{f} (ignore_errors=no)" for f in [node.lmcache.env_file, *ve.hf_env_files(node)]
+        ),
         "User": v.user,
         "Id": v.unit,
         "LoadState": "loaded",
@@ -270,6 +304,8 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
     }
     if node.lmcache.config_file:
         files[node.lmcache.config_file] = yaml_text(node)
+    for path in ve.hf_env_files(node):
+        files[path] = hf_env_text(node)
     mount = (
         "mounted=yes\n"
         f"findmnt=259:1 {node.mount.path} /dev/nvme0n1 {node.mount.filesystem} rw,{','.join(node.mount.options)}\n"
@@ -285,7 +321,7 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("routes", routes_text(node, list(reads.portals))),
         ("sysctl", "".join(f"{vf.sysctl_path(k)}\0{v}\n" for k, v in ve.sysctls(node).items())),
         *((vf.section_name("file", f), files.get(f, ""), 0 if f in files else 1) for f in reads.files),
-        *((vf.section_name("mode", f), " ".join(ve.credential_file_owner(node)) + "\n") for f in reads.modes),
+        *((vf.section_name("mode", f), mode_text(node, f)) for f in reads.modes),
         ("modules", "".join(f"loaded\t{m}\n" for m in reads.modules)),
         ("modules-load", "".join(f"kvpod.conf\t{m}\n" for m in ["# kvpod", *reads.modules])),
         ("controllers", controllers_text(node)),
@@ -300,6 +336,11 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("du", f"4096\t{ve.local_disk_dir(node)}\n"),
         ("health", "200\n"),
         ("connector", connector_text(node)),
+        *(
+            (("model-files", "".join(p.replace("*", SNAPSHOT) + "\n" for p in reads.model_files)),)
+            if reads.model_files
+            else ()
+        ),
         *((vf.section_name("ping", a), ping_text(a, reads.ping_size)) for a in reads.portals),
         *((vf.section_name("discover", t, a, s), discovery_json(node, a, s)) for t, a, s in reads.discoveries),
     )
@@ -491,6 +532,16 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         "connector": lambda s: _failed(
             s, "connector", "ModuleNotFoundError: No module named 'lmcache.integration.vllm.vllm_v1_adapter'"
         ),
+        "hf-env-readable": lambda s: [
+            _edit(s, vf.section_name("mode", f), "640 root ", "644 root ") for f in ve.hf_env_files(node)
+        ],
+        "hf-token-stale": lambda s: [
+            _edit(s, vf.section_name("file", f), "HF_TOKEN=", "HF_TOKEN=old") for f in ve.hf_env_files(node)
+        ],
+        "weights-cache-foreign": lambda s: [
+            _edit(s, vf.section_name("mode", d), f" {node.vllm.user} ", " root ") for d in ve.weights_cache_dirs(node)
+        ],
+        "model-missing": lambda s: s.update({"model-files": vf.Section("model-files", "", 0)}),
         "discovery-extra": lambda s: [
             _discovered(s, vf.section_name("discover", ns.transport, p.address, p.trsvcid), _other_drive(plan, node))
             for p in portals

@@ -84,6 +84,7 @@ def lab_up(
 
     lab = _lab()
     started = time.monotonic()
+    lab.ensure_hf_token()  # the lab spec's vllm.hf_token_file, read when the spec is loaded
     spec_path = lab_spec_for(nodes, lab.paths.root)
     _, plan = load(spec_path)
     try:

@@ -96,7 +96,8 @@ def _reassign(spec: PodSpec, spec_path: Path, move: Move, lock: PodLock) -> int:
         moved = plan_reassignment(spec, parse_drive(drive), to, move.swap)
         edited = set_node_namespaces(spec_path.read_text(), moved.assignments)
         try:
-            load_spec_text(edited, str(spec_path))  # the edited spec must be valid before it replaces the file
+            # the edited spec must be valid before it replaces the file (secret files relative to its directory)
+            load_spec_text(edited, str(spec_path), spec_path.resolve().parent)
         except SpecError as exc:
             raise fail_spec(exc) from None
         moves = [f"{d}: {a or 'spare'} -> {b or 'spare'}" for d, a, b in moved.moves]

@@ -19,7 +19,7 @@ from .errors import LabError
 from .image import ImageInfo, ImageRecipe, image_cache_key, load_image
 from .image import ensure_image as _ensure_image
 from .machines import LabMachine, tap_name, validate_machines
-from .paths import LabPaths, default_lab_dir
+from .paths import LabPaths, default_lab_dir, ensure_fake_token
 from .progress import QUIET, Progress
 from .state import LabState, VmRecord, load_state, save_state
 
@@ -77,6 +77,10 @@ class Lab:
         if result.returncode != 0:
             raise LabError(f"ssh-keygen failed: {result.stderr.strip()}")
         return key
+
+    def ensure_hf_token(self) -> Path:
+        """The lab's fake Hugging Face token file (mode 0600), created if missing."""
+        return ensure_fake_token(self.paths.hf_token)
 
     def image_key(self) -> str:
         """The cache key of the image this lab boots (generates the SSH key if needed)."""

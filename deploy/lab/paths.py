@@ -1,8 +1,9 @@
-"""Where the lab keeps its files."""
+"""Where the lab keeps its files, and the fake Hugging Face token the lab spec names."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class LabPaths:
     def ssh_pubkey(self) -> Path:
         return self.root / "id_ed25519.pub"
 
+    @property
+    def hf_token(self) -> Path:
+        """The lab's fake Hugging Face token (``vllm.hf_token_file`` of the lab spec)."""
+        return self.root / "hf-token"
+
     def overlay(self, name: str) -> Path:
         return self.run / f"{name}.qcow2"
 
@@ -54,3 +60,18 @@ class LabPaths:
 
     def console_log(self, name: str) -> Path:
         return self.run / f"{name}.log"
+
+
+FAKE_TOKEN_PREFIX = "hf_kvpodLabFakeTokenNotValid"
+
+
+def ensure_fake_token(path: Path) -> Path:
+    """A token file for the lab (``FAKE_TOKEN_PREFIX`` and random hex: clearly not a real token, different per lab
+    directory), created 0600 when missing; an existing one is kept."""
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{FAKE_TOKEN_PREFIX}{secrets.token_hex(12)}\n")
+    return path

@@ -241,6 +241,25 @@ def test_reassign_with_wipe_wipes_only_the_moved_drive_on_its_new_holder(reassig
     }
 
 
+def test_reassign_reads_a_token_file_relative_to_the_spec(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The edited spec is validated before it replaces the file, its secret files read from the spec's directory."""
+    base = lab_text()
+    applied = plan_of(base)
+    pod = RecordedPod.as_applied(applied)
+    install(monkeypatch, pod, tmp_path / "state")
+    save_applied_plan(applied)
+    token = tmp_path / "hf-token"
+    token.write_text("hf_kvpodRelativeTestToken\n")
+    token.chmod(0o600)
+    lines = [f"  hf_token_file: {token.name}" if "hf_token_file:" in line else line for line in base.splitlines()]
+    spec = tmp_path / "pod.yaml"
+    spec.write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir("/")
+    code, out = kvpod(monkeypatch, capsys, "reassign", str(spec), "--drive", "target/3", "--to", "node1")
+    assert code == 0, out
+    assert "namespace" in spec.read_text() and "hf_token_file: hf-token" in spec.read_text()
+
+
 # -- check and diff exit codes -----------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from deploy.loader import load_spec
 from deploy.plan import build_plan
+from deploy.statedir import state_dir
 
 from .conftest import LAB_SPEC, failing_checks, kvpod, report
 from .lab_checks import direct_sha256_command
@@ -56,13 +57,23 @@ def test_second_up_changes_nothing_and_restarts_nothing(hosts, tmp_path):
 
 
 def test_credential_files_are_0640_and_the_cleaner_follows_no_swapped_in_link(hosts):
-    """The LMCache files are 0640 root:<vLLM group>. The disk-tier cleaner, run as root, refuses a directory that
-    is a link, and a link swapped in after its checks (by a `chown` shim on PATH, the race made deterministic)
-    changes nothing outside the tier: the link's target keeps its mode and files."""
+    """The LMCache files and the Hugging Face env file (the lab's fake token) are 0640 root:<vLLM group>, and the
+    token is on each node and in no file of kvpod's state directory (run logs, reports, plans). The disk-tier
+    cleaner, run as root, refuses a directory that is a link, and a link swapped in after its checks (by a
+    `chown` shim on PATH, the race made deterministic) changes nothing outside the tier: the link's target keeps
+    its mode and files."""
     node, user = NODE1.name, NODE1.vllm.user
     lm = NODE1.lmcache
     for path in [lm.env_file, *([lm.config_file] if lm.config_mode == "yaml" and lm.config_file else [])]:
         assert hosts.sh(node, f"stat -c '%a %U %G' {path}").split() == ["640", "root", user], path
+    token = NODE1.vllm.hf_env["HF_TOKEN"].reveal()
+    for n in PLAN.nodes:
+        assert hosts.sh(n.name, f"stat -c '%a %U %G' {n.vllm.hf_env_file}").split() == ["640", "root", user], n.name
+        assert hosts.sh(n.name, f"sed -n 's/^HF_TOKEN=//p' {n.vllm.hf_env_file}").strip() == token, n.name
+    runs = state_dir() / "runs" / PLAN.pod
+    assert runs.is_dir() and any(runs.iterdir()), f"no run kept under {runs}"
+    holding = [p for p in state_dir().rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert holding == [], f"the token is in {holding}"
     tier = f"{NODE1.mount.path}/lmcache"
     race = f"""set -e
 o=$(mktemp -d /root/kvpod-outside.XXXXXX); chmod 700 "$o"; touch "$o/keep"

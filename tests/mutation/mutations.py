@@ -38,6 +38,7 @@ PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
 CLEANER = ("tests/roles/test_lmcache_clean.py",)
 CLI_RUN = ("tests/cli/test_up_wiring.py", "tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
 SPEC_DATA = ("tests/unit/test_sinks.py", "tests/unit/test_spec_hostile.py", "tests/unit/test_secrets.py")
+TOKENS = ("tests/unit/test_models_tokens.py",)
 VERIFY = (
     "tests/unit/test_verify_breaks.py",
     "tests/unit/test_verify_state_read.py",
@@ -576,5 +577,61 @@ MUTATIONS: tuple[Mutation, ...] = (
         'SECRET_FILE_MODE = "644"',
         "the LMCache files, which may carry credentials, are readable by every user of the node",
         SPEC_DATA,
+    ),
+    Mutation(
+        "hf-token-inline-accepted",
+        "deploy/loader.py",
+        "        if isinstance(data.get(section), dict) and key in data[section]:",
+        "        if False:",
+        "a token written in the spec is refused only as an unknown key, without saying where a token goes",
+        TOKENS,
+    ),
+    Mutation(
+        "hf-token-in-the-plan",
+        "deploy/plan.py",
+        "        return {key: str(value) if isinstance(value, Secret) else value for key, value in env.items()}",
+        "        return {key: value.reveal() if isinstance(value, Secret) else value for key, value in env.items()}",
+        "the Hugging Face token is dumped into the plan JSON (kvpod plan --json, the applied plan, verify's plan)",
+        TOKENS,
+    ),
+    Mutation(
+        "hf-env-file-kept",
+        "roles/vllm/__init__.py",
+        'return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=False)',
+        'return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=True)',
+        "a token removed from the spec stays on the nodes",
+        TOKENS,
+    ),
+    Mutation(
+        "hf-env-file-group-root",
+        "roles/vllm/__init__.py",
+        "        group=v.user,\n        env=hf_env_lines(plan),",
+        '        group="root",\n        env=hf_env_lines(plan),',
+        "the token's env file is not in the vLLM user's group (written with the wrong owner)",
+        TOKENS,
+    ),
+    Mutation(
+        "verify-token-file-any-mode",
+        "tests/verify/verify_expect.py",
+        '    return not bits & ~0o640 and owner == "root" and group == user',
+        '    return owner == "root" and group == user',
+        "kvpod verify passes a token file every user of the node can read",
+        TOKENS,
+    ),
+    Mutation(
+        "weights-cache-on-kv-mount",
+        "deploy/validate.py",
+        "    if v.weights_cache_dir and (inside(v.weights_cache_dir, mount) or inside(mount, v.weights_cache_dir)):",
+        "    if v.weights_cache_dir and inside(mount, v.weights_cache_dir):",
+        "the weights cache is accepted on the KV-cache mount, a drive that moves to other nodes",
+        TOKENS,
+    ),
+    Mutation(
+        "offline-without-staged-weights",
+        "deploy/validate.py",
+        "    if v.offline and not local and v.weights_cache_dir is None:",
+        "    if False:",
+        "an offline pod with a hub id and no cache is accepted: vLLM can never load the model",
+        TOKENS,
     ),
 )

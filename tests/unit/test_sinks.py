@@ -31,7 +31,7 @@ from deploy.operations.storage import mount_unit_name
 from deploy.plan import Plan, build_plan
 from deploy.verify_runner import ssh_config_text
 from roles.lmcache import cache_dir, env_lines
-from roles.vllm import exec_start_argv
+from roles.vllm import exec_start_argv, hf_env_lines
 from tests import sinks
 from tests.conftest import LAB, SHIPPED_SPECS
 
@@ -140,6 +140,30 @@ def test_the_vllm_unit_and_env_file_read_back_the_plan(shipped) -> None:
             assert sinks.exec_argv(sinks.raw_unit_value(unit, "Service", "ExecStart")) == exec_start_argv(n), spec
             assert sinks.unit_value(unit, "Service", "User") == n.vllm.user
             assert sinks.env_file_values(files[n.lmcache.env_file]) == env_lines(n.lmcache), spec
+            env_files = [v for _, key, v in sinks.unit_settings(unit) if key == "EnvironmentFile"]
+            assert env_files == [n.lmcache.env_file, *([n.vllm.hf_env_file] if n.vllm.hf_env_file else [])], spec
+            if n.vllm.hf_env_file:
+                assert sinks.env_file_values(files[n.vllm.hf_env_file]) == hf_env_lines(n), spec
+    assert any(n.vllm.hf_env_file for plan, _ in shipped.values() for n in plan.nodes), "the lab spec has a token"
+
+
+def test_the_hugging_face_env_file_reads_back_through_systemd(tmp_path: Path) -> None:
+    """Every Hugging Face setting arrives as itself: the token (any printable text), the cache, offline mode; the
+    unit with both environment files passes systemd-analyze verify."""
+    from deploy.encode import render
+    from deploy.shipped import templates_dir
+
+    token = 'hf_a"b\\c$d`e f#g;h'
+    env = {"HF_TOKEN": token, "HF_HOME": "/srv/hf", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    text = render(templates_dir() / "vllm" / "vllm-hf.env.j2", env=env)
+    assert sinks.env_file_values(text) == env
+    plan = plan_of(LAB).nodes[0]
+    files = sinks.node_files(plan)
+    unit = files[f"/etc/systemd/system/{plan.vllm.unit}"]
+    result = sinks.systemd_verify({plan.vllm.unit: unit}, tmp_path)
+    assert result.returncode == 0 and not result.stdout + result.stderr, result.stderr
+    loaded = [v for section, key, v in sinks.unit_settings(unit) if (section, key) == ("Service", "EnvironmentFile")]
+    assert loaded == [plan.lmcache.env_file, plan.vllm.hf_env_file]
 
 
 def test_the_netplan_file_is_yaml_dumped_from_the_plan(shipped) -> None:

@@ -9,12 +9,14 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
-from deploy.loader import load_spec
+from deploy.loader import spec_from_dict
 from deploy.plan import Plan, build_plan
 from deploy.shipped import verify_suite_dir
 from deploy.verify_runner import POD_ROW, VerifyReport, parse_junit, report_rows, suite_command, suite_env
 from tests.conftest import LAB, ROOT
+from tests.verify_pod_sim import SECRETS_ENV, sim_secrets
 
 # host -> break -> the checks it must fail (``test_name[params]``, ``{h}`` standing for the host)
 BREAKS: dict[str, dict[str, list[str]]] = {
@@ -58,12 +60,16 @@ BREAKS: dict[str, dict[str, list[str]]] = {
         "vllm-disabled": ["test_unit_enabled[{h}]"],
         "vllm-failed": ["test_unit_active[{h}]"],
         "vllm-as-root": ["test_runs_as_planned_user[{h}]"],
-        "no-env-file": ["test_environment_file[{h}]"],
+        "no-env-file": ["test_environment_file[{h}]", "test_hf_env_file_loaded_by_the_unit[{h}-hf-env]"],
         "argument": ["test_argument[{h}-max-model-len]"],
         "extra-args": ["test_extra_arguments[{h}]"],
         "environment": ["test_environment_variable[{h}-LMCACHE_CHUNK_SIZE]"],
         "unhealthy": ["test_health[{h}]"],
         "connector": ["test_interpreter_imports_the_lmcache_connector[{h}]"],
+        "hf-env-readable": ["test_hf_env_file_mode_and_owner[{h}-hf-env]"],
+        "hf-token-stale": ["test_hf_setting[{h}-HF_TOKEN]"],
+        "weights-cache-foreign": ["test_weights_cache_owned_by_the_vllm_user[{h}-weights-cache]"],
+        "model-missing": ["test_offline_model_files_present[{h}-meta-llama--Llama-3.1-8B-Instruct]"],
         "discovery-extra": ["test_discovery[{h}-iom-a-p1]", "test_discovery[{h}-iom-b-p1]"],
     },
     "target": {
@@ -94,9 +100,12 @@ def function(check_name: str) -> str:
 
 @pytest.fixture(scope="module")
 def broken_pod(tmp_path_factory: pytest.TempPathFactory) -> VerifyReport:
-    """The suite's report on the lab pod (with extra vLLM arguments, so that check runs) with every break."""
+    """The suite's report on the lab pod (with extra vLLM arguments, a weights cache and offline mode, so those
+    checks run) with every break."""
     tmp = tmp_path_factory.mktemp("verify-breaks")
-    data = json.loads(build_plan(load_spec(LAB)).to_json())
+    spec = yaml.safe_load(LAB.read_text())
+    spec["vllm"].update(weights_cache_dir="/srv/hf", offline=True)
+    data = json.loads(build_plan(spec_from_dict(spec)).to_json())
     for node in data["nodes"]:
         node["vllm"]["extra_args"] = ["--enable-prefix-caching"]
     plan = Plan.model_validate(data)
@@ -106,7 +115,14 @@ def broken_pod(tmp_path_factory: pytest.TempPathFactory) -> VerifyReport:
     suite = verify_suite_dir()
     argv = [*suite_command(suite, plan_json, ssh_config, junit, limit=None, workers=0), "-p", "tests.verify_pod_sim"]
     breaks = {host: sorted(b) for host, b in BREAKS.items()}
-    env = suite_env({"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "KVPOD_SIM_BREAKS": json.dumps(breaks)})
+    env = suite_env(
+        {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "KVPOD_SIM_BREAKS": json.dumps(breaks),
+            SECRETS_ENV: sim_secrets(),
+        }
+    )
     proc = subprocess.run(argv, cwd=suite, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return parse_junit(junit.read_text(), report_rows(plan))
@@ -134,6 +150,10 @@ def test_a_failure_names_its_host_and_check_with_expected_and_found(broken_pod: 
     assert hosts.area == "target" and hosts.expected == "{}"
     any_host = failures[("target", "test_any_host_refused[target-drive02]")]
     assert (any_host.expected, any_host.found) == ("'0'", "'1'")
+    token = failures[("node2", "test_hf_setting[node2-HF_TOKEN]")]
+    assert token.expected.startswith("'<secret:") and token.found.startswith("<secret:"), token
+    known = json.loads(sim_secrets())
+    assert known and not any(s in (c.message or "") for c in broken_pod.failures for s in known), "a secret shown"
 
 
 def test_every_check_of_the_suite_is_seen_failing(broken_pod: VerifyReport) -> None:

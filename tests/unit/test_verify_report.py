@@ -29,6 +29,7 @@ from deploy.verify_runner import (
     suite_env,
     worker_count,
 )
+from tests.verify_pod_sim import SECRETS_ENV, sim_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "inventories" / "lab" / "pod.yaml"
@@ -350,7 +351,7 @@ class TestSuiteCollects:
         for test_id in ids:
             by_host.setdefault(host_of_test(test_id, hosts), []).append(test_id)
         assert sorted(by_host) == sorted(hosts), by_host.get("")
-        assert len(by_host["node1"]) == len(by_host["node2"]) == 71
+        assert len(by_host["node1"]) == len(by_host["node2"]) == 75
         assert len(by_host["target"]) == 14
         assert by_host[POD_ROW] == [ids[-1]]
         assert ids[-1] == "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]"
@@ -403,6 +404,7 @@ def _run_simulated(plan: Plan, tmp_path: Path, breaks: dict[str, list[str]] | No
             "PYTHONPATH": str(ROOT),
             "KVPOD_SIM_LOG": str(log),
             "KVPOD_SIM_BREAKS": json.dumps(breaks or {}),
+            SECRETS_ENV: sim_secrets(),
         }
     )
     proc = subprocess.run(argv, cwd=suite, env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -417,7 +419,7 @@ class TestSimulatedPod:
     def test_a_healthy_pod_holds_with_one_read_per_host(self, lab_plan: Plan, tmp_path: Path) -> None:
         report, reads = _run_simulated(lab_plan, tmp_path)
         assert [c.test_id for c in report.failures] == []
-        assert (report.passed, report.verdict) == (155, "held")
+        assert (report.passed, report.verdict) == (163, "held")
         assert sorted(c.name for c in report.checks if c.outcome == "skipped") == [
             "test_extra_arguments[node1]",
             "test_extra_arguments[node2]",

@@ -11,6 +11,7 @@ need a live pod (findmnt, ip, rdma, systemctl, ping, nvme, df, curl, runuser); a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -428,6 +429,26 @@ class TestPreparedNode:
         not_dir = f"{ve.local_disk_dir(node1)} is not a directory"
         assert facts.writable_by(node1.vllm.user, ve.local_disk_dir(node1)) == (False, not_dir)
         assert facts.space(node1.mount.path, ve.local_disk_dir(node1))["cache"] == 0
+
+    def test_the_hf_env_file_and_the_offline_model_files(self, prepared: PreparedNode, node1: NodePlan) -> None:
+        """The Hugging Face env file's text and mode, and a model's files found by their pattern (`*` a revision)."""
+        hf = node1.vllm.hf_env_file or ""
+        staged = "/srv/hf/hub/models--org--name/snapshots/abc123/config.json"
+        _write(prepared.root / hf.lstrip("/"), sim.hf_env_text(node1))
+        (prepared.root / hf.lstrip("/")).chmod(0o640)
+        _write(prepared.root / staged.lstrip("/"), "{}")
+        _write(prepared.root / "srv/hf/hub/models--org--name/snapshots/no-config/tokenizer.json", "{}")
+        hub, local = "/srv/hf/hub/models--org--name/snapshots/*/config.json", "/srv/models/x y/config.json"
+        reads = dataclasses.replace(prepared.reads, modes=(hf,), model_files=(hub, local))
+        facts = vf.HostFacts("node1", prepared.host(), node_reads=reads, root=str(prepared.root))  # type: ignore[arg-type]
+        assert vf.parse_env_file(facts.file_text(hf) or "")["HF_TOKEN"] == node1.vllm.hf_env["HF_TOKEN"].reveal()
+        assert (facts.file_mode(hf) or ("",))[0] == "640"
+        assert facts.model_files(hub) == facts.model_files(local) == [staged]
+        with pytest.raises(vf.ReadFailed, match="not read"):
+            facts.model_files("/other/config.json")
+        shutil.rmtree(prepared.root / "srv/hf")
+        fresh = vf.HostFacts("node1", prepared.host(), node_reads=reads, root=str(prepared.root))  # type: ignore[arg-type]
+        assert fresh.model_files(hub) == []
 
     def test_controllers_only(self, prepared: PreparedNode) -> None:
         """A node asked only for its controllers (the pod-wide check elsewhere) answers the small script."""

@@ -42,13 +42,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite's helper m
 
 from verify_expect import (
     enclosure_portals,
+    hf_env_files,
+    hf_environment,
     kernel_modules,
     lmcache_environment,
     lmcache_settings,
     node_reads,
+    offline_models,
     sysctls,
     target_reads,
     vllm_arguments,
+    weights_cache_dirs,
 )
 from verify_facts import HostFacts, HostUnreachable, ReadFailed
 
@@ -69,7 +73,13 @@ NODE_ITEMS: dict[str, Callable[[NodePlan, Plan], list[tuple[str, Any]]]] = {
     "sysctl": lambda n, _: [(k, (k, v)) for k, v in sysctls(n).items()],
     "mount_option": lambda n, _: [(o, o) for o in n.mount.options],
     "lmcache_setting": lambda n, _: [(k, (k, v)) for k, v in lmcache_settings(n).items()],
-    "environment_variable": lambda n, _: [(k, (k, v)) for k, v in lmcache_environment(n).items()],
+    "environment_variable": lambda n, _: [
+        (k, (k, v)) for k, v in {**lmcache_environment(n), **hf_environment(n)}.items()
+    ],
+    "hf_env_file": lambda n, _: [("hf-env", f) for f in hf_env_files(n)],
+    "hf_setting": lambda n, _: [(k, (k, v)) for k, v in hf_environment(n).items()],
+    "weights_cache_dir": lambda n, _: [("weights-cache", d) for d in weights_cache_dirs(n)],
+    "offline_model": lambda n, _: [(m.replace("/", "--"), m) for m in offline_models(n)],
     "vllm_argument": lambda n, _: [(k.lstrip("-"), (k, v)) for k, v in vllm_arguments(n).items()],
 }
 # Companion arguments of target tests.

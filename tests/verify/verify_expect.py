@@ -142,13 +142,62 @@ def credential_file_owner(node: NodePlan) -> tuple[str, str, str]:
     return ("640", "root", node.vllm.user)
 
 
+def hf_env_files(node: NodePlan) -> list[str]:
+    """The Hugging Face env file (the token, the cache, offline mode), when the plan has one."""
+    return [node.vllm.hf_env_file] if node.vllm.hf_env_file else []
+
+
+def hf_environment(node: NodePlan) -> dict[str, Any]:
+    """The Hugging Face variables of vLLM (the token as its display: compared by digest)."""
+    return dict(node.vllm.hf_env)
+
+
+def token_file_mode_ok(found: tuple[str, str, str] | None, user: str) -> bool:
+    """The Hugging Face env file is 0640 or stricter (no bit beyond 0640), owned by root, group the vLLM user."""
+    if found is None:
+        return False
+    mode, owner, group = found
+    try:
+        bits = int(mode, 8)
+    except ValueError:
+        return False
+    return not bits & ~0o640 and owner == "root" and group == user
+
+
+def weights_cache_dirs(node: NodePlan) -> list[str]:
+    return [node.vllm.weights_cache_dir] if node.vllm.weights_cache_dir else []
+
+
+def hub_cache_folder(model: str) -> str:
+    """huggingface_hub's folder of a model repository in its cache: ``org/name`` -> ``models--org--name``."""
+    return "models--" + model.replace("/", "--")
+
+
+def model_config_pattern(node: NodePlan) -> str | None:
+    """Offline, the file that shows the model's weights are on the node (a shell pattern): ``<path>/config.json``
+    of a local model, ``<HF_HOME>/hub/models--ORG--NAME/snapshots/*/config.json`` of a hub id; None online."""
+    v = node.vllm
+    if not v.offline:
+        return None
+    if v.model.startswith("/"):
+        return f"{v.model.rstrip('/')}/config.json"
+    if not v.weights_cache_dir:
+        return None
+    return f"{v.weights_cache_dir}/hub/{hub_cache_folder(v.model)}/snapshots/*/config.json"
+
+
+def offline_models(node: NodePlan) -> list[str]:
+    return [node.vllm.model] if model_config_pattern(node) else []
+
+
 def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
     """What the state read of a node reads: the items of every check of the node, from the plan."""
     lm = node.lmcache
-    files = [SYSCTL_FILE, HOSTNQN_FILE, HOSTID_FILE, lm.env_file]
+    files = [SYSCTL_FILE, HOSTNQN_FILE, HOSTID_FILE, lm.env_file, *hf_env_files(node)]
     if lm.config_mode == "yaml" and lm.config_file:
         files.append(lm.config_file)
-    credential_files = credential_files_of(node)
+    credential_files = [*credential_files_of(node), *hf_env_files(node), *weights_cache_dirs(node)]
+    pattern = model_config_pattern(node)
     return NodeReads(
         portals=tuple(dict.fromkeys(p.address for p in node.namespace.portals)),
         ping_size=ping_size(node),
@@ -169,6 +218,7 @@ def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
         discoveries=tuple(
             dict.fromkeys((node.namespace.transport, p.address, p.trsvcid) for p in enclosure_portals(node, plan))
         ),
+        model_files=(pattern,) if pattern else (),
     )
 
 

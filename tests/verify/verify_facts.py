@@ -163,6 +163,10 @@ nvmet() {  # ROOT: hosts and port links from the tree, every attribute value fro
   grep -HZ '' "$@"
   [ "$?" -le 1 ]
 }
+existing() {  # FILE ...: those that exist (a pattern that matched nothing stays itself and is not a file)
+  for _f; do [ -f "$_f" ] && printf '%s\n' "${_f#"$R"}"; done
+  return 0
+}
 _euid=
 while IFS= read -r _l; do case $_l in Uid:*) set -- $_l; _euid=$3; break ;; esac; done < /proc/self/status
 """
@@ -191,6 +195,7 @@ class NodeReads:
     executable: str = ""  # vLLM's executable: its interpreter must import LMCache's vLLM connector
     connector_module: str = ""
     modes: tuple[str, ...] = ()  # files whose mode and owner are read (`stat -c '%a %U %G'`)
+    model_files: tuple[str, ...] = ()  # shell patterns (`*` only) of the model's files: those present are listed
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,11 @@ def _q(value: object) -> str:
 
 def _rooted(path: str) -> str:
     return '"$R"' + _q(path)
+
+
+def _rooted_pattern(pattern: str) -> str:
+    """A shell pattern under the root: each ``*`` left unquoted (it matches), everything else quoted."""
+    return '"$R"' + "*".join(_q(part) if part else "" for part in pattern.split("*"))
 
 
 def _script(root: str, body: list[str]) -> str:
@@ -260,6 +270,7 @@ def node_script(reads: NodeReads, root: str = "") -> str:
         f"sect health health {_q(r.health_url)}",
         *(f"sect {_q(section_name('ping', a))} ping -M do -s {int(r.ping_size)} -c 1 -W 3 {_q(a)}" for a in r.portals),
         f"sect connector connector {_rooted(r.executable)} {_q(r.connector_module)}" if r.executable else "",
+        "sect model-files existing " + " ".join(_rooted_pattern(p) for p in r.model_files) if r.model_files else "",
         *(
             f"sect {_q(section_name('discover', t, a, s))} timeout 30 nvme discover -t {_q(t)} -a {_q(a)} "
             f"-s {int(s)} -o json"
@@ -923,6 +934,11 @@ class NodeState(_Lazy):
     def health(self) -> tuple[int, str]:
         return parse_http_status(self.need("health", f"GET {self.reads.health_url}").stdout)
 
+    def model_files(self) -> list[str]:
+        """The files matching the model's patterns that exist (the ``model-files`` section)."""
+        s = self.present("model-files", "the model's files")
+        return [line for line in s.stdout.splitlines() if line.strip()]
+
     def connector(self) -> Section:
         """The interpreter of vLLM's executable importing LMCache's vLLM connector (whatever the outcome)."""
         return self.present("connector", f"import of {self.reads.connector_module}")
@@ -1150,6 +1166,13 @@ class HostFacts:
         """The HTTP status of a GET from the host itself (0 when nothing answered), and the raw answer."""
         self._reads("health URL", url, self.node().reads.health_url)
         return self.node().health()
+
+    def model_files(self, pattern: str) -> list[str]:
+        """The files matching ``pattern`` (one of the state read's ``model_files``) that exist on the host."""
+        if pattern not in self.node().reads.model_files:
+            read = self.node().reads.model_files
+            raise ReadFailed(f"{self.name}: the files {pattern!r} are not read (the state read has {read!r})")
+        return self.node().model_files()
 
     def connector_import(self) -> tuple[bool, dict[str, str], str]:
         """(whether vLLM's interpreter imports LMCache's connector, {"interpreter", "vllm", "lmcache"}, why not)."""
