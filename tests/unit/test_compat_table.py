@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from deploy.compat import EVIDENCE_DIR, STATUSES, default_pair, evidence_name, lookup, pairs, working
+from deploy.compat.__main__ import markdown
 from deploy.compat.gather import CUDA_RUNTIME_PREFIX, summary
 from deploy.lmcache_keys import DEFAULT_VERSION
 from deploy.spec import VllmInstall
@@ -149,3 +150,7 @@ def test_shipped_specs_pin_no_broken_or_unknown_pair(spec: Path) -> None:
     result = validate(spec)
     assert result.exit_code == 0, result.output
     assert "warning" not in result.stderr
+
+
+def test_the_readme_shows_the_table_as_it_is() -> None:
+    assert markdown() in (ROOT / "README.md").read_text(), "regenerate the README's table: python3 -m deploy.compat"
