@@ -3,6 +3,7 @@ symbols exported or not, and what is not torch's left alone."""
 
 from __future__ import annotations
 
+from deploy.compat.gather import summary, wheels_to_check
 from deploy.compat.linkage import MISSING, SYSTEM, Extension, Libraries, Symbol, base_name, judge, owner
 
 CHECK_FAIL = Symbol("_ZN3c106detail14torchCheckFailEPKcS2_jS2_", "c10::detail::torchCheckFail(char const*, ...)")
@@ -104,3 +105,33 @@ def test_base_name_drops_the_version() -> None:
     assert base_name("cudaMalloc@libcudart.so.12") == "cudaMalloc"
     assert base_name("memcpy@@GLIBC_2.14") == "memcpy"
     assert base_name("_ZN3c105ErrorD2Ev") == "_ZN3c105ErrorD2Ev"
+
+
+def report_item(name: str, version: str) -> dict:
+    url = f"https://files.example/{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    return {"metadata": {"name": name, "version": version}, "download_info": {"url": url}}
+
+
+def test_only_lmcache_torch_and_the_cuda_runtime_wheels_are_fetched() -> None:
+    report = {
+        "install": [
+            report_item("vllm", "0.32.0"),
+            report_item("LMCache", "0.5.6"),
+            report_item("torch", "2.13.0"),
+            report_item("nvidia-cuda-runtime", "13.0.96"),
+            report_item("nvidia-cublas", "13.1.0"),
+            report_item("cupy-cuda13x", "14.2.0"),
+        ]
+    }
+    assert wheels_to_check(report) == {
+        "lmcache": ("0.5.6", "LMCache-0.5.6-py3-none-any.whl"),
+        "torch": ("2.13.0", "torch-2.13.0-py3-none-any.whl"),
+        "nvidia-cuda-runtime": ("13.0.96", "nvidia_cuda_runtime-13.0.96-py3-none-any.whl"),
+    }
+
+
+def test_the_summary_names_what_broke_a_pair() -> None:
+    libs = Libraries({"libc10.so": "torch"}, {"libc10.so": frozenset()})
+    evidence = judge([ext(["libc10.so", "libcudart.so.13"], [CHECK_FAIL])], libs)
+    assert summary(evidence) == "broken: lmcache/c_ops.so: libcudart.so.13 missing, 1 symbols missing"
+    assert summary({"resolution_error": "ERROR: No matching distribution"}).startswith("broken: does not resolve")
