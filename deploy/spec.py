@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from deploy.compat import default_pair
 from deploy.lmcache_keys import DEFAULT_VERSION as LMCACHE_VERSION
 from deploy.secrets import SecretFile, classify
 
@@ -571,7 +572,11 @@ class VllmInstall(Strict):
     venv: PlacePath = Field(
         "/opt/kvpod/vllm", description="path of the virtual environment on the node (not a system directory)"
     )
-    vllm_version: PipVersion = Field(description="the vllm version to install (pinned, PEP 440, e.g. 0.11.0)")
+    vllm_version: PipVersion = Field(
+        default_pair()[0],
+        description="the vllm version to install (pinned, PEP 440; the default is proven to work with the default "
+        "kvcache.lmcache_version: deploy/compat/table.toml)",
+    )
     lmcache_version: PipVersion | None = Field(
         None, description="the lmcache version to install (default: kvcache.lmcache_version)"
     )

@@ -14,12 +14,13 @@ from pathlib import Path
 from deploy.addressing import plan_addresses, routed_switch
 from deploy.assignment import all_drives, host_nqn, node_drives, subsystem_nqn
 from deploy.capacity import ext4_usable_gib
+from deploy.compat import is_standin, lookup, working
 from deploy.errors import Problem, SpecError
 from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
 from deploy.names import WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
 from deploy.secrets import reveal
-from deploy.spec import Enclosure, Node, PodSpec, Vllm
+from deploy.spec import Enclosure, Node, PodSpec, Vllm, VllmInstall
 from deploy.spec_types import check_nqn, ifname_problem, inside
 
 VLAN_TAG_BYTES = 4
@@ -403,7 +404,56 @@ def _install(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Probl
                 f"{inst.venv}/bin/vllm (remove one of them)",
             )
         )
+    problems.extend(_broken_pair(spec))
     return problems
+
+
+def _installed_pair(spec: PodSpec, inst: VllmInstall) -> tuple[str, str, str]:
+    """The vLLM and LMCache versions ``vllm.install`` installs, and the field the LMCache version comes from."""
+    if inst.lmcache_version is not None:
+        return inst.vllm_version, inst.lmcache_version, "vllm.install.lmcache_version"
+    return inst.vllm_version, spec.kvcache.lmcache_version, "kvcache.lmcache_version"
+
+
+def _working_pairs() -> str:
+    return ", ".join(f"vllm {p.vllm} with lmcache {p.lmcache}" for p in working())
+
+
+def _broken_pair(spec: PodSpec) -> list[Problem]:
+    """A vLLM and LMCache pair the compatibility table (deploy/compat/table.toml) marks broken is refused."""
+    inst = spec.vllm.install
+    if inst is None or is_standin(inst.vllm_version, inst.wheelhouse):
+        return []
+    vllm, lmcache, lmcache_field = _installed_pair(spec, inst)
+    row = lookup(vllm, lmcache)
+    if row is None or row.status != "broken":
+        return []
+    return [
+        Problem(
+            "vllm.install.vllm_version",
+            f"vLLM {vllm} with LMCache {lmcache} ({lmcache_field}) is known broken: {row.reason} "
+            f"(working pairs: {_working_pairs()})",
+        )
+    ]
+
+
+def warnings(spec: PodSpec) -> list[Problem]:
+    """What a valid spec asks that kvpod cannot vouch for: a vLLM and LMCache pair the compatibility table does
+    not know (the lab's stand-in is known)."""
+    inst = spec.vllm.install
+    if inst is None or is_standin(inst.vllm_version, inst.wheelhouse):
+        return []
+    vllm, lmcache, lmcache_field = _installed_pair(spec, inst)
+    if lookup(vllm, lmcache) is not None:
+        return []
+    return [
+        Problem(
+            "vllm.install.vllm_version",
+            f"vLLM {vllm} with LMCache {lmcache} ({lmcache_field}) is not in the compatibility table: "
+            f"whether LMCache's compiled ops link is unknown (proven pairs: {_working_pairs()}; "
+            "python3 -m deploy.compat.gather checks a pair)",
+        )
+    ]
 
 
 def wheelhouse_problems(wheelhouse: str | None) -> list[str]:

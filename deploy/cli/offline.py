@@ -25,7 +25,11 @@ from deploy.errors import InputError, KvpodError
 @app.command()
 def validate(spec: SpecArg = None) -> None:
     """Check a pod spec; print one line per problem as `field.path: what is wrong (what would be valid)`."""
+    from deploy.validate import warnings
+
     s, plan = load(spec)
+    for problem in warnings(s):
+        err.print(f"warning: {problem}", markup=False, highlight=False, emoji=False, soft_wrap=True)
     out.print(
         f"[green]valid[/green]: pod {s.pod.name}, {len(plan.nodes)} nodes, "
         f"{sum(len(t.subsystems) for t in plan.targets)} drives, {len(plan.switches)} switches"

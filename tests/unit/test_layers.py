@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.shipped",
             "deploy.names",
             "deploy.lmcache_keys",
+            "deploy.compat",
             "deploy.pydantic_errors",
             "deploy.secrets",
             "deploy.spec",

@@ -28,6 +28,8 @@ def test_wheel_holds_roles_templates_specs_suite_and_standin(tmp_path):
         "deploy/_data/verify/conftest.py",
         "deploy/_data/standin/vllm",
         "deploy/lmcache_keys/0.5.6.json",
+        "deploy/compat/table.toml",
+        "deploy/compat/evidence/vllm-0.32.0_lmcache-0.5.6.json",
         "deploy/cli/__init__.py",
     ):
         assert required in names
