@@ -99,24 +99,53 @@ def _opt(argv: list[str], flag: str) -> str:
 # -- initiator --------------------------------------------------------------------------------------------
 
 
-def _connect(remote: FakeRemote, nqn: str, transport: str, traddr: str, trsvcid: object) -> None:
+def connected_settings(argv: list[str]) -> dict[str, str]:
+    """The sysfs values a controller connected with ``nvme connect`` ``argv`` shows (one CPU, as the lab's VMs)."""
+
+    def opt(flag: str, default: str) -> str:
+        return argv[argv.index(flag) + 1] if flag in argv else default
+
+    delay = int(opt("--reconnect-delay", "10"))
+    loss = int(opt("--ctrl-loss-tmo", "600"))
+    fail = int(opt("--fast_io_fail_tmo", "-1"))
+    return {
+        "reconnect_delay": str(delay),
+        "ctrl_loss_tmo": "off" if loss < 0 else str(-(-loss // delay) * delay),
+        "fast_io_fail_tmo": "off" if fail < 0 else str(fail),
+        "kato": opt("--keep-alive-tmo", "5"),
+        "queue_count": "2",
+    }
+
+
+def _connect(
+    remote: FakeRemote, nqn: str, transport: str, traddr: str, trsvcid: object, settings: dict | None = None
+) -> None:
     subsystems = _fact(remote, "nvme.NvmeSubsystems", {})
     size = getattr(remote, "drive_bytes", DRIVE_BYTES)
     entry = subsystems.setdefault(
         nqn,
-        {"subsystem": "nvme-subsys1", "controllers": [], "namespaces": [{"name": DEVICE, "nsid": 1, "size": size}]},
+        {
+            "subsystem": "nvme-subsys1",
+            "iopolicy": "numa",
+            "controllers": [],
+            "namespaces": [{"name": DEVICE, "nsid": 1, "size": size}],
+        },
     )
     name = f"nvme{len(entry['controllers']) + 1}"
-    entry["controllers"].append(
-        {"name": name, "transport": transport, "traddr": traddr, "trsvcid": str(trsvcid), "state": "live"}
-    )
+    ctrl = {"name": name, "transport": transport, "traddr": traddr, "trsvcid": str(trsvcid), "state": "live"}
+    entry["controllers"].append({**ctrl, "settings": settings or connected_settings([])})
     _fact(remote, "storage.BlockSignature", {}).setdefault(f"device=/dev/{DEVICE}", None)
 
 
 def _nvme(remote: FakeRemote, argv: list[str]) -> bool:
     if argv[1] == "connect":
         _connect(
-            remote, _opt(argv, "--nqn"), _opt(argv, "--transport"), _opt(argv, "--traddr"), _opt(argv, "--trsvcid")
+            remote,
+            _opt(argv, "--nqn"),
+            _opt(argv, "--transport"),
+            _opt(argv, "--traddr"),
+            _opt(argv, "--trsvcid"),
+            connected_settings(argv),
         )
     elif argv[1] == "disconnect":
         _fact(remote, "nvme.NvmeSubsystems", {}).pop(_opt(argv, "--nqn"), None)
@@ -325,6 +354,8 @@ def _printf(remote: FakeRemote, argv: list[str]) -> bool:
     path, value = argv[argv.index(">") + 1], argv[2]
     parts = _configfs(path)
     if parts is None:
+        if path.startswith("/sys/class/nvme/"):
+            return _controller_attribute(remote, path, value)
         if path.startswith("/etc/nvme/"):
             _fact(remote, "nvme.NvmeHostIdentity", {"hostnqn": None, "hostid": None})[path.rsplit("/", 1)[-1]] = value
         else:
@@ -411,6 +442,34 @@ def _mount(remote: FakeRemote, argv: list[str]) -> bool:
     return True
 
 
+def _controller_attribute(remote: FakeRemote, path: str, value: str) -> bool:
+    """A write to ``/sys/class/nvme/<ctrl>/<attribute>``: the kernel shows it as it would (see nvme_settings)."""
+    _, _, _, _, name, attribute = path.split("/")
+    for entry in _fact(remote, "nvme.NvmeSubsystems", {}).values():
+        for ctrl in entry["controllers"]:
+            if ctrl["name"] == name:
+                settings = ctrl.setdefault("settings", {})
+                if attribute == "ctrl_loss_tmo":
+                    delay = int(settings.get("reconnect_delay", "10"))
+                    value = "off" if int(value) < 0 else str(-(-int(value) // delay) * delay)
+                elif attribute == "fast_io_fail_tmo" and int(value) < 0:
+                    value = "off"
+                settings[attribute] = value
+                return True
+    return False
+
+
+def _sh(remote: FakeRemote, argv: list[str]) -> bool:
+    """``sh -c SCRIPT ...``: the I/O policy write of a subsystem by NQN; other scripts (the namespace wait) succeed."""
+    if "/iopolicy" not in argv[2]:
+        return True
+    entry = _fact(remote, "nvme.NvmeSubsystems", {}).get(argv[3])
+    if entry is None or argv[4] not in getattr(remote, "iopolicies", ("numa", "round-robin", "queue-depth")):
+        return False
+    entry["iopolicy"] = argv[4]
+    return True
+
+
 def _echo(remote: FakeRemote, argv: list[str]) -> bool:
     return argv[-2:] != ["exit", "1"]
 
@@ -418,6 +477,7 @@ def _echo(remote: FakeRemote, argv: list[str]) -> bool:
 EFFECTS = {
     "echo": _echo,
     "nvme": _nvme,
+    "sh": _sh,
     "if": _format,
     "mkfs.ext4": _format,
     "systemctl": _systemctl,

@@ -78,6 +78,8 @@ KVPOD_COMMANDS = tuple(
         # the wait for a namespace to appear (deploy/operations/nvme.py), the guarded disconnect (roles/node_release)
         r"sh -c '(for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/"
         r"|for d in \"\$@\"; do for p in /sys/class/block/).+",
+        # the multipath I/O policy of a subsystem found by NQN (deploy/operations/nvme.py set_iopolicy)
+        r"sh -c 'for s in /sys/class/nvme-subsystem/nvme-subsys\*; do .+' \S+ (numa|round-robin|queue-depth)",
         r"echo '[^']*' >&2; exit 1",  # a refusal on the host
         r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
         r"printf '%s(\\n)?' ARGS",

@@ -194,9 +194,12 @@ def test_nvme_initiator_fresh(lab: NodePlan) -> None:
     assert [c for c in cmds if c.startswith("nvme connect")] == [
         f"nvme connect --transport rdma --nqn {lab.namespace.subsystem_nqn} --traddr {addr} --trsvcid 4420 "
         f"--hostnqn {lab.host_nqn} --hostid {lab.host_id} "
-        f"--ctrl-loss-tmo {lab.namespace.ctrl_loss_tmo} --reconnect-delay 2"
+        f"--ctrl-loss-tmo 900 --reconnect-delay 2 --keep-alive-tmo 10 --nr-io-queues 1"
         for addr in ("10.78.0.1", "10.78.0.2")
     ]
+    iopolicy = [c for c in cmds if "/iopolicy" in c]
+    assert len(iopolicy) == 1 and iopolicy[0].endswith(f"{lab.namespace.subsystem_nqn} round-robin")
+    assert cmds.index(iopolicy[0]) > max(i for i, c in enumerate(cmds) if c.startswith("nvme connect"))
     assert not any("apt" in c for c in cmds), "installed packages: nothing to fetch (offline hosts)"
     unit = uploads(commands)["/etc/systemd/system/kvpod-nvme-connect.service"]
     assert "Type=oneshot" in unit and "RemainAfterExit=yes" in unit
@@ -205,6 +208,8 @@ def test_nvme_initiator_fresh(lab: NodePlan) -> None:
     assert "Wants=kvpod-rxe.service" in unit
     script = uploads(commands)["/usr/local/sbin/kvpod-nvme-connect"]
     assert script.count("nvme connect --transport rdma") == 2
+    assert script.count("--keep-alive-tmo 10 --nr-io-queues 1") == 2
+    assert "POLICY=round-robin" in script and '> "$s/iopolicy"' in script
     assert "ADDRESS=10.78.0.3" in script
 
 
