@@ -39,6 +39,7 @@ BREAKS: dict[str, dict[str, list[str]]] = {
         "module-not-persisted": ["test_module_persisted[{h}-nvme_rdma]"],
         "host-nqn": ["test_host_nqn[{h}]"],
         "host-id": ["test_host_id[{h}]"],
+        "iopolicy-numa": ["test_iopolicy[{h}]"],
     },
     "node2": {
         "nic-absent": ["test_fabric_nic[{h}]", "test_nic_mtu[{h}]"],
@@ -65,6 +66,11 @@ BREAKS: dict[str, dict[str, list[str]]] = {
         "unhealthy": ["test_health[{h}]"],
         "connector": ["test_interpreter_imports_the_lmcache_connector[{h}]"],
         "discovery-extra": ["test_discovery[{h}-iom-a-p1]", "test_discovery[{h}-iom-b-p1]"],
+        "path-settings": [
+            f"test_path_setting[{{h}}-{p}-{a}]"
+            for p in ("iom-a-p1", "iom-b-p1")
+            for a in ("reconnect_delay", "ctrl_loss_tmo", "fast_io_fail_tmo", "kato", "queue_count")
+        ],
     },
     "target": {
         "extra-subsystem": ["test_planned_subsystems[{h}]"],

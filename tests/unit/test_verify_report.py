@@ -350,7 +350,7 @@ class TestSuiteCollects:
         for test_id in ids:
             by_host.setdefault(host_of_test(test_id, hosts), []).append(test_id)
         assert sorted(by_host) == sorted(hosts), by_host.get("")
-        assert len(by_host["node1"]) == len(by_host["node2"]) == 71
+        assert len(by_host["node1"]) == len(by_host["node2"]) == 82
         assert len(by_host["target"]) == 14
         assert by_host[POD_ROW] == [ids[-1]]
         assert ids[-1] == "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]"
@@ -417,7 +417,7 @@ class TestSimulatedPod:
     def test_a_healthy_pod_holds_with_one_read_per_host(self, lab_plan: Plan, tmp_path: Path) -> None:
         report, reads = _run_simulated(lab_plan, tmp_path)
         assert [c.test_id for c in report.failures] == []
-        assert (report.passed, report.verdict) == (155, "held")
+        assert (report.passed, report.verdict) == (177, "held")
         assert sorted(c.name for c in report.checks if c.outcome == "skipped") == [
             "test_extra_arguments[node1]",
             "test_extra_arguments[node2]",

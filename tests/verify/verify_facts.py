@@ -90,6 +90,31 @@ controllers() {  # name, transport, subsysnqn, address, state of each NVMe contr
   done
   return 0
 }
+nvme_paths() {  # ATTRIBUTE ...: each subsystem's iopolicy, then each fabric controller's attributes that exist
+  for _s in "$R"/sys/class/nvme-subsystem/*; do
+    [ -r "$_s/subsysnqn" ] || continue
+    read -r _q < "$_s/subsysnqn"
+    if [ -r "$_s/iopolicy" ]; then read -r _p < "$_s/iopolicy"; printf 'iopolicy\t%s\t%s\n' "$_q" "$_p"; fi
+  done
+  for _c in "$R"/sys/class/nvme/*; do
+    [ -r "$_c/subsysnqn" ] || continue
+    for _a; do
+      [ -r "$_c/$_a" ] || continue
+      read -r _v < "$_c/$_a" && printf 'attr\t%s\t%s\t%s\n' "${_c##*/}" "$_a" "$_v"
+    done
+  done
+  return 0
+}
+dcb_state() {  # DEV PRIORITY: DSCP app entries and PFC of the NIC (iproute2 dcb, JSON), the priority's ECN (mlx5)
+  command -v dcb >/dev/null 2>&1 || { echo "dcb: not found (iproute2 6.0+)" >&2; return 127; }
+  printf 'app '; dcb -j app show dev "$1" dscp-prio || return 1
+  printf 'pfc '; dcb -j pfc show dev "$1" prio-pfc || return 1
+  for _k in roce_np roce_rp; do
+    _f="$R/sys/class/net/$1/ecn/$_k/enable/$2"
+    if [ -r "$_f" ]; then read -r _v < "$_f"; printf 'ecn %s %s\n' "$_k" "$_v"; fi
+  done
+  return 0
+}
 mountns() {  # MOUNTPOINT: findmnt's row, then the NVMe subsystem and namespace of the mounted block device
   command -v findmnt >/dev/null 2>&1 || { echo "findmnt: not found" >&2; return 127; }
   _f=$(findmnt -n -r -o MAJ:MIN,TARGET,SOURCE,FSTYPE,OPTIONS -M "$1") || { echo mounted=no; return 0; }
@@ -191,6 +216,8 @@ class NodeReads:
     executable: str = ""  # vLLM's executable: its interpreter must import LMCache's vLLM connector
     connector_module: str = ""
     modes: tuple[str, ...] = ()  # files whose mode and owner are read (`stat -c '%a %U %G'`)
+    nvme_attributes: tuple[str, ...] = ()  # controller attributes read under /sys/class/nvme/nvmeX
+    dcb: tuple[str, int] | None = None  # (NIC, lossless priority): DCB read with `dcb -j` (a hardware RDMA NIC)
 
 
 @dataclass(frozen=True)
@@ -238,6 +265,8 @@ def node_script(reads: NodeReads, root: str = "") -> str:
         "sect modules modules " + " ".join(_q(m) for m in r.modules),
         f"sect modules-load modules_load {_rooted(r.modules_load_dir)}",
         "sect controllers controllers",
+        "sect nvme-paths nvme_paths " + " ".join(_q(a) for a in r.nvme_attributes) if r.nvme_attributes else "",
+        f"sect dcb dcb_state {_q(r.dcb[0])} {int(r.dcb[1])}" if r.dcb else "",
         f"sect mount mountns {_q(r.mount_path)}",
         f"sect mount-of findmnt -n -r -o TARGET -T {_q(r.local_disk_dir)}",
         # the units: the main unit first, so its MainPID is in the first block of `systemctl show`
@@ -394,6 +423,59 @@ def parse_controllers(text: str) -> list[Controller]:
         name, transport, nqn, address, state = (f.strip() for f in fields)
         addr = parse_address(address)
         out.append(Controller(name, transport, nqn, addr.get("traddr", ""), addr.get("trsvcid", ""), state))
+    return out
+
+
+@dataclass(frozen=True)
+class NvmePaths:
+    """Multipath policies by subsystem NQN and controller attributes by controller name, as sysfs shows them
+    (an attribute the kernel does not have is absent)."""
+
+    iopolicy: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def parse_nvme_paths(text: str) -> NvmePaths:
+    """``iopolicy NQN POLICY`` and ``attr CTRL NAME VALUE`` lines (tab-separated) -> :class:`NvmePaths`."""
+    out = NvmePaths()
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split("\t")]
+        if fields[0] == "iopolicy" and len(fields) == 3:
+            out.iopolicy[fields[1]] = fields[2]
+        elif fields[0] == "attr" and len(fields) == 4:
+            out.attributes.setdefault(fields[1], {})[fields[2]] = fields[3]
+    return out
+
+
+@dataclass(frozen=True)
+class DcbState:
+    """A NIC's DCB as ``dcb -j`` shows it: DSCP -> priority entries, PFC per priority, ECN per direction."""
+
+    dscp_prio: dict[int, int] = field(default_factory=dict)
+    pfc: dict[int, bool] = field(default_factory=dict)
+    ecn: dict[str, str] = field(default_factory=dict)  # roce_np / roce_rp -> "1" / "0" (mlx5 sysfs)
+
+
+def parse_dcb(text: str) -> DcbState:
+    """The ``dcb`` section: ``app {json}``, ``pfc {json}``, ``ecn KIND VALUE`` lines -> :class:`DcbState`."""
+    out = DcbState()
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word in ("app", "pfc"):
+            try:
+                data = json.loads(rest)
+            except ValueError:
+                continue
+            if word == "app":
+                for entry in data.get("dscp_prio", []) if isinstance(data, dict) else []:
+                    if isinstance(entry, list | tuple) and len(entry) == 2:
+                        out.dscp_prio[int(entry[0])] = int(entry[1])
+            else:
+                for prio, on in (data.get("prio_pfc", {}) if isinstance(data, dict) else {}).items():
+                    out.pfc[int(prio)] = bool(on)
+        elif word == "ecn":
+            kind, _, value = rest.partition(" ")
+            out.ecn[kind] = value.strip()
     return out
 
 
@@ -867,6 +949,12 @@ class NodeState(_Lazy):
             "controllers", lambda: parse_controllers(self.need("controllers", "/sys/class/nvme").stdout)
         )
 
+    def nvme_paths(self) -> NvmePaths:
+        return self._parsed("nvme-paths", lambda: parse_nvme_paths(self.need("nvme-paths", "/sys/class/nvme").stdout))
+
+    def dcb(self) -> DcbState:
+        return self._parsed("dcb", lambda: parse_dcb(self.need("dcb", "dcb -j app/pfc show").stdout))
+
     def mounted(self) -> tuple[dict[str, str] | None, dict[str, str]]:
         """(findmnt's row for the KV cache path or None, the namespace mounted there)."""
         return self._parsed(
@@ -1080,6 +1168,14 @@ class HostFacts:
         if isinstance(self._light, Exception):
             raise fresh(self._light)
         return self._light
+
+    def nvme_paths(self) -> NvmePaths:
+        """Each subsystem's multipath I/O policy and each controller's connect attributes (sysfs)."""
+        return self.node().nvme_paths()
+
+    def dcb(self) -> DcbState:
+        """The fabric NIC's DCB: DSCP trust entries, PFC and ECN of the lossless priority."""
+        return self.node().dcb()
 
     def mounted_namespace(self, path: str) -> dict[str, str]:
         """What is mounted at ``path``: ``mounted``, ``source``, ``device``, ``subsysnqn``, ``subsystem``, ``nsid``."""
