@@ -4,6 +4,7 @@ kvpod's facts read, changed by the commands kvpod runs (``nvme connect`` makes t
 
 from __future__ import annotations
 
+import copy
 import shlex
 import subprocess
 import tempfile
@@ -21,6 +22,9 @@ DRIVE_BYTES = 2_000_000_000
 def simulated(remote: FakeRemote, drive_bytes: int = DRIVE_BYTES, mount_path: str = "/mnt/kvcache") -> FakeRemote:
     """Make ``remote`` react to kvpod's commands."""
     remote.drive_bytes = drive_bytes  # type: ignore[attr-defined]
+    # the fabric NIC's DCB as a hardware RDMA NIC has it out of the box: no DSCP entry, no PFC, ECN off
+    remote.dcb = {"dscp_prio": {}, "pfc": dict.fromkeys(range(8), False), "ecn": {"roce_np": "0", "roce_rp": "0"}}  # type: ignore[attr-defined]
+    remote._fact_network_DcbState = lambda interface, priority: copy.deepcopy(remote.dcb)  # type: ignore[attr-defined]
     remote.mount_path = mount_path  # type: ignore[attr-defined]
     for word, effect in EFFECTS.items():
         remote.on(word, effect)
@@ -356,6 +360,9 @@ def _printf(remote: FakeRemote, argv: list[str]) -> bool:
     if parts is None:
         if path.startswith("/sys/class/nvme/"):
             return _controller_attribute(remote, path, value)
+        if path.startswith("/sys/class/net/") and "/ecn/" in path:
+            remote.dcb["ecn"][path.split("/")[6]] = value  # type: ignore[attr-defined]
+            return True
         if path.startswith("/etc/nvme/"):
             _fact(remote, "nvme.NvmeHostIdentity", {"hostnqn": None, "hostid": None})[path.rsplit("/", 1)[-1]] = value
         else:
@@ -470,6 +477,17 @@ def _sh(remote: FakeRemote, argv: list[str]) -> bool:
     return True
 
 
+def _dcb(remote: FakeRemote, argv: list[str]) -> bool:
+    """``dcb app replace ... dscp-prio D:P ...`` and ``dcb pfc set ... prio-pfc P:on|off ...`` on the NIC's DCB."""
+    dcb = remote.dcb  # type: ignore[attr-defined]
+    pairs = [word.split(":") for word in argv[6:]]
+    if argv[1] == "app":
+        dcb["dscp_prio"].update({int(d): int(p) for d, p in pairs})
+    else:
+        dcb["pfc"].update({int(p): on == "on" for p, on in pairs})
+    return True
+
+
 def _echo(remote: FakeRemote, argv: list[str]) -> bool:
     return argv[-2:] != ["exit", "1"]
 
@@ -478,6 +496,7 @@ EFFECTS = {
     "echo": _echo,
     "nvme": _nvme,
     "sh": _sh,
+    "dcb": _dcb,
     "if": _format,
     "mkfs.ext4": _format,
     "systemctl": _systemctl,

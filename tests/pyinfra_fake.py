@@ -65,6 +65,7 @@ KVPOD_COMMANDS = tuple(
         r"modprobe -a( [\w-]+)+",
         r"ip (link (set|add|delete)|addr (add|del)|route replace) ARGS",
         r"rdma link add \S+ type rxe netdev \S+",
+        r"dcb (app replace dev \S+ dscp-prio( \d+:[0-7])+|pfc set dev \S+ prio-pfc( [0-7]:(on|off)){8})",
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
         r"systemctl (daemon-reload|(start|stop|restart|enable|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
