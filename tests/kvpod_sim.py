@@ -19,11 +19,21 @@ DEVICE = "nvme1n1"
 DRIVE_BYTES = 2_000_000_000
 
 
+def _int_keys(dcb: dict | None) -> dict | None:
+    """A DCB state with its DSCP and priority keys as numbers (JSON fixtures give strings); None: no DCB."""
+    if dcb is None:
+        return None
+    numbers = {key: {int(k): v for k, v in dcb[key].items()} for key in ("dscp_prio", "pfc")}
+    return {**dcb, **numbers}
+
+
 def simulated(remote: FakeRemote, drive_bytes: int = DRIVE_BYTES, mount_path: str = "/mnt/kvcache") -> FakeRemote:
     """Make ``remote`` react to kvpod's commands."""
     remote.drive_bytes = drive_bytes  # type: ignore[attr-defined]
-    # the fabric NIC's DCB as a hardware RDMA NIC has it out of the box: no DSCP entry, no PFC, ECN off
-    remote.dcb = {"dscp_prio": {}, "pfc": dict.fromkeys(range(8), False), "ecn": {"roce_np": "0", "roce_rp": "0"}}  # type: ignore[attr-defined]
+    # the fabric NIC's DCB (fixture fact ``network.DcbState``: one state, whatever the arguments); by default as a
+    # hardware RDMA NIC has it out of the box: no DSCP entry, no PFC, ECN off
+    fresh = {"dscp_prio": {}, "pfc": dict.fromkeys(range(8), False), "ecn": {"roce_np": "0", "roce_rp": "0"}}
+    remote.dcb = _int_keys(remote.facts.pop("network.DcbState", fresh))  # type: ignore[attr-defined]
     remote._fact_network_DcbState = lambda interface, priority: copy.deepcopy(remote.dcb)  # type: ignore[attr-defined]
     remote.mount_path = mount_path  # type: ignore[attr-defined]
     for word, effect in EFFECTS.items():
