@@ -29,6 +29,8 @@ from typing import Any
 
 from testinfra.host import Host
 
+from deploy.dcb import parse_dcb as dcb_lines
+
 # -- the state-reading script --------------------------------------------------------------------------------
 
 # Shell functions of every script. `sect NAME CMD...` runs CMD (a tool or one of the functions below) in a
@@ -108,7 +110,8 @@ nvme_paths() {  # ATTRIBUTE ...: each subsystem's iopolicy, then each fabric con
 dcb_state() {  # DEV PRIORITY: DSCP app entries and PFC of the NIC (iproute2 dcb, JSON), the priority's ECN (mlx5)
   command -v dcb >/dev/null 2>&1 || { echo "dcb: not found (iproute2 6.0+)" >&2; return 127; }
   printf 'app '; dcb -j app show dev "$1" dscp-prio || return 1
-  printf 'pfc '; dcb -j pfc show dev "$1" prio-pfc || return 1
+  echo; printf 'pfc '; dcb -j pfc show dev "$1" prio-pfc || return 1
+  echo
   for _k in roce_np roce_rp; do
     _f="$R/sys/class/net/$1/ecn/$_k/enable/$2"
     if [ -r "$_f" ]; then read -r _v < "$_f"; printf 'ecn %s %s\n' "$_k" "$_v"; fi
@@ -457,26 +460,12 @@ class DcbState:
 
 
 def parse_dcb(text: str) -> DcbState:
-    """The ``dcb`` section: ``app {json}``, ``pfc {json}``, ``ecn KIND VALUE`` lines -> :class:`DcbState`."""
-    out = DcbState()
-    for line in text.splitlines():
-        word, _, rest = line.strip().partition(" ")
-        if word in ("app", "pfc"):
-            try:
-                data = json.loads(rest)
-            except ValueError:
-                continue
-            if word == "app":
-                for entry in data.get("dscp_prio", []) if isinstance(data, dict) else []:
-                    if isinstance(entry, list | tuple) and len(entry) == 2:
-                        out.dscp_prio[int(entry[0])] = int(entry[1])
-            else:
-                for prio, on in (data.get("prio_pfc", {}) if isinstance(data, dict) else {}).items():
-                    out.pfc[int(prio)] = bool(on)
-        elif word == "ecn":
-            kind, _, value = rest.partition(" ")
-            out.ecn[kind] = value.strip()
-    return out
+    """The ``dcb`` section (``app {json}``, ``pfc {json}``, ``ecn KIND VALUE`` lines, as
+    :data:`deploy.dcb.READ_SCRIPT` prints them) -> :class:`DcbState`; empty when ``dcb`` printed no JSON."""
+    state = dcb_lines(text.splitlines())
+    if state is None:
+        return DcbState()
+    return DcbState(dscp_prio=state["dscp_prio"], pfc=state["pfc"], ecn=state["ecn"])
 
 
 def parse_words(text: str) -> dict[str, str]:
