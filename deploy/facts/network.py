@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
 
 from pyinfra.api import FactBase
 
 from deploy.dcb import READ_SCRIPT, parse_dcb
+from deploy.encode import shell_word
 
 
 class IpLinks(FactBase[dict[str, dict]]):
@@ -96,7 +96,7 @@ class DcbState(FactBase[dict | None]):
     """
 
     def command(self, interface: str, priority: int) -> str:
-        return f"sh -c {shlex.quote(READ_SCRIPT)} sh {shlex.quote(interface)} {int(priority)} 2>/dev/null || true"
+        return f"sh -c {shell_word(READ_SCRIPT)} sh {shell_word(interface)} {int(priority)} 2>/dev/null || true"
 
     def process(self, output: list[str]) -> dict | None:
         return parse_dcb(output)

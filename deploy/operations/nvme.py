@@ -224,7 +224,9 @@ def path_settings(
         host.noop(f"{subnqn} is not connected yet: its connect sets the path settings")
         return
     changed = False
-    if entry.get("iopolicy") != ns.iopolicy:
+    if "iopolicy" not in entry:
+        host.noop(f"{subnqn} has no iopolicy attribute: native NVMe multipath is off (nvme_core.multipath=N)")
+    elif entry["iopolicy"] != ns.iopolicy:
         changed = True
         yield set_iopolicy(subnqn, ns.iopolicy)
     wanted = controller_values(ns)
