@@ -1,4 +1,5 @@
-"""NVMe initiator: kernel modules, host identity, one live controller per planned portal, the connect unit."""
+"""NVMe initiator: kernel modules, host identity, one live controller per planned portal, the connect unit, the
+multipath policy and connect settings read back from sysfs, and the NIC's lossless RoCE settings."""
 
 from __future__ import annotations
 
