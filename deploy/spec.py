@@ -350,7 +350,9 @@ class Switch(Strict):
     )
     management: Management = Field(Management(), description="how kvpod reaches the switch")
     mtu: Mtu = Field(9216, description="port MTU; at least fabric.mtu + 4 (the VLAN tag)")
-    roce_qos: bool = Field(False, description="cumulus-nvue: apply 'nv set qos roce' (lossless RoCE)")
+    roce_qos: bool = Field(
+        False, description="cumulus-nvue: apply lossless RoCE ('nv set qos roce', with fabric.roce_qos's values)"
+    )
     routed: bool = Field(False, description="give the storage VLAN(s) an SVI address on this switch")
     bridge: IfName = Field("br_default", description="bridge name (NVUE domain or Linux bridge)")
     netns: NetnsName | None = Field(None, description="linux-bridge: network namespace holding the bridge")
