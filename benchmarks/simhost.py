@@ -24,7 +24,8 @@ from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import DEVICE_FACTS, END, GROUP, SECTION, fact_class
 from tests.pyinfra_fake import FakeRemote
 
-ARGUMENTS = ("path", "user", "command", "keys", "venv")  # the arguments the simulated host's facts take
+# the arguments the simulated host's facts take
+ARGUMENTS = ("path", "user", "command", "keys", "venv", "interface", "priority")
 _HEADER = re.compile(r"^printf '%s\\n' '(@@kvpod-(?:fact|group) .*)'$")
 _NAMESPACE = re.compile(r"^kvpod_nqn=(\S+); kvpod_nsid=(\S*)$")
 
@@ -82,12 +83,23 @@ def _encode(cls: type, args: dict, value: Any) -> list[str]:
         for i, (nqn, entry) in enumerate(value.items()):
             d = entry.get("subsystem") or f"nvme-subsys{i}"
             lines.append(f"subsys\t{d}\t{nqn}")
+            if entry.get("iopolicy"):
+                lines.append(f"iopolicy\t{d}\t{entry['iopolicy']}")
             for c in entry["controllers"]:
                 addr = f"traddr={c['traddr']},trsvcid={c['trsvcid']}"
                 lines.append(f"ctrl\t{d}\t{c['name']}\t{c['transport']}\t{addr}\t{c['state']}")
+                lines += [f"attr\t{d}\t{c['name']}\t{a}\t{v}" for a, v in c.get("settings", {}).items()]
             for ns in entry["namespaces"]:
                 lines.append(f"ns\t{d}\t{ns['name']}\t{ns['nsid']}\t{ns['size'] // 512}")
         return lines
+    if cls is network.DcbState:
+        if value is None:
+            return []
+        return [
+            "app " + json.dumps({"dscp_prio": [[d, p] for d, p in value["dscp_prio"].items()]}),
+            "pfc " + json.dumps({"prio_pfc": {str(p): on for p, on in value["pfc"].items()}}),
+            *(f"ecn {kind} {v}" for kind, v in value["ecn"].items()),
+        ]
     if cls is users.PasswdEntry:
         return (
             []

@@ -18,6 +18,8 @@ NETWORKD_PREFIX = "10-kvpod-"  # <NETWORKD_DIR>/10-kvpod-<interface>.network / .
 VLLM_UNIT = "kvpod-vllm.service"
 CONNECT_UNIT = "kvpod-nvme-connect.service"
 RXE_UNIT = "kvpod-rxe.service"
+DCB_UNIT = "kvpod-dcb.service"
+DCB_SCRIPT = "/usr/local/sbin/kvpod-dcb"
 NVMET_RESTORE_UNIT = "kvpod-nvmet.service"
 ADDRESS_WAIT_SECONDS = 90  # how long a boot-time unit waits for the fabric address it needs
 

@@ -18,7 +18,7 @@ from deploy.names import KVPOD_ETC, VLLM_HF_ENV_FILE, VLLM_UNIT, WHEELHOUSE_DEST
 from deploy.nodes import expand_nodes
 from deploy.secrets import Secret
 from deploy.sizing import lmcache_per_rank
-from deploy.spec import PodSpec
+from deploy.spec import PodSpec, RoceQos
 
 KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
 # LMCache 0.5.6 reports usage to an outside endpoint unless this variable is exactly "false"
@@ -53,6 +53,14 @@ class PortalPlan(Frozen):
     transport: str
 
 
+class RoceQosPlan(Frozen):
+    """Lossless RoCE as switches and RDMA NICs apply it (``fabric.roce_qos``)."""
+
+    priority: int
+    dscp: list[int]
+    ecn: bool
+
+
 class FabricPlan(Frozen):
     interface: str
     rdma: str  # "hardware" | "soft-roce"
@@ -66,6 +74,7 @@ class FabricPlan(Frozen):
     switch: str | None
     switch_port: str | None
     socket_buffer_bytes: int
+    roce_qos: RoceQosPlan | None = None  # host-side DCB on the NIC (a hardware RDMA NIC can apply it)
 
 
 class NamespacePlan(Frozen):
@@ -78,6 +87,11 @@ class NamespacePlan(Frozen):
     portals: list[PortalPlan]  # all portals when multipath, else the first
     ctrl_loss_tmo: int
     reconnect_delay: int
+    iopolicy: str = "numa"  # the subsystem's multipath I/O policy
+    fast_io_fail_tmo: int = -1
+    keep_alive_tmo: int = 5
+    nr_io_queues: int | None = None  # None: the kernel's default (one per online CPU)
+    tos: int | None = None  # the IP type of service of the RDMA connections (lossless DSCP), None: unset
 
 
 class MountPlan(Frozen):
@@ -230,6 +244,7 @@ class SwitchPlan(Frozen):
     routed: bool
     vlans: list[SwitchVlanPlan]
     ports: list[SwitchPortPlan]
+    roce: RoceQosPlan | None = None  # the lossless settings when roce_qos (fabric.roce_qos, else its defaults)
 
 
 class FabricSummary(Frozen):
@@ -336,6 +351,22 @@ def hf_environment(spec: PodSpec) -> dict:
     return env
 
 
+def roce_qos_plan(spec: PodSpec) -> RoceQosPlan | None:
+    """The pod's lossless RoCE settings: ``fabric.roce_qos``, else its defaults when a switch asks for RoCE QoS;
+    None when neither does. Switches and nodes both take it from here."""
+    qos = spec.fabric.roce_qos
+    if qos is None:
+        if not any(sw.roce_qos for sw in spec.switches):
+            return None
+        qos = RoceQos()
+    return RoceQosPlan(priority=qos.priority, dscp=list(qos.dscp), ecn=qos.ecn)
+
+
+def roce_tos(qos: RoceQosPlan) -> int:
+    """The IP type of service byte of the lossless traffic: the first DSCP value, ECN bits left to the NIC."""
+    return qos.dscp[0] << 2
+
+
 def build_plan(spec: PodSpec) -> Plan:
     """The desired state of the whole pod. ``spec`` must have passed :func:`deploy.validate.check_pod`."""
     nodes = expand_nodes(spec.nodes)
@@ -417,6 +448,7 @@ def build_plan(spec: PodSpec) -> Plan:
 
     node_plans: list[NodePlan] = []
     hf_env = hf_environment(spec)
+    qos = roce_qos_plan(spec) if fab.transport == "rdma" else None
     for n in nodes:
         seg = addressing.nodes[n.name]
         ref = holders[n.name]
@@ -444,6 +476,7 @@ def build_plan(spec: PodSpec) -> Plan:
                     switch=n.switch,
                     switch_port=n.switch_port,
                     socket_buffer_bytes=fab.rdma_socket_buffer_bytes,
+                    roce_qos=qos,
                 ),
                 namespace=NamespacePlan(
                     enclosure=enc.name,
@@ -455,6 +488,11 @@ def build_plan(spec: PodSpec) -> Plan:
                     portals=portals,
                     ctrl_loss_tmo=fab.ctrl_loss_tmo,
                     reconnect_delay=fab.reconnect_delay,
+                    iopolicy=fab.iopolicy,
+                    fast_io_fail_tmo=fab.fast_io_fail_tmo,
+                    keep_alive_tmo=fab.keep_alive_tmo,
+                    nr_io_queues=fab.nr_io_queues,
+                    tos=roce_tos(qos) if qos is not None and n.rdma == "hardware" and fab.transport == "rdma" else None,
                 ),
                 mount=MountPlan(
                     path=spec.kvcache.path,
@@ -558,6 +596,7 @@ def _switch_plans(spec: PodSpec, nodes: list[NodePlan], targets: list[TargetPlan
                 netns=sw.netns,
                 roce_qos=sw.roce_qos,
                 routed=sw.routed,
+                roce=roce_qos_plan(spec) if sw.roce_qos else None,
                 vlans=vlans,
                 ports=ports,
             )

@@ -233,6 +233,27 @@ class VlanRange(Strict):
         return self.end - self.start + 1
 
 
+class RoceQos(Strict):
+    """Lossless RoCE: one priority for PFC, the DSCP values mapped to it, and ECN marking. The switches' NVUE
+    profile and the nodes' RDMA NICs both take their values from here."""
+
+    priority: int = Field(3, ge=0, le=7, description="the lossless 802.1p priority with PFC on (0-7)")
+    dscp: list[int] = Field(
+        default_factory=lambda: [26], min_length=1, description="DSCP values mapped to that priority (0-63)"
+    )
+    ecn: bool = Field(True, description="ECN marking (congestion notification) on the lossless priority")
+
+    @field_validator("dscp")
+    @classmethod
+    def _dscp(cls, v: list[int]) -> list[int]:
+        bad = [d for d in v if not 0 <= d <= 63]
+        if bad:
+            raise ValueError(f"{bad[0]} is not a DSCP value (0-63)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v} repeats a value (each DSCP value once)")
+        return v
+
+
 class Fabric(Strict):
     """The storage fabric: one Ethernet segment, VLAN-separated."""
 
@@ -256,6 +277,20 @@ class Fabric(Strict):
     )
     ctrl_loss_tmo: int = Field(600, ge=-1, description="seconds to keep a lost controller (-1: forever)")
     reconnect_delay: int = Field(10, ge=1, le=3600, description="seconds between reconnect attempts")
+    iopolicy: Literal["numa", "round-robin", "queue-depth"] = Field(
+        "queue-depth",
+        description="native multipath I/O policy of the subsystem (queue-depth needs Linux 6.11 or later)",
+    )
+    fast_io_fail_tmo: int = Field(
+        -1, ge=-1, le=3600, description="seconds a reconnecting path holds I/O before failing it (-1: never)"
+    )
+    keep_alive_tmo: int = Field(5, ge=1, le=120, description="keep-alive timeout in seconds (loss detection)")
+    nr_io_queues: int | None = Field(
+        None, ge=1, le=1024, description="I/O queues per controller (default: one per online CPU)"
+    )
+    roce_qos: RoceQos | None = Field(
+        None, description="lossless RoCE: priority, DSCP and ECN for switches with roce_qos and RDMA NICs"
+    )
 
     @field_validator("subnet", "node_subnets")
     @classmethod
@@ -272,6 +307,25 @@ class Fabric(Strict):
         if why:
             raise ValueError(f"{v}: {why}")
         return str(net.cidr)
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> Fabric:
+        """The kernel ignores a fast_io_fail_tmo not below ctrl_loss_tmo, and retries a lost controller
+        ceil(ctrl_loss_tmo / reconnect_delay) times: a delay longer than the loss timeout leaves one retry."""
+        loss = self.ctrl_loss_tmo
+        if loss >= 0 and self.fast_io_fail_tmo >= 0 and self.fast_io_fail_tmo >= loss:
+            raise ValueError(
+                f"fast_io_fail_tmo: {self.fast_io_fail_tmo} is not below ctrl_loss_tmo {loss} "
+                f"(use -1 or 0-{max(loss - 1, 0)}, or raise ctrl_loss_tmo)"
+                if loss > 0
+                else f"fast_io_fail_tmo: {self.fast_io_fail_tmo} with ctrl_loss_tmo 0 (use -1)"
+            )
+        if loss > 0 and self.reconnect_delay > loss:
+            raise ValueError(
+                f"reconnect_delay: {self.reconnect_delay} is above ctrl_loss_tmo {loss} "
+                f"(use 1-{loss}, or raise ctrl_loss_tmo, or ctrl_loss_tmo -1)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _per_node(self) -> Fabric:
@@ -299,7 +353,9 @@ class Switch(Strict):
     )
     management: Management = Field(Management(), description="how kvpod reaches the switch")
     mtu: Mtu = Field(9216, description="port MTU; at least fabric.mtu + 4 (the VLAN tag)")
-    roce_qos: bool = Field(False, description="cumulus-nvue: apply 'nv set qos roce' (lossless RoCE)")
+    roce_qos: bool = Field(
+        False, description="cumulus-nvue: apply lossless RoCE ('nv set qos roce', with fabric.roce_qos's values)"
+    )
     routed: bool = Field(False, description="give the storage VLAN(s) an SVI address on this switch")
     bridge: IfName = Field("br_default", description="bridge name (NVUE domain or Linux bridge)")
     netns: NetnsName | None = Field(None, description="linux-bridge: network namespace holding the bridge")

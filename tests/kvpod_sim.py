@@ -4,6 +4,7 @@ kvpod's facts read, changed by the commands kvpod runs (``nvme connect`` makes t
 
 from __future__ import annotations
 
+import copy
 import shlex
 import subprocess
 import tempfile
@@ -18,9 +19,22 @@ DEVICE = "nvme1n1"
 DRIVE_BYTES = 2_000_000_000
 
 
+def _int_keys(dcb: dict | None) -> dict | None:
+    """A DCB state with its DSCP and priority keys as numbers (JSON fixtures give strings); None: no DCB."""
+    if dcb is None:
+        return None
+    numbers = {key: {int(k): v for k, v in dcb[key].items()} for key in ("dscp_prio", "pfc")}
+    return {**dcb, **numbers}
+
+
 def simulated(remote: FakeRemote, drive_bytes: int = DRIVE_BYTES, mount_path: str = "/mnt/kvcache") -> FakeRemote:
     """Make ``remote`` react to kvpod's commands."""
     remote.drive_bytes = drive_bytes  # type: ignore[attr-defined]
+    # the fabric NIC's DCB (fixture fact ``network.DcbState``: one state, whatever the arguments); by default as a
+    # hardware RDMA NIC has it out of the box: no DSCP entry, no PFC, ECN off
+    fresh = {"dscp_prio": {}, "pfc": dict.fromkeys(range(8), False), "ecn": {"roce_np": "0", "roce_rp": "0"}}
+    remote.dcb = _int_keys(remote.facts.pop("network.DcbState", fresh))  # type: ignore[attr-defined]
+    remote._fact_network_DcbState = lambda interface, priority: copy.deepcopy(remote.dcb)  # type: ignore[attr-defined]
     remote.mount_path = mount_path  # type: ignore[attr-defined]
     for word, effect in EFFECTS.items():
         remote.on(word, effect)
@@ -99,24 +113,53 @@ def _opt(argv: list[str], flag: str) -> str:
 # -- initiator --------------------------------------------------------------------------------------------
 
 
-def _connect(remote: FakeRemote, nqn: str, transport: str, traddr: str, trsvcid: object) -> None:
+def connected_settings(argv: list[str]) -> dict[str, str]:
+    """The sysfs values a controller connected with ``nvme connect`` ``argv`` shows (one CPU, as the lab's VMs)."""
+
+    def opt(flag: str, default: str) -> str:
+        return argv[argv.index(flag) + 1] if flag in argv else default
+
+    delay = int(opt("--reconnect-delay", "10"))
+    loss = int(opt("--ctrl-loss-tmo", "600"))
+    fail = int(opt("--fast_io_fail_tmo", "-1"))
+    return {
+        "reconnect_delay": str(delay),
+        "ctrl_loss_tmo": "off" if loss < 0 else str(-(-loss // delay) * delay),
+        "fast_io_fail_tmo": "off" if fail < 0 else str(fail),
+        "kato": opt("--keep-alive-tmo", "5"),
+        "queue_count": "2",
+    }
+
+
+def _connect(
+    remote: FakeRemote, nqn: str, transport: str, traddr: str, trsvcid: object, settings: dict | None = None
+) -> None:
     subsystems = _fact(remote, "nvme.NvmeSubsystems", {})
     size = getattr(remote, "drive_bytes", DRIVE_BYTES)
     entry = subsystems.setdefault(
         nqn,
-        {"subsystem": "nvme-subsys1", "controllers": [], "namespaces": [{"name": DEVICE, "nsid": 1, "size": size}]},
+        {
+            "subsystem": "nvme-subsys1",
+            "iopolicy": "numa",
+            "controllers": [],
+            "namespaces": [{"name": DEVICE, "nsid": 1, "size": size}],
+        },
     )
     name = f"nvme{len(entry['controllers']) + 1}"
-    entry["controllers"].append(
-        {"name": name, "transport": transport, "traddr": traddr, "trsvcid": str(trsvcid), "state": "live"}
-    )
+    ctrl = {"name": name, "transport": transport, "traddr": traddr, "trsvcid": str(trsvcid), "state": "live"}
+    entry["controllers"].append({**ctrl, "settings": settings or connected_settings([])})
     _fact(remote, "storage.BlockSignature", {}).setdefault(f"device=/dev/{DEVICE}", None)
 
 
 def _nvme(remote: FakeRemote, argv: list[str]) -> bool:
     if argv[1] == "connect":
         _connect(
-            remote, _opt(argv, "--nqn"), _opt(argv, "--transport"), _opt(argv, "--traddr"), _opt(argv, "--trsvcid")
+            remote,
+            _opt(argv, "--nqn"),
+            _opt(argv, "--transport"),
+            _opt(argv, "--traddr"),
+            _opt(argv, "--trsvcid"),
+            connected_settings(argv),
         )
     elif argv[1] == "disconnect":
         _fact(remote, "nvme.NvmeSubsystems", {}).pop(_opt(argv, "--nqn"), None)
@@ -325,6 +368,11 @@ def _printf(remote: FakeRemote, argv: list[str]) -> bool:
     path, value = argv[argv.index(">") + 1], argv[2]
     parts = _configfs(path)
     if parts is None:
+        if path.startswith("/sys/class/nvme/"):
+            return _controller_attribute(remote, path, value)
+        if path.startswith("/sys/class/net/") and "/ecn/" in path:
+            remote.dcb["ecn"][path.split("/")[6]] = value  # type: ignore[attr-defined]
+            return True
         if path.startswith("/etc/nvme/"):
             _fact(remote, "nvme.NvmeHostIdentity", {"hostnqn": None, "hostid": None})[path.rsplit("/", 1)[-1]] = value
         else:
@@ -411,6 +459,45 @@ def _mount(remote: FakeRemote, argv: list[str]) -> bool:
     return True
 
 
+def _controller_attribute(remote: FakeRemote, path: str, value: str) -> bool:
+    """A write to ``/sys/class/nvme/<ctrl>/<attribute>``: the kernel shows it as it would (see nvme_settings)."""
+    _, _, _, _, name, attribute = path.split("/")
+    for entry in _fact(remote, "nvme.NvmeSubsystems", {}).values():
+        for ctrl in entry["controllers"]:
+            if ctrl["name"] == name:
+                settings = ctrl.setdefault("settings", {})
+                if attribute == "ctrl_loss_tmo":
+                    delay = int(settings.get("reconnect_delay", "10"))
+                    value = "off" if int(value) < 0 else str(-(-int(value) // delay) * delay)
+                elif attribute == "fast_io_fail_tmo" and int(value) < 0:
+                    value = "off"
+                settings[attribute] = value
+                return True
+    return False
+
+
+def _sh(remote: FakeRemote, argv: list[str]) -> bool:
+    """``sh -c SCRIPT ...``: the I/O policy write of a subsystem by NQN; other scripts (the namespace wait) succeed."""
+    if "/iopolicy" not in argv[2]:
+        return True
+    entry = _fact(remote, "nvme.NvmeSubsystems", {}).get(argv[3])
+    if entry is None or argv[4] not in getattr(remote, "iopolicies", ("numa", "round-robin", "queue-depth")):
+        return False
+    entry["iopolicy"] = argv[4]
+    return True
+
+
+def _dcb(remote: FakeRemote, argv: list[str]) -> bool:
+    """``dcb app replace ... dscp-prio D:P ...`` and ``dcb pfc set ... prio-pfc P:on|off ...`` on the NIC's DCB."""
+    dcb = remote.dcb  # type: ignore[attr-defined]
+    pairs = [word.split(":") for word in argv[6:]]
+    if argv[1] == "app":
+        dcb["dscp_prio"].update({int(d): int(p) for d, p in pairs})
+    else:
+        dcb["pfc"].update({int(p): on == "on" for p, on in pairs})
+    return True
+
+
 def _echo(remote: FakeRemote, argv: list[str]) -> bool:
     return argv[-2:] != ["exit", "1"]
 
@@ -418,6 +505,8 @@ def _echo(remote: FakeRemote, argv: list[str]) -> bool:
 EFFECTS = {
     "echo": _echo,
     "nvme": _nvme,
+    "sh": _sh,
+    "dcb": _dcb,
     "if": _format,
     "mkfs.ext4": _format,
     "systemctl": _systemctl,

@@ -65,6 +65,7 @@ KVPOD_COMMANDS = tuple(
         r"modprobe -a( [\w-]+)+",
         r"ip (link (set|add|delete)|addr (add|del)|route replace) ARGS",
         r"rdma link add \S+ type rxe netdev \S+",
+        r"dcb (app replace dev \S+ dscp-prio( \d+:[0-7])+|pfc set dev \S+ prio-pfc( [0-7]:(on|off)){8})",
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
         r"systemctl (daemon-reload|(start|stop|restart|enable|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
@@ -78,6 +79,8 @@ KVPOD_COMMANDS = tuple(
         # the wait for a namespace to appear (deploy/operations/nvme.py), the guarded disconnect (roles/node_release)
         r"sh -c '(for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/"
         r"|for d in \"\$@\"; do for p in /sys/class/block/).+",
+        # the multipath I/O policy of a subsystem found by NQN (deploy/operations/nvme.py set_iopolicy)
+        r"sh -c 'for s in /sys/class/nvme-subsystem/nvme-subsys\*; do .+' \S+ (numa|round-robin|queue-depth)",
         r"echo '[^']*' >&2; exit 1",  # a refusal on the host
         r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
         r"printf '%s(\\n)?' ARGS",

@@ -27,6 +27,7 @@ import testinfra
 from testinfra.backend.base import CommandResult
 
 from deploy import secrets
+from deploy.nvme_settings import PathSettings, controller_values
 from deploy.plan import NodePlan, Plan, TargetPlan
 from deploy.shipped import verify_suite_dir
 
@@ -278,6 +279,23 @@ def controllers_text(node: NodePlan) -> str:
     )
 
 
+def nvme_paths_text(node: NodePlan, breaks: set[str] = frozenset()) -> str:
+    """The ``nvme-paths`` section: the planned iopolicy and controller attributes (``iopolicy-numa``: the
+    kernel's default policy instead; ``path-settings``: every controller attribute off the plan; ``no-kato``:
+    a kernel without the ``kato`` attribute)."""
+    ns = node.namespace
+    policy = "numa" if "iopolicy-numa" in breaks else ns.iopolicy
+    values = {**controller_values(PathSettings.of(ns)), "queue_count": "2"}
+    if "path-settings" in breaks:
+        values = {a: "99" for a in values}
+    if "no-kato" in breaks:
+        values.pop("kato")
+    lines = [f"iopolicy\t{ns.subsystem_nqn}\t{policy}\n"]
+    for i, _ in enumerate(ns.portals):
+        lines += [f"attr\tnvme{i}\t{a}\t{v}\n" for a, v in values.items()]
+    return "".join(lines)
+
+
 def discovery_json(node: NodePlan, address: str, trsvcid: int) -> str:
     """``nvme discover -o json`` (nvme-cli 2.4) as the node's own host NQN sees it."""
     base = {"trtype": node.namespace.transport, "adrfam": "ipv4", "treq": "not specified", "portid": 1,
@@ -325,6 +343,7 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("modules", "".join(f"loaded\t{m}\n" for m in reads.modules)),
         ("modules-load", "".join(f"kvpod.conf\t{m}\n" for m in ["# kvpod", *reads.modules])),
         ("controllers", controllers_text(node)),
+        ("nvme-paths", nvme_paths_text(node)),
         ("mount", mount),
         ("mount-of", (node.mount.path if mounted else "/") + "\n"),
         ("mount-unit", mount_unit),
@@ -379,6 +398,13 @@ def nvmet_text(target: TargetPlan) -> str:
 # -- breaks: one wrong fact each --------------------------------------------------------------------------------
 
 Sections = dict[str, vf.Section]
+
+
+def _replace(sections: Sections, name: str, text: str) -> None:
+    """Section ``name`` (when this answer holds it) prints ``text`` instead."""
+    s = sections.get(name)
+    if s is not None:
+        sections[name] = vf.Section(s.name, text, s.rc, s.stderr)
 
 
 def _edit(sections: Sections, name: str, old: str, new: str) -> None:
@@ -451,6 +477,9 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
     cmdline = f"/proc/{PID}/cmdline:"
     mount_unit = mount.path.strip("/").replace("/", "-") + ".mount"
     return {
+        "iopolicy-numa": lambda s: _edit(s, "nvme-paths", f"\t{ns.iopolicy}\n", "\tnuma\n"),
+        "path-settings": lambda s: _replace(s, "nvme-paths", nvme_paths_text(node, {"path-settings"})),
+        "no-kato": lambda s: _replace(s, "nvme-paths", nvme_paths_text(node, {"no-kato"})),
         "nic-absent": lambda s: _links(s, lambda links: links.pop(fab.interface)),
         "nic-mtu": lambda s: _links(s, lambda links: links[fab.interface].update(mtu=1500)),
         "vlan-id": lambda s: _links(s, lambda links: links[fab.vlan_interface]["linkinfo"]["info_data"].update(id=999)),

@@ -6,6 +6,9 @@ import json
 
 from pyinfra.api import FactBase
 
+from deploy.dcb import READ_SCRIPT, parse_dcb
+from deploy.encode import shell_word
+
 
 class IpLinks(FactBase[dict[str, dict]]):
     """
@@ -80,3 +83,20 @@ class NetplanFiles(FactBase[list[str]]):
 
     def process(self, output: list[str]) -> list[str]:
         return sorted(line.strip() for line in output if line.strip())
+
+
+class DcbState(FactBase[dict | None]):
+    """
+    A NIC's lossless RoCE settings (iproute2 ``dcb -j``, mlx5 ECN sysfs), see :mod:`deploy.dcb`; None when the
+    NIC's DCB cannot be read (no ``dcb``, a NIC without DCB).
+
+    .. code:: python
+
+        {"dscp_prio": {26: 3}, "pfc": {0: False, 3: True}, "ecn": {"roce_np": "1", "roce_rp": "1"}}
+    """
+
+    def command(self, interface: str, priority: int) -> str:
+        return f"sh -c {shell_word(READ_SCRIPT)} sh {shell_word(interface)} {int(priority)} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> dict | None:
+        return parse_dcb(output)

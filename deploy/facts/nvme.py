@@ -6,6 +6,8 @@ import re
 
 from pyinfra.api import FactBase
 
+from deploy.nvme_settings import ATTRIBUTES
+
 # Controller states in which the kernel no longer serves (or retries) the path: a new connect is needed.
 GONE_STATES = ("deleting", "deleting (no IO)", "dead")
 
@@ -13,6 +15,7 @@ _SUBSYSTEMS = r"""for s in /sys/class/nvme-subsystem/nvme-subsys*; do
   [ -r "$s/subsysnqn" ] || continue
   S=${s##*/}
   printf 'subsys\t%s\t%s\n' "$S" "$(cat "$s/subsysnqn")"
+  [ -r "$s/iopolicy" ] && printf 'iopolicy\t%s\t%s\n' "$S" "$(cat "$s/iopolicy")"
   for e in "$s"/nvme*; do
     b=${e##*/}
     case "$b" in
@@ -21,6 +24,9 @@ _SUBSYSTEMS = r"""for s in /sys/class/nvme-subsystem/nvme-subsys*; do
       *)
         [ -r "$e/transport" ] || continue
         printf 'ctrl\t%s\t%s\t%s\t%s\t%s\n' "$S" "$b" "$(cat "$e/transport")" "$(cat "$e/address")" "$(cat "$e/state")"
+        for a in ATTRIBUTES; do
+          [ -r "$e/$a" ] && printf 'attr\t%s\t%s\t%s\t%s\n' "$S" "$b" "$a" "$(cat "$e/$a" 2>/dev/null)"
+        done
         for n in "$e"/nvme*n*; do
           m=${n##*/}
           case "$m" in nvme*c*n*|'nvme*n*') ;; *)
@@ -30,7 +36,7 @@ _SUBSYSTEMS = r"""for s in /sys/class/nvme-subsystem/nvme-subsys*; do
     esac
   done
 done
-true"""
+true""".replace("ATTRIBUTES", " ".join(ATTRIBUTES))
 
 
 def _address(value: str) -> dict[str, str]:
@@ -53,9 +59,11 @@ class NvmeSubsystems(FactBase[dict[str, dict]]):
         {
             "nqn.2024-01.io.kvpod.lab:target:drive1": {
                 "subsystem": "nvme-subsys1",
+                "iopolicy": "round-robin",  # absent when the kernel has no such attribute
                 "controllers": [
                     {"name": "nvme1", "transport": "rdma", "traddr": "10.78.0.1", "trsvcid": "4420",
-                     "state": "live"},
+                     "state": "live", "settings": {"ctrl_loss_tmo": "600", "reconnect_delay": "10",
+                     "fast_io_fail_tmo": "off", "kato": "5", "queue_count": "3"}},
                 ],
                 "namespaces": [{"name": "nvme1n1", "nsid": 1, "size": 2000000000}],
             },
@@ -88,6 +96,12 @@ class NvmeSubsystems(FactBase[dict[str, dict]]):
                         "state": parts[5].strip(),
                     }
                 )
+            elif kind == "iopolicy" and len(parts) >= 3 and parts[1] in by_dir:
+                by_dir[parts[1]]["iopolicy"] = parts[2].strip()
+            elif kind == "attr" and len(parts) >= 5:
+                for ctrl in by_dir.get(parts[1], {}).get("controllers", []):
+                    if ctrl["name"] == parts[2]:
+                        ctrl.setdefault("settings", {})[parts[3]] = parts[4].strip()
             elif kind == "ns" and len(parts) >= 5:
                 entry = by_dir.setdefault(parts[1], {"subsystem": parts[1], "controllers": [], "namespaces": []})
                 if any(ns["name"] == parts[2] for ns in entry["namespaces"]):

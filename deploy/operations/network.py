@@ -1,4 +1,5 @@
-"""Network operations on the live kernel state (``ip``): the fabric NIC, its VLAN interface, routes.
+"""Network operations on the live kernel state (``ip``, ``dcb``): the fabric NIC, its VLAN interface, routes, and
+the NIC's lossless RoCE settings.
 
 Only what differs is changed, so an interface that is already right is never bounced.
 """
@@ -10,7 +11,8 @@ import ipaddress
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from deploy.facts.network import IpLinks, IpRoutes
+from deploy.dcb import ecn_path, wanted_commands
+from deploy.facts.network import DcbState, IpLinks, IpRoutes
 from deploy.operations import refuse
 
 
@@ -116,3 +118,33 @@ def routes(interface: str, gateway: str, destinations: list[str]):
         return
     for dst in missing:
         yield _ip("route", "replace", dst, "via", gateway, "dev", interface)
+
+
+@operation()
+def roce_qos(interface: str, priority: int, dscp: list[int], ecn: bool = True):
+    """
+    The NIC carries lossless RoCE (:mod:`deploy.dcb`): each DSCP value mapped to ``priority`` (``dcb app``),
+    PFC on ``priority`` only (``dcb pfc``), ECN of that priority on (mlx5 sysfs, where the NIC has it). Only what
+    differs is set; a NIC whose DCB cannot be read is an error (a soft-RoCE or virtio NIC is never given this).
+
+    + interface: the fabric NIC (the physical port, not the VLAN)
+    + priority: the lossless priority (0-7)
+    + dscp: DSCP values mapped to it
+    + ecn: ECN marking on the priority
+    """
+    state = host.get_fact(DcbState, interface=interface, priority=priority)
+    if state is None:
+        yield from refuse(
+            f"{interface}: its DCB cannot be read with dcb -j (iproute2 with dcb and a NIC with DCB support are "
+            "needed for fabric.roce_qos)"
+        )
+        return
+    commands = wanted_commands(interface, priority, dscp, ecn, state)
+    if not commands:
+        host.noop(f"{interface}: DSCP {dscp} -> priority {priority}, PFC and ECN as planned")
+        return
+    for argv in commands:
+        if argv[0] == "ecn":
+            yield StringCommand("printf", "'%s\\n'", argv[2], ">", QuoteString(ecn_path(interface, argv[1], priority)))
+        else:
+            yield StringCommand(*(QuoteString(word) for word in argv))

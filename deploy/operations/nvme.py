@@ -9,6 +9,15 @@ from pyinfra.api import QuoteString, StringCommand, operation
 
 from deploy.facts.nvme import GONE_STATES, NvmeHostIdentity, NvmeSubsystems
 from deploy.names import HOSTID_FILE, HOSTNQN_FILE
+from deploy.nvme_settings import (
+    AT_CONNECT,
+    WRITABLE,
+    PathSettings,
+    controller_values,
+    queue_count_problem,
+    write_value,
+)
+from deploy.plan import NamespacePlan
 
 
 def _write_line(value: str, path: str) -> StringCommand:
@@ -58,14 +67,55 @@ def connect_argv(
     ctrl_loss_tmo: int,
     reconnect_delay: int,
     host_iface: str | None = None,
+    *,
+    fast_io_fail_tmo: int = -1,
+    keep_alive_tmo: int | None = None,
+    nr_io_queues: int | None = None,
+    tos: int | None = None,
 ) -> list[str]:
-    """The ``nvme connect`` argv for one portal (same options on nvme-cli 2.x and 3.x)."""
+    """The ``nvme connect`` argv for one portal (same options on nvme-cli 2.x and 3.x). Options left at the
+    kernel's default (``fast_io_fail_tmo`` -1, None) are not given."""
     argv = ["nvme", "connect", "--transport", transport, "--nqn", subnqn, "--traddr", traddr, "--trsvcid", str(trsvcid)]
     argv += ["--hostnqn", hostnqn, "--hostid", hostid]
     argv += ["--ctrl-loss-tmo", str(int(ctrl_loss_tmo)), "--reconnect-delay", str(int(reconnect_delay))]
+    if fast_io_fail_tmo >= 0:
+        argv += ["--fast_io_fail_tmo", str(int(fast_io_fail_tmo))]
+    if keep_alive_tmo is not None:
+        argv += ["--keep-alive-tmo", str(int(keep_alive_tmo))]
+    if nr_io_queues is not None:
+        argv += ["--nr-io-queues", str(int(nr_io_queues))]
+    if tos is not None:
+        argv += ["--tos", str(int(tos))]
     if host_iface:
         argv += ["--host-iface", host_iface]
     return argv
+
+
+def plan_connect_options(ns: NamespacePlan) -> dict:
+    """The connect options of :func:`connect_argv` that the plan sets beyond the timeouts."""
+    return {
+        "fast_io_fail_tmo": ns.fast_io_fail_tmo,
+        "keep_alive_tmo": ns.keep_alive_tmo,
+        "nr_io_queues": ns.nr_io_queues,
+        "tos": ns.tos,
+    }
+
+
+# Write the I/O policy of the subsystem with NQN $0 ($1): found by NQN on the host when the command runs,
+# so it also reaches a subsystem that a connect earlier in the same run created.
+SET_IOPOLICY_SCRIPT = (
+    "for s in /sys/class/nvme-subsystem/nvme-subsys*; do "
+    '[ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$0" ] || continue; '
+    'printf \'%s\\n\' "$1" > "$s/iopolicy" && exit 0; '
+    'echo "kvpod: the kernel refuses iopolicy $1 for $0 (queue-depth needs Linux 6.11 or later;'
+    ' set fabric.iopolicy)" >&2; exit 1; done; '
+    'echo "kvpod: $0 is not connected: no iopolicy to set" >&2; exit 1'
+)
+
+
+def set_iopolicy(subnqn: str, iopolicy: str) -> StringCommand:
+    """Set the multipath I/O policy of subsystem ``subnqn`` through sysfs."""
+    return StringCommand("sh", "-c", QuoteString(SET_IOPOLICY_SCRIPT), QuoteString(subnqn), QuoteString(iopolicy))
 
 
 def connect_command(*args, **kwargs) -> StringCommand:
@@ -95,6 +145,8 @@ def connected(
     ctrl_loss_tmo: int = 600,
     reconnect_delay: int = 10,
     host_iface: str | None = None,
+    iopolicy: str | None = None,
+    options: dict | None = None,
 ):
     """
     Subsystem ``subnqn`` is connected through every portal: one ``nvme connect`` per portal that has no
@@ -108,6 +160,8 @@ def connected(
     + hostnqn, hostid: the identity to connect as
     + ctrl_loss_tmo, reconnect_delay: seconds, as nvme-cli takes them
     + host_iface: bind to this interface (TCP only; the kernel rejects it for RDMA)
+    + iopolicy: the subsystem's multipath I/O policy, written after connecting (see :func:`path_settings`)
+    + options: further :func:`connect_argv` options (``fast_io_fail_tmo``, ``keep_alive_tmo``, ...)
     """
     subsystems = host.get_fact(NvmeSubsystems)
     missing = [(a, s) for a, s in portals if not portal_connected(subsystems, subnqn, transport, a, s)]
@@ -125,9 +179,77 @@ def connected(
         return
     for traddr, trsvcid in missing:
         yield connect_command(
-            subnqn, transport, traddr, trsvcid, hostnqn, hostid, ctrl_loss_tmo, reconnect_delay, host_iface
+            subnqn,
+            transport,
+            traddr,
+            trsvcid,
+            hostnqn,
+            hostid,
+            ctrl_loss_tmo,
+            reconnect_delay,
+            host_iface,
+            **(options or {}),
         )
     yield wait_for_namespace(subnqn)
+    if iopolicy is not None and entry is None:  # a new subsystem; a live one is left to path_settings
+        yield set_iopolicy(subnqn, iopolicy)
+
+
+@operation()
+def path_settings(
+    subnqn: str,
+    iopolicy: str,
+    ctrl_loss_tmo: int,
+    reconnect_delay: int,
+    fast_io_fail_tmo: int = -1,
+    keep_alive_tmo: int = 5,
+    nr_io_queues: int | None = None,
+):
+    """
+    The live connection of ``subnqn`` has the planned settings: the subsystem's multipath I/O policy
+    and each controller's ``reconnect_delay``, ``ctrl_loss_tmo`` and ``fast_io_fail_tmo`` are written through
+    sysfs where they differ. The keep-alive timeout and the I/O queues are fixed when a controller connects:
+    a difference is reported (it takes effect at the next connect, e.g. the next boot), never forced by
+    dropping a path. A subsystem that is not connected yet is left to :func:`connected` (which sets the policy
+    after connecting); new controllers get the settings from their connect options.
+
+    + subnqn: subsystem NQN
+    + iopolicy: ``numa``, ``round-robin`` or ``queue-depth``
+    + ctrl_loss_tmo, reconnect_delay, fast_io_fail_tmo, keep_alive_tmo: seconds (-1: off), as nvme-cli takes them
+    + nr_io_queues: the most I/O queues a controller may have (None: the kernel's default)
+    """
+    ns = PathSettings(iopolicy, ctrl_loss_tmo, reconnect_delay, fast_io_fail_tmo, keep_alive_tmo, nr_io_queues)
+    entry = host.get_fact(NvmeSubsystems).get(subnqn)
+    if not entry:
+        host.noop(f"{subnqn} is not connected yet: its connect sets the path settings")
+        return
+    changed = False
+    if "iopolicy" not in entry:
+        host.noop(f"{subnqn} has no iopolicy attribute: native NVMe multipath is off (nvme_core.multipath=N)")
+    elif entry["iopolicy"] != ns.iopolicy:
+        changed = True
+        yield set_iopolicy(subnqn, ns.iopolicy)
+    wanted = controller_values(ns)
+    later = []
+    for ctrl in entry["controllers"]:
+        if ctrl["state"] in GONE_STATES:
+            continue
+        settings = ctrl.get("settings", {})
+        for attribute in WRITABLE:
+            if attribute in settings and settings[attribute] != wanted[attribute]:
+                changed = True
+                path = f"/sys/class/nvme/{ctrl['name']}/{attribute}"
+                yield _write_line(write_value(attribute, ns), path)
+        for attribute in AT_CONNECT:
+            if attribute in settings and settings[attribute] != wanted[attribute]:
+                later.append(f"{ctrl['name']} {attribute} {settings[attribute]} (planned {wanted[attribute]})")
+        problem = queue_count_problem(ns, settings.get("queue_count")) if "queue_count" in settings else None
+        if problem:
+            later.append(f"{ctrl['name']} {problem}")
+    if later:
+        host.noop("set at the next connect of the path: " + "; ".join(later))
+    elif not changed:
+        host.noop(f"{subnqn}: I/O policy and controller settings are as planned")
 
 
 @operation()

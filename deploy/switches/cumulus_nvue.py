@@ -9,7 +9,10 @@ The patch is the documented NVUE YAML form, a list with one ``- set:`` tree whos
   ``... bridge domain <br> vlan <vid>`` and ``... untagged none`` (drop untagged frames);
 * ``bridge domain <br> vlan <vid>`` for every VLAN of the pod;
 * ``interface vlan<vid> type svi``, ``vlan <vid>``, ``ip address <a>/<len>`` for each routed VLAN;
-* ``qos roce enable on`` and ``qos roce mode lossless`` when RoCE QoS is asked for.
+* ``qos roce enable on`` and ``qos roce mode lossless`` when RoCE QoS is asked for; when ``fabric.roce_qos``
+  differs from that profile (priority 3, DSCP 26, ECN on), also ``qos pfc default-global switch-priority <p>``,
+  ``qos mapping default-global trust l3`` and ``dscp <d> switch-priority <p>``, and
+  ``qos congestion-control default-global traffic-class <p> ecn enable`` (:func:`roce_tree`).
 
 A patch only adds or changes; it never removes what an earlier run set and the plan no longer has.
 
@@ -28,10 +31,12 @@ import re
 import yaml
 
 from deploy.encode import comment
-from deploy.plan import Plan, SwitchPlan
+from deploy.plan import Plan, RoceQosPlan, SwitchPlan
 from deploy.switches import SwitchDriver
 
 PATCH_PATH = "/tmp/kvpod-nvue-patch.yaml"
+# What ``nv set qos roce mode lossless`` sets by itself (Cumulus Linux 5.x RoCE): PFC priority, DSCP, ECN.
+NVUE_ROCE_PROFILE = (3, [26], True)
 DEFAULT_BRIDGE = "br_default"
 
 
@@ -64,8 +69,24 @@ def nvue_tree(plan: SwitchPlan) -> dict:
     if interfaces:
         tree["interface"] = interfaces
     if plan.roce_qos:
-        tree["qos"] = {"roce": {"enable": "on", "mode": "lossless"}}
+        tree["qos"] = roce_tree(plan.roce)
     return tree
+
+
+def roce_tree(roce: RoceQosPlan | None) -> dict:
+    """The ``qos`` tree of lossless RoCE. NVUE's RoCE profile (``qos roce``) already trusts DSCP 26 into
+    priority 3 with PFC and ECN there; a pod whose ``fabric.roce_qos`` differs also gets that priority's PFC,
+    its DSCP mapping (trust l3) and ECN on its traffic class, from the same values the nodes' NICs get."""
+    qos: dict = {"roce": {"enable": "on", "mode": "lossless"}}
+    if roce is None or (roce.priority, list(roce.dscp), roce.ecn) == NVUE_ROCE_PROFILE:
+        return qos
+    qos["pfc"] = {"default-global": {"switch-priority": {str(roce.priority): {}}}}
+    qos["mapping"] = {
+        "default-global": {"trust": "l3", "dscp": {str(d): {"switch-priority": roce.priority} for d in roce.dscp}}
+    }
+    ecn = "enable" if roce.ecn else "disable"
+    qos["congestion-control"] = {"default-global": {"traffic-class": {str(roce.priority): {"ecn": ecn}}}}
+    return qos
 
 
 def render_nvue_patch(plan: SwitchPlan) -> str:

@@ -15,6 +15,10 @@ Reads ``host.data.kvpod_node.fabric`` (a :class:`deploy.plan.FabricPlan`):
 - ``8021q`` loaded now and at boot (``/etc/modules-load.d/kvpod-fabric.conf``).
 - ``rdma == "soft-roce"``: ``rdma_rxe`` (``kvpod-rdma.conf``), an rxe device on the fabric NIC (it serves the
   VLAN's addresses too) and ``kvpod-rxe.service`` recreating it at boot, ordered before the NVMe connect.
+- ``roce_qos`` on a hardware RDMA NIC: DSCP -> lossless priority, PFC on that priority only and ECN of it
+  (:mod:`deploy.dcb`), set now where they differ and at every boot by ``kvpod-dcb.service`` (a oneshot running
+  ``/usr/local/sbin/kvpod-dcb`` before the NVMe connect; systemd-networkd has no DCB settings). A soft-RoCE NIC
+  takes no DCB: nothing is tried there.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import server
 
+from deploy.dcb import pfc_map
 from deploy.encode import interface_name, shell_word
 from deploy.facts.kernel import LoadedModules, RdmaLinks
-from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
+from deploy.facts.network import DcbState, IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.snapshot import Read
 from deploy.hostdata import host_data
 from deploy.names import (
+    CONNECT_UNIT,
+    DCB_SCRIPT,
+    DCB_UNIT,
     FABRIC_MODULES,
     NETPLAN_FILE,
     NETWORKD_DIR,
@@ -45,7 +53,7 @@ from deploy.names import (
 )
 from deploy.operations import changed, host_error, kernel, network, units
 from deploy.operations.reads import Reads, absent_file_reads, file_reads, sysctl_reads, unit_reads
-from deploy.plan import NodePlan
+from deploy.plan import FabricPlan, NodePlan
 from roles._common import netdev_unit, rendered_file
 
 
@@ -153,7 +161,54 @@ def reads(plan: NodePlan) -> Reads:
     out += sysctl_reads(list(socket_sysctls(fab.socket_buffer_bytes))) + file_reads(SYSCTL_FILE)
     if fab.rdma == "soft-roce":
         out += [*file_reads(modules_load_path(SOFT_ROCE_MODULES)), *soft_roce_reads()]
+    if dcb_applies(fab):
+        assert fab.roce_qos is not None
+        out += [Read.of(DcbState, interface=fab.interface, priority=fab.roce_qos.priority)]
+        out += [*file_reads(DCB_SCRIPT), *file_reads(f"{SYSTEMD_DIR}/{DCB_UNIT}"), *unit_reads(DCB_UNIT)]
     return out
+
+
+def dcb_applies(fab: FabricPlan) -> bool:
+    """Whether the node's NIC is given lossless RoCE settings: RoCE QoS planned and a hardware RDMA NIC."""
+    return fab.roce_qos is not None and fab.rdma != "soft-roce"
+
+
+def lossless_roce(fab: FabricPlan) -> None:
+    """DCB on the NIC now (where it differs) and at boot (``kvpod-dcb.service``)."""
+    qos = fab.roce_qos
+    assert qos is not None
+    network.roce_qos(
+        name=f"lossless RoCE on {fab.interface} (priority {qos.priority})",
+        interface=fab.interface,
+        priority=qos.priority,
+        dscp=list(qos.dscp),
+        ecn=qos.ecn,
+    )
+    script = rendered_file(
+        "lossless RoCE script",
+        "fabric_network",
+        "kvpod-dcb.j2",
+        DCB_SCRIPT,
+        mode="755",
+        interface=fab.interface,
+        priority=qos.priority,
+        dscp_map=[f"{d}:{qos.priority}" for d in qos.dscp],
+        pfc_map=pfc_map(qos.priority),
+        ecn_value="1" if qos.ecn else "0",
+        dscp_text=",".join(str(d) for d in qos.dscp),
+    )
+    unit = rendered_file(
+        f"{DCB_UNIT} sets it at boot",
+        "fabric_network",
+        "kvpod-dcb.service.j2",
+        f"{SYSTEMD_DIR}/{DCB_UNIT}",
+        interface=fab.interface,
+        netdev_unit=netdev_unit(fab.interface),
+        connect_unit=CONNECT_UNIT,
+        script=DCB_SCRIPT,
+    )
+    units.daemon_reload(name="systemd daemon-reload", when=changed(unit, script))
+    units.service(name=f"{DCB_UNIT} enabled", unit=DCB_UNIT, enabled=True, running=True)
 
 
 def _uses_netplan() -> bool:
@@ -218,3 +273,5 @@ def fabric_network() -> None:
         unit = soft_roce_device(fab.interface)
         units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
         units.service(name=f"{RXE_UNIT} enabled", unit=RXE_UNIT, enabled=True, running=True)
+    elif dcb_applies(fab):
+        lossless_roce(fab)

@@ -1,7 +1,8 @@
 """Role ``nvme initiator``: the node's NVMe-oF namespace connected now and at every boot.
 
 Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``host_nqn``/``host_id``, ``namespace``
-(``subsystem_nqn``, ``transport``, ``portals``, ``ctrl_loss_tmo``, ``reconnect_delay``) and ``fabric``
+(``subsystem_nqn``, ``transport``, ``portals``, the connect settings ``ctrl_loss_tmo``, ``reconnect_delay``,
+``fast_io_fail_tmo``, ``keep_alive_tmo``, ``nr_io_queues``, ``tos`` and the multipath ``iopolicy``) and ``fabric``
 (``vlan_interface``, ``address``, ``rdma``), ``mount.path`` (for ordering).
 
 - Packages ``nvme-cli`` and ``rdma-core`` present (a noop when installed: offline hosts are fine).
@@ -10,8 +11,12 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``host_nqn``/``h
 - ``/etc/nvme/hostnqn`` and ``/etc/nvme/hostid`` hold the plan's identity.
 - ``nvme connect`` to every portal without a controller (one controller per portal; native multipath
   gives one block device). TCP connections are bound to the VLAN interface (``--host-iface``).
+- The subsystem's multipath I/O policy is written to ``/sys/class/nvme-subsystem/nvme-subsysN/iopolicy`` after a
+  connect, and whenever it differs; each live controller's ``reconnect_delay``, ``ctrl_loss_tmo`` and
+  ``fast_io_fail_tmo`` are rewritten in sysfs when they differ (keep-alive and queues are fixed at connect).
 - At boot: ``kvpod-nvme-connect.service`` (oneshot, RemainAfterExit) runs ``/usr/local/sbin/kvpod-nvme-connect``,
-  which connects each portal that is not connected and succeeds when at least one portal is. It is ordered
+  which connects each portal that is not connected (with every planned connect option), then writes the I/O policy,
+and succeeds when at least one portal is. It is ordered
   ``Before=`` the KV-cache mount unit. It ``Requires=``/``After=`` the VLAN interface's device unit
   (``sys-subsystem-net-devices-<iface>.device``) and the script waits (up to 90 s) until the interface has
   the planned address. Chosen over ``systemd-networkd-wait-online@<iface>:routable.service`` because it
@@ -41,7 +46,7 @@ from deploy.names import (
     modules_load_path,
 )
 from deploy.operations import changed, kernel, nvme, units
-from deploy.operations.nvme import connect_argv
+from deploy.operations.nvme import connect_argv, plan_connect_options
 from deploy.operations.reads import Reads, apt_package_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
@@ -87,6 +92,18 @@ def nvme_initiator() -> None:
         ctrl_loss_tmo=ns.ctrl_loss_tmo,
         reconnect_delay=ns.reconnect_delay,
         host_iface=host_iface,
+        iopolicy=ns.iopolicy,
+        options=plan_connect_options(ns),
+    )
+    nvme.path_settings(
+        name=f"{ns.subsystem_nqn} I/O policy and path settings",
+        subnqn=ns.subsystem_nqn,
+        iopolicy=ns.iopolicy,
+        ctrl_loss_tmo=ns.ctrl_loss_tmo,
+        reconnect_delay=ns.reconnect_delay,
+        fast_io_fail_tmo=ns.fast_io_fail_tmo,
+        keep_alive_tmo=ns.keep_alive_tmo,
+        nr_io_queues=ns.nr_io_queues,
     )
 
     portals = [
@@ -103,6 +120,7 @@ def nvme_initiator() -> None:
                 ns.ctrl_loss_tmo,
                 ns.reconnect_delay,
                 host_iface,
+                **plan_connect_options(ns),
             ),
         }
         for p in ns.portals
@@ -120,6 +138,7 @@ def nvme_initiator() -> None:
         transport_module=transport_module,
         wait_seconds=ADDRESS_WAIT_SECONDS,
         portals=portals,
+        iopolicy=ns.iopolicy,
     )
     soft_roce = [RXE_UNIT] if fab.rdma == "soft-roce" else []
     unit = rendered_file(

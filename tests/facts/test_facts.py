@@ -48,6 +48,7 @@ def every_fact() -> list[tuple[type[FactBase], dict]]:
     keys = {p.parent.name for p in CASES}
     args = {"storage.BlockSignature": dev, "storage.Ext4Info": dev, "storage.MountedAt": path}
     args["snapshot.HostSnapshot"] = {"reads": ()}
+    args["network.DcbState"] = {"interface": "ens1f0np0", "priority": 3}
     args["python.VenvPackages"] = {"venv": "/opt/kvpod/vllm"}
     args["bench.KvcacheSpace"] = {"path": "/mnt/kvcache", "lmcache_dir": "/mnt/kvcache/lmcache/", "bench_dir": "/b"}
     return [(fact_class(k), args.get(k, {})) for k in sorted(keys)]
@@ -103,6 +104,53 @@ def test_nvme_subsystems_script_reads_sysfs(tmp_path: Path) -> None:
     ]
     assert out["nqn.test:drive03"]["namespaces"] == [{"name": "nvme3n1", "nsid": 1, "size": 2048 * 512}]
     assert out["nqn.test:drive03"]["controllers"][0]["transport"] == "tcp"
+
+
+def test_nvme_subsystems_script_reads_iopolicy_and_connect_settings(tmp_path: Path) -> None:
+    """The subsystem's iopolicy and each controller's attributes as sysfs prints them; one the kernel lacks
+    (``fast_io_fail_tmo`` before Linux 5.13) is absent, not guessed."""
+    nvme, subsys = tmp_path / "nvme", tmp_path / "nvme-subsystem"
+    write(nvme / "nvme1" / "transport", "rdma")
+    write(nvme / "nvme1" / "address", "traddr=10.78.0.1,trsvcid=4420")
+    write(nvme / "nvme1" / "state", "live")
+    for attribute, value in (("reconnect_delay", "2"), ("ctrl_loss_tmo", "900"), ("kato", "10"), ("queue_count", "2")):
+        write(nvme / "nvme1" / attribute, value)
+    s1 = subsys / "nvme-subsys1"
+    write(s1 / "subsysnqn", "nqn.test:drive01")
+    write(s1 / "iopolicy", "round-robin")
+    (s1 / "nvme1").symlink_to(nvme / "nvme1")
+
+    fact = fact_class("nvme.NvmeSubsystems")()
+    out = fact.process(run(fact.command(), {"/sys/class/nvme-subsystem": str(subsys)}))["nqn.test:drive01"]
+    assert out["iopolicy"] == "round-robin"
+    assert out["controllers"][0]["settings"] == {
+        "reconnect_delay": "2",
+        "ctrl_loss_tmo": "900",
+        "kato": "10",
+        "queue_count": "2",
+    }
+
+
+def test_dcb_state_script_reads_dcb_and_ecn(tmp_path: Path) -> None:
+    """The read script runs ``dcb -j`` twice and reads the priority's ECN files (a ``dcb`` stand-in on PATH)."""
+    bin_dir = tmp_path / "bin"
+    write(
+        bin_dir / "dcb",
+        '#!/bin/sh\ncase "$2" in app) echo \'{"dscp_prio":[[26,3]]}\' ;; pfc) echo \'{"prio_pfc":{"3":true}}\' ;; esac',
+    )
+    (bin_dir / "dcb").chmod(0o755)
+    write(tmp_path / "net" / "eth1" / "ecn" / "roce_np" / "enable" / "3", "1")
+    fact = fact_class("network.DcbState")()
+    command = command_text(fact, {"interface": "eth1", "priority": 3})
+    command = command.replace("/sys/class/net/", f"{tmp_path}/net/")
+    result = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, check=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    assert fact.process(result.stdout.splitlines()) == {
+        "dscp_prio": {26: 3},
+        "pfc": {3: True},
+        "ecn": {"roce_np": "1"},
+    }
 
 
 def test_nvme_subsystems_script_without_nvme(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import pytest
 
 from deploy.loader import load_spec
+from deploy.nvme_settings import ATTRIBUTES, PathSettings, controller_values, queue_count_problem
 from deploy.plan import build_plan
 from deploy.statedir import state_dir
 
@@ -195,6 +196,24 @@ def test_node_reboot_comes_back_without_kvpod(hosts):
     assert subsys == [NODE2.namespace.subsystem_nqn]
     controllers = hosts.sh(NODE2.name, "cat /sys/class/nvme/nvme*/state").split()
     assert controllers == ["live"] * len(NODE2.namespace.portals)
+    # the boot-time connect kept the spec's multipath policy and connect settings (read back from sysfs)
+    ns = NODE2.namespace
+    assert hosts.sh(NODE2.name, "cat /sys/class/nvme-subsystem/*/iopolicy").split() == [ns.iopolicy]
+    assert ns.iopolicy == "round-robin" and ns.ctrl_loss_tmo == 900 and ns.keep_alive_tmo == 10  # not defaults
+    shown = hosts.sh(
+        NODE2.name,
+        "for c in /sys/class/nvme/nvme*; do for a in " + " ".join(ATTRIBUTES) + "; do "
+        'printf \'%s %s %s\\n\' "${c##*/}" "$a" "$(cat "$c/$a" 2>/dev/null || echo absent)"; done; done',
+    )
+    found: dict[str, dict[str, str]] = {}
+    for line in shown.splitlines():
+        ctrl, attribute, value = line.split(" ", 2)
+        found.setdefault(ctrl, {})[attribute] = value.strip()
+    assert len(found) == len(ns.portals), shown
+    settings = PathSettings.of(ns)
+    for ctrl, values in found.items():
+        assert {a: values[a] for a in controller_values(settings)} == controller_values(settings), (ctrl, values)
+        assert queue_count_problem(settings, values["queue_count"]) is None, (ctrl, values)
 
 
 def test_target_reboot_restores_its_configuration(hosts):

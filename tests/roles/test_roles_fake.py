@@ -9,7 +9,7 @@ from pyinfra.api import OperationError
 
 from deploy.encode import env_value
 from deploy.loader import load_spec
-from deploy.plan import NodePlan, build_plan
+from deploy.plan import NodePlan, RoceQosPlan, build_plan
 from deploy.shipped import lab_spec, reference_spec
 from roles._common import netdev_unit, systemd_quote
 from roles.fabric_network import fabric_network
@@ -187,6 +187,44 @@ def test_hardware_rdma_needs_no_soft_roce(reference: NodePlan) -> None:
     assert "/etc/systemd/system/kvpod-rxe.service" not in uploads(commands)
 
 
+def test_lossless_roce_on_a_hardware_nic_then_nothing(reference: NodePlan) -> None:
+    """The reference node (hardware RDMA, its switch with RoCE QoS): DSCP 26 -> priority 3, PFC on 3 only, ECN
+    on 3, set now and by a boot unit; a second run with the NIC as set finds nothing to do."""
+    remote = fresh_node(reference)
+    commands = changed_commands(deploy_plan(fabric_network, remote, data(reference)))
+    cmds = strings(commands)
+    nic = reference.fabric.interface
+    assert f"dcb app replace dev {nic} dscp-prio 26:3" in cmds
+    assert f"dcb pfc set dev {nic} prio-pfc 0:off 1:off 2:off 3:on 4:off 5:off 6:off 7:off" in cmds
+    assert f"printf '%s\\n' 1 > /sys/class/net/{nic}/ecn/roce_np/enable/3" in cmds
+    script = uploads(commands)["/usr/local/sbin/kvpod-dcb"]
+    assert 'dcb app replace dev "$NIC" dscp-prio 26:3' in script and "3:on" in script
+    unit = uploads(commands)["/etc/systemd/system/kvpod-dcb.service"]
+    assert "Before=kvpod-nvme-connect.service" in unit and "ExecStart=/usr/local/sbin/kvpod-dcb" in unit
+    converge(fabric_network, remote, data(reference))
+    assert remote.dcb["dscp_prio"] == {26: 3} and remote.dcb["ecn"] == {"roce_np": "1", "roce_rp": "1"}
+    assert changed_commands(deploy_plan(fabric_network, remote, data(reference))) == []
+
+
+def test_lossless_roce_follows_the_one_priority(reference: NodePlan) -> None:
+    """fabric.roce_qos sets the priority and DSCP once: the NIC takes them (and the switch, see the render tests)."""
+    qos = reference.fabric.roce_qos.model_copy(update={"priority": 4, "dscp": [24, 26]})
+    plan = reference.model_copy(update={"fabric": reference.fabric.model_copy(update={"roce_qos": qos})})
+    cmds = strings(changed_commands(deploy_plan(fabric_network, fresh_node(plan), data(plan))))
+    nic = plan.fabric.interface
+    assert f"dcb app replace dev {nic} dscp-prio 24:4 26:4" in cmds
+    assert any(c.startswith(f"dcb pfc set dev {nic}") and c.endswith("3:off 4:on 5:off 6:off 7:off") for c in cmds)
+
+
+def test_soft_roce_takes_no_dcb(lab: NodePlan) -> None:
+    """A soft-RoCE NIC cannot do DCB: with RoCE QoS planned the role tries nothing on it."""
+    qos = RoceQosPlan(priority=3, dscp=[26], ecn=True)
+    plan = lab.model_copy(update={"fabric": lab.fabric.model_copy(update={"roce_qos": qos})})
+    commands = changed_commands(deploy_plan(fabric_network, fresh_node(plan), data(plan)))
+    assert not any(c.startswith("dcb") or "/ecn/" in c for c in strings(commands))
+    assert "/etc/systemd/system/kvpod-dcb.service" not in uploads(commands)
+
+
 def test_nvme_initiator_fresh(lab: NodePlan) -> None:
     commands = changed_commands(deploy_plan(nvme_initiator, fresh_node(lab), data(lab)))
     cmds = strings(commands)
@@ -194,9 +232,12 @@ def test_nvme_initiator_fresh(lab: NodePlan) -> None:
     assert [c for c in cmds if c.startswith("nvme connect")] == [
         f"nvme connect --transport rdma --nqn {lab.namespace.subsystem_nqn} --traddr {addr} --trsvcid 4420 "
         f"--hostnqn {lab.host_nqn} --hostid {lab.host_id} "
-        f"--ctrl-loss-tmo {lab.namespace.ctrl_loss_tmo} --reconnect-delay 2"
+        f"--ctrl-loss-tmo 900 --reconnect-delay 2 --keep-alive-tmo 10 --nr-io-queues 1"
         for addr in ("10.78.0.1", "10.78.0.2")
     ]
+    iopolicy = [c for c in cmds if "/iopolicy" in c]
+    assert len(iopolicy) == 1 and iopolicy[0].endswith(f"{lab.namespace.subsystem_nqn} round-robin")
+    assert cmds.index(iopolicy[0]) > max(i for i, c in enumerate(cmds) if c.startswith("nvme connect"))
     assert not any("apt" in c for c in cmds), "installed packages: nothing to fetch (offline hosts)"
     unit = uploads(commands)["/etc/systemd/system/kvpod-nvme-connect.service"]
     assert "Type=oneshot" in unit and "RemainAfterExit=yes" in unit
@@ -205,6 +246,8 @@ def test_nvme_initiator_fresh(lab: NodePlan) -> None:
     assert "Wants=kvpod-rxe.service" in unit
     script = uploads(commands)["/usr/local/sbin/kvpod-nvme-connect"]
     assert script.count("nvme connect --transport rdma") == 2
+    assert script.count("--keep-alive-tmo 10 --nr-io-queues 1") == 2
+    assert "POLICY=round-robin" in script and '> "$s/iopolicy"' in script
     assert "ADDRESS=10.78.0.3" in script
 
 

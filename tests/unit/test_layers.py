@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "plan",
         (
             "deploy.plan",
+            "deploy.nvme_settings",
             "deploy.release",
             "deploy.podlock",
             "deploy.bench",

@@ -526,3 +526,66 @@ def test_model_shape_and_context_length_are_bounded(reference_dict):
     out = problems(reference_dict)
     assert any(p.startswith("vllm.model_shape.layers: Input should be less than or equal to 1000000") for p in out)
     assert "vllm.max_model_len: Input should be less than or equal to 1000000000 (got 10000000000)" in out
+
+
+# -- multipath, reconnect and RoCE QoS -------------------------------------------------------------------------
+
+
+def test_path_settings_default_to_the_kernels_fabrics_defaults_and_queue_depth(reference_dict):
+    fab = spec_from_dict(reference_dict).fabric
+    assert (fab.iopolicy, fab.ctrl_loss_tmo, fab.reconnect_delay) == ("queue-depth", 600, 10)
+    assert (fab.fast_io_fail_tmo, fab.keep_alive_tmo, fab.nr_io_queues, fab.roce_qos) == (-1, 5, None, None)
+
+
+def test_iopolicy_names_the_valid_policies(reference_dict):
+    reference_dict["fabric"]["iopolicy"] = "service-time"
+    (line,) = problems(reference_dict)
+    assert line.startswith("fabric.iopolicy:")
+    assert "'numa'" in line and "'round-robin'" in line and "'queue-depth'" in line
+
+
+def test_fast_io_fail_must_be_below_ctrl_loss(reference_dict):
+    reference_dict["fabric"].update(ctrl_loss_tmo=60, fast_io_fail_tmo=60)
+    (line,) = problems(reference_dict)
+    assert "fast_io_fail_tmo: 60 is not below ctrl_loss_tmo 60 (use -1 or 0-59" in line
+
+
+def test_fast_io_fail_any_value_when_controllers_are_kept_forever(reference_dict):
+    reference_dict["fabric"].update(ctrl_loss_tmo=-1, fast_io_fail_tmo=600)
+    assert spec_from_dict(reference_dict).fabric.fast_io_fail_tmo == 600
+
+
+def test_reconnect_delay_not_above_ctrl_loss(reference_dict):
+    reference_dict["fabric"].update(ctrl_loss_tmo=30, reconnect_delay=60)
+    (line,) = problems(reference_dict)
+    assert "reconnect_delay: 60 is above ctrl_loss_tmo 30 (use 1-30" in line
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ("keep_alive_tmo", 0, "greater than or equal to 1"),
+        ("keep_alive_tmo", 600, "less than or equal to 120"),
+        ("nr_io_queues", 0, "greater than or equal to 1"),
+        ("fast_io_fail_tmo", -2, "greater than or equal to -1"),
+    ],
+)
+def test_connect_numbers_have_ranges(reference_dict, field, value, valid):
+    reference_dict["fabric"][field] = value
+    (line,) = problems(reference_dict)
+    assert line.startswith(f"fabric.{field}:") and valid in line
+
+
+@pytest.mark.parametrize(
+    ("qos", "where", "says"),
+    [
+        ({"priority": 8}, "fabric.roce_qos.priority", "less than or equal to 7"),
+        ({"dscp": [64]}, "fabric.roce_qos.dscp", "64 is not a DSCP value (0-63)"),
+        ({"dscp": [26, 26]}, "fabric.roce_qos.dscp", "repeats a value"),
+        ({"dscp": []}, "fabric.roce_qos.dscp", "at least 1"),
+    ],
+)
+def test_roce_qos_values(reference_dict, qos, where, says):
+    reference_dict["fabric"]["roce_qos"] = qos
+    (line,) = problems(reference_dict)
+    assert line.startswith(where) and says in line

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from deploy.errors import KvpodError
-from deploy.loader import load_spec
+from deploy.loader import load_spec, spec_from_dict
 from deploy.plan import Plan, build_plan
 from deploy.switches import driver_for, render_switch_configs
 from deploy.switches.cumulus_nvue import nvue_tree
@@ -129,3 +129,25 @@ def test_unknown_switch_kind_is_a_clear_error():
 def test_drivers_resolve_by_kind():
     for kind in ("cumulus-nvue", "linux-bridge", "none"):
         assert driver_for(kind).kind == kind
+
+
+def test_nvue_lossless_priority_comes_from_fabric_roce_qos(reference_dict):
+    """One place sets the lossless priority: the NVUE patch and the nodes' NICs both take fabric.roce_qos."""
+    reference_dict["fabric"]["roce_qos"] = {"priority": 4, "dscp": [24, 26], "ecn": True}
+    plan = build_plan(spec_from_dict(reference_dict))
+    qos = nvue_tree(plan.switches[0])["qos"]
+    assert qos["pfc"] == {"default-global": {"switch-priority": {"4": {}}}}
+    assert qos["mapping"]["default-global"] == {
+        "trust": "l3",
+        "dscp": {"24": {"switch-priority": 4}, "26": {"switch-priority": 4}},
+    }
+    assert qos["congestion-control"] == {"default-global": {"traffic-class": {"4": {"ecn": "enable"}}}}
+    node = plan.nodes[0]
+    assert (node.fabric.roce_qos.priority, node.fabric.roce_qos.dscp) == (4, [24, 26])
+    assert node.namespace.tos == 24 << 2
+
+
+def test_nvue_roce_profile_alone_when_the_plan_is_its_defaults(reference):
+    """Priority 3, DSCP 26 and ECN are what NVUE's RoCE profile sets: the patch stays the profile alone."""
+    assert reference.switches[0].roce is not None and reference.switches[0].roce.priority == 3
+    assert nvue_tree(reference.switches[0])["qos"] == {"roce": {"enable": "on", "mode": "lossless"}}

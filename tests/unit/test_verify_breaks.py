@@ -41,6 +41,7 @@ BREAKS: dict[str, dict[str, list[str]]] = {
         "module-not-persisted": ["test_module_persisted[{h}-nvme_rdma]"],
         "host-nqn": ["test_host_nqn[{h}]"],
         "host-id": ["test_host_id[{h}]"],
+        "iopolicy-numa": ["test_iopolicy[{h}]"],
     },
     "node2": {
         "nic-absent": ["test_fabric_nic[{h}]", "test_nic_mtu[{h}]"],
@@ -71,6 +72,11 @@ BREAKS: dict[str, dict[str, list[str]]] = {
         "weights-cache-foreign": ["test_weights_cache_owned_by_the_vllm_user[{h}-weights-cache]"],
         "model-missing": ["test_offline_model_files_present[{h}-meta-llama--Llama-3.1-8B-Instruct]"],
         "discovery-extra": ["test_discovery[{h}-iom-a-p1]", "test_discovery[{h}-iom-b-p1]"],
+        "path-settings": [
+            f"test_path_setting[{{h}}-{p}-{a}]"
+            for p in ("iom-a-p1", "iom-b-p1")
+            for a in ("reconnect_delay", "ctrl_loss_tmo", "fast_io_fail_tmo", "kato", "queue_count")
+        ],
     },
     "target": {
         "extra-subsystem": ["test_planned_subsystems[{h}]"],

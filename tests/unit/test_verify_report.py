@@ -14,7 +14,7 @@ import pytest
 from deploy import verify_runner as verify
 from deploy.errors import KvpodError
 from deploy.loader import load_spec
-from deploy.plan import Plan, build_plan
+from deploy.plan import Plan, RoceQosPlan, build_plan
 from deploy.shipped import verify_suite_dir
 from deploy.verify_runner import (
     AREAS,
@@ -351,7 +351,7 @@ class TestSuiteCollects:
         for test_id in ids:
             by_host.setdefault(host_of_test(test_id, hosts), []).append(test_id)
         assert sorted(by_host) == sorted(hosts), by_host.get("")
-        assert len(by_host["node1"]) == len(by_host["node2"]) == 75
+        assert len(by_host["node1"]) == len(by_host["node2"]) == 86
         assert len(by_host["target"]) == 14
         assert by_host[POD_ROW] == [ids[-1]]
         assert ids[-1] == "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]"
@@ -419,7 +419,7 @@ class TestSimulatedPod:
     def test_a_healthy_pod_holds_with_one_read_per_host(self, lab_plan: Plan, tmp_path: Path) -> None:
         report, reads = _run_simulated(lab_plan, tmp_path)
         assert [c.test_id for c in report.failures] == []
-        assert (report.passed, report.verdict) == (163, "held")
+        assert (report.passed, report.verdict) == (185, "held")
         assert sorted(c.name for c in report.checks if c.outcome == "skipped") == [
             "test_extra_arguments[node1]",
             "test_extra_arguments[node2]",
@@ -473,3 +473,21 @@ def test_passing_checks_report_what_they_saw() -> None:
     assert report.reported == {
         "node1": {"interpreter": "/opt/kvpod/vllm/bin/python", "vllm": "0.11.0", "lmcache": "0.5.6"}
     }
+
+
+def test_unreadable_and_not_applicable_checks_are_reported_by_name(lab_plan: Plan, tmp_path: Path) -> None:
+    """A kernel without the ``kato`` attribute, and DCB on soft-RoCE NICs with RoCE QoS planned: never a silent
+    pass, each check reports by name what it could not check and why."""
+    qos = RoceQosPlan(priority=3, dscp=[26], ecn=True)
+    data = json.loads(lab_plan.to_json())
+    for node in data["nodes"]:
+        node["fabric"]["roce_qos"] = qos.model_dump()
+    plan = Plan.model_validate(data)
+    report, _ = _run_simulated(plan, tmp_path, {"node1": ["no-kato"]})
+    assert report.verdict == "held", [c.test_id for c in report.failures]
+    node1, node2 = report.reported["node1"], report.reported["node2"]
+    assert node1["nvme0 kato"] == node1["nvme1 kato"] == "not readable (no such sysfs attribute on this kernel)"
+    assert "nvme0 kato" not in node2
+    for reported in (node1, node2):
+        for setting in ("dscp-trust", "pfc", "ecn"):
+            assert reported[setting] == "not applicable (soft-RoCE)"

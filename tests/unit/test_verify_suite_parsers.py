@@ -586,3 +586,30 @@ class TestNodeState:
             state.ping("10.78.0.2")
         with pytest.raises(vf.ReadFailed, match=r"nvme discover -t rdma -a 10\.78\.0\.1: not in"):
             state.discovery("rdma", "10.78.0.1", 4420)
+
+
+def test_nvme_paths_parser_keeps_what_sysfs_showed() -> None:
+    text = (
+        "iopolicy\tnqn.test:drive01\tround-robin\n"
+        "attr\tnvme0\tctrl_loss_tmo\t900\nattr\tnvme0\tfast_io_fail_tmo\toff\nattr\tnvme1\tkato\t10\n"
+    )
+    paths = vf.parse_nvme_paths(text)
+    assert paths.iopolicy == {"nqn.test:drive01": "round-robin"}
+    assert paths.attributes == {"nvme0": {"ctrl_loss_tmo": "900", "fast_io_fail_tmo": "off"}, "nvme1": {"kato": "10"}}
+
+
+def test_dcb_parser_reads_dcb_json_and_ecn() -> None:
+    text = 'app {"dscp_prio":[[26,3],[48,6]]}\n\npfc {"prio_pfc":{"0":false,"3":true}}\n\necn roce_np 1\n'
+    state = vf.parse_dcb(text)
+    assert (state.dscp_prio, state.pfc, state.ecn) == ({26: 3, 48: 6}, {0: False, 3: True}, {"roce_np": "1"})
+    assert vf.parse_dcb("app \n") == vf.DcbState()
+
+
+def test_dcb_is_read_only_on_hardware_nics_with_roce_qos() -> None:
+    reference = build_plan(load_spec(Path(__file__).resolve().parents[2] / "inventories/reference/pod.yaml"))
+    node = reference.nodes[0]
+    assert ve.node_reads(node, reference).dcb == (node.fabric.interface, 3)
+    assert "sect dcb dcb_state" in vf.node_script(ve.node_reads(node, reference))
+    lab = build_plan(load_spec(Path(__file__).resolve().parents[2] / "inventories/lab/pod.yaml"))
+    assert ve.node_reads(lab.nodes[0], lab).dcb is None
+    assert ve.dcb_applicable(lab.nodes[0]) == "not applicable (no RoCE QoS planned)"

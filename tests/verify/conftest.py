@@ -41,12 +41,15 @@ import testinfra
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the suite's helper modules, whatever the import mode
 
 from verify_expect import (
+    ATTRIBUTES,
+    DCB_SETTINGS,
     enclosure_portals,
     hf_env_files,
     hf_environment,
     kernel_modules,
     lmcache_environment,
     lmcache_settings,
+    lossless_settings,
     node_reads,
     offline_models,
     sysctls,
@@ -68,6 +71,10 @@ _FACTS: dict[str, HostFacts] = {}
 # Companion arguments of node tests: name -> (node -> [(id part, value)]).
 NODE_ITEMS: dict[str, Callable[[NodePlan, Plan], list[tuple[str, Any]]]] = {
     "portal": lambda n, _: [(p.name, p) for p in n.namespace.portals],
+    "path_setting": lambda n, _: [(f"{p.name}-{a}", (p, a)) for p in n.namespace.portals for a in ATTRIBUTES],
+    "dcb_setting": lambda n, plan: (
+        [(k, (k, *lossless_settings(n, plan))) for k in DCB_SETTINGS] if n.fabric.roce_qos is not None else []
+    ),
     "enclosure_portal": lambda n, plan: [(p.name, p) for p in enclosure_portals(n, plan)],
     "module": lambda n, _: [(m, m) for m in kernel_modules(n)],
     "sysctl": lambda n, _: [(k, (k, v)) for k, v in sysctls(n).items()],

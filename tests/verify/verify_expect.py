@@ -26,7 +26,8 @@ from deploy.names import (  # noqa: F401  (the suite's tests import these from h
     TRANSPORT_MODULES,
     VLAN_MODULE,
 )
-from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, TargetPortalPlan
+from deploy.nvme_settings import ATTRIBUTES
+from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, RoceQosPlan, TargetPortalPlan
 from deploy.secrets import display, is_display
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
@@ -215,11 +216,40 @@ def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
         health_url=node.vllm.health_url,
         executable=node.vllm.executable,
         connector_module=CONNECTOR_MODULE,
+        nvme_attributes=ATTRIBUTES,
+        dcb=dcb_read(node),
         discoveries=tuple(
             dict.fromkeys((node.namespace.transport, p.address, p.trsvcid) for p in enclosure_portals(node, plan))
         ),
         model_files=(pattern,) if pattern else (),
     )
+
+
+DCB_SETTINGS = ("dscp-trust", "pfc", "ecn")  # the host-side RoCE QoS checks, by name
+
+
+def dcb_applicable(node: NodePlan) -> str | None:
+    """Why the node's NIC takes no DCB settings (None when it does: a hardware RDMA NIC with RoCE QoS planned)."""
+    if node.fabric.roce_qos is None:
+        return "not applicable (no RoCE QoS planned)"
+    if node.fabric.rdma == "soft-roce":
+        return "not applicable (soft-RoCE)"
+    return None
+
+
+def lossless_settings(node: NodePlan, plan: Plan) -> tuple[RoceQosPlan | None, str]:
+    """The RoCE QoS the node's NIC must match, and where it comes from: the switch the node is cabled to when
+    that switch applies RoCE QoS (what it was given), else the pod's ``fabric.roce_qos``."""
+    switch = next((sw for sw in plan.switches if sw.name == node.fabric.switch), None)
+    if switch is not None and switch.roce is not None:
+        return switch.roce, f"switch {switch.name}"
+    return node.fabric.roce_qos, "fabric.roce_qos"
+
+
+def dcb_read(node: NodePlan) -> tuple[str, int] | None:
+    """(NIC, lossless priority) when the state read reads the NIC's DCB."""
+    qos = node.fabric.roce_qos
+    return (node.fabric.interface, qos.priority) if qos is not None and dcb_applicable(node) is None else None
 
 
 def target_reads() -> TargetReads:

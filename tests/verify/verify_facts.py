@@ -29,6 +29,8 @@ from typing import Any
 
 from testinfra.host import Host
 
+from deploy.dcb import parse_dcb as dcb_lines
+
 # -- the state-reading script --------------------------------------------------------------------------------
 
 # Shell functions of every script. `sect NAME CMD...` runs CMD (a tool or one of the functions below) in a
@@ -87,6 +89,32 @@ controllers() {  # name, transport, subsysnqn, address, state of each NVMe contr
     [ -r "$_c/address" ] && read -r _a < "$_c/address"
     [ -r "$_c/state" ] && read -r _s < "$_c/state"
     printf '%s\t%s\t%s\t%s\t%s\n' "${_c##*/}" "$_t" "$_q" "$_a" "$_s"
+  done
+  return 0
+}
+nvme_paths() {  # ATTRIBUTE ...: each subsystem's iopolicy, then each fabric controller's attributes that exist
+  for _s in "$R"/sys/class/nvme-subsystem/*; do
+    [ -r "$_s/subsysnqn" ] || continue
+    read -r _q < "$_s/subsysnqn"
+    if [ -r "$_s/iopolicy" ]; then read -r _p < "$_s/iopolicy"; printf 'iopolicy\t%s\t%s\n' "$_q" "$_p"; fi
+  done
+  for _c in "$R"/sys/class/nvme/*; do
+    [ -r "$_c/subsysnqn" ] || continue
+    for _a; do
+      [ -r "$_c/$_a" ] || continue
+      read -r _v < "$_c/$_a" && printf 'attr\t%s\t%s\t%s\n' "${_c##*/}" "$_a" "$_v"
+    done
+  done
+  return 0
+}
+dcb_state() {  # DEV PRIORITY: DSCP app entries and PFC of the NIC (iproute2 dcb, JSON), the priority's ECN (mlx5)
+  command -v dcb >/dev/null 2>&1 || { echo "dcb: not found (iproute2 6.0+)" >&2; return 127; }
+  printf 'app '; dcb -j app show dev "$1" dscp-prio || return 1
+  echo; printf 'pfc '; dcb -j pfc show dev "$1" prio-pfc || return 1
+  echo
+  for _k in roce_np roce_rp; do
+    _f="$R/sys/class/net/$1/ecn/$_k/enable/$2"
+    if [ -r "$_f" ]; then read -r _v < "$_f"; printf 'ecn %s %s\n' "$_k" "$_v"; fi
   done
   return 0
 }
@@ -196,6 +224,8 @@ class NodeReads:
     connector_module: str = ""
     modes: tuple[str, ...] = ()  # files whose mode and owner are read (`stat -c '%a %U %G'`)
     model_files: tuple[str, ...] = ()  # shell patterns (`*` only) of the model's files: those present are listed
+    nvme_attributes: tuple[str, ...] = ()  # controller attributes read under /sys/class/nvme/nvmeX
+    dcb: tuple[str, int] | None = None  # (NIC, lossless priority): DCB read with `dcb -j` (a hardware RDMA NIC)
 
 
 @dataclass(frozen=True)
@@ -248,6 +278,8 @@ def node_script(reads: NodeReads, root: str = "") -> str:
         "sect modules modules " + " ".join(_q(m) for m in r.modules),
         f"sect modules-load modules_load {_rooted(r.modules_load_dir)}",
         "sect controllers controllers",
+        "sect nvme-paths nvme_paths " + " ".join(_q(a) for a in r.nvme_attributes) if r.nvme_attributes else "",
+        f"sect dcb dcb_state {_q(r.dcb[0])} {int(r.dcb[1])}" if r.dcb else "",
         f"sect mount mountns {_q(r.mount_path)}",
         f"sect mount-of findmnt -n -r -o TARGET -T {_q(r.local_disk_dir)}",
         # the units: the main unit first, so its MainPID is in the first block of `systemctl show`
@@ -406,6 +438,45 @@ def parse_controllers(text: str) -> list[Controller]:
         addr = parse_address(address)
         out.append(Controller(name, transport, nqn, addr.get("traddr", ""), addr.get("trsvcid", ""), state))
     return out
+
+
+@dataclass(frozen=True)
+class NvmePaths:
+    """Multipath policies by subsystem NQN and controller attributes by controller name, as sysfs shows them
+    (an attribute the kernel does not have is absent)."""
+
+    iopolicy: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def parse_nvme_paths(text: str) -> NvmePaths:
+    """``iopolicy NQN POLICY`` and ``attr CTRL NAME VALUE`` lines (tab-separated) -> :class:`NvmePaths`."""
+    out = NvmePaths()
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split("\t")]
+        if fields[0] == "iopolicy" and len(fields) == 3:
+            out.iopolicy[fields[1]] = fields[2]
+        elif fields[0] == "attr" and len(fields) == 4:
+            out.attributes.setdefault(fields[1], {})[fields[2]] = fields[3]
+    return out
+
+
+@dataclass(frozen=True)
+class DcbState:
+    """A NIC's DCB as ``dcb -j`` shows it: DSCP -> priority entries, PFC per priority, ECN per direction."""
+
+    dscp_prio: dict[int, int] = field(default_factory=dict)
+    pfc: dict[int, bool] = field(default_factory=dict)
+    ecn: dict[str, str] = field(default_factory=dict)  # roce_np / roce_rp -> "1" / "0" (mlx5 sysfs)
+
+
+def parse_dcb(text: str) -> DcbState:
+    """The ``dcb`` section (``app {json}``, ``pfc {json}``, ``ecn KIND VALUE`` lines, as
+    :data:`deploy.dcb.READ_SCRIPT` prints them) -> :class:`DcbState`; empty when ``dcb`` printed no JSON."""
+    state = dcb_lines(text.splitlines())
+    if state is None:
+        return DcbState()
+    return DcbState(dscp_prio=state["dscp_prio"], pfc=state["pfc"], ecn=state["ecn"])
 
 
 def parse_words(text: str) -> dict[str, str]:
@@ -878,6 +949,12 @@ class NodeState(_Lazy):
             "controllers", lambda: parse_controllers(self.need("controllers", "/sys/class/nvme").stdout)
         )
 
+    def nvme_paths(self) -> NvmePaths:
+        return self._parsed("nvme-paths", lambda: parse_nvme_paths(self.need("nvme-paths", "/sys/class/nvme").stdout))
+
+    def dcb(self) -> DcbState:
+        return self._parsed("dcb", lambda: parse_dcb(self.need("dcb", "dcb -j app/pfc show").stdout))
+
     def mounted(self) -> tuple[dict[str, str] | None, dict[str, str]]:
         """(findmnt's row for the KV cache path or None, the namespace mounted there)."""
         return self._parsed(
@@ -1096,6 +1173,14 @@ class HostFacts:
         if isinstance(self._light, Exception):
             raise fresh(self._light)
         return self._light
+
+    def nvme_paths(self) -> NvmePaths:
+        """Each subsystem's multipath I/O policy and each controller's connect attributes (sysfs)."""
+        return self.node().nvme_paths()
+
+    def dcb(self) -> DcbState:
+        """The fabric NIC's DCB: DSCP trust entries, PFC and ECN of the lossless priority."""
+        return self.node().dcb()
 
     def mounted_namespace(self, path: str) -> dict[str, str]:
         """What is mounted at ``path``: ``mounted``, ``source``, ``device``, ``subsysnqn``, ``subsystem``, ``nsid``."""

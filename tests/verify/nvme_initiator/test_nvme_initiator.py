@@ -1,12 +1,25 @@
-"""NVMe initiator: kernel modules, host identity, one live controller per planned portal, the connect unit."""
+"""NVMe initiator: kernel modules, host identity, one live controller per planned portal, the connect unit, the
+multipath policy and connect settings read back from sysfs, and the NIC's lossless RoCE settings."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from verify_expect import CONNECT_UNIT, HOSTID_FILE, HOSTNQN_FILE, MODULES_LOAD_DIR, Text, expect, fail
+from verify_expect import (
+    CONNECT_UNIT,
+    HOSTID_FILE,
+    HOSTNQN_FILE,
+    MODULES_LOAD_DIR,
+    Text,
+    dcb_applicable,
+    expect,
+    fail,
+)
 from verify_facts import Controller, HostFacts
 
-from deploy.plan import NodePlan, PortalPlan
+from deploy.nvme_settings import PathSettings, controller_values, queue_count_problem
+from deploy.plan import NodePlan, PortalPlan, RoceQosPlan
 
 pytestmark = pytest.mark.area("nvme_initiator")
 
@@ -84,3 +97,68 @@ class TestConnectUnit:
     def test_connect_unit_enabled(self, node: NodePlan, node_facts: HostFacts) -> None:
         """The unit that connects the namespace at boot is enabled (its UnitFileState)."""
         expect(f"{CONNECT_UNIT} UnitFileState", "enabled", node_facts.is_enabled(CONNECT_UNIT))
+
+
+class TestPathSettings:
+    def test_iopolicy(self, node: NodePlan, node_facts: HostFacts) -> None:
+        """The subsystem's native multipath I/O policy is the planned one (sysfs ``iopolicy``)."""
+        ns = node.namespace
+        found = node_facts.nvme_paths().iopolicy.get(ns.subsystem_nqn)
+        if found is None:
+            fail(f"iopolicy of {ns.subsystem_nqn}", ns.iopolicy, Text("not readable (subsystem or attribute absent)"))
+        expect(f"iopolicy of {ns.subsystem_nqn}", ns.iopolicy, found)
+
+    def test_path_setting(
+        self, node: NodePlan, path_setting: tuple[PortalPlan, str], node_facts: HostFacts, record_property: Any
+    ) -> None:
+        """The controller to this portal has the planned connect setting, as sysfs shows it (timeouts in seconds
+        or ``off``; ``queue_count``: at least one I/O queue and no more than ``nr_io_queues``). An attribute this
+        kernel does not have is reported as not readable, by name."""
+        portal, attribute = path_setting
+        found = [c for c in _to_portal(node_facts.controllers(), node, portal) if c.state != "deleting"]
+        if len(found) != 1:
+            fail(f"controller to {portal.address}", Text("one"), Text(_describe(found)))
+        name = found[0].name
+        shown = node_facts.nvme_paths().attributes.get(name, {}).get(attribute)
+        if shown is None:
+            record_property(f"{name} {attribute}", "not readable (no such sysfs attribute on this kernel)")
+            return
+        settings = PathSettings.of(node.namespace)
+        if attribute == "queue_count":
+            problem = queue_count_problem(settings, shown)
+            if problem:
+                fail(f"/sys/class/nvme/{name}/queue_count", Text(f"2..{(settings.nr_io_queues or 0) + 1}"), shown)
+            return
+        expect(f"/sys/class/nvme/{name}/{attribute}", controller_values(settings)[attribute], shown)
+
+
+class TestRoceQos:
+    def test_dcb_setting(
+        self,
+        node: NodePlan,
+        dcb_setting: tuple[str, RoceQosPlan | None, str],
+        node_facts: HostFacts,
+        record_property: Any,
+    ) -> None:
+        """The fabric NIC carries the lossless RoCE settings the switch it is cabled to was given (else the pod's
+        ``fabric.roce_qos``): its DSCP values trusted into the lossless priority, PFC on that priority only, ECN
+        on it. A soft-RoCE NIC takes no DCB: reported as not applicable, by name, never passed silently."""
+        setting, qos, source = dcb_setting
+        why = dcb_applicable(node)
+        if why is not None:
+            record_property(setting, why)
+            return
+        assert qos is not None
+        dcb = node_facts.dcb()
+        nic = node.fabric.interface
+        if setting == "dscp-trust":
+            found = {d: p for d, p in dcb.dscp_prio.items() if d in qos.dscp}
+            expect(f"{nic} dcb app dscp-prio (as {source})", {d: qos.priority for d in qos.dscp}, found)
+        elif setting == "pfc":
+            on = {p for p, enabled in dcb.pfc.items() if enabled}
+            expect(f"{nic} dcb pfc priorities on (as {source})", {qos.priority}, on)
+        elif not dcb.ecn:
+            record_property("ecn", f"not readable ({nic} has no ecn/roce_np or ecn/roce_rp in sysfs)")
+        else:
+            wanted = "1" if qos.ecn else "0"
+            expect(f"{nic} ECN of priority {qos.priority} (as {source})", {k: wanted for k in dcb.ecn}, dcb.ecn)
