@@ -12,12 +12,12 @@ ext4 multi-mount protection is the last line of defence.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.batches import Batch
 from deploy.errors import KvpodError
 from deploy.names import (
     DEFER_RESTART_KEY,
@@ -64,19 +64,7 @@ class UpOptions:
 
 def batch_size(spec: str, count: int) -> int:
     """Nodes per restart batch from ``--batch``: a number, or a percentage of ``count`` (at least 1)."""
-    text = spec.strip()
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1])
-            if not 0 < share <= 100:
-                raise ValueError
-            return max(1, math.floor(count * share / 100))
-        n = int(text)
-        if n < 1:
-            raise ValueError
-        return n
-    except ValueError:
-        raise KvpodError(f"--batch {spec!r}: expected a positive number of nodes or a percentage like 25%") from None
+    return Batch.parse(spec).size(count)
 
 
 @dataclass

@@ -83,8 +83,10 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the schema to this file")] = None,
 ) -> None:
     """Print the JSON Schema of the pod spec (for editors: completion, hover help, early errors)."""
+    from deploy.cli import options
     from deploy.schema import schema_text
 
+    options.output_file("--output", output)
     text = schema_text()
     if output is None:
         typer.echo(text, nl=False)
@@ -108,8 +110,10 @@ def map_cmd(
     ] = None,
 ) -> None:
     """Draw the pod: switches and ports, nodes, enclosure portals, drives and who holds them."""
+    from deploy.cli import options
     from deploy.podmap import build_map, output_format, plural, render_map, status_from_report
 
+    options.output_file("--output", output)
     _, p = load(spec)
     try:
         output_format(output)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from deploy.cli import options
 from deploy.cli.hosts import use_hosts
 from deploy.cli.shared import (
     EXIT_FAILED,
@@ -98,10 +99,7 @@ def check_selection(plan: Plan, wipe: list[str]) -> None:
 
     for problem in wheelhouse_problems(plan.nodes[0].vllm.install.wheelhouse if plan.nodes[0].vllm.install else None):
         raise InputError(problem)
-    drives = {f"{t.name}/{s.drive}" for t in plan.targets for s in t.subsystems}
-    bad = [w for w in wipe if w not in drives]
-    if bad:
-        raise InputError(f"--wipe: unknown drive {', '.join(bad)} (valid: ENCLOSURE/SLOT, e.g. {sorted(drives)[0]})")
+    options.wipe(plan, wipe)
 
 
 def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
@@ -200,8 +198,13 @@ def run_up_command(
     return EXIT_OK
 
 
-WipeOpt = Annotated[list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT): data is lost")]
-BatchOpt = Annotated[str, typer.Option("--batch", help="vLLM restarts per batch: nodes (1) or a share (25%)")]
+WipeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--wipe", metavar="ENC/SLOT", help="reformat this drive (ENCLOSURE/SLOT): data is lost"),
+]
+BatchOpt = Annotated[
+    str, typer.Option("--batch", metavar="N|P%", help="vLLM restarts per batch: nodes (1) or a share (25%)")
+]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
 ForceOpt = Annotated[
     bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
@@ -237,9 +240,12 @@ def up(
     break_lock: BreakLockOpt = False,
 ) -> None:
     """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
+    options.batch(batch)
+    options.output_file("--report", report)
     _, p = load(spec)
     check_limit(p, limit)
-    options = {
+    check_selection(p, wipe or [])
+    chosen = {
         "limit": limit,
         "wipe": set(wipe or []),
         "batch": batch,
@@ -247,18 +253,18 @@ def up(
         "force_unreachable": force_unreachable,
     }
     if diff and not dry and not yes:
-        check_selection(p, sorted(options["wipe"]))
-        code = run_diff_command(p, up_options(**options, dry=True), exit_on_drift=True)
+        code = run_diff_command(p, up_options(**chosen, dry=True), exit_on_drift=True)
         if code != EXIT_INVALID:
             raise typer.Exit(code)
     raise typer.Exit(
         run_up_command(
-            p, up_options(**options, dry=dry), yes=yes or diff, report=report, verify=verify, break_lock=break_lock
+            p, up_options(**chosen, dry=dry), yes=yes or diff, report=report, verify=verify, break_lock=break_lock
         )
     )
 
 
 def _read_only(spec: Path, limit: list[str] | None, prune: bool, report: Path | None, *, exit_on_drift: bool) -> None:
+    options.output_file("--report", report)
     _, p = load(spec)
     check_limit(p, limit)
     opts = up_options(limit=limit, prune=prune, dry=True)

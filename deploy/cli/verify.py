@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from deploy.cli import options
 from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, EXIT_OK, LimitOpt, SpecPath, app, check_limit, load, out
 from deploy.errors import KvpodError
 from deploy.plan import Plan
@@ -124,6 +125,7 @@ def verify(
     junit: Annotated[Path | None, typer.Option("--junit", help="also write the JUnit XML here")] = None,
 ) -> None:
     """Check the live pod against its plan (testinfra over SSH): one ✓/✗ per host and role area."""
+    options.output_file("--junit", junit)
     _, plan = load(spec)
     check_limit(plan, limit)
     raise typer.Exit(run_verify_command(plan, limit=limit, junit=junit))
