@@ -46,7 +46,7 @@ class KvpodGroup(TyperGroup):
         except InputError as exc:
             raise user_error(str(exc)) from None
         except KvpodError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:
             raise interrupted() from None
@@ -127,7 +127,7 @@ LimitOpt = Annotated[list[str] | None, typer.Option("--limit", metavar="NODE", h
 
 def user_error(message: str) -> typer.Exit:
     """Print ``error: message`` and return the exit (1) to raise."""
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_INVALID)
 
 
