@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 from deploy import shipped
 from deploy.errors import InputError, KvpodError, SpecError
+from deploy.wording import plural
 
 if TYPE_CHECKING:
     from deploy.plan import Plan
@@ -135,7 +136,7 @@ def fail_spec(exc: SpecError) -> typer.Exit:
     """Print every problem as ``field.path: message`` and return the exit (1) to raise."""
     for problem in exc.problems:
         err.print(str(problem), markup=False, highlight=False, emoji=False, soft_wrap=True)
-    err.print(f"[red]spec invalid: {len(exc.problems)} problem(s)[/red]")
+    err.print(f"[red]spec invalid: {plural(len(exc.problems), 'problem')}[/red]")
     return typer.Exit(EXIT_INVALID)
 
 
