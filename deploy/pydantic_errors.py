@@ -112,12 +112,23 @@ def expected_mapping(cls: type[BaseModel] | None) -> str:
     return f"a mapping with {keys}"
 
 
+def _described(model: type[BaseModel] | None, loc: tuple) -> str:
+    """`` (what the field is)`` from the model's description of the field at ``loc``, when it says "no default"."""
+    if model is None or not loc:
+        return ""
+    for m in model_at(model, loc):
+        field = m.model_fields.get(str(loc[-1]))
+        if field is not None and field.description and "no default" in field.description:
+            return f": {field.description}"
+    return ""
+
+
 def _message(err: dict, model: type[BaseModel] | None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return _unknown_key_message(model, err["loc"])
     if kind == "missing":
-        return "required but missing"
+        return f"required but missing{_described(model, err['loc'])}"
     if kind in ("model_type", "model_attributes_type", "dataclass_type"):
         cls = _model_named(str(err.get("ctx", {}).get("class_name", "")), model, err["loc"])
         return f"expected {expected_mapping(cls)} (got {shown(err.get('input'))})"

@@ -66,6 +66,11 @@ def _generated(path: str) -> bool:
     return path.startswith("nodes.generate[")
 
 
+def _written_first(path: str) -> tuple:
+    """Sort key: a field the spec writes out (an override, an explicit node) before a generated one."""
+    return (_generated(path), natural_key(path))
+
+
 def _node_paths(spec: PodSpec, nodes: list[Node]) -> dict[str, str]:
     if isinstance(spec.nodes, list):
         return {n.name: f"nodes[{i}]" for i, n in enumerate(nodes)}
@@ -110,7 +115,7 @@ def _names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem
             continue
         out.append(
             Problem(
-                min(paths, key=natural_key),
+                min(paths, key=_written_first),
                 f"SSH endpoint {addr}:{port} is shared by {len(names)} nodes: {name_list(names)} "
                 "(each node needs its own)",
             )
@@ -178,7 +183,7 @@ def _shared_ports(spec: PodSpec, shared: dict[object, list[str]]) -> list[Proble
         devices = [_device(p) for p in paths]
         out.append(
             Problem(
-                min(paths, key=natural_key),
+                min(paths, key=_written_first),
                 f"switch port {sw}/{port} is cabled to {len(paths)} devices: {name_list(devices)} "
                 "(one device per port)",
             )
@@ -270,7 +275,7 @@ def _namespaces(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
         if len(names) > 1:
             out.append(
                 Problem(
-                    min((f"{np[name]}.namespace" for name in names), key=natural_key),
+                    min((f"{np[name]}.namespace" for name in names), key=_written_first),
                     f"drive {enc}/{slot} is assigned to {len(names)} nodes: {name_list(names)} "
                     "(ext4 is not a cluster filesystem: give each node its own drive)",
                 )
@@ -283,7 +288,7 @@ def _host_identity(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list
     for nqn, names in _duplicates([(n.name, host_nqn(spec, n)) for n in nodes]).items():
         out.append(
             Problem(
-                min((f"{np[n]}.host_nqn" for n in names), key=natural_key),
+                min((f"{np[n]}.host_nqn" for n in names), key=_written_first),
                 f"host NQN {nqn} is shared by {len(names)} nodes: {name_list(names)} (each node needs its own)",
             )
         )
@@ -291,7 +296,7 @@ def _host_identity(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list
     for hid, names in _duplicates(ids).items():
         out.append(
             Problem(
-                min((f"{np[n]}.host_id" for n in names), key=natural_key),
+                min((f"{np[n]}.host_id" for n in names), key=_written_first),
                 f"host ID {hid} is shared by {len(names)} nodes: {name_list(names)} (each node needs its own)",
             )
         )

@@ -36,6 +36,7 @@ from deploy.cli.run import BreakLockOpt
 from deploy.cli.shared import LimitOpt, SpecPath, out
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
+from deploy.wording import plural
 
 
 def _shares(write: float, read: float, reference: float) -> str:
@@ -99,7 +100,7 @@ def bench_table(report: BenchReport) -> Table:
         label = "pod" if a.name == "pod" else f"Σ {a.name}"
         table.add_row(
             f"[bold]{escape(label)}[/bold]",
-            f"{a.nodes} node(s)",
+            plural(a.nodes, "node"),
             f"[bold]{a.write_gbps:.2f}[/bold]",
             f"[bold]{a.read_gbps:.2f}[/bold]",
             "",

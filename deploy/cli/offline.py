@@ -20,16 +20,16 @@ from deploy.cli.shared import (
     user_error,
 )
 from deploy.errors import InputError, KvpodError
+from deploy.wording import plural
 
 
 @app.command()
 def validate(spec: SpecArg = None) -> None:
     """Check a pod spec; print one line per problem as `field.path: what is wrong (what would be valid)`."""
     s, plan = load(spec)
-    out.print(
-        f"[green]valid[/green]: pod {s.pod.name}, {len(plan.nodes)} nodes, "
-        f"{sum(len(t.subsystems) for t in plan.targets)} drives, {len(plan.switches)} switches"
-    )
+    drives = sum(len(t.subsystems) for t in plan.targets)
+    counts = [plural(len(plan.nodes), "node"), plural(drives, "drive"), plural(len(plan.switches), "switch")]
+    out.print(f"[green]valid[/green]: pod {s.pod.name}, {', '.join(counts)}")
 
 
 @app.command()
@@ -111,7 +111,7 @@ def map_cmd(
 ) -> None:
     """Draw the pod: switches and ports, nodes, enclosure portals, drives and who holds them."""
     from deploy.cli import options
-    from deploy.podmap import build_map, output_format, plural, render_map, status_from_report
+    from deploy.podmap import build_map, output_format, render_map, status_from_report
 
     options.output_file("--output", output)
     _, p = load(spec)

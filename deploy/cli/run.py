@@ -26,6 +26,7 @@ from deploy.cli.shared import (
 from deploy.errors import InputError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
+from deploy.wording import plural
 
 if TYPE_CHECKING:
     from deploy.orchestrate import UpOptions
@@ -120,7 +121,8 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
         result = bring_up(plan, opts)
     print_diff(result)
     drift = [h for h in result.hosts if h.status == "would-change"]
-    title = f"{plan.pod}: {len(drift)} host(s) differ from the plan ({result.changed} operations)"
+    differ = f"{plural(len(drift), 'host')} {'differs' if len(drift) == 1 else 'differ'}"
+    title = f"{plan.pod}: {differ} from the plan ({plural(result.changed, 'operation')})"
     out.print(summary_table(result, title))
     write_report(result, opts.run_dir, report)
     if not result.ok:
@@ -185,7 +187,7 @@ def run_up_command(
             lock.release(stats)
     for h in result.hosts:  # the release came after the report was counted
         h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
-    title = f"kvpod up of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
+    title = f"kvpod up of {plan.pod}: {plural(result.changed, 'changed operation')} in {result.seconds:.1f}s"
     out.print(summary_table(result, title))
     out.print(f"logs: {opts.run_dir}")
     write_report(result, opts.run_dir, report)

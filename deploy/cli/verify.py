@@ -19,6 +19,7 @@ from deploy.errors import KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
 from deploy.verify_runner import POD_ROW, Cell, VerifyReport, run_verify
+from deploy.wording import plural
 
 _AREA_TITLES = {
     "fabric": "fabric",
@@ -78,7 +79,7 @@ def print_failures(report: VerifyReport) -> None:
             out.print(f"  {host}: {first.message}", markup=False, highlight=False)
     failures = report.failures
     if failures:
-        out.print(f"[red]{len(failures)} check(s) failed[/red]")
+        out.print(f"[red]{plural(len(failures), 'check')} failed[/red]")
     for c in failures:
         out.print(f"[bold]✗ {escape(f'{c.host} · {c.area} · {c.name}')}[/bold]", highlight=False)
         out.print(f"    {c.test_id}", markup=False, highlight=False, style="dim")

@@ -90,7 +90,7 @@ def test_no_model_class_name_in_any_message(tmp_path: Path) -> None:
     assert lines[0] == "pod: expected a mapping with keys name (got null)"
     assert lines[1].startswith("fabric: expected a mapping with keys mtu, vlan_mode, ")
     assert "instance of" not in "\n".join(lines)
-    assert "nodes[0]: expected a mapping with keys name, ssh (optional: fabric_interface, " in lines[2]
+    assert "nodes[0]: expected a mapping with keys name, ssh, fabric_interface (optional: rdma, " in lines[2]
 
 
 def twelve_nodes(**node_changes) -> str:
@@ -134,3 +134,25 @@ def test_limit_lists_the_valid_nodes_in_numeric_order(tmp_path: Path, monkeypatc
     assert result.exit_code == 1
     valid = ", ".join(f"node{n}" for n in range(1, 13))
     assert result.stderr == f"error: --limit: unknown node node13 (valid: {valid})\n"
+
+
+def test_fabric_interface_has_no_default(tmp_path: Path) -> None:
+    """A missing NIC is an error, not eth1: on a node whose eth1 is another network, kvpod would take it over."""
+    nic = "the NIC on the storage fabric, e.g. ens1f0np0 (no default: `ip -br link` on the node lists them)"
+    code, lines = validate(tmp_path, edited("    fabric_interface: ens1f0np0\n", ""))
+    assert (code, lines) == (
+        1,
+        [f"nodes.generate.fabric_interface: required but missing: {nic}", "spec invalid: 1 problem"],
+    )
+    text = twelve_nodes()
+    code, lines = validate(tmp_path, text.replace("  fabric_interface: ens1f0np0\n", "", 1))
+    assert (code, lines) == (1, [f"nodes[0].fabric_interface: required but missing: {nic}", "spec invalid: 1 problem"])
+
+
+def test_counts_are_pluralised(tmp_path: Path) -> None:
+    from tests.conftest import ROOT
+
+    result = CliRunner().invoke(app, ["validate", str(ROOT / "examples" / "single-node" / "pod.yaml")])
+    assert result.stdout == "valid: pod single, 1 node, 1 drive, 0 switches\n"
+    result = CliRunner().invoke(app, ["validate", str(REFERENCE)])
+    assert result.stdout == "valid: pod data24-pod, 24 nodes, 24 drives, 1 switch\n"
