@@ -36,16 +36,17 @@ def validate(spec: SpecArg = None) -> None:
 def plan(
     spec: SpecArg = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every value of every node, enclosure and switch port")] = False,
 ) -> None:
     """Show the desired state of every node, target and switch (a pure function of the spec)."""
     _, p = load(spec)
     if json_out:
         typer.echo(p.to_json(), nl=False)
         return
-    from deploy.cli.tables import plan_table, targets_table
+    from deploy.cli.plan_view import plan_view
 
-    out.print(plan_table(p))
-    out.print(targets_table(p))
+    for part in plan_view(p, wide=wide):
+        out.print(part)
 
 
 @app.command()
@@ -68,7 +69,8 @@ def size(
         raise typer.Exit(EXIT_INVALID)
     gpus = p.nodes[0].gpus
     node = size_node(s, shape, gpus)
-    fleet = fleet_table(gpus, s.vllm.sessions_per_node)
+    drives = sum(len(t.subsystems) for t in p.targets)
+    fleet = fleet_table(gpus, s.vllm.sessions_per_node, nodes=len(p.nodes), drives=drives)
     if json_out:
         typer.echo(
             to_json({"node": dataclasses.asdict(node), "fleet": [dataclasses.asdict(r) for r in fleet]}), nl=False

@@ -83,8 +83,10 @@ def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[T
     f = Table(title="fleet (one drive per node)")
     for col in ("drives", "nodes", "GPUs", "max concurrent sessions"):
         f.add_column(col, justify="right")
+    f.add_column("")
     for r in fleet:
-        f.add_row(str(r.drives), str(r.nodes), str(r.gpus), str(r.sessions))
+        style = "bold" if r.note == "this pod" else ""
+        f.add_row(str(r.drives), str(r.nodes), str(r.gpus), str(r.sessions), r.note, style=style)
     return [t, f]
 
 

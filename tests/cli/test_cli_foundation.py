@@ -103,11 +103,12 @@ def test_size_of_reference_matches_the_brief():
     assert (node["max_local_cpu_size"], node["max_local_disk_size"]) == (7.5, 25)
     assert node["cpu_bytes_per_node"] == 30 * 2**30 and node["disk_bytes_per_node"] == 100 * 2**30
     assert (node["sessions_vram"], node["sessions_dram"], node["sessions_disk"]) == (15, 3, 10)
-    assert [(r["drives"], r["gpus"], r["sessions"]) for r in data["fleet"]] == [
-        (1, 4, 16),
-        (6, 24, 96),
-        (12, 48, 192),
-        (24, 96, 384),
+    assert [(r["drives"], r["gpus"], r["sessions"], r["note"]) for r in data["fleet"]] == [
+        (1, 4, 16, ""),
+        (6, 24, 96, ""),
+        (12, 48, 192, ""),
+        (24, 96, 384, "this pod"),
+        (48, 192, 768, ""),
     ]
 
 
