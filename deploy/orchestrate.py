@@ -45,6 +45,7 @@ from deploy.runner import (
     target_hosts,
 )
 from deploy.statedir import crash_point, load_applied_plan, save_applied_plan
+from deploy.wording import name_list, plural
 
 Checkpoint = Callable[[str], None]
 
@@ -160,12 +161,13 @@ def check_handover(plan: Plan, handover: Handover, opts: UpOptions) -> None:
     held_by_removed = [n for n in handover.removed if handover.live.get(n)]
     if held_by_removed and not opts.prune:
         raise KvpodError(
-            f"node(s) {', '.join(held_by_removed)} left the spec but still hold their drives; "
+            f"{plural(len(held_by_removed), 'node')} ({name_list(held_by_removed)}) left the spec but still hold "
+            "their drives; "
             "run with --prune to release them (vLLM stopped and disabled, unmounted, disconnected, access revoked)"
         )
     if handover.unreachable_holders and not opts.force_unreachable:
         raise KvpodError(
-            f"{', '.join(handover.unreachable_holders)} cannot be reached but held a drive that now moves; "
+            f"{name_list(handover.unreachable_holders)} cannot be reached but held a drive that now moves; "
             "refusing the handover (use --force-unreachable to rely on the target revoking access first and on "
             "ext4 multi-mount protection)"
         )

@@ -26,7 +26,7 @@ from deploy.cli.shared import (
 from deploy.errors import InputError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
-from deploy.wording import plural
+from deploy.wording import name_list, plural
 
 if TYPE_CHECKING:
     from deploy.orchestrate import UpOptions
@@ -128,7 +128,7 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
     if not result.ok:
         return EXIT_FAILED
     if exit_on_drift and drift:
-        out.print(f"[yellow]drift[/yellow] on {', '.join(h.name for h in drift)}")
+        out.print(f"[yellow]drift[/yellow] on {name_list((h.name for h in drift), at_most=12)}", highlight=False)
         return EXIT_INVALID
     return EXIT_OK
 
