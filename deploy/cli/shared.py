@@ -37,13 +37,36 @@ out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """click's usage error, and typer's own copy of it where typer carries click inside."""
+    kinds: list[type[Exception]] = [click.UsageError]
+    try:
+        from typer._click.exceptions import UsageError as vendored
+    except ImportError:
+        return tuple(kinds)
+    return (*kinds, vendored)
+
+
+USAGE_ERRORS = _usage_errors()
+
+
 class KvpodGroup(TyperGroup):
     """The command group: every command's user mistakes, host failures and Ctrl-C end with one message and
     kvpod's exit code (1, 2, 130), never a traceback, whether run from the console or a test's runner."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_INVALID  # a mistake on the command line is invalid input, as for every option
+            raise
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_INVALID
+            raise
         except InputError as exc:
             raise user_error(str(exc)) from None
         except KvpodError as exc:

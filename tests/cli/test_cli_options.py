@@ -183,3 +183,21 @@ def test_ctrl_c_while_kvpod_starts() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code, "up"], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stderr) == (130, "interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["up"], "Missing argument"),
+        (["bench", "SPEC", "--runtime"], "Option '--runtime' requires an argument"),
+        (["up", "SPEC", "--batchsize", "2"], "No such option: --batchsize"),
+        (["reassign", "SPEC", "--to", "node1"], "Missing option '--drive'"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_a_command_line_usage_mistake_exits_1(pod, argv, message) -> None:
+    """Click's usage errors are input errors too: exit 1, as every option's (2 means a host failed)."""
+    code, out, reached = pod(*argv)
+    assert code == 1, out
+    assert message in " ".join(out.replace("│", " ").split())
+    assert reached == []
