@@ -21,7 +21,7 @@ from deploy.nodes import collapse_generated, expand_nodes
 from deploy.secrets import reveal
 from deploy.spec import Enclosure, Node, PodSpec, Vllm
 from deploy.spec_types import check_nqn, ifname_problem, inside
-from deploy.wording import name_list, natural_key
+from deploy.wording import name_list, natural_key, plural
 
 VLAN_TAG_BYTES = 4
 DATA24_DRIVES = 24
@@ -250,7 +250,8 @@ def _namespaces(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
         out.append(
             Problem(
                 "nodes",
-                f"{len(nodes)} nodes but only {len(drives)} drives (one drive per node; add drives or remove nodes)",
+                f"{plural(len(nodes), 'node')} but only {plural(len(drives), 'drive')} (one drive per node; add drives "
+                "or remove nodes)",
             )
         )
     known = {(e.name, d.slot) for e, d in drives}
@@ -413,7 +414,7 @@ def _vlans(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem
                 Problem(
                     "fabric.node_vlans",
                     f"range {fab.node_vlans.start}-{fab.node_vlans.end} has "
-                    f"{fab.node_vlans.size} VLANs for {len(nodes)} nodes "
+                    f"{plural(fab.node_vlans.size, 'VLAN')} for {plural(len(nodes), 'node')} "
                     f"(need end >= {fab.node_vlans.start + len(nodes) - 1})",
                 )
             )

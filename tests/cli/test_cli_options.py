@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.plan import build_plan
 from deploy.statedir import save_applied_plan
 from tests.cli.test_up_wiring import lab_text, plan_of
 from tests.recorded_pod import NoLock, RecordedPod, install, kvpod
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-class Reached:
-    """What a command reached beyond the recorded pod: the lock, the verify runner, the benchmark."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
 
 
 @pytest.fixture
@@ -38,23 +30,23 @@ def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     recorded = RecordedPod.as_applied(plan_of(text))
     state = tmp_path / "state"
     install(monkeypatch, recorded, state)
-    save_applied_plan(build_plan(__import__("deploy.loader").loader.load_spec_text(text)))
-    reached = Reached()
+    save_applied_plan(plan_of(text))
+    reached: list[str] = []  # beyond the recorded pod: the lock, the verify runner, the benchmark
 
     def lock(cls, plan, argv=None):
-        reached.calls.append("lock")
+        reached.append("lock")
         return NoLock()
 
     monkeypatch.setattr(podlock_run.PodLock, "for_run", classmethod(lock))
-    monkeypatch.setattr(verify, "run_verify", lambda *a, **k: reached.calls.append("verify"))
-    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: reached.calls.append("bench"))
+    monkeypatch.setattr(verify, "run_verify", lambda *a, **k: reached.append("verify"))
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: reached.append("bench"))
 
     def run(*argv: str) -> tuple[int, str, list[str]]:
         args = [a.replace("SPEC", str(spec)).replace("TMP", str(tmp_path)) for a in argv]
         code, out = kvpod(monkeypatch, capsys, *args)
         runs = state / "runs"
         made = [p.name for p in runs.glob("*/*")] if runs.exists() else []
-        return code, out, reached.calls + [s.kind for s in recorded.touched()] + made
+        return code, out, reached + [s.kind for s in recorded.touched()] + made
 
     return run
 
@@ -201,3 +193,14 @@ def test_a_command_line_usage_mistake_exits_1(pod, argv, message) -> None:
     assert code == 1, out
     assert message in " ".join(out.replace("│", " ").split())
     assert reached == []
+
+
+def test_ctrl_c_reaches_the_command_without_the_event_loop_printing_it() -> None:
+    """pyinfra's hosts run on gevent: an interrupt the event loop catches goes to the command, not to a traceback."""
+    from gevent.hub import Hub
+
+    from deploy.cli.hosts import use_hosts
+
+    use_hosts()
+    assert KeyboardInterrupt in Hub.NOT_ERROR
+    assert KeyboardInterrupt in Hub.SYSTEM_ERROR  # still raised in the main greenlet, where the command ends it
