@@ -170,10 +170,13 @@ def bench(
     spec: SpecPath,
     limit: LimitOpt = None,
     size: Annotated[
-        str, typer.Option("--size", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)")
+        str,
+        typer.Option(
+            "--size", metavar="SIZE", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)"
+        ),
     ] = DEFAULT_SIZE,
     runtime: Annotated[
-        str, typer.Option("--runtime", help="duration of each phase, write then read (30, 30s, 5m)")
+        str, typer.Option("--runtime", metavar="DURATION", help="duration of each phase, write then read (30, 30s, 5m)")
     ] = str(DEFAULT_RUNTIME),
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write per-node results and aggregates as JSON")

@@ -48,8 +48,8 @@ class Move:
 @app.command()
 def reassign(
     spec: Annotated[Path, typer.Argument(help="pod spec YAML (edited in place, comments kept)")],
-    drive: Annotated[str, typer.Option("--drive", help="ENCLOSURE/SLOT of the drive to move")],
-    to: Annotated[str, typer.Option("--to", help="the node that receives the drive")],
+    drive: Annotated[str, typer.Option("--drive", metavar="ENC/SLOT", help="the drive to move")],
+    to: Annotated[str, typer.Option("--to", metavar="NODE", help="the node that receives the drive")],
     swap: Annotated[
         bool, typer.Option("--swap", help="the receiving node's drive goes to the drive's old holder")
     ] = False,
