@@ -16,7 +16,7 @@ import typer
 
 from deploy.cli import options
 from deploy.cli.hosts import use_hosts
-from deploy.cli.run import BatchOpt, BreakLockOpt, ForceOpt, run_up_command, up_options
+from deploy.cli.run import BatchOpt, BreakLockOpt, ForceOpt, check_selection, run_up_command, up_options
 from deploy.cli.shared import EXIT_OK, app, fail_spec, load_spec_file, out
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
@@ -75,6 +75,7 @@ def check_move(spec: PodSpec, move: Move) -> list[str]:
     plan = build_plan(spec)
     options.drive(plan, "--drive", move.drive)
     options.node(plan, "--to", move.to)
+    check_selection(plan, [move.drive] if move.wipe else [])
     if read_journal(spec.pod.name):
         return []  # an interrupted move: resumed, or another request refused, under the lock (:func:`_reassign`)
     moved = plan_reassignment(spec, parse_drive(move.drive), move.to, move.swap)

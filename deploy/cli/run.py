@@ -154,7 +154,6 @@ def run_up_command(
     from deploy.podlock_run import PodLock
     from deploy.runner import RunStats
 
-    check_selection(plan, sorted(opts.wipe))
     if opts.dry:
         return run_diff_command(plan, opts, exit_on_drift=False, report=report)
     if not yes and sys.stdin.isatty():
