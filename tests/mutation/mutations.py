@@ -235,6 +235,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         CLI_RUN + ORCHESTRATION,
     ),
     Mutation(
+        "cli-batch-checked-late",
+        RUN_PY,
+        '    options.batch(batch)\n    options.output_file("--report", report)\n',
+        '    options.output_file("--report", report)\n',
+        "--batch is checked only at the rolling restart, after switches, targets and nodes were changed",
+        ("tests/cli/test_cli_options.py", "-k", "batch"),
+    ),
+    Mutation(
         "orchestrate-targets-before-release",
         ORCHESTRATE_PY,
         _RELEASE_PHASE + "\n" + _TARGET_PHASE,
