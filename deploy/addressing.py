@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from netaddr import IPAddress, IPNetwork
 
 from deploy.spec import Node, PodSpec
+from deploy.wording import name_list
 
 
 @dataclass(frozen=True)
@@ -90,29 +91,30 @@ def plan_addresses(spec: PodSpec, nodes: list[Node]) -> Addressing:
             claim(IPAddress(n.fabric_address), f"nodes[{i}].fabric_address", storage)
 
     free = (a for a in usable_hosts(storage) if a not in taken)
+    left_out: list[str] = []  # what found no free address: portals, then nodes
 
-    def next_free(path: str) -> IPAddress | None:
+    def next_free(what: str) -> IPAddress | None:
         addr = next(free, None)
         if addr is None:
-            result.problems.append(
-                (path, f"subnet {storage.cidr} has no free host address left (use a larger fabric.subnet)")
-            )
+            left_out.append(what)
             return None
         taken.add(addr)
         return addr
 
-    for enc, iom, port, explicit, path in portal_keys:
-        addr = IPAddress(explicit) if explicit is not None else next_free(path)
+    for enc, iom, port, explicit, _path in portal_keys:
+        addr = IPAddress(explicit) if explicit is not None else next_free(f"portal {enc}/{iom}/{port}")
         if addr is not None:
             result.portals[(enc, iom, port)] = addr
 
     if shared:
-        for i, n in enumerate(nodes):
-            addr = IPAddress(n.fabric_address) if n.fabric_address else next_free(f"nodes[{i}].fabric_address")
+        for n in nodes:
+            addr = IPAddress(n.fabric_address) if n.fabric_address else next_free(n.name)
             if addr is not None:
                 result.nodes[n.name] = NodeSegment(fab.storage_vlan, storage, addr, None)
     else:
         _per_node_segments(spec, nodes, result)
+    if left_out:
+        result.problems.append(("fabric.subnet", _subnet_full(storage, left_out)))
 
     if routed_switch(spec):
         # the storage SVI takes the highest free host, away from the portals/nodes counting upwards
@@ -121,6 +123,16 @@ def plan_addresses(spec: PodSpec, nodes: list[Node]) -> Addressing:
             result.problems.append(("fabric.subnet", f"no address left in {storage.cidr} for the switch SVI"))
         result.storage_svi = svi
     return result
+
+
+def _subnet_full(storage: IPNetwork, left_out: list[str]) -> str:
+    """One message for everything a too small subnet leaves without an address."""
+    hosts = len(list(usable_hosts(storage)))
+    noun = "address" if len(left_out) == 1 else "addresses"
+    return (
+        f"{storage.cidr} has {hosts} host addresses: {len(left_out)} more {noun} needed, for {name_list(left_out)} "
+        f"(use a larger fabric.subnet)"
+    )
 
 
 def _per_node_segments(spec: PodSpec, nodes: list[Node], result: Addressing) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from netaddr import IPAddress
 from pydantic import ValidationError
 
 from deploy.errors import Problem, SpecError
 from deploy.pydantic_errors import field_path, problems_from_validation
 from deploy.spec import Node, NodeGenerator, NodeList
+from deploy.wording import name_list
 
 
 def generated_node_fields(gen: NodeGenerator, n: int) -> dict:
@@ -32,6 +35,52 @@ def generated_node_fields(gen: NodeGenerator, n: int) -> dict:
     if gen.switch_port:
         fields["switch_port"] = gen.switch_port.format(n=gen.switch_port_start + n - 1)
     return fields
+
+
+_GENERATED = re.compile(r"^nodes\.generate\[([^\]]+)\](?:\.(.+))?$")
+# A generated node's field -> the generator's field that gives it.
+_GENERATOR_FIELD = {
+    "ssh": "ssh_address",
+    "ssh.address": "ssh_address",
+    "ssh.port": "ssh_port",
+    "ssh.user": "ssh_user",
+    "ssh.key": "ssh_key",
+    "ssh.known_hosts_file": "ssh_known_hosts_file",
+    **{f: f for f in ("name", "fabric_interface", "rdma", "switch", "switch_port", "gpus")},
+}
+
+
+def collapse_generated(problems: list[Problem]) -> list[Problem]:
+    """One problem, counted, for the same problem on several generated nodes: it has one cause, the generator.
+
+    ``nodes.generate[gpu01].gpus: m`` ... ``nodes.generate[gpu24].gpus: m`` become
+    ``nodes.generate.gpus: 24 nodes (gpu01, ... and 18 more): m``; a field the generator does not set keeps its
+    name in the message.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in problems:
+        m = _GENERATED.match(p.path)
+        if m:
+            groups.setdefault((m.group(2) or "", p.message), []).append(m.group(1))
+    out: list[Problem] = []
+    done: set[tuple[str, str]] = set()
+    for p in problems:
+        m = _GENERATED.match(p.path)
+        key = (m.group(2) or "", p.message) if m else None
+        if key is None or len(set(groups[key])) < 2:
+            out.append(p)
+            continue
+        if key in done:
+            continue
+        done.add(key)
+        rest, message = key
+        names = groups[key]
+        counted = f"{len(set(names))} nodes ({name_list(names)})"
+        if rest in _GENERATOR_FIELD:
+            out.append(Problem(f"nodes.generate.{_GENERATOR_FIELD[rest]}", f"{counted}: {message}"))
+        else:
+            out.append(Problem("nodes.generate", f"{counted}: {rest + ': ' if rest else ''}{message}"))
+    return out
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -64,5 +113,5 @@ def expand_nodes(nodes: list[Node] | NodeList) -> list[Node]:
             prefix = f"nodes.overrides.{name}" if name in nodes.overrides else f"nodes.generate[{name}]"
             problems.extend(problems_from_validation(exc, prefix=prefix, model=Node))
     if problems:
-        raise SpecError(problems)
+        raise SpecError(collapse_generated(problems))
     return expanded

@@ -12,12 +12,12 @@ ext4 multi-mount protection is the last line of defence.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.batches import Batch
 from deploy.errors import KvpodError
 from deploy.names import (
     DEFER_RESTART_KEY,
@@ -45,6 +45,7 @@ from deploy.runner import (
     target_hosts,
 )
 from deploy.statedir import crash_point, load_applied_plan, save_applied_plan
+from deploy.wording import name_list, plural
 
 Checkpoint = Callable[[str], None]
 
@@ -64,19 +65,7 @@ class UpOptions:
 
 def batch_size(spec: str, count: int) -> int:
     """Nodes per restart batch from ``--batch``: a number, or a percentage of ``count`` (at least 1)."""
-    text = spec.strip()
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1])
-            if not 0 < share <= 100:
-                raise ValueError
-            return max(1, math.floor(count * share / 100))
-        n = int(text)
-        if n < 1:
-            raise ValueError
-        return n
-    except ValueError:
-        raise KvpodError(f"--batch {spec!r}: expected a positive number of nodes or a percentage like 25%") from None
+    return Batch.parse(spec).size(count)
 
 
 @dataclass
@@ -172,12 +161,13 @@ def check_handover(plan: Plan, handover: Handover, opts: UpOptions) -> None:
     held_by_removed = [n for n in handover.removed if handover.live.get(n)]
     if held_by_removed and not opts.prune:
         raise KvpodError(
-            f"node(s) {', '.join(held_by_removed)} left the spec but still hold their drives; "
+            f"{plural(len(held_by_removed), 'node')} ({name_list(held_by_removed)}) left the spec but still hold "
+            "their drives; "
             "run with --prune to release them (vLLM stopped and disabled, unmounted, disconnected, access revoked)"
         )
     if handover.unreachable_holders and not opts.force_unreachable:
         raise KvpodError(
-            f"{', '.join(handover.unreachable_holders)} cannot be reached but held a drive that now moves; "
+            f"{name_list(handover.unreachable_holders)} cannot be reached but held a drive that now moves; "
             "refusing the handover (use --force-unreachable to rely on the target revoking access first and on "
             "ext4 multi-mount protection)"
         )

@@ -19,6 +19,7 @@ from deploy.nodes import expand_nodes
 from deploy.secrets import Secret
 from deploy.sizing import lmcache_per_rank
 from deploy.spec import PodSpec, RoceQos
+from deploy.wording import name_list
 
 KV_TRANSFER_CONFIG = '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'
 # LMCache 0.5.6 reports usage to an outside endpoint unless this variable is exactly "false"
@@ -279,7 +280,7 @@ def limited_nodes(plan: Plan, limit: list[str] | None) -> list[NodePlan]:
     known = {n.name for n in plan.nodes}
     unknown = [n for n in (limit or []) if n not in known]
     if unknown:
-        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {', '.join(sorted(known))})")
+        raise InputError(f"--limit: unknown node {', '.join(unknown)} (valid: {name_list(known, at_most=24)})")
     return [n for n in plan.nodes if not limit or n.name in limit]
 
 

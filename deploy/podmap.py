@@ -23,6 +23,7 @@ import graphviz
 from deploy.errors import InputError, KvpodError
 from deploy.plan import NodePlan, Plan, SwitchPlan, TargetPlan
 from deploy.verify_runner import POD_ROW, Cell, parse_junit, report_rows
+from deploy.wording import plural
 
 STATUSES = ("ok", "changed", "failed", "unreachable")
 FILL = {"ok": "#c8e6c9", "changed": "#fff59d", "failed": "#ef9a9a", "unreachable": "#b0bec5"}
@@ -129,11 +130,6 @@ def status_from_report(text: str, plan: Plan, source: str) -> MapStatus:
 
 
 # -- the graph ---------------------------------------------------------------------------------------------
-
-
-def plural(n: int, noun: str) -> str:
-    """``1 node``, ``24 nodes``, ``2 switches``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
 
 
 def _natural(text: str) -> list:

@@ -75,18 +75,69 @@ def _unknown_key_message(model: type[BaseModel] | None, loc: tuple) -> str:
     return f"unknown key {key!r} ({hint}valid keys: {', '.join(valid)})"
 
 
+def shown(value: Any) -> str:
+    """A value from the spec as YAML spells it: ``null``, ``true``, ``'text'``, ``[1, 2]`` (cut short)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _INPUT.repr(value)
+
+
+def _model_named(name: str, model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+    """The model class ``name`` that pydantic expected at ``loc``."""
+    candidates = model_at(model, (*loc, "")) if model else []
+    found = [m for m in candidates if m.__name__ == name]
+    if found:
+        return found[0]
+    pending = list(BaseModel.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name and cls.__module__.startswith("deploy."):
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None
+
+
+def expected_mapping(cls: type[BaseModel] | None) -> str:
+    """``a mapping with keys name (optional: ...)``: what a section of the spec is, in the spec's words."""
+    if cls is None:
+        return "a mapping"
+    required = [n for n, f in cls.model_fields.items() if f.is_required()]
+    optional = [n for n, f in cls.model_fields.items() if not f.is_required()]
+    keys = f"keys {', '.join(required)}" if required else "keys"
+    if optional:
+        listed = ", ".join(optional[:6]) + (", ..." if len(optional) > 6 else "")
+        keys = f"{keys} (optional: {listed})" if required else f"{keys} {listed}"
+    return f"a mapping with {keys}"
+
+
+def _described(model: type[BaseModel] | None, loc: tuple) -> str:
+    """`` (what the field is)`` from the model's description of the field at ``loc``, when it says "no default"."""
+    if model is None or not loc:
+        return ""
+    for m in model_at(model, loc):
+        field = m.model_fields.get(str(loc[-1]))
+        if field is not None and field.description and "no default" in field.description:
+            return f": {field.description}"
+    return ""
+
+
 def _message(err: dict, model: type[BaseModel] | None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return _unknown_key_message(model, err["loc"])
     if kind == "missing":
-        return "required but missing"
+        return f"required but missing{_described(model, err['loc'])}"
+    if kind in ("model_type", "model_attributes_type", "dataclass_type"):
+        cls = _model_named(str(err.get("ctx", {}).get("class_name", "")), model, err["loc"])
+        return f"expected {expected_mapping(cls)} (got {shown(err.get('input'))})"
     msg = err["msg"]
     for lead in ("Value error, ", "Assertion failed, "):
         if msg.startswith(lead):
             msg = msg[len(lead) :]
     if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], dict):
-        msg = f"{msg} (got {_INPUT.repr(err['input'])})"
+        msg = f"{msg} (got {shown(err['input'])})"
     return msg
 
 

@@ -12,6 +12,7 @@ from deploy.assignment import DriveRef, node_drives
 from deploy.errors import InputError
 from deploy.nodes import expand_nodes
 from deploy.spec import PodSpec
+from deploy.wording import name_list
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def plan_reassignment(spec: PodSpec, drive: DriveRef, to_node: str, swap: bool) 
     nodes = expand_nodes(spec.nodes)
     names = [n.name for n in nodes]
     if to_node not in names:
-        raise InputError(f"--to {to_node!r}: no such node (valid: {', '.join(names)})")
+        raise InputError(f"--to {to_node!r}: no such node (valid: {name_list(names, at_most=24)})")
     drives = {(e.name, d.slot) for e in spec.enclosures for d in e.drive_list()}
     if (drive.enclosure, drive.slot) not in drives:
         raise InputError(f"--drive {drive}: the spec has no such drive")

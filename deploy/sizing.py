@@ -106,6 +106,7 @@ class FleetRow:
     nodes: int
     gpus: int
     sessions: int
+    note: str = ""  # "this pod", "every drive of the spec"
 
 
 def kv_bytes_per_token(shape: ModelShape) -> int:
@@ -156,9 +157,31 @@ def size_node(spec: PodSpec, shape: ModelShape, gpus: int) -> NodeSizing:
     )
 
 
-def fleet_table(gpus_per_node: int, sessions_per_node: int, drives: list[int] | None = None) -> list[FleetRow]:
-    """One drive per node: drives -> nodes -> GPUs -> sessions at the validated per-node concurrency."""
+REFERENCE_SIZES = (1, 6, 12, 24)  # one node, a quarter, half and a whole Data24
+ENCLOSURE_DRIVES = 24
+
+
+def fleet_sizes(nodes: int, drives: int) -> list[int]:
+    """The fleet table's node counts around a spec: the reference sizes and whole enclosures up to the spec's
+    nodes or drives (at most six of them), the spec's own counts, and the next size up."""
+    top = max(nodes, drives)
+    steps = [*REFERENCE_SIZES, *(ENCLOSURE_DRIVES * k for k in range(2, top // ENCLOSURE_DRIVES + 2))]
+    below = [s for s in steps if s <= top]
+    if len(below) > 6:
+        below = below[:4] + below[-2:]
+    above = next(s for s in steps if s > top)
+    return sorted({*below, nodes, drives, above})
+
+
+def fleet_table(
+    gpus_per_node: int, sessions_per_node: int, nodes: int = ENCLOSURE_DRIVES, drives: int = ENCLOSURE_DRIVES
+) -> list[FleetRow]:
+    """One drive per node, at the spec's size and around it: drives -> nodes -> GPUs -> sessions at the
+    validated per-node concurrency."""
+    notes = {nodes: "this pod"}
+    if drives != nodes:
+        notes[drives] = "every drive of the spec"
     return [
-        FleetRow(drives=d, nodes=d, gpus=d * gpus_per_node, sessions=d * sessions_per_node)
-        for d in (drives or [1, 6, 12, 24])
+        FleetRow(drives=d, nodes=d, gpus=d * gpus_per_node, sessions=d * sessions_per_node, note=notes.get(d, ""))
+        for d in fleet_sizes(nodes, drives)
     ]

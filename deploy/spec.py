@@ -455,12 +455,16 @@ class NamespaceRef(Strict):
     drive: int = Field(ge=1, description="slot number")
 
 
+# No default: a guessed NIC (eth1) would put the storage VLAN, its address and MTU 9000 on whatever that is.
+FABRIC_INTERFACE = "the NIC on the storage fabric, e.g. ens1f0np0 (no default: `ip -br link` on the node lists them)"
+
+
 class Node(Strict):
     """An inference node."""
 
     name: Name = Field(description="node name (lower-case DNS label)")
     ssh: Ssh = Field(description="how kvpod reaches the node")
-    fabric_interface: IfName = Field("eth1", description="the NIC on the storage fabric")
+    fabric_interface: IfName = Field(description=FABRIC_INTERFACE)
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     fabric_address: Address | None = Field(None, description="storage address (default: assigned after the portals)")
     switch: str | None = Field(None, description="the switch the fabric NIC is cabled to")
@@ -483,7 +487,7 @@ class NodeGenerator(Strict):
     ssh_user: UserName = Field("root", description="login user (a portable user name)")
     ssh_key: LocalPath | None = Field(None, description="private key file on this machine")
     ssh_known_hosts_file: LocalPath | None = Field(None, description="default: ~/.ssh/known_hosts")
-    fabric_interface: IfName = Field("eth1", description="the NIC on the storage fabric")
+    fabric_interface: IfName = Field(description=FABRIC_INTERFACE)
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     switch: str | None = Field(None, description="the switch every node is cabled to")
     switch_port_start: int = Field(1, ge=0, description="value of {n} in switch_port for node 1")

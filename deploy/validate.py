@@ -18,10 +18,11 @@ from deploy.compat import is_standin, lookup, working
 from deploy.errors import Problem, SpecError
 from deploy.lmcache_keys import KVPOD_EXTRA_CONFIG, KVPOD_SETTINGS, keys_for, known_versions
 from deploy.names import WHEELHOUSE_DEST
-from deploy.nodes import expand_nodes
+from deploy.nodes import collapse_generated, expand_nodes
 from deploy.secrets import reveal
 from deploy.spec import Enclosure, Node, PodSpec, Vllm, VllmInstall
 from deploy.spec_types import check_nqn, ifname_problem, inside
+from deploy.wording import name_list, natural_key, plural
 
 VLAN_TAG_BYTES = 4
 DATA24_DRIVES = 24
@@ -55,7 +56,21 @@ def check_pod(spec: PodSpec) -> list[Problem]:
     for rule in rules:
         problems.extend(rule(spec, nodes, node_path))
     problems.extend(Problem(p, m) for p, m in plan_addresses(spec, nodes).problems)
-    return sorted(set(problems), key=lambda p: (p.path, p.message))
+    return in_order(collapse_generated(problems))
+
+
+def in_order(problems: list[Problem]) -> list[Problem]:
+    """Without repeats, by path in numeric order (nodes[2] before nodes[10], gpu2 before gpu10)."""
+    return sorted(set(problems), key=lambda p: (natural_key(p.path), p.message))
+
+
+def _generated(path: str) -> bool:
+    return path.startswith("nodes.generate[")
+
+
+def _written_first(path: str) -> tuple:
+    """Sort key: a field the spec writes out (an override, an explicit node) before a generated one."""
+    return (_generated(path), natural_key(path))
 
 
 def _node_paths(spec: PodSpec, nodes: list[Node]) -> dict[str, str]:
@@ -88,12 +103,25 @@ def _names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem
                         f"{section}.{name}", f"duplicate {kind} name {name!r} ({count} times; names must be unique)"
                     )
                 )
-    ssh = _duplicates([(f"{np[n.name]}.ssh", (n.ssh.address, n.ssh.port)) for n in nodes])
-    for (addr, port), paths in ssh.items():
-        for path in paths:
+    ssh = _duplicates([(n.name, (n.ssh.address, n.ssh.port)) for n in nodes])
+    for (addr, port), names in ssh.items():
+        paths = [f"{np[n]}.ssh" for n in names]
+        if all(_generated(p) for p in paths):
             out.append(
-                Problem(path, f"SSH endpoint {addr}:{port} is shared by {', '.join(paths)} (each node needs its own)")
+                Problem(
+                    "nodes.generate.ssh_address_step",
+                    f"{len(names)} nodes share the SSH endpoint {addr}:{port} ({name_list(names)}; each node needs "
+                    "its own: give ssh_address_step or ssh_port_step above 0)",
+                )
             )
+            continue
+        out.append(
+            Problem(
+                min(paths, key=_written_first),
+                f"SSH endpoint {addr}:{port} is shared by {len(names)} nodes: {name_list(names)} "
+                "(each node needs its own)",
+            )
+        )
     return out
 
 
@@ -121,9 +149,7 @@ def _switches(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Prob
                         out.append(Problem(f"{path}.switch_port", "required when switch is set"))
                     else:
                         attachments.append((f"{path}.switch_port", (port.switch, port.switch_port)))
-    for (sw, port), paths in _duplicates(attachments).items():
-        for path in paths:
-            out.append(Problem(path, f"switch port {sw}/{port} is cabled to {len(paths)} devices: {', '.join(paths)}"))
+    out.extend(_shared_ports(spec, _duplicates(attachments)))
     for si, sw in enumerate(spec.switches):
         if sw.kind != "none" and sw.mtu < spec.fabric.mtu + VLAN_TAG_BYTES:
             out.append(
@@ -138,6 +164,39 @@ def _switches(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Prob
         if sw.kind == "linux-bridge" and not sw.netns and sw.management.ssh is None:
             out.append(Problem(f"switches[{si}].netns", "linux-bridge needs netns (local) or management.ssh (remote)"))
     return out
+
+
+def _shared_ports(spec: PodSpec, shared: dict[object, list[str]]) -> list[Problem]:
+    """One problem per switch port cabled to several devices; a generator's port without ``{n}`` says so."""
+    out: list[Problem] = []
+    gen = spec.nodes.generate if not isinstance(spec.nodes, list) else None
+    for (sw, port), paths in shared.items():
+        generated = [p for p in paths if _generated(p)]
+        if gen is not None and gen.switch_port and "{n" not in gen.switch_port and len(generated) > 1:
+            out.append(
+                Problem(
+                    "nodes.generate.switch_port",
+                    f"{len(generated)} nodes get the same port {gen.switch_port!r} on {sw} "
+                    f"(use {{n}} for the node number, e.g. {gen.switch_port.rstrip('0123456789') + '{n}'!r})",
+                )
+            )
+            if len(generated) == len(paths):
+                continue
+        devices = [_device(p) for p in paths]
+        out.append(
+            Problem(
+                min(paths, key=_written_first),
+                f"switch port {sw}/{port} is cabled to {len(paths)} devices: {name_list(devices)} "
+                "(one device per port)",
+            )
+        )
+    return out
+
+
+def _device(path: str) -> str:
+    """``node gpu01`` for a node's field path, else the path without its last key."""
+    match = re.match(r"nodes\.(?:generate\[|overrides\.)([^\].]+)", path)
+    return f"node {match.group(1)}" if match else path.rsplit(".", 1)[0]
 
 
 def _enclosures(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
@@ -193,7 +252,8 @@ def _namespaces(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
         out.append(
             Problem(
                 "nodes",
-                f"{len(nodes)} nodes but only {len(drives)} drives (one drive per node; add drives or remove nodes)",
+                f"{plural(len(nodes), 'node')} but only {plural(len(drives), 'drive')} (one drive per node; add drives "
+                "or remove nodes)",
             )
         )
     known = {(e.name, d.slot) for e, d in drives}
@@ -216,26 +276,33 @@ def _namespaces(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
         holders[(ref.enclosure, ref.slot)].append(node)
     for (enc, slot), names in holders.items():
         if len(names) > 1:
-            for name in names:
-                out.append(
-                    Problem(
-                        f"{np[name]}.namespace",
-                        f"drive {enc}/{slot} is assigned to {len(names)} nodes: {' and '.join(names)} "
-                        "(ext4 is not a cluster filesystem: give each node its own drive)",
-                    )
+            out.append(
+                Problem(
+                    min((f"{np[name]}.namespace" for name in names), key=_written_first),
+                    f"drive {enc}/{slot} is assigned to {len(names)} nodes: {name_list(names)} "
+                    "(ext4 is not a cluster filesystem: give each node its own drive)",
                 )
+            )
     return out
 
 
 def _host_identity(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]:
     out: list[Problem] = []
-    for nqn, paths in _duplicates([(f"{np[n.name]}.host_nqn", host_nqn(spec, n)) for n in nodes]).items():
-        for path in paths:
-            out.append(Problem(path, f"host NQN {nqn} is shared by {', '.join(paths)} (each node needs its own)"))
-    ids = [(f"{np[n.name]}.host_id", n.host_id) for n in nodes if n.host_id]
-    for hid, paths in _duplicates(ids).items():
-        for path in paths:
-            out.append(Problem(path, f"host ID {hid} is shared by {', '.join(paths)}"))
+    for nqn, names in _duplicates([(n.name, host_nqn(spec, n)) for n in nodes]).items():
+        out.append(
+            Problem(
+                min((f"{np[n]}.host_nqn" for n in names), key=_written_first),
+                f"host NQN {nqn} is shared by {len(names)} nodes: {name_list(names)} (each node needs its own)",
+            )
+        )
+    ids = [(n.name, n.host_id) for n in nodes if n.host_id]
+    for hid, names in _duplicates(ids).items():
+        out.append(
+            Problem(
+                min((f"{np[n]}.host_id" for n in names), key=_written_first),
+                f"host ID {hid} is shared by {len(names)} nodes: {name_list(names)} (each node needs its own)",
+            )
+        )
     return out
 
 
@@ -256,21 +323,27 @@ def _budgets(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Probl
     out: list[Problem] = []
     budget = spec.kvcache.disk_budget_gib
     encs = {e.name: e for e in spec.enclosures}
+    too_small: dict[float, list[tuple[str, object]]] = defaultdict(list)  # capacity -> (node, drive)
     for node, ref in node_drives(spec, nodes).items():
         enc = encs.get(ref.enclosure)
         drive = next((d for d in enc.drive_list() if d.slot == ref.slot), None) if enc else None
-        if drive is None:
-            continue
-        usable = ext4_usable_gib(drive.capacity_gb)
-        if budget > usable:
-            most = int(usable * 100) / 100
-            out.append(
-                Problem(
-                    "kvcache.disk_budget_gib",
-                    f"{budget:g} GiB does not fit drive {ref} of node {node}: {drive.capacity_gb:g} GB "
-                    f"(decimal) holds about {usable:.2f} GiB after ext4 overhead (use at most {most:.2f})",
-                )
+        if drive is not None and budget > ext4_usable_gib(drive.capacity_gb):
+            too_small[drive.capacity_gb].append((node, ref))
+    for capacity, held in sorted(too_small.items()):
+        usable = ext4_usable_gib(capacity)
+        most = int(usable * 100) / 100
+        if len(held) == 1:
+            ((node, ref),) = held
+            what = f"drive {ref} of node {node}"
+        else:
+            what = f"the drives of {len(held)} nodes ({name_list(n for n, _ in held)})"
+        out.append(
+            Problem(
+                "kvcache.disk_budget_gib",
+                f"{budget:g} GiB does not fit {what}: {capacity:g} GB (decimal) holds about {usable:.2f} GiB "
+                f"after ext4 overhead (use at most {most:.2f})",
             )
+        )
     return out
 
 
@@ -343,7 +416,7 @@ def _vlans(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem
                 Problem(
                     "fabric.node_vlans",
                     f"range {fab.node_vlans.start}-{fab.node_vlans.end} has "
-                    f"{fab.node_vlans.size} VLANs for {len(nodes)} nodes "
+                    f"{plural(fab.node_vlans.size, 'VLAN')} for {plural(len(nodes), 'node')} "
                     f"(need end >= {fab.node_vlans.start + len(nodes) - 1})",
                 )
             )

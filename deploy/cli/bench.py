@@ -27,18 +27,16 @@ from deploy.bench import (
     REFERENCE,
     BenchReport,
     NodeBench,
-    check_runtime,
     format_bytes,
-    parse_size,
 )
 from deploy.bench_run import run_bench
-from deploy.cli import shared
+from deploy.cli import options, shared
 from deploy.cli.hosts import use_hosts
 from deploy.cli.run import BreakLockOpt
 from deploy.cli.shared import LimitOpt, SpecPath, out
-from deploy.errors import InputError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
+from deploy.wording import plural
 
 
 def _shares(write: float, read: float, reference: float) -> str:
@@ -102,7 +100,7 @@ def bench_table(report: BenchReport) -> Table:
         label = "pod" if a.name == "pod" else f"Σ {a.name}"
         table.add_row(
             f"[bold]{escape(label)}[/bold]",
-            f"{a.nodes} node(s)",
+            plural(a.nodes, "node"),
             f"[bold]{a.write_gbps:.2f}[/bold]",
             f"[bold]{a.read_gbps:.2f}[/bold]",
             "",
@@ -133,18 +131,16 @@ def run_bench_command(
     plan: Plan,
     limit: list[str] | None,
     size: str,
-    runtime: int,
+    runtime: int | str,
     json_path: Path | None,
     break_lock: bool = False,
 ) -> int:
     """Check the input, take the pod lock, benchmark the nodes, release it, print the table, write the JSON;
     return the exit code."""
     shared.check_limit(plan, limit)
-    try:
-        size_bytes = parse_size(size)
-        check_runtime(runtime)
-    except InputError as exc:
-        raise shared.user_error(str(exc)) from None
+    size_bytes = options.size("--size", size)
+    runtime = options.duration("--runtime", str(runtime))
+    options.output_file("--json", json_path)
     use_hosts()
     from deploy.podlock_run import PodLock
 
@@ -174,16 +170,22 @@ def bench(
     spec: SpecPath,
     limit: LimitOpt = None,
     size: Annotated[
-        str, typer.Option("--size", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)")
+        str,
+        typer.Option(
+            "--size", metavar="SIZE", help="file size per node (64M, 1G; must fit beside LMCache's disk budget)"
+        ),
     ] = DEFAULT_SIZE,
-    runtime: Annotated[int, typer.Option("--runtime", help="seconds of each phase (write, then read)")] = (
-        DEFAULT_RUNTIME
-    ),
+    runtime: Annotated[
+        str, typer.Option("--runtime", metavar="DURATION", help="duration of each phase, write then read (30, 30s, 5m)")
+    ] = str(DEFAULT_RUNTIME),
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write per-node results and aggregates as JSON")
     ] = None,
     break_lock: BreakLockOpt = False,
 ) -> None:
     """fio on every node's KV-cache mount (128 KiB O_DIRECT, 4 jobs, iodepth 32): GB/s beside the reference."""
+    options.size("--size", size)
+    options.duration("--runtime", runtime)
+    options.output_file("--json", json_path)
     _, plan = shared.load(spec)
     raise typer.Exit(run_bench_command(plan, limit, size, runtime, json_path, break_lock=break_lock))

@@ -14,9 +14,12 @@ HOST_COMMANDS = frozenset({"up", "diff", "check", "verify", "bench", "reassign",
 def use_hosts() -> None:
     """Patch the standard library for gevent, once, before anything imports pyinfra."""
     from gevent import monkey
+    from gevent.hub import Hub
 
     if not monkey.is_module_patched("socket"):
         monkey.patch_all()
+    if KeyboardInterrupt not in Hub.NOT_ERROR:  # Ctrl-C reaches the command as usual, without the hub's traceback
+        Hub.NOT_ERROR = (*Hub.NOT_ERROR, KeyboardInterrupt)
 
 
 def reaches_hosts(argv: list[str]) -> bool:

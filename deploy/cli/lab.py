@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from deploy import shipped
-from deploy.cli.run import run_up_command, up_options
+from deploy.cli.run import check_selection, run_up_command, up_options
 from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, app, load, out
 from deploy.plan import Plan
 
@@ -109,6 +109,7 @@ def lab_up(
     out.print(f"lab booted in {time.monotonic() - started:.1f}s; pod spec: {spec_path}")
     if not bring_up:
         return
+    check_selection(plan, [])  # the wheelhouse just built
     code = run_up_command(plan, up_options(), yes=True, report=None, verify=True)
     out.print(f"lab up finished in {time.monotonic() - started:.1f}s (exit {code})")
     raise typer.Exit(code)

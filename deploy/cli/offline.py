@@ -20,6 +20,7 @@ from deploy.cli.shared import (
     user_error,
 )
 from deploy.errors import InputError, KvpodError
+from deploy.wording import plural
 
 
 @app.command()
@@ -30,26 +31,26 @@ def validate(spec: SpecArg = None) -> None:
     s, plan = load(spec)
     for problem in warnings(s):
         err.print(f"warning: {problem}", markup=False, highlight=False, emoji=False, soft_wrap=True)
-    out.print(
-        f"[green]valid[/green]: pod {s.pod.name}, {len(plan.nodes)} nodes, "
-        f"{sum(len(t.subsystems) for t in plan.targets)} drives, {len(plan.switches)} switches"
-    )
+    drives = sum(len(t.subsystems) for t in plan.targets)
+    counts = [plural(len(plan.nodes), "node"), plural(drives, "drive"), plural(len(plan.switches), "switch")]
+    out.print(f"[green]valid[/green]: pod {s.pod.name}, {', '.join(counts)}")
 
 
 @app.command()
 def plan(
     spec: SpecArg = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="every value of every node, enclosure and switch port")] = False,
 ) -> None:
     """Show the desired state of every node, target and switch (a pure function of the spec)."""
     _, p = load(spec)
     if json_out:
         typer.echo(p.to_json(), nl=False)
         return
-    from deploy.cli.tables import plan_table, targets_table
+    from deploy.cli.plan_view import plan_view
 
-    out.print(plan_table(p))
-    out.print(targets_table(p))
+    for part in plan_view(p, wide=wide):
+        out.print(part)
 
 
 @app.command()
@@ -72,7 +73,8 @@ def size(
         raise typer.Exit(EXIT_INVALID)
     gpus = p.nodes[0].gpus
     node = size_node(s, shape, gpus)
-    fleet = fleet_table(gpus, s.vllm.sessions_per_node)
+    drives = sum(len(t.subsystems) for t in p.targets)
+    fleet = fleet_table(gpus, s.vllm.sessions_per_node, nodes=len(p.nodes), drives=drives)
     if json_out:
         typer.echo(
             to_json({"node": dataclasses.asdict(node), "fleet": [dataclasses.asdict(r) for r in fleet]}), nl=False
@@ -87,8 +89,10 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the schema to this file")] = None,
 ) -> None:
     """Print the JSON Schema of the pod spec (for editors: completion, hover help, early errors)."""
+    from deploy.cli import options
     from deploy.schema import schema_text
 
+    options.output_file("--output", output)
     text = schema_text()
     if output is None:
         typer.echo(text, nl=False)
@@ -112,8 +116,10 @@ def map_cmd(
     ] = None,
 ) -> None:
     """Draw the pod: switches and ports, nodes, enclosure portals, drives and who holds them."""
-    from deploy.podmap import build_map, output_format, plural, render_map, status_from_report
+    from deploy.cli import options
+    from deploy.podmap import build_map, output_format, render_map, status_from_report
 
+    options.output_file("--output", output)
     _, p = load(spec)
     try:
         output_format(output)

@@ -7,15 +7,17 @@ taken before the spec or the journal change and held to the end.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from deploy.cli import options
 from deploy.cli.hosts import use_hosts
-from deploy.cli.run import BatchOpt, BreakLockOpt, ForceOpt, run_up_command, up_options
-from deploy.cli.shared import app, fail_spec, load_spec_file, out
+from deploy.cli.run import BatchOpt, BreakLockOpt, ForceOpt, check_selection, run_up_command, up_options
+from deploy.cli.shared import EXIT_OK, app, fail_spec, load_spec_file, out
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
@@ -46,8 +48,8 @@ class Move:
 @app.command()
 def reassign(
     spec: Annotated[Path, typer.Argument(help="pod spec YAML (edited in place, comments kept)")],
-    drive: Annotated[str, typer.Option("--drive", help="ENCLOSURE/SLOT of the drive to move")],
-    to: Annotated[str, typer.Option("--to", help="the node that receives the drive")],
+    drive: Annotated[str, typer.Option("--drive", metavar="ENC/SLOT", help="the drive to move")],
+    to: Annotated[str, typer.Option("--to", metavar="NODE", help="the node that receives the drive")],
     swap: Annotated[
         bool, typer.Option("--swap", help="the receiving node's drive goes to the drive's old holder")
     ] = False,
@@ -56,20 +58,50 @@ def reassign(
     ] = False,
     force_unreachable: ForceOpt = False,
     batch: BatchOpt = "1",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = True,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="do not ask before moving (as when not interactive)")
+    ] = False,
     break_lock: BreakLockOpt = False,
 ) -> None:
     """Move a drive to another node safely: old holder releases, target re-admits, new holder mounts."""
+    options.batch(batch)
     move = Move(drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
-    raise typer.Exit(run_reassign_command(spec, move, break_lock=break_lock))
+    raise typer.Exit(run_reassign_command(spec, move, break_lock=break_lock, yes=yes))
 
 
-def run_reassign_command(spec_path: Path, move: Move, *, break_lock: bool = False) -> int:
-    """Take the pod lock, move the drive (:func:`_reassign`), release the lock; return the exit code."""
+def check_move(spec: PodSpec, move: Move) -> list[str]:
+    """The moves a new request makes (``drive: from -> to``), or none for the one a journal resumes;
+    :class:`InputError` for a drive or node the spec does not have, or a move that cannot be made."""
+    plan = build_plan(spec)
+    options.drive(plan, "--drive", move.drive)
+    options.node(plan, "--to", move.to)
+    check_selection(plan, [move.drive] if move.wipe else [])
+    if read_journal(spec.pod.name):
+        return []  # an interrupted move: resumed, or another request refused, under the lock (:func:`_reassign`)
+    moved = plan_reassignment(spec, parse_drive(move.drive), move.to, move.swap)
+    return [f"{d}: {a or 'spare'} -> {b or 'spare'}" for d, a, b in moved.moves]
+
+
+def confirmed(moves: list[str], move: Move) -> bool:
+    """Ask before moving, at a terminal only (as ``kvpod up`` does)."""
+    if not moves or not sys.stdin.isatty():
+        return True
+    out.print("would move " + "; ".join(moves), highlight=False)
+    if move.wipe:
+        out.print(f"[red]--wipe reformats {move.drive}: its data is lost[/red]")
+    return out.input("move? [y/N] ").strip().lower().startswith("y")
+
+
+def run_reassign_command(spec_path: Path, move: Move, *, break_lock: bool = False, yes: bool = True) -> int:
+    """Check the request, take the pod lock, move the drive (:func:`_reassign`), release the lock; return the
+    exit code."""
+    spec = load_spec_file(spec_path)
+    moves = check_move(spec, move)
+    if not yes and not confirmed(moves, move):
+        return EXIT_OK
     use_hosts()
     from deploy.podlock_run import PodLock
 
-    spec = load_spec_file(spec_path)
     lock = PodLock.for_run(build_plan(spec))
     lock.acquire(break_lock=break_lock)
     try:

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from deploy.cli import options
 from deploy.cli.hosts import use_hosts
 from deploy.cli.shared import (
     EXIT_FAILED,
@@ -28,6 +29,7 @@ from deploy.cli.shared import (
 from deploy.errors import InputError, KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
+from deploy.wording import name_list, plural
 
 if TYPE_CHECKING:
     from deploy.orchestrate import UpOptions
@@ -101,10 +103,7 @@ def check_selection(plan: Plan, wipe: list[str]) -> None:
 
     for problem in wheelhouse_problems(plan.nodes[0].vllm.install.wheelhouse if plan.nodes[0].vllm.install else None):
         raise InputError(problem)
-    drives = {f"{t.name}/{s.drive}" for t in plan.targets for s in t.subsystems}
-    bad = [w for w in wipe if w not in drives]
-    if bad:
-        raise InputError(f"--wipe: unknown drive {', '.join(bad)} (valid: ENCLOSURE/SLOT, e.g. {sorted(drives)[0]})")
+    options.wipe(plan, wipe)
 
 
 def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
@@ -148,7 +147,7 @@ def stop_run(exc: BaseException, run_dir: Path, dry: bool, started: float, repor
 def summary_title(report: RunReport, what: str) -> str:
     """``what``, preceded by how many hosts were unreachable when any was."""
     down = len(report.unreachable)
-    return f"{down} host(s) unreachable; {what}" if down else what
+    return f"{plural(down, 'host')} unreachable; {what}" if down else what
 
 
 def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report: Path | None = None) -> int:
@@ -167,14 +166,15 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
     print_diff(result)
     drift = [h for h in result.hosts if h.status == "would-change"]
     others = " of the others" if result.unreachable else ""
-    what = f"{len(drift)} host(s){others} differ from the plan ({result.changed} operations)"
+    differ = f"{plural(len(drift), 'host')}{others} {'differs' if len(drift) == 1 else 'differ'}"
+    what = f"{differ} from the plan ({plural(result.changed, 'operation')})"
     out.print(summary_table(result, f"{plan.pod}: {summary_title(result, what)}"))
     out.print(f"logs: {opts.run_dir}", highlight=False, soft_wrap=True)
     write_report(result, opts.run_dir, report)
     if not result.ok:
         return EXIT_FAILED
     if exit_on_drift and drift:
-        out.print(f"[yellow]drift[/yellow] on {', '.join(h.name for h in drift)}")
+        out.print(f"[yellow]drift[/yellow] on {name_list((h.name for h in drift), at_most=12)}", highlight=False)
         return EXIT_INVALID
     return EXIT_OK
 
@@ -200,7 +200,6 @@ def run_up_command(
     from deploy.podlock_run import PodLock
     from deploy.runner import RunStats
 
-    check_selection(plan, sorted(opts.wipe))
     if opts.dry:
         return run_diff_command(plan, opts, exit_on_drift=False, report=report)
     if not yes and sys.stdin.isatty():
@@ -236,7 +235,7 @@ def run_up_command(
             lock.release(stats)
     for h in result.hosts:  # the release came after the report was counted
         h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
-    what = f"{result.changed} changed operations in {result.seconds:.1f}s"
+    what = f"{plural(result.changed, 'changed operation')} in {result.seconds:.1f}s"
     out.print(summary_table(result, f"kvpod up of {plan.pod}: {summary_title(result, what)}"))
     out.print(f"logs: {opts.run_dir}", highlight=False, soft_wrap=True)
     write_report(result, opts.run_dir, report)
@@ -249,8 +248,13 @@ def run_up_command(
     return EXIT_OK
 
 
-WipeOpt = Annotated[list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT): data is lost")]
-BatchOpt = Annotated[str, typer.Option("--batch", help="vLLM restarts per batch: nodes (1) or a share (25%)")]
+WipeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--wipe", metavar="ENC/SLOT", help="reformat this drive (ENCLOSURE/SLOT): data is lost"),
+]
+BatchOpt = Annotated[
+    str, typer.Option("--batch", metavar="N|P%", help="vLLM restarts per batch: nodes (1) or a share (25%)")
+]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
 ForceOpt = Annotated[
     bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
@@ -286,9 +290,12 @@ def up(
     break_lock: BreakLockOpt = False,
 ) -> None:
     """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
+    options.batch(batch)
+    options.output_file("--report", report)
     _, p = load(spec)
     check_limit(p, limit)
-    options = {
+    check_selection(p, wipe or [])
+    chosen = {
         "limit": limit,
         "wipe": set(wipe or []),
         "batch": batch,
@@ -296,18 +303,18 @@ def up(
         "force_unreachable": force_unreachable,
     }
     if diff and not dry and not yes:
-        check_selection(p, sorted(options["wipe"]))
-        code = run_diff_command(p, up_options(**options, dry=True), exit_on_drift=True)
+        code = run_diff_command(p, up_options(**chosen, dry=True), exit_on_drift=True)
         if code != EXIT_INVALID:
             raise typer.Exit(code)
     raise typer.Exit(
         run_up_command(
-            p, up_options(**options, dry=dry), yes=yes or diff, report=report, verify=verify, break_lock=break_lock
+            p, up_options(**chosen, dry=dry), yes=yes or diff, report=report, verify=verify, break_lock=break_lock
         )
     )
 
 
 def _read_only(spec: Path, limit: list[str] | None, prune: bool, report: Path | None, *, exit_on_drift: bool) -> None:
+    options.output_file("--report", report)
     _, p = load(spec)
     check_limit(p, limit)
     opts = up_options(limit=limit, prune=prune, dry=True)

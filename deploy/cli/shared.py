@@ -14,12 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from deploy import shipped
 from deploy.errors import InputError, KvpodError, SpecError
+from deploy.wording import plural
 
 if TYPE_CHECKING:
     from deploy.plan import Plan
@@ -30,28 +33,125 @@ EXIT_INVALID = 1
 EXIT_FAILED = 2
 EXIT_INTERRUPTED = 130
 
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """click's usage error, and typer's own copy of it where typer carries click inside."""
+    kinds: list[type[Exception]] = [click.UsageError]
+    try:
+        from typer._click.exceptions import UsageError as vendored
+    except ImportError:
+        return tuple(kinds)
+    return (*kinds, vendored)
+
+
+USAGE_ERRORS = _usage_errors()
+
+
+class KvpodGroup(TyperGroup):
+    """The command group: every command's user mistakes, host failures and Ctrl-C end with one message and
+    kvpod's exit code (1, 2, 130), never a traceback, whether run from the console or a test's runner."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_INVALID  # a mistake on the command line is invalid input, as for every option
+            raise
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except USAGE_ERRORS as exc:
+            exc.exit_code = EXIT_INVALID
+            raise
+        except InputError as exc:
+            raise user_error(str(exc)) from None
+        except KvpodError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+        except KeyboardInterrupt:
+            raise interrupted() from None
+
+
+def interrupted() -> typer.Exit:
+    """Print ``interrupted`` and return the exit (130) to raise."""
+    err.print("interrupted", highlight=False)
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"kvpod {kvpod_version()}")
+        raise typer.Exit(EXIT_OK)
+
+
+def kvpod_version() -> str:
+    """The installed distribution's version, or the source tree's when kvpod runs uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kvpod")
+    except PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        try:
+            return tomllib.loads(pyproject.read_text())["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+def _flags_without_type_hint() -> None:
+    """Help shows a flag as ``--dry``, not ``--dry <bool>``: a flag takes no value to describe."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "kvpod_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: click.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.kvpod_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_type_hint()
+
 app = typer.Typer(
     name="kvpod",
+    cls=KvpodGroup,
     help="Bring up a GPU inference pod whose LMCache disk tier lives on a shared NVMe-oF enclosure.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-out = Console(width=None if Console().is_terminal else 160)
-err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="print kvpod's version and exit"),
+    ] = False,
+) -> None:
+    """Bring up a GPU inference pod whose LMCache disk tier lives on a shared NVMe-oF enclosure."""
+
 
 SpecArg = Annotated[
     Path | None,
     typer.Argument(help="pod spec YAML (default: the embedded reference pod)", show_default=False),
 ]
 SpecPath = Annotated[Path, typer.Argument(help="pod spec YAML")]
-LimitOpt = Annotated[list[str] | None, typer.Option("--limit", help="only these nodes (repeatable)")]
+LimitOpt = Annotated[list[str] | None, typer.Option("--limit", metavar="NODE", help="only these nodes (repeatable)")]
 
 
 def user_error(message: str) -> typer.Exit:
     """Print ``error: message`` and return the exit (1) to raise."""
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_INVALID)
 
 
@@ -59,7 +159,7 @@ def fail_spec(exc: SpecError) -> typer.Exit:
     """Print every problem as ``field.path: message`` and return the exit (1) to raise."""
     for problem in exc.problems:
         err.print(str(problem), markup=False, highlight=False, emoji=False, soft_wrap=True)
-    err.print(f"[red]spec invalid: {len(exc.problems)} problem(s)[/red]")
+    err.print(f"[red]spec invalid: {plural(len(exc.problems), 'problem')}[/red]")
     return typer.Exit(EXIT_INVALID)
 
 
@@ -83,21 +183,18 @@ def load(spec_path: Path | None, default: Path | None = None) -> tuple[PodSpec, 
 
 def check_limit(plan: Plan, limit: list[str] | None) -> None:
     """``--limit`` may name only nodes of the plan; otherwise exit 1 naming the valid ones (every command)."""
-    from deploy.plan import limited_nodes
+    from deploy.cli import options
 
-    try:
-        limited_nodes(plan, limit)
-    except InputError as exc:
-        raise user_error(str(exc)) from None
+    options.limit(plan, limit)
 
 
 def main() -> None:
-    """Console entry point: user mistakes and host failures end with a message, never a traceback."""
+    """Console entry point: user mistakes and host failures end with a message, never a traceback; Ctrl-C with
+    ``interrupted`` and exit 130 (the commands' own group handles both; this catches what comes outside them)."""
     try:
         app()
     except KvpodError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise SystemExit(EXIT_INVALID if isinstance(exc, InputError) else EXIT_FAILED) from None
     except KeyboardInterrupt:
-        err.print("interrupted")
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        raise SystemExit(interrupted().exit_code) from None

@@ -6,53 +6,7 @@ import json
 
 from rich.table import Table
 
-from deploy.plan import Plan
 from deploy.sizing import FleetRow, NodeSizing
-
-
-def plan_table(plan: Plan) -> Table:
-    t = Table(title=f"pod {plan.pod}: {len(plan.nodes)} nodes, fabric MTU {plan.fabric.mtu}", show_lines=False)
-    for col in (
-        "node",
-        "fabric address",
-        "vlan",
-        "mtu",
-        "switch port",
-        "portals",
-        "subsystem NQN",
-        "mount",
-        "cpu/disk per rank (GiB)",
-    ):
-        t.add_column(col, overflow="fold")
-    for n in plan.nodes:
-        t.add_row(
-            n.name,
-            f"{n.fabric.address}/{n.fabric.prefix_length}",
-            str(n.fabric.vlan),
-            str(n.fabric.mtu),
-            f"{n.fabric.switch}/{n.fabric.switch_port}" if n.fabric.switch else "-",
-            " ".join(p.address for p in n.namespace.portals),
-            n.namespace.subsystem_nqn,
-            f"{n.mount.path} ({','.join(n.mount.options)})",
-            f"{n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g}",
-        )
-    return t
-
-
-def targets_table(plan: Plan) -> Table:
-    t = Table(title="targets")
-    for col in ("enclosure", "kind", "portals", "drives", "spare drives"):
-        t.add_column(col)
-    for tg in plan.targets:
-        spares = [str(s.drive) for s in tg.subsystems if s.node is None]
-        t.add_row(
-            tg.name,
-            tg.kind,
-            " ".join(f"{p.name}={p.address}" for p in tg.portals),
-            str(len(tg.subsystems)),
-            ", ".join(spares) or "-",
-        )
-    return t
 
 
 def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[Table]:
@@ -83,8 +37,10 @@ def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[T
     f = Table(title="fleet (one drive per node)")
     for col in ("drives", "nodes", "GPUs", "max concurrent sessions"):
         f.add_column(col, justify="right")
+    f.add_column("")
     for r in fleet:
-        f.add_row(str(r.drives), str(r.nodes), str(r.gpus), str(r.sessions))
+        style = "bold" if r.note == "this pod" else ""
+        f.add_row(str(r.drives), str(r.nodes), str(r.gpus), str(r.sessions), r.note, style=style)
     return [t, f]
 
 

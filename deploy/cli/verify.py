@@ -13,11 +13,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from deploy.cli import options
 from deploy.cli.shared import EXIT_FAILED, EXIT_INVALID, EXIT_OK, LimitOpt, SpecPath, app, check_limit, load, out
 from deploy.errors import KvpodError
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
 from deploy.verify_runner import POD_ROW, Cell, VerifyReport, run_verify
+from deploy.wording import plural
 
 _AREA_TITLES = {
     "fabric": "fabric",
@@ -77,7 +79,7 @@ def print_failures(report: VerifyReport) -> None:
             out.print(f"  {host}: {first.message}", markup=False, highlight=False)
     failures = report.failures
     if failures:
-        out.print(f"[red]{len(failures)} check(s) failed[/red]")
+        out.print(f"[red]{plural(len(failures), 'check')} failed[/red]")
     for c in failures:
         out.print(f"[bold]✗ {escape(f'{c.host} · {c.area} · {c.name}')}[/bold]", highlight=False)
         out.print(f"    {c.test_id}", markup=False, highlight=False, style="dim")
@@ -124,6 +126,7 @@ def verify(
     junit: Annotated[Path | None, typer.Option("--junit", help="also write the JUnit XML here")] = None,
 ) -> None:
     """Check the live pod against its plan (testinfra over SSH): one ✓/✗ per host and role area."""
+    options.output_file("--junit", junit)
     _, plan = load(spec)
     check_limit(plan, limit)
     raise typer.Exit(run_verify_command(plan, limit=limit, junit=junit))

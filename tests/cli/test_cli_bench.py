@@ -50,7 +50,7 @@ def fake_bench(monkeypatch):
         (["--limit", "node9"], "--limit: unknown node node9 (valid: node1, node2)"),
         (["--size", "lots"], "--size 'lots': expected a size like 64M"),
         (["--size", "100K"], "at least 512 KiB"),
-        (["--runtime", "0"], "--runtime 0: expected a positive number of seconds"),
+        (["--runtime", "0"], "--runtime '0': expected a duration from 1 second to 24 h"),
     ],
 )
 def test_input_errors_exit_1_before_any_host_is_contacted(fake_bench, args, message) -> None:

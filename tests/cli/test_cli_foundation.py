@@ -57,7 +57,10 @@ def test_one_drive_on_two_nodes_exits_1_naming_both(tmp_path, reference_dict):
     result = runner.invoke(app, ["validate", write(tmp_path, reference_dict)])
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if "drive data24/3" in line]
-    assert len(lines) == 2 and all("gpu03 and gpu07" in line for line in lines)
+    assert lines == [
+        "nodes.overrides.gpu07.namespace: drive data24/3 is assigned to 2 nodes: gpu03, gpu07 "
+        "(ext4 is not a cluster filesystem: give each node its own drive)"
+    ]
     assert "Traceback" not in result.output
 
 
@@ -100,11 +103,12 @@ def test_size_of_reference_matches_the_brief():
     assert (node["max_local_cpu_size"], node["max_local_disk_size"]) == (7.5, 25)
     assert node["cpu_bytes_per_node"] == 30 * 2**30 and node["disk_bytes_per_node"] == 100 * 2**30
     assert (node["sessions_vram"], node["sessions_dram"], node["sessions_disk"]) == (15, 3, 10)
-    assert [(r["drives"], r["gpus"], r["sessions"]) for r in data["fleet"]] == [
-        (1, 4, 16),
-        (6, 24, 96),
-        (12, 48, 192),
-        (24, 96, 384),
+    assert [(r["drives"], r["gpus"], r["sessions"], r["note"]) for r in data["fleet"]] == [
+        (1, 4, 16, ""),
+        (6, 24, 96, ""),
+        (12, 48, 192, ""),
+        (24, 96, 384, "this pod"),
+        (48, 192, 768, ""),
     ]
 
 

@@ -219,7 +219,7 @@ def test_check_with_unreachable_hosts_lists_them_with_their_causes_and_exits_2(p
     code, out, err = kvpod(monkeypatch, capsys, "check", str(spec), "--report", str(tmp_path / "check.json"))
     assert code == 2, out + err
     n = PLAN.nodes[0]
-    assert "0 host(s) differ" not in out and "1 host(s) unreachable; 0 host(s) of the others differ" in out
+    assert "0 host(s) differ" not in out and "1 host unreachable; 0 hosts of the others differ" in out
     mine = [line for line in out.splitlines() if n.name in line]
     assert len(mine) == 1 and f"{n.ssh.host}:{n.ssh.port}: connection refused" in mine[0], out
     assert out.count("logs: ") == 1 and out.rstrip().splitlines()[-1].startswith("logs: ")

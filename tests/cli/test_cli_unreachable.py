@@ -52,7 +52,7 @@ def test_check_names_the_refusing_host_with_address_port_and_cause(refused_pod, 
     spec, where = refused_pod
     code, out, err = kvpod(monkeypatch, capsys, "check", str(spec), "--report", str(tmp_path / "check.json"))
     assert code == 2, out + err
-    assert "1 host(s) unreachable; 0 host(s) of the others differ" in out and "Traceback" not in err
+    assert "1 host unreachable; 0 hosts of the others differ" in out and "Traceback" not in err
     [line] = [line for line in out.splitlines() if "gpu001" in line]
     assert f"{where}: connection refused" in line
     saved = json.loads((tmp_path / "check.json").read_text())

@@ -230,10 +230,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "cli-wipe-name-unchecked",
         RUN_PY,
-        "    check_selection(plan, sorted(opts.wipe))\n    if opts.dry:",
-        "    if opts.dry:",
+        "    check_limit(p, limit)\n    check_selection(p, wipe or [])\n",
+        "    check_limit(p, limit)\n",
         "an unknown --wipe name is accepted silently (a typo wipes nothing, or the wrong spelling goes through)",
         CLI_RUN + ORCHESTRATION,
+    ),
+    Mutation(
+        "cli-batch-checked-late",
+        RUN_PY,
+        '    options.batch(batch)\n    options.output_file("--report", report)\n',
+        '    options.output_file("--report", report)\n',
+        "--batch is checked only at the rolling restart, after switches, targets and nodes were changed",
+        ("tests/cli/test_cli_options.py", "-k", "batch"),
     ),
     Mutation(
         "orchestrate-targets-before-release",
@@ -476,8 +484,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "check-drift-exits-0",
         RUN_PY,
-        'drift)}")\n        return EXIT_INVALID',
-        'drift)}")\n        return EXIT_OK',
+        'at_most=12)}", highlight=False)\n        return EXIT_INVALID',
+        'at_most=12)}", highlight=False)\n        return EXIT_OK',
         "kvpod check exits 0 on drift",
         CLI_RUN,
     ),

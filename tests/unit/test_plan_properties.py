@@ -32,7 +32,15 @@ def pods(draw) -> dict:
                 "drives": {"count": drives, "capacity_gb": draw(st.floats(200, 8000))},
             }
         ],
-        "nodes": {"generate": {"count": nodes, "name": "n{n}", "ssh_address": "192.0.2.1", "gpus": 8}},
+        "nodes": {
+            "generate": {
+                "count": nodes,
+                "name": "n{n}",
+                "ssh_address": "192.0.2.1",
+                "fabric_interface": "eth1",
+                "gpus": 8,
+            }
+        },
         "kvcache": {"cpu_budget_gib": draw(st.floats(1, 512)), "disk_budget_gib": draw(st.floats(1, 150))},
         "vllm": {"tensor_parallel_size": tp},
     }
