@@ -21,6 +21,8 @@ def plan_table(plan: Plan) -> Table:
         "portals",
         "subsystem NQN",
         "mount",
+        "engines (port: GPUs)",
+        "cpu/disk per engine (GiB)",
         "cpu/disk per rank (GiB)",
     ):
         t.add_column(col, overflow="fold")
@@ -34,6 +36,8 @@ def plan_table(plan: Plan) -> Table:
             " ".join(p.address for p in n.namespace.portals),
             n.namespace.subsystem_nqn,
             f"{n.mount.path} ({','.join(n.mount.options)})",
+            " ".join(f"{e.port}: {e.cuda_visible_devices}" for e in n.engines),
+            f"{n.engines[0].cpu_budget_gib:g} / {n.engines[0].disk_budget_gib:g}",
             f"{n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g}",
         )
     return t
@@ -56,17 +60,23 @@ def targets_table(plan: Plan) -> Table:
 
 
 def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[Table]:
-    t = Table(title=f"per node: {model} (GiB = 2^30 bytes, as LMCache allocates)")
+    t = Table(
+        title=f"per node: {model}, {node.engines} engine(s) on {node.gpus} GPUs (GiB = 2^30 bytes, as LMCache allocates)"
+    )
     t.add_column("quantity")
     t.add_column("value", justify="right")
     rows = [
         ("KV bytes per token", f"{node.kv_bytes_per_token:,} ({node.kv_bytes_per_token / 1024:g} KiB)"),
         (f"one full-context session ({node.session_tokens} tokens)", f"{node.session_gib:.2f} GiB"),
-        ("GPU memory", f"{node.vram_total_gib:g} GiB"),
-        ("model weights", f"{node.weights_gib:.2f} GiB"),
-        ("VRAM for KV pages (memory x utilisation - weights)", f"{node.kv_pages_gib:.2f} GiB"),
-        ("full-context sessions in VRAM", str(node.sessions_vram)),
-        (f"LMCache engines holding KV ({node.kv_layout})", str(node.lmcache_ranks)),
+        ("vLLM engines (one per tensor_parallel_size GPUs, each its own copy of the weights)", str(node.engines)),
+        ("GPU memory per engine", f"{node.vram_per_engine_gib:g} GiB"),
+        ("model weights per engine", f"{node.weights_gib:.2f} GiB"),
+        ("VRAM for KV pages per engine (memory x utilisation - weights)", f"{node.kv_pages_per_engine_gib:.2f} GiB"),
+        ("full-context sessions in VRAM per engine", str(node.sessions_vram_per_engine)),
+        ("GPU memory, node", f"{node.vram_total_gib:g} GiB"),
+        ("VRAM for KV pages, node", f"{node.kv_pages_gib:.2f} GiB"),
+        ("full-context sessions in VRAM, node", str(node.sessions_vram)),
+        (f"LMCache engines holding KV per vLLM engine ({node.kv_layout})", str(node.lmcache_ranks)),
         (
             "max_local_cpu_size per engine",
             f"{node.max_local_cpu_size:g} GiB ({node.cpu_bytes_per_rank:,} bytes pinned)",
@@ -75,8 +85,8 @@ def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[T
             "max_local_disk_size per engine",
             f"{node.max_local_disk_size:g} GiB ({node.disk_bytes_per_rank:,} bytes)",
         ),
-        (f"full-context sessions in the DRAM tier ({node.cpu_budget_gib:g} GiB)", str(node.sessions_dram)),
-        (f"full-context sessions in the disk tier ({node.disk_budget_gib:g} GiB)", str(node.sessions_disk)),
+        (f"full-context sessions in the DRAM tier, node ({node.cpu_budget_gib:g} GiB)", str(node.sessions_dram)),
+        (f"full-context sessions in the disk tier, node ({node.disk_budget_gib:g} GiB)", str(node.sessions_disk)),
     ]
     for k, v in rows:
         t.add_row(k, v)

@@ -90,7 +90,7 @@ def test_per_node_vlan_plan():
 def test_lmcache_yaml_mode_for_nested_settings(reference_dict):
     reference_dict["kvcache"]["lmcache_extra"] = {"extra_config": {"save_decode_cache": True}}
     lm = build_plan(spec_from_dict(reference_dict)).nodes[0].lmcache
-    assert lm.config_mode == "yaml" and lm.config_file == "/etc/kvpod/lmcache.yaml"
+    assert lm.config_mode == "yaml" and lm.config_file == "/etc/kvpod/lmcache@0.yaml"
 
 
 def test_plan_json_has_the_documented_keys():
