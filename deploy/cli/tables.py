@@ -60,9 +60,8 @@ def targets_table(plan: Plan) -> Table:
 
 
 def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[Table]:
-    t = Table(
-        title=f"per node: {model}, {node.engines} engine(s) on {node.gpus} GPUs (GiB = 2^30 bytes, as LMCache allocates)"
-    )
+    engines = f"{node.engines} engine(s) on {node.gpus} GPUs"
+    t = Table(title=f"per node: {model}, {engines} (GiB = 2^30 bytes, as LMCache allocates)")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     rows = [

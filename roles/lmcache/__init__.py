@@ -76,7 +76,7 @@ def yaml_body(lm: LmcachePlan) -> str:
 
 
 def cache_dir(lm: LmcachePlan) -> str:
-    """The directory of ``local_disk`` (``file:///mnt/kvcache/lmcache/engine0/`` -> ``/mnt/kvcache/lmcache/engine0``)."""
+    """The directory of ``local_disk``: ``file:///mnt/kvcache/lmcache/engine0/`` -> ``/mnt/kvcache/lmcache/engine0``."""
     path = lm.local_disk.removeprefix("file://")
     return path.rstrip("/") or "/"
 

@@ -13,10 +13,10 @@ Every step compares live facts and is a noop when done, so a rerun after an inte
 1. Refused before anything is touched: a released namespace (or a partition of it) held by another block
    device (device-mapper, md), or whose ext4 is mounted only outside this mount namespace (a container).
 2. Unmounted: when a released namespace is mounted anywhere, ``systemctl stop <vllm_unit>`` and each installed
-   engine unit (``engine_units``) first (it has ``RequiresMountsFor=``; a stop also cancels a pending ``Restart=``; the node deploy that
-   follows a handover starts it again), then ``systemctl stop <mount unit>`` for ``mount_path`` and
-   ``umount <path>`` for any other mount point, deepest first. A failing unmount (busy) fails the host at this
-   step: nothing after it runs.
+   engine unit (``engine_units``) first (they have ``RequiresMountsFor=``; a stop also cancels a pending
+   ``Restart=``; the node deploy that follows a handover starts them again), then ``systemctl stop <mount unit>``
+   for ``mount_path`` and ``umount <path>`` for any other mount point, deepest first. A failing unmount (busy)
+   fails the host at this step: nothing after it runs.
 3. Disconnected: ``nvme disconnect --nqn`` per released subsystem, refused while one of its namespaces is still
    mounted; the command itself checks again on the host right before it disconnects (mount table by
    major:minor, ``/sys/fs/ext4/<dev>`` for mounts in any mount namespace, ``holders/``).
@@ -25,9 +25,9 @@ Every step compares live facts and is a noop when done, so a rerun after an inte
    removed, ``daemon-reload`` when a unit file was removed. The node deploy writes them again for the new drive.
    The unit is not stopped while a filesystem that is not released is mounted at ``mount_path``: the mount
    unit ``Requires=`` it, so the stop would unmount that filesystem too.
-5. ``purge`` only: vLLM (and each installed engine unit) stopped, disabled and its unit file removed; the mount unit disabled and its file
-   removed (whatever still is mounted there is not a released namespace and stays); ``/etc/kvpod/`` (LMCache
-   config) and ``/etc/modules-load.d/kvpod-nvme.conf`` removed.
+5. ``purge`` only: vLLM (and each installed engine unit) stopped, disabled and its unit file removed; the mount
+   unit disabled and its file removed (whatever still is mounted there is not a released namespace and stays);
+   ``/etc/kvpod/`` (LMCache config) and ``/etc/modules-load.d/kvpod-nvme.conf`` removed.
 
 Left in place, also by ``purge``: the fabric network (VLAN interface, address, routes, networkd/netplan files,
 sysctls, ``kvpod-rxe.service``, their modules-load files) -- it is the fabric role's, removing it live means
