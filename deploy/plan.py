@@ -180,6 +180,11 @@ class NodePlan(Frozen):
         """The units of the node's engines, in index order."""
         return [e.unit for e in self.engines]
 
+    def with_lmcache(self, **update) -> NodePlan:
+        """A copy in which every engine's LMCache plan takes ``update`` (a setting the engines share)."""
+        engines = [e.model_copy(update={"lmcache": e.lmcache.model_copy(update=update)}) for e in self.engines]
+        return self.model_copy(update={"engines": engines})
+
 
 class TargetPortalPlan(Frozen):
     name: str
