@@ -136,3 +136,14 @@ def test_eight_gpus_at_tp4_run_two_engines_with_their_own_gpus_ports_files_and_b
     # the node's 30 GiB DRAM and 100 GiB disk budgets are split between the engines, then over each one's 4 ranks
     assert {(e.cpu_budget_gib, e.disk_budget_gib) for e in node.engines} == {(15, 50)}
     assert {(e.lmcache.max_local_cpu_size, e.lmcache.max_local_disk_size) for e in node.engines} == {(3.75, 12.5)}
+
+
+def test_every_engine_port_must_be_a_port(reference_dict):
+    from deploy.errors import SpecError
+    from deploy.validate import check_pod
+
+    reference_dict["nodes"]["generate"]["gpus"] = 8
+    reference_dict["vllm"]["port"] = 65535
+    with pytest.raises(SpecError) as info:
+        check_pod(spec_from_dict(reference_dict))
+    assert "gpus: 2 engines need ports 65535..65536" in str(info.value.problems[0])
