@@ -77,11 +77,15 @@ def sizing_tables(model: str, node: NodeSizing, fleet: list[FleetRow]) -> list[T
         ("full-context sessions in VRAM, node", str(node.sessions_vram)),
         (f"LMCache engines holding KV per vLLM engine ({node.kv_layout})", str(node.lmcache_ranks)),
         (
-            "max_local_cpu_size per engine",
+            "DRAM / disk budget per vLLM engine (the node's, split between its engines)",
+            f"{node.cpu_budget_gib / node.engines:g} / {node.disk_budget_gib / node.engines:g} GiB",
+        ),
+        (
+            "max_local_cpu_size per rank",
             f"{node.max_local_cpu_size:g} GiB ({node.cpu_bytes_per_rank:,} bytes pinned)",
         ),
         (
-            "max_local_disk_size per engine",
+            "max_local_disk_size per rank",
             f"{node.max_local_disk_size:g} GiB ({node.disk_bytes_per_rank:,} bytes)",
         ),
         (f"full-context sessions in the DRAM tier, node ({node.cpu_budget_gib:g} GiB)", str(node.sessions_dram)),
