@@ -284,6 +284,36 @@ class Plan(Frozen):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
 
+def single_engine_upgraded(data: dict) -> dict:
+    """A plan dumped before engines (one ``lmcache`` per node, ``vllm.unit`` and ``vllm.health_url``) in the
+    current shape: its one engine as engine 0, named by the unit it ran as (``kvpod-vllm.service``), so a plan
+    applied by an earlier kvpod still reads (its drives and nodes decide handovers). Current plans pass as
+    they are."""
+    for node in data.get("nodes", []):
+        if "engines" in node or "lmcache" not in node:
+            continue
+        lm, vllm = node.pop("lmcache"), node.get("vllm", {})
+        unit, health = vllm.pop("unit", "kvpod-vllm.service"), vllm.pop("health_url", "")
+        tp, port = int(vllm.get("tensor_parallel_size", 1)), int(vllm.get("port", 8000))
+        disk_dir = str(lm.get("local_disk", "")).removeprefix("file://").rstrip("/")
+        node["engines"] = [
+            {
+                "index": 0,
+                "unit": unit,
+                "port": port,
+                "gpus": list(range(tp)),
+                "cuda_visible_devices": ",".join(str(g) for g in range(tp)),
+                "health_url": health,
+                "models_url": health.removesuffix("/health") + "/v1/models",
+                "disk_dir": disk_dir,
+                "cpu_budget_gib": float(lm.get("max_local_cpu_size", 0)) * tp,
+                "disk_budget_gib": float(node.get("mount", {}).get("disk_budget_gb", 0)),
+                "lmcache": lm,
+            }
+        ]
+    return data
+
+
 def limited_nodes(plan: Plan, limit: list[str] | None) -> list[NodePlan]:
     """The nodes ``--limit`` selects (all without one); :class:`InputError` naming the valid ones otherwise."""
     known = {n.name for n in plan.nodes}

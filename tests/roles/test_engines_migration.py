@@ -135,3 +135,34 @@ def test_fewer_engines_after_a_spec_edit_retire_the_extra_ones(lab: NodePlan) ->
     assert [c for c in executed if c.startswith("systemctl restart")] == ["systemctl restart kvpod-vllm@0.service"]
     assert not remote.units["kvpod-vllm@1.service"]["running"]
     assert changed_commands(deploy_plan(node, remote, data(one, kvpod_defer_restart=True))) == []
+
+
+def test_a_plan_applied_by_the_single_engine_layout_still_reads(lab: NodePlan, tmp_path, monkeypatch) -> None:
+    """The state directory of a pod converged before engines holds a plan of the old shape: it loads, its one
+    engine named by the unit it ran as."""
+    import json
+
+    from deploy.plan import Plan
+    from deploy.statedir import applied_plan_path, load_applied_plan
+
+    monkeypatch.setenv("KVPOD_STATE_DIR", str(tmp_path))
+    plan = build_plan(load_spec(lab_spec()))
+    data = json.loads(plan.to_json())
+    for n in data["nodes"]:  # as an earlier kvpod dumped it
+        engine = n.pop("engines")[0]
+        n["lmcache"] = {
+            **engine["lmcache"],
+            "env_file": "/etc/kvpod/lmcache.env",
+            "local_disk": "file:///mnt/kvcache/lmcache/",
+        }
+        n["vllm"].update(unit=OLD_UNIT, health_url="http://127.0.0.1:8000/health")
+    path = applied_plan_path(plan.pod)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    applied = load_applied_plan(plan.pod)
+    assert isinstance(applied, Plan) and [n.name for n in applied.nodes] == [n.name for n in plan.nodes]
+    (engine,) = applied.nodes[0].engines
+    assert (engine.unit, engine.port, engine.disk_dir) == (OLD_UNIT, 8000, "/mnt/kvcache/lmcache")
+    assert applied.nodes[0].namespace == plan.nodes[0].namespace
+    path.write_text(plan.to_json())
+    assert load_applied_plan(plan.pod) == plan, "a current plan reads as it was written"
