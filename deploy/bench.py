@@ -451,8 +451,8 @@ def build_report(plan: Plan, size_bytes: int, runtime_s: int, nodes: list[NodeBe
 
 
 def lmcache_dir(node: NodePlan) -> str:
-    """LMCache's directory on the node (``local_disk`` without its ``file://``)."""
-    return node.lmcache.local_disk.removeprefix("file://")
+    """LMCache's directory on the node: the disk-tier root holding every engine's directory (``<mount>/lmcache/``)."""
+    return node.lmcache_root + "/"
 
 
 def bench_jobs(nodes: list[NodePlan], size_bytes: int, runtime_s: int) -> dict[str, BenchJob]:

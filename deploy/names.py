@@ -15,7 +15,10 @@ GB = 1_000_000_000
 SYSTEMD_DIR = "/etc/systemd/system"
 NETWORKD_DIR = "/etc/systemd/network"
 NETWORKD_PREFIX = "10-kvpod-"  # <NETWORKD_DIR>/10-kvpod-<interface>.network / .netdev
-VLLM_UNIT = "kvpod-vllm.service"
+VLLM_UNIT = "kvpod-vllm.service"  # the single engine of earlier releases: retired by the migration to engines
+VLLM_ENGINE_UNIT = "kvpod-vllm@{index}.service"  # one unit per engine (an instance file, not a template)
+VLLM_UNITS_PATTERN = "kvpod-vllm*.service"  # every loaded vLLM unit, old or engine (for `systemctl stop`)
+MAX_ENGINES = 16  # at most one engine per GPU, and a node has at most 16 GPUs (spec: gpus <= 16)
 CONNECT_UNIT = "kvpod-nvme-connect.service"
 RXE_UNIT = "kvpod-rxe.service"
 DCB_UNIT = "kvpod-dcb.service"
@@ -29,6 +32,10 @@ LMCACHE_CLEAN_SCRIPT = "/usr/local/sbin/kvpod-lmcache-clean"
 NVMET_RESTORE_SCRIPT = "/usr/local/sbin/kvpod-nvmet-restore"
 KVPOD_ETC = "/etc/kvpod"
 VLLM_HF_ENV_FILE = f"{KVPOD_ETC}/vllm-hf.env"  # HF_TOKEN, HF_HOME, offline mode: vLLM's Hugging Face environment
+LMCACHE_ENV_FILE = "lmcache.env"  # the single engine of earlier releases, under KVPOD_ETC
+LMCACHE_YAML_FILE = "lmcache.yaml"
+ENGINE_FILE = "lmcache@{index}.{suffix}"  # an engine's LMCache env file (env) and YAML config (yaml), under KVPOD_ETC
+LMCACHE_DIR = "lmcache"  # under the KV-cache mount: one directory per engine inside it (engine<index>)
 SYSCTL_FILE = "/etc/sysctl.d/90-kvpod-rdma.conf"
 NETPLAN_FILE = "/etc/netplan/60-kvpod.yaml"
 HOSTNQN_FILE = "/etc/nvme/hostnqn"
@@ -63,3 +70,18 @@ WIPE_KEY = "kvpod_wipe"  # True: this node's drive may be reformatted
 DEFER_RESTART_KEY = "kvpod_defer_restart"  # True: leave vLLM's restart to the rollout
 HEALTH_TIMEOUT_KEY = "kvpod_health_timeout"  # seconds a restarted vLLM has to answer its health check
 RESTART_PENDING_KEY = "kvpod_restart_pending"  # set by the vllm role: a deferred restart is due
+
+
+def engine_unit(index: int) -> str:
+    """The systemd unit of engine ``index`` (``kvpod-vllm@0.service``)."""
+    return VLLM_ENGINE_UNIT.format(index=index)
+
+
+def engine_file(index: int, suffix: str) -> str:
+    """Engine ``index``'s LMCache env file (``suffix`` env) or YAML config (yaml): ``/etc/kvpod/lmcache@0.env``."""
+    return f"{KVPOD_ETC}/{ENGINE_FILE.format(index=index, suffix=suffix)}"
+
+
+def engine_dir_name(index: int) -> str:
+    """The name of engine ``index``'s disk-tier directory inside ``<mount>/lmcache`` (``engine0``)."""
+    return f"engine{index}"

@@ -14,10 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from deploy.addressing import plan_addresses
 from deploy.assignment import all_drives, host_id, host_nqn, node_drives, subsystem_nqn
 from deploy.errors import InputError
-from deploy.names import KVPOD_ETC, VLLM_HF_ENV_FILE, VLLM_UNIT, WHEELHOUSE_DEST
+from deploy.names import (
+    LMCACHE_DIR,
+    VLLM_HF_ENV_FILE,
+    WHEELHOUSE_DEST,
+    engine_dir_name,
+    engine_file,
+    engine_unit,
+)
 from deploy.nodes import expand_nodes
 from deploy.secrets import Secret
-from deploy.sizing import lmcache_per_rank
+from deploy.sizing import engine_budgets, engines_of, lmcache_per_rank
 from deploy.spec import PodSpec, RoceQos
 from deploy.wording import name_list
 
@@ -104,7 +111,8 @@ class MountPlan(Frozen):
 
 
 class LmcachePlan(Frozen):
-    """Per tensor-parallel rank: LMCache builds one engine per rank, so node budgets are split by TP.
+    """One vLLM engine's LMCache, per tensor-parallel rank: LMCache builds one engine per rank, so the engine's
+    share of the node's budgets is split by TP.
 
     ``max_local_cpu_size`` and ``max_local_disk_size`` are GiB, as LMCache reads them (it allocates
     ``size * 1024**3`` bytes per engine).
@@ -149,8 +157,6 @@ class VllmPlan(Frozen):
     executable: str
     extra_args: list[str]
     kv_transfer_config: str
-    unit: str
-    health_url: str
     install: InstallPlan | None = None
     weights_cache_dir: str | None = None  # HF_HOME, owned by ``user``
     offline: bool = False
@@ -163,6 +169,23 @@ class VllmPlan(Frozen):
         return {key: str(value) if isinstance(value, Secret) else value for key, value in env.items()}
 
 
+class EnginePlan(Frozen):
+    """One vLLM engine of a node: its own process (its own unit), GPUs, port, LMCache files and disk-tier
+    directory. A node of ``gpus = k * tensor_parallel_size`` runs engines 0..k-1."""
+
+    index: int
+    unit: str  # kvpod-vllm@<index>.service
+    port: int  # vllm.port + index
+    gpus: list[int]  # CUDA device indexes: index*tp .. (index+1)*tp-1
+    cuda_visible_devices: str  # the same, as the unit's CUDA_VISIBLE_DEVICES ("0,1,2,3")
+    health_url: str  # on the node's loopback
+    models_url: str
+    disk_dir: str  # the LMCache disk tier of this engine: <mount>/lmcache/engine<index>
+    cpu_budget_gib: float  # this engine's share of kvcache.cpu_budget_gib (split evenly between the engines)
+    disk_budget_gib: float  # this engine's share of kvcache.disk_budget_gib
+    lmcache: LmcachePlan  # its files (env_file, config_file), local_disk = disk_dir, per-rank sizes
+
+
 class NodePlan(Frozen):
     name: str
     ssh: SshPlan
@@ -172,8 +195,28 @@ class NodePlan(Frozen):
     fabric: FabricPlan
     namespace: NamespacePlan
     mount: MountPlan
-    lmcache: LmcachePlan
     vllm: VllmPlan
+    engines: list[EnginePlan]
+
+    @property
+    def lmcache(self) -> LmcachePlan:
+        """Engine 0's LMCache plan. Every engine shares its settings and sizes; only the files and the disk
+        directory differ (see ``engines``)."""
+        return self.engines[0].lmcache
+
+    @property
+    def lmcache_root(self) -> str:
+        """The directory holding every engine's disk tier (``<mount>/lmcache``)."""
+        return f"{self.mount.path.rstrip('/')}/{LMCACHE_DIR}"
+
+    def engine_units(self) -> list[str]:
+        """The units of the node's engines, in index order."""
+        return [e.unit for e in self.engines]
+
+    def with_lmcache(self, **update) -> NodePlan:
+        """A copy in which every engine's LMCache plan takes ``update`` (a setting the engines share)."""
+        engines = [e.model_copy(update={"lmcache": e.lmcache.model_copy(update=update)}) for e in self.engines]
+        return self.model_copy(update={"engines": engines})
 
 
 class TargetPortalPlan(Frozen):
@@ -275,6 +318,36 @@ class Plan(Frozen):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
 
+def single_engine_upgraded(data: dict) -> dict:
+    """A plan dumped before engines (one ``lmcache`` per node, ``vllm.unit`` and ``vllm.health_url``) in the
+    current shape: its one engine as engine 0, named by the unit it ran as (``kvpod-vllm.service``), so a plan
+    applied by an earlier kvpod still reads (its drives and nodes decide handovers). Current plans pass as
+    they are."""
+    for node in data.get("nodes", []):
+        if "engines" in node or "lmcache" not in node:
+            continue
+        lm, vllm = node.pop("lmcache"), node.get("vllm", {})
+        unit, health = vllm.pop("unit", "kvpod-vllm.service"), vllm.pop("health_url", "")
+        tp, port = int(vllm.get("tensor_parallel_size", 1)), int(vllm.get("port", 8000))
+        disk_dir = str(lm.get("local_disk", "")).removeprefix("file://").rstrip("/")
+        node["engines"] = [
+            {
+                "index": 0,
+                "unit": unit,
+                "port": port,
+                "gpus": list(range(tp)),
+                "cuda_visible_devices": ",".join(str(g) for g in range(tp)),
+                "health_url": health,
+                "models_url": health.removesuffix("/health") + "/v1/models",
+                "disk_dir": disk_dir,
+                "cpu_budget_gib": float(lm.get("max_local_cpu_size", 0)) * tp,
+                "disk_budget_gib": float(node.get("mount", {}).get("disk_budget_gb", 0)),
+                "lmcache": lm,
+            }
+        ]
+    return data
+
+
 def limited_nodes(plan: Plan, limit: list[str] | None) -> list[NodePlan]:
     """The nodes ``--limit`` selects (all without one); :class:`InputError` naming the valid ones otherwise."""
     known = {n.name for n in plan.nodes}
@@ -306,22 +379,50 @@ def _ssh(s) -> SshPlan | None:
     )
 
 
-def _lmcache(spec: PodSpec, path: str) -> LmcachePlan:
+def _lmcache(spec: PodSpec, index: int, disk_dir: str, engines: int) -> LmcachePlan:
     kv = spec.kvcache
     nested = any(isinstance(v, dict | list) for v in kv.lmcache_extra.values())
-    cpu, disk = lmcache_per_rank(spec)
+    cpu, disk = lmcache_per_rank(spec, engines)
     return LmcachePlan(
         chunk_size=kv.chunk_size,
         local_cpu=True,
         max_local_cpu_size=cpu,
-        local_disk=f"file://{path}/lmcache/",
+        local_disk=f"file://{disk_dir}/",
         max_local_disk_size=disk,
         extra=dict(sorted(kv.lmcache_extra.items())),
         telemetry=kv.lmcache_telemetry,
         config_mode="yaml" if nested else "env",
-        env_file=f"{KVPOD_ETC}/lmcache.env",
-        config_file=f"{KVPOD_ETC}/lmcache.yaml" if nested else None,
+        env_file=engine_file(index, "env"),
+        config_file=engine_file(index, "yaml") if nested else None,
     )
+
+
+def _engines(spec: PodSpec, gpus: int) -> list[EnginePlan]:
+    """The engines of a node of ``gpus`` GPUs: one per ``tensor_parallel_size`` GPUs."""
+    tp, port = spec.vllm.tensor_parallel_size, spec.vllm.port
+    count = engines_of(spec, gpus)
+    cpu, disk = engine_budgets(spec, count)
+    root = f"{spec.kvcache.path.rstrip('/')}/{LMCACHE_DIR}"
+    engines = []
+    for i in range(count):
+        devices = list(range(i * tp, (i + 1) * tp))
+        disk_dir = f"{root}/{engine_dir_name(i)}"
+        engines.append(
+            EnginePlan(
+                index=i,
+                unit=engine_unit(i),
+                port=port + i,
+                gpus=devices,
+                cuda_visible_devices=",".join(str(d) for d in devices),
+                health_url=f"http://127.0.0.1:{port + i}/health",
+                models_url=f"http://127.0.0.1:{port + i}/v1/models",
+                disk_dir=disk_dir,
+                cpu_budget_gib=cpu,
+                disk_budget_gib=disk,
+                lmcache=_lmcache(spec, i, disk_dir, count),
+            )
+        )
+    return engines
 
 
 def _install(spec: PodSpec) -> InstallPlan | None:
@@ -502,7 +603,6 @@ def build_plan(spec: PodSpec) -> Plan:
                     label="kvcache",
                     disk_budget_gb=spec.kvcache.disk_budget_gib,
                 ),
-                lmcache=_lmcache(spec, spec.kvcache.path),
                 vllm=VllmPlan(
                     model=spec.vllm.model,
                     tensor_parallel_size=spec.vllm.tensor_parallel_size,
@@ -513,14 +613,13 @@ def build_plan(spec: PodSpec) -> Plan:
                     executable=f"{spec.vllm.install.venv}/bin/vllm" if spec.vllm.install else spec.vllm.executable,
                     extra_args=list(spec.vllm.extra_args),
                     kv_transfer_config=KV_TRANSFER_CONFIG,
-                    unit=VLLM_UNIT,
-                    health_url=f"http://127.0.0.1:{spec.vllm.port}/health",
                     install=_install(spec),
                     weights_cache_dir=spec.vllm.weights_cache_dir,
                     offline=spec.vllm.offline,
                     hf_env=hf_env,
                     hf_env_file=VLLM_HF_ENV_FILE if hf_env else None,
                 ),
+                engines=_engines(spec, n.gpus),
             )
         )
 

@@ -217,7 +217,7 @@ def _switch_label(
 
 
 def _node_label(n: NodePlan, per_node: bool, status: str | None) -> str:
-    """One row: name, fabric address, VLAN (and the gateway with per-node VLANs)."""
+    """One row: name, fabric address, VLAN (and the gateway with per-node VLANs), its vLLM engines' ports."""
     fab = n.fabric
     cells = [  # minimum widths (points) keep the boxes of a column alike
         ("48", f"<b>{_e(n.name)}</b>{_mark(status)}"),
@@ -226,6 +226,8 @@ def _node_label(n: NodePlan, per_node: bool, status: str | None) -> str:
     ]
     if per_node and fab.gateway:
         cells.append(("70", _small(f"via {fab.gateway}")))
+    ports = ", ".join(f":{e.port}" for e in n.engines)
+    cells.append(("70", _small(f"{plural(len(n.engines), 'engine')} {ports}")))
     row = "".join(f'<td width="{width}" align="left">{text}</td>' for width, text in cells)
     return _table([f"<tr>{row}</tr>"], bgcolor=_fill(status))
 

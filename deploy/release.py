@@ -16,12 +16,15 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from deploy.names import VLLM_UNIT
+from deploy.names import MAX_ENGINES, VLLM_UNIT, engine_unit
 from deploy.plan import Plan
 
 FABRICS_TRANSPORTS = frozenset({"rdma", "tcp", "fc", "loop"})
 
 _PARTITION = re.compile(r"^(nvme\d+n\d+)p\d+$")
+
+
+ALL_ENGINE_UNITS = tuple(engine_unit(i) for i in range(MAX_ENGINES))  # a node without a plan: whichever it has
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,8 @@ class ReleaseRequest:
 
     - ``keep_subsystem``: the NQN the node keeps (its planned one); None releases every subsystem.
     - ``mount_path``: the KV-cache mount point (its mount unit is ``<escaped path>.mount``).
-    - ``vllm_unit``: vLLM's systemd unit, stopped before an unmount.
+    - ``vllm_unit``: vLLM's systemd unit of earlier releases, stopped before an unmount.
+    - ``engine_units``: the units of vLLM's engines (``kvpod-vllm@<i>.service``), stopped with it when installed.
     - ``purge``: the node leaves the pod: also retire vLLM and remove kvpod's units and files (keeps nothing).
     - ``subsystems``: release only these NQNs (the pod's); None: every NVMe-oF subsystem but ``keep_subsystem``.
       Subsystems with a PCIe controller (local drives) are never released.
@@ -41,6 +45,7 @@ class ReleaseRequest:
     vllm_unit: str = VLLM_UNIT
     purge: bool = False
     subsystems: frozenset[str] | None = None
+    engine_units: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not posixpath.isabs(self.mount_path) or posixpath.normpath(self.mount_path) == "/":
@@ -176,11 +181,14 @@ def release_requests(
             out[name] = ReleaseRequest(
                 keep_subsystem=keep,
                 mount_path=node.mount.path if node else _pod_mount_path(plan),
-                vllm_unit=node.vllm.unit if node else VLLM_UNIT,
+                vllm_unit=VLLM_UNIT,
                 subsystems=pod,
+                engine_units=tuple(node.engine_units()) if node else ALL_ENGINE_UNITS,
             )
     for name in sorted(prune):
-        out[name] = ReleaseRequest(None, _pod_mount_path(plan), VLLM_UNIT, purge=True, subsystems=pod)
+        out[name] = ReleaseRequest(
+            None, _pod_mount_path(plan), VLLM_UNIT, purge=True, subsystems=pod, engine_units=ALL_ENGINE_UNITS
+        )
     return out
 
 

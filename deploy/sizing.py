@@ -71,9 +71,22 @@ def lmcache_bytes(size_gib: float) -> int:
     return int(size_gib * GIB)
 
 
-def lmcache_per_rank(spec: PodSpec) -> tuple[float, float]:
-    """``(max_local_cpu_size, max_local_disk_size)`` of one engine, in GiB."""
-    ranks = lmcache_ranks(spec)
+def engines_of(spec: PodSpec, gpus: int) -> int:
+    """How many vLLM engines a node of ``gpus`` GPUs runs: one per ``tensor_parallel_size`` GPUs (validation
+    refuses a count that is not a multiple), so no GPU sits idle."""
+    return max(1, gpus // spec.vllm.tensor_parallel_size)
+
+
+def engine_budgets(spec: PodSpec, engines: int) -> tuple[float, float]:
+    """``(cpu, disk)`` GiB of one engine: the node's budgets split evenly between its engines (to 1/1000 GiB,
+    rounded down)."""
+    return per_rank_gib(spec.kvcache.cpu_budget_gib, engines), per_rank_gib(spec.kvcache.disk_budget_gib, engines)
+
+
+def lmcache_per_rank(spec: PodSpec, engines: int = 1) -> tuple[float, float]:
+    """``(max_local_cpu_size, max_local_disk_size)`` of one LMCache engine (one tensor-parallel rank of one vLLM
+    engine), in GiB: the node's budgets split over ``engines`` vLLM engines and their storing ranks."""
+    ranks = lmcache_ranks(spec) * engines
     return per_rank_gib(spec.kvcache.cpu_budget_gib, ranks), per_rank_gib(spec.kvcache.disk_budget_gib, ranks)
 
 
@@ -91,13 +104,18 @@ class NodeSizing:
     sessions_disk: int
     cpu_budget_gib: float
     disk_budget_gib: float
-    lmcache_ranks: int
+    lmcache_ranks: int  # per vLLM engine
     max_local_cpu_size: float  # GiB per engine, as the env file and YAML config say it
     max_local_disk_size: float
     cpu_bytes_per_rank: int  # what LMCache allocates for one engine
     disk_bytes_per_rank: int
     cpu_bytes_per_node: int
     disk_bytes_per_node: int
+    gpus: int = 0  # the node's GPUs
+    engines: int = 1  # vLLM engines on the node, each on tensor_parallel_size GPUs; the counts above are per node
+    vram_per_engine_gib: float = 0.0
+    kv_pages_per_engine_gib: float = 0.0
+    sessions_vram_per_engine: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,32 +137,37 @@ def kv_bytes_per_token(shape: ModelShape) -> int:
 
 
 def size_node(spec: PodSpec, shape: ModelShape, gpus: int) -> NodeSizing:
+    """A node of ``gpus`` GPUs as it runs: ``gpus // tensor_parallel_size`` engines, each holding its own copy
+    of the weights in its ``tensor_parallel_size`` GPUs and its share of the node's LMCache budgets. Node totals
+    are the engines' sums (an engine's VRAM is never pooled with another's)."""
     per_token = kv_bytes_per_token(shape)
     tokens = spec.vllm.max_model_len
     session_bytes = per_token * tokens
     weights = shape.params_billion * 1e9 * shape.dtype_bytes / GIB
-    vram = gpus * spec.vllm.gpu_memory_gib
-    kv_pages = max(0.0, vram * spec.vllm.gpu_memory_utilization - weights)
     tp = spec.vllm.tensor_parallel_size
+    engines = engines_of(spec, gpus)
+    vram_engine = tp * spec.vllm.gpu_memory_gib
+    kv_pages_engine = max(0.0, vram_engine * spec.vllm.gpu_memory_utilization - weights)
     ranks = lmcache_ranks(spec)
-    cpu_rank, disk_rank = lmcache_per_rank(spec)
+    cpu_rank, disk_rank = lmcache_per_rank(spec, engines)
     mla = shape.kv_layout == "mla"
     # GQA: each tensor-parallel rank holds its share of the KV heads of a session, in VRAM and in LMCache.
     # MLA: every rank holds the whole latent KV in VRAM, and an LMCache engine stores all of it.
     session_bytes_per_rank = session_bytes if mla else session_bytes / tp
     session_vram = session_bytes * tp if mla else session_bytes
     cpu_bytes, disk_bytes = lmcache_bytes(cpu_rank), lmcache_bytes(disk_rank)
+    sessions_vram_engine = int(kv_pages_engine * GIB // session_vram)
     return NodeSizing(
         kv_layout=shape.kv_layout,
         kv_bytes_per_token=per_token,
         session_tokens=tokens,
         session_gib=session_bytes / GIB,
         weights_gib=weights,
-        vram_total_gib=vram,
-        kv_pages_gib=kv_pages,
-        sessions_vram=int(kv_pages * GIB // session_vram),
-        sessions_dram=int(cpu_bytes // session_bytes_per_rank),
-        sessions_disk=int(disk_bytes // session_bytes_per_rank),
+        vram_total_gib=vram_engine * engines,
+        kv_pages_gib=kv_pages_engine * engines,
+        sessions_vram=sessions_vram_engine * engines,
+        sessions_dram=int(cpu_bytes // session_bytes_per_rank) * engines,
+        sessions_disk=int(disk_bytes // session_bytes_per_rank) * engines,
         cpu_budget_gib=spec.kvcache.cpu_budget_gib,
         disk_budget_gib=spec.kvcache.disk_budget_gib,
         lmcache_ranks=ranks,
@@ -152,8 +175,13 @@ def size_node(spec: PodSpec, shape: ModelShape, gpus: int) -> NodeSizing:
         max_local_disk_size=disk_rank,
         cpu_bytes_per_rank=cpu_bytes,
         disk_bytes_per_rank=disk_bytes,
-        cpu_bytes_per_node=cpu_bytes * ranks,
-        disk_bytes_per_node=disk_bytes * ranks,
+        cpu_bytes_per_node=cpu_bytes * ranks * engines,
+        disk_bytes_per_node=disk_bytes * ranks * engines,
+        gpus=gpus,
+        engines=engines,
+        vram_per_engine_gib=vram_engine,
+        kv_pages_per_engine_gib=kv_pages_engine,
+        sessions_vram_per_engine=sessions_vram_engine,
     )
 
 

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from deploy.plan import Plan
+from deploy.plan import Plan, single_engine_upgraded
 
 
 def state_dir() -> Path:
@@ -39,7 +39,7 @@ def load_applied_plan(pod: str) -> Plan | None:
     path = applied_plan_path(pod)
     if not path.exists():
         return None
-    return Plan.model_validate_json(path.read_text())
+    return Plan.model_validate(single_engine_upgraded(json.loads(path.read_text())))
 
 
 def save_applied_plan(plan: Plan) -> None:

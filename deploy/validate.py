@@ -316,6 +316,14 @@ def _gpus(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Problem]
         )
         for n in nodes
         if n.gpus % tp != 0
+    ] + [
+        Problem(
+            f"{np[n.name]}.gpus",
+            f"{n.gpus // tp} engines need ports {spec.vllm.port}..{spec.vllm.port + n.gpus // tp - 1} "
+            f"(vllm.port + engine index must stay at or below 65535)",
+        )
+        for n in nodes
+        if n.gpus % tp == 0 and spec.vllm.port + n.gpus // tp - 1 > 65535
     ]
 
 

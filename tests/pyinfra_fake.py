@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fnmatch
 import hashlib
 import itertools
 import json
@@ -69,6 +70,7 @@ KVPOD_COMMANDS = tuple(
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
         r"systemctl (daemon-reload|(start|stop|restart|enable|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
+        r"systemctl stop 'kvpod-vllm\*\.service'",  # every vLLM unit, old or engine (a glob systemctl matches)
         r"nvme (connect --transport \w+ --nqn \S+ --traddr \S+ --trsvcid \d+ ARGS|disconnect --nqn \S+|ns-rescan \S+)",
         r"if blkid -p \S+ >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 -q -m 0 -O mmp ARGS; "
         r"else echo '[^']*' >&2; exit 1; fi",
@@ -82,6 +84,7 @@ KVPOD_COMMANDS = tuple(
         # the multipath I/O policy of a subsystem found by NQN (deploy/operations/nvme.py set_iopolicy)
         r"sh -c 'for s in /sys/class/nvme-subsystem/nvme-subsys\*; do .+' \S+ (numa|round-robin|queue-depth)",
         r"echo '[^']*' >&2; exit 1",  # a refusal on the host
+        r"sh -c 'i=0; until python3 -c .+",  # the wait for a restarted engine's health (roles/vllm_restart)
         r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
         r"printf '%s(\\n)?' ARGS",
         r"useradd --system ARGS",
@@ -355,10 +358,14 @@ class FakeRemote:
             }
             if "-m" in argv:
                 self.dirs.setdefault(self.users[name]["home"], {"user": name, "group": group})
+        elif cmd == "systemctl" and len(argv) >= 3 and "*" in argv[-1]:
+            for name, unit in self.units.items():  # a glob matches loaded units only
+                if fnmatch.fnmatchcase(name, argv[-1]) and argv[1] == "stop":
+                    unit["running"] = False
         elif cmd == "systemctl" and len(argv) >= 3:
             unit = self.units.setdefault(argv[-1], {})
-            if argv[1] == "enable":
-                unit["enabled"] = True
+            if argv[1] in ("enable", "disable"):
+                unit["enabled"] = argv[1] == "enable"
             elif argv[1] == "stop":
                 unit["running"] = False
             elif argv[1] in ("start", "restart"):

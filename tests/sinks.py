@@ -296,15 +296,16 @@ mkdir() {{
 cd() {{
   rec cd "$@"
   for a in "$@"; do d=$a; done
-  command mkdir -p -- "$KVPOD_ROOT$d" && command cd -P -- "$KVPOD_ROOT$d"
+  case $d in /*) d=$KVPOD_ROOT$d ;; esac
+  command mkdir -p -- "$d" && command cd -P -- "$d"
 }}
 pwd() {{ p=$(command pwd -P); printf '%s\n' "${p#"$KVPOD_ROOT"}"; }}
 """
 
 
-def run_script(text: str, tmp: Path, sandbox_var: str | None = None) -> list[list[str]]:
-    """Run ``text`` under ``sh`` with the host-changing commands recorded instead of run; returns their argv.
-    ``cd`` and ``pwd`` are recorded too and move within a scratch root standing in for the host's tree.
+def run_script(text: str, tmp: Path, sandbox_var: str | None = None, args: tuple[str, ...] = ()) -> list[list[str]]:
+    """Run ``text`` under ``sh`` (with ``args``) with the host-changing commands recorded instead of run; returns
+    their argv. ``cd`` and ``pwd`` are recorded too and move within a scratch root standing in for the host's tree.
 
     ``sandbox_var``: the script's ``NAME=<configfs root>`` line is pointed at a scratch directory."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -322,7 +323,7 @@ def run_script(text: str, tmp: Path, sandbox_var: str | None = None) -> list[lis
     script = tmp / "script.sh"
     script.write_text(lines[0] + "\n" + prelude + "\n".join(lines[1:]))
     result = subprocess.run(
-        ["sh", str(script)],
+        ["sh", str(script), *args],
         capture_output=True,
         text=True,
         timeout=30,

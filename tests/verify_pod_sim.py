@@ -28,7 +28,7 @@ from testinfra.backend.base import CommandResult
 
 from deploy import secrets
 from deploy.nvme_settings import PathSettings, controller_values
-from deploy.plan import NodePlan, Plan, TargetPlan
+from deploy.plan import EnginePlan, NodePlan, Plan, TargetPlan
 from deploy.shipped import verify_suite_dir
 
 sys.path.insert(0, str(verify_suite_dir()))
@@ -36,7 +36,13 @@ sys.path.insert(0, str(verify_suite_dir()))
 import verify_expect as ve
 import verify_facts as vf
 
-PID = "4242"
+PID = "4242"  # engine 0's main process; engine i's is PID + i
+
+
+def engine_pid(engine: EnginePlan) -> str:
+    return str(int(PID) + engine.index)
+
+
 PLAN_ENV = "KVPOD_PLAN"
 SECRETS_ENV = "KVPOD_SIM_SECRETS"
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"  # the revision of a staged model in the hub cache
@@ -167,13 +173,13 @@ def ping_text(address: str, size: int) -> str:
     )
 
 
-def env_file_text(node: NodePlan) -> str:
-    lines = ["# kvpod: LMCache settings for this node (per tensor-parallel rank)"]
-    lm = node.lmcache
+def env_file_text(node: NodePlan, engine: EnginePlan | None = None) -> str:
+    lines = ["# kvpod: LMCache settings for this engine (per tensor-parallel rank)"]
+    lm = ve.engine_of(node, engine).lmcache
     if lm.config_mode == "yaml":
         lines.append(f"{ve.CONFIG_FILE_VAR}={lm.config_file}")
     else:
-        lines += [f"{ve.env_var(k)}={_env_value(v)}" for k, v in ve.lmcache_settings(node).items()]
+        lines += [f"{ve.env_var(k)}={_env_value(v)}" for k, v in ve.lmcache_settings(node, engine).items()]
     lines.append("PYTHONHASHSEED=0")
     return "\n".join(lines) + "\n"
 
@@ -194,16 +200,16 @@ def mode_text(node: NodePlan, path: str) -> str:
     return " ".join(ve.credential_file_owner(node)) + "\n"
 
 
-def yaml_text(node: NodePlan) -> str:
+def yaml_text(node: NodePlan, engine: EnginePlan | None = None) -> str:
     import yaml
 
-    return yaml.safe_dump(ve.lmcache_settings(node), sort_keys=False)
+    return yaml.safe_dump(ve.lmcache_settings(node, engine), sort_keys=False)
 
 
-def argv(node: NodePlan) -> list[str]:
+def argv(node: NodePlan, engine: EnginePlan | None = None) -> list[str]:
     v = node.vllm
     out = ["/usr/bin/python3", v.executable, "serve", v.model]
-    for flag, value in ve.vllm_arguments(node).items():
+    for flag, value in ve.vllm_arguments(node, engine).items():
         if flag != "model":
             out += [flag, json.dumps(value, separators=(",", ":")) if isinstance(value, dict) else str(value)]
     return out + list(v.extra_args)
@@ -216,11 +222,16 @@ def connector_text(node: NodePlan) -> str:
     return f"interpreter {interpreter}\nvllm {pins.get('vllm', '0.11.0')}\nlmcache {pins.get('lmcache', '0.5.6')}\n"
 
 
-def environ(node: NodePlan) -> dict[str, str]:
+def environ(node: NodePlan, engine: EnginePlan | None = None) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/var/lib/vllm", "LANG": "C.UTF-8"}
-    env.update({k: _env_value(v) for k, v in ve.lmcache_environment(node).items()})
+    env.update({k: _env_value(v) for k, v in ve.lmcache_environment(node, engine).items()})
     env.update({k: revealed(v) for k, v in ve.hf_environment(node).items()})
     return env
+
+
+def models_text(node: NodePlan) -> str:
+    """``GET /v1/models`` of an engine serving the planned model."""
+    return json.dumps({"object": "list", "data": [{"id": node.vllm.model, "object": "model"}]}) + "\n"
 
 
 def unit_block(props: dict[str, str]) -> str:
@@ -228,24 +239,27 @@ def unit_block(props: dict[str, str]) -> str:
 
 
 def units_text(node: NodePlan, mount_unit: str, mounted: bool) -> str:
-    """``systemctl show -p ...`` of the vLLM, connect and mount units (systemd 252 property order)."""
+    """``systemctl show -p ...`` of the engines', connect and mount units (systemd 252 property order)."""
     v = node.vllm
-    vllm = {
-        "MainPID": PID,
-        "ExecStart": f"{{ path={v.executable} ; argv[]={v.executable} serve {v.model} ... ; ignore_errors=no ; "
-        "start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }",
-        "EnvironmentFiles": " ".join(
-            f"{f} (ignore_errors=no)" for f in [node.lmcache.env_file, *ve.hf_env_files(node)]
-        ),
-        "User": v.user,
-        "Id": v.unit,
-        "LoadState": "loaded",
-        "ActiveState": "active",
-        "SubState": "running",
-        "UnitFileState": "enabled",
-        "Where": "",
-        "What": "",
-    }
+    engines = [
+        {
+            "MainPID": engine_pid(e),
+            "ExecStart": f"{{ path={v.executable} ; argv[]={v.executable} serve {v.model} ... ; ignore_errors=no ; "
+            "start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }",
+            "EnvironmentFiles": " ".join(
+                f"{f} (ignore_errors=no)" for f in [e.lmcache.env_file, *ve.hf_env_files(node)]
+            ),
+            "User": v.user,
+            "Id": e.unit,
+            "LoadState": "loaded",
+            "ActiveState": "active",
+            "SubState": "running",
+            "UnitFileState": "enabled",
+            "Where": "",
+            "What": "",
+        }
+        for e in node.engines
+    ]
     connect = {
         "MainPID": "0",
         "ExecStart": "{ path=/usr/local/sbin/kvpod-nvme-connect ; argv[]=/usr/local/sbin/kvpod-nvme-connect ; ... }",
@@ -268,7 +282,7 @@ def units_text(node: NodePlan, mount_unit: str, mounted: bool) -> str:
         "UnitFileState": "generated",
         "User": "",
     }
-    return "\n\n".join(unit_block(b) for b in (vllm, connect, mount)) + "\n"
+    return "\n\n".join(unit_block(b) for b in (*engines, connect, mount)) + "\n"
 
 
 def controllers_text(node: NodePlan) -> str:
@@ -318,10 +332,11 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ve.SYSCTL_FILE: "".join(f"{k} = {v}\n" for k, v in ve.sysctls(node).items()),
         ve.HOSTNQN_FILE: node.host_nqn + "\n",
         ve.HOSTID_FILE: node.host_id + "\n",
-        node.lmcache.env_file: env_file_text(node),
     }
-    if node.lmcache.config_file:
-        files[node.lmcache.config_file] = yaml_text(node)
+    for e in node.engines:
+        files[e.lmcache.env_file] = env_file_text(node, e)
+        if e.lmcache.config_file:
+            files[e.lmcache.config_file] = yaml_text(node, e)
     for path in ve.hf_env_files(node):
         files[path] = hf_env_text(node)
     mount = (
@@ -331,8 +346,15 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         if mounted
         else "mounted=no\n"
     )
-    cmdline = "".join(f"/proc/{PID}/cmdline:{a}\0" for a in argv(node))
-    env = "".join(f"/proc/{PID}/environ:{k}={v}\0" for k, v in environ(node).items())
+    procs = []
+    for e in node.engines:
+        pid = engine_pid(e)
+        cmdline = "".join(f"/proc/{pid}/cmdline:{a}\0" for a in argv(node, e))
+        env = "".join(f"/proc/{pid}/environ:{k}={v}\0" for k, v in environ(node, e).items())
+        procs += [
+            (vf.section_name("proc-user", pid), node.vllm.user + "\n"),
+            (vf.section_name("proc-data", pid), cmdline + env),
+        ]
     budget = int(node.mount.disk_budget_gb * ve.GIB)
     out = _sections(
         ("links", links_json(node, 1500 if "vlan-mtu" in breaks else None)),
@@ -348,18 +370,23 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ("mount-of", (node.mount.path if mounted else "/") + "\n"),
         ("mount-unit", mount_unit),
         ("units", units_text(node, mount_unit, mounted)),
-        (vf.section_name("proc-user", PID), node.vllm.user + "\n"),
-        (vf.section_name("proc-data", PID), cmdline + env),
-        ("writable", f"yes\t{node.mount.path}\nyes\t{ve.local_disk_dir(node)}\n"),
+        *procs,
+        (
+            "writable",
+            f"yes\t{node.mount.path}\nyes\t{node.lmcache_root}\n"
+            + "".join(f"yes\t{ve.local_disk_dir(node, e)}\n" for e in node.engines),
+        ),
         ("df", f"      Avail    1B-blocks\n{budget + 4096} {budget * 2}\n"),
-        ("du", f"4096\t{ve.local_disk_dir(node)}\n"),
-        ("health", "200\n"),
+        ("du", f"4096\t{node.lmcache_root}\n"),
+        *((vf.section_name("health", e.health_url), "200\n") for e in node.engines),
+        *((vf.section_name("models", e.models_url), models_text(node)) for e in node.engines),
         ("connector", connector_text(node)),
         *(
             (("model-files", "".join(p.replace("*", SNAPSHOT) + "\n" for p in reads.model_files)),)
             if reads.model_files
             else ()
         ),
+        ("gpu-ops", ve.GPU_OPS_NOT_APPLICABLE + "\n"),
         *((vf.section_name("ping", a), ping_text(a, reads.ping_size)) for a in reads.portals),
         *((vf.section_name("discover", t, a, s), discovery_json(node, a, s)) for t, a, s in reads.discoveries),
     )
@@ -516,7 +543,9 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         ),
         "hash-seed": lambda s: _edit(s, vf.section_name("file", node.lmcache.env_file), "PYTHONHASHSEED=0", "A=1"),
         "local-disk-off-mount": lambda s: _edit(s, "mount-of", f"{mount.path}\n", "/\n"),
-        "local-disk-not-writable": lambda s: _edit(s, "writable", f"yes\t{ve.local_disk_dir(node)}", "no\t/x"),
+        "local-disk-not-writable": lambda s: _edit(
+            s, "writable", f"yes\t{ve.local_disk_dir(node, node.engines[-1])}", "no\t/x"
+        ),
         "other-subsystem-mounted": lambda s: _edit(
             s, "mount", f"subsysnqn={nqn}\n", f"subsysnqn={_other_drive(plan, node)}\n"
         ),
@@ -541,9 +570,9 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
             f"nvme9\t{ns.transport}\t{nqn}\ttraddr=10.99.0.1,trsvcid={portals[0].trsvcid},src_addr={fab.address}\tlive",
         ),
         "connect-unit-disabled": lambda s: _unit(s, ve.CONNECT_UNIT, "UnitFileState", "disabled"),
-        "vllm-disabled": lambda s: _unit(s, node.vllm.unit, "UnitFileState", "disabled"),
-        "vllm-failed": lambda s: _unit(s, node.vllm.unit, "SubState", "auto-restart"),
-        "no-env-file": lambda s: _unit(s, node.vllm.unit, "EnvironmentFiles", ""),
+        "vllm-disabled": lambda s: _unit(s, node.engines[0].unit, "UnitFileState", "disabled"),
+        "vllm-failed": lambda s: _unit(s, node.engines[0].unit, "SubState", "auto-restart"),
+        "no-env-file": lambda s: _unit(s, node.engines[0].unit, "EnvironmentFiles", ""),
         "vllm-as-root": lambda s: _edit(s, vf.section_name("proc-user", PID), f"{node.vllm.user}\n", "root\n"),
         "argument": lambda s: _edit(
             s,
@@ -557,7 +586,11 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         "environment": lambda s: _edit(
             s, vf.section_name("proc-data", PID), ":LMCACHE_CHUNK_SIZE=", ":LMCACHE_CHUNK_SIZE=1"
         ),
-        "unhealthy": lambda s: _edit(s, "health", "200\n", "503\n"),
+        "unhealthy": lambda s: _edit(s, vf.section_name("health", node.engines[-1].health_url), "200\n", "503\n"),
+        "model-not-served": lambda s: _edit(
+            s, vf.section_name("models", node.engines[-1].models_url), f'"{node.vllm.model}"', '"other/model"'
+        ),
+        "gpu-ops-fallback": lambda s: _failed(s, "gpu-ops", "ImportError: libcudart.so.13: cannot open shared object"),
         "connector": lambda s: _failed(
             s, "connector", "ModuleNotFoundError: No module named 'lmcache.integration.vllm.vllm_v1_adapter'"
         ),

@@ -23,10 +23,12 @@ _SHARED: list[tuple[str, Callable[[NodePlan], str]]] = [
     ("fabric NIC", lambda n: f"{n.fabric.interface} ({n.fabric.rdma} RDMA)"),
     ("portals", lambda n: " ".join(p.address for p in n.namespace.portals)),
     ("GPUs", lambda n: str(n.gpus)),
+    ("engines (port: GPUs)", lambda n: " ".join(f"{e.port}: {e.cuda_visible_devices}" for e in n.engines)),
     ("mount", lambda n: f"{n.mount.path} ({','.join(n.mount.options)})"),
     (
         "LMCache per engine",
-        lambda n: f"{n.lmcache.max_local_cpu_size:g} GiB DRAM, {n.lmcache.max_local_disk_size:g} GiB disk",
+        lambda n: f"{n.engines[0].cpu_budget_gib:g} GiB DRAM, {n.engines[0].disk_budget_gib:g} GiB disk "
+        f"({n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g} per rank)",
     ),
 ]
 
@@ -95,6 +97,8 @@ def nodes_wide(plan: Plan) -> Table:
         "subsystem NQN",
         "host NQN",
         "mount",
+        "engines (port: GPUs)",
+        "cpu/disk per engine (GiB)",
         "cpu/disk per rank (GiB)",
     ):
         t.add_column(col, overflow="fold")
@@ -111,6 +115,8 @@ def nodes_wide(plan: Plan) -> Table:
             n.namespace.subsystem_nqn,
             n.host_nqn,
             f"{n.mount.path} ({','.join(n.mount.options)})",
+            " ".join(f"{e.port}: {e.cuda_visible_devices}" for e in n.engines),
+            f"{n.engines[0].cpu_budget_gib:g} / {n.engines[0].disk_budget_gib:g}",
             f"{n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g}",
         )
     return t

@@ -32,7 +32,7 @@ from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.facts.storage import MountedAt
 from deploy.facts.users import PasswdEntry
 from deploy.hostdata import host_data
-from deploy.names import CONNECT_UNIT, GIB
+from deploy.names import CONNECT_UNIT, GIB, VLLM_UNITS_PATTERN
 from deploy.operations import changed, storage, units
 from deploy.operations.reads import Reads, directory_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
@@ -86,7 +86,7 @@ def kv_mount() -> None:
         wipe=host_data().wipe,
         fs_uuid=fs_uuid,
         min_size_bytes=int(mnt.disk_budget_gb * GIB),
-        stop_before_wipe=[plan.vllm.unit, mount_unit_name(mnt.path)],
+        stop_before_wipe=[VLLM_UNITS_PATTERN, mount_unit_name(mnt.path)],
         **where,
     )
     files.directory(name=f"mount point {mnt.path}", path=mnt.path)

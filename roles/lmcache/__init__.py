@@ -1,8 +1,9 @@
-"""Role ``lmcache``: LMCache's configuration for vLLM and its disk-tier directory.
+"""Role ``lmcache``: LMCache's configuration for each vLLM engine and its disk-tier directory.
 
-Reads ``host.data.kvpod_node.lmcache`` (:class:`deploy.plan.LmcachePlan`) and ``vllm.user``.
+Reads ``host.data.kvpod_node.engines`` (each engine's :class:`deploy.plan.LmcachePlan` in ``lmcache``),
+``lmcache_root`` and ``vllm.user``. Every engine gets its own files and directory; what follows is per engine.
 
-- ``config_mode == "env"``: ``env_file`` (``/etc/kvpod/lmcache.env``) holds every setting:
+- ``config_mode == "env"``: ``env_file`` (``/etc/kvpod/lmcache@<index>.env``) holds every setting:
   ``LMCACHE_CHUNK_SIZE``, ``LMCACHE_LOCAL_CPU``, ``LMCACHE_MAX_LOCAL_CPU_SIZE``, ``LMCACHE_LOCAL_DISK``,
   ``LMCACHE_MAX_LOCAL_DISK_SIZE``, each ``extra`` as ``LMCACHE_<KEY>``, and ``PYTHONHASHSEED=0``; a YAML file
   left from an earlier run is removed.
@@ -15,9 +16,12 @@ Reads ``host.data.kvpod_node.lmcache`` (:class:`deploy.plan.LmcachePlan`) and ``
 - Both files may carry credentials (a ``remote_url`` with a password, a secret from a file): they are
   written ``0640 root:<vLLM user's group>`` (:data:`SECRET_FILE_MODE`), readable by vLLM and no one else.
   Plans, diffs, reports and logs show a secret redacted (:mod:`deploy.secrets`); only these files hold it.
-- The cache directory of ``local_disk`` (``<mount>/lmcache``) is owned by the vLLM user.
+- The disk-tier root ``<mount>/lmcache`` and the engine's directory of ``local_disk``
+  (``<mount>/lmcache/engine<index>``) are owned by the vLLM user.
+- Files of the single-engine layout (``/etc/kvpod/lmcache.env``, ``lmcache.yaml``) and of engines no longer
+  planned are left to the vllm role, which retires them with their units.
 
-Returns the operations whose change must restart vLLM (pass them to the vllm role).
+Returns, per engine index, the operations whose change must restart that engine (pass them to the vllm role).
 """
 
 from __future__ import annotations
@@ -72,37 +76,49 @@ def yaml_body(lm: LmcachePlan) -> str:
 
 
 def cache_dir(lm: LmcachePlan) -> str:
-    """The directory of ``local_disk`` (``file:///mnt/kvcache/lmcache/`` -> ``/mnt/kvcache/lmcache``)."""
+    """The directory of ``local_disk``: ``file:///mnt/kvcache/lmcache/engine0/`` -> ``/mnt/kvcache/lmcache/engine0``."""
     path = lm.local_disk.removeprefix("file://")
     return path.rstrip("/") or "/"
 
 
 def yaml_path(lm: LmcachePlan) -> str:
-    """The LMCache YAML config's path (removed in env mode)."""
-    return lm.config_file or posixpath.join(posixpath.dirname(lm.env_file), "lmcache.yaml")
+    """The LMCache YAML config's path (removed in env mode): beside the env file, ``.env`` -> ``.yaml``."""
+    if lm.config_file:
+        return lm.config_file
+    base = posixpath.basename(lm.env_file).removesuffix(".env")
+    return posixpath.join(posixpath.dirname(lm.env_file), f"{base}.yaml")
 
 
 def reads(plan: NodePlan) -> Reads:
     """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    lm = plan.lmcache
-    config = file_reads(yaml_path(lm)) if lm.config_mode == "yaml" else absent_file_reads(yaml_path(lm))
-    return [*config, *file_reads(lm.env_file), *directory_reads(cache_dir(lm))]
+    out: Reads = [*directory_reads(plan.lmcache_root)]
+    for engine in plan.engines:
+        lm = engine.lmcache
+        config = file_reads(yaml_path(lm)) if lm.config_mode == "yaml" else absent_file_reads(yaml_path(lm))
+        out += [*config, *file_reads(lm.env_file), *directory_reads(cache_dir(lm))]
+    return out
 
 
 @deploy("lmcache")
-def lmcache() -> list:
-    """The env file (and YAML config), the cache directory; returns the operations that need a vLLM restart."""
+def lmcache() -> dict[int, list]:
+    """Each engine's env file (and YAML config) and cache directory; returns, per engine index, the operations
+    that need that engine restarted."""
     plan = host_data().node
-    lm, user = plan.lmcache, plan.vllm.user
-    yaml_file = yaml_path(lm)
+    user = plan.vllm.user
+    files.directory(name="LMCache disk-tier root", path=plan.lmcache_root, user=user, group=user, mode="750")
+    return {e.index: _engine_files(e.index, e.lmcache, user) for e in plan.engines}
 
+
+def _engine_files(index: int, lm: LmcachePlan, user: str) -> list:
+    """One engine's files and directory; returns the operations whose change needs it restarted."""
+    yaml_file = yaml_path(lm)
     triggers = []
     if lm.config_mode == "yaml":
         if not lm.config_file:
             raise host_error("lmcache config_mode is yaml but the plan has no config_file")
         triggers.append(
             rendered_file(
-                "LMCache YAML config",
+                f"LMCache YAML config of engine {index}",
                 "lmcache",
                 "lmcache.yaml.j2",
                 lm.config_file,
@@ -113,10 +129,12 @@ def lmcache() -> list:
             )
         )
     else:
-        triggers.append(files.file(name="no LMCache YAML config (env mode)", path=yaml_file, present=False))
+        triggers.append(
+            files.file(name=f"no LMCache YAML config of engine {index} (env mode)", path=yaml_file, present=False)
+        )
     triggers.append(
         rendered_file(
-            "LMCache env file",
+            f"LMCache env file of engine {index}",
             "lmcache",
             "lmcache.env.j2",
             lm.env_file,
@@ -126,5 +144,7 @@ def lmcache() -> list:
             env=env_lines(lm),
         )
     )
-    files.directory(name="LMCache disk-tier directory", path=cache_dir(lm), user=user, group=user, mode="750")
+    files.directory(
+        name=f"LMCache disk-tier directory of engine {index}", path=cache_dir(lm), user=user, group=user, mode="750"
+    )
     return triggers

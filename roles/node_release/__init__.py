@@ -12,11 +12,11 @@ Every step compares live facts and is a noop when done, so a rerun after an inte
 
 1. Refused before anything is touched: a released namespace (or a partition of it) held by another block
    device (device-mapper, md), or whose ext4 is mounted only outside this mount namespace (a container).
-2. Unmounted: when a released namespace is mounted anywhere, ``systemctl stop <vllm_unit>`` first when it is
-   installed (it has ``RequiresMountsFor=``; a stop also cancels a pending ``Restart=``; the node deploy that
-   follows a handover starts it again), then ``systemctl stop <mount unit>`` for ``mount_path`` and
-   ``umount <path>`` for any other mount point, deepest first. A failing unmount (busy) fails the host at this
-   step: nothing after it runs.
+2. Unmounted: when a released namespace is mounted anywhere, ``systemctl stop <vllm_unit>`` and each installed
+   engine unit (``engine_units``) first (they have ``RequiresMountsFor=``; a stop also cancels a pending
+   ``Restart=``; the node deploy that follows a handover starts them again), then ``systemctl stop <mount unit>``
+   for ``mount_path`` and ``umount <path>`` for any other mount point, deepest first. A failing unmount (busy)
+   fails the host at this step: nothing after it runs.
 3. Disconnected: ``nvme disconnect --nqn`` per released subsystem, refused while one of its namespaces is still
    mounted; the command itself checks again on the host right before it disconnects (mount table by
    major:minor, ``/sys/fs/ext4/<dev>`` for mounts in any mount namespace, ``holders/``).
@@ -25,9 +25,9 @@ Every step compares live facts and is a noop when done, so a rerun after an inte
    removed, ``daemon-reload`` when a unit file was removed. The node deploy writes them again for the new drive.
    The unit is not stopped while a filesystem that is not released is mounted at ``mount_path``: the mount
    unit ``Requires=`` it, so the stop would unmount that filesystem too.
-5. ``purge`` only: vLLM stopped, disabled and its unit file removed; the mount unit disabled and its file
-   removed (whatever still is mounted there is not a released namespace and stays); ``/etc/kvpod/`` (LMCache
-   config) and ``/etc/modules-load.d/kvpod-nvme.conf`` removed.
+5. ``purge`` only: vLLM (and each installed engine unit) stopped, disabled and its unit file removed; the mount
+   unit disabled and its file removed (whatever still is mounted there is not a released namespace and stays);
+   ``/etc/kvpod/`` (LMCache config) and ``/etc/modules-load.d/kvpod-nvme.conf`` removed.
 
 Left in place, also by ``purge``: the fabric network (VLAN interface, address, routes, networkd/netplan files,
 sysctls, ``kvpod-rxe.service``, their modules-load files) -- it is the fabric role's, removing it live means
@@ -208,6 +208,8 @@ def released_unmounted(request: ReleaseRequest):
     if vllm_running or host.get_fact(File, path=f"{SYSTEMD_DIR}/{request.vllm_unit}"):
         # also when not seen running: a stop cancels a pending Restart= (systemctl refuses units never installed)
         yield StringCommand("systemctl", "stop", QuoteString(request.vllm_unit))
+    for unit in _installed(request.engine_units):
+        yield StringCommand("systemctl", "stop", QuoteString(unit))
     for path in sorted(mount_points, key=lambda p: (-p.rstrip("/").count("/"), p)):
         if path == request.mount_path:
             yield StringCommand("systemctl", "stop", QuoteString(mount_unit_name(path)))
@@ -224,6 +226,11 @@ def _in_use(device: str, use: dict) -> str | None:
     if use["ext4"]:
         return f"/dev/{device} is still mounted in another mount namespace (a container?)"
     return None
+
+
+def _installed(unit_names: tuple[str, ...]) -> list[str]:
+    """The units of ``unit_names`` whose unit file is on the host."""
+    return [u for u in unit_names if host.get_fact(File, path=f"{SYSTEMD_DIR}/{u}")]
 
 
 @operation()
@@ -306,6 +313,9 @@ def node_release() -> None:
         unit_files.append(
             files.file(name=f"{request.vllm_unit} removed", path=f"{SYSTEMD_DIR}/{request.vllm_unit}", present=False)
         )
+        for unit in _installed(request.engine_units):
+            unit_retired(name=f"{unit} stopped and disabled", unit=unit, stopped_when=changed(unmounted))
+            unit_files.append(files.file(name=f"{unit} removed", path=f"{SYSTEMD_DIR}/{unit}", present=False))
         unit_retired(name=f"{mount_unit} disabled", unit=mount_unit, stop=False)
         unit_files.append(files.file(name=f"{mount_unit} removed", path=f"{SYSTEMD_DIR}/{mount_unit}", present=False))
         files.directory(name=f"{KVPOD_ETC} removed", path=KVPOD_ETC, present=False)

@@ -1,49 +1,72 @@
-"""Role ``vllm``: vLLM with LMCache as a systemd service.
+"""Role ``vllm``: vLLM with LMCache as systemd services, one per engine.
 
 Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``vllm`` (``executable``, ``model``,
-``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``port``, ``kv_transfer_config``,
-``extra_args``, ``user``, ``unit``), ``lmcache.env_file`` and ``mount.path``; and
-``host.data.kvpod_defer_restart`` (True: never restart here).
+``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``, ``kv_transfer_config``,
+``extra_args``, ``user``), ``engines`` (each: ``index``, ``unit``, ``port``, ``cuda_visible_devices``,
+``lmcache.env_file``, ``disk_dir``), ``lmcache_root`` and ``mount.path``; and ``host.data.kvpod_defer_restart``
+(True: never restart here).
 
 - The system user ``vllm.user`` (home ``/var/lib/<user>``).
-- ``/etc/systemd/system/<unit>`` (``kvpod-vllm.service``): ``ExecStart=<executable> serve <model>
-  --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L --port P --kv-transfer-config '<json>'
-  <extra_args>`` (each word quoted for systemd, ``%``/``$`` escaped), ``EnvironmentFile=`` the LMCache env
+- Per engine ``/etc/systemd/system/kvpod-vllm@<index>.service`` (a complete instance unit, no template):
+  ``ExecStart=<executable> serve <model> --tensor-parallel-size N --gpu-memory-utilization F --max-model-len L
+  --port <vllm.port + index> --kv-transfer-config '<json>' <extra_args>`` (each word quoted for systemd,
+  ``%``/``$`` escaped), ``Environment=CUDA_VISIBLE_DEVICES=<its GPUs>``, ``EnvironmentFile=`` its LMCache env
   file, ``User=``, ``RequiresMountsFor=`` the mount, ``After=`` the mount and ``kvpod-nvme-connect.service``,
-  ``Restart=on-failure``, ``LimitMEMLOCK=infinity``, ``WantedBy=multi-user.target``.
-- ``/usr/local/sbin/kvpod-lmcache-clean`` (:data:`CLEAN_SCRIPT`), run as root before every start
-  (``ExecStartPre=+``): LMCache's local disk backend keeps its index in memory only, so the files an earlier
-  run left in the disk-tier directory would never be read or evicted. The script empties that directory
-  only (``find -xdev -mindepth 1 -delete``: no symbolic link followed, no other filesystem entered), only
-  while the mount is mounted (``mountpoint -q``; it fails otherwise, and vLLM does not start), and
-  recreates it owned by the vLLM user. It works from inside the directory it checked (``cd -P``, then
-  ``pwd -P`` must be the expected path; ``find .``, ``chown .``, ``chmod .``), so a link swapped in for the
-  directory is never followed as root.
+  ``Restart=on-failure``, ``LimitMEMLOCK=infinity``, ``WantedBy=multi-user.target``. Each engine is its own
+  process with its own LMCache (LMCache holds one engine per process), restartable alone.
+- ``/usr/local/sbin/kvpod-lmcache-clean`` (:data:`CLEAN_SCRIPT`), run as root before every start of an engine
+  (``ExecStartPre=+<script> engine<index>``): LMCache's local disk backend keeps its index in memory only, so
+  the files an earlier run left would never be read or evicted. The script removes from the disk-tier root
+  ``<mount>/lmcache`` what belongs to no planned engine, and empties the engine's directory, only while the
+  mount is mounted (``mountpoint -q``; it fails otherwise, and vLLM does not start), never leaving that
+  filesystem or following a link (``find -xdev ... -delete`` from inside a directory entered with ``cd -P``
+  and checked with ``pwd -P``).
+- Retired: ``kvpod-vllm.service`` and ``/etc/kvpod/lmcache.{env,yaml}`` (the single engine of earlier
+  releases) and the units and LMCache files of engines no longer planned (fewer engines after a spec edit):
+  stopped, disabled, removed. When one of them is running and the restart is deferred, the rollout retires it
+  (:func:`retire`, called by the vllm restart role) and starts the engines: one restart per node.
 - With Hugging Face settings (``vllm.hf_env``: the token, ``HF_HOME``, offline mode), ``vllm.hf_env_file``
   (``/etc/kvpod/vllm-hf.env``) holds them, ``0640 root:<vLLM user's group>`` (the token is a credential:
   plans, diffs, reports and logs show it redacted), and the unit loads it with a second ``EnvironmentFile=``;
   without them the file is removed. ``vllm.weights_cache_dir`` (``HF_HOME``) is owned by the vLLM user.
-- ``daemon-reload`` only when the unit changed; enabled and started.
-- Restarted only when a running service's unit, its Hugging Face env file, the LMCache env file or the LMCache
-  YAML changed (``restart_on``: what the lmcache role returned). With ``kvpod_defer_restart`` the restart is skipped and
+- ``daemon-reload`` only when a unit file changed; each engine enabled and started.
+- An engine is restarted only when its running unit, its env file, its LMCache YAML or the Hugging Face env
+  file changed, or the installation changed (``restart_on``). With ``kvpod_defer_restart`` the restart is skipped and
   ``host.data.kvpod_restart_pending`` is True instead (False otherwise), for restarts rolled out in batches.
 """
 
 from __future__ import annotations
 
+import posixpath
+
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import deploy, operation
+from pyinfra.facts.files import File
+from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files
 
 from deploy.encode import unit_argv
 from deploy.facts.snapshot import Read
 from deploy.facts.users import PasswdEntry
 from deploy.hostdata import host_data
-from deploy.names import CONNECT_UNIT, LMCACHE_CLEAN_SCRIPT, RESTART_PENDING_KEY, SYSTEMD_DIR, VLLM_HF_ENV_FILE
+from deploy.names import (
+    CONNECT_UNIT,
+    KVPOD_ETC,
+    LMCACHE_CLEAN_SCRIPT,
+    LMCACHE_ENV_FILE,
+    LMCACHE_YAML_FILE,
+    MAX_ENGINES,
+    RESTART_PENDING_KEY,
+    SYSTEMD_DIR,
+    VLLM_HF_ENV_FILE,
+    VLLM_UNIT,
+    engine_file,
+    engine_unit,
+)
 from deploy.operations import changed, units
 from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads, unit_reads
 from deploy.operations.storage import mount_unit_name
-from deploy.plan import NodePlan
+from deploy.plan import EnginePlan, NodePlan
 from deploy.secrets import reveal
 from roles._common import rendered_file, service_user
 from roles.lmcache import SECRET_FILE_MODE, cache_dir
@@ -52,9 +75,10 @@ CLEAN_SCRIPT = LMCACHE_CLEAN_SCRIPT
 MOUNT_CHECK = ["mountpoint", "-q"]
 
 
-def exec_start_argv(plan: NodePlan) -> list[str]:
-    """The argv of the unit's ``ExecStart=``."""
+def exec_start_argv(plan: NodePlan, engine: EnginePlan | None = None) -> list[str]:
+    """The argv of an engine's ``ExecStart=`` (engine 0 when none is given)."""
     v = plan.vllm
+    e = engine or plan.engines[0]
     args = [
         v.executable,
         "serve",
@@ -66,7 +90,7 @@ def exec_start_argv(plan: NodePlan) -> list[str]:
         "--max-model-len",
         str(v.max_model_len),
         "--port",
-        str(v.port),
+        str(e.port),
         "--kv-transfer-config",
         v.kv_transfer_config,
         *v.extra_args,
@@ -74,22 +98,40 @@ def exec_start_argv(plan: NodePlan) -> list[str]:
     return args
 
 
-def exec_start(plan: NodePlan) -> str:
-    """The unit's ``ExecStart=`` value."""
-    return unit_argv(exec_start_argv(plan))
+def exec_start(plan: NodePlan, engine: EnginePlan | None = None) -> str:
+    """An engine's ``ExecStart=`` value."""
+    return unit_argv(exec_start_argv(plan, engine))
+
+
+def clean_argv(engine: EnginePlan) -> list[str]:
+    """The argv of an engine's ``ExecStartPre=+``: the cleaner with the engine's directory name."""
+    return [CLEAN_SCRIPT, posixpath.basename(engine.disk_dir)]
+
+
+def retired_units(plan: NodePlan) -> list[str]:
+    """vLLM units that no longer belong: the single engine of earlier releases, engines beyond the plan's."""
+    return [VLLM_UNIT, *(engine_unit(i) for i in range(len(plan.engines), MAX_ENGINES))]
+
+
+def retired_files(plan: NodePlan) -> list[str]:
+    """LMCache files that no longer belong: the single engine's, and those of engines beyond the plan's."""
+    old = [f"{KVPOD_ETC}/{LMCACHE_ENV_FILE}", f"{KVPOD_ETC}/{LMCACHE_YAML_FILE}"]
+    beyond = [engine_file(i, suffix) for i in range(len(plan.engines), MAX_ENGINES) for suffix in ("env", "yaml")]
+    return [*old, *beyond]
 
 
 def reads(plan: NodePlan) -> Reads:
     """What this role compares against (see :mod:`deploy.operations.reads`)."""
     v = plan.vllm
-    return [
-        Read.of(PasswdEntry, user=v.user),
-        *file_reads(CLEAN_SCRIPT),
-        *(file_reads(v.hf_env_file) if v.hf_env_file else absent_file_reads(VLLM_HF_ENV_FILE)),
-        *(directory_reads(v.weights_cache_dir) if v.weights_cache_dir else []),
-        *file_reads(f"{SYSTEMD_DIR}/{v.unit}"),
-        *unit_reads(v.unit),
-    ]
+    out: Reads = [Read.of(PasswdEntry, user=v.user), *file_reads(CLEAN_SCRIPT)]
+    out += file_reads(v.hf_env_file) if v.hf_env_file else absent_file_reads(VLLM_HF_ENV_FILE)
+    out += directory_reads(v.weights_cache_dir) if v.weights_cache_dir else []
+    for e in plan.engines:
+        out += [*file_reads(f"{SYSTEMD_DIR}/{e.unit}"), *unit_reads(e.unit)]
+    out += unit_reads(VLLM_UNIT)
+    for path in [*(f"{SYSTEMD_DIR}/{u}" for u in retired_units(plan)), *retired_files(plan)]:
+        out += absent_file_reads(path)
+    return out
 
 
 def hf_env_lines(plan: NodePlan) -> dict[str, str]:
@@ -117,26 +159,74 @@ def hf_settings(plan: NodePlan):
 
 
 def clean_script_vars(plan: NodePlan, mount_check: list[str] = MOUNT_CHECK) -> dict:
-    """Variables of ``kvpod-lmcache-clean.j2`` (the template shell-quotes them): the disk-tier directory, the
-    mount it must lie on, its owner, and the argv that tells whether the mount is mounted (given the mount
-    path as last word)."""
+    """Variables of ``kvpod-lmcache-clean.j2`` (the template shell-quotes them): the disk-tier root, the mount it
+    must lie on, the planned engines' directory names in it, their owner, and the argv that tells whether the
+    mount is mounted (given the mount path as last word)."""
     return {
         "mount_path": plan.mount.path,
-        "cache_dir": cache_dir(plan.lmcache),
+        "root": plan.lmcache_root,
+        "engines": [posixpath.basename(cache_dir(e.lmcache)) for e in plan.engines],
         "owner": f"{plan.vllm.user}:{plan.vllm.user}",
         "mount_check": mount_check,
     }
 
 
+def present_retired_units(plan: NodePlan) -> list[str]:
+    """The retired units still installed on the host (their unit file is there)."""
+    return [u for u in retired_units(plan) if host.get_fact(File, path=f"{SYSTEMD_DIR}/{u}")]
+
+
+def running_retired_units(plan: NodePlan) -> list[str]:
+    """The retired units still running on the host."""
+    return [u for u in present_retired_units(plan) if host.get_fact(SystemdStatus, services=[u]).get(u, False)]
+
+
+def retire(plan: NodePlan) -> list:
+    """Stop, disable and remove the retired units and LMCache files that are on the host; returns the unit
+    file removals (``daemon-reload`` when one changed)."""
+    from roles.node_release import unit_retired
+
+    removed = []
+    for unit in present_retired_units(plan):
+        unit_retired(name=f"{unit} stopped and disabled (retired)", unit=unit)
+        removed.append(files.file(name=f"{unit} removed (retired)", path=f"{SYSTEMD_DIR}/{unit}", present=False))
+    for path in retired_files(plan):
+        if host.get_fact(File, path=path):
+            files.file(name=f"{path} removed (retired)", path=path, present=False)
+    return removed
+
+
+@operation()
+def restart_pending_collected(keys: list[str], force: bool = False):
+    """
+    ``host.data.kvpod_restart_pending``: True when any engine's deferred restart is due (``keys``: the engines'
+    own pending keys), or ``force`` (the engines wait for the rollout to retire a running unit).
+
+    + keys: host data keys the engines' service operations set
+    + force: a restart is due whatever the engines say
+    """
+    pending = force or any(bool(host.data.get(k)) for k in keys)
+    setattr(host.data, RESTART_PENDING_KEY, pending)
+    host.noop("engine restarts deferred to the rollout" if pending else "no engine restart due")
+    return
+    yield
+
+
 @deploy("vllm")
-def vllm(restart_on: list | None = None) -> None:
-    """The vLLM user and unit, running; restarted when the unit or ``restart_on`` operations changed."""
+def vllm(restart_on: list | None = None, engine_restart_on: dict[int, list] | None = None) -> None:
+    """The vLLM user and each engine's unit, running; an engine is restarted when its unit, its
+    ``engine_restart_on[index]`` operations or the shared ``restart_on`` operations changed."""
     plan = host_data().node
     v = plan.vllm
     setattr(host.data, RESTART_PENDING_KEY, False)
+    defer = host_data().defer_restart
+    # a retired unit still running holds the GPUs and the port of the engines: with restarts deferred, the
+    # rollout stops it and starts the engines (one restart of the node); otherwise it goes now
+    blocked = defer and bool(running_retired_units(plan))
 
     service_user(v.user)
-    # the disk-tier cleaner the unit runs before every start (ExecStartPre=+CLEAN_SCRIPT)
+    removed = [] if blocked else retire(plan)
+    # the disk-tier cleaner each engine's unit runs before every start (ExecStartPre=+CLEAN_SCRIPT engine<i>)
     rendered_file(
         "LMCache disk-tier cleaner",
         "vllm",
@@ -146,28 +236,40 @@ def vllm(restart_on: list | None = None) -> None:
         **clean_script_vars(plan),
     )
     hf = hf_settings(plan)
-    unit = rendered_file(
-        f"{v.unit}",
-        "vllm",
-        "kvpod-vllm.service.j2",
-        f"{SYSTEMD_DIR}/{v.unit}",
-        model=v.model,
-        run_as=v.user,
-        env_file=plan.lmcache.env_file,
-        hf_env_file=v.hf_env_file,
-        exec_start=exec_start_argv(plan),
-        mount_path=plan.mount.path,
-        mount_unit=mount_unit_name(plan.mount.path),
-        connect_unit=CONNECT_UNIT,
-        clean_script=CLEAN_SCRIPT,
-    )
-    units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
-    units.service(
-        name=f"{v.unit} running",
-        unit=v.unit,
-        enabled=True,
-        running=True,
-        restart_when=changed(unit, hf, *(restart_on or [])),
-        defer_restart=host_data().defer_restart,
-        pending_key=RESTART_PENDING_KEY,
-    )
+    unit_files = {
+        e.index: rendered_file(
+            f"{e.unit}",
+            "vllm",
+            "kvpod-vllm.service.j2",
+            f"{SYSTEMD_DIR}/{e.unit}",
+            index=e.index,
+            model=v.model,
+            run_as=v.user,
+            cuda_visible_devices=e.cuda_visible_devices,
+            env_file=e.lmcache.env_file,
+            hf_env_file=v.hf_env_file,
+            exec_start=exec_start_argv(plan, e),
+            mount_path=plan.mount.path,
+            mount_unit=mount_unit_name(plan.mount.path),
+            connect_unit=CONNECT_UNIT,
+            clean_argv=clean_argv(e),
+        )
+        for e in plan.engines
+    }
+    units.daemon_reload(name="systemd daemon-reload", when=changed(*unit_files.values(), *removed))
+    keys = []
+    for e in plan.engines:
+        key = f"{RESTART_PENDING_KEY}@{e.index}"
+        keys.append(key)
+        units.service(
+            name=f"{e.unit} running" if not blocked else f"{e.unit} enabled (started by the rollout)",
+            unit=e.unit,
+            enabled=True,
+            running=not blocked,
+            restart_when=changed(
+                unit_files[e.index], hf, *(engine_restart_on or {}).get(e.index, []), *(restart_on or [])
+            ),
+            defer_restart=defer,
+            pending_key=key,
+        )
+    restart_pending_collected(name="vLLM restarts", keys=keys, force=blocked)

@@ -1,8 +1,11 @@
-"""Role ``vllm restart``: restart vLLM on one node and wait until its health endpoint answers.
+"""Role ``vllm restart``: restart the vLLM engines of one node, each until its health endpoint answers.
 
 Used by rolling restarts (batches of nodes, each healthy before the next). Reads ``host.data.kvpod_node``
-(``vllm.unit``, ``vllm.health_url``) and ``kvpod_health_timeout`` (seconds, default 300). The health check
-runs on the node itself: the endpoint listens on the node's loopback.
+(``engines``: each engine's ``unit`` and ``health_url``) and ``kvpod_health_timeout`` (seconds, default 300).
+First the units that no longer belong (the single ``kvpod-vllm.service`` of earlier releases, engines no
+longer planned) are stopped, disabled and removed with their LMCache files (:func:`roles.vllm.retire`): they
+hold the GPUs and ports the engines need. Then each engine is restarted (started, when it was not running)
+and waited for. The health check runs on the node itself: the endpoint listens on the node's loopback.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from pyinfra.api import QuoteString, StringCommand, deploy, operation
 
 from deploy.hostdata import host_data
+from deploy.operations import changed, units
 
 HEALTH_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)"
 
@@ -39,10 +43,15 @@ def restarted_healthy(unit: str, health_url: str, timeout: int = 300):
 
 @deploy("vllm restart")
 def vllm_restart() -> None:
+    from roles.vllm import retire
+
     plan = host_data().node
-    restarted_healthy(
-        name=f"{plan.vllm.unit} restarted and healthy",
-        unit=plan.vllm.unit,
-        health_url=plan.vllm.health_url,
-        timeout=host_data().health_timeout,
-    )
+    removed = retire(plan)
+    units.daemon_reload(name="systemd daemon-reload (retired units)", when=changed(*removed))
+    for engine in plan.engines:
+        restarted_healthy(
+            name=f"{engine.unit} restarted and healthy",
+            unit=engine.unit,
+            health_url=engine.health_url,
+            timeout=host_data().health_timeout,
+        )

@@ -37,7 +37,7 @@ def test_plan_json_of_reference():
     assert len({n["namespace"]["subsystem_nqn"] for n in nodes}) == 24
     assert len({n["fabric"]["address"] for n in nodes}) == 24
     assert {n["fabric"]["mtu"] for n in nodes} == {9000}
-    assert {n["lmcache"]["max_local_cpu_size"] for n in nodes} == {7.5}
+    assert {e["lmcache"]["max_local_cpu_size"] for n in nodes for e in n["engines"]} == {7.5}
 
 
 def test_plan_without_spec_uses_embedded_reference():

@@ -46,6 +46,14 @@ def test_dot_output_needs_no_graphviz(tmp_path, monkeypatch):
     result = runner.invoke(app, ["map", str(REFERENCE), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("// kvpod map of pod data24-pod")
+    assert "1 engine :8000" in out.read_text()
+
+
+def test_the_map_shows_each_nodes_engines(tmp_path):
+    out = tmp_path / "lab.dot"
+    result = runner.invoke(app, ["map", str(LAB), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count("2 engines :8000, :8001") == 2  # gpus: 8 at TP 4, on each lab node
 
 
 def test_missing_dot_is_a_clear_error_with_exit_2(tmp_path, monkeypatch):

@@ -78,8 +78,9 @@ def assert_dead_node_run(run, data: dict, plan, budget: str, hosts) -> None:
     assert any(DEAD in line and "unreachable" in line for line in run.out.splitlines()), run.out[-3000:]
     node1 = data["hosts"]["node1"]
     assert node1["status"] == "changed" and node1["changes"][-1] == "vLLM restarted (rolling)", node1
-    assert f"LMCACHE_MAX_LOCAL_CPU_SIZE={budget}" in hosts.sh("node1", "cat /etc/kvpod/lmcache.env")
-    assert hosts.wait_active("node1", "kvpod-vllm")
+    for engine in plan.node("node1").engines:  # two engines: the node budget split between them, then by TP
+        assert f"LMCACHE_MAX_LOCAL_CPU_SIZE={budget}" in hosts.sh("node1", f"cat {engine.lmcache.env_file}")
+        assert hosts.wait_active("node1", engine.unit)
     assert {data["hosts"][n]["status"] for n in ("target", "fabric")} == {"unchanged"}
     n2 = plan.node(DEAD)
     assert admitted(hosts, n2.namespace.subsystem_nqn) == [n2.host_nqn], "the dead node keeps its drive's access"
@@ -124,12 +125,12 @@ def test_a_dead_node_does_not_stop_the_pod_and_comes_back_with_its_data(hosts, t
         run = Run(up.returncode, out, time.monotonic() - killed_at)
         print(f"\n$ kvpod up, node2 killed mid-phase: exit {run.code} {run.seconds:.1f}s later\n{out[-4000:]}")
         mid = report(tmp_path / "mid.json")
-        assert_dead_node_run(run, mid, plan, "0.5", hosts)
+        assert_dead_node_run(run, mid, plan, "0.25", hosts)
         assert "connection lost" in (mid["hosts"][DEAD]["note"] or ""), mid["hosts"][DEAD]
 
         # (a) node2 stays dead for a whole run with a change that touches every node (back to the lab spec).
         dead = kvpod("up", str(LAB_SPEC), "--yes", "--no-verify", "--report", str(tmp_path / "dead.json"))
-        assert_dead_node_run(dead, report(tmp_path / "dead.json"), plan, "0.25", hosts)
+        assert_dead_node_run(dead, report(tmp_path / "dead.json"), plan, "0.125", hosts)
         assert_says_where_and_why(dead, report(tmp_path / "dead.json"), plan)
     except BaseException:
         boot_again(lab)

@@ -6,6 +6,7 @@ The tests share one lab (booted once per session) and run in file order; each le
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -24,17 +25,42 @@ NODE1, NODE2 = PLAN.nodes
 SPARE = next(s for s in PLAN.targets[0].subsystems if s.node is None)
 
 
+ENGINES = " ".join(NODE1.engine_units())  # the same two units on every node
+
+
 def vllm_pid(hosts, node: str) -> str:
-    return hosts.sh(node, "systemctl show -p MainPID --value kvpod-vllm").strip()
+    """The engines' main processes (one line each)."""
+    return hosts.sh(node, f"systemctl show -p MainPID --value {ENGINES}").strip()
+
+
+def engines_active(hosts, node: str, timeout: float = 300) -> bool:
+    return all(hosts.wait_active(node, unit, timeout=timeout) for unit in NODE1.engine_units())
 
 
 def fs_uuid(hosts, node: str) -> str:
     return hosts.sh(node, "findmnt -n -o UUID /mnt/kvcache").strip()
 
 
-def test_lab_up_boots_brings_up_and_verifies(lab_up):
+def test_lab_up_boots_brings_up_and_verifies(lab_up, hosts):
     assert lab_up.code == 0, lab_up.out[-3000:]
     assert "the pod matches its plan" in lab_up.out
+    # `gpus: 8` at TP 4: two engines per node, each its own unit, GPUs, port, budgets and disk-tier directory,
+    # each healthy and serving the model (verify, which `up` ends with, checked each engine as its own row)
+    for n in PLAN.nodes:
+        assert [e.port for e in n.engines] == [8000, 8001]
+        assert len({e.disk_dir for e in n.engines}) == len({e.lmcache.env_file for e in n.engines}) == 2
+        for e in n.engines:
+            assert hosts.rc(n.name, f"systemctl is-active --quiet {e.unit}") == 0, (n.name, e.unit)
+            models = hosts.sh(
+                n.name, f"python3 -c 'import urllib.request as u; print(u.urlopen(\"{e.models_url}\").read().decode())'"
+            )
+            assert n.vllm.model in models, (n.name, e.unit, models)
+            env = hosts.sh(n.name, f"cat {e.lmcache.env_file}")
+            assert f"LMCACHE_LOCAL_DISK=file://{e.disk_dir}/\n" in env and "LMCACHE_MAX_LOCAL_DISK_SIZE=0.125\n" in env
+            probe = json.loads(hosts.sh(n.name, f"cat {e.disk_dir}/.kvpod-standin-probe"))
+            assert (probe["cuda_visible_devices"], probe["port"]) == (e.cuda_visible_devices, str(e.port)), probe
+        assert hosts.rc(n.name, "test -e /etc/systemd/system/kvpod-vllm.service") != 0
+        assert sorted(hosts.sh(n.name, f"ls {n.lmcache_root}").split()) == ["engine0", "engine1"]
 
 
 def test_lab_is_isolated(hosts):
@@ -75,30 +101,36 @@ def test_credential_files_are_0640_and_the_cleaner_follows_no_swapped_in_link(ho
     assert runs.is_dir() and any(runs.iterdir()), f"no run kept under {runs}"
     holding = [p for p in state_dir().rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     assert holding == [], f"the token is in {holding}"
-    tier = f"{NODE1.mount.path}/lmcache"
+    engine = NODE1.engines[0]
+    tier = engine.disk_dir
+    aside = f"{NODE1.mount.path}/kvpod-test-aside"  # outside the disk-tier root, which the cleaner sweeps
+    clean = f"/usr/local/sbin/kvpod-lmcache-clean engine{engine.index}"
+    # a chown that, run inside the engine's directory, first swaps a link to $o in for it
+    shim = f'#!/bin/sh\\nif [ "$(pwd -P)" = {tier} ]; then mv {tier} {aside} && ln -s %s {tier}; fi\\n'
+    shim += 'exec /bin/chown "$@"\\n'
     race = f"""set -e
 o=$(mktemp -d /root/kvpod-outside.XXXXXX); chmod 700 "$o"; touch "$o/keep"
 b=$(mktemp -d)
-printf '#!/bin/sh\nmv {tier} {tier}.moved && ln -s %s {tier}\nexec /bin/chown "$@"\n' "$o" > "$b/chown"
+printf '{shim}' "$o" > "$b/chown"
 chmod 755 "$b/chown"
-rc=0; PATH="$b:$PATH" /usr/local/sbin/kvpod-lmcache-clean >/dev/null 2>&1 || rc=$?
+rc=0; PATH="$b:$PATH" {clean} >/dev/null 2>&1 || rc=$?
 echo "rc=$rc mode=$(stat -c %a "$o") files=$(ls "$o")"
-rm {tier}; mv {tier}.moved {tier}
-mv {tier} {tier}.real && ln -s "$o" {tier}
-rc=0; /usr/local/sbin/kvpod-lmcache-clean 2>&1 || rc=$?
+rm {tier}; mv {aside} {tier}
+mv {tier} {aside} && ln -s "$o" {tier}
+rc=0; {clean} 2>&1 || rc=$?
 echo "rc=$rc mode=$(stat -c %a "$o") files=$(ls "$o")"
-rm {tier}; mv {tier}.real {tier}; rm -rf "$o" "$b"
+rm {tier}; mv {aside} {tier}; rm -rf "$o" "$b"
 """
-    hosts.sh(node, "systemctl stop kvpod-vllm")
+    hosts.sh(node, f"systemctl stop {engine.unit}")
     try:
         out = hosts.sh(node, race)
     finally:
-        hosts.sh(node, "systemctl start kvpod-vllm")
+        hosts.sh(node, f"systemctl start {engine.unit}")
     swapped, linked = [line for line in out.splitlines() if line.startswith("rc=")]
     assert swapped == "rc=0 mode=700 files=keep", out
     assert linked == "rc=1 mode=700 files=keep" and "is a symbolic link" in out, out
     assert hosts.sh(node, f"stat -c '%a %U' {tier}").split() == ["750", user]
-    assert hosts.wait_active(node, "kvpod-vllm")
+    assert engines_active(hosts, node)
 
 
 def test_existing_filesystem_is_kept_and_its_files_survive(hosts, tmp_path):
@@ -108,7 +140,7 @@ def test_existing_filesystem_is_kept_and_its_files_survive(hosts, tmp_path):
     # take the node's mount and its unit away, as if kvpod had never configured this node's mount
     hosts.sh(
         NODE1.name,
-        "systemctl stop kvpod-vllm mnt-kvcache.mount && rm /etc/systemd/system/mnt-kvcache.mount "
+        f"systemctl stop {ENGINES} mnt-kvcache.mount && rm /etc/systemd/system/mnt-kvcache.mount "
         "&& systemctl daemon-reload",
     )
     out = str(tmp_path / "r.json")
@@ -118,7 +150,7 @@ def test_existing_filesystem_is_kept_and_its_files_survive(hosts, tmp_path):
     assert "mnt-kvcache.mount" in changes
     assert fs_uuid(hosts, NODE1.name) == uuid
     assert hosts.sh(NODE1.name, "cat /mnt/kvcache/precious.txt").strip() == "precious"
-    assert hosts.wait_active(NODE1.name, "kvpod-vllm")
+    assert engines_active(hosts, NODE1.name)
 
 
 def test_node_without_the_drive_is_refused_by_the_target(hosts):
@@ -135,11 +167,15 @@ BREAKS = {
     # node -> (how to break it, the checks verify must name)
     "unmount": (NODE1.name, "systemctl stop mnt-kvcache.mount", {"test_mount_unit_active", "test_filesystem"}),
     "wrong MTU": (NODE2.name, f"ip link set {NODE2.fabric.vlan_interface} mtu 1500", {"test_vlan_mtu"}),
-    "stop the unit": (NODE1.name, "systemctl stop kvpod-vllm", {"test_unit_active", "test_health"}),
+    "stop the unit": (
+        NODE1.name,
+        f"systemctl stop {NODE1.engines[1].unit}",
+        {"test_unit_active", "test_health", "test_model_served"},
+    ),
     "remount without noatime": (NODE2.name, "mount -o remount,strictatime /mnt/kvcache", {"test_mount_option"}),
     "disconnect the namespace": (
         NODE1.name,
-        f"systemctl stop kvpod-vllm mnt-kvcache.mount && nvme disconnect -n {NODE1.namespace.subsystem_nqn}",
+        f"systemctl stop {ENGINES} mnt-kvcache.mount && nvme disconnect -n {NODE1.namespace.subsystem_nqn}",
         {"test_controller_per_portal", "test_mounted_subsystem"},
     ),
     "break vLLM's environment": (
@@ -189,7 +225,7 @@ def test_verify_names_each_break_and_up_repairs_it(hosts, tmp_path, rounds):
 def test_node_reboot_comes_back_without_kvpod(hosts):
     hosts.sh(NODE2.name, "echo survives > /mnt/kvcache/reboot.txt && sync")
     hosts.reboot(NODE2.name)
-    assert hosts.wait_active(NODE2.name, "kvpod-vllm", timeout=300)
+    assert engines_active(hosts, NODE2.name)
     assert hosts.sh(NODE2.name, "findmnt -n -o OPTIONS /mnt/kvcache").count("noatime") == 1
     assert hosts.sh(NODE2.name, "cat /mnt/kvcache/reboot.txt").strip() == "survives"
     subsys = hosts.sh(NODE2.name, "cat /sys/class/nvme-subsystem/*/subsysnqn").split()

@@ -108,16 +108,22 @@ def assert_canaries(hosts, canaries: Canaries) -> None:
 
 def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_time(hosts, spec, tmp_path):
     spec.write_text(spec.read_text().replace("  cpu_budget_gib: 1\n", "  cpu_budget_gib: 2\n"))
-    pids = {n: hosts.sh(n, "systemctl show -p MainPID --value kvpod-vllm").strip() for n in ("node1", "node2")}
+    engines = "kvpod-vllm@0 kvpod-vllm@1"
+    pids = {n: hosts.sh(n, f"systemctl show -p MainPID --value {engines}").split() for n in ("node1", "node2")}
     run = kvpod("up", str(spec), "--yes", "--no-verify", "--report", str(tmp_path / "r.json"))
     assert run.code == 0, run.out[-3000:]
     data = report(tmp_path / "r.json")
     for name in ("node1", "node2"):
         host = data["hosts"][name]
-        assert host["changes"] == ["kvpod node | lmcache | LMCache env file", "vLLM restarted (rolling)"], host
-        env = hosts.sh(name, "cat /etc/kvpod/lmcache.env")
-        assert "LMCACHE_MAX_LOCAL_CPU_SIZE=0.5" in env
-        assert hosts.sh(name, "systemctl show -p MainPID --value kvpod-vllm").strip() != pids[name]
+        assert host["changes"] == [
+            "kvpod node | lmcache | LMCache env file of engine 0",
+            "kvpod node | lmcache | LMCache env file of engine 1",
+            "vLLM restarted (rolling)",
+        ], host
+        for index in (0, 1):  # 2 GiB split between two engines, then over four ranks
+            assert "LMCACHE_MAX_LOCAL_CPU_SIZE=0.25" in hosts.sh(name, f"cat /etc/kvpod/lmcache@{index}.env")
+        now = hosts.sh(name, f"systemctl show -p MainPID --value {engines}").split()
+        assert len(now) == 2 and not set(now) & set(pids[name]), "both engines restarted"
     assert {h["changed_operations"] for n, h in data["hosts"].items() if n not in ("node1", "node2")} == {0}
     log = (Path(run.out.split("logs: ")[1].split()[0]) / "pyinfra.log").read_text()
     assert log.count("--> Starting operation: vllm restart") == 2, "one batch per node"
@@ -197,7 +203,7 @@ def test_interrupted_reassignment_is_finished_by_running_it_again(hosts, spec, s
     sampler.assert_no_overlap()
     assert holders(hosts)["node1"] == nqn(target_slot)
     assert_canaries(hosts, canaries)  # back on a drive node1 wrote to before: its files are there
-    assert hosts.wait_active("node1", "kvpod-vllm")
+    assert all(hosts.wait_active("node1", unit) for unit in ("kvpod-vllm@0", "kvpod-vllm@1"))
 
 
 def test_hand_edited_spec_hands_the_drives_back(hosts, canaries):

@@ -411,6 +411,7 @@ def lmcache_env(disk: Path) -> dict[str, str]:
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "LMCACHE_TRACK_USAGE": "false"}
     env["KVPOD_STANDIN_SKIP_MOUNT_CHECK"] = "1"  # tmp_path is not its own mount
+    env["CUDA_VISIBLE_DEVICES"] = "2,3"  # the second engine's two GPUs at serve_args' TP 2
     return {**env, **extra}
 
 
@@ -558,11 +559,30 @@ def test_standin_serves_and_leaves_a_probe(tmp_path: Path) -> None:
         assert models["data"][0]["id"] == "org/model-7b"
         probe = json.loads((disk / ".kvpod-standin-probe").read_text())
         assert probe["pid"] == proc.pid and "--enable-prefix-caching" in probe["argv"]
+        assert (probe["cuda_visible_devices"], probe["port"]) == ("2,3", str(port))
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert len(out.strip().splitlines()) == 1 and "stand-in" in out
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [
+        (None, "CUDA_VISIBLE_DEVICES is not set"),
+        ("0,0", "must be distinct device indexes"),
+        ("0,x", "must be distinct device indexes"),
+        ("0,1,2", "names 3 GPUs for tensor parallel size 2"),
+    ],
+)
+def test_standin_refuses_gpus_that_are_not_the_engines_own(tmp_path: Path, devices: str | None, message: str) -> None:
+    env = base_env(tmp_path, **lmcache_env(tmp_path))
+    env.pop("CUDA_VISIBLE_DEVICES")
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
+    result = run_standin(serve_args(), env)
+    assert result.returncode == 2 and message in result.stderr
 
 
 def test_standin_mount_check_finds_the_mount_point() -> None:

@@ -450,8 +450,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "clean-follows-a-link",
         CLEAN,
-        '[ ! -L "$DIR" ] || fail "$DIR is a symbolic link"',
-        '[ ! -L "$DIR" ] || true',
+        '[ ! -L "./$NAME" ] || fail "$DIR is a symbolic link"',
+        '[ ! -L "./$NAME" ] || true',
         "a disk-tier directory that is a symbolic link is followed and its target emptied",
         CLEANER,
     ),

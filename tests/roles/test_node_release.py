@@ -35,7 +35,8 @@ MOUNT = "/mnt/kvcache"
 CONNECT_UNIT_FILE = "/etc/systemd/system/kvpod-nvme-connect.service"
 CONNECT_SCRIPT = "/usr/local/sbin/kvpod-nvme-connect"
 
-STOP_VLLM = "systemctl stop kvpod-vllm.service"
+ENGINES = ("kvpod-vllm@0.service", "kvpod-vllm@1.service")  # the lab node's two engines
+STOP_VLLM = [f"systemctl stop {unit}" for unit in ENGINES]
 UNMOUNT = "systemctl stop mnt-kvcache.mount"
 FORGET_CONNECTION = [
     "systemctl stop kvpod-nvme-connect.service",
@@ -57,7 +58,7 @@ def disconnect(nqn: str, *devices: str) -> str:
 
 
 def release(keep: str | None, purge: bool = False) -> dict:
-    return {"kvpod_release": ReleaseRequest(keep, MOUNT, purge=purge)}
+    return {"kvpod_release": ReleaseRequest(keep, MOUNT, purge=purge, engine_units=ENGINES)}
 
 
 # -- the simulated node, extended with what release needs ----------------------------------------------------
@@ -128,7 +129,7 @@ def converged_node(plan: NodePlan) -> FakeRemote:
     state, host = deploy_run(node, remote, {"kvpod_node": plan})
     assert host not in state.failed_hosts
     assert remote.mounts[MOUNT]["device"] == f"/dev/{DEVICE}"
-    assert remote.units["kvpod-vllm.service"]["running"]
+    assert all(remote.units[unit]["running"] for unit in ENGINES)
     return releasable(remote)
 
 
@@ -154,7 +155,7 @@ def planned(remote: FakeRemote, data: dict) -> list:
 def test_releasing_the_drive_in_service(lab: NodePlan) -> None:
     remote = converged_node(lab)
     signature = remote.facts["storage.BlockSignature"][f"device=/dev/{DEVICE}"]
-    expected = [STOP_VLLM, UNMOUNT, disconnect(A, DEVICE), *FORGET_CONNECTION, "systemctl daemon-reload"]
+    expected = [*STOP_VLLM, UNMOUNT, disconnect(A, DEVICE), *FORGET_CONNECTION, "systemctl daemon-reload"]
 
     assert planned(remote, release(B)) == expected, "a dry run shows every step"
     executed, failed = run(remote, release(B))
@@ -164,7 +165,7 @@ def test_releasing_the_drive_in_service(lab: NodePlan) -> None:
     assert MOUNT not in remote.mounts
     assert CONNECT_SCRIPT not in remote.files and CONNECT_UNIT_FILE not in remote.files
     assert unit_state(remote, "kvpod-nvme-connect.service") == (False, False)
-    assert unit_state(remote, "kvpod-vllm.service") == (True, False), "the node deploy starts it again"
+    assert all(unit_state(remote, u) == (True, False) for u in ENGINES), "the node deploy starts them again"
     assert "/etc/systemd/system/mnt-kvcache.mount" in remote.files, "the node deploy rewrites it"
     assert remote.facts["storage.BlockSignature"][f"device=/dev/{DEVICE}"] == signature, "the data is untouched"
 
@@ -189,7 +190,7 @@ def test_a_lingering_second_drive_is_disconnected_and_the_kept_one_left_alone(la
     executed, failed = run(remote, release(A))
     assert (executed, failed) == ([disconnect(C, "nvme2n1")], False)
     assert list(remote.facts["nvme.NvmeSubsystems"]) == [A]
-    assert remote.units["kvpod-vllm.service"]["running"] and remote.mounts[MOUNT]
+    assert remote.units[ENGINES[0]]["running"] and remote.mounts[MOUNT]
 
 
 def test_a_stale_connect_unit_is_not_stopped_under_the_kept_mount(lab: NodePlan) -> None:
@@ -202,7 +203,7 @@ def test_a_stale_connect_unit_is_not_stopped_under_the_kept_mount(lab: NodePlan)
     executed, failed = run(remote, release(A))
     assert not failed
     assert executed == [*FORGET_CONNECTION[1:], "systemctl daemon-reload"]
-    assert remote.mounts[MOUNT] and remote.units["kvpod-vllm.service"]["running"]
+    assert remote.mounts[MOUNT] and remote.units[ENGINES[0]]["running"]
 
 
 def test_local_drives_are_never_released(lab: NodePlan) -> None:
@@ -216,7 +217,7 @@ def test_local_drives_are_never_released(lab: NodePlan) -> None:
     remote.mounts["/"] = {"device": "/dev/nvme0n1p2", "type": "ext4", "options": ["rw"]}
     executed, failed = run(remote, release(None))
     assert not failed
-    assert executed[:3] == [STOP_VLLM, UNMOUNT, disconnect(A, DEVICE)]
+    assert executed[:4] == [*STOP_VLLM, UNMOUNT, disconnect(A, DEVICE)]
     assert not any("nvme0" in c or "umount" in c for c in executed)
     assert LOCAL in remote.facts["nvme.NvmeSubsystems"] and "/" in remote.mounts
 
@@ -226,14 +227,15 @@ def test_a_drive_mounted_elsewhere_too_is_unmounted_everywhere(lab: NodePlan) ->
     remote.mounts["/srv/a b"] = {"device": f"/dev/{DEVICE}", "type": "ext4", "options": ["rw"]}
     executed, failed = run(remote, release(B))
     assert not failed
-    assert executed[:4] == [STOP_VLLM, UNMOUNT, "umount '/srv/a b'", disconnect(A, DEVICE)]
+    assert executed[:5] == [*STOP_VLLM, UNMOUNT, "umount '/srv/a b'", disconnect(A, DEVICE)]
 
 
 def test_a_node_whose_vllm_was_never_installed(lab: NodePlan) -> None:
     """A node deploy interrupted before the vllm role: no vLLM unit to stop (systemctl would refuse it)."""
     remote = converged_node(lab)
-    del remote.units["kvpod-vllm.service"]
-    del remote.files["/etc/systemd/system/kvpod-vllm.service"]
+    for unit in ENGINES:
+        del remote.units[unit]
+        del remote.files[f"/etc/systemd/system/{unit}"]
     executed, failed = run(remote, release(B))
     assert not failed
     assert executed[:2] == [UNMOUNT, disconnect(A, DEVICE)]
@@ -242,9 +244,10 @@ def test_a_node_whose_vllm_was_never_installed(lab: NodePlan) -> None:
 def test_vllm_is_stopped_even_when_not_seen_running(lab: NodePlan) -> None:
     """Between two tries of Restart=on-failure vLLM is not running, yet it would start (and mount) again."""
     remote = converged_node(lab)
-    remote.units["kvpod-vllm.service"]["running"] = False
+    for unit in ENGINES:
+        remote.units[unit]["running"] = False
     executed, _ = run(remote, release(B))
-    assert executed[:2] == [STOP_VLLM, UNMOUNT]
+    assert executed[:3] == [*STOP_VLLM, UNMOUNT]
 
 
 # -- never disconnect a mounted namespace ---------------------------------------------------------------------
@@ -255,14 +258,14 @@ def test_a_failing_unmount_stops_the_run_before_the_disconnect(lab: NodePlan) ->
     remote.busy["mnt-kvcache.mount"] = False  # type: ignore[attr-defined]  # umount: target is busy
     executed, failed = run(remote, release(B))
     assert failed
-    assert executed == [STOP_VLLM, UNMOUNT]
+    assert executed == [*STOP_VLLM, UNMOUNT]
     assert A in remote.facts["nvme.NvmeSubsystems"] and remote.mounts[MOUNT]
     assert CONNECT_SCRIPT in remote.files, "nothing after the failed step ran"
 
     del remote.busy["mnt-kvcache.mount"]  # type: ignore[attr-defined]  # the user stopped what held it
     executed, failed = run(remote, release(B))
     assert not failed
-    assert executed[:3] == [STOP_VLLM, UNMOUNT, disconnect(A, DEVICE)], "a rerun finishes the release"
+    assert executed[:4] == [*STOP_VLLM, UNMOUNT, disconnect(A, DEVICE)], "a rerun finishes the release"
 
 
 def test_a_mount_that_survives_its_unmount_is_never_disconnected(lab: NodePlan) -> None:
@@ -270,8 +273,8 @@ def test_a_mount_that_survives_its_unmount_is_never_disconnected(lab: NodePlan) 
     remote.busy["mnt-kvcache.mount"] = True  # type: ignore[attr-defined]  # stop "succeeds", still mounted
     executed, failed = run(remote, release(B))
     assert failed
-    assert executed[:2] == [STOP_VLLM, UNMOUNT]
-    assert executed[2] == (
+    assert executed[:3] == [*STOP_VLLM, UNMOUNT]
+    assert executed[3] == (
         f"echo 'kvpod: /dev/nvme1n1 is still mounted at /mnt/kvcache (a busy unmount?): not disconnecting {A}' "
         ">&2; exit 1"
     )
@@ -307,12 +310,11 @@ def test_purge(lab: NodePlan) -> None:
     signature = remote.facts["storage.BlockSignature"][f"device=/dev/{DEVICE}"]
     fabric_files = {p for p in remote.files if p.startswith(("/etc/systemd/network/", "/etc/sysctl.d/"))}
     expected = [
-        STOP_VLLM,
+        *STOP_VLLM,
         UNMOUNT,
         disconnect(A, DEVICE),
         *FORGET_CONNECTION,
-        "systemctl disable kvpod-vllm.service",
-        "rm -f /etc/systemd/system/kvpod-vllm.service",
+        *(c for unit in ENGINES for c in (f"systemctl disable {unit}", f"rm -f /etc/systemd/system/{unit}")),
         "systemctl disable mnt-kvcache.mount",
         "rm -f /etc/systemd/system/mnt-kvcache.mount",
         "rm -rf /etc/kvpod",

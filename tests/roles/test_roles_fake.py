@@ -83,14 +83,17 @@ def test_fresh_node_real_run_brings_it_up_then_it_is_converged(lab: NodePlan) ->
     formats = [c for c in executed if "mkfs.ext4" in c]
     assert len(formats) == 1 and " -F " not in formats[0] and formats[0].startswith("if blkid -p /dev/nvme1n1")
     for path in (
-        "/etc/systemd/system/kvpod-vllm.service",
+        "/etc/systemd/system/kvpod-vllm@0.service",
+        "/etc/systemd/system/kvpod-vllm@1.service",
         "/etc/systemd/system/mnt-kvcache.mount",
         "/etc/systemd/system/kvpod-nvme-connect.service",
-        "/etc/kvpod/lmcache.env",
+        "/etc/kvpod/lmcache@0.env",
+        "/etc/kvpod/lmcache@1.env",
     ):
         assert path in remote.uploads
-    assert "systemctl start kvpod-vllm.service" in executed
-    assert "systemctl restart kvpod-vllm.service" not in executed
+    assert "/etc/systemd/system/kvpod-vllm.service" not in remote.uploads
+    for unit in ("kvpod-vllm@0.service", "kvpod-vllm@1.service"):
+        assert f"systemctl start {unit}" in executed and f"systemctl restart {unit}" not in executed
     assert remote.dirs["/mnt/kvcache"]["user"] == "vllm", "the mounted filesystem's root belongs to vLLM"
     assert host.data.kvpod_restart_pending is False
 
@@ -108,7 +111,7 @@ def test_node_runs_roles_in_order(lab: NodePlan) -> None:
         word: next(i for i, c in enumerate(executed) if word in c) for word in ("ip link add", "nvme connect", "mkfs")
     }
     assert first["ip link add"] < first["nvme connect"] < first["mkfs"]
-    assert executed.index("systemctl start mnt-kvcache.mount") < executed.index("systemctl start kvpod-vllm.service")
+    assert executed.index("systemctl start mnt-kvcache.mount") < executed.index("systemctl start kvpod-vllm@0.service")
 
 
 # -- each role: fresh host, then converged --------------------------------------------------------------------
@@ -318,7 +321,7 @@ def test_wiping_a_node_in_service(lab: NodePlan) -> None:
     cmds = strings(changed_commands(deploy_plan(node, remote, data(lab, kvpod_wipe=True))))
     fs_uuid = filesystem_uuid(lab.namespace.subsystem_nqn, lab.namespace.nsid)
     assert cmds[:3] == [
-        "systemctl stop kvpod-vllm.service",
+        "systemctl stop 'kvpod-vllm*.service'",
         "systemctl stop mnt-kvcache.mount",
         f"mkfs.ext4 -F -q -m 0 -O mmp -L kvcache -U {fs_uuid} /dev/{DEVICE}",
     ]
@@ -326,8 +329,8 @@ def test_wiping_a_node_in_service(lab: NodePlan) -> None:
     converge(node, remote, data(lab, kvpod_wipe=True))
     executed = remote.executed[before:]
     assert executed.index("systemctl stop mnt-kvcache.mount") < executed.index("udevadm settle")
-    assert executed[-1] == "systemctl start kvpod-vllm.service"
-    assert "chown vllm:vllm /mnt/kvcache/lmcache" in executed
+    assert executed[-2:] == ["systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"]
+    assert "chown vllm:vllm /mnt/kvcache/lmcache/engine1" in executed
     assert changed_commands(deploy_plan(node, remote, data(lab))) == []
 
 
@@ -366,56 +369,65 @@ def test_kv_mount_on_the_reference_drive(reference: NodePlan) -> None:
 
 def test_lmcache_env_mode(lab: NodePlan) -> None:
     commands = changed_commands(deploy_plan(lmcache, connected_node(lab), data(lab)))
-    assert uploads(commands)["/etc/kvpod/lmcache.env"].splitlines()[1:] == [
-        "LMCACHE_CHUNK_SIZE=256",
-        "LMCACHE_LOCAL_CPU=True",
-        "LMCACHE_MAX_LOCAL_CPU_SIZE=0.25",
-        "LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/",
-        "LMCACHE_MAX_LOCAL_DISK_SIZE=0.25",
-        "LMCACHE_TRACK_USAGE=false",
-        "PYTHONHASHSEED=0",
-    ]
-    assert "/etc/kvpod/lmcache.yaml" not in uploads(commands)
+    for index in (0, 1):  # the lab's 1 GiB budgets: half per engine, a quarter of that per rank
+        assert uploads(commands)[f"/etc/kvpod/lmcache@{index}.env"].splitlines()[1:] == [
+            "LMCACHE_CHUNK_SIZE=256",
+            "LMCACHE_LOCAL_CPU=True",
+            "LMCACHE_MAX_LOCAL_CPU_SIZE=0.125",
+            f"LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/engine{index}/",
+            "LMCACHE_MAX_LOCAL_DISK_SIZE=0.125",
+            "LMCACHE_TRACK_USAGE=false",
+            "PYTHONHASHSEED=0",
+        ]
+        assert f"/etc/kvpod/lmcache@{index}.yaml" not in uploads(commands)
     cmds = strings(commands)
-    assert "mkdir -p /mnt/kvcache/lmcache" in cmds and "chown vllm:vllm /mnt/kvcache/lmcache" in cmds
+    for path in ("/mnt/kvcache/lmcache", "/mnt/kvcache/lmcache/engine0", "/mnt/kvcache/lmcache/engine1"):
+        assert f"mkdir -p {path}" in cmds and f"chown vllm:vllm {path}" in cmds
 
 
 def test_lmcache_env_mode_extras(lab: NodePlan) -> None:
-    plan = lab.model_copy(update={"lmcache": lab.lmcache.model_copy(update={"extra": {"save_decode_cache": True}})})
-    env = uploads(changed_commands(deploy_plan(lmcache, connected_node(plan), data(plan))))["/etc/kvpod/lmcache.env"]
+    plan = lab.with_lmcache(extra={"save_decode_cache": True})
+    env = uploads(changed_commands(deploy_plan(lmcache, connected_node(plan), data(plan))))["/etc/kvpod/lmcache@1.env"]
     assert "LMCACHE_SAVE_DECODE_CACHE=True\n" in env
 
 
 def test_lmcache_yaml_mode_never_sets_a_setting_twice(lab: NodePlan) -> None:
     extra = {"extra_config": {"retrieve_locations": ["LocalCPUBackend", "LocalDiskBackend"]}}
-    lm = lab.lmcache.model_copy(
-        update={"extra": extra, "config_mode": "yaml", "config_file": "/etc/kvpod/lmcache.yaml"}
-    )
-    plan = lab.model_copy(update={"lmcache": lm})
+    engines = [
+        e.model_copy(
+            update={
+                "lmcache": e.lmcache.model_copy(
+                    update={"extra": extra, "config_mode": "yaml", "config_file": f"/etc/kvpod/lmcache@{e.index}.yaml"}
+                )
+            }
+        )
+        for e in lab.engines
+    ]
+    plan = lab.model_copy(update={"engines": engines})
     remote = connected_node(plan)
-    remote.upload("LMCACHE_CHUNK_SIZE=256\n", "/etc/kvpod/lmcache.env")  # left from env mode
+    remote.upload("LMCACHE_CHUNK_SIZE=256\n", "/etc/kvpod/lmcache@1.env")  # left from env mode
     files = uploads(changed_commands(deploy_plan(lmcache, remote, data(plan))))
-    assert files["/etc/kvpod/lmcache.env"].splitlines()[1:] == [
-        "LMCACHE_CONFIG_FILE=/etc/kvpod/lmcache.yaml",
+    assert files["/etc/kvpod/lmcache@1.env"].splitlines()[1:] == [
+        "LMCACHE_CONFIG_FILE=/etc/kvpod/lmcache@1.yaml",
         "LMCACHE_TRACK_USAGE=false",
         "PYTHONHASHSEED=0",
     ]
-    config = yaml.safe_load(files["/etc/kvpod/lmcache.yaml"])
+    config = yaml.safe_load(files["/etc/kvpod/lmcache@1.yaml"])
     assert config == {
         "chunk_size": 256,
         "local_cpu": True,
-        "max_local_cpu_size": 0.25,
-        "local_disk": "file:///mnt/kvcache/lmcache/",
-        "max_local_disk_size": 0.25,
+        "max_local_cpu_size": 0.125,
+        "local_disk": "file:///mnt/kvcache/lmcache/engine1/",
+        "max_local_disk_size": 0.125,
         **extra,
     }
 
 
 def test_lmcache_env_mode_removes_a_stale_yaml(lab: NodePlan) -> None:
     remote = connected_node(lab)
-    remote.upload("chunk_size: 512\n", "/etc/kvpod/lmcache.yaml")
+    remote.upload("chunk_size: 512\n", "/etc/kvpod/lmcache@1.yaml")
     cmds = strings(changed_commands(deploy_plan(lmcache, remote, data(lab))))
-    assert "rm -f /etc/kvpod/lmcache.yaml" in cmds
+    assert "rm -f /etc/kvpod/lmcache@1.yaml" in cmds
 
 
 # -- vllm ---------------------------------------------------------------------------------------------------
@@ -423,14 +435,17 @@ def test_lmcache_env_mode_removes_a_stale_yaml(lab: NodePlan) -> None:
 
 def test_vllm_unit(lab: NodePlan) -> None:
     commands = changed_commands(deploy_plan(vllm, connected_node(lab), data(lab)))
-    unit = uploads(commands)["/etc/systemd/system/kvpod-vllm.service"]
+    unit = uploads(commands)["/etc/systemd/system/kvpod-vllm@1.service"]
     assert (
         "ExecStart=/opt/kvpod/vllm/bin/vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 "
-        "--gpu-memory-utilization 0.9 --max-model-len 32768 --port 8000 "
+        "--gpu-memory-utilization 0.9 --max-model-len 32768 --port 8001 "
         """--kv-transfer-config '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}'\n"""
     ) in unit
     for line in (
-        "EnvironmentFile=/etc/kvpod/lmcache.env",
+        "Description=kvpod vLLM engine 1 serving meta-llama/Llama-3.1-8B-Instruct",
+        "Environment=CUDA_VISIBLE_DEVICES=4,5,6,7",
+        "EnvironmentFile=/etc/kvpod/lmcache@1.env",
+        "ExecStartPre=+/usr/local/sbin/kvpod-lmcache-clean engine1",
         "User=vllm",
         "RequiresMountsFor=/mnt/kvcache",
         "After=mnt-kvcache.mount kvpod-nvme-connect.service",
@@ -440,7 +455,7 @@ def test_vllm_unit(lab: NodePlan) -> None:
     ):
         assert f"{line}\n" in unit
     cmds = strings(commands)
-    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl start kvpod-vllm.service")
+    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl start kvpod-vllm@0.service")
     assert "useradd --system --user-group --create-home --home-dir /var/lib/vllm --shell /usr/sbin/nologin vllm" in cmds
 
 
@@ -452,13 +467,14 @@ def converged_node(plan: NodePlan) -> FakeRemote:
 
 def test_vllm_restarts_when_lmcache_settings_change(lab: NodePlan) -> None:
     remote = converged_node(lab)
-    changed = lab.model_copy(update={"lmcache": lab.lmcache.model_copy(update={"chunk_size": 512})})
+    changed = lab.with_lmcache(chunk_size=512)
     planned = changed_commands(deploy_plan(node, remote, data(changed)))
-    assert "/etc/kvpod/lmcache.env" in uploads(planned)
-    assert "systemctl restart kvpod-vllm.service" in strings(planned)
+    assert {"/etc/kvpod/lmcache@0.env", "/etc/kvpod/lmcache@1.env"} <= set(uploads(planned))
+    assert "systemctl restart kvpod-vllm@0.service" in strings(planned)
+    assert "systemctl restart kvpod-vllm@1.service" in strings(planned)
     assert "systemctl daemon-reload" not in strings(planned), "the unit did not change"
     _, host = deploy_run(node, remote, data(changed))
-    assert remote.units["kvpod-vllm.service"]["restarts"] == 1
+    assert remote.units["kvpod-vllm@0.service"]["restarts"] == remote.units["kvpod-vllm@1.service"]["restarts"] == 1
     assert host.data.kvpod_restart_pending is False
     assert changed_commands(deploy_plan(node, remote, data(changed))) == []
 
@@ -467,23 +483,27 @@ def test_vllm_restarts_when_its_unit_changes(lab: NodePlan) -> None:
     remote = converged_node(lab)
     changed = lab.model_copy(update={"vllm": lab.vllm.model_copy(update={"max_model_len": 16384})})
     cmds = strings(changed_commands(deploy_plan(node, remote, data(changed))))
-    assert cmds == ["systemctl daemon-reload", "systemctl restart kvpod-vllm.service"]
+    assert cmds == [
+        "systemctl daemon-reload",
+        "systemctl restart kvpod-vllm@0.service",
+        "systemctl restart kvpod-vllm@1.service",
+    ]
 
 
 def test_vllm_restart_can_be_deferred(lab: NodePlan) -> None:
     remote = converged_node(lab)
-    changed = lab.model_copy(update={"lmcache": lab.lmcache.model_copy(update={"chunk_size": 512})})
+    changed = lab.with_lmcache(chunk_size=512)
     planned = changed_commands(deploy_plan(node, remote, data(changed, kvpod_defer_restart=True)))
-    assert "systemctl restart kvpod-vllm.service" not in strings(planned)
+    assert not any("restart" in c for c in strings(planned))
     _, host = deploy_run(node, remote, data(changed, kvpod_defer_restart=True))
-    assert remote.units["kvpod-vllm.service"].get("restarts", 0) == 0
+    assert all(remote.units[u].get("restarts", 0) == 0 for u in lab.engine_units())
     assert host.data.kvpod_restart_pending is True
 
 
 def test_vllm_is_not_restarted_without_changes(lab: NodePlan) -> None:
     remote = converged_node(lab)
     _, host = deploy_run(node, remote, data(lab))
-    assert remote.units["kvpod-vllm.service"].get("restarts", 0) == 0
+    assert all(remote.units[u].get("restarts", 0) == 0 for u in lab.engine_units())
     assert host.data.kvpod_restart_pending is False
 
 

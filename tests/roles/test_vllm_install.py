@@ -91,7 +91,7 @@ def test_role_pushes_wheels_installs_once_and_then_reads_nothing_more(tmp_path: 
         "/var/cache/kvpod/wheelhouse/lmcache-0.5.6-py3-none-any.whl",
         f"/var/cache/kvpod/wheelhouse/vllm-{VLLM}-py3-none-any.whl",
     ]
-    unit = remote.files["/etc/systemd/system/kvpod-vllm.service"]["content"]
+    unit = remote.files["/etc/systemd/system/kvpod-vllm@0.service"]["content"]
     assert f"ExecStart={VENV}/bin/vllm serve" in unit
 
     assert remote.venvs[VENV] == {"python": True, "packages": {"vllm": VLLM, "lmcache": "0.5.6"}}
@@ -110,4 +110,4 @@ def test_a_moved_pin_reinstalls_and_restarts_vllm(tmp_path: Path) -> None:
     remote.executed.clear()
     deploy_run(node, remote, {"kvpod_node": plan})
     assert any(" -m pip install " in c for c in remote.executed)
-    assert "systemctl restart kvpod-vllm.service" in remote.executed
+    assert {"systemctl restart kvpod-vllm@0.service", "systemctl restart kvpod-vllm@1.service"} <= set(remote.executed)

@@ -143,7 +143,7 @@ def test_env_mode_reference_pod(reference_dict, tmp_path, monkeypatch, lmcache_w
     assert int(config.max_local_cpu_size * 1024**3) == sizing.cpu_bytes_per_rank == int(7.5 * GIB)
     assert int(config.max_local_disk_size * 1024**3) == sizing.disk_bytes_per_rank == 25 * GIB
     assert 4 * int(config.max_local_cpu_size * 1024**3) == 30 * GIB  # the node budget, kvcache.cpu_budget_gib
-    assert config.local_disk == cache_dir(lm) + "/" == "/mnt/kvcache/lmcache/"
+    assert config.local_disk == cache_dir(lm) + "/" == "/mnt/kvcache/lmcache/engine0/"
     assert config.extra_config is None
     assert usage_identity().is_usage_tracking_enabled() is False
     assert lmcache_warnings == []
@@ -176,7 +176,7 @@ def test_yaml_mode_extra_config(reference_dict, tmp_path, monkeypatch, lmcache_w
     sizing = size_node(spec, model_shape(spec), 4)
     assert int(config.max_local_cpu_size * 1024**3) == sizing.cpu_bytes_per_rank
     assert int(config.max_local_disk_size * 1024**3) == sizing.disk_bytes_per_rank
-    assert (config.chunk_size, config.local_disk) == (256, "/mnt/kvcache/lmcache/")
+    assert (config.chunk_size, config.local_disk) == (256, "/mnt/kvcache/lmcache/engine0/")
     assert config._user_set_keys == CORE | {"extra_config", "save_decode_cache"}
     assert usage_identity().is_usage_tracking_enabled() is False
     assert lmcache_warnings == []

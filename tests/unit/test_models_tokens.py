@@ -28,7 +28,7 @@ from tests.kvpod_sim import connected_node, fresh_node
 from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run, fake_state
 
 TOKEN = "hf_kvpodTestTokenAbCdEf0123456789"
-UNIT = "/etc/systemd/system/kvpod-vllm.service"
+UNIT = "/etc/systemd/system/kvpod-vllm@0.service"
 
 
 def token_file(tmp_path: Path, text: str = TOKEN, mode: int = 0o600, name: str = "hf-token") -> Path:
@@ -238,7 +238,7 @@ def test_the_env_file_holds_the_token_0640_root_vllm_and_the_unit_loads_it(token
     cache = remote.dirs["/srv/hf"]
     assert (cache.get("user"), cache.get("group"), cache.get("mode")) == ("vllm", "vllm", 750)
     unit = remote.uploads[UNIT]
-    assert f"EnvironmentFile=/etc/kvpod/lmcache.env\nEnvironmentFile={VLLM_HF_ENV_FILE}\n" in unit
+    assert f"EnvironmentFile=/etc/kvpod/lmcache@0.env\nEnvironmentFile={VLLM_HF_ENV_FILE}\n" in unit
     assert changed_commands(deploy_plan(vllm, remote, {"kvpod_node": token_plan})) == [], "converged"
 
 
@@ -254,12 +254,12 @@ def test_a_new_token_restarts_vllm_and_a_removed_one_removes_the_file(token_plan
     )
     planned = changed_commands(deploy_plan(node, remote, {"kvpod_node": rotated}))
     assert [c[2] for c in planned if isinstance(c, list) and c[0] == "upload"] == [VLLM_HF_ENV_FILE]
-    assert "systemctl restart kvpod-vllm.service" in planned and "systemctl daemon-reload" not in planned
+    assert "systemctl restart kvpod-vllm@0.service" in planned and "systemctl daemon-reload" not in planned
     without = node_plan(write_spec(tmp_path, hf_token_file=None))
     deploy_run(node, remote, {"kvpod_node": without})
     assert VLLM_HF_ENV_FILE not in remote.files
-    assert "EnvironmentFile=/etc/kvpod/lmcache.env\nExecStartPre" in remote.files[UNIT]["content"]
-    assert remote.units["kvpod-vllm.service"]["restarts"] == 1
+    assert "EnvironmentFile=/etc/kvpod/lmcache@0.env\nExecStartPre" in remote.files[UNIT]["content"]
+    assert remote.units["kvpod-vllm@0.service"]["restarts"] == 1
     assert changed_commands(deploy_plan(node, remote, {"kvpod_node": without})) == [], "converged"
 
 

@@ -90,7 +90,7 @@ def test_per_node_vlan_plan():
 def test_lmcache_yaml_mode_for_nested_settings(reference_dict):
     reference_dict["kvcache"]["lmcache_extra"] = {"extra_config": {"save_decode_cache": True}}
     lm = build_plan(spec_from_dict(reference_dict)).nodes[0].lmcache
-    assert lm.config_mode == "yaml" and lm.config_file == "/etc/kvpod/lmcache.yaml"
+    assert lm.config_mode == "yaml" and lm.config_file == "/etc/kvpod/lmcache@0.yaml"
 
 
 def test_plan_json_has_the_documented_keys():
@@ -101,8 +101,49 @@ def test_plan_json_has_the_documented_keys():
     assert {"interface", "address", "vlan", "mtu"} <= node["fabric"].keys()
     assert {"enclosure", "drive", "subsystem_nqn"} <= node["namespace"].keys()
     assert {"path", "options"} <= node["mount"].keys()
-    assert {"chunk_size", "local_cpu", "max_local_cpu_size", "local_disk", "max_local_disk_size"} <= node[
+    engine = node["engines"][0]
+    assert {"chunk_size", "local_cpu", "max_local_cpu_size", "local_disk", "max_local_disk_size"} <= engine[
         "lmcache"
     ].keys()
+    assert {"index", "unit", "port", "gpus", "cuda_visible_devices", "health_url", "models_url", "disk_dir"} <= set(
+        engine
+    )
+    assert {"cpu_budget_gib", "disk_budget_gib"} <= engine.keys()
     assert {"tensor_parallel_size", "gpu_memory_utilization", "max_model_len"} <= node["vllm"].keys()
     assert "switches" in data and "targets" in data
+
+
+def test_four_gpus_at_tp4_run_one_engine(reference_dict):
+    (node,) = build_plan(spec_from_dict(reference_dict)).nodes[:1]
+    (engine,) = node.engines
+    assert (engine.index, engine.unit, engine.port, engine.gpus) == (0, "kvpod-vllm@0.service", 8000, [0, 1, 2, 3])
+    assert (engine.health_url, engine.models_url) == ("http://127.0.0.1:8000/health", "http://127.0.0.1:8000/v1/models")
+    assert engine.disk_dir == "/mnt/kvcache/lmcache/engine0"
+    assert engine.lmcache.local_disk == "file:///mnt/kvcache/lmcache/engine0/"
+    assert (engine.cpu_budget_gib, engine.disk_budget_gib) == (30, 100)
+    assert (engine.lmcache.env_file, engine.lmcache.config_file) == ("/etc/kvpod/lmcache@0.env", None)
+
+
+def test_eight_gpus_at_tp4_run_two_engines_with_their_own_gpus_ports_files_and_budgets(reference_dict):
+    reference_dict["nodes"]["generate"]["gpus"] = 8
+    node = build_plan(spec_from_dict(reference_dict)).nodes[0]
+    assert [e.unit for e in node.engines] == ["kvpod-vllm@0.service", "kvpod-vllm@1.service"]
+    assert [e.cuda_visible_devices for e in node.engines] == ["0,1,2,3", "4,5,6,7"]
+    assert [e.port for e in node.engines] == [8000, 8001]
+    assert [e.health_url for e in node.engines] == ["http://127.0.0.1:8000/health", "http://127.0.0.1:8001/health"]
+    assert [e.disk_dir for e in node.engines] == ["/mnt/kvcache/lmcache/engine0", "/mnt/kvcache/lmcache/engine1"]
+    assert [e.lmcache.env_file for e in node.engines] == ["/etc/kvpod/lmcache@0.env", "/etc/kvpod/lmcache@1.env"]
+    # the node's 30 GiB DRAM and 100 GiB disk budgets are split between the engines, then over each one's 4 ranks
+    assert {(e.cpu_budget_gib, e.disk_budget_gib) for e in node.engines} == {(15, 50)}
+    assert {(e.lmcache.max_local_cpu_size, e.lmcache.max_local_disk_size) for e in node.engines} == {(3.75, 12.5)}
+
+
+def test_every_engine_port_must_be_a_port(reference_dict):
+    from deploy.errors import SpecError
+    from deploy.validate import check_pod
+
+    reference_dict["nodes"]["generate"]["gpus"] = 8
+    reference_dict["vllm"]["port"] = 65535
+    with pytest.raises(SpecError) as info:
+        check_pod(spec_from_dict(reference_dict))
+    assert "gpus: 2 engines need ports 65535..65536" in str(info.value.problems[0])

@@ -83,11 +83,15 @@ def test_generated_pods(data):
     assert sorted(holders) == sorted(n.name for n in plan.nodes)
     tp = spec.vllm.tensor_parallel_size
     for n in plan.nodes:
+        # every GPU runs in exactly one engine; ports and disk-tier directories are the engines' own
+        assert sorted(g for e in n.engines for g in e.gpus) == list(range(n.gpus))
+        assert len({e.port for e in n.engines}) == len({e.disk_dir for e in n.engines}) == len(n.engines)
+        ranks = tp * len(n.engines)
         for per_rank, budget in (
             (n.lmcache.max_local_cpu_size, spec.kvcache.cpu_budget_gib),
             (n.lmcache.max_local_disk_size, spec.kvcache.disk_budget_gib),
         ):
             # LMCache allocates int(size * 1024**3) bytes per rank: the ranks never exceed the node budget
             # (a budget is read to 10^-6 GiB: 1.9999999999999716 is 2)
-            assert tp * int(per_rank * 2**30) <= round(budget, 6) * 2**30
-            assert per_rank * tp > budget - 0.001 * tp
+            assert ranks * int(per_rank * 2**30) <= round(budget, 6) * 2**30
+            assert per_rank * ranks > budget - 0.001 * ranks

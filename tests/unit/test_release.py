@@ -7,6 +7,7 @@ import pytest
 from deploy.loader import load_spec, load_spec_text
 from deploy.plan import Plan, build_plan
 from deploy.release import (
+    ALL_ENGINE_UNITS,
     Conflict,
     ReleaseRequest,
     admitted_elsewhere,
@@ -52,7 +53,13 @@ def test_nodes_on_their_planned_drives_release_nothing(plan: Plan) -> None:
 def test_a_node_holding_another_drive_releases_it_and_keeps_its_own(plan: Plan) -> None:
     live = {"node1": {DRIVE(1), DRIVE(3)}, "node2": set()}
     assert release_requests(plan, live) == {
-        "node1": ReleaseRequest(DRIVE(1), "/mnt/kvcache", "kvpod-vllm.service", subsystems=pod_subsystems(plan))
+        "node1": ReleaseRequest(
+            DRIVE(1),
+            "/mnt/kvcache",
+            "kvpod-vllm.service",
+            subsystems=pod_subsystems(plan),
+            engine_units=("kvpod-vllm@0.service", "kvpod-vllm@1.service"),
+        )
     }
 
 
@@ -96,8 +103,11 @@ def test_a_node_the_plan_does_not_know_keeps_nothing(plan: Plan) -> None:
 def test_pruned_nodes_are_purged_whatever_they_hold(plan: Plan) -> None:
     live = {"node1": {DRIVE(1)}, "node2": {DRIVE(2)}, "gone": set()}
     assert release_requests(plan, live, prune=["gone"]) == {
-        "gone": ReleaseRequest(None, "/mnt/kvcache", purge=True, subsystems=pod_subsystems(plan))
+        "gone": ReleaseRequest(
+            None, "/mnt/kvcache", purge=True, subsystems=pod_subsystems(plan), engine_units=ALL_ENGINE_UNITS
+        )
     }
+    assert ALL_ENGINE_UNITS[0] == "kvpod-vllm@0.service" and len(ALL_ENGINE_UNITS) == 16
     with pytest.raises(ValueError, match="node2 are still in the plan"):
         release_requests(plan, live, prune=["node2"])
 

@@ -69,7 +69,8 @@ def test_a_url_with_a_password_is_a_secret_and_the_plan_never_shows_it(tmp_path:
     plan = build_plan(spec)
     dumped = plan.to_json()
     assert PASSWORD not in dumped
-    assert json.loads(dumped)["nodes"][0]["lmcache"]["extra"]["remote_url"] == display(URL)
+    for engine in json.loads(dumped)["nodes"][0]["engines"]:
+        assert engine["lmcache"]["extra"]["remote_url"] == display(URL)
 
 
 def test_kvpod_plan_never_prints_the_secret(tmp_path: Path) -> None:

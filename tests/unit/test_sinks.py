@@ -30,7 +30,7 @@ from deploy.loader import spec_from_dict
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import Plan, build_plan
 from deploy.verify_runner import ssh_config_text
-from roles.lmcache import cache_dir, env_lines
+from roles.lmcache import env_lines
 from roles.vllm import exec_start_argv, hf_env_lines
 from tests import sinks
 from tests.conftest import LAB, SHIPPED_SPECS
@@ -137,14 +137,21 @@ def test_the_vllm_unit_and_env_file_read_back_the_plan(shipped) -> None:
     for spec, (plan, hosts) in shipped.items():
         for n in plan.nodes[:2]:
             files = hosts[n.name]
-            unit = files[f"/etc/systemd/system/{n.vllm.unit}"]
-            assert sinks.exec_argv(sinks.raw_unit_value(unit, "Service", "ExecStart")) == exec_start_argv(n), spec
-            assert sinks.unit_value(unit, "Service", "User") == n.vllm.user
-            assert sinks.env_file_values(files[n.lmcache.env_file]) == env_lines(n.lmcache), spec
-            env_files = [v for _, key, v in sinks.unit_settings(unit) if key == "EnvironmentFile"]
-            assert env_files == [n.lmcache.env_file, *([n.vllm.hf_env_file] if n.vllm.hf_env_file else [])], spec
-            if n.vllm.hf_env_file:
-                assert sinks.env_file_values(files[n.vllm.hf_env_file]) == hf_env_lines(n), spec
+            for e in n.engines:
+                unit = files[f"/etc/systemd/system/{e.unit}"]
+                argv = sinks.exec_argv(sinks.raw_unit_value(unit, "Service", "ExecStart"))
+                assert argv == exec_start_argv(n, e), spec
+                assert argv[argv.index("--port") + 1] == str(e.port)
+                assert sinks.unit_value(unit, "Service", "User") == n.vllm.user
+                assert (
+                    sinks.unit_value(unit, "Service", "Environment") == f"CUDA_VISIBLE_DEVICES={e.cuda_visible_devices}"
+                )
+                env_files = [v for _, key, v in sinks.unit_settings(unit) if key == "EnvironmentFile"]
+                assert env_files == [e.lmcache.env_file, *([n.vllm.hf_env_file] if n.vllm.hf_env_file else [])], spec
+                if n.vllm.hf_env_file:
+                    assert sinks.env_file_values(files[n.vllm.hf_env_file]) == hf_env_lines(n), spec
+                assert sinks.env_file_values(files[e.lmcache.env_file]) == env_lines(e.lmcache), spec
+            assert not any(p.endswith("/kvpod-vllm.service") for p in files), "no unit of the single-engine layout"
     assert any(n.vllm.hf_env_file for plan, _ in shipped.values() for n in plan.nodes), "the lab spec has a token"
 
 
@@ -160,11 +167,11 @@ def test_the_hugging_face_env_file_reads_back_through_systemd(tmp_path: Path) ->
     assert sinks.env_file_values(text) == env
     plan = plan_of(LAB).nodes[0]
     files = sinks.node_files(plan)
-    unit = files[f"/etc/systemd/system/{plan.vllm.unit}"]
-    result = sinks.systemd_verify({plan.vllm.unit: unit}, tmp_path)
+    unit = files[f"/etc/systemd/system/{plan.engines[0].unit}"]
+    result = sinks.systemd_verify({plan.engines[0].unit: unit}, tmp_path)
     assert result.returncode == 0 and not result.stdout + result.stderr, result.stderr
     loaded = [v for section, key, v in sinks.unit_settings(unit) if (section, key) == ("Service", "EnvironmentFile")]
-    assert loaded == [plan.lmcache.env_file, plan.vllm.hf_env_file]
+    assert loaded == [plan.engines[0].lmcache.env_file, plan.vllm.hf_env_file]
 
 
 def test_the_netplan_file_is_yaml_dumped_from_the_plan(shipped) -> None:
@@ -421,10 +428,11 @@ def check_node(plan: Plan, files: dict[str, str], tmp: Path) -> None:
     for path, text in files.items():
         for _, key, value in sinks.unit_settings(text) if path.endswith(sinks.UNIT_SUFFIXES) else []:
             sinks.exec_argv(value) if key.startswith("Exec") else sinks.expand_specifiers(value)
-    unit = files[f"/etc/systemd/system/{n.vllm.unit}"]
-    assert sinks.exec_argv(sinks.raw_unit_value(unit, "Service", "ExecStart")) == exec_start_argv(n)
-    assert sinks.unit_value(unit, "Unit", "Description") == f"kvpod vLLM serving {n.vllm.model}"
-    assert sinks.unit_value(unit, "Service", "User") == n.vllm.user
+    for e in n.engines:
+        unit = files[f"/etc/systemd/system/{e.unit}"]
+        assert sinks.exec_argv(sinks.raw_unit_value(unit, "Service", "ExecStart")) == exec_start_argv(n, e)
+        assert sinks.unit_value(unit, "Unit", "Description") == f"kvpod vLLM engine {e.index} serving {n.vllm.model}"
+        assert sinks.unit_value(unit, "Service", "User") == n.vllm.user
     mount = next(t for p, t in files.items() if p.endswith(".mount"))
     assert sinks.unit_value(mount, "Mount", "Where") == n.mount.path
     assert sinks.unit_value(mount, "Mount", "Options").split(",")[: len(n.mount.options)] == n.mount.options
@@ -434,9 +442,10 @@ def check_node(plan: Plan, files: dict[str, str], tmp: Path) -> None:
     nvme = [c for c in connect if c[0] == "nvme"]
     assert [c[c.index("--nqn") + 1] for c in nvme] == [n.namespace.subsystem_nqn] * len(n.namespace.portals)
     assert all(c[c.index("dev") + 1] == n.fabric.vlan_interface for c in connect if c[0] == "ip")
-    clean = sinks.run_script(files["/usr/local/sbin/kvpod-lmcache-clean"], tmp / "clean")
+    clean = sinks.run_script(files["/usr/local/sbin/kvpod-lmcache-clean"], tmp / "clean", args=("engine0",))
     assert ["mountpoint", "-q", n.mount.path] in clean
-    assert ["cd", "-P", "--", cache_dir(n.lmcache)] in clean and ["chmod", "750", "."] in clean
+    assert ["cd", "-P", "--", n.lmcache_root] in clean and ["cd", "-P", "--", "./engine0"] in clean
+    assert ["chmod", "750", "."] in clean
 
 
 def check_target(plan: Plan, files: dict[str, str], tmp: Path) -> None:

@@ -79,3 +79,30 @@ def test_mla_needs_one_latent_head(reference_dict) -> None:
 
 def test_gqa_bytes_per_token() -> None:
     assert kv_bytes_per_token(KNOWN_MODELS["llama-70b"]) == 2 * 80 * 8 * 128 * 2 == 327680
+
+
+def test_eight_gpus_at_tp4_size_as_two_engines_not_one_engine_of_eight(reference_dict) -> None:
+    """Each engine holds its own copy of the weights in its own 4 GPUs: the node is two 4-GPU engines."""
+    spec = spec_from_dict(reference_dict)
+    one = size_node(spec, model_shape(spec), 4)
+    two = size_node(spec, model_shape(spec), 8)
+    assert (one.engines, two.engines) == (1, 2)
+    assert two.vram_per_engine_gib == one.vram_total_gib == 4 * 80
+    assert two.kv_pages_per_engine_gib == one.kv_pages_gib
+    assert two.kv_pages_gib == 2 * one.kv_pages_gib
+    assert two.sessions_vram == 2 * one.sessions_vram == 2 * two.sessions_vram_per_engine
+    # 8 GPUs pooled as one engine would count the weights once: more KV pages than the node has
+    assert two.kv_pages_gib < 8 * 80 * 0.9 - one.weights_gib
+    # the LMCache budgets of the node are split between the engines: same bytes per node, half per rank
+    assert two.cpu_bytes_per_node == one.cpu_bytes_per_node and two.disk_bytes_per_node == one.disk_bytes_per_node
+    assert two.max_local_cpu_size == one.max_local_cpu_size / 2
+    lm = (
+        build_plan(
+            spec_from_dict(
+                {**reference_dict, "nodes": {"generate": {**reference_dict["nodes"]["generate"], "gpus": 8}}}
+            )
+        )
+        .nodes[0]
+        .lmcache
+    )
+    assert (lm.max_local_cpu_size, lm.max_local_disk_size) == (two.max_local_cpu_size, two.max_local_disk_size)

@@ -307,10 +307,19 @@ class TestSuiteCollects:
                 f"namespace/test_namespace_mapping.py::TestMountedNamespace::test_no_other_subsystem[{node}]",
                 f"kv_mount/test_kv_mount.py::TestMount::test_mount_option[{node}-noatime]",
                 f"kv_mount/test_kv_mount.py::TestCapacity::test_room_for_disk_budget[{node}]",
-                f"lmcache/test_lmcache.py::TestConfiguration::test_setting[{node}-max_local_disk_size]",
-                f"vllm/test_vllm.py::TestCommandLine::test_argument[{node}-tensor-parallel-size]",
-                f"vllm/test_vllm.py::TestEnvironment::test_environment_variable[{node}-PYTHONHASHSEED]",
-                f"vllm/test_vllm.py::TestHealth::test_health[{node}]",
+                f"lmcache/test_lmcache.py::TestConfiguration::test_setting[{node}-engine0-max_local_disk_size]",
+                f"lmcache/test_lmcache.py::TestConfiguration::test_setting[{node}-engine1-local_disk]",
+                f"lmcache/test_lmcache.py::TestLocalDisk::test_local_disk_writable[{node}-engine1]",
+                f"vllm/test_vllm.py::TestCommandLine::test_argument[{node}-engine0-tensor-parallel-size]",
+                f"vllm/test_vllm.py::TestCommandLine::test_argument[{node}-engine1-port]",
+                f"vllm/test_vllm.py::TestEnvironment::test_environment_variable[{node}-engine0-PYTHONHASHSEED]",
+                f"vllm/test_vllm.py::TestEnvironment::test_environment_variable[{node}-engine1-CUDA_VISIBLE_DEVICES]",
+                f"vllm/test_vllm.py::TestUnit::test_unit_active[{node}-engine0]",
+                f"vllm/test_vllm.py::TestUnit::test_unit_active[{node}-engine1]",
+                f"vllm/test_vllm.py::TestHealth::test_health[{node}-engine0]",
+                f"vllm/test_vllm.py::TestHealth::test_health[{node}-engine1]",
+                f"vllm/test_vllm.py::TestHealth::test_model_served[{node}-engine1]",
+                f"vllm/test_vllm.py::TestInstallation::test_lmcache_gpu_ops[{node}]",
                 f"enclosure/test_discovery.py::TestDiscovery::test_discovery[{node}-iom-a-p1]",
             ):
                 assert expected in ids, expected
@@ -324,14 +333,16 @@ class TestSuiteCollects:
     def test_limit_and_yaml_mode(self, lab_plan: Plan, tmp_path: Path) -> None:
         data = json.loads(lab_plan.to_json())
         for node in data["nodes"]:
-            node["lmcache"]["config_mode"] = "yaml"
-            node["lmcache"]["config_file"] = "/etc/kvpod/lmcache.yaml"
-            node["lmcache"]["extra"] = {"remote_url": None}
+            for engine in node["engines"]:
+                engine["lmcache"]["config_mode"] = "yaml"
+                engine["lmcache"]["config_file"] = f"/etc/kvpod/lmcache@{engine['index']}.yaml"
+                engine["lmcache"]["extra"] = {"remote_url": None}
         ids = _collect(Plan.model_validate(data), tmp_path, "--kvpod-limit", "node2")
         assert not [i for i in ids if "[node1" in i]
-        assert "vllm/test_vllm.py::TestEnvironment::test_environment_variable[node2-LMCACHE_CONFIG_FILE]" in ids
-        assert "vllm/test_vllm.py::TestEnvironment::test_environment_variable[node2-LMCACHE_CHUNK_SIZE]" not in ids
-        assert "lmcache/test_lmcache.py::TestConfiguration::test_setting[node2-remote_url]" in ids
+        env_check = "vllm/test_vllm.py::TestEnvironment::test_environment_variable"
+        assert f"{env_check}[node2-engine1-LMCACHE_CONFIG_FILE]" in ids
+        assert f"{env_check}[node2-engine0-LMCACHE_CHUNK_SIZE]" not in ids
+        assert "lmcache/test_lmcache.py::TestConfiguration::test_setting[node2-engine1-remote_url]" in ids
         assert "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]" in ids
 
     def test_data24_pod_checks_its_enclosure_from_the_nodes(self, lab_plan: Plan, tmp_path: Path) -> None:
@@ -351,7 +362,9 @@ class TestSuiteCollects:
         for test_id in ids:
             by_host.setdefault(host_of_test(test_id, hosts), []).append(test_id)
         assert sorted(by_host) == sorted(hosts), by_host.get("")
-        assert len(by_host["node1"]) == len(by_host["node2"]) == 86
+        # with two engines each engine's unit, arguments, environment (LMCache and Hugging Face), LMCache
+        # configuration, directory, health and model; the node's GPU ops, Hugging Face file and path settings
+        assert len(by_host["node1"]) == len(by_host["node2"]) == 119
         assert len(by_host["target"]) == 14
         assert by_host[POD_ROW] == [ids[-1]]
         assert ids[-1] == "namespace/test_namespace_mapping.py::TestPodMapping::test_subsystem_on_one_node[pod]"
@@ -419,10 +432,14 @@ class TestSimulatedPod:
     def test_a_healthy_pod_holds_with_one_read_per_host(self, lab_plan: Plan, tmp_path: Path) -> None:
         report, reads = _run_simulated(lab_plan, tmp_path)
         assert [c.test_id for c in report.failures] == []
-        assert (report.passed, report.verdict) == (185, "held")
+        assert (report.passed, report.verdict) == (247, "held")
         assert sorted(c.name for c in report.checks if c.outcome == "skipped") == [
-            "test_extra_arguments[node1]",
-            "test_extra_arguments[node2]",
+            "test_extra_arguments[node1-engine0]",
+            "test_extra_arguments[node1-engine1]",
+            "test_extra_arguments[node2-engine0]",
+            "test_extra_arguments[node2-engine1]",
+            "test_lmcache_gpu_ops[node1]",
+            "test_lmcache_gpu_ops[node2]",
         ]
         full = {host: pid for pid, host, kind in reads if kind in ("node", "target")}
         assert sorted(host for _, host, kind in reads if kind in ("node", "target")) == ["node1", "node2", "target"]

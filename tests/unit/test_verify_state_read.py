@@ -127,7 +127,8 @@ class TestOnThisMachine:
             **reads.__dict__,
             "portals": ("127.0.0.1",),
             "discoveries": (("tcp", "127.0.0.1", port),),
-            "health_url": f"http://127.0.0.1:{port}/health",
+            "health_urls": (f"http://127.0.0.1:{port}/health",),
+            "models_urls": (f"http://127.0.0.1:{port}/v1/models",),
         }
         fields.update(change)
         return vf.NodeReads(**fields)
@@ -139,7 +140,9 @@ class TestOnThisMachine:
         state = facts.node()
         reads = state.reads
         expected = {"links", "routes", "sysctl", "modules", "modules-load", "controllers", "mount", "mount-of"}
-        expected |= {"mount-unit", "units", "writable", "df", "health", "ping 127.0.0.1"}
+        expected |= {"mount-unit", "units", "writable", "df", "ping 127.0.0.1", "gpu-ops"}
+        expected |= {vf.section_name("health", u) for u in reads.health_urls}
+        expected |= {vf.section_name("models", u) for u in reads.models_urls}
         expected |= {vf.section_name("file", f) for f in reads.files}
         expected |= {vf.section_name("discover", *d) for d in reads.discoveries}
         assert expected <= set(state.sections), sorted(expected - set(state.sections))
@@ -158,17 +161,22 @@ class TestOnThisMachine:
             lambda: facts.mount(reads.mount_path),
             lambda: facts.mount_of(reads.local_disk_dir),
             lambda: facts.mount_unit_name(reads.mount_path),
-            lambda: facts.unit(reads.main_unit),
+            lambda: facts.unit(reads.engine_units[0]),
             lambda: facts.is_enabled(ve.CONNECT_UNIT),
             lambda: facts.writable_by(reads.user, reads.mount_path),
             lambda: facts.space(reads.mount_path, reads.local_disk_dir),
-            lambda: facts.http_status(reads.health_url),
+            lambda: facts.http_status(reads.health_urls[0]),
+            lambda: facts.served_models(reads.models_urls[0]),
+            facts.gpu_ops_import,
             lambda: facts.discover(*reads.discoveries[0]),
         ):
             with contextlib.suppress(AssertionError):  # a read failure (no systemd, no nvme-cli ...) is a finding
                 call()
         assert "lo" in state.links()
-        assert facts.http_status(reads.health_url)[0] == 0  # nothing listens there
+        assert facts.http_status(reads.health_urls[0])[0] == 0  # nothing listens there
+        assert facts.served_models(reads.models_urls[0])[0] is None
+        gpu = Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi")
+        assert facts.gpu_ops_import()[0] == ("failed" if gpu else "not-applicable")  # no LMCache in the lab's venv
         if not Path(reads.mount_path).is_mount():
             assert facts.mounted_namespace(reads.mount_path)["mounted"] == "no"
             assert facts.mount(reads.mount_path) is None
@@ -281,13 +289,15 @@ class PreparedNode:
         _write(r / ve.SYSCTL_FILE.lstrip("/"), "".join(f"{k} = {v}\n" for k, v in ve.sysctls(n).items()))
         _write(r / ve.HOSTNQN_FILE.lstrip("/"), n.host_nqn)  # no newline at the end
         _write(r / ve.HOSTID_FILE.lstrip("/"), n.host_id + "\n")
-        _write(r / n.lmcache.env_file.lstrip("/"), sim.env_file_text(n))
+        for e in n.engines:
+            _write(r / e.lmcache.env_file.lstrip("/"), sim.env_file_text(n, e))
         _write(r / "etc/modules-load.d/kvpod.conf", "# kvpod\nnvme-rdma\nnvme_fabrics\n")
         _write(r / "etc/modules-load.d/vlan.conf", "8021q")
-        proc = r / "proc" / self.PID
-        _write(proc / "cmdline", "".join(a + "\0" for a in sim.argv(n)).encode())
-        _write(proc / "environ", "".join(f"{k}={v}\0" for k, v in sim.environ(n).items()).encode())
-        _write(r / ve.local_disk_dir(n).lstrip("/") / "chunk-0.pt", b"x" * 10000)
+        for e in n.engines:
+            proc = r / "proc" / sim.engine_pid(e)
+            _write(proc / "cmdline", "".join(a + "\0" for a in sim.argv(n, e)).encode())
+            _write(proc / "environ", "".join(f"{k}={v}\0" for k, v in sim.environ(n, e).items()).encode())
+            _write(r / ve.local_disk_dir(n, e).lstrip("/") / "chunk-0.pt", b"x" * 10000)
 
     def _tools(self) -> None:
         n, d = self.node, self.data
@@ -317,7 +327,7 @@ esac
             + f"""case "$*" in
   "-n -r -o MAJ:MIN,TARGET,SOURCE,FSTYPE,OPTIONS -M {n.mount.path}")
     echo '259:1 {n.mount.path} /dev/nvme0n1 {n.mount.filesystem} rw,noatime' ;;
-  "-n -r -o TARGET -T {ve.local_disk_dir(n)}") echo '{n.mount.path}' ;;
+  "-n -r -o TARGET -T {n.lmcache_root}") echo '{n.mount.path}' ;;
   *) exit 1 ;;
 esac
 """,
@@ -326,7 +336,8 @@ esac
         _tool(self.bin, "ping", log + f"printf '%s' '{sim.ping_text(portal.address, ve.ping_size(n))}'\n")
         _tool(self.bin, "nvme", log + f"cat {d}/discovery.json\n")
         _tool(self.bin, "df", log + "printf '      Avail    1B-blocks\\n 1929379840  2040373248\\n'\n")
-        _tool(self.bin, "curl", log + "echo 200\n")
+        models = sim.models_text(n).strip()
+        _tool(self.bin, "curl", log + f"""case "$*" in *"/v1/models") echo '{models}' ;; *) echo 200 ;; esac\n""")
         for name in ("runuser", "sudo"):  # as the user: here, as whoever runs the test
             _tool(self.bin, name, log + 'while [ "$1" != -- ] && [ "$1" != sh ]; do shift; done\n'
                   '[ "$1" = -- ] && shift\nexec "$@"\n')  # fmt: skip
@@ -391,21 +402,25 @@ class TestPreparedNode:
             "fstype": n.mount.filesystem,
             "options": "rw,noatime",
         }
-        assert facts.mount_of(ve.local_disk_dir(n)) == n.mount.path
+        assert facts.mount_of(n.lmcache_root) == n.mount.path
         assert facts.mount_unit_name(n.mount.path) == "mnt-kvcache.mount"
         assert facts.unit("mnt-kvcache.mount")["ActiveState"] == "active"
         assert facts.is_enabled("mnt-kvcache.mount") == "generated"
         assert facts.is_enabled(ve.CONNECT_UNIT) == "enabled"
-        pid = facts.unit(n.vllm.unit)["MainPID"]
-        assert pid == prepared.PID
-        assert facts.proc_user(pid) == getpass.getuser()  # the owner of the prepared /proc/PID
-        assert facts.proc_cmdline(pid) == sim.argv(n)
-        assert facts.proc_environ(pid)["PYTHONHASHSEED"] == "0"
+        assert len(n.engines) == 2
+        for e in n.engines:
+            pid = facts.unit(e.unit)["MainPID"]
+            assert pid == sim.engine_pid(e)
+            assert facts.proc_user(pid) == getpass.getuser()  # the owner of the prepared /proc/PID
+            assert facts.proc_cmdline(pid) == sim.argv(n, e)
+            assert facts.proc_environ(pid)["CUDA_VISIBLE_DEVICES"] == e.cuda_visible_devices
+            assert facts.writable_by(n.vllm.user, ve.local_disk_dir(n, e)) == (True, "")
+            assert facts.http_status(e.health_url) == (200, "200")
+            assert facts.served_models(e.models_url) == ([n.vllm.model], "")
         assert facts.writable_by(n.vllm.user, n.mount.path) == (True, "")
-        assert facts.writable_by(n.vllm.user, ve.local_disk_dir(n)) == (True, "")
-        space = facts.space(n.mount.path, ve.local_disk_dir(n))
-        assert space["avail"] == 1929379840 and space["cache"] >= 10000
-        assert facts.http_status(n.vllm.health_url) == (200, "200")
+        space = facts.space(n.mount.path, n.lmcache_root)
+        assert space["avail"] == 1929379840 and space["cache"] >= 20000
+        assert facts.gpu_ops_import()[0] == "not-applicable"
         records = facts.discover(*reads.discoveries[0])
         assert [r["subnqn"] for r in records] == [n.namespace.subsystem_nqn]
         assert len(host.commands) == 1 and facts.commands == 1
@@ -414,21 +429,21 @@ class TestPreparedNode:
         assert f"{prepared.bin}/ping -M do -s 8972 -c 1 -W 3 10.78.0.1" in argv
         assert f"{prepared.bin}/nvme discover -t rdma -a 10.78.0.2 -s 4420 -o json" in argv
         show = next(a for a in argv if a.startswith(f"{prepared.bin}/systemctl show"))
-        assert show.endswith(f"-- {n.vllm.unit} {ve.CONNECT_UNIT} mnt-kvcache.mount")
+        assert show.endswith(f"-- {' '.join(n.engine_units())} {ve.CONNECT_UNIT} mnt-kvcache.mount")
         assert sum(a.startswith(f"{prepared.bin}/ip ") for a in argv) == 2  # addr show; all routes in one batch
 
     def test_a_missing_file_and_an_unmounted_path(self, prepared: PreparedNode, node1: NodePlan) -> None:
         (prepared.root / ve.HOSTID_FILE.lstrip("/")).unlink()
-        shutil.rmtree(prepared.root / ve.local_disk_dir(node1).lstrip("/"))
+        shutil.rmtree(prepared.root / node1.lmcache_root.lstrip("/"))
         _tool(prepared.bin, "findmnt", "exit 1\n")
         facts = vf.HostFacts("node1", prepared.host(), node_reads=prepared.reads, root=str(prepared.root))  # type: ignore[arg-type]
         assert facts.file_text(ve.HOSTID_FILE) is None
         assert facts.mounted_namespace(node1.mount.path) == {"mounted": "no"}
         assert facts.mount(node1.mount.path) is None
-        assert facts.mount_of(ve.local_disk_dir(node1)) is None
+        assert facts.mount_of(node1.lmcache_root) is None
         not_dir = f"{ve.local_disk_dir(node1)} is not a directory"
         assert facts.writable_by(node1.vllm.user, ve.local_disk_dir(node1)) == (False, not_dir)
-        assert facts.space(node1.mount.path, ve.local_disk_dir(node1))["cache"] == 0
+        assert facts.space(node1.mount.path, node1.lmcache_root)["cache"] == 0
 
     def test_the_hf_env_file_and_the_offline_model_files(self, prepared: PreparedNode, node1: NodePlan) -> None:
         """The Hugging Face env file's text and mode, and a model's files found by their pattern (`*` a revision)."""
@@ -458,8 +473,29 @@ class TestPreparedNode:
         assert [c.traddr for c in facts.controllers()] == ["10.78.0.1", "10.78.0.2"]
         assert host.commands == [vf.controllers_script(str(prepared.root))]
 
+    # -- a prepared target ---------------------------------------------------------------------------------------
 
-# -- a prepared target ---------------------------------------------------------------------------------------
+    @pytest.mark.parametrize(("imports", "outcome"), [(True, "imported"), (False, "failed")])
+    def test_lmcache_gpu_ops_on_a_gpu_node(
+        self, prepared: PreparedNode, node1: NodePlan, imports: bool, outcome: str
+    ) -> None:
+        """With /dev/nvidia0 the engines' interpreter must import LMCache's compiled ops; a failed import (the
+        fallback LMCache would take) is a failure, not a pass."""
+        _write(prepared.root / "dev/nvidia0", "")
+        python = prepared.bin / "fake-python"
+        python.write_text(
+            '#!/bin/sh\necho "$2" >> '
+            + str(prepared.data / "imports")
+            + "\n"
+            + ("echo imported /x/cuda_ops.so\n" if imports else "echo 'ImportError: libcudart.so.13' >&2; exit 1\n")
+        )
+        python.chmod(0o755)
+        _write(prepared.root / node1.vllm.executable.lstrip("/"), f"#!{python}\n")
+        facts = vf.HostFacts("node1", prepared.host(), node_reads=prepared.reads, root=str(prepared.root))  # type: ignore[arg-type]
+        result, said = facts.gpu_ops_import()
+        assert result == outcome
+        assert ("cuda_ops" in said) if imports else ("libcudart.so.13" in said)
+        assert "lmcache.cuda_ops" in (prepared.data / "imports").read_text()
 
 
 def _nvmet_tree(root: Path, target: TargetPlan) -> Path:

@@ -154,12 +154,12 @@ class TestFiles:
 
     def test_systemctl_show_keeps_repeated_keys(self) -> None:
         text = (
-            "MainPID=4242\nEnvironmentFiles=/etc/kvpod/lmcache.env (ignore_errors=no)\n"
+            "MainPID=4242\nEnvironmentFiles=/etc/kvpod/lmcache@0.env (ignore_errors=no)\n"
             "EnvironmentFiles=/etc/default/x (ignore_errors=yes)\nActiveState=active\n"
         )
         props = vf.parse_key_values(text)
         assert props["MainPID"] == "4242"
-        assert "/etc/kvpod/lmcache.env" in props["EnvironmentFiles"].split()
+        assert "/etc/kvpod/lmcache@0.env" in props["EnvironmentFiles"].split()
         assert "/etc/default/x" in props["EnvironmentFiles"].split()
 
 
@@ -203,29 +203,38 @@ class TestExpectations:
         assert ve.kernel_modules(node1) == ["nvme_rdma", "nvme_fabrics", "8021q", "rdma_rxe"]
         assert ve.sysctls(node1) == {"net.core.rmem_max": 134217728, "net.core.wmem_max": 134217728}
         assert ve.ping_size(node1) == 8972
-        assert ve.local_disk_dir(node1) == "/mnt/kvcache/lmcache"
-        assert ve.lmcache_settings(node1) == {
+        first, second = node1.engines
+        assert ve.local_disk_dir(node1) == ve.local_disk_dir(node1, first) == "/mnt/kvcache/lmcache/engine0"
+        assert ve.local_disk_dir(node1, second) == "/mnt/kvcache/lmcache/engine1"
+        # the lab's 1 GiB budgets, split between two engines, then over each one's four ranks
+        assert ve.lmcache_settings(node1, second) == {
             "chunk_size": 256,
             "local_cpu": True,
-            "max_local_cpu_size": 0.25,
-            "local_disk": "file:///mnt/kvcache/lmcache/",
-            "max_local_disk_size": 0.25,
+            "max_local_cpu_size": 0.125,
+            "local_disk": "file:///mnt/kvcache/lmcache/engine1/",
+            "max_local_disk_size": 0.125,
         }
-        env = ve.lmcache_environment(node1)
-        assert env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == 0.25
+        env = ve.lmcache_environment(node1, second)
+        assert env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == 0.125
+        assert env["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
         assert env["PYTHONHASHSEED"] == "0"
         assert env["LMCACHE_TRACK_USAGE"] == "false"
         assert ve.CONFIG_FILE_VAR not in env
-        allowed = node1.model_copy(update={"lmcache": node1.lmcache.model_copy(update={"telemetry": True})})
+        assert ve.vllm_arguments(node1, second)["--port"] == 8001
+        engines = [
+            e.model_copy(update={"lmcache": e.lmcache.model_copy(update={"telemetry": True})}) for e in node1.engines
+        ]
+        allowed = node1.model_copy(update={"engines": engines})
         assert "LMCACHE_TRACK_USAGE" not in ve.lmcache_environment(allowed)
 
     def test_yaml_mode_environment(self, lab_plan: Plan) -> None:
         data = json.loads(lab_plan.to_json())
-        lm = data["nodes"][0]["lmcache"]
-        lm.update(config_mode="yaml", config_file="/etc/kvpod/lmcache.yaml", extra={"blend": {"on": True}})
+        lm = data["nodes"][0]["engines"][0]["lmcache"]
+        lm.update(config_mode="yaml", config_file="/etc/kvpod/lmcache@0.yaml", extra={"blend": {"on": True}})
         node = Plan.model_validate(data).nodes[0]
         assert ve.lmcache_environment(node) == {
-            ve.CONFIG_FILE_VAR: "/etc/kvpod/lmcache.yaml",
+            "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+            ve.CONFIG_FILE_VAR: "/etc/kvpod/lmcache@0.yaml",
             "LMCACHE_TRACK_USAGE": "false",
             "PYTHONHASHSEED": "0",
         }
@@ -302,9 +311,9 @@ SYSTEMCTL_SHOW = """MainPID=1234
 ExecStart={ path=/usr/local/bin/vllm ; argv[]=/usr/local/bin/vllm serve meta-llama/Llama-3.1-8B-Instruct \
 --port 8000 ; ignore_errors=no ; start_time=[Tue 2024-06-04 10:01:02 UTC] ; stop_time=[n/a] ; pid=1234 ; \
 code=(null) ; status=0/0 }
-EnvironmentFiles=/etc/kvpod/lmcache.env (ignore_errors=no)
+EnvironmentFiles=/etc/kvpod/lmcache@0.env (ignore_errors=no)
 User=vllm
-Id=kvpod-vllm.service
+Id=kvpod-vllm@0.service
 LoadState=loaded
 ActiveState=active
 SubState=running
@@ -448,15 +457,15 @@ class TestNodeParsers:
         assert vf.parse_mounted("mounted=no\n") == (None, {"mounted": "no"})
 
     def test_units_by_position_then_by_id(self) -> None:
-        names = ["kvpod-vllm.service", "kvpod-nvme-connect.service", "mnt-kvcache.mount"]
+        names = ["kvpod-vllm@0.service", "kvpod-nvme-connect.service", "mnt-kvcache.mount"]
         units = vf.parse_unit_blocks(SYSTEMCTL_SHOW, names)
-        assert units["kvpod-vllm.service"]["MainPID"] == "1234"
-        assert units["kvpod-vllm.service"]["EnvironmentFiles"].split()[0] == "/etc/kvpod/lmcache.env"
+        assert units["kvpod-vllm@0.service"]["MainPID"] == "1234"
+        assert units["kvpod-vllm@0.service"]["EnvironmentFiles"].split()[0] == "/etc/kvpod/lmcache@0.env"
         assert units["mnt-kvcache.mount"]["ActiveState"] == "active"
         assert [vf.enablement(units[n]) for n in names] == ["enabled", "not-found", "generated"]
         assert vf.enablement({"LoadState": "loaded", "UnitFileState": ""}) == "no unit file"
         assert vf.enablement({}) == "unknown"
-        by_id = vf.parse_unit_blocks(SYSTEMCTL_SHOW, ["mnt-kvcache.mount", "kvpod-vllm.service"])
+        by_id = vf.parse_unit_blocks(SYSTEMCTL_SHOW, ["mnt-kvcache.mount", "kvpod-vllm@0.service"])
         assert by_id["mnt-kvcache.mount"]["SubState"] == "mounted"
 
     def test_process(self) -> None:
@@ -548,7 +557,10 @@ class TestNodeState:
             "proc-data 1234": vf.Section("proc-data 1234", "/proc/1234/cmdline:serve\0/proc/1234/environ:A=1\0", 0),
             "writable": vf.Section("writable", "", 1, "runuser: user vllm does not exist or the user entry ..."),
             "df": vf.Section("df", "      Avail    1B-blocks\n 1929379840  2040373248\n", 0),
-            "health": vf.Section("health", "000\n", 0),
+            **{
+                vf.section_name("health", u): vf.Section(vf.section_name("health", u), "000\n", 0)
+                for u in reads.health_urls
+            },
             "ping 10.78.0.1": vf.Section("ping 10.78.0.1", "PING 10.78.0.1 ...\n", 1, "ping: local error: mtu=1500"),
         }
         sections.update(override)
@@ -569,17 +581,17 @@ class TestNodeState:
         assert state.mounted() == (None, {"mounted": "no"})
         assert state.mount_of_local_disk() is None
         assert state.unit("mnt-kvcache.mount")["ActiveState"] == "active"
-        assert state.unit("kvpod-vllm.service")["MainPID"] == "1234"
+        assert state.unit("kvpod-vllm@0.service")["MainPID"] == "1234"
         assert state.process("1234") == ("vllm", ["serve"], {"A": "1"})
         assert state.writable("/mnt/kvcache") == (False, "runuser: user vllm does not exist or the user entry ...")
         assert state.space() == {"avail": 1929379840, "size": 2040373248, "cache": 0}
-        assert state.health() == (0, "000")
+        assert state.health(node1.engines[1].health_url) == (0, "000")
         assert state.ping("10.78.0.1") == vf.Probe(1, "PING 10.78.0.1 ...\n", "ping: local error: mtu=1500")
 
     def test_a_failed_or_missing_command_fails_the_checks_that_read_it(self, node1: NodePlan, lab_plan: Plan) -> None:
         state = self._state(node1, lab_plan, units=vf.Section("units", "Failed to connect to bus: Host is down", 1))
         with pytest.raises(vf.ReadFailed, match="systemctl show: exit 1: Failed to connect to bus"):
-            state.unit("kvpod-vllm.service")
+            state.unit("kvpod-vllm@0.service")
         with pytest.raises(vf.ReadFailed, match="systemctl show"):  # remembered, raised again
             state.units()
         with pytest.raises(vf.ReadFailed, match=r"ping 10\.78\.0\.2: not in the state read"):

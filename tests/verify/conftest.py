@@ -79,15 +79,22 @@ NODE_ITEMS: dict[str, Callable[[NodePlan, Plan], list[tuple[str, Any]]]] = {
     "module": lambda n, _: [(m, m) for m in kernel_modules(n)],
     "sysctl": lambda n, _: [(k, (k, v)) for k, v in sysctls(n).items()],
     "mount_option": lambda n, _: [(o, o) for o in n.mount.options],
-    "lmcache_setting": lambda n, _: [(k, (k, v)) for k, v in lmcache_settings(n).items()],
+    "engine": lambda n, _: [(f"engine{e.index}", e) for e in n.engines],
+    "lmcache_setting": lambda n, _: [
+        (f"engine{e.index}-{k}", (e, k, v)) for e in n.engines for k, v in lmcache_settings(n, e).items()
+    ],
     "environment_variable": lambda n, _: [
-        (k, (k, v)) for k, v in {**lmcache_environment(n), **hf_environment(n)}.items()
+        (f"engine{e.index}-{k}", (e, k, v))
+        for e in n.engines
+        for k, v in {**lmcache_environment(n, e), **hf_environment(n)}.items()
+    ],
+    "vllm_argument": lambda n, _: [
+        (f"engine{e.index}-{k.lstrip('-')}", (e, k, v)) for e in n.engines for k, v in vllm_arguments(n, e).items()
     ],
     "hf_env_file": lambda n, _: [("hf-env", f) for f in hf_env_files(n)],
     "hf_setting": lambda n, _: [(k, (k, v)) for k, v in hf_environment(n).items()],
     "weights_cache_dir": lambda n, _: [("weights-cache", d) for d in weights_cache_dirs(n)],
     "offline_model": lambda n, _: [(m.replace("/", "--"), m) for m in offline_models(n)],
-    "vllm_argument": lambda n, _: [(k.lstrip("-"), (k, v)) for k, v in vllm_arguments(n).items()],
 }
 # Companion arguments of target tests.
 TARGET_ITEMS: dict[str, Callable[[TargetPlan], list[tuple[str, Any]]]] = {

@@ -27,11 +27,15 @@ from deploy.names import (  # noqa: F401  (the suite's tests import these from h
     VLAN_MODULE,
 )
 from deploy.nvme_settings import ATTRIBUTES
-from deploy.plan import USAGE_TRACKING_OFF, NodePlan, Plan, RoceQosPlan, TargetPortalPlan
+from deploy.plan import USAGE_TRACKING_OFF, EnginePlan, NodePlan, Plan, RoceQosPlan, TargetPortalPlan
 from deploy.secrets import display, is_display
 
 DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery"
 CONNECTOR_MODULE = "lmcache.integration.vllm.vllm_v1_adapter"  # what vLLM's LMCacheConnectorV1 imports
+# LMCache's compiled CUDA ops: LMCache falls back to plain torch (logging only a warning) when they do not
+# load, so the check imports the extension itself. Only a node with an NVIDIA GPU can load it.
+GPU_OPS_MODULE = "lmcache.cuda_ops"
+GPU_OPS_NOT_APPLICABLE = "not-applicable"  # what the state read prints on a node without an NVIDIA GPU
 PERSISTENT_UNIT_STATES = ("enabled", "generated")  # generated: a mount unit from /etc/fstab, also kept at boot
 LMCACHE_ENV = {
     "chunk_size": "LMCACHE_CHUNK_SIZE",
@@ -67,9 +71,14 @@ def ping_size(node: NodePlan) -> int:
     return node.fabric.mtu - 28
 
 
-def lmcache_settings(node: NodePlan) -> dict[str, Any]:
-    """LMCache settings per tensor-parallel rank, by LMCache key (extra keys included)."""
-    lm = node.lmcache
+def engine_of(node: NodePlan, engine: EnginePlan | None) -> EnginePlan:
+    """``engine``, or the node's first engine."""
+    return engine if engine is not None else node.engines[0]
+
+
+def lmcache_settings(node: NodePlan, engine: EnginePlan | None = None) -> dict[str, Any]:
+    """An engine's LMCache settings per tensor-parallel rank, by LMCache key (extra keys included)."""
+    lm = engine_of(node, engine).lmcache
     return {
         "chunk_size": lm.chunk_size,
         "local_cpu": lm.local_cpu,
@@ -85,27 +94,30 @@ def env_var(key: str) -> str:
     return LMCACHE_ENV.get(key, f"LMCACHE_{key.upper()}")
 
 
-def lmcache_environment(node: NodePlan) -> dict[str, Any]:
-    """Variables the vLLM process must see: every setting (env mode) or the config file path (yaml mode), and
-    LMCache's usage reporting turned off unless the plan allows it."""
-    lm = node.lmcache
+def lmcache_environment(node: NodePlan, engine: EnginePlan | None = None) -> dict[str, Any]:
+    """Variables an engine's process must see: its GPUs, every setting (env mode) or the config file path (yaml
+    mode), and LMCache's usage reporting turned off unless the plan allows it."""
+    e = engine_of(node, engine)
+    lm = e.lmcache
+    wanted: dict[str, Any] = {"CUDA_VISIBLE_DEVICES": e.cuda_visible_devices}
     if lm.config_mode == "yaml":
-        wanted: dict[str, Any] = {CONFIG_FILE_VAR: lm.config_file}
+        wanted[CONFIG_FILE_VAR] = lm.config_file
     else:
-        wanted = {env_var(key): value for key, value in lmcache_settings(node).items()}
+        wanted.update({env_var(key): value for key, value in lmcache_settings(node, e).items()})
     if not lm.telemetry:
         wanted.update(USAGE_TRACKING_OFF)
     wanted["PYTHONHASHSEED"] = "0"
     return wanted
 
 
-def local_disk_dir(node: NodePlan) -> str:
-    """The directory of the planned local disk: ``file:///mnt/kvcache/lmcache/`` -> ``/mnt/kvcache/lmcache``."""
-    path = node.lmcache.local_disk.removeprefix("file://")
+def local_disk_dir(node: NodePlan, engine: EnginePlan | None = None) -> str:
+    """An engine's planned local disk directory: ``file:///mnt/kvcache/lmcache/engine0/`` ->
+    ``/mnt/kvcache/lmcache/engine0``."""
+    path = engine_of(node, engine).lmcache.local_disk.removeprefix("file://")
     return path.rstrip("/") or "/"
 
 
-def vllm_arguments(node: NodePlan) -> dict[str, Any]:
+def vllm_arguments(node: NodePlan, engine: EnginePlan | None = None) -> dict[str, Any]:
     """The serve arguments vLLM must run with: ``model`` (positional) and each planned flag with its value.
 
     Values keep their type so that ``0.9`` matches ``0.90`` and the kv-transfer config matches as JSON.
@@ -116,7 +128,7 @@ def vllm_arguments(node: NodePlan) -> dict[str, Any]:
         "--tensor-parallel-size": v.tensor_parallel_size,
         "--gpu-memory-utilization": v.gpu_memory_utilization,
         "--max-model-len": v.max_model_len,
-        "--port": v.port,
+        "--port": engine_of(node, engine).port,
         "--kv-transfer-config": json.loads(v.kv_transfer_config),
     }
 
@@ -133,9 +145,13 @@ def enclosure_portals(node: NodePlan, plan: Plan) -> list[TargetPortalPlan]:
 
 
 def credential_files_of(node: NodePlan) -> list[str]:
-    """The files that may carry credentials (the LMCache env file and YAML config): mode and owner checked."""
-    lm = node.lmcache
-    return [lm.env_file, *([lm.config_file] if lm.config_mode == "yaml" and lm.config_file else [])]
+    """The files that may carry credentials (each engine's LMCache env file and YAML config): mode and owner
+    checked."""
+    out = []
+    for e in node.engines:
+        lm = e.lmcache
+        out += [lm.env_file, *([lm.config_file] if lm.config_mode == "yaml" and lm.config_file else [])]
+    return out
 
 
 def credential_file_owner(node: NodePlan) -> tuple[str, str, str]:
@@ -193,11 +209,8 @@ def offline_models(node: NodePlan) -> list[str]:
 
 def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
     """What the state read of a node reads: the items of every check of the node, from the plan."""
-    lm = node.lmcache
-    files = [SYSCTL_FILE, HOSTNQN_FILE, HOSTID_FILE, lm.env_file, *hf_env_files(node)]
-    if lm.config_mode == "yaml" and lm.config_file:
-        files.append(lm.config_file)
     credential_files = [*credential_files_of(node), *hf_env_files(node), *weights_cache_dirs(node)]
+    files = [SYSCTL_FILE, HOSTNQN_FILE, HOSTID_FILE, *credential_files_of(node), *hf_env_files(node)]
     pattern = model_config_pattern(node)
     return NodeReads(
         portals=tuple(dict.fromkeys(p.address for p in node.namespace.portals)),
@@ -209,15 +222,18 @@ def node_reads(node: NodePlan, plan: Plan) -> NodeReads:
         modules=tuple(kernel_modules(node)),
         modules_load_dir=MODULES_LOAD_DIR,
         mount_path=node.mount.path,
-        local_disk_dir=local_disk_dir(node),
+        local_disk_dir=node.lmcache_root,
         user=node.vllm.user,
-        main_unit=node.vllm.unit,
+        engine_units=tuple(node.engine_units()),
         units=(CONNECT_UNIT,),
-        health_url=node.vllm.health_url,
+        health_urls=tuple(e.health_url for e in node.engines),
+        models_urls=tuple(e.models_url for e in node.engines),
+        engine_dirs=tuple(local_disk_dir(node, e) for e in node.engines),
         executable=node.vllm.executable,
         connector_module=CONNECTOR_MODULE,
         nvme_attributes=ATTRIBUTES,
         dcb=dcb_read(node),
+        gpu_ops_module=GPU_OPS_MODULE,
         discoveries=tuple(
             dict.fromkeys((node.namespace.transport, p.address, p.trsvcid) for p in enclosure_portals(node, plan))
         ),

@@ -152,6 +152,26 @@ writable() {  # USER DIR ...: whether USER may write to each directory
     sudo -n -u "$_u" sh -c "$_c" sh "$@"
   fi
 }
+models() {  # URL: the body of a GET (the model list of an OpenAI-compatible server)
+  if command -v curl >/dev/null 2>&1; then
+    curl -sf --max-time 5 "$1"; return
+  fi
+  python3 - "$1" <<'EOF'
+import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+EOF
+}
+gpu_ops() {  # EXECUTABLE MODULE: on a node with an NVIDIA GPU, EXECUTABLE's interpreter imports MODULE
+  if [ ! -e "$R/dev/nvidia0" ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+    echo not-applicable; return 0
+  fi
+  IFS= read -r _l < "$1" || return 1
+  case $_l in '#!'*) ;; *) echo "$1 has no #! line" >&2; return 1 ;; esac
+  set -- "$1" "$2" ${_l#??}
+  _p=$3
+  [ "${3##*/}" = env ] && _p=$(command -v "$4")
+  "$_p" -c "import $2; print('imported', $2.__file__)"
+}
 health() {  # URL: the HTTP status of a GET (0 when nothing answered)
   if command -v curl >/dev/null 2>&1; then
     curl -s -o /dev/null -w '%{http_code}\n' --max-time 5 "$1"; return 0
@@ -216,9 +236,9 @@ class NodeReads:
     mount_path: str
     local_disk_dir: str
     user: str  # the vLLM user (writable checks)
-    main_unit: str  # the unit whose main process is read (vLLM)
+    engine_units: tuple[str, ...]  # the vLLM engines' units: their main processes are read
     units: tuple[str, ...]  # further units (the mount unit of mount_path is added on the host)
-    health_url: str
+    health_urls: tuple[str, ...]  # each engine's /health, asked on the node's loopback
     discoveries: tuple[tuple[str, str, int], ...]  # (transport, address, trsvcid) of each enclosure portal
     executable: str = ""  # vLLM's executable: its interpreter must import LMCache's vLLM connector
     connector_module: str = ""
@@ -226,6 +246,9 @@ class NodeReads:
     model_files: tuple[str, ...] = ()  # shell patterns (`*` only) of the model's files: those present are listed
     nvme_attributes: tuple[str, ...] = ()  # controller attributes read under /sys/class/nvme/nvmeX
     dcb: tuple[str, int] | None = None  # (NIC, lossless priority): DCB read with `dcb -j` (a hardware RDMA NIC)
+    models_urls: tuple[str, ...] = ()  # each engine's /v1/models
+    engine_dirs: tuple[str, ...] = ()  # each engine's disk-tier directory (writable checks)
+    gpu_ops_module: str = ""  # LMCache's compiled CUDA ops: imported on a node with an NVIDIA GPU
 
 
 @dataclass(frozen=True)
@@ -282,27 +305,33 @@ def node_script(reads: NodeReads, root: str = "") -> str:
         f"sect dcb dcb_state {_q(r.dcb[0])} {int(r.dcb[1])}" if r.dcb else "",
         f"sect mount mountns {_q(r.mount_path)}",
         f"sect mount-of findmnt -n -r -o TARGET -T {_q(r.local_disk_dir)}",
-        # the units: the main unit first, so its MainPID is in the first block of `systemctl show`
+        # the units: the engines first, each block of `systemctl show` with its MainPID
         f"_o=$(systemd-escape --path --suffix=mount -- {_q(r.mount_path)} 2>&1); _r=$?; emit mount-unit",
         '_mu=; [ "$_r" = 0 ] && _mu=$_o',
-        f"_o=$(systemctl show -p {UNIT_PROPERTIES} -- {_q(r.main_unit)} "
-        + " ".join(_q(u) for u in r.units)
+        f"_o=$(systemctl show -p {UNIT_PROPERTIES} -- "
+        + " ".join(_q(u) for u in (*r.engine_units, *r.units))
         + ' ${_mu:+"$_mu"} 2>&1); _r=$?; emit units',
-        "_pid=",
-        "while IFS= read -r _l; do case $_l in '') break ;; MainPID=*) _pid=${_l#MainPID=} ;; esac; done <<EOF",
+        "_pids=",
+        'while IFS= read -r _l; do case $_l in MainPID=*) _pids="$_pids ${_l#MainPID=}" ;; esac; done <<EOF',
         "$_o",
         "EOF",
-        'if [ -n "$_pid" ] && [ "$_pid" != 0 ]; then',
+        "for _pid in $_pids; do",
+        '  [ "$_pid" = 0 ] && continue',
         '  sect "proc-user $_pid" stat -c %U "$R/proc/$_pid"',
         '  sect "proc-data $_pid" grep -Haz \'\' "$R/proc/$_pid/cmdline" "$R/proc/$_pid/environ"',
-        "fi",
-        f"sect writable writable {_q(r.user)} {_rooted(r.mount_path)} {_rooted(r.local_disk_dir)}",
+        "done",
+        f"sect writable writable {_q(r.user)} {_rooted(r.mount_path)} {_rooted(r.local_disk_dir)} "
+        + " ".join(_rooted(d) for d in r.engine_dirs),
         f"sect df df -B1 --output=avail,size {_q(r.mount_path)}",
         f"[ -d {_rooted(r.local_disk_dir)} ] && sect du du -sb {_rooted(r.local_disk_dir)}",
-        f"sect health health {_q(r.health_url)}",
+        *(f"sect {_q(section_name('health', u))} health {_q(u)}" for u in r.health_urls),
+        *(f"sect {_q(section_name('models', u))} models {_q(u)}" for u in r.models_urls),
         *(f"sect {_q(section_name('ping', a))} ping -M do -s {int(r.ping_size)} -c 1 -W 3 {_q(a)}" for a in r.portals),
         f"sect connector connector {_rooted(r.executable)} {_q(r.connector_module)}" if r.executable else "",
         "sect model-files existing " + " ".join(_rooted_pattern(p) for p in r.model_files) if r.model_files else "",
+        f"sect gpu-ops gpu_ops {_rooted(r.executable)} {_q(r.gpu_ops_module)}"
+        if r.executable and r.gpu_ops_module
+        else "",
         *(
             f"sect {_q(section_name('discover', t, a, s))} timeout 30 nvme discover -t {_q(t)} -a {_q(a)} "
             f"-s {int(s)} -o json"
@@ -819,6 +848,17 @@ def parse_du(text: str) -> int | None:
     return int(first[0]) if first and first[0].isdigit() else None
 
 
+def parse_models(section: Section) -> tuple[list[str] | None, str]:
+    """A ``/v1/models`` answer -> (the ids of ``data``, ""), or (None, why it is not one)."""
+    if not section.ok:
+        return None, section.why()
+    try:
+        data = json.loads(section.stdout)
+        return [str(m["id"]) for m in data["data"]], ""
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"not a model list: {exc!r}"[:200]
+
+
 def parse_http_status(text: str) -> tuple[int, str]:
     """The health section (curl's ``%{http_code}``, or the python fallback) -> (status, raw answer)."""
     out = text.strip()
@@ -991,7 +1031,7 @@ class NodeState(_Lazy):
         def read() -> dict[str, dict[str, str]]:
             s = self.need("units", "systemctl show")
             mount_unit = self.sections.get("mount-unit")
-            names = [self.reads.main_unit, *self.reads.units]
+            names = [*self.reads.engine_units, *self.reads.units]
             if mount_unit is not None and mount_unit.ok and mount_unit.stdout.strip():
                 names.append(mount_unit.stdout.strip())
             return parse_unit_blocks(s.stdout, names)
@@ -1008,8 +1048,16 @@ class NodeState(_Lazy):
         argv, environ = parse_process(data.stdout)
         return user.stdout.strip(), argv, environ
 
-    def health(self) -> tuple[int, str]:
-        return parse_http_status(self.need("health", f"GET {self.reads.health_url}").stdout)
+    def health(self, url: str) -> tuple[int, str]:
+        return parse_http_status(self.need(section_name("health", url), f"GET {url}").stdout)
+
+    def models(self, url: str) -> Section:
+        """The body of ``GET url`` (the served models), whatever the outcome."""
+        return self.present(section_name("models", url), f"GET {url}")
+
+    def gpu_ops(self) -> Section:
+        """The import of LMCache's compiled CUDA ops (``not-applicable`` on a node without an NVIDIA GPU)."""
+        return self.present("gpu-ops", f"import of {self.reads.gpu_ops_module}")
 
     def model_files(self) -> list[str]:
         """The files matching the model's patterns that exist (the ``model-files`` section)."""
@@ -1109,6 +1157,10 @@ class HostFacts:
 
     def _reads(self, what: str, given: object, read: object) -> None:
         if given != read:
+            raise ReadFailed(f"{self.name}: {what} {given!r} is not read (the state read has {read!r})")
+
+    def _reads_one_of(self, what: str, given: object, read: tuple) -> None:
+        if given not in read:
             raise ReadFailed(f"{self.name}: {what} {given!r} is not read (the state read has {read!r})")
 
     # -- network ------------------------------------------------------------------------------------------
@@ -1249,8 +1301,21 @@ class HostFacts:
 
     def http_status(self, url: str) -> tuple[int, str]:
         """The HTTP status of a GET from the host itself (0 when nothing answered), and the raw answer."""
-        self._reads("health URL", url, self.node().reads.health_url)
-        return self.node().health()
+        self._reads_one_of("health URL", url, self.node().reads.health_urls)
+        return self.node().health(url)
+
+    def served_models(self, url: str) -> tuple[list[str] | None, str]:
+        """The model ids a ``GET url`` (``/v1/models``) lists, from the host itself; None and why when it fails."""
+        self._reads_one_of("models URL", url, self.node().reads.models_urls)
+        return parse_models(self.node().models(url))
+
+    def gpu_ops_import(self) -> tuple[str, str]:
+        """(``imported`` | ``not-applicable`` | ``failed``, what the import said)."""
+        section = self.node().gpu_ops()
+        if not section.ok:
+            return "failed", section.why()
+        out = section.stdout.strip()
+        return ("not-applicable" if out == "not-applicable" else "imported"), out
 
     def model_files(self, pattern: str) -> list[str]:
         """The files matching ``pattern`` (one of the state read's ``model_files``) that exist on the host."""

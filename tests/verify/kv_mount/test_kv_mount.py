@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from verify_expect import GIB, PERSISTENT_UNIT_STATES, Text, expect, fail, local_disk_dir
+from verify_expect import GIB, PERSISTENT_UNIT_STATES, Text, expect, fail
 from verify_facts import HostFacts
 
 from deploy.plan import NodePlan
@@ -54,7 +54,7 @@ class TestCapacity:
 
         LMCache's own files count as room: a warm cache fills the disk tier by design.
         """
-        space = node_facts.space(node.mount.path, local_disk_dir(node))
+        space = node_facts.space(node.mount.path, node.lmcache_root)
         room = space.get("avail", 0) + space.get("cache", 0)
         budget = node.mount.disk_budget_gb * GIB
         if room < budget:

@@ -1,4 +1,4 @@
-"""LMCache: the configuration the vLLM unit loads holds the planned per-rank values; its disk is the mount.
+"""LMCache: the configuration each engine's unit loads holds the planned per-rank values; its disk is the mount.
 
 These checks read the configuration files (the env file, and the YAML file in yaml mode); the vllm area
 checks that the running process was started with them.
@@ -23,20 +23,20 @@ from verify_expect import (
 )
 from verify_facts import HostFacts, parse_env_file
 
-from deploy.plan import NodePlan
+from deploy.plan import EnginePlan, NodePlan
 
 pytestmark = pytest.mark.area("lmcache")
 
 
-def env_file(node: NodePlan, facts: HostFacts) -> dict[str, str]:
-    text = facts.file_text(node.lmcache.env_file)
+def env_file(engine: EnginePlan, facts: HostFacts) -> dict[str, str]:
+    text = facts.file_text(engine.lmcache.env_file)
     if text is None:
-        fail(f"{node.lmcache.env_file}", Text("present"), Text("absent"))
+        fail(f"{engine.lmcache.env_file}", Text("present"), Text("absent"))
     return parse_env_file(text)
 
 
-def yaml_config(node: NodePlan, facts: HostFacts) -> dict[str, Any]:
-    path = node.lmcache.config_file or ""
+def yaml_config(engine: EnginePlan, facts: HostFacts) -> dict[str, Any]:
+    path = engine.lmcache.config_file or ""
     text = facts.file_text(path)
     if text is None:
         fail(path, Text("present"), Text("absent"))
@@ -50,32 +50,34 @@ def yaml_config(node: NodePlan, facts: HostFacts) -> dict[str, Any]:
 
 
 class TestConfiguration:
-    def test_config_source(self, node: NodePlan, node_facts: HostFacts) -> None:
+    def test_config_source(self, node: NodePlan, engine: EnginePlan, node_facts: HostFacts) -> None:
         """Env mode: the env file holds the settings and names no config file. Yaml mode: it names the YAML file."""
-        found = env_file(node, node_facts).get(CONFIG_FILE_VAR)
-        expect(f"{CONFIG_FILE_VAR} in {node.lmcache.env_file}", node.lmcache.config_file, found)
+        found = env_file(engine, node_facts).get(CONFIG_FILE_VAR)
+        expect(f"{CONFIG_FILE_VAR} in {engine.lmcache.env_file}", engine.lmcache.config_file, found)
 
-    def test_setting(self, node: NodePlan, lmcache_setting: tuple[str, Any], node_facts: HostFacts) -> None:
-        """The active configuration holds the planned per-rank value of this setting."""
-        key, value = lmcache_setting
-        if node.lmcache.config_mode == "yaml":
-            where = node.lmcache.config_file
-            config = yaml_config(node, node_facts)
+    def test_setting(self, node: NodePlan, lmcache_setting: tuple[EnginePlan, str, Any], node_facts: HostFacts) -> None:
+        """The engine's active configuration holds the planned per-rank value of this setting (its own disk-tier
+        directory, its share of the budgets)."""
+        engine, key, value = lmcache_setting
+        if engine.lmcache.config_mode == "yaml":
+            where = engine.lmcache.config_file
+            config = yaml_config(engine, node_facts)
             raw = config.get(key)
             found = None if raw is None else (raw if isinstance(raw, dict | list) else str(raw))
             ok = found == value if isinstance(value, dict | list) else same_value(value, found)
             name = key
         else:
-            where = node.lmcache.env_file
+            where = engine.lmcache.env_file
             name = env_var(key)
-            found = env_file(node, node_facts).get(name)
+            found = env_file(engine, node_facts).get(name)
             ok = same_value(value, found)
         if not ok:
             fail(f"{name} in {where}", value, found if found is not None else None)
 
-    def test_python_hash_seed(self, node: NodePlan, node_facts: HostFacts) -> None:
+    def test_python_hash_seed(self, node: NodePlan, engine: EnginePlan, node_facts: HostFacts) -> None:
         """PYTHONHASHSEED=0, so every rank hashes KV chunks alike and finds each other's entries."""
-        expect(f"PYTHONHASHSEED in {node.lmcache.env_file}", "0", env_file(node, node_facts).get("PYTHONHASHSEED"))
+        path = engine.lmcache.env_file
+        expect(f"PYTHONHASHSEED in {path}", "0", env_file(engine, node_facts).get("PYTHONHASHSEED"))
 
 
 class TestCredentialFiles:
@@ -91,14 +93,15 @@ class TestCredentialFiles:
 
 class TestLocalDisk:
     def test_local_disk_on_mount(self, node: NodePlan, node_facts: HostFacts) -> None:
-        """The local disk directory exists on the KV cache mount (not on the root filesystem)."""
-        directory = local_disk_dir(node)
+        """The disk-tier root holding the engines' directories exists on the KV cache mount (not on the root
+        filesystem)."""
+        directory = node.lmcache_root
         found = node_facts.mount_of(directory) or Text("no such directory")
         expect(f"mount holding {directory}", node.mount.path, found)
 
-    def test_local_disk_writable(self, node: NodePlan, node_facts: HostFacts) -> None:
-        """The vLLM user can write LMCache's files."""
-        directory = local_disk_dir(node)
+    def test_local_disk_writable(self, node: NodePlan, engine: EnginePlan, node_facts: HostFacts) -> None:
+        """The vLLM user can write the engine's own disk-tier directory."""
+        directory = local_disk_dir(node, engine)
         ok, why = node_facts.writable_by(node.vllm.user, directory)
         if not ok:
             fail(f"{directory} writable by {node.vllm.user}", Text("yes"), Text(why or "no"))

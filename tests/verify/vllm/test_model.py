@@ -24,10 +24,11 @@ class TestHuggingFaceEnvFile:
             fail(f"mode and owner of {hf_env_file}", wanted, Text(" ".join(found)) if found else None)
 
     def test_hf_env_file_loaded_by_the_unit(self, node: NodePlan, hf_env_file: str, node_facts: HostFacts) -> None:
-        """The vLLM unit loads the Hugging Face env file."""
-        files = node_facts.unit(node.vllm.unit).get("EnvironmentFiles", "")
-        if hf_env_file not in files.split():
-            fail(f"{node.vllm.unit} EnvironmentFiles", Text(f"to include {hf_env_file!r}"), files or None)
+        """Every engine's unit loads the Hugging Face env file."""
+        for engine in node.engines:
+            files = node_facts.unit(engine.unit).get("EnvironmentFiles", "")
+            if hf_env_file not in files.split():
+                fail(f"{engine.unit} EnvironmentFiles", Text(f"to include {hf_env_file!r}"), files or None)
 
     def test_hf_setting(self, node: NodePlan, hf_setting: tuple[str, Any], node_facts: HostFacts) -> None:
         """The env file holds the planned value (the token compared by its digest, never shown)."""
