@@ -146,4 +146,6 @@ def test_every_engine_port_must_be_a_port(reference_dict):
     reference_dict["vllm"]["port"] = 65535
     with pytest.raises(SpecError) as info:
         check_pod(spec_from_dict(reference_dict))
-    assert "gpus: 2 engines need ports 65535..65536" in str(info.value.problems[0])
+    (problem,) = info.value.problems  # one line for the 24 generated nodes
+    assert problem.path == "nodes.generate.gpus" and "24 nodes" in problem.message
+    assert "2 engines need ports 65535..65536" in problem.message
