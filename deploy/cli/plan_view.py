@@ -27,8 +27,10 @@ _SHARED: list[tuple[str, Callable[[NodePlan], str]]] = [
     ("mount", lambda n: f"{n.mount.path} ({','.join(n.mount.options)})"),
     (
         "LMCache per engine",
-        lambda n: f"{n.engines[0].cpu_budget_gib:g} GiB DRAM, {n.engines[0].disk_budget_gib:g} GiB disk "
-        f"({n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g} per rank)",
+        lambda n: (
+            f"{n.engines[0].cpu_budget_gib:g} GiB DRAM, {n.engines[0].disk_budget_gib:g} GiB disk "
+            f"({n.lmcache.max_local_cpu_size:g} / {n.lmcache.max_local_disk_size:g} per rank)"
+        ),
     ),
 ]
 
