@@ -135,6 +135,7 @@ class VllmPlan(Frozen):
     unit: str
     health_url: str
     install: InstallPlan | None = None
+    health_timeout_s: int = 1800  # seconds a restarted engine has to become healthy (vllm.health_timeout_s)
 
 
 class NodePlan(Frozen):
@@ -452,6 +453,7 @@ def build_plan(spec: PodSpec) -> Plan:
                     unit=VLLM_UNIT,
                     health_url=f"http://127.0.0.1:{spec.vllm.port}/health",
                     install=_install(spec),
+                    health_timeout_s=spec.vllm.health_timeout_s,
                 ),
             )
         )

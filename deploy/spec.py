@@ -609,6 +609,14 @@ class Vllm(Strict):
         80, gt=0, le=MAX_GB, description="memory of one GPU in GiB (H100: 80; earlier name: gpu_memory_gb)"
     )
     sessions_per_node: int = Field(16, ge=1, description="validated concurrency per node (reference: 16)")
+    health_timeout_s: int = Field(
+        1800,
+        ge=10,
+        le=86400,
+        description="seconds a restarted engine has to answer GET /health and list its model before the rollout "
+        "stops (10-86400; 1800: a 70B model's ~140 GB of bf16 weights read from local NVMe at a cautious "
+        "0.5 GB/s take ~5 min, plus compilation and CUDA graph capture on a cold cache; not a hub download)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from deploy.cli.shared import (
     check_limit,
     load,
     out,
+    user_error,
 )
 from deploy.errors import InputError
 from deploy.plan import Plan
@@ -102,6 +103,32 @@ def check_selection(plan: Plan, wipe: list[str]) -> None:
     bad = [w for w in wipe if w not in drives]
     if bad:
         raise InputError(f"--wipe: unknown drive {', '.join(bad)} (valid: ENCLOSURE/SLOT, e.g. {sorted(drives)[0]})")
+
+
+def check_rollout_options(max_unavailable: str | None, batch: str | None) -> str:
+    """``--max-unavailable`` and its alias ``--batch``, checked before any host; exit 1 naming the option."""
+    from deploy.rollout import rollout_share
+
+    try:
+        return rollout_share(max_unavailable, batch)
+    except InputError as exc:
+        raise user_error(str(exc)) from None
+
+
+def print_rollout(report: RunReport) -> None:
+    """A stopped rollout: the batch it stopped after, each engine that did not become healthy, its journal."""
+    rollout = report.rollout
+    if rollout is None or rollout.stopped_after is None:
+        return
+    out.print(
+        f"[red]rollout stopped after batch {rollout.stopped_after} of {len(rollout.batches)}[/red]: "
+        f"{', '.join(f'{f.node}/{f.unit}' for f in rollout.failed)} not healthy; later batches were not restarted",
+        highlight=False,
+    )
+    for f in rollout.failed:
+        out.print(f"  {f.node}/{f.unit}: {f.detail}", markup=False, highlight=False)
+        for line in f.journal:
+            out.print(f"    | {line}", markup=False, highlight=False)
 
 
 def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
@@ -189,6 +216,7 @@ def run_up_command(
         h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
     title = f"kvpod up of {plan.pod}: {result.changed} changed operations in {result.seconds:.1f}s"
     out.print(summary_table(result, title))
+    print_rollout(result)
     out.print(f"logs: {opts.run_dir}")
     write_report(result, opts.run_dir, report)
     if not result.ok:
@@ -201,7 +229,14 @@ def run_up_command(
 
 
 WipeOpt = Annotated[list[str] | None, typer.Option("--wipe", help="reformat this drive (ENCLOSURE/SLOT): data is lost")]
-BatchOpt = Annotated[str, typer.Option("--batch", help="vLLM restarts per batch: nodes (1) or a share (25%)")]
+BatchOpt = Annotated[str | None, typer.Option("--batch", help="another name for --max-unavailable")]
+MaxUnavailableOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-unavailable",
+        help="vLLM engines restarted at once across the pod: a count (default 1) or a share of its engines (25%)",
+    ),
+]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
 ForceOpt = Annotated[
     bool, typer.Option("--force-unreachable", help="hand over drives of unreachable nodes (target revokes, MMP)")
@@ -229,7 +264,8 @@ def up(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")] = False,
     wipe: WipeOpt = None,
-    batch: BatchOpt = "1",
+    max_unavailable: MaxUnavailableOpt = None,
+    batch: BatchOpt = None,
     prune: PruneOpt = False,
     force_unreachable: ForceOpt = False,
     report: ReportOpt = None,
@@ -242,7 +278,7 @@ def up(
     options = {
         "limit": limit,
         "wipe": set(wipe or []),
-        "batch": batch,
+        "max_unavailable": check_rollout_options(max_unavailable, batch),
         "prune": prune,
         "force_unreachable": force_unreachable,
     }
