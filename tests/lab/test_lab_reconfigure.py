@@ -123,6 +123,50 @@ def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_t
     assert log.count("--> Starting operation: vllm restart") == 2, "one batch per node"
 
 
+FAULT = "/var/tmp/kvpod-standin-unhealthy"  # the stand-in's lab-only fault: /health answers 503 while it exists
+UNIT_RUN = "systemctl show -p InvocationID -p ActiveEnterTimestamp -p MainPID --value kvpod-vllm"
+HEALTH = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)' "
+
+
+def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batch(hosts, spec, tmp_path):
+    """node1's engine (the first batch) cannot become healthy: the rollout stops there with exit 2, the report
+    names the engine with its journal, node2's engine is not restarted and keeps serving; without the fault a
+    rerun converges."""
+    text = spec.read_text()
+    assert "  cpu_budget_gib: 2\n" in text and "\n  port: 8000\n" in text
+    edited = text.replace("  cpu_budget_gib: 2\n", "  cpu_budget_gib: 3\n")
+    spec.write_text(edited.replace("\n  port: 8000\n", "\n  port: 8000\n  health_timeout_s: 30\n"))
+    health = {n.name: n.vllm.health_url for n in build_plan(load_spec(spec)).nodes}
+    before = {n: hosts.sh(n, UNIT_RUN).split() for n in ("node1", "node2")}
+    hosts.sh("node1", f"touch {FAULT}")
+    try:
+        run = kvpod(
+            "up", str(spec), "--yes", "--no-verify", "--max-unavailable", "1", "--report", str(tmp_path / "r.json")
+        )
+        assert run.code == 2, run.out[-3000:]
+        assert "rollout stopped after batch 1 of 2" in run.out and "node1/kvpod-vllm.service" in run.out
+        data = report(tmp_path / "r.json")
+        rollout = data["rollout"]
+        assert rollout["stopped_after_batch"] == 1 and rollout["completed_batches"] == 0
+        (failed,) = rollout["failed_engines"]
+        assert (failed["node"], failed["unit"]) == ("node1", "kvpod-vllm.service")
+        assert failed["detail"] == "GET /health answered 503", failed
+        assert 0 < len(failed["journal"]) <= 20
+        assert any(f"lab fault: {FAULT} exists" in line for line in failed["journal"]), failed["journal"]
+        assert data["hosts"]["node1"]["status"] == "failed"
+        assert data["hosts"]["node2"]["restart_pending"] is True
+        assert "vLLM restarted (rolling)" not in data["hosts"]["node2"]["changes"]
+        assert hosts.sh("node1", UNIT_RUN).split() != before["node1"], "node1's engine was restarted"
+        assert hosts.sh("node2", UNIT_RUN).split() == before["node2"], "node2's engine was not touched"
+        assert hosts.sh("node2", HEALTH + health["node2"]).strip() == "200"
+    finally:
+        hosts.sh("node1", f"rm -f {FAULT}")
+        spec.write_text(edited)  # the short health timeout was for this run only
+    rerun = kvpod("up", str(spec), "--yes", "--no-verify")
+    assert rerun.code == 0, rerun.out[-3000:]
+    assert hosts.sh("node1", HEALTH + health["node1"]).strip() == "200"
+
+
 def test_check_reports_drift_after_a_manual_change_and_none_after_up(hosts, spec):
     hosts.sh("node2", "sed -i 's/^LMCACHE_CHUNK_SIZE=.*/LMCACHE_CHUNK_SIZE=512/' /etc/kvpod/lmcache.env")
     drift = kvpod("check", str(spec))
