@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "deploy.plan",
             "deploy.release",
+            "deploy.rollout",
             "deploy.podlock",
             "deploy.bench",
             "deploy.drivers",
