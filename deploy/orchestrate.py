@@ -423,7 +423,7 @@ def _rolling_restarts(
 
     A batch that does not become healthy stops the rollout: later batches are not restarted. Updates the node
     results in place; returns what the rollout did (None when nothing was due)."""
-    from roles.vllm_restart import WAIT_OPERATION, engine_results, vllm_restart
+    from roles.vllm_restart import engine_results, vllm_restart
 
     down = ("failed", "unreachable")
     pending = [r for r in results if r.role == "node" and r.restart_pending and r.status not in down]
@@ -449,7 +449,7 @@ def _rolling_restarts(
                 node.status = d.status  # a node that went away is unreachable, not unhealthy
                 node.failed_step = "vLLM restart" if d.status == "unreachable" else "vLLM restart: not healthy"
                 node.stderr, node.note = d.stderr, d.note or node.note
-                verdicts = engine_results(d.output.get(WAIT_OPERATION, []))
+                verdicts = engine_results([line for lines in d.output.values() for line in lines])
                 for e in engines_of[d.name]:
                     verdict = verdicts.get(e.unit)
                     if verdict is None or not verdict.get("healthy"):

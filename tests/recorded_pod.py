@@ -126,7 +126,7 @@ class RecordedPod:
                 verdict["journal"] = [f"{name} {unit} journal line {i}" for i in range(1, 21)]
             lines.append(RESULT_PREFIX + json.dumps(verdict))
         result = HostResult(name, "restart", status="changed" if healthy else "failed", changed_ops=1)
-        result.output = {WAIT_OPERATION: lines}
+        result.output = {f"vllm restart | {WAIT_OPERATION}": lines}  # pyinfra names it after its deploy too
         if not healthy:
             result.failed_step = WAIT_OPERATION
             result.stderr = [f"kvpod: {unit} not healthy after 30 s" for unit in data[RESTART_ENGINES_KEY]]
