@@ -44,7 +44,13 @@ from deploy.runner import (
     switch_hosts,
     target_hosts,
 )
-from deploy.statedir import crash_point, load_applied_plan, save_applied_plan
+from deploy.statedir import (
+    crash_point,
+    load_applied_plan,
+    load_pending_restarts,
+    save_applied_plan,
+    save_pending_restarts,
+)
 
 Checkpoint = Callable[[str], None]
 
@@ -250,10 +256,19 @@ def bring_up(
     mark = checkpoint or (lambda step: None)
     start = time.monotonic()
     handover, surveyed = read_pod(plan, opts, stats)
-    if opts.dry or converged(handover, surveyed):
+    left = _mark_left_pending(plan, opts, surveyed)
+    if opts.dry or (converged(handover, surveyed) and not left):
         report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry)
         _count(report.hosts, stats)
         if report.ok and not opts.dry and not opts.limit:
+            save_applied_plan(plan)
+        return report
+    if converged(handover, surveyed):  # only the restarts a stopped rollout left: roll them out
+        rollout = _rolling_restarts(plan, surveyed, opts, sink, stats)
+        _remember_pending(plan, surveyed)
+        report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry, rollout)
+        _count(report.hosts, stats)
+        if report.ok and not opts.limit:
             save_applied_plan(plan)
         return report
 
@@ -289,14 +304,36 @@ def bring_up(
         stats=stats,
     )
     results += nodes
+    _mark_left_pending(plan, opts, results)
     mark("nodes")
     crash_point("nodes")
     rollout = None if opts.dry else _rolling_restarts(plan, results, opts, sink, stats)
+    if not opts.dry:
+        _remember_pending(plan, results)
     report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry, rollout)
     _count(report.hosts, stats)
     if report.ok and not opts.dry and not opts.limit:
         save_applied_plan(plan)
     return report
+
+
+def _mark_left_pending(plan: Plan, opts: UpOptions, results: list[HostResult]) -> set[str]:
+    """Nodes of this run whose restart a stopped rollout left due: their results get ``restart_pending``."""
+    left = load_pending_restarts(plan.pod) & {n.name for n in plan.nodes if not opts.limit or n.name in opts.limit}
+    for r in results:
+        if r.role == "node" and r.name in left and r.status not in ("failed", "unreachable"):
+            r.restart_pending = True
+    return left
+
+
+def _remember_pending(plan: Plan, results: list[HostResult]) -> None:
+    """Keep, for the next run, every restart still due: not rolled out, or not healthy (a node that restarted
+    healthy, or left the plan, is forgotten; one this run did not reach is kept)."""
+    nodes = [r for r in results if r.role == "node"]
+    done = {r.name for r in nodes if not r.restart_pending and "vLLM restarted (rolling)" in r.changes}
+    due = {r.name for r in nodes if r.restart_pending}
+    current = {n.name for n in plan.nodes}
+    save_pending_restarts(plan.pod, ((load_pending_restarts(plan.pod) - done) | due) & current)
 
 
 def _count(results: list[HostResult], stats: RunStats) -> None:
@@ -459,8 +496,8 @@ def _rolling_restarts(
             elif "vLLM restarted (rolling)" not in node.changes:
                 node.changes.append("vLLM restarted (rolling)")
         later = {n for b in batches[number:] for n, _ in b}
-        for d in done:
-            by_name[d.name].restart_pending = d.name in later  # more of its engines restart in a later batch
+        for d in done:  # still due: more of its engines restart in a later batch, or it did not become healthy
+            by_name[d.name].restart_pending = d.name in later or d.status in down
         if rollout.failed or any(d.status in down for d in done):
             rollout.stopped_after = number
             note = f"restart not rolled out: the rollout stopped after batch {number} of {len(batches)}"

@@ -148,7 +148,7 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
     with out.status(f"reading the live state of {plan.pod}"):
         result = bring_up(plan, opts)
     print_diff(result)
-    drift = [h for h in result.hosts if h.status == "would-change"]
+    drift = [h for h in result.hosts if h.status == "would-change" or h.restart_pending]
     title = f"{plan.pod}: {len(drift)} host(s) differ from the plan ({result.changed} operations)"
     out.print(summary_table(result, title))
     write_report(result, opts.run_dir, report)

@@ -109,6 +109,45 @@ def test_an_unhealthy_second_batch_stops_after_it(rollout_pod) -> None:
     assert report["hosts"]["node3"]["restart_pending"] is True
 
 
+def test_a_rerun_rolls_out_the_restarts_a_stopped_rollout_left(rollout_pod, tmp_path: Path, monkeypatch, capsys):
+    """The stopped run's new configuration is on every node already, so the rerun finds nothing to change: the
+    restarts it left due (the unhealthy node's and the ones never rolled out) are remembered and rolled out."""
+    from deploy.statedir import load_pending_restarts
+
+    pod, code, out, _ = rollout_pod("--max-unavailable", "1", unhealthy={"node1"})
+    assert code == 2, out
+    assert load_pending_restarts("kvpod-lab") == {"node1", "node2", "node3"}
+    pod.steps.clear()
+    pod.unhealthy = set()
+    pod.status = dict.fromkeys(["@local", "target", "node1", "node2", "node3"], "unchanged")
+    spec = tmp_path / "pod.yaml"
+    check, out = kvpod(monkeypatch, capsys, "check", str(spec))
+    assert check == 1 and "vLLM restart pending" in out, "a restart still due is drift"
+    assert pod.phases() == []
+    code, out = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify", "--max-unavailable", "2")
+    assert code == 0, out
+    assert restart_batches(pod) == [["node1", "node2"], ["node3"]]
+    assert [s.role for s in pod.phases()] == ["restart", "restart"], "nothing else runs on a converged pod"
+    assert load_pending_restarts("kvpod-lab") == set()
+    pod.steps.clear()
+    code, out = kvpod(monkeypatch, capsys, "up", str(spec), "--yes", "--no-verify")
+    assert code == 0 and pod.phases() == [], "converged: nothing restarts again"
+
+
+def test_a_limited_run_keeps_the_other_nodes_restarts_due(rollout_pod, tmp_path: Path, monkeypatch, capsys):
+    from deploy.statedir import load_pending_restarts
+
+    pod, code, out, _ = rollout_pod("--max-unavailable", "1", unhealthy={"node1"})
+    assert code == 2, out
+    pod.steps.clear()
+    pod.unhealthy = set()
+    pod.status = dict.fromkeys(["@local", "target", "node1", "node2", "node3"], "unchanged")
+    code, out = kvpod(monkeypatch, capsys, "up", str(tmp_path / "pod.yaml"), "--yes", "--no-verify", "--limit", "node1")
+    assert code == 0, out
+    assert restart_batches(pod) == [["node1"]]
+    assert load_pending_restarts("kvpod-lab") == {"node2", "node3"}
+
+
 # -- option values: refused before any host --------------------------------------------------------------------
 
 
