@@ -304,9 +304,9 @@ def bring_up(
         stats=stats,
     )
     results += nodes
-    _mark_left_pending(plan, opts, results)
     mark("nodes")
     crash_point("nodes")
+    _mark_left_pending(plan, opts, results)
     rollout = None if opts.dry else _rolling_restarts(plan, results, opts, sink, stats)
     if not opts.dry:
         _remember_pending(plan, results)
