@@ -131,7 +131,7 @@ HEALTH = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(s
 def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batch(hosts, spec, tmp_path):
     """node1's engine (the first batch) cannot become healthy: the rollout stops there with exit 2, the report
     names the engine with its journal, node2's engine is not restarted and keeps serving; without the fault a
-    rerun converges."""
+    rerun rolls out the restarts the stopped rollout left (node1's and node2's) and converges."""
     text = spec.read_text()
     assert "  cpu_budget_gib: 2\n" in text and "\n  port: 8000\n" in text
     edited = text.replace("  cpu_budget_gib: 2\n", "  cpu_budget_gib: 3\n")
@@ -162,9 +162,14 @@ def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batc
     finally:
         hosts.sh("node1", f"rm -f {FAULT}")
         spec.write_text(edited)  # the short health timeout was for this run only
-    rerun = kvpod("up", str(spec), "--yes", "--no-verify")
+    rerun = kvpod("up", str(spec), "--yes", "--no-verify", "--report", str(tmp_path / "again.json"))
     assert rerun.code == 0, rerun.out[-3000:]
-    assert hosts.sh("node1", HEALTH + health["node1"]).strip() == "200"
+    again = report(tmp_path / "again.json")
+    assert again["rollout"]["batches"] == [["node1/kvpod-vllm.service"], ["node2/kvpod-vllm.service"]]
+    for name in ("node1", "node2"):  # nothing else changed: the restarts the stopped rollout left are rolled out
+        assert again["hosts"][name]["changes"] == ["vLLM restarted (rolling)"], again["hosts"][name]
+        assert hosts.sh(name, HEALTH + health[name]).strip() == "200"
+    assert hosts.sh("node2", UNIT_RUN).split() != before["node2"], "node2 now runs the new budget"
 
 
 def test_check_reports_drift_after_a_manual_change_and_none_after_up(hosts, spec):
