@@ -19,8 +19,6 @@ from deploy.operations import host_error
 from deploy.plan import NodePlan
 from deploy.release import ReleaseRequest
 
-DEFAULT_HEALTH_TIMEOUT = 300
-
 
 class HostData:
     """Typed view of one host's data: the plan parts kvpod gave it and the options of this run."""
@@ -60,9 +58,10 @@ class HostData:
         return bool(self._data.get(names.DEFER_RESTART_KEY, False))
 
     @property
-    def health_timeout(self) -> int:
-        """Seconds a restarted vLLM has to pass its health check (``kvpod_health_timeout``)."""
-        return int(self._data.get(names.HEALTH_TIMEOUT_KEY) or DEFAULT_HEALTH_TIMEOUT)
+    def restart_engines(self) -> list[str] | None:
+        """The units the rollout restarts on this node in this batch (``kvpod_restart_engines``); None: all."""
+        units = self._data.get(names.RESTART_ENGINES_KEY)
+        return None if units is None else list(units)
 
     @property
     def restart_pending(self) -> bool:

@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.batches import Batch
 from deploy.errors import KvpodError
 from deploy.names import (
     DEFER_RESTART_KEY,
-    HEALTH_TIMEOUT_KEY,
     NAME_KEY,
     NODE_KEY,
     RELEASE_KEY,
+    RESTART_ENGINES_KEY,
     SWITCH_KEY,
     TARGET_KEY,
     WIPE_KEY,
@@ -32,6 +31,7 @@ from deploy.names import (
 from deploy.plan import Plan
 from deploy.podlock_run import PodLock
 from deploy.release import admitted_elsewhere, fabrics_subsystems, release_requests
+from deploy.rollout import EngineFailure, Rollout, node_engines, parse_max_unavailable, restart_batches
 from deploy.runner import (
     EventSink,
     HostResult,
@@ -44,7 +44,13 @@ from deploy.runner import (
     switch_hosts,
     target_hosts,
 )
-from deploy.statedir import crash_point, load_applied_plan, save_applied_plan
+from deploy.statedir import (
+    crash_point,
+    load_applied_plan,
+    load_pending_restarts,
+    save_applied_plan,
+    save_pending_restarts,
+)
 from deploy.wording import name_list, plural
 
 Checkpoint = Callable[[str], None]
@@ -56,16 +62,10 @@ class UpOptions:
     dry: bool = False
     wipe: set[str] = field(default_factory=set)  # "enclosure/slot" drives the user asked to reformat
     run_dir: Path | None = None
-    batch: str = "1"  # rolling restarts: nodes per batch ("2") or a share of the nodes ("25%")
+    max_unavailable: str = "1"  # rolling restarts: engines down at once ("2") or a share of the pod's ("25%")
     prune: bool = False  # release nodes that left the spec
     force_unreachable: bool = False  # hand over drives of unreachable holders (target revokes, MMP guards)
-    health_timeout: int = 300
     lock: PodLock | None = None  # a changing run takes the pod lock in its survey (deploy.podlock_run)
-
-
-def batch_size(spec: str, count: int) -> int:
-    """Nodes per restart batch from ``--batch``: a number, or a percentage of ``count`` (at least 1)."""
-    return Batch.parse(spec).size(count)
 
 
 @dataclass
@@ -258,10 +258,19 @@ def bring_up(
     mark = checkpoint or (lambda step: None)
     start = time.monotonic()
     handover, surveyed = read_pod(plan, opts, stats)
-    if opts.dry or converged(handover, surveyed):
+    left = _mark_left_pending(plan, opts, surveyed)
+    if opts.dry or (converged(handover, surveyed) and not left):
         report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry)
         _count(report.hosts, stats)
         if report.ok and not opts.dry and not opts.limit:
+            save_applied_plan(plan)
+        return report
+    if converged(handover, surveyed):  # only the restarts a stopped rollout left: roll them out
+        rollout = _rolling_restarts(plan, surveyed, opts, sink, stats)
+        _remember_pending(plan, surveyed)
+        report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry, rollout)
+        _count(report.hosts, stats)
+        if report.ok and not opts.limit:
             save_applied_plan(plan)
         return report
 
@@ -299,13 +308,34 @@ def bring_up(
     results += nodes
     mark("nodes")
     crash_point("nodes")
+    _mark_left_pending(plan, opts, results)
+    rollout = None if opts.dry else _rolling_restarts(plan, results, opts, sink, stats)
     if not opts.dry:
-        results = _rolling_restarts(plan, results, opts, sink, stats)
-    report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry)
+        _remember_pending(plan, results)
+    report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry, rollout)
     _count(report.hosts, stats)
     if report.ok and not opts.dry and not opts.limit:
         save_applied_plan(plan)
     return report
+
+
+def _mark_left_pending(plan: Plan, opts: UpOptions, results: list[HostResult]) -> set[str]:
+    """Nodes of this run whose restart a stopped rollout left due: their results get ``restart_pending``."""
+    left = load_pending_restarts(plan.pod) & {n.name for n in plan.nodes if not opts.limit or n.name in opts.limit}
+    for r in results:
+        if r.role == "node" and r.name in left and r.status not in ("failed", "unreachable"):
+            r.restart_pending = True
+    return left
+
+
+def _remember_pending(plan: Plan, results: list[HostResult]) -> None:
+    """Keep, for the next run, every restart still due: not rolled out, or not healthy (a node that restarted
+    healthy, or left the plan, is forgotten; one this run did not reach is kept)."""
+    nodes = [r for r in results if r.role == "node"]
+    done = {r.name for r in nodes if not r.restart_pending and "vLLM restarted (rolling)" in r.changes}
+    due = {r.name for r in nodes if r.restart_pending}
+    current = {n.name for n in plan.nodes}
+    save_pending_restarts(plan.pod, ((load_pending_restarts(plan.pod) - done) | due) & current)
 
 
 def _count(results: list[HostResult], stats: RunStats) -> None:
@@ -426,45 +456,55 @@ def _manual_targets(plan: Plan) -> list[HostResult]:
 
 def _rolling_restarts(
     plan: Plan, results: list[HostResult], opts: UpOptions, sink: EventSink | None, stats: RunStats
-) -> list[HostResult]:
-    """Restart vLLM where its unit, env or LMCache config changed: batch by batch, each healthy before the next."""
-    from roles.vllm_restart import vllm_restart
+) -> Rollout | None:
+    """Restart vLLM where its unit, env or LMCache config changed, batch by batch (at most ``--max-unavailable``
+    engines down at once), each batch's engines serving their model before the next batch starts.
+
+    A batch that does not become healthy stops the rollout: later batches are not restarted. Updates the node
+    results in place; returns what the rollout did (None when nothing was due)."""
+    from roles.vllm_restart import engine_results, vllm_restart
 
     down = ("failed", "unreachable")
     pending = [r for r in results if r.role == "node" and r.restart_pending and r.status not in down]
     if not pending:
-        return results
-    size = batch_size(opts.batch, len(pending))
+        return None
+    limit = parse_max_unavailable(opts.max_unavailable).of(sum(len(node_engines(n)) for n in plan.nodes))
+    batches = restart_batches([(r.name, node_engines(plan.node(r.name))) for r in pending], limit)
+    rollout = Rollout(limit, [[e.label for _, engines in batch for e in engines] for batch in batches])
     by_name = {r.name: r for r in results}
-    hosts = dict(
-        node_hosts(
-            plan, [r.name for r in pending], {r.name: {HEALTH_TIMEOUT_KEY: opts.health_timeout} for r in pending}
+    for number, batch in enumerate(batches, start=1):
+        hosts = node_hosts(
+            plan,
+            [name for name, _ in batch],
+            {name: {RESTART_ENGINES_KEY: [e.unit for e in engines]} for name, engines in batch},
         )
-    )
-    for i in range(0, len(pending), size):
-        batch = pending[i : i + size]
         done = run_phase(
-            "restart",
-            [(r.name, hosts[r.name]) for r in batch],
-            vllm_restart,
-            dry=False,
-            sink=sink,
-            run_dir=opts.run_dir,
-            stats=stats,
+            "restart", hosts, vllm_restart, dry=False, sink=sink, run_dir=opts.run_dir, stats=stats, keep_output=True
         )
-        unhealthy = [d for d in done if d.status in down]
+        engines_of = dict(batch)
         for d in done:
             node = by_name[d.name]
-            node.restart_pending = d.status not in down
             if d.status in down:
                 node.status = d.status  # a node that went away is unreachable, not unhealthy
                 node.failed_step = "vLLM restart" if d.status == "unreachable" else "vLLM restart: not healthy"
                 node.stderr, node.note = d.stderr, d.note or node.note
-            else:
+                verdicts = engine_results([line for lines in d.output.values() for line in lines])
+                for e in engines_of[d.name]:
+                    verdict = verdicts.get(e.unit)
+                    if verdict is None or not verdict.get("healthy"):
+                        detail = (verdict or {}).get("detail") or d.note or (d.stderr[-1] if d.stderr else d.status)
+                        journal = [str(line) for line in (verdict or {}).get("journal", [])]
+                        rollout.failed.append(EngineFailure(d.name, e.unit, str(detail), journal))
+            elif "vLLM restarted (rolling)" not in node.changes:
                 node.changes.append("vLLM restarted (rolling)")
-                node.restart_pending = False
-        if unhealthy:
-            for rest in pending[i + size :]:
-                rest.note = "restart not rolled out: an earlier batch was unhealthy"
+        later = {n for b in batches[number:] for n, _ in b}
+        for d in done:  # still due: more of its engines restart in a later batch, or it did not become healthy
+            by_name[d.name].restart_pending = d.name in later or d.status in down
+        if rollout.failed or any(d.status in down for d in done):
+            rollout.stopped_after = number
+            note = f"restart not rolled out: the rollout stopped after batch {number} of {len(batches)}"
+            for name in sorted(later - {d.name for d in done}):
+                by_name[name].note = note
             break
-    return results
+        rollout.completed = number
+    return rollout

@@ -162,6 +162,7 @@ class VllmPlan(Frozen):
     offline: bool = False
     hf_env: dict = Field(default_factory=dict)  # HF_TOKEN (a secret), HF_HOME, OFFLINE_ENV: in ``hf_env_file``
     hf_env_file: str | None = None  # None: no Hugging Face settings, the file is absent
+    health_timeout_s: int = 1800  # seconds a restarted engine has to become healthy (vllm.health_timeout_s)
 
     @field_serializer("hf_env")
     def _redacted(self, env: dict) -> dict:
@@ -618,6 +619,7 @@ def build_plan(spec: PodSpec) -> Plan:
                     offline=spec.vllm.offline,
                     hf_env=hf_env,
                     hf_env_file=VLLM_HF_ENV_FILE if hf_env else None,
+                    health_timeout_s=spec.vllm.health_timeout_s,
                 ),
                 engines=_engines(spec, n.gpus),
             )

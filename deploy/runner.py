@@ -38,6 +38,7 @@ from pyinfra.api.state import BaseStateCallback
 from deploy.facts.snapshot import HostSnapshot, read_key
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
+from deploy.rollout import Rollout
 from deploy.secrets import RedactingFilter, redact, redact_assignments
 from deploy.unreachable import LOST, connect_cause, natural_key, unreachable_note
 
@@ -190,6 +191,7 @@ class RunReport:
     dry: bool
     outcome: str = "completed"  # completed | refused (lock busy, unsafe step) | interrupted
     reason: str | None = None  # why a run was refused or interrupted
+    rollout: Rollout | None = None  # the rolling restart of a real run, when one was due
 
     @property
     def ok(self) -> bool:
@@ -213,6 +215,7 @@ class RunReport:
             "seconds": round(self.seconds, 1),
             "changed_operations": self.changed,
             "hosts": {h.name: h.as_json() for h in self.hosts},
+            "rollout": _redacted(self.rollout.as_json()) if self.rollout else None,
         }
 
 

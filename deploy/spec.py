@@ -693,6 +693,14 @@ class Vllm(Strict):
         description="never contact the hub (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1): the weights must be on the "
         "node, at the local path vllm.model or staged in weights_cache_dir",
     )
+    health_timeout_s: int = Field(
+        1800,
+        ge=10,
+        le=86400,
+        description="seconds a restarted engine has to answer GET /health and list its model before the rollout "
+        "stops (10-86400; 1800: a 70B model's ~140 GB of bf16 weights read from local NVMe at a cautious "
+        "0.5 GB/s take ~5 min, plus compilation and CUDA graph capture on a cold cache; not a hub download)",
+    )
 
     @model_validator(mode="before")
     @classmethod

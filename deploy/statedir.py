@@ -46,6 +46,25 @@ def save_applied_plan(plan: Plan) -> None:
     _replace(applied_plan_path(plan.pod), plan.to_json())
 
 
+def pending_restarts_path(pod: str) -> Path:
+    return state_dir() / "pending-restarts" / f"{pod}.json"
+
+
+def load_pending_restarts(pod: str) -> set[str]:
+    """Nodes whose vLLM restart a stopped rollout left due (their new configuration is on the node)."""
+    path = pending_restarts_path(pod)
+    return set(json.loads(path.read_text())) if path.exists() else set()
+
+
+def save_pending_restarts(pod: str, nodes: set[str]) -> None:
+    """Record the nodes whose restart is still due (none: the record is removed); atomic."""
+    path = pending_restarts_path(pod)
+    if not nodes:
+        path.unlink(missing_ok=True)
+        return
+    _replace(path, json.dumps(sorted(nodes)) + "\n")
+
+
 def journal_path(pod: str) -> Path:
     return state_dir() / "journal" / f"{pod}.json"
 

@@ -10,13 +10,14 @@ the hosts that do not answer.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from deploy.names import NODE_KEY
+from deploy.names import NODE_KEY, RESTART_ENGINES_KEY
 from deploy.plan import Plan
 from deploy.runner import HostResult
 
@@ -41,6 +42,8 @@ class RecordedPod:
         self.status: dict[str, str] = {}
         self.unreachable: set[str] = set()
         self.failing: set[str] = set()  # phases (roles) whose hosts all fail
+        self.restart_pending: set[str] = set()  # nodes whose node phase leaves a vLLM restart to the rollout
+        self.unhealthy: set[str] = set()  # nodes whose engines do not become healthy after a restart
         self.steps: list[Step] = []
 
     @classmethod
@@ -102,7 +105,32 @@ class RecordedPod:
 
     def run_phase(self, role: str, hosts: list[tuple[str, dict]], deploy: Any, **_: Any) -> list[HostResult]:
         self.steps.append(Step("phase", role, [n for n, _ in hosts], {n: dict(d) for n, d in hosts}))
-        return [HostResult(n, role, status=self._phase_status(role, n), changed_ops=1) for n, _ in hosts]
+        if role == "restart":
+            return [self._restart(n, d) for n, d in hosts]
+        results = [HostResult(n, role, status=self._phase_status(role, n), changed_ops=1) for n, _ in hosts]
+        for r in results:
+            r.restart_pending = role == "node" and r.name in self.restart_pending and r.status == "changed"
+        return results
+
+    def _restart(self, name: str, data: dict) -> HostResult:
+        """A restart batch on one node: each engine's verdict as the wait probe prints it."""
+        from roles.vllm_restart import RESULT_PREFIX, WAIT_OPERATION
+
+        if name in self.unreachable:
+            return HostResult(name, "restart", status="unreachable", note="SSH connection lost")
+        healthy = name not in self.unhealthy
+        lines = []
+        for unit in data[RESTART_ENGINES_KEY]:
+            verdict = {"unit": unit, "healthy": healthy, "detail": "healthy" if healthy else "GET /health answered 503"}
+            if not healthy:
+                verdict["journal"] = [f"{name} {unit} journal line {i}" for i in range(1, 21)]
+            lines.append(RESULT_PREFIX + json.dumps(verdict))
+        result = HostResult(name, "restart", status="changed" if healthy else "failed", changed_ops=1)
+        result.output = {f"vllm restart | {WAIT_OPERATION}": lines}  # pyinfra names it after its deploy too
+        if not healthy:
+            result.failed_step = WAIT_OPERATION
+            result.stderr = [f"kvpod: {unit} not healthy after 30 s" for unit in data[RESTART_ENGINES_KEY]]
+        return result
 
     def _phase_status(self, role: str, name: str) -> str:
         if name in self.unreachable:

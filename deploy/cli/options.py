@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploy.batches import Batch
 from deploy.bench import parse_size
 from deploy.errors import InputError
 from deploy.wording import name_list, natural_sorted
@@ -24,11 +23,6 @@ if TYPE_CHECKING:
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-
-
-def batch(text: str) -> Batch:
-    """``--batch``: ``2`` nodes or ``25%`` of them."""
-    return Batch.parse(text)
 
 
 def size(option: str, text: str) -> int:

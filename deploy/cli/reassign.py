@@ -16,7 +16,16 @@ import typer
 
 from deploy.cli import options
 from deploy.cli.hosts import use_hosts
-from deploy.cli.run import BatchOpt, BreakLockOpt, ForceOpt, check_selection, run_up_command, up_options
+from deploy.cli.run import (
+    BatchOpt,
+    BreakLockOpt,
+    ForceOpt,
+    MaxUnavailableOpt,
+    check_rollout_options,
+    check_selection,
+    run_up_command,
+    up_options,
+)
 from deploy.cli.shared import EXIT_OK, app, fail_spec, load_spec_file, out
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
@@ -38,7 +47,7 @@ class Move:
     swap: bool = False
     wipe: bool = False
     force_unreachable: bool = False
-    batch: str = "1"
+    batch: str = "1"  # --max-unavailable of the rollout
 
     def request(self) -> dict:
         """The request as the journal records it (an interrupted move resumes only the same request)."""
@@ -57,15 +66,16 @@ def reassign(
         bool, typer.Option("--wipe", help="recreate the filesystem on the moved drive: data is lost")
     ] = False,
     force_unreachable: ForceOpt = False,
-    batch: BatchOpt = "1",
+    batch: BatchOpt = None,
+    max_unavailable: MaxUnavailableOpt = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="do not ask before moving (as when not interactive)")
     ] = False,
     break_lock: BreakLockOpt = False,
 ) -> None:
     """Move a drive to another node safely: old holder releases, target re-admits, new holder mounts."""
-    options.batch(batch)
-    move = Move(drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=batch)
+    share = check_rollout_options(max_unavailable, batch)
+    move = Move(drive, to, swap=swap, wipe=wipe, force_unreachable=force_unreachable, batch=share)
     raise typer.Exit(run_reassign_command(spec, move, break_lock=break_lock, yes=yes))
 
 
@@ -148,7 +158,10 @@ def _reassign(spec: PodSpec, spec_path: Path, move: Move, lock: PodLock) -> int:
         write_journal(pod, entry)
 
     opts = up_options(
-        wipe={drive} if move.wipe else set(), force_unreachable=move.force_unreachable, batch=move.batch, lock=lock
+        wipe={drive} if move.wipe else set(),
+        force_unreachable=move.force_unreachable,
+        max_unavailable=move.batch,
+        lock=lock,
     )
     code = run_up_command(plan, opts, yes=True, report=None, verify=False, checkpoint=checkpoint)
     if code == 0:

@@ -25,6 +25,7 @@ from deploy.cli.shared import (
     err,
     load,
     out,
+    user_error,
 )
 from deploy.errors import InputError, KvpodError
 from deploy.plan import Plan
@@ -106,6 +107,32 @@ def check_selection(plan: Plan, wipe: list[str]) -> None:
     options.wipe(plan, wipe)
 
 
+def check_rollout_options(max_unavailable: str | None, batch: str | None) -> str:
+    """``--max-unavailable`` and its alias ``--batch``, checked before any host; exit 1 naming the option."""
+    from deploy.rollout import rollout_share
+
+    try:
+        return rollout_share(max_unavailable, batch)
+    except InputError as exc:
+        raise user_error(str(exc)) from None
+
+
+def print_rollout(report: RunReport) -> None:
+    """A stopped rollout: the batch it stopped after, each engine that did not become healthy, its journal."""
+    rollout = report.rollout
+    if rollout is None or rollout.stopped_after is None:
+        return
+    out.print(
+        f"[red]rollout stopped after batch {rollout.stopped_after} of {len(rollout.batches)}[/red]: "
+        f"{', '.join(f'{f.node}/{f.unit}' for f in rollout.failed)} not healthy; later batches were not restarted",
+        highlight=False,
+    )
+    for f in rollout.failed:
+        out.print(f"  {f.node}/{f.unit}: {f.detail}", markup=False, highlight=False)
+        for line in f.journal:
+            out.print(f"    | {line}", markup=False, highlight=False)
+
+
 def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
     text = json.dumps(result.as_json(), indent=2, sort_keys=True) + "\n"
     (run_dir / "report.json").write_text(text)
@@ -164,7 +191,7 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
     except (KvpodError, KeyboardInterrupt) as exc:
         return stop_run(exc, opts.run_dir, True, started, report)
     print_diff(result)
-    drift = [h for h in result.hosts if h.status == "would-change"]
+    drift = [h for h in result.hosts if h.status == "would-change" or h.restart_pending]
     others = " of the others" if result.unreachable else ""
     differ = f"{plural(len(drift), 'host')}{others} {'differs' if len(drift) == 1 else 'differ'}"
     what = f"{differ} from the plan ({plural(result.changed, 'operation')})"
@@ -237,6 +264,7 @@ def run_up_command(
         h.remote_commands = stats.commands.get(h.name, h.remote_commands) if h.name in lock.names else h.remote_commands
     what = f"{plural(result.changed, 'changed operation')} in {result.seconds:.1f}s"
     out.print(summary_table(result, f"kvpod up of {plan.pod}: {summary_title(result, what)}"))
+    print_rollout(result)
     out.print(f"logs: {opts.run_dir}", highlight=False, soft_wrap=True)
     write_report(result, opts.run_dir, report)
     if not result.ok:
@@ -252,8 +280,14 @@ WipeOpt = Annotated[
     list[str] | None,
     typer.Option("--wipe", metavar="ENC/SLOT", help="reformat this drive (ENCLOSURE/SLOT): data is lost"),
 ]
-BatchOpt = Annotated[
-    str, typer.Option("--batch", metavar="N|P%", help="vLLM restarts per batch: nodes (1) or a share (25%)")
+BatchOpt = Annotated[str | None, typer.Option("--batch", metavar="N|P%", help="another name for --max-unavailable")]
+MaxUnavailableOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-unavailable",
+        metavar="N|P%",
+        help="vLLM engines restarted at once across the pod: a count (default 1) or a share of its engines (25%)",
+    ),
 ]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="release nodes that left the spec")]
 ForceOpt = Annotated[
@@ -282,7 +316,8 @@ def up(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before applying")] = False,
     wipe: WipeOpt = None,
-    batch: BatchOpt = "1",
+    max_unavailable: MaxUnavailableOpt = None,
+    batch: BatchOpt = None,
     prune: PruneOpt = False,
     force_unreachable: ForceOpt = False,
     report: ReportOpt = None,
@@ -290,7 +325,7 @@ def up(
     break_lock: BreakLockOpt = False,
 ) -> None:
     """Configure switches, hand over moved drives, targets, nodes; roll vLLM restarts. A rerun changes nothing."""
-    options.batch(batch)
+    share = check_rollout_options(max_unavailable, batch)
     options.output_file("--report", report)
     _, p = load(spec)
     check_limit(p, limit)
@@ -298,7 +333,7 @@ def up(
     chosen = {
         "limit": limit,
         "wipe": set(wipe or []),
-        "batch": batch,
+        "max_unavailable": share,
         "prune": prune,
         "force_unreachable": force_unreachable,
     }

@@ -110,9 +110,10 @@ def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_t
     spec.write_text(spec.read_text().replace("  cpu_budget_gib: 1\n", "  cpu_budget_gib: 2\n"))
     engines = "kvpod-vllm@0 kvpod-vllm@1"
     pids = {n: hosts.sh(n, f"systemctl show -p MainPID --value {engines}").split() for n in ("node1", "node2")}
-    run = kvpod("up", str(spec), "--yes", "--no-verify", "--report", str(tmp_path / "r.json"))
+    run = kvpod("up", str(spec), "--yes", "--no-verify", "--max-unavailable", "2", "--report", str(tmp_path / "r.json"))
     assert run.code == 0, run.out[-3000:]
     data = report(tmp_path / "r.json")
+    assert data["rollout"]["batches"] == [[f"{n}/kvpod-vllm@{i}.service" for i in (0, 1)] for n in ("node1", "node2")]
     for name in ("node1", "node2"):
         host = data["hosts"][name]
         assert host["changes"] == [
@@ -126,11 +127,63 @@ def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_t
         assert len(now) == 2 and not set(now) & set(pids[name]), "both engines restarted"
     assert {h["changed_operations"] for n, h in data["hosts"].items() if n not in ("node1", "node2")} == {0}
     log = (Path(run.out.split("logs: ")[1].split()[0]) / "pyinfra.log").read_text()
-    assert log.count("--> Starting operation: vllm restart") == 2, "one batch per node"
+    assert log.count("--> Starting operation: vllm restart") == 2, "one batch per node: its two engines"
+
+
+FAULT = "/var/tmp/kvpod-standin-unhealthy-8000"  # the stand-in's lab-only fault: engine 0's /health answers 503
+UNITS = "kvpod-vllm@0.service kvpod-vllm@1.service"
+UNIT_RUN = f"systemctl show -p InvocationID -p ActiveEnterTimestamp -p MainPID --value {UNITS}"
+HEALTH = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)' "
+
+
+def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batch(hosts, spec, tmp_path):
+    """node1's engine 0 (in the first batch: node1's two engines) cannot become healthy: the rollout stops there
+    with exit 2, the report names that engine with its journal, node2's engines are not restarted and keep
+    serving; without the fault a rerun rolls out the restarts the stopped rollout left (node1's and node2's)."""
+    text = spec.read_text()
+    assert "  cpu_budget_gib: 2\n" in text and "\n  port: 8000\n" in text
+    edited = text.replace("  cpu_budget_gib: 2\n", "  cpu_budget_gib: 3\n")
+    spec.write_text(edited.replace("\n  port: 8000\n", "\n  port: 8000\n  health_timeout_s: 30\n"))
+    health = {n.name: [e.health_url for e in n.engines] for n in build_plan(load_spec(spec)).nodes}
+    before = {n: hosts.sh(n, UNIT_RUN).split() for n in ("node1", "node2")}
+    hosts.sh("node1", f"touch {FAULT}")
+    try:
+        run = kvpod(
+            "up", str(spec), "--yes", "--no-verify", "--max-unavailable", "2", "--report", str(tmp_path / "r.json")
+        )
+        assert run.code == 2, run.out[-3000:]
+        assert "rollout stopped after batch 1 of 2" in run.out and "node1/kvpod-vllm@0.service" in run.out
+        data = report(tmp_path / "r.json")
+        rollout = data["rollout"]
+        assert rollout["stopped_after_batch"] == 1 and rollout["completed_batches"] == 0
+        (failed,) = rollout["failed_engines"]
+        assert (failed["node"], failed["unit"]) == ("node1", "kvpod-vllm@0.service")
+        assert failed["detail"] == "GET /health answered 503", failed
+        assert 0 < len(failed["journal"]) <= 20
+        assert any(f"lab fault: {FAULT} exists" in line for line in failed["journal"]), failed["journal"]
+        assert data["hosts"]["node1"]["status"] == "failed"
+        assert data["hosts"]["node2"]["restart_pending"] is True
+        assert "vLLM restarted (rolling)" not in data["hosts"]["node2"]["changes"]
+        assert hosts.sh("node1", UNIT_RUN).split() != before["node1"], "node1's engine was restarted"
+        assert hosts.sh("node2", UNIT_RUN).split() == before["node2"], "node2's engine was not touched"
+        assert [hosts.sh("node2", HEALTH + url).strip() for url in health["node2"]] == ["200", "200"]
+    finally:
+        hosts.sh("node1", f"rm -f {FAULT}")
+        spec.write_text(edited)  # the short health timeout was for this run only
+    rerun = kvpod(
+        "up", str(spec), "--yes", "--no-verify", "--max-unavailable", "2", "--report", str(tmp_path / "again.json")
+    )
+    assert rerun.code == 0, rerun.out[-3000:]
+    again = report(tmp_path / "again.json")
+    assert again["rollout"]["batches"] == [[f"{n}/kvpod-vllm@{i}.service" for i in (0, 1)] for n in ("node1", "node2")]
+    for name in ("node1", "node2"):  # nothing else changed: the restarts the stopped rollout left are rolled out
+        assert again["hosts"][name]["changes"] == ["vLLM restarted (rolling)"], again["hosts"][name]
+        assert [hosts.sh(name, HEALTH + url).strip() for url in health[name]] == ["200", "200"]
+    assert hosts.sh("node2", UNIT_RUN).split() != before["node2"], "node2 now runs the new budget"
 
 
 def test_check_reports_drift_after_a_manual_change_and_none_after_up(hosts, spec):
-    hosts.sh("node2", "sed -i 's/^LMCACHE_CHUNK_SIZE=.*/LMCACHE_CHUNK_SIZE=512/' /etc/kvpod/lmcache.env")
+    hosts.sh("node2", "sed -i 's/^LMCACHE_CHUNK_SIZE=.*/LMCACHE_CHUNK_SIZE=512/' /etc/kvpod/lmcache@0.env")
     drift = kvpod("check", str(spec))
     assert drift.code == 1 and "node2" in drift.out and "LMCACHE_CHUNK_SIZE=256" in drift.out
     assert kvpod("up", str(spec), "--yes", "--no-verify").code == 0

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import ModuleType
@@ -583,6 +584,65 @@ def test_standin_refuses_gpus_that_are_not_the_engines_own(tmp_path: Path, devic
         env["CUDA_VISIBLE_DEVICES"] = devices
     result = run_standin(serve_args(), env)
     assert result.returncode == 2 and message in result.stderr
+
+
+def health_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_standin_lab_fault_keeps_health_at_503_while_its_file_exists(tmp_path: Path) -> None:
+    port = free_port()
+    disk = tmp_path / "kvcache"
+    disk.mkdir()
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / f"kvpod-standin-unhealthy-{port}").write_text("")
+    env = base_env(tmp_path, KVPOD_STANDIN_FAULT_DIR=str(faults), **lmcache_env(disk))
+    argv = [sys.executable, str(STANDIN), *serve_args(port), "--served-model-name", "chat", "chat-2"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status = health_status(f"{base}/health")
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert status == 503
+        with urllib.request.urlopen(f"{base}/v1/models", timeout=2) as response:
+            assert [m["id"] for m in json.load(response)["data"]] == ["chat", "chat-2"]
+        (faults / f"kvpod-standin-unhealthy-{port}").unlink()
+        assert health_status(f"{base}/health") == 200
+        (faults / "kvpod-standin-unhealthy").write_text("")  # every engine of the node
+        assert health_status(f"{base}/health") == 503
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert err.count("lab fault") == 1 and f"kvpod-standin-unhealthy-{port} exists" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ([], ["org/model-7b"]),
+        (["--served-model-name", "chat"], ["chat"]),
+        (["--served-model-name", "a", "b", "--enable-prefix-caching"], ["a", "b"]),
+        (["--served_model_name=x"], ["x"]),
+        (["--served-model-name", "a", "--served-model-name", "b"], ["b"]),
+    ],
+)
+def test_standin_lists_the_served_model_names_as_vllm_does(extra: list[str], names: list[str]) -> None:
+    from deploy.rollout import served_model_name
+
+    assert load_standin().served_names("org/model-7b", extra) == names
+    assert served_model_name("org/model-7b", extra) == names[0], "kvpod waits for the name the engine lists"
 
 
 def test_standin_mount_check_finds_the_mount_point() -> None:

@@ -36,6 +36,7 @@ NVMET = (
 )
 PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
 CLEANER = ("tests/roles/test_lmcache_clean.py",)
+ROLLOUT = ("tests/cli/test_rollout_wiring.py", "tests/unit/test_rollout.py", "tests/unit/test_orchestrate.py")
 CLI_RUN = ("tests/cli/test_up_wiring.py", "tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
 SPEC_DATA = ("tests/unit/test_sinks.py", "tests/unit/test_spec_hostile.py", "tests/unit/test_secrets.py")
 TOKENS = ("tests/unit/test_models_tokens.py",)
@@ -238,9 +239,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "cli-batch-checked-late",
         RUN_PY,
-        '    options.batch(batch)\n    options.output_file("--report", report)\n',
-        '    options.output_file("--report", report)\n',
-        "--batch is checked only at the rolling restart, after switches, targets and nodes were changed",
+        '    share = check_rollout_options(max_unavailable, batch)\n    options.output_file("--report", report)\n',
+        '    share = max_unavailable or batch or "1"\n    options.output_file("--report", report)\n',
+        "--batch/--max-unavailable are checked only at the rolling restart, after switches, targets and nodes "
+        "were changed",
         ("tests/cli/test_cli_options.py", "-k", "batch"),
     ),
     Mutation(
@@ -258,6 +260,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         _TARGET_PHASE + "\n" + _NODE_PHASE + _RELEASE_PHASE,
         "the release runs after the nodes phase: the new holder connects while the old one still holds the drive",
         ORCHESTRATION,
+    ),
+    Mutation(
+        "rollout-ignores-an-unhealthy-batch",
+        ORCHESTRATE_PY,
+        "        if rollout.failed or any(d.status in down for d in done):\n",
+        "        if False:\n",
+        "the rollout goes on after a batch that did not become healthy: every node ends up restarted into it",
+        ROLLOUT,
+    ),
+    Mutation(
+        "rollout-batch-over-the-limit",
+        "deploy/rollout.py",
+        "        if size + len(engines) > limit:\n",
+        "        if size + len(engines) > limit + 1:\n",
+        "a batch restarts one engine more than --max-unavailable allows",
+        ROLLOUT,
     ),
     Mutation(
         "orchestrate-no-release-phase",
@@ -500,8 +518,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "check-drift-counts-changed-only",
         RUN_PY,
-        'drift = [h for h in result.hosts if h.status == "would-change"]',
-        'drift = [h for h in result.hosts if h.status == "changed"]',
+        'drift = [h for h in result.hosts if h.status == "would-change" or h.restart_pending]',
+        'drift = [h for h in result.hosts if h.status == "changed" or h.restart_pending]',
         "kvpod check counts no host as drifted (a read-only run never reports changed)",
         CLI_RUN,
     ),

@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.plan",
             "deploy.nvme_settings",
             "deploy.release",
+            "deploy.rollout",
             "deploy.podlock",
             "deploy.bench",
             "deploy.drivers",

@@ -1,4 +1,4 @@
-"""Pure parts of the orchestration: restart batches, the handover refusal rules, the journal."""
+"""Pure parts of the orchestration: the handover refusal rules, the journal, the rollout around unreachable nodes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from deploy.orchestrate import (
     UpOptions,
     _moved_from,
     _rolling_restarts,
-    batch_size,
     check_handover,
     survey,
 )
@@ -21,19 +20,6 @@ from deploy.runner import HostResult, RunStats
 from deploy.spec_edit import set_node_namespaces
 from deploy.statedir import load_applied_plan, read_journal, save_applied_plan, write_journal
 from tests.conftest import LAB, REFERENCE
-
-
-@pytest.mark.parametrize(
-    ("spec", "count", "size"), [("1", 24, 1), ("4", 24, 4), ("25%", 24, 6), ("10%", 3, 1), ("100%", 5, 5)]
-)
-def test_batch_size(spec, count, size):
-    assert batch_size(spec, count) == size
-
-
-@pytest.mark.parametrize("spec", ["0", "-1", "abc", "0%", "150%"])
-def test_bad_batch_is_refused(spec):
-    with pytest.raises(KvpodError, match="--batch"):
-        batch_size(spec, 10)
 
 
 def handover(**kw) -> Handover:
@@ -134,9 +120,11 @@ def test_rollout_leaves_out_unreachable_nodes_and_reports_one_lost_while_restart
         return [HostResult(name, role, status="unreachable", note="SSH connection lost") for name, _ in hosts]
 
     monkeypatch.setattr("deploy.orchestrate.run_phase", run_phase)
-    out = _rolling_restarts(plan, results, UpOptions(), None, RunStats())
+    rollout = _rolling_restarts(plan, results, UpOptions(), None, RunStats())
     assert batches == [["node1"]]
-    assert [(r.name, r.status, r.failed_step) for r in out] == [
+    assert rollout is not None and rollout.stopped_after == 1
+    assert [(f.node, f.unit, f.journal) for f in rollout.failed] == [("node1", "kvpod-vllm.service", [])]
+    assert [(r.name, r.status, r.failed_step) for r in results] == [
         ("node1", "unreachable", "vLLM restart"),
         ("node2", "unreachable", None),
     ]
