@@ -268,7 +268,7 @@ def bring_up(
     if converged(handover, surveyed):  # only the restarts a stopped rollout left: roll them out
         rollout = _rolling_restarts(plan, surveyed, opts, sink, stats)
         _remember_pending(plan, surveyed)
-        report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry, rollout)
+        report = RunReport(surveyed, time.monotonic() - start, opts.run_dir, opts.dry, rollout=rollout)
         _count(report.hosts, stats)
         if report.ok and not opts.limit:
             save_applied_plan(plan)
@@ -312,7 +312,7 @@ def bring_up(
     rollout = None if opts.dry else _rolling_restarts(plan, results, opts, sink, stats)
     if not opts.dry:
         _remember_pending(plan, results)
-    report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry, rollout)
+    report = RunReport(results, time.monotonic() - start, opts.run_dir, opts.dry, rollout=rollout)
     _count(report.hosts, stats)
     if report.ok and not opts.dry and not opts.limit:
         save_applied_plan(plan)

@@ -84,7 +84,8 @@ KVPOD_COMMANDS = tuple(
         # the multipath I/O policy of a subsystem found by NQN (deploy/operations/nvme.py set_iopolicy)
         r"sh -c 'for s in /sys/class/nvme-subsystem/nvme-subsys\*; do .+' \S+ (numa|round-robin|queue-depth)",
         r"echo '[^']*' >&2; exit 1",  # a refusal on the host
-        r"sh -c 'i=0; until python3 -c .+",  # the wait for a restarted engine's health (roles/vllm_restart)
+        # the restart of a batch's engines and the wait for their health (roles/vllm_restart)
+        r"systemctl restart -- [\w@.:' -]+; python3 -c .+",
         r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
         r"printf '%s(\\n)?' ARGS",
         r"useradd --system ARGS",
@@ -296,6 +297,10 @@ class FakeRemote:
         self.executed.append(command)
         if not any(shape.fullmatch(command) for shape in KVPOD_COMMANDS):
             raise UnknownCommand(f"the simulated host refuses a command kvpod never issues: {command}")
+        if command.startswith("systemctl restart -- "):  # engines restarted, then found healthy
+            for name in shlex.split(command[len("systemctl restart -- ") : command.index(";")]):
+                self._builtin(["systemctl", "restart", name])
+            return True
         try:
             argv = shlex.split(command)
         except ValueError:

@@ -53,12 +53,13 @@ def pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 MISTAKES = [
     # --batch: checked first, not at the rolling restart after switches, targets and nodes changed
-    (["up", "SPEC", "--yes", "--batch", "abc"], "--batch 'abc': expected a positive number of nodes like 2"),
-    (["up", "SPEC", "--yes", "--batch", "0"], "--batch '0': expected a positive number of nodes"),
-    (["up", "SPEC", "--yes", "--batch", "150%"], "--batch '150%': expected a positive number of nodes"),
+    (["up", "SPEC", "--yes", "--batch", "abc"], "--batch 'abc': expected a number of engines (at least 1, e.g. 2)"),
+    (["up", "SPEC", "--yes", "--batch", "0"], "--batch '0': expected a number of engines"),
+    (["up", "SPEC", "--yes", "--max-unavailable", "150%"], "--max-unavailable '150%': expected a number of engines"),
     (
         ["up", "SPEC", "--yes", "--batch", "0%"],
-        "--batch '0%': expected a positive number of nodes like 2, or a percentage above 0 and at most 100% like 25%",
+        "--batch '0%': expected a number of engines (at least 1, e.g. 2) or a percentage of the pod's engines "
+        "(above 0 and at most 100, e.g. 25%)",
     ),
     (["reassign", "SPEC", "--drive", "target/3", "--to", "node1", "--batch", "x"], "--batch 'x': expected"),
     # --limit and --wipe name nodes and drives of the spec

@@ -18,14 +18,14 @@ from tests.recorded_pod import RecordedPod, install, kvpod
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-UNIT = "kvpod-vllm.service"
+UNIT = "kvpod-vllm@0.service"
 
 
 def three_nodes() -> str:
-    """The lab spec with three nodes (its target has three drives)."""
+    """The lab spec with three nodes (its target has three drives), one engine each (4 GPUs at TP 4)."""
     text = lab_text()
-    assert "\n    count: 2\n" in text
-    return text.replace("\n    count: 2\n", "\n    count: 3\n")
+    assert "\n    count: 2\n" in text and "\n    gpus: 8 " in text
+    return text.replace("\n    count: 2\n", "\n    count: 3\n").replace("\n    gpus: 8 ", "\n    gpus: 4 ")
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_an_unhealthy_batch_stops_the_rollout_and_the_report_names_its_engines(r
     assert code == 2, out
     assert restart_batches(pod) == [["node1"]], "no later batch is restarted"
     assert "rollout stopped after batch 1 of 3" in out and f"node1/{UNIT}" in out
-    assert "node1 kvpod-vllm.service journal line 20" in out
+    assert f"node1 {UNIT} journal line 20" in out
     rollout = report["rollout"]
     assert rollout["stopped_after_batch"] == 1 and rollout["completed_batches"] == 0
     assert rollout["batches"] == [[f"node1/{UNIT}"], [f"node2/{UNIT}"], [f"node3/{UNIT}"]]

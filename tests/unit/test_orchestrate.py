@@ -123,7 +123,7 @@ def test_rollout_leaves_out_unreachable_nodes_and_reports_one_lost_while_restart
     rollout = _rolling_restarts(plan, results, UpOptions(), None, RunStats())
     assert batches == [["node1"]]
     assert rollout is not None and rollout.stopped_after == 1
-    assert [(f.node, f.unit, f.journal) for f in rollout.failed] == [("node1", "kvpod-vllm.service", [])]
+    assert [(f.node, f.unit, f.journal) for f in rollout.failed] == [("node1", "kvpod-vllm@0.service", [])]
     assert [(r.name, r.status, r.failed_step) for r in results] == [
         ("node1", "unreachable", "vLLM restart"),
         ("node2", "unreachable", None),

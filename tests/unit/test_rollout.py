@@ -33,17 +33,19 @@ def shape(batches) -> list[list[tuple[str, int]]]:
     return [[(node, len(group)) for node, group in batch] for batch in batches]
 
 
-def test_a_node_today_has_one_engine_from_its_vllm_plan() -> None:
-    node = build_plan(load_spec(LAB)).nodes[0]
-    (engine,) = node_engines(node)
-    assert engine == Engine(
-        "node1",
-        "kvpod-vllm.service",
-        "http://127.0.0.1:8000/health",
-        "http://127.0.0.1:8000/v1/models",
-        "meta-llama/Llama-3.1-8B-Instruct",
-    )
-    assert engine.label == "node1/kvpod-vllm.service"
+def test_the_engines_of_a_node_are_its_plans_engines() -> None:
+    node = build_plan(load_spec(LAB)).nodes[0]  # the lab: 8 GPUs at TP 4, two engines
+    assert node_engines(node) == [
+        Engine(
+            "node1",
+            f"kvpod-vllm@{i}.service",
+            f"http://127.0.0.1:{8000 + i}/health",
+            f"http://127.0.0.1:{8000 + i}/v1/models",
+            "meta-llama/Llama-3.1-8B-Instruct",
+        )
+        for i in (0, 1)
+    ]
+    assert node_engines(node)[1].label == "node1/kvpod-vllm@1.service"
 
 
 @pytest.mark.parametrize(
