@@ -60,3 +60,4 @@ WIPE_KEY = "kvpod_wipe"  # True: this node's drive may be reformatted
 DEFER_RESTART_KEY = "kvpod_defer_restart"  # True: leave vLLM's restart to the rollout
 HEALTH_TIMEOUT_KEY = "kvpod_health_timeout"  # seconds a restarted vLLM has to answer its health check
 RESTART_PENDING_KEY = "kvpod_restart_pending"  # set by the vllm role: a deferred restart is due
+DRILL_KEY = "kvpod_drill"  # DrillStep
