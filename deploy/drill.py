@@ -336,20 +336,20 @@ def cleanup_script(directory: str, stop_s: int = 15) -> str:
 # -- the portal on a linux-nvmet target -------------------------------------------------------------------
 
 
-def _links_file(port_id: int) -> str:
-    return f"{STATE_DIR}/drill-port-{int(port_id)}.links"
+def _links_file(port_id: int, state_dir: str) -> str:
+    return f"{state_dir}/drill-port-{int(port_id)}.links"
 
 
-def take_away_script(port_ids: list[int]) -> str:
+def take_away_script(port_ids: list[int], root: str = NVMET_ROOT, state_dir: str = STATE_DIR) -> str:
     """Unlink each port from every subsystem it serves; the links are recorded first (``/run/kvpod``), so that
     :func:`restore_script` puts back exactly those, also after kvpod itself was interrupted. Prints the
     subsystems taken away, ``<port> <nqn>`` per line."""
-    lines = [f"mkdir -p {shell_word(STATE_DIR)}"]
+    lines = [f"mkdir -p {shell_word(state_dir)}"]
     for pid in port_ids:
-        port = f"{NVMET_ROOT}/ports/{int(pid)}"
+        port = f"{root}/ports/{int(pid)}"
         lines += [
             f"port={shell_word(port)}",
-            f"links={shell_word(_links_file(pid))}",
+            f"links={shell_word(_links_file(pid, state_dir))}",
             '[ -d "$port" ] || { echo "kvpod: no nvmet port $port on the target" >&2; exit 1; }',
             '[ -s "$links" ] || ls "$port/subsystems" > "$links"',
             "while read -r s; do",
@@ -359,18 +359,18 @@ def take_away_script(port_ids: list[int]) -> str:
     return "\n".join(lines)
 
 
-def restore_script(port_ids: list[int]) -> str:
+def restore_script(port_ids: list[int], root: str = NVMET_ROOT, state_dir: str = STATE_DIR) -> str:
     """Link each port again to the subsystems :func:`take_away_script` recorded, then forget the record."""
     lines = []
     for pid in port_ids:
-        port = f"{NVMET_ROOT}/ports/{int(pid)}"
+        port = f"{root}/ports/{int(pid)}"
         lines += [
             f"port={shell_word(port)}",
-            f"links={shell_word(_links_file(pid))}",
+            f"links={shell_word(_links_file(pid, state_dir))}",
             'if [ -f "$links" ]; then',
-            '  while read -r s; do',
-            f'    if [ -d {shell_word(NVMET_ROOT)}/subsystems/"$s" ] && [ ! -L "$port/subsystems/$s" ]; then',
-            f'      ln -s {shell_word(NVMET_ROOT)}/subsystems/"$s" "$port/subsystems/$s" || exit 1',
+            "  while read -r s; do",
+            f'    if [ -d {shell_word(root)}/subsystems/"$s" ] && [ ! -L "$port/subsystems/$s" ]; then',
+            f'      ln -s {shell_word(root)}/subsystems/"$s" "$port/subsystems/$s" || exit 1',
             "    fi",
             '  done < "$links"',
             '  rm -f "$links"',

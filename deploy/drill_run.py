@@ -32,6 +32,11 @@ class DrillStep:
 Say = Callable[[str], None]
 
 
+def _sleep(seconds: float) -> None:
+    """Wait (``time.sleep`` as found now: gevent's once the command line patched it for the runner)."""
+    time.sleep(seconds)
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -124,19 +129,19 @@ class RoundRun:
         try:
             self._nodes_step("start", list(self.rnd.nodes), d.start_script, 120, start=True)
             self.running = {n for n in self.rnd.nodes if n not in self.errors}
-            time.sleep(d.SETTLE_S)
+            _sleep(d.SETTLE_S)
             self._take_away()
             wait = d.DROP_TIMEOUT_S if self.rnd.managed else d.OPERATOR_TIMEOUT_S
             self._nodes_step("down", self._live(), lambda j: d.wait_script(j, "down", wait), wait + 60)
             self.say(f"{self.rnd.label}: down; holding it down for {self.duration_s} s")
-            time.sleep(self.duration_s)
+            _sleep(self.duration_s)
             self._restore()
             wait = 3 * max(self.plan.node(n).namespace.reconnect_delay for n in self.rnd.nodes) + 30
             if not self.rnd.managed:
                 wait += d.OPERATOR_TIMEOUT_S
             back = lambda j: d.wait_script(j, "back", wait, self._awaited(j))  # noqa: E731
             self._nodes_step("back", self._live(), back, wait + 60)
-            time.sleep(d.TAIL_S)
+            _sleep(d.TAIL_S)
             self._nodes_step("finish", self._live(), d.finish_script, d.STOP_TIMEOUT_S + 60)
             self.running -= set(self._live())
         finally:
