@@ -525,9 +525,10 @@ def judge(
         if not reached:
             result.reasons.append(f"the path through {portal} stayed live {down_timeout_s} s: it was not taken away")
     if back is not None:
-        result.back_after_s, result.paths_back = waited_seconds(back)
+        result.back_after_s, reached = waited_seconds(back)
+        now = live_count(path_lines(back), job.planned)
+        result.paths_back = reached and now == f"{len(job.planned)}/{len(job.planned)} live"
         if not result.paths_back:
-            now = live_count(path_lines(back), job.planned)
             result.reasons.append(f"paths not back: {now} after {result.back_after_s or 0:g} s")
     values, stderr, text = split_finish(finish)
     options = values.get("options", "")

@@ -67,8 +67,9 @@ def shielded() -> Iterator[None]:
 class RoundRun:
     """One round on the pod: its nodes and target, and what each step answered."""
 
-    def __init__(self, plan: Plan, rnd: d.Round, duration_s: int, say: Say, run_dir: Path | None):
+    def __init__(self, plan: Plan, rnd: d.Round, duration_s: int, max_stall_s: float, say: Say, run_dir: Path | None):
         self.plan, self.rnd, self.duration_s, self.say, self.run_dir = plan, rnd, duration_s, say, run_dir
+        self.max_stall_s = max_stall_s
         self.jobs = {name: d.drill_job(plan.node(name), rnd, duration_s) for name in rnd.nodes}
         self.answers: dict[str, dict[str, list[str]]] = {name: {} for name in rnd.nodes}
         self.errors: dict[str, tuple[str, str]] = {}  # node -> (status, why): it dropped out of the round
@@ -127,8 +128,8 @@ class RoundRun:
 
     def run(self) -> list[d.NodeDrill]:
         try:
+            self.running = set(self.rnd.nodes)  # a start that broke halfway may have left fio running
             self._nodes_step("start", list(self.rnd.nodes), d.start_script, 120, start=True)
-            self.running = {n for n in self.rnd.nodes if n not in self.errors}
             _sleep(d.SETTLE_S)
             self._take_away()
             wait = d.DROP_TIMEOUT_S if self.rnd.managed else d.OPERATOR_TIMEOUT_S
@@ -143,7 +144,7 @@ class RoundRun:
             self._nodes_step("back", self._live(), back, wait + 60)
             _sleep(d.TAIL_S)
             self._nodes_step("finish", self._live(), d.finish_script, d.STOP_TIMEOUT_S + 60)
-            self.running -= set(self._live())
+            self.running -= {n for n in self.rnd.nodes if "finish" in self.answers[n]}  # its script removed its files
         finally:
             with shielded():
                 if self.taken:
@@ -200,8 +201,6 @@ class RoundRun:
             )
         return out
 
-    max_stall_s: float = d.DEFAULT_MAX_STALL
-
 
 def run_drill(
     plan: Plan,
@@ -217,9 +216,7 @@ def run_drill(
     with interruptible():
         for i, rnd in enumerate(rounds):
             say(f"round {d.describe_round(rnd)}")
-            run = RoundRun(plan, rnd, duration_s, say, run_dir)
-            run.max_stall_s = max_stall_s
-            mine = run.run()
+            mine = RoundRun(plan, rnd, duration_s, max_stall_s, say, run_dir).run()
             results.extend(mine)
             short = [n.node for n in mine if n.paths_back is not True]
             if short and i + 1 < len(rounds):

@@ -177,5 +177,5 @@ def test_a_node_that_refuses_to_start_fails_and_is_not_drilled_further(pod) -> N
     result = drill("--portal", "target/iom-a/p1", "--duration", "10")
     assert result.exit_code == 2
     assert "start: kvpod: start broke" in result.stdout
-    later = [hosts for s, hosts in pod.steps if s in ("down", "back", "finish", "cleanup")]
-    assert later and all("node1" not in hosts for hosts in later)
+    later = {s: hosts for s, hosts in pod.steps if s in ("down", "back", "finish", "cleanup")}
+    assert later == {"down": ["node2"], "back": ["node2"], "finish": ["node2"], "cleanup": ["node1"]}

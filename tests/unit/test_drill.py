@@ -261,10 +261,12 @@ def test_a_path_that_does_not_come_back_fails() -> None:
 
 def test_a_single_path_node_fails_honestly() -> None:
     """One path before the drill, and the whole outage as one I/O's latency: both named."""
-    result = verdict(start=BOTH_LIVE[1:], finish=finish(write__lat_ns__max=11_800_000_000))
-    assert result.status == "failed"
+    back = ["waited=2400ms", "reached=1", BOTH_LIVE[0]]  # the path it waited for came back; the other never was
+    result = verdict(start=BOTH_LIVE[:1], back=back, finish=finish(write__lat_ns__max=11_800_000_000))
+    assert result.status == "failed" and result.paths_back is False
     assert result.reasons[0] == "only 1/2 live before the portal went away"
     assert "I/O stalled 11.8 s (threshold 10 s)" in result.reasons
+    assert "paths not back: 1/2 live after 2.4 s" in result.reasons
 
 
 def test_fio_stuck_and_no_report_fail() -> None:
