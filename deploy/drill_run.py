@@ -130,6 +130,8 @@ class RoundRun:
         try:
             self.running = set(self.rnd.nodes)  # a start that broke halfway may have left fio running
             self._nodes_step("start", list(self.rnd.nodes), d.start_script, 120, start=True)
+            if not self._live():  # no node writes: nothing to take a portal away from
+                return self.results()
             _sleep(d.SETTLE_S)
             self._take_away()
             wait = d.DROP_TIMEOUT_S if self.rnd.managed else d.OPERATOR_TIMEOUT_S
@@ -147,10 +149,12 @@ class RoundRun:
             self.running -= {n for n in self.rnd.nodes if "finish" in self.answers[n]}  # its script removed its files
         finally:
             with shielded():
-                if self.taken:
-                    self._restore()
-                if self.running:
-                    self._nodes_step("cleanup", sorted(self.running), lambda j: d.cleanup_script(j.directory), 60)
+                try:
+                    if self.taken:
+                        self._restore()
+                finally:
+                    if self.running:
+                        self._nodes_step("cleanup", sorted(self.running), lambda j: d.cleanup_script(j.directory), 60)
         return self.results()
 
     def _take_away(self) -> None:

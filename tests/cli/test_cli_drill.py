@@ -179,3 +179,18 @@ def test_a_node_that_refuses_to_start_fails_and_is_not_drilled_further(pod) -> N
     assert "start: kvpod: start broke" in result.stdout
     later = {s: hosts for s, hosts in pod.steps if s in ("down", "back", "finish", "cleanup")}
     assert later == {"down": ["node2"], "back": ["node2"], "finish": ["node2"], "cleanup": ["node1"]}
+
+
+def test_when_no_node_starts_no_portal_is_taken_away(pod) -> None:
+    pod.failing.add("start")
+    result = drill("--portal", "target/iom-a/p1", "--duration", "10")
+    assert result.exit_code == 2
+    assert [s for s, _ in pod.steps if s != "sleep"] == ["start", "cleanup"]
+
+
+def test_a_failing_restore_still_removes_the_files(pod) -> None:
+    pod.raise_at = "back"
+    pod.failing.add("restore")
+    result = drill("--portal", "target/iom-a/p1", "--duration", "10")
+    assert result.exit_code != 0
+    assert [s for s, _ in pod.steps if s != "sleep"][-2:] == ["restore", "cleanup"]
