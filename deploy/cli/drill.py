@@ -30,10 +30,10 @@ from deploy.drill import (
     DrillReport,
     NodeDrill,
     check_timing,
-    format_bytes,
     plan_rounds,
 )
 from deploy.errors import InputError
+from deploy.names import MIB
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
 
@@ -62,7 +62,10 @@ def drill_table(report: DrillReport) -> Table:
             f"kvpod drill {report.scenario} of {report.pod}: each portal down {report.duration_s} s, stall threshold "
             f"{report.max_stall_s:g} s"
         ),
-        caption="stall: the longest latency of one I/O (fio, submission to completion); back: from the portal's return",
+        caption=(
+            "stall: the longest latency of one I/O (fio, submission to completion); down: from taking the portal "
+            "away; back: from its return"
+        ),
     )
     for col, justify in (
         ("portal", "left"),
@@ -75,7 +78,7 @@ def drill_table(report: DrillReport) -> Table:
         ("paths back", "left"),
         ("back after s", "right"),
         ("ext4", "left"),
-        ("written / verified", "right"),
+        ("MiB written / verified", "right"),
         ("result", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -83,7 +86,7 @@ def drill_table(report: DrillReport) -> Table:
         errors = "-" if n.io_errors is None else (f"[red]{n.io_errors}[/red]" if n.io_errors else "0")
         verify = "-" if n.verify is None else ("[green]clean[/green]" if n.verify == "clean" else "[red]failed[/red]")
         moved = (
-            f"{format_bytes(n.written_bytes)} / {format_bytes(n.verified_bytes)}"
+            f"{n.written_bytes / MIB:.0f} / {n.verified_bytes / MIB:.0f}"
             if n.written_bytes is not None and n.verified_bytes is not None
             else "-"
         )
