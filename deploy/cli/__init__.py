@@ -1,7 +1,7 @@
 """The kvpod command line: the app with every command registered, and its entry point ``main``.
 
 :mod:`deploy.cli.shared` owns what commands share (app, consoles, exit codes, spec loading, options); each other
-module is one command group: ``offline`` (commands that touch no host), ``verify``, ``bench``, ``run`` (up,
+module is one command group: ``offline`` (commands that touch no host), ``verify``, ``bench``, ``drill``, ``run`` (up,
 diff, check), ``reassign``, ``lab``. Importing them registers their commands. :mod:`deploy.cli.hosts` holds
 the gevent patch, applied here first when the command line names a command that reaches hosts.
 """
@@ -21,6 +21,7 @@ try:  # Ctrl-C while kvpod starts: the same one line and exit code as during a c
     from deploy.cli import verify  # noqa: F401
     from deploy.cli import reassign  # noqa: F401
     from deploy.cli import bench  # noqa: F401
+    from deploy.cli import drill  # noqa: F401
     from deploy.cli import lab  # noqa: F401
     from deploy.cli.shared import app, main
     # isort: on

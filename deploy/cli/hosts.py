@@ -8,7 +8,7 @@ from the command line. The other commands never load gevent or pyinfra.
 
 from __future__ import annotations
 
-HOST_COMMANDS = frozenset({"up", "diff", "check", "verify", "bench", "reassign", "lab"})
+HOST_COMMANDS = frozenset({"up", "diff", "check", "verify", "bench", "drill", "reassign", "lab"})
 
 
 def use_hosts() -> None:

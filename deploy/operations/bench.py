@@ -6,11 +6,16 @@ the facts and the refusals.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.server import Which
 
 from deploy.bench import BenchJob, bench_script, cleanup_script, format_bytes, install_fio_script, size_refusal
+
+if TYPE_CHECKING:
+    from deploy.drill import DrillJob
 from deploy.facts.bench import KvcacheSpace
 from deploy.operations import refuse
 
@@ -28,12 +33,13 @@ def fio_installed():
 
 
 @operation()
-def bench_room(job: BenchJob, budget_bytes: int, lmcache_dir: str):
+def bench_room(job: BenchJob | DrillJob, budget_bytes: int, lmcache_dir: str):
     """
     Refuses (changes nothing) when the mount is not mounted, or when the benchmark file would eat into the
     part of LMCache's disk budget that LMCache has not used yet; a noop otherwise.
 
-    + job: the mount, size, runtime (:class:`deploy.bench.BenchJob`)
+    + job: the mount, its directory and the file's bytes (:class:`deploy.bench.BenchJob`, or ``kvpod drill``'s
+      :class:`deploy.drill.DrillJob`)
     + budget_bytes: LMCache's disk budget on this node
     + lmcache_dir: LMCache's directory on the mount (what it already holds counts against its budget)
     """

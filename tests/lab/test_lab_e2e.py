@@ -1,11 +1,10 @@
-"""End to end in the QEMU lab: bring-up, idempotence, data safety, access control, verify, reboots, multipath.
+"""End to end in the QEMU lab: bring-up, idempotence, data safety, access control, verify, the failover drill, reboots.
 
 The tests share one lab (booted once per session) and run in file order; each leaves the pod converged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -259,30 +258,61 @@ def test_target_reboot_restores_its_configuration(hosts):
     assert run.code == 0, run.out[-3000:]
 
 
-def test_multipath_keeps_writing_when_one_portal_goes(hosts):
-    """Take node1's subsystem off portal 1 on the target while node1 writes; the writes continue, data written
-    before the outage reads back unchanged through the other portal, and what was written during it is intact
-    once both paths are back (each read with O_DIRECT: from the drive, not the page cache)."""
-    nqn = NODE1.namespace.subsystem_nqn
+def test_drill_on_each_iom_keeps_every_node_writing_and_its_data(hosts, tmp_path):
+    """`kvpod drill failover` takes each IOM's portal away in turn while fio writes and verifies on both nodes:
+    no I/O error, verification clean, every path back, ext4 read-write, no drill file left; a file written before
+    reads back unchanged with O_DIRECT (from the drive), and verify is green afterwards."""
     before = hosts.sh(
         NODE1.name,
         "dd if=/dev/urandom of=/mnt/kvcache/mp.bin bs=1M count=16 oflag=direct status=none && sync && "
         + direct_sha256_command("/mnt/kvcache/mp.bin"),
     ).split()[0]
-    hosts.sh("target", f"rm /sys/kernel/config/nvmet/ports/1/subsystems/{nqn}")
-    try:
-        hosts.sh(
-            NODE1.name,
-            "dd if=/dev/zero of=/mnt/kvcache/during.bin bs=1M count=32 oflag=direct status=none && sync",
-            timeout=300,
-        )
-        states = hosts.sh(NODE1.name, "cat /sys/class/nvme/nvme*/state").split()
-        assert "live" in states and states != ["live"] * len(states)
-        assert hosts.sh(NODE1.name, direct_sha256_command("/mnt/kvcache/mp.bin"), timeout=300).split()[0] == before
-    finally:
-        run = kvpod("up", str(LAB_SPEC), "--yes")  # relinks the port; node1's controller reconnects
-    assert run.code == 0, run.out[-3000:]
-    assert hosts.sh(NODE1.name, "stat -c %s /mnt/kvcache/during.bin").strip() == str(32 << 20)
-    during = hosts.sh(NODE1.name, direct_sha256_command("/mnt/kvcache/during.bin")).split()[0]
-    assert during == hashlib.sha256(bytes(32 << 20)).hexdigest()
+    out = tmp_path / "drill.json"
+    run = kvpod("drill", str(LAB_SPEC), "failover", "--duration", "10", "--json", str(out), timeout=900)
+    assert run.code == 0, run.out[-4000:]
+    doc = report(out)
+    assert doc["rounds"] == [f"target/{p.iom}/{p.port}" for p in PLAN.targets[0].portals]
+    assert len(doc["results"]) == 2 * len(PLAN.nodes)
+    for r in doc["results"]:
+        assert r["status"] == "passed", r
+        assert r["io_errors"] == 0 and r["verify"] == "clean" and r["verified_bytes"] > 0, r
+        assert r["paths_back"] is True and r["mount_rw"] is True, r
+        assert r["max_stall_s"] <= doc["max_stall_s"], r
+    for n in PLAN.nodes:
+        assert hosts.rc(n.name, f"test -e {n.mount.path}/.kvpod-drill") != 0, f"{n.name} kept the drill directory"
+        assert hosts.sh(n.name, "cat /sys/class/nvme/nvme*/state").split() == ["live"] * len(n.namespace.portals)
     assert hosts.sh(NODE1.name, direct_sha256_command("/mnt/kvcache/mp.bin")).split()[0] == before
+    hosts.sh(NODE1.name, "rm -f /mnt/kvcache/mp.bin")
+    verify = kvpod("verify", str(LAB_SPEC))
+    assert verify.code == 0, verify.out[-3000:]
+
+
+def test_drill_with_one_path_left_fails_honestly_and_up_restores_the_path(hosts, tmp_path):
+    """node1 loses its controller through the second portal (disconnected on the node); the drill on the first
+    portal then stalls node1's I/O for the whole outage: exit 2, node1 failed by its stall and its missing path,
+    node2 passed. `kvpod up` connects the second path again."""
+    first, second = PLAN.targets[0].portals[:2]
+    hosts.sh(
+        NODE1.name,
+        "for c in /sys/class/nvme/nvme*; do "
+        f'if grep -q "^traddr={second.address}," "$c/address"; then nvme disconnect -d "${{c##*/}}"; fi; done',
+    )
+    assert hosts.sh(NODE1.name, "cat /sys/class/nvme/nvme*/state").split() == ["live"]
+    out = tmp_path / "drill.json"
+    try:
+        portal = f"target/{first.iom}/{first.port}"
+        run = kvpod("drill", str(LAB_SPEC), "failover", "--portal", portal, "--duration", "10", "--json", str(out))
+        assert run.code == 2, run.out[-4000:]
+        doc = report(out)
+        results = {r["node"]: r for r in doc["results"]}
+        assert results[NODE2.name]["status"] == "passed", results[NODE2.name]
+        mine = results[NODE1.name]
+        assert mine["status"] == "failed" and mine["paths_before"] == "1/2 live", mine
+        # what the node saw during the outage: its I/O stalled past the threshold, or failed
+        assert mine["max_stall_s"] > doc["max_stall_s"] or mine["io_errors"], mine
+        assert any(r.startswith("I/O stalled") or "I/O error" in r for r in mine["reasons"]), mine
+        assert f"{NODE1.name} ({portal}): " in run.out
+    finally:
+        fixed = kvpod("up", str(LAB_SPEC), "--yes")  # reconnects node1's second path; ends with verify
+    assert fixed.code == 0, fixed.out[-3000:]
+    assert hosts.sh(NODE1.name, "cat /sys/class/nvme/nvme*/state").split() == ["live", "live"]
