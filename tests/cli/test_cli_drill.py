@@ -80,7 +80,7 @@ def drill(*args: str):
         (["--portal", "target/iom-c/p1"], "--portal 'target/iom-c/p1': unknown portal (valid: target/iom-a/p1, "),
         (["--duration", "5"], "--duration 5: shorter than the stall threshold (10 s)"),
         (["--duration", "10", "--max-stall", "-1"], "--max-stall -1: expected a positive number"),
-        (["--duration", "700"], "fabric.ctrl_loss_tmo = 600 s"),
+        (["--duration", "1000"], "fabric.ctrl_loss_tmo = 900 s"),
     ],
 )
 def test_input_errors_exit_1_before_any_host_is_contacted(pod, args, message) -> None:
@@ -166,8 +166,8 @@ def test_sigterm_during_the_hold_puts_the_portal_back(pod, monkeypatch) -> None:
 def test_a_failing_take_away_still_restores_and_cleans_up(pod) -> None:
     pod.failing.add("take away")
     result = drill("--duration", "10")
-    assert result.exit_code != 0
-    assert "take away on target failed" in str(result.exception)
+    assert result.exit_code == 2  # a host failure: one line, exit 2
+    assert "take away on target failed" in result.output
     steps = [s for s, _ in pod.steps if s != "sleep"]
     assert steps == ["start", "take away", "restore", "cleanup"]
 

@@ -101,7 +101,7 @@ def test_a_portal_no_node_uses_is_refused() -> None:
         (0, 10, "--duration 0: expected a positive"),
         (10, 0, "--max-stall 0: expected a positive"),
         (5, 10, "--duration 5: shorter than the stall threshold"),
-        (599, 10, "fabric.ctrl_loss_tmo = 600 s"),
+        (899, 10, "fabric.ctrl_loss_tmo = 900 s"),
     ],
 )
 def test_timing_errors(duration, stall, message) -> None:
