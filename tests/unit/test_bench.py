@@ -180,6 +180,13 @@ def test_real_fio_run_is_parsed_and_its_file_removed(tmp_path: Path) -> None:
     assert (tmp_path / "beside.txt").read_text() == "untouched"
 
 
+def _default_signals() -> None:
+    """A shell cannot trap a signal that was ignored when it started (POSIX), as SIGINT and SIGHUP are under
+    ``nohup`` or in a background job: the script on a node starts with the default actions, so this one does."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_bench(tmp_path: Path) -> tuple[subprocess.Popen, BenchJob]:
     job = local_job(tmp_path, runtime=60)
     proc = subprocess.Popen(
@@ -187,6 +194,7 @@ def start_bench(tmp_path: Path) -> tuple[subprocess.Popen, BenchJob]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + 30
     while not (Path(job.file).exists() and Path(job.directory, "pids").exists()):
