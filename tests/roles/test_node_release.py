@@ -250,6 +250,20 @@ def test_vllm_is_stopped_even_when_not_seen_running(lab: NodePlan) -> None:
     assert executed[:3] == [*STOP_VLLM, UNMOUNT]
 
 
+def test_the_single_engine_unit_of_earlier_releases_is_stopped_even_when_not_seen_running(lab: NodePlan) -> None:
+    """A node still on the single-engine layout: ``kvpod-vllm.service`` installed, between two tries of its
+    Restart=, is stopped before the unmount (it would start and mount again)."""
+    remote = converged_node(lab)
+    for unit in ENGINES:
+        del remote.units[unit]
+        del remote.files[f"/etc/systemd/system/{unit}"]
+    remote.units["kvpod-vllm.service"] = {"running": False, "enabled": True}
+    remote.files["/etc/systemd/system/kvpod-vllm.service"] = {"content": "[Service]\n", "mode": 644}
+    executed, failed = run(remote, release(B))
+    assert not failed
+    assert executed[:2] == ["systemctl stop kvpod-vllm.service", UNMOUNT]
+
+
 # -- never disconnect a mounted namespace ---------------------------------------------------------------------
 
 
