@@ -157,11 +157,7 @@ def run_bench_command(
         lock.release()
     out.print(bench_table(report))
     print_problems(report)
-    text = json.dumps(report.as_json(), indent=2, sort_keys=True) + "\n"
-    (run_dir / "bench.json").write_text(text)
-    if json_path:
-        json_path.write_text(text)
-    out.print(f"logs: {run_dir}" + (f"  json: {json_path}" if json_path else ""), highlight=False)
+    shared.keep_json(run_dir, "bench.json", json.dumps(report.as_json(), indent=2, sort_keys=True) + "\n", json_path)
     return shared.EXIT_OK if report.ok else shared.EXIT_FAILED
 
 

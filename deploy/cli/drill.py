@@ -151,11 +151,7 @@ def run_drill_command(
         lock.release()
     out.print(drill_table(report))
     print_reasons(report)
-    text = report.to_json()
-    (run_dir / "drill.json").write_text(text)
-    if json_path:
-        json_path.write_text(text)
-    out.print(f"logs: {run_dir}" + (f"  json: {json_path}" if json_path else ""), highlight=False)
+    shared.keep_json(run_dir, "drill.json", report.to_json(), json_path)
     return shared.EXIT_OK if report.ok else shared.EXIT_FAILED
 
 

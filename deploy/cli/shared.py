@@ -188,6 +188,14 @@ def check_limit(plan: Plan, limit: list[str] | None) -> None:
     options.limit(plan, limit)
 
 
+def keep_json(run_dir: Path, name: str, text: str, json_path: Path | None) -> None:
+    """Keep a run's JSON result in its run directory (and at ``--json``); print where both are."""
+    (run_dir / name).write_text(text)
+    if json_path:
+        json_path.write_text(text)
+    out.print(f"logs: {run_dir}" + (f"  json: {json_path}" if json_path else ""), highlight=False)
+
+
 def main() -> None:
     """Console entry point: user mistakes and host failures end with a message, never a traceback; Ctrl-C with
     ``interrupted`` and exit 130 (the commands' own group handles both; this catches what comes outside them)."""

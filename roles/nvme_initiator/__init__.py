@@ -28,6 +28,8 @@ and succeeds when at least one portal is. It is ordered
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
@@ -45,6 +47,7 @@ from deploy.names import (
     TRANSPORT_MODULES,
     modules_load_path,
 )
+from deploy.nvme_settings import PathSettings
 from deploy.operations import changed, kernel, nvme, units
 from deploy.operations.nvme import connect_argv, plan_connect_options
 from deploy.operations.reads import Reads, apt_package_reads, file_reads, unit_reads
@@ -98,12 +101,7 @@ def nvme_initiator() -> None:
     nvme.path_settings(
         name=f"{ns.subsystem_nqn} I/O policy and path settings",
         subnqn=ns.subsystem_nqn,
-        iopolicy=ns.iopolicy,
-        ctrl_loss_tmo=ns.ctrl_loss_tmo,
-        reconnect_delay=ns.reconnect_delay,
-        fast_io_fail_tmo=ns.fast_io_fail_tmo,
-        keep_alive_tmo=ns.keep_alive_tmo,
-        nr_io_queues=ns.nr_io_queues,
+        **asdict(PathSettings.of(ns)),
     )
 
     portals = [
