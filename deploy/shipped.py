@@ -22,7 +22,8 @@ def inventories_dir() -> Path:
 
 
 def verify_suite_dir() -> Path:
-    return _data_dir("verify", "tests/verify")
+    """The verify suite: a pytest rootdir of its own, shipped inside the package."""
+    return _PKG / "verify_suite"
 
 
 def standin_dir() -> Path:

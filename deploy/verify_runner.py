@@ -1,6 +1,6 @@
 """Runs the verify suite against the live pod and turns its JUnit XML into a result (for ``kvpod verify``).
 
-The suite (``tests/verify``, shipped in the wheel as ``deploy/_data/verify``) reads every expected value
+The suite (``deploy/verify_suite``, shipped in the wheel with the package) reads every expected value
 from the plan. This module writes the plan JSON and an ssh_config into the run directory, runs the suite
 with pytest in a subprocess (xdist, one worker per host up to four; all checks of a host run in one worker,
 from one state read of that host), and parses the JUnit XML into a :class:`VerifyReport`: per host and role
@@ -335,7 +335,7 @@ def host_of_test(test: str, hosts: Iterable[str]) -> str:
 
 
 def _area_from_classname(classname: str) -> str:
-    """``fabric.test_fabric.TestVlan`` or ``tests.verify.fabric.test_fabric.TestVlan`` -> ``fabric``."""
+    """``fabric.test_fabric.TestVlan`` or ``verify_suite.fabric.test_fabric.TestVlan`` -> ``fabric``."""
     parts = classname.split(".")
     for i, part in enumerate(parts):
         if part.startswith("test_") and i > 0:

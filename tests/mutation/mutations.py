@@ -526,7 +526,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- the verify suite: checks made always-pass ----------------------------------------------------
     Mutation(
         "verify-mount-unit-persistent",
-        "tests/verify/kv_mount/test_kv_mount.py",
+        "deploy/verify_suite/kv_mount/test_kv_mount.py",
         "if state not in PERSISTENT_UNIT_STATES:",
         "if state not in (*PERSISTENT_UNIT_STATES, state):",
         "verify passes a mount unit that does not come back at boot",
@@ -534,7 +534,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "verify-room-in-gib-not-bytes",
-        "tests/verify/kv_mount/test_kv_mount.py",
+        "deploy/verify_suite/kv_mount/test_kv_mount.py",
         "budget = node.mount.disk_budget_gb * GIB",
         "budget = node.mount.disk_budget_gb",
         "verify compares free bytes with the budget in GiB: any mount has room",
@@ -542,7 +542,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "verify-allowed-hosts-against-itself",
-        "tests/verify/target/test_nvmet_target.py",
+        "deploy/verify_suite/target/test_nvmet_target.py",
         "wanted = {subsystem.allowed_host_nqn} if subsystem.allowed_host_nqn else set()",
         "wanted = sub.allowed_hosts if sub else set()",
         "verify compares a subsystem's allowed hosts with themselves",
@@ -550,7 +550,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "verify-any-host-against-itself",
-        "tests/verify/target/test_nvmet_target.py",
+        "deploy/verify_suite/target/test_nvmet_target.py",
         'attr_allow_any_host", "0", sub.allow_any_host',
         'attr_allow_any_host", sub.allow_any_host if sub else "0", sub.allow_any_host',
         "verify compares attr_allow_any_host with itself",
@@ -638,7 +638,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "verify-token-file-any-mode",
-        "tests/verify/verify_expect.py",
+        "deploy/verify_suite/verify_expect.py",
         '    return not bits & ~0o640 and owner == "root" and group == user',
         '    return owner == "root" and group == user',
         "kvpod verify passes a token file every user of the node can read",

@@ -9,7 +9,7 @@ from hypothesis import settings
 
 from tests.conftest import ROOT
 
-SKIPPED = ("tests/verify/", "tests/lab/standin/", "tests/mutation/")
+SKIPPED = ("tests/lab/standin/", "tests/mutation/")
 
 
 def property_tests() -> dict[str, object]:

@@ -76,6 +76,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.statedir",
             "deploy.podlock_run",
             "deploy.verify_runner",
+            "deploy.verify_suite",
             "deploy.bench_run",
             "deploy.drill_run",
             "deploy.podmap",

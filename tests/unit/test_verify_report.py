@@ -175,7 +175,7 @@ class TestParseJunit:
 
     def test_longest_host_name_wins(self) -> None:
         xml = (
-            '<testsuites><testsuite><testcase classname="tests.verify.fabric.test_fabric.TestX" '
+            '<testsuites><testsuite><testcase classname="verify_suite.fabric.test_fabric.TestX" '
             'name="test_vlan_mtu[node-1-a]" /></testsuite></testsuites>'
         )
         check = parse_junit(xml, ["node", "node-1", "node-1-a"]).checks[0]

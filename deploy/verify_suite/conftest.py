@@ -5,7 +5,7 @@ testinfra's ssh backend through an ssh_config holding one ``Host`` block per nod
 the plan. ``kvpod verify SPEC`` writes both into its run directory and runs this suite. By hand::
 
     kvpod plan pod.yaml --json > plan.json
-    pytest tests/verify --kvpod-plan plan.json --ssh-config ssh_config [-n 4] [--kvpod-limit node1]
+    pytest deploy/verify_suite --kvpod-plan plan.json --ssh-config ssh_config [-n 4] [--kvpod-limit node1]
 
 ``--kvpod-plan FILE`` (or ``$KVPOD_PLAN``) is required. ``--ssh-config`` is testinfra's option; without it
 the suite writes one from the plan's SSH settings. ``--kvpod-limit NODE`` (repeatable) checks only those
