@@ -1,5 +1,5 @@
 """Simulated converged hosts for the fleet benchmark: they answer kvpod's one-command state read with the
-text the real tools would print, from the test suite's simulated node (``tests/kvpod_sim.py``).
+text the real tools would print, from the test suite's simulated node (``benchmarks/kvpod_sim.py``).
 
 ``answer(remote, script)`` reads the section headers of a state-read script and prints, per section, what
 ``stat``, ``sha1sum``, ``systemctl show``, ``ip -j``, ``blkid``, ``dumpe2fs``... would print for the values the
@@ -19,10 +19,10 @@ from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Sysctl, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+from benchmarks.pyinfra_fake import FakeRemote
 from deploy.facts import kernel, network, nvme, storage, users
 from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import DEVICE_FACTS, END, GROUP, SECTION, fact_class
-from tests.pyinfra_fake import FakeRemote
 
 # the arguments the simulated host's facts take
 ARGUMENTS = ("path", "user", "command", "keys", "venv", "interface", "priority")

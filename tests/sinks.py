@@ -20,12 +20,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from benchmarks.kvpod_sim import fresh_node, simulated
+from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.encode import EncodeError
 from deploy.plan import NodePlan, TargetPlan
 from roles.node import node
 from roles.nvmet_target import nvmet_target
-from tests.kvpod_sim import fresh_node, simulated
-from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 SHELLCHECK = shutil.which("shellcheck")

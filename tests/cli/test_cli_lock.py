@@ -16,6 +16,8 @@ import pytest
 from pyinfra.connectors import ssh
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import deploy_run
 from deploy import orchestrate, podlock
 from deploy.cli import main
 from deploy.errors import KvpodError
@@ -25,8 +27,6 @@ from deploy.plan import build_plan
 from deploy.podlock import LockRecord, new_record, parse_record
 from roles.node import node
 from tests.conftest import ROOT
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import deploy_run
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from fleet_spec import fleet_spec

@@ -12,6 +12,8 @@ from pyinfra.api import FactBase
 from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Sysctl, Which
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run
 from deploy.facts.kernel import LoadedModules, RdmaLinks
 from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.nvme import NvmeCliVersion, NvmeHostIdentity, NvmeSubsystems
@@ -26,8 +28,6 @@ from deploy.targets import driver_for, managed_groups
 from roles.node import node
 from roles.node import reads as node_reads
 from tests.conftest import ROOT
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import changed_commands, deploy_plan, deploy_run
 
 SPECS = [lab_spec(), reference_spec(), ROOT / "examples" / "per-node-vlan" / "pod.yaml"]
 

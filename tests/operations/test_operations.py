@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from pyinfra.api import OperationError
 
+from benchmarks.kvpod_sim import simulated
+from benchmarks.pyinfra_fake import FakeRemote, op_commands
 from deploy.operations.nvme import wait_for_namespace
-from tests.kvpod_sim import simulated
-from tests.pyinfra_fake import FakeRemote, op_commands
 
 HERE = Path(__file__).parent
 CASES = sorted(HERE.glob("*/*.json"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec
 from roles.node import node
 from roles.vllm_restart import vllm_restart
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 
 OLD_UNIT = "kvpod-vllm.service"
 OLD_UNIT_FILE = f"/etc/systemd/system/{OLD_UNIT}"

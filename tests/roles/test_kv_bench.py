@@ -13,6 +13,7 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 import deploy.runner
+from benchmarks.pyinfra_fake import FakeRemote, op_commands
 from deploy.bench import GIB, MIB, BenchJob
 from deploy.bench_run import run_bench
 from deploy.loader import load_spec
@@ -21,7 +22,6 @@ from deploy.operations.bench import bench_removed, bench_room, fio_benchmark
 from deploy.plan import build_plan
 from deploy.shipped import lab_spec
 from roles.kv_bench import kv_bench, kv_bench_removed
-from tests.pyinfra_fake import FakeRemote, op_commands
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -13,12 +13,12 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 import deploy.drill_run
 import deploy.runner
+from benchmarks.pyinfra_fake import FakeRemote
 from deploy import drill as d
 from deploy.drill_run import run_drill
 from deploy.loader import load_spec
 from deploy.plan import build_plan
 from deploy.shipped import lab_spec
-from tests.pyinfra_fake import FakeRemote
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

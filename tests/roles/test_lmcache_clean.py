@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.kvpod_sim import connected_node
+from benchmarks.pyinfra_fake import changed_commands, deploy_plan
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec
 from roles._common import render
 from roles.vllm import CLEAN_SCRIPT, MOUNT_CHECK, clean_script_vars, vllm
-from tests.kvpod_sim import connected_node
-from tests.pyinfra_fake import changed_commands, deploy_plan
 
 # A directory counts as mounted when it holds this marker: the test's stand-in for `mountpoint -q`.
 MARKER = ".mounted"

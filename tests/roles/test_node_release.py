@@ -17,6 +17,8 @@ from pyinfra.api.host import Host
 from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from benchmarks.kvpod_sim import DEVICE, EFFECTS, fresh_node, guarded_disconnect
+from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.release import ReleaseRequest, namespace_device
@@ -24,8 +26,6 @@ from deploy.runner import run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
 from roles.node_release import NvmeBlockUse, disconnect_command, node_release
-from tests.kvpod_sim import DEVICE, EFFECTS, fresh_node, guarded_disconnect
-from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 
 A = "nqn.2024-01.io.kvpod.lab:target-drive01"  # node1's drive in the lab plan
 B = "nqn.2024-01.io.kvpod.lab:target-drive02"

@@ -7,6 +7,8 @@ import pytest
 import yaml
 from pyinfra.api import OperationError
 
+from benchmarks.kvpod_sim import DEVICE, connected_node, ext4_facts, fresh_node
+from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.encode import env_value
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, RoceQosPlan, build_plan
@@ -19,8 +21,6 @@ from roles.node import node
 from roles.nvme_initiator import nvme_initiator
 from roles.vllm import exec_start, vllm
 from tests.conftest import ROOT
-from tests.kvpod_sim import DEVICE, connected_node, ext4_facts, fresh_node
-from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 
 ROLES = [fabric_network, nvme_initiator, kv_mount, lmcache, vllm]
 

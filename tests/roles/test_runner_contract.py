@@ -14,13 +14,13 @@ from pyinfra.api.host import Host
 from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import FakeRemote, _content_of
 from deploy.loader import load_spec
 from deploy.plan import build_plan
 from deploy.runner import connection_lost, run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import FakeRemote, _content_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -9,13 +9,13 @@ import pytest
 from pyinfra.api import deploy
 from pyinfra.operations import server
 
+from benchmarks.kvpod_sim import DEVICE, connected_node, ext4_facts, guarded_disconnect
+from benchmarks.pyinfra_fake import UnknownCommand, deploy_run
 from deploy.loader import load_spec
 from deploy.operations.storage import mkfs_command
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec
 from roles.node_release import disconnect_command
-from tests.kvpod_sim import DEVICE, connected_node, ext4_facts, guarded_disconnect
-from tests.pyinfra_fake import UnknownCommand, deploy_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

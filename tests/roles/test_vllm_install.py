@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run
 from deploy.cli.run import check_selection
 from deploy.compat import default_pair
 from deploy.errors import InputError, SpecError
@@ -18,8 +20,6 @@ from deploy.shipped import lab_spec
 from deploy.validate import wheelhouse_problems
 from roles.node import node
 from roles.node import reads as node_reads
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import changed_commands, deploy_plan, deploy_run
 
 VENV = "/opt/kvpod/vllm"
 VLLM = default_pair()[0]  # a pair the compatibility table proves; a broken one is refused

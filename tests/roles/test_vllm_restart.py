@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import changed_commands, deploy_plan
 from deploy.loader import load_spec
 from deploy.rollout import Engine, node_engines
 from roles.vllm_restart import RESULT_PREFIX, engine_results, restart_wait_command, vllm_restart
 from tests import sinks
 from tests.conftest import LAB
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import changed_commands, deploy_plan
 
 HOSTILE_NAME = 'it\'s $(touch /tmp/kvpod-owned) `id` "q" \\ ; x'
 

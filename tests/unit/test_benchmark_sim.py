@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pyinfra.api.deploy import add_deploy
 
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import deploy_run, fake_state
 from deploy.facts.snapshot import parse_snapshot, snapshot_script
 from deploy.loader import load_spec, load_spec_text
 from deploy.operations import planned_commands
@@ -18,8 +20,6 @@ from deploy.shipped import lab_spec, reference_spec
 from roles.node import node
 from roles.node import reads as node_reads
 from tests.conftest import ROOT
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import deploy_run, fake_state
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from fleet_spec import fleet_spec

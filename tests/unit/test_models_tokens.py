@@ -14,6 +14,8 @@ import yaml
 from pyinfra.api.deploy import add_deploy
 from typer.testing import CliRunner
 
+from benchmarks.kvpod_sim import connected_node, fresh_node
+from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run, fake_state
 from deploy.cli import app
 from deploy.lab.paths import FAKE_TOKEN_PREFIX, ensure_fake_token
 from deploy.loader import load_spec
@@ -24,8 +26,6 @@ from deploy.secrets import display
 from roles.node import node
 from roles.vllm import vllm
 from tests.conftest import LAB
-from tests.kvpod_sim import connected_node, fresh_node
-from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run, fake_state
 
 TOKEN = "hf_kvpodTestTokenAbCdEf0123456789"
 UNIT = "/etc/systemd/system/kvpod-vllm@0.service"

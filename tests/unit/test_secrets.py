@@ -13,6 +13,8 @@ import yaml
 from pyinfra.api.deploy import add_deploy
 from typer.testing import CliRunner
 
+from benchmarks.kvpod_sim import connected_node
+from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run, fake_state
 from deploy.cli import app
 from deploy.errors import SpecError
 from deploy.loader import load_spec
@@ -21,8 +23,6 @@ from deploy.runner import HostResult, _describe, _pyinfra_log
 from deploy.secrets import Secret, display, is_secret_key, redact_assignments
 from deploy.shipped import lab_spec
 from roles.lmcache import lmcache
-from tests.kvpod_sim import connected_node
-from tests.pyinfra_fake import changed_commands, deploy_plan, deploy_run, fake_state
 
 PASSWORD = "hunter2-Zq9"
 URL = f"redis://kvuser:{PASSWORD}@cache.example:6379"

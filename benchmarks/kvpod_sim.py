@@ -11,9 +11,9 @@ import tempfile
 import uuid as uuidlib
 from pathlib import Path
 
+from benchmarks.pyinfra_fake import FakeRemote
 from deploy.names import NVMET_ROOT
 from deploy.plan import NodePlan
-from tests.pyinfra_fake import FakeRemote
 
 DEVICE = "nvme1n1"
 DRIVE_BYTES = 2_000_000_000
