@@ -614,7 +614,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "hf-token-in-the-plan",
-        "deploy/plan.py",
+        "deploy/plan_models.py",
         "        return {key: str(value) if isinstance(value, Secret) else value for key, value in env.items()}",
         "        return {key: value.reveal() if isinstance(value, Secret) else value for key, value in env.items()}",
         "the Hugging Face token is dumped into the plan JSON (kvpod plan --json, the applied plan, verify's plan)",

@@ -45,6 +45,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "plan",
         (
             "deploy.plan",
+            "deploy.plan_models",
+            "deploy.plan_parts",
             "deploy.nvme_settings",
             "deploy.release",
             "deploy.rollout",
