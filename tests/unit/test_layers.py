@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.rollout",
             "deploy.podlock",
             "deploy.bench",
+            "deploy.bench_job",
             "deploy.drill",
             "deploy.drivers",
             "deploy.switches",
