@@ -54,6 +54,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.bench",
             "deploy.bench_job",
             "deploy.drill",
+            "deploy.drill_plan",
+            "deploy.drill_scripts",
             "deploy.drivers",
             "deploy.switches",
             "deploy.targets",
