@@ -34,7 +34,8 @@ from deploy.shipped import verify_suite_dir
 sys.path.insert(0, str(verify_suite_dir()))
 
 import verify_expect as ve
-import verify_facts as vf
+import verify_parse as vp
+import verify_script as vs
 
 PID = "4242"  # engine 0's main process; engine i's is PID + i
 
@@ -66,8 +67,8 @@ def _breaks(host: str) -> set[str]:
     return set(json.loads(os.environ.get("KVPOD_SIM_BREAKS") or "{}").get(host, []))
 
 
-def _sections(*pairs: tuple[str, str] | tuple[str, str, int] | tuple[str, str, int, str]) -> list[vf.Section]:
-    return [vf.Section(p[0], p[1], p[2] if len(p) > 2 else 0, p[3] if len(p) > 3 else "") for p in pairs]
+def _sections(*pairs: tuple[str, str] | tuple[str, str, int] | tuple[str, str, int, str]) -> list[vp.Section]:
+    return [vp.Section(p[0], p[1], p[2] if len(p) > 2 else 0, p[3] if len(p) > 3 else "") for p in pairs]
 
 
 # -- a healthy node ------------------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ def discovery_json(node: NodePlan, address: str, trsvcid: int) -> str:
     return json.dumps({"genctr": 2, "records": records}, indent=2) + "\n"
 
 
-def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozenset()) -> list[vf.Section]:
+def node_sections(node: NodePlan, reads: vs.NodeReads, breaks: set[str] = frozenset()) -> list[vp.Section]:
     """The sections a healthy node (with ``breaks`` applied) prints for its state read."""
     mounted = "unmounted" not in breaks
     mount_unit = node.mount.path.strip("/").replace("/", "-") + ".mount"
@@ -352,16 +353,16 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         cmdline = "".join(f"/proc/{pid}/cmdline:{a}\0" for a in argv(node, e))
         env = "".join(f"/proc/{pid}/environ:{k}={v}\0" for k, v in environ(node, e).items())
         procs += [
-            (vf.section_name("proc-user", pid), node.vllm.user + "\n"),
-            (vf.section_name("proc-data", pid), cmdline + env),
+            (vs.section_name("proc-user", pid), node.vllm.user + "\n"),
+            (vs.section_name("proc-data", pid), cmdline + env),
         ]
     budget = int(node.mount.disk_budget_gb * ve.GIB)
     out = _sections(
         ("links", links_json(node, 1500 if "vlan-mtu" in breaks else None)),
         ("routes", routes_text(node, list(reads.portals))),
-        ("sysctl", "".join(f"{vf.sysctl_path(k)}\0{v}\n" for k, v in ve.sysctls(node).items())),
-        *((vf.section_name("file", f), files.get(f, ""), 0 if f in files else 1) for f in reads.files),
-        *((vf.section_name("mode", f), mode_text(node, f)) for f in reads.modes),
+        ("sysctl", "".join(f"{vs.sysctl_path(k)}\0{v}\n" for k, v in ve.sysctls(node).items())),
+        *((vs.section_name("file", f), files.get(f, ""), 0 if f in files else 1) for f in reads.files),
+        *((vs.section_name("mode", f), mode_text(node, f)) for f in reads.modes),
         ("modules", "".join(f"loaded\t{m}\n" for m in reads.modules)),
         ("modules-load", "".join(f"kvpod.conf\t{m}\n" for m in ["# kvpod", *reads.modules])),
         ("controllers", controllers_text(node)),
@@ -378,8 +379,8 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
         ),
         ("df", f"      Avail    1B-blocks\n{budget + 4096} {budget * 2}\n"),
         ("du", f"4096\t{node.lmcache_root}\n"),
-        *((vf.section_name("health", e.health_url), "200\n") for e in node.engines),
-        *((vf.section_name("models", e.models_url), models_text(node)) for e in node.engines),
+        *((vs.section_name("health", e.health_url), "200\n") for e in node.engines),
+        *((vs.section_name("models", e.models_url), models_text(node)) for e in node.engines),
         ("connector", connector_text(node)),
         *(
             (("model-files", "".join(p.replace("*", SNAPSHOT) + "\n" for p in reads.model_files)),)
@@ -387,13 +388,13 @@ def node_sections(node: NodePlan, reads: vf.NodeReads, breaks: set[str] = frozen
             else ()
         ),
         ("gpu-ops", ve.GPU_OPS_NOT_APPLICABLE + "\n"),
-        *((vf.section_name("ping", a), ping_text(a, reads.ping_size)) for a in reads.portals),
-        *((vf.section_name("discover", t, a, s), discovery_json(node, a, s)) for t, a, s in reads.discoveries),
+        *((vs.section_name("ping", a), ping_text(a, reads.ping_size)) for a in reads.portals),
+        *((vs.section_name("discover", t, a, s), discovery_json(node, a, s)) for t, a, s in reads.discoveries),
     )
     if reads.rdma:
         netdev = [{"ifindex": 1, "ifname": "rxe0", "port": 1, "state": "ACTIVE", "physical_state": "LINK_UP",
                    "netdev": node.fabric.interface, "netdev_index": 3}]  # fmt: skip
-        out.insert(2, vf.Section("rdma", json.dumps(netdev) + "\n", 0))
+        out.insert(2, vp.Section("rdma", json.dumps(netdev) + "\n", 0))
     return out
 
 
@@ -424,14 +425,14 @@ def nvmet_text(target: TargetPlan) -> str:
 
 # -- breaks: one wrong fact each --------------------------------------------------------------------------------
 
-Sections = dict[str, vf.Section]
+Sections = dict[str, vp.Section]
 
 
 def _replace(sections: Sections, name: str, text: str) -> None:
     """Section ``name`` (when this answer holds it) prints ``text`` instead."""
     s = sections.get(name)
     if s is not None:
-        sections[name] = vf.Section(s.name, text, s.rc, s.stderr)
+        sections[name] = vp.Section(s.name, text, s.rc, s.stderr)
 
 
 def _edit(sections: Sections, name: str, old: str, new: str) -> None:
@@ -441,7 +442,7 @@ def _edit(sections: Sections, name: str, old: str, new: str) -> None:
         return
     if old not in s.stdout:
         raise AssertionError(f"break: {old!r} not in section {name!r}")
-    sections[name] = vf.Section(s.name, s.stdout.replace(old, new), s.rc, s.stderr)
+    sections[name] = vp.Section(s.name, s.stdout.replace(old, new), s.rc, s.stderr)
 
 
 def _links(sections: Sections, change: Callable[[dict[str, dict]], None]) -> None:
@@ -450,12 +451,12 @@ def _links(sections: Sections, change: Callable[[dict[str, dict]], None]) -> Non
     links = json.loads(sections["links"].stdout)
     by_name = {link["ifname"]: link for link in links}
     change(by_name)
-    sections["links"] = vf.Section("links", json.dumps(list(by_name.values())) + "\n", 0)
+    sections["links"] = vp.Section("links", json.dumps(list(by_name.values())) + "\n", 0)
 
 
 def _failed(sections: Sections, name: str, stderr: str) -> None:
     if name in sections:
-        sections[name] = vf.Section(name, "", 1, stderr)
+        sections[name] = vp.Section(name, "", 1, stderr)
 
 
 def _unit(sections: Sections, unit: str, key: str, value: str) -> None:
@@ -470,14 +471,14 @@ def _unit(sections: Sections, unit: str, key: str, value: str) -> None:
             break
     else:
         raise AssertionError(f"break: no unit {unit}")
-    sections["units"] = vf.Section("units", "\n\n".join(blocks) + "\n", 0)
+    sections["units"] = vp.Section("units", "\n\n".join(blocks) + "\n", 0)
 
 
 def _controller(sections: Sections, line: str) -> None:
     s = sections.get("controllers")
     if s is None:
         return
-    sections["controllers"] = vf.Section(s.name, s.stdout + line + "\n", s.rc, s.stderr)
+    sections["controllers"] = vp.Section(s.name, s.stdout + line + "\n", s.rc, s.stderr)
 
 
 def _discovered(sections: Sections, name: str, nqn: str) -> None:
@@ -487,7 +488,7 @@ def _discovered(sections: Sections, name: str, nqn: str) -> None:
         return
     log = json.loads(s.stdout)
     log["records"].append({**log["records"][-1], "subnqn": nqn})
-    sections[name] = vf.Section(name, json.dumps(log, indent=2) + "\n", s.rc, s.stderr)
+    sections[name] = vp.Section(name, json.dumps(log, indent=2) + "\n", s.rc, s.stderr)
 
 
 def _other_drive(plan: Plan, node: NodePlan) -> str:
@@ -516,12 +517,12 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         ),
         "route": lambda s: _edit(s, "routes", f'"dev":"{fab.vlan_interface}"', '"dev":"eth0"'),
         "ping": lambda s: [
-            _failed(s, vf.section_name("ping", p.address), "ping: local error: message too long, mtu=1500")
+            _failed(s, vs.section_name("ping", p.address), "ping: local error: message too long, mtu=1500")
             for p in portals
         ],
         "rdma": lambda s: _edit(s, "rdma", f'"netdev": "{fab.interface}"', '"netdev": "eth0"'),
         "sysctl": lambda s: _edit(s, "sysctl", "net/core/rmem_max\x00134217728", "net/core/rmem_max\x00212992"),
-        "sysctl-file": lambda s: _failed(s, vf.section_name("file", ve.SYSCTL_FILE), "No such file or directory"),
+        "sysctl-file": lambda s: _failed(s, vs.section_name("file", ve.SYSCTL_FILE), "No such file or directory"),
         "fstype": lambda s: _edit(s, "mount", f" {mount.filesystem} rw,", " xfs rw,"),
         "mount-option": lambda s: _edit(s, "mount", ",noatime\n", ",relatime\n"),
         "mount-unit-inactive": lambda s: _unit(s, mount_unit, "ActiveState", "inactive"),
@@ -530,18 +531,18 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         "full": lambda s: _edit(s, "df", f"\n{int(mount.disk_budget_gb * ve.GIB) + 4096} ", "\n4096 "),
         "module-unloaded": lambda s: _edit(s, "modules", "loaded\tnvme_rdma\n", ""),
         "module-not-persisted": lambda s: _edit(s, "modules-load", "kvpod.conf\tnvme_rdma\n", ""),
-        "host-nqn": lambda s: _edit(s, vf.section_name("file", ve.HOSTNQN_FILE), node.host_nqn, neighbour.host_nqn),
-        "host-id": lambda s: _edit(s, vf.section_name("file", ve.HOSTID_FILE), node.host_id, neighbour.host_id),
+        "host-nqn": lambda s: _edit(s, vs.section_name("file", ve.HOSTNQN_FILE), node.host_nqn, neighbour.host_nqn),
+        "host-id": lambda s: _edit(s, vs.section_name("file", ve.HOSTID_FILE), node.host_id, neighbour.host_id),
         "config-source": lambda s: _edit(
-            s, vf.section_name("file", node.lmcache.env_file), "# kvpod:", f"{ve.CONFIG_FILE_VAR}=/x.yaml\n# kvpod:"
+            s, vs.section_name("file", node.lmcache.env_file), "# kvpod:", f"{ve.CONFIG_FILE_VAR}=/x.yaml\n# kvpod:"
         ),
         "setting": lambda s: _edit(
-            s, vf.section_name("file", node.lmcache.env_file), "LMCACHE_MAX_LOCAL_DISK_SIZE=", "LMCACHE_UNUSED="
+            s, vs.section_name("file", node.lmcache.env_file), "LMCACHE_MAX_LOCAL_DISK_SIZE=", "LMCACHE_UNUSED="
         ),
         "credentials-readable": lambda s: _edit(  # the env file's mode, where the state read has a mode section
-            s, vf.section_name("mode", node.lmcache.env_file), "640 root ", "644 root "
+            s, vs.section_name("mode", node.lmcache.env_file), "640 root ", "644 root "
         ),
-        "hash-seed": lambda s: _edit(s, vf.section_name("file", node.lmcache.env_file), "PYTHONHASHSEED=0", "A=1"),
+        "hash-seed": lambda s: _edit(s, vs.section_name("file", node.lmcache.env_file), "PYTHONHASHSEED=0", "A=1"),
         "local-disk-off-mount": lambda s: _edit(s, "mount-of", f"{mount.path}\n", "/\n"),
         "local-disk-not-writable": lambda s: _edit(
             s, "writable", f"yes\t{ve.local_disk_dir(node, node.engines[-1])}", "no\t/x"
@@ -573,39 +574,39 @@ def _node_breaks(plan: Plan, node: NodePlan) -> dict[str, Callable[[Sections], N
         "vllm-disabled": lambda s: _unit(s, node.engines[0].unit, "UnitFileState", "disabled"),
         "vllm-failed": lambda s: _unit(s, node.engines[0].unit, "SubState", "auto-restart"),
         "no-env-file": lambda s: _unit(s, node.engines[0].unit, "EnvironmentFiles", ""),
-        "vllm-as-root": lambda s: _edit(s, vf.section_name("proc-user", PID), f"{node.vllm.user}\n", "root\n"),
+        "vllm-as-root": lambda s: _edit(s, vs.section_name("proc-user", PID), f"{node.vllm.user}\n", "root\n"),
         "argument": lambda s: _edit(
             s,
-            vf.section_name("proc-data", PID),
+            vs.section_name("proc-data", PID),
             f"{cmdline}--max-model-len\0{cmdline}",
             f"{cmdline}--max-model-len\0{cmdline}1",
         ),
         "extra-args": lambda s: _edit(
-            s, vf.section_name("proc-data", PID), "".join(f"{cmdline}{a}\0" for a in node.vllm.extra_args), ""
+            s, vs.section_name("proc-data", PID), "".join(f"{cmdline}{a}\0" for a in node.vllm.extra_args), ""
         ),
         "environment": lambda s: _edit(
-            s, vf.section_name("proc-data", PID), ":LMCACHE_CHUNK_SIZE=", ":LMCACHE_CHUNK_SIZE=1"
+            s, vs.section_name("proc-data", PID), ":LMCACHE_CHUNK_SIZE=", ":LMCACHE_CHUNK_SIZE=1"
         ),
-        "unhealthy": lambda s: _edit(s, vf.section_name("health", node.engines[-1].health_url), "200\n", "503\n"),
+        "unhealthy": lambda s: _edit(s, vs.section_name("health", node.engines[-1].health_url), "200\n", "503\n"),
         "model-not-served": lambda s: _edit(
-            s, vf.section_name("models", node.engines[-1].models_url), f'"{node.vllm.model}"', '"other/model"'
+            s, vs.section_name("models", node.engines[-1].models_url), f'"{node.vllm.model}"', '"other/model"'
         ),
         "gpu-ops-fallback": lambda s: _failed(s, "gpu-ops", "ImportError: libcudart.so.13: cannot open shared object"),
         "connector": lambda s: _failed(
             s, "connector", "ModuleNotFoundError: No module named 'lmcache.integration.vllm.vllm_v1_adapter'"
         ),
         "hf-env-readable": lambda s: [
-            _edit(s, vf.section_name("mode", f), "640 root ", "644 root ") for f in ve.hf_env_files(node)
+            _edit(s, vs.section_name("mode", f), "640 root ", "644 root ") for f in ve.hf_env_files(node)
         ],
         "hf-token-stale": lambda s: [
-            _edit(s, vf.section_name("file", f), "HF_TOKEN=", "HF_TOKEN=old") for f in ve.hf_env_files(node)
+            _edit(s, vs.section_name("file", f), "HF_TOKEN=", "HF_TOKEN=old") for f in ve.hf_env_files(node)
         ],
         "weights-cache-foreign": lambda s: [
-            _edit(s, vf.section_name("mode", d), f" {node.vllm.user} ", " root ") for d in ve.weights_cache_dirs(node)
+            _edit(s, vs.section_name("mode", d), f" {node.vllm.user} ", " root ") for d in ve.weights_cache_dirs(node)
         ],
-        "model-missing": lambda s: s.update({"model-files": vf.Section("model-files", "", 0)}),
+        "model-missing": lambda s: s.update({"model-files": vp.Section("model-files", "", 0)}),
         "discovery-extra": lambda s: [
-            _discovered(s, vf.section_name("discover", ns.transport, p.address, p.trsvcid), _other_drive(plan, node))
+            _discovered(s, vs.section_name("discover", ns.transport, p.address, p.trsvcid), _other_drive(plan, node))
             for p in portals
         ],
     }
@@ -634,7 +635,7 @@ def _target_breaks(target: TargetPlan) -> dict[str, Callable[[str], str]]:
     }
 
 
-def apply_breaks(plan: Plan, host: str, sections: list[vf.Section], breaks: set[str]) -> list[vf.Section]:
+def apply_breaks(plan: Plan, host: str, sections: list[vp.Section], breaks: set[str]) -> list[vp.Section]:
     """A healthy host's sections with each named break applied to those this answer holds (unknown names are an
     error)."""
     node = next((n for n in plan.nodes if n.name == host), None)
@@ -654,7 +655,7 @@ def apply_breaks(plan: Plan, host: str, sections: list[vf.Section], breaks: set[
             text = changes[name](s.stdout)
             if text == s.stdout:
                 raise AssertionError(f"break {name!r} changed nothing on {host}")
-            by_name["nvmet"] = vf.Section("nvmet", text, s.rc, s.stderr)
+            by_name["nvmet"] = vp.Section("nvmet", text, s.rc, s.stderr)
     return [by_name[s.name] for s in sections]
 
 
@@ -678,19 +679,19 @@ class SimHost:
         self.plan = plan
         self.name = name
 
-    def _answer(self, script: str) -> tuple[str, list[vf.Section]]:
+    def _answer(self, script: str) -> tuple[str, list[vp.Section]]:
         breaks = _breaks(self.name)
         for node in self.plan.nodes:
             if node.name == self.name:
                 reads = ve.node_reads(node, self.plan)
-                if script == vf.node_script(reads):
+                if script == vs.node_script(reads):
                     return "node", apply_breaks(self.plan, self.name, node_sections(node, reads, breaks), breaks)
-                if script == vf.controllers_script():
-                    found = [vf.Section("controllers", controllers_text(node), 0)]
+                if script == vs.controllers_script():
+                    found = [vp.Section("controllers", controllers_text(node), 0)]
                     return "controllers", apply_breaks(self.plan, self.name, found, breaks)
         for target in self.plan.targets:
-            if target.name == self.name and script == vf.target_script(ve.target_reads()):
-                found = [vf.Section("nvmet", nvmet_text(target), 0)]
+            if target.name == self.name and script == vs.target_script(ve.target_reads()):
+                found = [vp.Section("nvmet", nvmet_text(target), 0)]
                 return "target", apply_breaks(self.plan, self.name, found, breaks)
         raise AssertionError(f"{self.name}: the simulated pod does not know this script:\n{script[:2000]}")
 
@@ -705,7 +706,7 @@ class SimHost:
         if "unreachable" in _breaks(self.name):
             down = CommandResult(_Backend(), 255, b"ssh", b"", b"ssh: connect to host 127.0.0.1 port 22: refused\n")
             raise RuntimeError(down)
-        out_text = vf.render_sections(sections, boundary)
+        out_text = vp.render_sections(sections, boundary)
         return CommandResult(_Backend(), 0, b"sh", out_text.encode(), b"")
 
 

@@ -57,7 +57,8 @@ from verify_expect import (
     vllm_arguments,
     weights_cache_dirs,
 )
-from verify_facts import HostFacts, HostUnreachable, ReadFailed
+from verify_facts import HostFacts
+from verify_state import HostUnreachable, ReadFailed
 
 from deploy.plan import NodePlan, Plan, TargetPlan
 from deploy.targets import co_hosted

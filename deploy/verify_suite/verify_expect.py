@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, NoReturn
 
-from verify_facts import NodeReads, TargetReads
+from verify_script import NodeReads, TargetReads
 
 from deploy.names import (  # noqa: F401  (the suite's tests import these from here)
     CONNECT_UNIT,

@@ -38,7 +38,7 @@ lmcache_config = pytest.importorskip(
 
 sys.path.insert(0, str(verify_suite_dir()))
 
-from verify_facts import parse_env_file  # noqa: E402 - the verify suite's reader of systemd env files
+from verify_parse import parse_env_file  # noqa: E402 - the verify suite's reader of systemd env files
 
 GIB = 1024**3
 CORE = {"chunk_size", "local_cpu", "max_local_cpu_size", "local_disk", "max_local_disk_size"}

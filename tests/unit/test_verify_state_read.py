@@ -35,6 +35,9 @@ sys.path.insert(0, str(verify_suite_dir()))
 
 import verify_expect as ve
 import verify_facts as vf
+import verify_parse as vp
+import verify_script as vs
+import verify_state as vt
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab" / "pod.yaml"
 
@@ -97,17 +100,17 @@ class TestSyntax:
             pytest.skip(f"no {shell} here")
         argv = [shell, "--posix"] if shell == "bash" else [shell]
         for script in (
-            vf.node_script(ve.node_reads(node1, lab_plan)),
-            vf.target_script(ve.target_reads()),
-            vf.controllers_script(),
+            vs.node_script(ve.node_reads(node1, lab_plan)),
+            vs.target_script(ve.target_reads()),
+            vs.controllers_script(),
         ):
             proc = subprocess.run([*argv, "-n", "-c", script], capture_output=True, text=True, check=False)
             assert proc.returncode == 0, proc.stderr
 
     def test_arguments_are_quoted(self, node1: NodePlan, lab_plan: Plan) -> None:
         reads = ve.node_reads(node1, lab_plan)
-        odd = vf.NodeReads(**{**reads.__dict__, "mount_path": "/mnt/kv cache; rm -rf /", "files": ("/etc/it's here",)})
-        script = vf.node_script(odd)
+        odd = vs.NodeReads(**{**reads.__dict__, "mount_path": "/mnt/kv cache; rm -rf /", "files": ("/etc/it's here",)})
+        script = vs.node_script(odd)
         assert "mountns '/mnt/kv cache; rm -rf /'" in script
         assert "readfile \"$R\"'/etc/it'\"'\"'s here'" in script
 
@@ -115,11 +118,11 @@ class TestSyntax:
 class TestOnThisMachine:
     """The node's script on this machine: it finishes, and every read parses or fails as a read failure."""
 
-    def _facts(self, reads: vf.NodeReads) -> tuple[vf.HostFacts, LocalHost]:
+    def _facts(self, reads: vs.NodeReads) -> tuple[vf.HostFacts, LocalHost]:
         host = LocalHost()
         return vf.HostFacts("here", host, node_reads=reads), host  # type: ignore[arg-type]
 
-    def _lab_reads_here(self, node1: NodePlan, lab_plan: Plan, **change: object) -> vf.NodeReads:
+    def _lab_reads_here(self, node1: NodePlan, lab_plan: Plan, **change: object) -> vs.NodeReads:
         """The lab node's reads, with every probe aimed at this machine's loopback (nothing leaves it)."""
         reads = ve.node_reads(node1, lab_plan)
         port = _closed_port()
@@ -131,7 +134,7 @@ class TestOnThisMachine:
             "models_urls": (f"http://127.0.0.1:{port}/v1/models",),
         }
         fields.update(change)
-        return vf.NodeReads(**fields)
+        return vs.NodeReads(**fields)
 
     def test_the_lab_node_read_runs_here(self, node1: NodePlan, lab_plan: Plan) -> None:
         facts, host = self._facts(self._lab_reads_here(node1, lab_plan))
@@ -141,10 +144,10 @@ class TestOnThisMachine:
         reads = state.reads
         expected = {"links", "routes", "sysctl", "modules", "modules-load", "controllers", "mount", "mount-of"}
         expected |= {"mount-unit", "units", "writable", "df", "ping 127.0.0.1", "gpu-ops"}
-        expected |= {vf.section_name("health", u) for u in reads.health_urls}
-        expected |= {vf.section_name("models", u) for u in reads.models_urls}
-        expected |= {vf.section_name("file", f) for f in reads.files}
-        expected |= {vf.section_name("discover", *d) for d in reads.discoveries}
+        expected |= {vs.section_name("health", u) for u in reads.health_urls}
+        expected |= {vs.section_name("models", u) for u in reads.models_urls}
+        expected |= {vs.section_name("file", f) for f in reads.files}
+        expected |= {vs.section_name("discover", *d) for d in reads.discoveries}
         assert expected <= set(state.sections), sorted(expected - set(state.sections))
         for call in (
             lambda: facts.link("eth1"),
@@ -200,7 +203,7 @@ class TestOnThisMachine:
         )
         facts, _ = self._facts(reads)
         for key in reads.sysctls:
-            path = Path("/proc/sys") / vf.sysctl_path(key)
+            path = Path("/proc/sys") / vs.sysctl_path(key)
             if path.exists():
                 assert facts.sysctl(key) == path.read_text().strip()  # a sysctl answers only a read from its start
         assert facts.file_text("/etc/os-release") == Path("/etc/os-release").read_text()
@@ -285,7 +288,7 @@ class PreparedNode:
             r / f"lib/modules/{os.uname().release}/modules.builtin", "kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko\n"
         )
         for key, value in ve.sysctls(n).items():
-            _write(r / "proc/sys" / vf.sysctl_path(key), f"{value}\n")
+            _write(r / "proc/sys" / vs.sysctl_path(key), f"{value}\n")
         _write(r / ve.SYSCTL_FILE.lstrip("/"), "".join(f"{k} = {v}\n" for k, v in ve.sysctls(n).items()))
         _write(r / ve.HOSTNQN_FILE.lstrip("/"), n.host_nqn)  # no newline at the end
         _write(r / ve.HOSTID_FILE.lstrip("/"), n.host_id + "\n")
@@ -375,7 +378,7 @@ class TestPreparedNode:
         assert facts.file_text(ve.HOSTNQN_FILE) == n.host_nqn + "\n"
         assert facts.file_text(ve.HOSTID_FILE).strip() == n.host_id
         assert ve.lmcache_settings(n)["chunk_size"] == int(
-            vf.parse_env_file(facts.file_text(n.lmcache.env_file))["LMCACHE_CHUNK_SIZE"]
+            vp.parse_env_file(facts.file_text(n.lmcache.env_file))["LMCACHE_CHUNK_SIZE"]
         )
         assert [facts.module_state(m) for m in ve.kernel_modules(n)] == ["loaded", "loaded", "loaded", "builtin"]
         assert facts.modules_load(ve.MODULES_LOAD_DIR) == {
@@ -456,10 +459,10 @@ class TestPreparedNode:
         hub, local = "/srv/hf/hub/models--org--name/snapshots/*/config.json", "/srv/models/x y/config.json"
         reads = dataclasses.replace(prepared.reads, modes=(hf,), model_files=(hub, local))
         facts = vf.HostFacts("node1", prepared.host(), node_reads=reads, root=str(prepared.root))  # type: ignore[arg-type]
-        assert vf.parse_env_file(facts.file_text(hf) or "")["HF_TOKEN"] == node1.vllm.hf_env["HF_TOKEN"].reveal()
+        assert vp.parse_env_file(facts.file_text(hf) or "")["HF_TOKEN"] == node1.vllm.hf_env["HF_TOKEN"].reveal()
         assert (facts.file_mode(hf) or ("",))[0] == "640"
         assert facts.model_files(hub) == facts.model_files(local) == [staged]
-        with pytest.raises(vf.ReadFailed, match="not read"):
+        with pytest.raises(vt.ReadFailed, match="not read"):
             facts.model_files("/other/config.json")
         shutil.rmtree(prepared.root / "srv/hf")
         fresh = vf.HostFacts("node1", prepared.host(), node_reads=reads, root=str(prepared.root))  # type: ignore[arg-type]
@@ -471,7 +474,7 @@ class TestPreparedNode:
         facts = vf.HostFacts("node1", host, node_reads=prepared.reads, root=str(prepared.root))  # type: ignore[arg-type]
         assert [c.traddr for c in facts.controllers()] == ["10.78.0.1", "10.78.0.2"]
         assert [c.traddr for c in facts.controllers()] == ["10.78.0.1", "10.78.0.2"]
-        assert host.commands == [vf.controllers_script(str(prepared.root))]
+        assert host.commands == [vs.controllers_script(str(prepared.root))]
 
     # -- a prepared target ---------------------------------------------------------------------------------------
 
@@ -551,12 +554,12 @@ class TestPreparedTarget:
 
     def test_without_nvmet(self, tmp_path: Path) -> None:
         facts = vf.HostFacts("target", LocalHost(), target_reads=ve.target_reads(), root=str(tmp_path))  # type: ignore[arg-type]
-        assert facts.nvmet(ve.NVMET_ROOT) == vf.NvmetState(present=False)
+        assert facts.nvmet(ve.NVMET_ROOT) == vp.NvmetState(present=False)
 
     def test_empty_configfs(self, tmp_path: Path) -> None:
         (tmp_path / ve.NVMET_ROOT.lstrip("/") / "subsystems").mkdir(parents=True)
         facts = vf.HostFacts("target", LocalHost(), target_reads=ve.target_reads(), root=str(tmp_path))  # type: ignore[arg-type]
-        assert facts.nvmet(ve.NVMET_ROOT) == vf.NvmetState(present=True)
+        assert facts.nvmet(ve.NVMET_ROOT) == vp.NvmetState(present=True)
 
 
 class TestReadFailures:
@@ -570,7 +573,7 @@ class TestReadFailures:
 
         facts = vf.HostFacts("node1", Down(), node_reads=ve.node_reads(node1, lab_plan))  # type: ignore[arg-type]
         for _ in range(3):
-            with pytest.raises(vf.HostUnreachable, match="node1: SSH failed: ssh: connect to host x: refused"):
+            with pytest.raises(vt.HostUnreachable, match="node1: SSH failed: ssh: connect to host x: refused"):
                 facts.link("eth1")
         assert Down.calls == 1
 
@@ -580,7 +583,7 @@ class TestReadFailures:
                 return CommandResult(_Backend(), 2, b"sh", b"", b"sh: 1: Syntax error: end of file unexpected\n")
 
         facts = vf.HostFacts("node1", Broken(), node_reads=ve.node_reads(node1, lab_plan))  # type: ignore[arg-type]
-        with pytest.raises(vf.ReadFailed, match="the state read stopped \\(exit 2\\): sh: 1: Syntax error"):
+        with pytest.raises(vt.ReadFailed, match="the state read stopped \\(exit 2\\): sh: 1: Syntax error"):
             facts.ensure_reachable()
 
 
@@ -597,14 +600,14 @@ def test_connector_check_runs_the_executables_interpreter(tmp_path: Path) -> Non
     bare = tmp_path / "bare-vllm"
     bare.write_text("#!/usr/bin/env python3\n")
 
-    def run(executable: Path) -> vf.Section:
-        script = vf._PRELUDE + f"sect connector connector {executable} {ve.CONNECTOR_MODULE}\n"
+    def run(executable: Path) -> vp.Section:
+        script = vs._PRELUDE + f"sect connector connector {executable} {ve.CONNECTOR_MODULE}\n"
         out = subprocess.run(["sh", "-c", script, "sh", "BOUNDARY"], capture_output=True, text=True).stdout
-        return vf.split_sections(out, "BOUNDARY")[0]["connector"]
+        return vp.split_sections(out, "BOUNDARY")[0]["connector"]
 
     good = run(venv / "bin" / "vllm")
     assert good.ok, good.why()
-    assert vf.parse_words(good.stdout) == {
+    assert vp.parse_words(good.stdout) == {
         "interpreter": str(venv / "bin" / "python"),
         "vllm": "0.0.0+standin",
         "lmcache": "0.5.6+standin",

@@ -16,7 +16,10 @@ from deploy.shipped import verify_suite_dir
 sys.path.insert(0, str(verify_suite_dir()))
 
 import verify_expect as ve
-import verify_facts as vf
+import verify_parse as vp
+import verify_parse_host as vh
+import verify_script as vs
+import verify_state as vt
 
 LAB = Path(__file__).resolve().parents[2] / "inventories" / "lab" / "pod.yaml"
 
@@ -40,7 +43,7 @@ class TestControllers:
             "nvme2\tpcie\tnqn.2014.08.org.nvmexpress:8086-local\t0000:01:00.0\tlive\n"
             "garbage line\n"
         )
-        ctrls = vf.parse_controllers(text)
+        ctrls = vp.parse_controllers(text)
         assert [(c.name, c.traddr, c.trsvcid, c.state, c.fabric) for c in ctrls] == [
             ("nvme0", "10.78.0.1", "4420", "live", True),
             ("nvme1", "10.78.0.2", "4420", "connecting", True),
@@ -74,7 +77,7 @@ class TestDiscovery:
                 ],
             }
         )
-        assert vf.parse_discovery(text) == [
+        assert vp.parse_discovery(text) == [
             {
                 "trtype": "rdma",
                 "adrfam": "ipv4",
@@ -85,8 +88,8 @@ class TestDiscovery:
                 "traddr": "10.78.0.1",
             }
         ]
-        assert vf.parse_discovery("") == []
-        assert vf.parse_discovery('{"genctr": 1, "records": []}') == []
+        assert vp.parse_discovery("") == []
+        assert vp.parse_discovery('{"genctr": 1, "records": []}') == []
 
 
 class TestNvmet:
@@ -106,7 +109,7 @@ class TestNvmet:
                 f"port\t1\tsubsystem\t{nqn3}",
             ]
         )
-        state = vf.parse_nvmet(text)
+        state = vp.parse_nvmet(text)
         assert state.present
         assert state.subsystems[nqn1].allowed_hosts == {"nqn.2014-08.org.nvmexpress:uuid:a"}
         assert state.subsystems[nqn1].namespaces == {"1": ("/srv/nvmet/drive1.img", "1")}
@@ -114,7 +117,7 @@ class TestNvmet:
         assert state.subsystems[nqn3].allowed_hosts == set()
         assert state.ports["1"].attrs["addr_traddr"] == "10.78.0.1"
         assert state.ports["1"].subsystems == {nqn1, nqn3}
-        assert not vf.parse_nvmet("missing\n").present
+        assert not vp.parse_nvmet("missing\n").present
 
 
 class TestFiles:
@@ -127,7 +130,7 @@ class TestFiles:
             "export PYTHONHASHSEED='0'\n"
             "not a setting\n"
         )
-        assert vf.parse_env_file(text) == {
+        assert vp.parse_env_file(text) == {
             "LMCACHE_CHUNK_SIZE": "256",
             "LMCACHE_LOCAL_CPU": "True",
             "LMCACHE_EXTRA": 'a "quoted" value',
@@ -136,7 +139,7 @@ class TestFiles:
 
     def test_sysctl_file(self) -> None:
         text = "# comment\nnet.core.rmem_max = 134217728\nnet/core/wmem_max=134217728\n-net.ipv4.x = 1\n"
-        assert vf.parse_sysctl_file(text) == {
+        assert vp.parse_sysctl_file(text) == {
             "net.core.rmem_max": "134217728",
             "net.core.wmem_max": "134217728",
             "net.ipv4.x": "1",
@@ -146,7 +149,7 @@ class TestFiles:
         text = (
             "kvpod-nvme.conf\t# kvpod\nkvpod-nvme.conf\tnvme-rdma\nkvpod-nvme.conf\tnvme_fabrics\nother.conf\t8021q\n"
         )
-        assert vf.parse_modules_load(text) == {
+        assert vp.parse_modules_load(text) == {
             "nvme_rdma": {"kvpod-nvme.conf"},
             "nvme_fabrics": {"kvpod-nvme.conf"},
             "8021q": {"other.conf"},
@@ -157,7 +160,7 @@ class TestFiles:
             "MainPID=4242\nEnvironmentFiles=/etc/kvpod/lmcache@0.env (ignore_errors=no)\n"
             "EnvironmentFiles=/etc/default/x (ignore_errors=yes)\nActiveState=active\n"
         )
-        props = vf.parse_key_values(text)
+        props = vp.parse_key_values(text)
         assert props["MainPID"] == "4242"
         assert "/etc/kvpod/lmcache@0.env" in props["EnvironmentFiles"].split()
         assert "/etc/default/x" in props["EnvironmentFiles"].split()
@@ -182,20 +185,20 @@ class TestProcess:
     def test_cmdline_and_environ(self) -> None:
         """``grep -Haz '' /proc/PID/cmdline /proc/PID/environ``: each NUL-terminated record after its file name."""
         text = "".join(f"/proc/77/cmdline:{a}\0" for a in self.ARGV) + "/proc/77/environ:A=1\0/proc/77/environ:B=x=y\0"
-        assert vf.parse_process(text) == (self.ARGV, {"A": "1", "B": "x=y"})
-        assert vf.parse_process("") == ([], {})
+        assert vh.parse_process(text) == (self.ARGV, {"A": "1", "B": "x=y"})
+        assert vh.parse_process("") == ([], {})
 
     def test_arguments(self, node1: NodePlan) -> None:
         wanted = ve.vllm_arguments(node1)
-        assert ve.same_value(wanted["model"], vf.serve_model(self.ARGV))
-        assert ve.same_value(wanted["--tensor-parallel-size"], vf.argument_value(self.ARGV, "--tensor-parallel-size"))
+        assert ve.same_value(wanted["model"], vh.serve_model(self.ARGV))
+        assert ve.same_value(wanted["--tensor-parallel-size"], vh.argument_value(self.ARGV, "--tensor-parallel-size"))
         assert ve.same_value(
-            wanted["--gpu-memory-utilization"], vf.argument_value(self.ARGV, "--gpu-memory-utilization")
+            wanted["--gpu-memory-utilization"], vh.argument_value(self.ARGV, "--gpu-memory-utilization")
         )
-        assert ve.same_value(wanted["--kv-transfer-config"], vf.argument_value(self.ARGV, "--kv-transfer-config"))
-        assert not ve.same_value(wanted["--max-model-len"], vf.argument_value(self.ARGV, "--max-model-len"))
-        assert vf.contains_sequence(self.ARGV, ["--port", "8000"])
-        assert not vf.contains_sequence(self.ARGV, ["--port", "9000"])
+        assert ve.same_value(wanted["--kv-transfer-config"], vh.argument_value(self.ARGV, "--kv-transfer-config"))
+        assert not ve.same_value(wanted["--max-model-len"], vh.argument_value(self.ARGV, "--max-model-len"))
+        assert vh.contains_sequence(self.ARGV, ["--port", "8000"])
+        assert not vh.contains_sequence(self.ARGV, ["--port", "9000"])
 
 
 class TestExpectations:
@@ -347,7 +350,7 @@ User=
 """
 
 
-def _node_reads(node1: NodePlan, lab_plan: Plan) -> vf.NodeReads:
+def _node_reads(node1: NodePlan, lab_plan: Plan) -> vs.NodeReads:
     return ve.node_reads(node1, lab_plan)
 
 
@@ -360,9 +363,9 @@ class TestSections:
             f"\n{B} begin empty\n\n{B} end 0\n"
             f"\n{B} done\n"
         )
-        sections, done = vf.split_sections(text, B)
+        sections, done = vp.split_sections(text, B)
         assert done
-        assert sections["links"] == vf.Section("links", "[1]\n", 0, "")
+        assert sections["links"] == vp.Section("links", "[1]\n", 0, "")
         assert sections["file /etc/nvme/hostid"].stdout == "no newline at the end"
         ping = sections["ping 10.78.0.1"]
         assert (ping.rc, ping.ok, ping.stderr) == (1, False, "ping: local error: message too long, mtu=1500")
@@ -370,42 +373,42 @@ class TestSections:
         assert sections["empty"].stdout == ""
 
     def test_render_is_the_inverse_and_a_cut_read_is_not_done(self) -> None:
-        sections = [vf.Section("a", "x\ny\n", 0, ""), vf.Section("b b", "", 127, "sh: 1: nvme: not found")]
-        assert vf.split_sections(vf.render_sections(sections, B), B) == ({s.name: s for s in sections}, True)
-        cut = vf.render_sections(sections, B, done=False)
-        assert vf.split_sections(cut, B)[1] is False
+        sections = [vp.Section("a", "x\ny\n", 0, ""), vp.Section("b b", "", 127, "sh: 1: nvme: not found")]
+        assert vp.split_sections(vp.render_sections(sections, B), B) == ({s.name: s for s in sections}, True)
+        cut = vp.render_sections(sections, B, done=False)
+        assert vp.split_sections(cut, B)[1] is False
         half = cut[: cut.index(f"{B} end 127")]
-        assert list(vf.split_sections(half, B)[0]) == ["a"]
+        assert list(vp.split_sections(half, B)[0]) == ["a"]
 
     def test_boundaries_differ(self) -> None:
-        assert vf.new_boundary() != vf.new_boundary()
-        assert vf.new_boundary().startswith("@kvpod-")
+        assert vp.new_boundary() != vp.new_boundary()
+        assert vp.new_boundary().startswith("@kvpod-")
 
 
 class TestNetworkParsers:
     def test_links_and_addresses(self) -> None:
-        links = vf.parse_links(IP_ADDR)
+        links = vh.parse_links(IP_ADDR)
         assert sorted(links) == ["eth1", "eth1.100", "lo"]
         vlan = links["eth1.100"]
         assert (vlan["link"], vlan["mtu"], vlan["linkinfo"]["info_data"]["id"]) == ("eth1", 9000, 100)
-        assert vf.ipv4_addresses(vlan) == {"10.78.0.3/24"}
-        assert vf.ipv4_addresses(links["eth1"]) == set()
-        assert vf.ipv4_addresses(None) == set()
-        assert vf.parse_links("") == {}
+        assert vh.ipv4_addresses(vlan) == {"10.78.0.3/24"}
+        assert vh.ipv4_addresses(links["eth1"]) == set()
+        assert vh.ipv4_addresses(None) == set()
+        assert vh.parse_links("") == {}
 
     def test_routes_by_destination(self) -> None:
-        routes = vf.parse_routes(IP_ROUTES)
+        routes = vh.parse_routes(IP_ROUTES)
         assert routes["10.78.0.1"]["dev"] == "eth1.100"
         assert routes["10.78.0.2"]["gateway"] == "10.78.0.254"
         assert "10.78.0.9" not in routes
-        assert vf.parse_json_documents('[1]\n[2] {"a": 3}\n') == [[1], [2], {"a": 3}]
+        assert vh.parse_json_documents('[1]\n[2] {"a": 3}\n') == [[1], [2], {"a": 3}]
 
     def test_sysctls_from_grep(self) -> None:
-        assert vf.sysctl_path("net.core.rmem_max") == "net/core/rmem_max"
-        assert vf.sysctl_path("net.ipv4.conf.eth1/100.rp_filter") == "net/ipv4/conf/eth1.100/rp_filter"
-        assert vf.sysctl_key("net/ipv4/conf/eth1.100/rp_filter") == "net.ipv4.conf.eth1/100.rp_filter"
+        assert vs.sysctl_path("net.core.rmem_max") == "net/core/rmem_max"
+        assert vs.sysctl_path("net.ipv4.conf.eth1/100.rp_filter") == "net/ipv4/conf/eth1.100/rp_filter"
+        assert vs.sysctl_key("net/ipv4/conf/eth1.100/rp_filter") == "net.ipv4.conf.eth1/100.rp_filter"
         text = "net/core/rmem_max\x00134217728\nnet/ipv4/tcp_rmem\x004096\t131072\t6291456\n"
-        assert vf.parse_grep_values(text) == {
+        assert vp.parse_grep_values(text) == {
             "net/core/rmem_max": "134217728",
             "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
         }
@@ -417,16 +420,16 @@ class TestNodeParsers:
             "loaded\tnvme_rdma\nloaded\tnvme_fabrics\nbuiltin-list\n"
             "kernel/drivers/nvme/host/nvme-core.ko\nkernel/net/8021q/8021q.ko\n"
         )
-        assert vf.parse_module_states(text, ["nvme_rdma", "nvme_fabrics", "8021q", "rdma_rxe"]) == {
+        assert vh.parse_module_states(text, ["nvme_rdma", "nvme_fabrics", "8021q", "rdma_rxe"]) == {
             "nvme_rdma": "loaded",
             "nvme_fabrics": "loaded",
             "8021q": "builtin",
             "rdma_rxe": "absent",
         }
-        assert vf.parse_module_states("loaded\tnvme_rdma\n", ["nvme_rdma"]) == {"nvme_rdma": "loaded"}
+        assert vh.parse_module_states("loaded\tnvme_rdma\n", ["nvme_rdma"]) == {"nvme_rdma": "loaded"}
 
     def test_findmnt_row(self) -> None:
-        row = vf.parse_findmnt_row("259:1 /mnt/kv\\x20cache /dev/nvme0n1 ext4 rw,noatime\n")
+        row = vh.parse_findmnt_row("259:1 /mnt/kv\\x20cache /dev/nvme0n1 ext4 rw,noatime\n")
         assert row == {
             "maj:min": "259:1",
             "target": "/mnt/kv cache",
@@ -434,15 +437,15 @@ class TestNodeParsers:
             "fstype": "ext4",
             "options": "rw,noatime",
         }
-        assert vf.parse_findmnt_row("") is None
-        assert vf.unescape_raw("caf\\xc3\\xa9") == "café"
+        assert vh.parse_findmnt_row("") is None
+        assert vh.unescape_raw("caf\\xc3\\xa9") == "café"
 
     def test_mounted_namespace(self) -> None:
         text = (
             "mounted=yes\nfindmnt=259:1 /mnt/kvcache /dev/nvme0n1 ext4 rw,noatime,errors=remount-ro\n"
             "block=nvme0n1\nsubsysnqn=nqn.2024-01.io.kvpod.lab:target-drive01\nsubsystem=nvme-subsys0\nnsid=1\n"
         )
-        row, info = vf.parse_mounted(text)
+        row, info = vh.parse_mounted(text)
         assert row is not None and row["options"] == "rw,noatime,errors=remount-ro"
         assert info == {
             "mounted": "yes",
@@ -452,20 +455,20 @@ class TestNodeParsers:
             "subsystem": "nvme-subsys0",
             "nsid": "1",
         }
-        row, info = vf.parse_mounted("mounted=yes\nfindmnt=0:52 /mnt/kvcache tmpfs tmpfs rw,relatime\nnsid=\n")
+        row, info = vh.parse_mounted("mounted=yes\nfindmnt=0:52 /mnt/kvcache tmpfs tmpfs rw,relatime\nnsid=\n")
         assert info == {"mounted": "yes", "source": "tmpfs", "device": "tmpfs", "nsid": ""}
-        assert vf.parse_mounted("mounted=no\n") == (None, {"mounted": "no"})
+        assert vh.parse_mounted("mounted=no\n") == (None, {"mounted": "no"})
 
     def test_units_by_position_then_by_id(self) -> None:
         names = ["kvpod-vllm@0.service", "kvpod-nvme-connect.service", "mnt-kvcache.mount"]
-        units = vf.parse_unit_blocks(SYSTEMCTL_SHOW, names)
+        units = vh.parse_unit_blocks(SYSTEMCTL_SHOW, names)
         assert units["kvpod-vllm@0.service"]["MainPID"] == "1234"
         assert units["kvpod-vllm@0.service"]["EnvironmentFiles"].split()[0] == "/etc/kvpod/lmcache@0.env"
         assert units["mnt-kvcache.mount"]["ActiveState"] == "active"
-        assert [vf.enablement(units[n]) for n in names] == ["enabled", "not-found", "generated"]
-        assert vf.enablement({"LoadState": "loaded", "UnitFileState": ""}) == "no unit file"
-        assert vf.enablement({}) == "unknown"
-        by_id = vf.parse_unit_blocks(SYSTEMCTL_SHOW, ["mnt-kvcache.mount", "kvpod-vllm@0.service"])
+        assert [vh.enablement(units[n]) for n in names] == ["enabled", "not-found", "generated"]
+        assert vh.enablement({"LoadState": "loaded", "UnitFileState": ""}) == "no unit file"
+        assert vh.enablement({}) == "unknown"
+        by_id = vh.parse_unit_blocks(SYSTEMCTL_SHOW, ["mnt-kvcache.mount", "kvpod-vllm@0.service"])
         assert by_id["mnt-kvcache.mount"]["SubState"] == "mounted"
 
     def test_process(self) -> None:
@@ -474,27 +477,27 @@ class TestNodeParsers:
             '/proc/1234/cmdline:{"kv_role": "kv_both"}\0/proc/1234/cmdline:\0'
             "/proc/1234/environ:LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/\0/proc/1234/environ:PYTHONHASHSEED=0\0"
         )
-        records = vf.parse_grep_nul(text)
+        records = vh.parse_grep_nul(text)
         assert records["cmdline"] == ["/usr/bin/python3", "/usr/local/bin/vllm", "serve", '{"kv_role": "kv_both"}']
         assert records["environ"] == ["LMCACHE_LOCAL_DISK=file:///mnt/kvcache/lmcache/", "PYTHONHASHSEED=0"]
 
     def test_writable_space_health(self) -> None:
         text = "notdir\t/tmp/r/mnt/kvcache/lmcache\nyes\t/tmp/r/mnt/kvcache\nno\t/tmp/r/mnt/kvcache/lmcache\n"
-        assert vf.parse_writable(text, root="/tmp/r") == {
+        assert vh.parse_writable(text, root="/tmp/r") == {
             "/mnt/kvcache": (True, ""),
             "/mnt/kvcache/lmcache": (False, "/mnt/kvcache/lmcache is not a directory"),
         }
-        assert vf.parse_writable("no\t/mnt/kvcache\n") == {"/mnt/kvcache": (False, "no")}
-        assert vf.parse_df("      Avail    1B-blocks\n 1929379840  2040373248\n") == {
+        assert vh.parse_writable("no\t/mnt/kvcache\n") == {"/mnt/kvcache": (False, "no")}
+        assert vh.parse_df("      Avail    1B-blocks\n 1929379840  2040373248\n") == {
             "avail": 1929379840,
             "size": 2040373248,
         }
-        assert vf.parse_df("df: /mnt/kvcache: No such file or directory\n") == {}
-        assert vf.parse_du("1052672\t/mnt/kvcache/lmcache\n") == 1052672
-        assert vf.parse_du("") is None
-        assert vf.parse_http_status("200\n") == (200, "200")
-        assert vf.parse_http_status("000\n") == (0, "000")
-        assert vf.parse_http_status("0 <urlopen error [Errno 111] Connection refused>") == (
+        assert vh.parse_df("df: /mnt/kvcache: No such file or directory\n") == {}
+        assert vh.parse_du("1052672\t/mnt/kvcache/lmcache\n") == 1052672
+        assert vh.parse_du("") is None
+        assert vh.parse_http_status("200\n") == (200, "200")
+        assert vh.parse_http_status("000\n") == (0, "000")
+        assert vh.parse_http_status("0 <urlopen error [Errno 111] Connection refused>") == (
             0,
             "0 <urlopen error [Errno 111] Connection refused>",
         )
@@ -514,7 +517,7 @@ class TestNodeParsers:
             "ports/1/addr_trtype\x00rdma\nports/1/addr_traddr\x0010.78.0.1\n"
             "ports/1/addr_trsvcid\x004420\nports/1/addr_adrfam\x00ipv4\n"
         )
-        state = vf.parse_nvmet(text)
+        state = vp.parse_nvmet(text)
         assert state.present
         assert state.subsystems[nqn1].allowed_hosts == {host}
         assert state.subsystems[nqn1].allow_any_host == "0"
@@ -528,43 +531,43 @@ class TestNodeParsers:
             "addr_adrfam": "ipv4",
         }
         assert state.ports["1"].subsystems == {nqn1, nqn3}
-        assert vf.parse_nvmet("attributes\n") == vf.NvmetState(present=True)
+        assert vp.parse_nvmet("attributes\n") == vp.NvmetState(present=True)
 
 
 class TestNodeState:
     """A whole node's read, as the node's checks see it."""
 
-    def _state(self, node1: NodePlan, lab_plan: Plan, **override: vf.Section) -> vf.NodeState:
+    def _state(self, node1: NodePlan, lab_plan: Plan, **override: vp.Section) -> vt.NodeState:
         reads = _node_reads(node1, lab_plan)
         nqn = node1.namespace.subsystem_nqn
         sections = {
-            "links": vf.Section("links", IP_ADDR, 0),
-            "routes": vf.Section("routes", IP_ROUTES, 1, "RTNETLINK answers: Network is unreachable"),
-            "rdma": vf.Section("rdma", '[{"ifindex":1,"ifname":"rxe0","port":1,"netdev":"eth1"}]\n', 0),
-            "sysctl": vf.Section("sysctl", "net/core/rmem_max\x00134217728\n", 2, "grep: net/core/wmem_max: No such"),
-            "file /etc/nvme/hostnqn": vf.Section("file /etc/nvme/hostnqn", node1.host_nqn + "\n", 0),
-            "file /etc/nvme/hostid": vf.Section("file /etc/nvme/hostid", "", 1, "/etc/nvme/hostid: no such file"),
-            "modules": vf.Section("modules", "loaded\tnvme_rdma\nbuiltin-list\n", 1, "cat: ...: No such file"),
-            "modules-load": vf.Section("modules-load", "kvpod.conf\tnvme-rdma\n", 0),
-            "controllers": vf.Section(
+            "links": vp.Section("links", IP_ADDR, 0),
+            "routes": vp.Section("routes", IP_ROUTES, 1, "RTNETLINK answers: Network is unreachable"),
+            "rdma": vp.Section("rdma", '[{"ifindex":1,"ifname":"rxe0","port":1,"netdev":"eth1"}]\n', 0),
+            "sysctl": vp.Section("sysctl", "net/core/rmem_max\x00134217728\n", 2, "grep: net/core/wmem_max: No such"),
+            "file /etc/nvme/hostnqn": vp.Section("file /etc/nvme/hostnqn", node1.host_nqn + "\n", 0),
+            "file /etc/nvme/hostid": vp.Section("file /etc/nvme/hostid", "", 1, "/etc/nvme/hostid: no such file"),
+            "modules": vp.Section("modules", "loaded\tnvme_rdma\nbuiltin-list\n", 1, "cat: ...: No such file"),
+            "modules-load": vp.Section("modules-load", "kvpod.conf\tnvme-rdma\n", 0),
+            "controllers": vp.Section(
                 "controllers", f"nvme0\trdma\t{nqn}\ttraddr=10.78.0.1,trsvcid=4420,src_addr=10.78.0.3\tlive\n", 0
             ),
-            "mount": vf.Section("mount", "mounted=no\n", 0),
-            "mount-of": vf.Section("mount-of", "", 1),
-            "mount-unit": vf.Section("mount-unit", "mnt-kvcache.mount", 0),
-            "units": vf.Section("units", SYSTEMCTL_SHOW, 0),
-            "proc-user 1234": vf.Section("proc-user 1234", "vllm\n", 0),
-            "proc-data 1234": vf.Section("proc-data 1234", "/proc/1234/cmdline:serve\0/proc/1234/environ:A=1\0", 0),
-            "writable": vf.Section("writable", "", 1, "runuser: user vllm does not exist or the user entry ..."),
-            "df": vf.Section("df", "      Avail    1B-blocks\n 1929379840  2040373248\n", 0),
+            "mount": vp.Section("mount", "mounted=no\n", 0),
+            "mount-of": vp.Section("mount-of", "", 1),
+            "mount-unit": vp.Section("mount-unit", "mnt-kvcache.mount", 0),
+            "units": vp.Section("units", SYSTEMCTL_SHOW, 0),
+            "proc-user 1234": vp.Section("proc-user 1234", "vllm\n", 0),
+            "proc-data 1234": vp.Section("proc-data 1234", "/proc/1234/cmdline:serve\0/proc/1234/environ:A=1\0", 0),
+            "writable": vp.Section("writable", "", 1, "runuser: user vllm does not exist or the user entry ..."),
+            "df": vp.Section("df", "      Avail    1B-blocks\n 1929379840  2040373248\n", 0),
             **{
-                vf.section_name("health", u): vf.Section(vf.section_name("health", u), "000\n", 0)
+                vs.section_name("health", u): vp.Section(vs.section_name("health", u), "000\n", 0)
                 for u in reads.health_urls
             },
-            "ping 10.78.0.1": vf.Section("ping 10.78.0.1", "PING 10.78.0.1 ...\n", 1, "ping: local error: mtu=1500"),
+            "ping 10.78.0.1": vp.Section("ping 10.78.0.1", "PING 10.78.0.1 ...\n", 1, "ping: local error: mtu=1500"),
         }
         sections.update(override)
-        return vf.NodeState(sections, reads)
+        return vt.NodeState(sections, reads)
 
     def test_reads_of_a_partly_broken_node(self, node1: NodePlan, lab_plan: Plan) -> None:
         state = self._state(node1, lab_plan)
@@ -586,17 +589,17 @@ class TestNodeState:
         assert state.writable("/mnt/kvcache") == (False, "runuser: user vllm does not exist or the user entry ...")
         assert state.space() == {"avail": 1929379840, "size": 2040373248, "cache": 0}
         assert state.health(node1.engines[1].health_url) == (0, "000")
-        assert state.ping("10.78.0.1") == vf.Probe(1, "PING 10.78.0.1 ...\n", "ping: local error: mtu=1500")
+        assert state.ping("10.78.0.1") == vt.Probe(1, "PING 10.78.0.1 ...\n", "ping: local error: mtu=1500")
 
     def test_a_failed_or_missing_command_fails_the_checks_that_read_it(self, node1: NodePlan, lab_plan: Plan) -> None:
-        state = self._state(node1, lab_plan, units=vf.Section("units", "Failed to connect to bus: Host is down", 1))
-        with pytest.raises(vf.ReadFailed, match="systemctl show: exit 1: Failed to connect to bus"):
+        state = self._state(node1, lab_plan, units=vp.Section("units", "Failed to connect to bus: Host is down", 1))
+        with pytest.raises(vt.ReadFailed, match="systemctl show: exit 1: Failed to connect to bus"):
             state.unit("kvpod-vllm@0.service")
-        with pytest.raises(vf.ReadFailed, match="systemctl show"):  # remembered, raised again
+        with pytest.raises(vt.ReadFailed, match="systemctl show"):  # remembered, raised again
             state.units()
-        with pytest.raises(vf.ReadFailed, match=r"ping 10\.78\.0\.2: not in the state read"):
+        with pytest.raises(vt.ReadFailed, match=r"ping 10\.78\.0\.2: not in the state read"):
             state.ping("10.78.0.2")
-        with pytest.raises(vf.ReadFailed, match=r"nvme discover -t rdma -a 10\.78\.0\.1: not in"):
+        with pytest.raises(vt.ReadFailed, match=r"nvme discover -t rdma -a 10\.78\.0\.1: not in"):
             state.discovery("rdma", "10.78.0.1", 4420)
 
 
@@ -605,23 +608,23 @@ def test_nvme_paths_parser_keeps_what_sysfs_showed() -> None:
         "iopolicy\tnqn.test:drive01\tround-robin\n"
         "attr\tnvme0\tctrl_loss_tmo\t900\nattr\tnvme0\tfast_io_fail_tmo\toff\nattr\tnvme1\tkato\t10\n"
     )
-    paths = vf.parse_nvme_paths(text)
+    paths = vp.parse_nvme_paths(text)
     assert paths.iopolicy == {"nqn.test:drive01": "round-robin"}
     assert paths.attributes == {"nvme0": {"ctrl_loss_tmo": "900", "fast_io_fail_tmo": "off"}, "nvme1": {"kato": "10"}}
 
 
 def test_dcb_parser_reads_dcb_json_and_ecn() -> None:
     text = 'app {"dscp_prio":[[26,3],[48,6]]}\n\npfc {"prio_pfc":{"0":false,"3":true}}\n\necn roce_np 1\n'
-    state = vf.parse_dcb(text)
+    state = vp.parse_dcb(text)
     assert (state.dscp_prio, state.pfc, state.ecn) == ({26: 3, 48: 6}, {0: False, 3: True}, {"roce_np": "1"})
-    assert vf.parse_dcb("app \n") == vf.DcbState()
+    assert vp.parse_dcb("app \n") == vp.DcbState()
 
 
 def test_dcb_is_read_only_on_hardware_nics_with_roce_qos() -> None:
     reference = build_plan(load_spec(Path(__file__).resolve().parents[2] / "inventories/reference/pod.yaml"))
     node = reference.nodes[0]
     assert ve.node_reads(node, reference).dcb == (node.fabric.interface, 3)
-    assert "sect dcb dcb_state" in vf.node_script(ve.node_reads(node, reference))
+    assert "sect dcb dcb_state" in vs.node_script(ve.node_reads(node, reference))
     lab = build_plan(load_spec(Path(__file__).resolve().parents[2] / "inventories/lab/pod.yaml"))
     assert ve.node_reads(lab.nodes[0], lab).dcb is None
     assert ve.dcb_applicable(lab.nodes[0]) == "not applicable (no RoCE QoS planned)"

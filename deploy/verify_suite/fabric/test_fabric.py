@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 from verify_expect import SYSCTL_FILE, Text, expect, fail, ping_size
-from verify_facts import HostFacts, parse_sysctl_file
+from verify_facts import HostFacts
+from verify_parse import parse_sysctl_file
 
 from deploy.plan import NodePlan, PortalPlan
 

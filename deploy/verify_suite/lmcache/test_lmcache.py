@@ -21,7 +21,8 @@ from verify_expect import (
     local_disk_dir,
     same_value,
 )
-from verify_facts import HostFacts, parse_env_file
+from verify_facts import HostFacts
+from verify_parse import parse_env_file
 
 from deploy.plan import EnginePlan, NodePlan
 

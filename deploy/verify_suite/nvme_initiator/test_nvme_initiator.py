@@ -16,7 +16,8 @@ from verify_expect import (
     expect,
     fail,
 )
-from verify_facts import Controller, HostFacts
+from verify_facts import HostFacts
+from verify_parse import Controller
 
 from deploy.nvme_settings import PathSettings, controller_values, queue_count_problem
 from deploy.plan import NodePlan, PortalPlan, RoceQosPlan

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from verify_expect import NVMET_ROOT, Text, expect, fail
-from verify_facts import HostFacts, NvmetState
+from verify_facts import HostFacts
+from verify_parse import NvmetState
 
 from deploy.plan import SubsystemPlan, TargetPlan, TargetPortalPlan
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from verify_expect import Text, fail, model_config_pattern, same_value, token_file_mode_ok
-from verify_facts import HostFacts, parse_env_file
+from verify_facts import HostFacts
+from verify_parse import parse_env_file
 
 from deploy.plan import NodePlan
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from verify_expect import CONNECTOR_MODULE, GPU_OPS_MODULE, Text, expect, fail, same_value
-from verify_facts import HostFacts, argument_value, contains_sequence, serve_model
+from verify_facts import HostFacts
+from verify_parse_host import argument_value, contains_sequence, serve_model
 
 from deploy.plan import EnginePlan, NodePlan
 
