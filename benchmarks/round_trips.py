@@ -111,10 +111,10 @@ def fleet_child(nodes: int, latency: float) -> dict:
     from pyinfra.connectors.util import CommandOutput, OutputLine
     from simhost import answer
 
+    from deploy.engine import RunStats
     from deploy.loader import load_spec_text
     from deploy.orchestrate import UpOptions, bring_up
     from deploy.plan import build_plan
-    from deploy.runner import RunStats
     from roles.node import node
     from tests.kvpod_sim import fresh_node
     from tests.pyinfra_fake import deploy_run

@@ -14,7 +14,7 @@ Safety, on the node:
   INT and TERM), and kvpod stops a benchmark it started (and removes the directory) when it is interrupted
   itself.
 
-Everything here is pure; :mod:`deploy.bench_run` runs the nodes in parallel through :mod:`deploy.runner`.
+Everything here is pure; :mod:`deploy.bench_run` runs the nodes in parallel through :mod:`deploy.engine`.
 Nothing here prints; the CLI (``deploy.cli.bench``) does.
 """
 

@@ -12,6 +12,7 @@ from pyinfra.api import FactBase
 from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Sysctl, Which
 
+from deploy.engine import RunStats
 from deploy.facts.kernel import LoadedModules, RdmaLinks
 from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.nvme import NvmeCliVersion, NvmeHostIdentity, NvmeSubsystems
@@ -20,7 +21,6 @@ from deploy.facts.storage import MountedAt
 from deploy.facts.users import PasswdEntry
 from deploy.loader import load_spec
 from deploy.plan import build_plan
-from deploy.runner import RunStats
 from deploy.shipped import lab_spec, reference_spec
 from deploy.targets import driver_for, managed_groups
 from roles.node import node

@@ -17,10 +17,10 @@ from pyinfra.api.host import Host
 from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from deploy.engine import run_phase
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.release import ReleaseRequest, namespace_device
-from deploy.runner import run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
 from roles.node_release import NvmeBlockUse, disconnect_command, node_release

@@ -10,10 +10,10 @@ import yaml
 
 from deploy.cli.run import check_selection
 from deploy.compat import default_pair
+from deploy.engine import RunStats
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
-from deploy.runner import RunStats
 from deploy.shipped import lab_spec
 from deploy.validate import wheelhouse_problems
 from roles.node import node
