@@ -37,6 +37,7 @@ class SnapshotReader:
         self.live: LiveRead = live_read(host)
 
     def command(self) -> None:
+        """A command at the connector: counted; one that is not a read while executing stales the snapshot."""
         self.stats.commands[self.host.name] += 1
         if not self.reading and self.state.is_executing:
             self.fresh = False
@@ -63,6 +64,7 @@ class SnapshotReader:
             self.reading = False
 
     def read(self, cls, args: tuple, kwargs: dict[str, Any]):
+        """A fact read: from the snapshot while fresh, else live (recorded in ``stats.live_reads``)."""
         key = None
         if not args:
             with contextlib.suppress(TypeError):
