@@ -25,14 +25,16 @@ from pyinfra.api import Config, FileUploadCommand, FunctionCommand, Inventory, S
 from pyinfra.api.connect import connect_all
 from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.host import Host
 from pyinfra.api.operations import run_ops
 from pyinfra.api.util import get_kwargs_str
+from pyinfra.connectors.fake import FakeConnector
 from pyinfra.context import ctx_host, ctx_state
 
+from deploy.engine import RunStats, SnapshotReader
 from deploy.facts.nvme import NvmeSubsystems, namespace_of
 from deploy.facts.snapshot import DEVICE_FACTS, NamespaceReads, read_key
 from deploy.operations import planned_commands
-from deploy.runner import RunStats, SnapshotReader
 
 HOST_NAME = "@fake/node1"
 
@@ -386,6 +388,30 @@ class FakeRemote:
                     self.packages[name] = ["1.0"]
 
 
+class _RemoteHost(Host):
+    """A host whose facts come from its :class:`FakeRemote` (a snapshot reader serves them past it)."""
+
+    remote: FakeRemote
+
+    def get_fact(self, cls, *args, **kwargs):
+        return self.remote.get_fact(cls, *args, **kwargs)
+
+
+class _RemoteConnector(FakeConnector):
+    """pyinfra's ``@fake`` connector whose commands and uploads also act on the host's :class:`FakeRemote`."""
+
+    remote: FakeRemote
+
+    def run_shell_command(self, command, *args, **kwargs):
+        status, output = super().run_shell_command(command, *args, **kwargs)
+        text = command if isinstance(command, str) else command.get_raw_value()
+        return self.remote.run(text) and status, output
+
+    def put_file(self, filename_or_io, remote_filename, *args, **kwargs):
+        self.remote.upload(_content_of(filename_or_io), remote_filename)
+        return True
+
+
 def fake_state(
     remote: FakeRemote,
     data: dict | None = None,
@@ -395,7 +421,7 @@ def fake_state(
 ) -> tuple[State, Any]:
     """A connected pyinfra ``State`` with one ``@fake`` host whose facts and commands go to ``remote``.
 
-    With ``reads``, the host's fact reads are served from a snapshot of them as the runner does (counted in
+    With ``reads``, the host's fact reads are served from a snapshot of them as the engine does (counted in
     ``stats``).
     """
     host_data = {"fake_delay": 0, "fake_delay_jitter": 0, **(data or {})}
@@ -403,23 +429,12 @@ def fake_state(
     state = State(inventory, Config(), check_for_changes=check_for_changes)
     connect_all(state)
     host = inventory.get_host(HOST_NAME)
-    host.get_fact = remote.get_fact  # type: ignore[method-assign]
+    host.__class__ = _RemoteHost
+    host.remote = remote  # type: ignore[attr-defined]
     host.noops = []  # type: ignore[attr-defined]
     host.noop = host.noops.append  # type: ignore[method-assign]
-    connector = host.connector
-    original_run = connector.run_shell_command
-
-    def run_shell_command(command, *args, **kwargs):
-        status, output = original_run(command, *args, **kwargs)
-        text = command if isinstance(command, str) else command.get_raw_value()
-        return remote.run(text) and status, output
-
-    def put_file(filename_or_io, remote_filename, *args, **kwargs):
-        remote.upload(_content_of(filename_or_io), remote_filename)
-        return True
-
-    connector.run_shell_command = run_shell_command  # type: ignore[method-assign]
-    connector.put_file = put_file  # type: ignore[method-assign]
+    host.connector.__class__ = _RemoteConnector
+    host.connector.remote = remote  # type: ignore[attr-defined]
     if reads is not None:
         reader = SnapshotReader(state, host, stats if stats is not None else RunStats())
         with ctx_state.use(state), ctx_host.use(host):

@@ -113,10 +113,10 @@ def fleet_child(nodes: int, latency: float) -> dict:
 
     from benchmarks.kvpod_sim import fresh_node
     from benchmarks.pyinfra_fake import deploy_run
+    from deploy.engine import RunStats
     from deploy.loader import load_spec_text
     from deploy.orchestrate import UpOptions, bring_up
     from deploy.plan import build_plan
-    from deploy.runner import RunStats
     from roles.node import node
 
     plan = build_plan(load_spec_text(fleet_spec(nodes), "fleet"))

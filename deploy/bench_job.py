@@ -15,7 +15,7 @@ Safety, on the node:
   itself.
 
 Everything here is pure (fio's answer and the report: :mod:`deploy.bench`); :mod:`deploy.bench_run` runs the
-nodes in parallel through :mod:`deploy.runner`. Nothing here prints; the CLI (``deploy.cli.bench``) does.
+nodes in parallel through :mod:`deploy.engine`. Nothing here prints; the CLI (``deploy.cli.bench``) does.
 """
 
 from __future__ import annotations

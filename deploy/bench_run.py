@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.bench import BenchReport, bench_jobs, build_report, node_result
+from deploy.host_status import HostStatus
 from deploy.names import BENCH_KEY
 from deploy.plan import Plan, limited_nodes
 
@@ -24,7 +25,8 @@ def run_bench(
     On an interrupt, stop the benchmarks and remove their files, then re-raise. A node whose fio step gave
     no answer (timeout, dropped connection) is cleaned up the same way.
     """
-    from deploy.runner import node_hosts, run_output, run_phase
+    from deploy.engine import run_output, run_phase
+    from deploy.hosts import node_hosts
     from roles.kv_bench import FIO_STEP, kv_bench, kv_bench_removed
 
     nodes = limited_nodes(plan, limit)
@@ -39,7 +41,7 @@ def run_bench(
     silent = {
         n.name
         for n in nodes
-        if by_name[n.name].status == "failed"
+        if by_name[n.name].status == HostStatus.FAILED
         and not by_name[n.name].stderr
         and (by_name[n.name].failed_step or "").endswith(f"{FIO_STEP} {n.mount.path}")
     }
@@ -48,7 +50,7 @@ def run_bench(
     out = []
     for n in nodes:
         r = by_name[n.name]
-        status = {"failed": "failed", "unreachable": "unreachable"}.get(r.status, "ok")
+        status = {HostStatus.FAILED: "failed", HostStatus.UNREACHABLE: "unreachable"}.get(r.status, "ok")
         error = None
         if n.name in silent:
             error = (

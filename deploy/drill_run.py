@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import drill as d
+from deploy.host_status import HostStatus
 from deploy.names import DRILL_KEY
 from deploy.plan import Plan
 
@@ -81,7 +82,8 @@ class RoundRun:
     def _nodes_step(
         self, what: str, names: list[str], script: Callable[[d.DrillJob], str], timeout_s: int, start: bool = False
     ) -> None:
-        from deploy.runner import node_hosts, run_output
+        from deploy.engine import run_output
+        from deploy.hosts import node_hosts
         from roles.kv_drill import kv_drill_start, kv_drill_step
 
         if not names:
@@ -93,7 +95,7 @@ class RoundRun:
         hosts = node_hosts(self.plan, names, extra)
         deploy = kv_drill_start if start else kv_drill_step
         for r in run_output(f"drill {what}", hosts, deploy, run_dir=self.run_dir, connect_timeout=30):
-            if r.status in ("failed", "unreachable"):
+            if r.status in (HostStatus.FAILED, HostStatus.UNREACHABLE):
                 why = (r.stderr[-1] if r.stderr else "") or r.note or r.status
                 self.errors.setdefault(r.name, (r.status, f"{what}: {why}"))
             else:
@@ -101,8 +103,9 @@ class RoundRun:
 
     def _target_step(self, what: str, script: str) -> None:
         """Run ``script`` on the linux-nvmet target of the round; a failure raises (the drill cannot go on)."""
+        from deploy.engine import run_output
         from deploy.errors import KvpodError
-        from deploy.runner import run_output, ssh_host_data
+        from deploy.hosts import ssh_host_data
 
         target = next(t for t in self.plan.targets if t.name == self.rnd.enclosure)
         assert target.ssh is not None
@@ -110,7 +113,7 @@ class RoundRun:
         from roles.kv_drill import kv_drill_step
 
         (r,) = run_output(f"drill {what}", hosts, kv_drill_step, run_dir=self.run_dir, connect_timeout=30)
-        if r.status in ("failed", "unreachable"):
+        if r.status in (HostStatus.FAILED, HostStatus.UNREACHABLE):
             why = (r.stderr[-1] if r.stderr else "") or r.note or r.status
             raise KvpodError(f"{self.rnd.label}: {what} on {target.name} failed: {why}")
 

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.engine import EventSink, HostResult, RunReport, RunStats, Survey, run_phase
 from deploy.errors import KvpodError
+from deploy.hosts import node_hosts, ssh_host_data, switch_hosts, target_hosts
 from deploy.names import (
     DEFER_RESTART_KEY,
     NAME_KEY,
@@ -32,18 +34,6 @@ from deploy.plan import Plan
 from deploy.podlock_run import PodLock
 from deploy.release import admitted_elsewhere, fabrics_subsystems, release_requests
 from deploy.rollout import EngineFailure, Rollout, node_engines, parse_max_unavailable, restart_batches
-from deploy.runner import (
-    EventSink,
-    HostResult,
-    RunReport,
-    RunStats,
-    Survey,
-    node_hosts,
-    run_phase,
-    ssh_host_data,
-    switch_hosts,
-    target_hosts,
-)
 from deploy.statedir import (
     crash_point,
     load_applied_plan,

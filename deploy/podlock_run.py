@@ -1,4 +1,4 @@
-"""Taking and releasing the pod lock on its hosts, through :mod:`deploy.runner` (decisions: :mod:`deploy.podlock`).
+"""Taking and releasing the pod lock on its hosts, through :mod:`deploy.engine` (decisions: :mod:`deploy.podlock`).
 
 A changing run takes the lock in the same command as its state read (``kvpod up`` on a converged pod: the read
 and the release, two commands on a lock host, one elsewhere). ``kvpod reassign`` and ``--break-lock`` take it
@@ -16,8 +16,10 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from deploy.engine import RunStats, Survey
 from deploy.facts.podlock import PodLockAcquire, PodLockHolder, PodLockRelease
 from deploy.facts.snapshot import Read
+from deploy.hosts import ssh_host_data
 from deploy.plan import Plan, SshPlan
 from deploy.podlock import (
     DEFAULT_LEASE,
@@ -30,7 +32,6 @@ from deploy.podlock import (
     refusal,
     staleness,
 )
-from deploy.runner import RunStats, Survey, ssh_host_data
 
 
 def _start_ticks(pid: int) -> int | None:

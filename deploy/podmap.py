@@ -21,6 +21,7 @@ from pathlib import Path
 import graphviz
 
 from deploy.errors import InputError, KvpodError
+from deploy.host_status import HostStatus
 from deploy.plan import NodePlan, Plan, SwitchPlan, TargetPlan
 from deploy.verify_runner import POD_ROW, Cell, parse_junit, report_rows
 from deploy.wording import plural
@@ -35,13 +36,13 @@ FONT = "Helvetica,Arial,sans-serif"
 CABLE, PORTAL_CABLE, ASSIGNMENT = "#546e7a", "#5e35b1", "#1e88e5"
 FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
 
-# `kvpod up` host statuses (deploy.runner.HostResult.status) -> map statuses; "manual" (a Data24) has none
+# `kvpod up` host statuses (deploy.engine.HostStatus) -> map statuses; "manual" (a Data24) has none
 _RUN_STATUS = {
-    "unchanged": "ok",
-    "changed": "changed",
-    "would-change": "changed",
-    "failed": "failed",
-    "unreachable": "unreachable",
+    HostStatus.UNCHANGED: "ok",
+    HostStatus.CHANGED: "changed",
+    HostStatus.WOULD_CHANGE: "changed",
+    HostStatus.FAILED: "failed",
+    HostStatus.UNREACHABLE: "unreachable",
 }
 # the verify areas that check a node's drive: its namespace, its mount, discovery at its enclosure
 DRIVE_AREAS = ("namespace", "kv_mount", "enclosure")
@@ -69,7 +70,7 @@ def _plan_hosts(plan: Plan) -> set[str]:
 
 
 def status_from_run_report(data: dict, plan: Plan, source: str = "kvpod up report") -> MapStatus:
-    """A ``kvpod up --report`` JSON (:meth:`deploy.runner.RunReport.as_json`): host status; a drive takes
+    """A ``kvpod up --report`` JSON (:meth:`deploy.engine.RunReport.as_json`): host status; a drive takes
     the status of the node it is assigned to (the node's run connects and mounts it)."""
     hosts_in = data.get("hosts") if isinstance(data, dict) else None
     if not isinstance(hosts_in, dict):

@@ -7,6 +7,7 @@ Hypothesis runs with the ``kvpod`` profile, loaded before any test module builds
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ import yaml
 from hypothesis import settings
 
 from deploy.lab.paths import ensure_fake_token
+
+# The engine's test callbacks (SIGKILL at the operation KVPOD_KILL_AT names), for this process and every kvpod
+# a test starts: the product loads them only when this names them (deploy.engine.hooks.HOOKS_ENV).
+os.environ.setdefault("KVPOD_ENGINE_HOOKS", "tests.fault_hooks")
 
 settings.register_profile("kvpod", derandomize=True, database=None, deadline=None, print_blob=True)
 settings.load_profile("kvpod")

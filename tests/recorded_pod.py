@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from deploy.engine import HostResult
 from deploy.names import NODE_KEY, RESTART_ENGINES_KEY
 from deploy.plan import Plan
-from deploy.runner import HostResult
 
 
 @dataclass

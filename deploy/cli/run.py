@@ -28,21 +28,22 @@ from deploy.cli.shared import (
     user_error,
 )
 from deploy.errors import InputError, KvpodError
+from deploy.host_status import HostStatus
 from deploy.plan import Plan
 from deploy.statedir import new_run_dir
 from deploy.wording import name_list, plural
 
 if TYPE_CHECKING:
+    from deploy.engine import RunReport
     from deploy.orchestrate import UpOptions
-    from deploy.runner import RunReport
 
 _STYLE = {
-    "changed": "yellow",
-    "would-change": "yellow",
-    "unchanged": "green",
-    "failed": "red",
-    "unreachable": "red",
-    "manual": "cyan",
+    HostStatus.CHANGED: "yellow",
+    HostStatus.WOULD_CHANGE: "yellow",
+    HostStatus.UNCHANGED: "green",
+    HostStatus.FAILED: "red",
+    HostStatus.UNREACHABLE: "red",
+    HostStatus.MANUAL: "cyan",
 }
 
 
@@ -72,10 +73,10 @@ def print_diff(report: RunReport) -> None:
     from rich.syntax import Syntax
 
     for h in report.hosts:
-        if not h.planned and h.status != "failed":
+        if not h.planned and h.status != HostStatus.FAILED:
             continue  # an unreachable host has its one line in the summary
         out.rule(f"{h.name} ({h.role}): {h.status}")
-        if h.status in ("failed", "unreachable"):
+        if h.status in (HostStatus.FAILED, HostStatus.UNREACHABLE):
             out.print(f"[red]{h.failed_step or h.status}[/red]: {(h.stderr or [h.note or ''])[-1]}", highlight=False)
         for op, commands in h.planned:
             out.print(f"[yellow]~[/yellow] {op}", highlight=False)
@@ -143,11 +144,11 @@ def write_report(result: RunReport, run_dir: Path, report: Path | None) -> None:
 def stopped_report(exc: BaseException, run_dir: Path, dry: bool, started: float) -> RunReport:
     """The report of a run that was refused (the lock, an unsafe step) or interrupted: the reason, the hosts
     that were down."""
+    from deploy.engine import HostResult, RunReport
     from deploy.podlock import PodLocked
-    from deploy.runner import HostResult, RunReport
 
     down = exc.down if isinstance(exc, PodLocked) else {}
-    hosts = [HostResult(name, "lock host", status="unreachable", note=why) for name, why in down.items()]
+    hosts = [HostResult(name, "lock host", status=HostStatus.UNREACHABLE, note=why) for name, why in down.items()]
     interrupted = isinstance(exc, KeyboardInterrupt)
     return RunReport(
         hosts,
@@ -191,7 +192,7 @@ def run_diff_command(plan: Plan, opts: UpOptions, *, exit_on_drift: bool, report
     except (KvpodError, KeyboardInterrupt) as exc:
         return stop_run(exc, opts.run_dir, True, started, report)
     print_diff(result)
-    drift = [h for h in result.hosts if h.status == "would-change" or h.restart_pending]
+    drift = [h for h in result.hosts if h.status == HostStatus.WOULD_CHANGE or h.restart_pending]
     others = " of the others" if result.unreachable else ""
     differ = f"{plural(len(drift), 'host')}{others} {'differs' if len(drift) == 1 else 'differ'}"
     what = f"{differ} from the plan ({plural(result.changed, 'operation')})"
@@ -224,8 +225,8 @@ def run_up_command(
     from deploy.orchestrate import UpOptions, bring_up
 
     use_hosts()
+    from deploy.engine import RunStats
     from deploy.podlock_run import PodLock
-    from deploy.runner import RunStats
 
     if opts.dry:
         return run_diff_command(plan, opts, exit_on_drift=False, report=report)

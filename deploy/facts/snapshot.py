@@ -25,11 +25,12 @@ import inspect
 import json
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pyinfra.api import FactBase, StringCommand
-from pyinfra.facts.files import LINUX_STAT_COMMAND, Directory, File, Sha1File
+from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Sysctl
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
@@ -137,44 +138,127 @@ def _namespace_section(read: NamespaceReads) -> str:
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_@+=:,./-]*$")
 _SAFE_UNIT = re.compile(r"^[A-Za-z0-9_@:.\\-]+$")
-STAT_FACTS: tuple[type[FactBase], ...] = (File, Directory)
 _SAFE_SYSCTL = re.compile(r"^[A-Za-z0-9_.-]+$")
+STAT_FACTS: tuple[type[FactBase], ...] = (File, Directory)
 UNIT_FACTS: tuple[type[FactBase], ...] = (SystemdStatus, SystemdEnabled)
+# What pyinfra's File and Directory facts have ``stat`` print on Linux and parse back (its LINUX_STAT_COMMAND).
+STAT_FORMAT = "user=%U group=%G mode=%A atime=%X mtime=%Y ctime=%Z size=%s %N"
+
+Values = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GroupKind:
+    """Reads one process answers together: which reads it takes (each is a member: a path, a key, a unit),
+    the command for all members (plain words: each matched a safe pattern) and how its lines become values."""
+
+    name: str
+    member: Callable[[type[FactBase], dict[str, Any]], str | None]  # (fact, its arguments) -> member or None
+    command: Callable[[str], str]  # the members, space-separated -> the shell command
+    store: Callable[[Values, list[str], list[str]], None]  # (values, members, output lines)
+
+
+def _path_of(facts: tuple[type[FactBase], ...]) -> Callable[[type[FactBase], dict[str, Any]], str | None]:
+    def member(fact: type[FactBase], args: dict[str, Any]) -> str | None:
+        path = args.get("path")
+        return path if fact in facts and _SAFE_PATH.match(str(path or "")) else None
+
+    return member
+
+
+def _sysctl_key(fact: type[FactBase], args: dict[str, Any]) -> str | None:
+    keys = args.get("keys")
+    single = fact is Sysctl and isinstance(keys, list) and len(keys) == 1
+    return keys[0] if single and _SAFE_SYSCTL.match(str(keys[0])) else None
+
+
+def _unit(fact: type[FactBase], args: dict[str, Any]) -> str | None:
+    services = args.get("services")
+    plain = not args.get("user_mode") and args.get("machine") is None and args.get("user_name") is None
+    single = fact in UNIT_FACTS and plain and isinstance(services, list) and len(services) == 1
+    return services[0] if single and _SAFE_UNIT.match(str(services[0])) else None
+
+
+def _store_stat(values: Values, members: list[str], lines: list[str]) -> None:
+    found = dict(line.split("\t", 1) for line in lines if "\t" in line)
+    for path in members:
+        for cls in STAT_FACTS:
+            values[read_key(cls, {"path": path})] = cls().process([found[path]]) if path in found else None
+
+
+def _store_sha1(values: Values, members: list[str], lines: list[str]) -> None:
+    sums = {}
+    for line in lines:
+        digest, _, path = line.partition("  ")
+        if len(digest) == 40:
+            sums[path] = line
+    for path in members:
+        fact = Sha1File()
+        fact.command(path)
+        values[read_key(Sha1File, {"path": path})] = fact.process([sums[path]]) if path in sums else None
+
+
+def _store_sysctl(values: Values, members: list[str], lines: list[str]) -> None:
+    for key in members:
+        mine = [line for line in lines if line.partition("=")[0].strip() == key]
+        values[read_key(Sysctl, {"keys": [key]})] = Sysctl().process(mine) if mine else Sysctl().default()
+
+
+def _store_units(values: Values, members: list[str], lines: list[str]) -> None:
+    if lines == [MISSING_COMMAND]:
+        blocks: list[list[str]] = [[] for _ in members]
+    else:
+        blocks = [[]]
+        for line in lines:
+            if line.strip():
+                blocks[-1].append(line)
+            elif blocks[-1]:
+                blocks.append([])
+        blocks = [b for b in blocks if b]
+    if len(blocks) != len(members):
+        return  # not one block per unit: read each live
+    for unit, block in zip(members, blocks, strict=True):
+        for cls in UNIT_FACTS:
+            values[read_key(cls, {"services": [unit]})] = cls().process(block) if block else cls().default()
+
+
+_STAT_LINE = "%n\t" + STAT_FORMAT  # each path's line starts with its name
+_UNIT_PROPERTIES = "--property Id --property SubState --property UnitFileState"
+GROUP_KINDS: tuple[GroupKind, ...] = (
+    GroupKind(
+        "stat",
+        _path_of(STAT_FACTS),
+        lambda words: f"stat -c {shlex.quote(_STAT_LINE)} {words} 2>/dev/null; true",
+        _store_stat,
+    ),
+    GroupKind("sha1", _path_of((Sha1File,)), lambda words: f"sha1sum {words} 2>/dev/null; true", _store_sha1),
+    GroupKind("sysctl", _sysctl_key, lambda words: f"sysctl {words} 2>/dev/null; true", _store_sysctl),
+    GroupKind(
+        "systemd",
+        _unit,
+        lambda words: (
+            f"if command -v systemctl >/dev/null 2>&1; then systemctl show --all {_UNIT_PROPERTIES} {words}; "
+            f"else echo '{MISSING_COMMAND}'; fi"
+        ),
+        _store_units,
+    ),
+)
+GROUPS = {kind.name: kind for kind in GROUP_KINDS}
 
 
 def _grouping(read: Read) -> tuple[str, str] | None:
     """``(group, member)`` when one grouped process can answer ``read`` exactly, else None."""
     args = fact_arguments(read.fact, read.arguments())
-    if read.fact in (*STAT_FACTS, Sha1File) and _SAFE_PATH.match(str(args.get("path", ""))):
-        return ("sha1" if read.fact is Sha1File else "stat"), args["path"]
-    if read.fact is Sysctl:
-        keys = args.get("keys")
-        if isinstance(keys, list) and len(keys) == 1 and _SAFE_SYSCTL.match(str(keys[0])):
-            return "sysctl", keys[0]
-    if read.fact in UNIT_FACTS:
-        services = args.get("services")
-        plain = not args.get("user_mode") and args.get("machine") is None and args.get("user_name") is None
-        if plain and isinstance(services, list) and len(services) == 1 and _SAFE_UNIT.match(str(services[0])):
-            return "systemd", services[0]
+    for kind in GROUP_KINDS:
+        member = kind.member(read.fact, args)
+        if member is not None:
+            return kind.name, member
     return None
 
 
 def _group_section(group: str, members: list[str]) -> str:
     header = shlex.quote(f"{GROUP} {group} {json.dumps(members)}")
-    words = " ".join(members)  # every member matched a safe pattern: no quoting needed
-    if group == "stat":
-        fmt = shlex.quote("%n\t" + LINUX_STAT_COMMAND.split("'", 2)[1])
-        command = f"stat -c {fmt} {words} 2>/dev/null; true"
-    elif group == "sha1":
-        command = f"sha1sum {words} 2>/dev/null; true"
-    elif group == "sysctl":
-        command = f"sysctl {words} 2>/dev/null; true"
-    else:
-        props = "--property Id --property SubState --property UnitFileState"
-        command = (
-            f"if command -v systemctl >/dev/null 2>&1; then systemctl show --all {props} {words}; "
-            f"else echo '{MISSING_COMMAND}'; fi"
-        )
+    command = GROUPS[group].command(" ".join(members))
     return f"printf '%s\\n' {header}\n( {command}\n) 2>/dev/null </dev/null\nprintf '\\n{END} %s\\n' \"$?\""
 
 
@@ -243,8 +327,8 @@ def parse_snapshot(output: list[str]) -> dict[str, Any]:
         elif line.startswith(END + " "):
             if lines and lines[-1] == "":
                 lines.pop()  # the newline printed before the end marker
-            if group is not None and line[len(END) + 1 :].strip() == "0":
-                _store_group(values, group[0], group[1], lines)
+            if group is not None and group[0] in GROUPS and line[len(END) + 1 :].strip() == "0":
+                GROUPS[group[0]].store(values, group[1], lines)
             group = None
             if current is not None:
                 _store(values, current[0], current[1], lines, line[len(END) + 1 :].strip())
@@ -252,45 +336,6 @@ def parse_snapshot(output: list[str]) -> dict[str, Any]:
         elif current is not None or group is not None:
             lines.append(line)
     return values
-
-
-def _store_group(values: dict[str, Any], group: str, members: list[str], lines: list[str]) -> None:
-    if group == "stat":
-        found = dict(line.split("\t", 1) for line in lines if "\t" in line)
-        for path in members:
-            for cls in STAT_FACTS:
-                fact = cls()
-                values[read_key(cls, {"path": path})] = fact.process([found[path]]) if path in found else None
-    elif group == "sha1":
-        sums = {}
-        for line in lines:
-            digest, _, path = line.partition("  ")
-            if len(digest) == 40:
-                sums[path] = line
-        for path in members:
-            fact = Sha1File()
-            fact.command(path)
-            values[read_key(Sha1File, {"path": path})] = fact.process([sums[path]]) if path in sums else None
-    elif group == "sysctl":
-        for key in members:
-            mine = [line for line in lines if line.partition("=")[0].strip() == key]
-            values[read_key(Sysctl, {"keys": [key]})] = Sysctl().process(mine) if mine else Sysctl().default()
-    elif group == "systemd":
-        if lines == [MISSING_COMMAND]:
-            blocks: list[list[str]] = [[] for _ in members]
-        else:
-            blocks = [[]]
-            for line in lines:
-                if line.strip():
-                    blocks[-1].append(line)
-                elif blocks[-1]:
-                    blocks.append([])
-            blocks = [b for b in blocks if b]
-        if len(blocks) != len(members):
-            return  # not one block per unit: read each live
-        for unit, block in zip(members, blocks, strict=True):
-            for cls in UNIT_FACTS:
-                values[read_key(cls, {"services": [unit]})] = cls().process(block) if block else cls().default()
 
 
 def _store(values: dict[str, Any], cls: type[FactBase], args: dict[str, Any], lines: list[str], rc: str) -> None:

@@ -5,7 +5,7 @@ and ``lmcache.local_disk``; and ``host.data.kvpod_bench`` (:class:`deploy.bench.
 
 - ``kv_bench``: refuses an unmounted path or a file that does not fit beside LMCache's budget (before
   anything is installed), installs fio when missing, then runs the benchmark; its operation prints fio's
-  JSON, which the runner keeps (:func:`deploy.runner.run_output`).
+  JSON, which the runner keeps (:func:`deploy.engine.run_output`).
 - ``kv_bench_removed``: stops a benchmark still running and removes its directory (after an interrupt).
 """
 

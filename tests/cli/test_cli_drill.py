@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 import deploy.drill_run
-import deploy.runner
+import deploy.engine
 from deploy.cli import app
+from deploy.engine import HostResult
 from deploy.podlock_run import PodLock
-from deploy.runner import HostResult
 from tests.conftest import LAB
 
 runner = CliRunner()
@@ -63,7 +63,7 @@ class Recorded:
 @pytest.fixture
 def pod(monkeypatch) -> Recorded:
     rec = Recorded()
-    monkeypatch.setattr(deploy.runner, "run_output", rec.run_output)
+    monkeypatch.setattr(deploy.engine, "run_output", rec.run_output)
     monkeypatch.setattr(deploy.drill_run, "_sleep", lambda s: rec.steps.append(("sleep", [str(s)])))
     monkeypatch.setattr(PodLock, "acquire", lambda self, break_lock, stats=None: rec.lock.append("acquire"))
     monkeypatch.setattr(PodLock, "release", lambda self, stats=None: rec.lock.append("release"))

@@ -154,12 +154,12 @@ def test_a_limited_run_keeps_the_other_nodes_restarts_due(rollout_pod, tmp_path:
 @pytest.fixture
 def no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any pyinfra connection attempt fails the test."""
-    import deploy.runner
+    import deploy.engine.session
 
     def refuse(*args, **kwargs):
         raise AssertionError("a host connection was attempted")
 
-    monkeypatch.setattr(deploy.runner, "connect_all", refuse)
+    monkeypatch.setattr(deploy.engine.session, "connect_all", refuse)
 
 
 @pytest.mark.parametrize("option", ["--max-unavailable", "--batch"])

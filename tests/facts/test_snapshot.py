@@ -14,6 +14,7 @@ from pyinfra.facts.server import Sysctl, Which
 
 from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run
+from deploy.engine import RunStats
 from deploy.facts.kernel import LoadedModules, RdmaLinks
 from deploy.facts.network import IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.nvme import NvmeCliVersion, NvmeHostIdentity, NvmeSubsystems
@@ -22,7 +23,6 @@ from deploy.facts.storage import MountedAt
 from deploy.facts.users import PasswdEntry
 from deploy.loader import load_spec
 from deploy.plan import build_plan
-from deploy.runner import RunStats
 from deploy.shipped import lab_spec, reference_spec
 from deploy.targets import driver_for, managed_groups
 from roles.node import node

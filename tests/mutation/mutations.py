@@ -518,8 +518,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "check-drift-counts-changed-only",
         RUN_PY,
-        'drift = [h for h in result.hosts if h.status == "would-change" or h.restart_pending]',
-        'drift = [h for h in result.hosts if h.status == "changed" or h.restart_pending]',
+        "drift = [h for h in result.hosts if h.status == HostStatus.WOULD_CHANGE or h.restart_pending]",
+        "drift = [h for h in result.hosts if h.status == HostStatus.CHANGED or h.restart_pending]",
         "kvpod check counts no host as drifted (a read-only run never reports changed)",
         CLI_RUN,
     ),

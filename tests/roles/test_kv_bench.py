@@ -12,8 +12,8 @@ from pyinfra.api.host import Host
 from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-import deploy.runner
 from benchmarks.pyinfra_fake import FakeRemote, op_commands
+import deploy.engine
 from deploy.bench import GIB, MIB, BenchJob
 from deploy.bench_run import run_bench
 from deploy.loader import load_spec
@@ -115,7 +115,7 @@ def test_run_output_keeps_each_hosts_stdout_and_one_refusal_does_not_stop_the_ot
     fake_pod["@fake/node1"].facts["bench.KvcacheSpace"][SPACE_ARGS] = {**ROOM, "mounted": False}
     fake_pod["@fake/node2"].facts["server.Which"]["command=fio"] = None
     job = BenchJob("/mnt/kvcache", 64 * MIB, 3)
-    results = {r.name: r for r in deploy.runner.run_output("bench", fake_hosts({"node1": job, "node2": job}), kv_bench)}
+    results = {r.name: r for r in deploy.engine.run_output("bench", fake_hosts({"node1": job, "node2": job}), kv_bench)}
     one, two = results["@fake/node1"], results["@fake/node2"]
     assert one.status == "failed" and one.failed_step == "kv bench | room on /mnt/kvcache"
     assert one.stderr == ["kvpod: /mnt/kvcache is not mounted: refusing to benchmark the filesystem below it"]
@@ -133,7 +133,7 @@ def one_refusal(message: str) -> str:
 
 def test_run_phase_without_keep_output_keeps_nothing(fake_pod) -> None:
     job = BenchJob("/mnt/kvcache", 64 * MIB, 3)
-    results = deploy.runner.run_phase("bench", fake_hosts({"node1": job}), kv_bench, dry=False)
+    results = deploy.engine.run_phase("bench", fake_hosts({"node1": job}), kv_bench, dry=False)
     assert results[0].status == "changed" and results[0].output == {}
 
 
@@ -155,8 +155,8 @@ def fake_runner(monkeypatch, fake_pod):
 
         return call
 
-    monkeypatch.setattr(deploy.runner, "run_output", renamed(deploy.runner.run_output))
-    monkeypatch.setattr(deploy.runner, "run_phase", renamed(deploy.runner.run_phase))
+    monkeypatch.setattr(deploy.engine, "run_output", renamed(deploy.engine.run_output))
+    monkeypatch.setattr(deploy.engine, "run_phase", renamed(deploy.engine.run_phase))
     return calls
 
 
@@ -216,8 +216,8 @@ def test_an_interrupt_stops_the_benchmarks_and_removes_their_files(monkeypatch) 
         calls.append(("run_phase", deploy_func, [n for n, _ in hosts]))
         return []
 
-    monkeypatch.setattr(deploy.runner, "run_output", interrupted)
-    monkeypatch.setattr(deploy.runner, "run_phase", phase)
+    monkeypatch.setattr(deploy.engine, "run_output", interrupted)
+    monkeypatch.setattr(deploy.engine, "run_phase", phase)
     with pytest.raises(KeyboardInterrupt):
         run_bench(PLAN, None, 64 * MIB, 3)
     assert calls == [

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from deploy.bench import MIB, BenchJob, node_result
+from deploy.engine import run_output
 from deploy.loader import load_spec
 from deploy.names import BENCH_KEY
 from deploy.plan import build_plan
-from deploy.runner import run_output
 from deploy.shipped import lab_spec
 from roles.kv_bench import kv_bench
 

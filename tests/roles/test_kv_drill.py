@@ -12,8 +12,8 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 import deploy.drill_run
-import deploy.runner
 from benchmarks.pyinfra_fake import FakeRemote
+import deploy.engine
 from deploy import drill as d
 from deploy.drill_run import run_drill
 from deploy.loader import load_spec
@@ -64,7 +64,7 @@ def fake_pod(monkeypatch):
             raise KeyboardInterrupt
         return True, CommandOutput([OutputLine("stdout", line) for line in answer(text).splitlines()])
 
-    run = deploy.runner.run_output
+    run = deploy.engine.run_output
 
     def renamed(role, hosts, deploy_func, **kwargs):
         fake = [(f"@fake/{name}", {**data, "fake_delay": 0}) for name, data in hosts]
@@ -75,7 +75,7 @@ def fake_pod(monkeypatch):
 
     monkeypatch.setattr(Host, "get_fact", get_fact)
     monkeypatch.setattr(FakeConnector, "run_shell_command", run_shell_command)
-    monkeypatch.setattr(deploy.runner, "run_output", renamed)
+    monkeypatch.setattr(deploy.engine, "run_output", renamed)
     monkeypatch.setattr(deploy.drill_run, "_sleep", lambda seconds: None)
     return remotes, interrupt
 

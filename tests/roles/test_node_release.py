@@ -19,10 +19,10 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from benchmarks.kvpod_sim import DEVICE, EFFECTS, fresh_node, guarded_disconnect
 from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
+from deploy.engine import run_phase
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.release import ReleaseRequest, namespace_device
-from deploy.runner import run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
 from roles.node_release import NvmeBlockUse, disconnect_command, node_release

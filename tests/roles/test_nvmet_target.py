@@ -14,10 +14,10 @@ import pytest
 
 from benchmarks.kvpod_sim import _link, simulated
 from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
+from deploy.hosts import target_hosts
 from deploy.loader import load_spec_text
 from deploy.names import GB, NVMET_RESTORE_SCRIPT, NVMET_ROOT
 from deploy.plan import Plan, TargetPlan, build_plan
-from deploy.runner import target_hosts
 from roles.nvmet_target import nvmet_ports, nvmet_target
 from tests.conftest import LAB
 

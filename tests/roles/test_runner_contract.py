@@ -1,4 +1,4 @@
-"""``roles.node.node`` driven exactly as the runner drives it (``deploy.runner.run_phase``: one State for all
+"""``roles.node.node`` driven exactly as the runner drives it (``deploy.engine.run_phase``: one State for all
 nodes, ``check_for_changes`` only for dry runs, ``add_deploy`` then ``run_ops``), on ``@fake`` hosts whose facts
 and commands go to simulated nodes."""
 
@@ -16,9 +16,9 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, _content_of
+from deploy.engine import connection_lost, run_phase
 from deploy.loader import load_spec
 from deploy.plan import build_plan
-from deploy.runner import connection_lost, run_phase
 from deploy.shipped import lab_spec
 from roles.node import node
 

@@ -12,10 +12,10 @@ from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run
 from deploy.cli.run import check_selection
 from deploy.compat import default_pair
+from deploy.engine import RunStats
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec_text
 from deploy.plan import build_plan
-from deploy.runner import RunStats
 from deploy.shipped import lab_spec
 from deploy.validate import wheelhouse_problems
 from roles.node import node

@@ -11,11 +11,11 @@ from pyinfra.api.deploy import add_deploy
 
 from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import deploy_run, fake_state
+from deploy.engine import RunStats, SnapshotReader
 from deploy.facts.snapshot import parse_snapshot, snapshot_script
 from deploy.loader import load_spec, load_spec_text
 from deploy.operations import planned_commands
 from deploy.plan import build_plan
-from deploy.runner import RunStats, SnapshotReader
 from deploy.shipped import lab_spec, reference_spec
 from roles.node import node
 from roles.node import reads as node_reads

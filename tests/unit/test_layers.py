@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "deploy",
             "deploy.errors",
+            "deploy.host_status",
             "deploy.shipped",
             "deploy.names",
             "deploy.lmcache_keys",
@@ -47,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "deploy.plan",
             "deploy.plan_models",
             "deploy.plan_parts",
+            "deploy.hosts",
             "deploy.nvme_settings",
             "deploy.release",
             "deploy.rollout",
@@ -76,7 +78,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "orchestration",
         (
-            "deploy.runner",
+            "deploy.engine",
             "deploy.orchestrate",
             "deploy.statedir",
             "deploy.podlock_run",
@@ -189,11 +191,11 @@ def test_the_walk_sees_lazy_and_upward_imports(tmp_path: Path) -> None:
     source.parent.mkdir()
     source.write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from deploy.cli import app\n"
-        "def f():\n    from deploy.runner import run_phase\n"
+        "def f():\n    from deploy.engine import run_phase\n"
     )
     global ROOT
     saved, ROOT = ROOT, tmp_path
     try:
-        assert imported(source, {"deploy.plan", "deploy.cli", "deploy.runner"}) == {"deploy.runner"}
+        assert imported(source, {"deploy.plan", "deploy.cli", "deploy.engine"}) == {"deploy.engine"}
     finally:
         ROOT = saved

@@ -17,11 +17,13 @@ from typer.testing import CliRunner
 from benchmarks.kvpod_sim import connected_node, fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run, fake_state
 from deploy.cli import app
+from deploy.engine import HostResult
+from deploy.engine.describe import describe_host
+from deploy.engine.log import pyinfra_log
 from deploy.lab.paths import FAKE_TOKEN_PREFIX, ensure_fake_token
 from deploy.loader import load_spec
 from deploy.names import VLLM_HF_ENV_FILE
 from deploy.plan import NodePlan, build_plan
-from deploy.runner import HostResult, _describe, _pyinfra_log
 from deploy.secrets import display
 from roles.node import node
 from roles.vllm import vllm
@@ -280,7 +282,7 @@ def test_a_diff_of_the_env_file_redacts_the_old_and_new_token(token_plan: NodePl
     remote.files[VLLM_HF_ENV_FILE] = {"content": old, "user": "root", "group": "vllm", "mode": 640}
     add_deploy(state, vllm, host=host)
     result = HostResult(host.name, "node")
-    _describe(state, host, result)
+    describe_host(state, host, result)
     diff = result.diffs[VLLM_HF_ENV_FILE]
     assert "-HF_HOME=/srv/old" in diff and "+HF_HOME=/srv/hf" in diff
     assert f"+HF_TOKEN={display(TOKEN)}" in diff and "-HF_TOKEN=<secret:" in diff
@@ -291,7 +293,7 @@ def test_a_diff_of_the_env_file_redacts_the_old_and_new_token(token_plan: NodePl
 def test_the_report_and_the_run_log_redact_the_token(token_plan: NodePlan, tmp_path: Path) -> None:
     result = HostResult("node1", "node", status="failed", stderr=[f"401 for token {TOKEN}"], note=TOKEN)
     assert TOKEN not in json.dumps(result.as_json()) and display(TOKEN) in json.dumps(result.as_json())
-    with _pyinfra_log(tmp_path):
+    with pyinfra_log(tmp_path):
         logging.getLogger("pyinfra").warning("HF_TOKEN=%s on %s", TOKEN, "node1")
     log = (tmp_path / "pyinfra.log").read_text()
     assert TOKEN not in log and display(TOKEN) in log

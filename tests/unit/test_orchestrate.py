@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deploy.engine import HostResult, RunStats
 from deploy.errors import KvpodError
 from deploy.loader import load_spec, load_spec_text
 from deploy.orchestrate import (
@@ -16,7 +17,6 @@ from deploy.orchestrate import (
 )
 from deploy.plan import build_plan
 from deploy.reassignment import parse_drive, plan_reassignment
-from deploy.runner import HostResult, RunStats
 from deploy.spec_edit import set_node_namespaces
 from deploy.statedir import load_applied_plan, read_journal, save_applied_plan, write_journal
 from tests.conftest import LAB, REFERENCE

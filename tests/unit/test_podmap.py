@@ -9,11 +9,11 @@ import re
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
+from deploy.engine import HostResult, RunReport
 from deploy.errors import InputError, SpecError
 from deploy.loader import load_spec, spec_from_dict
 from deploy.plan import Plan, build_plan
 from deploy.podmap import FILL, SPARE_FILL, build_map, plural, status_from_report
-from deploy.runner import HostResult, RunReport
 from tests.conftest import LAB, REFERENCE, ROOT, SHIPPED_SPECS
 from tests.unit.test_plan_properties import pods
 

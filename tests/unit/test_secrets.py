@@ -16,10 +16,12 @@ from typer.testing import CliRunner
 from benchmarks.kvpod_sim import connected_node
 from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run, fake_state
 from deploy.cli import app
+from deploy.engine import HostResult
+from deploy.engine.describe import describe_host
+from deploy.engine.log import pyinfra_log
 from deploy.errors import SpecError
 from deploy.loader import load_spec
 from deploy.plan import build_plan
-from deploy.runner import HostResult, _describe, _pyinfra_log
 from deploy.secrets import Secret, display, is_secret_key, redact_assignments
 from deploy.shipped import lab_spec
 from roles.lmcache import lmcache
@@ -190,7 +192,7 @@ def test_a_diff_of_a_secret_bearing_file_shows_it_redacted(secret_plan) -> None:
     host.get_file = get_file
     add_deploy(state, lmcache, host=host)
     result = HostResult(host.name, "node")
-    _describe(state, host, result)
+    describe_host(state, host, result)
     diff = result.diffs[secret_plan.lmcache.env_file]
     assert "LMCACHE_REMOTE_URL=<secret:" in diff and "-LMCACHE_CHUNK_SIZE=128" in diff
     report = json.dumps(result.as_json())
@@ -205,7 +207,7 @@ def test_the_report_redacts_a_secret_in_stderr(secret_plan) -> None:
 
 
 def test_the_run_log_redacts_secrets(secret_plan, tmp_path: Path) -> None:
-    with _pyinfra_log(tmp_path):
+    with pyinfra_log(tmp_path):
         logging.getLogger("pyinfra").warning("uploading %s to %s", URL, "node1")
     log = (tmp_path / "pyinfra.log").read_text()
     assert PASSWORD not in log and display(URL) in log

@@ -9,14 +9,16 @@ from pyinfra.api import deploy
 from pyinfra.operations import files
 
 from deploy import targets
+from deploy.engine import RunStats
+from deploy.hosts import target_hosts
 from deploy.loader import load_spec_text
 from deploy.orchestrate import UpOptions, _target_phase
 from deploy.plan import Plan, build_plan
-from deploy.runner import RunStats, kill_selected, target_hosts
 from deploy.shipped import lab_spec
 from deploy.targets import HOST_DATA_KEY, TargetDriver, current_targets, managed_groups
 from deploy.verify_runner import target_names
 from roles.nvmet_target import nvmet_ports, reads
+from tests.fault_hooks import kill_selected
 from tests.two_enclosures import SECOND, SECOND_PORTAL, second_nqn, two_enclosures
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

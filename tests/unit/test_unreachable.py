@@ -151,7 +151,7 @@ def test_a_refused_connection_through_pyinfra_names_address_port_and_cause(close
     from deploy.cli.hosts import use_hosts
 
     use_hosts()
-    from deploy.runner import RunStats, Survey, run_phase
+    from deploy.engine import RunStats, Survey, run_phase
 
     with Survey([("gpu01", ssh("127.0.0.1", closed_port), [])], stats=RunStats(), run_dir=tmp_path) as pod:
         assert not pod.reachable("gpu01")
@@ -173,7 +173,7 @@ def test_a_name_that_does_not_resolve_says_so(monkeypatch):
     from deploy.cli.hosts import use_hosts
 
     use_hosts()
-    from deploy.runner import RunStats, Survey
+    from deploy.engine import RunStats, Survey
 
     real = socket.getaddrinfo
 
