@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "deploy.runner",
             "deploy.orchestrate",
+            "deploy.pipeline",
             "deploy.statedir",
             "deploy.podlock_run",
             "deploy.verify_runner",
