@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from deploy.pipeline import phases
 from deploy.pipeline.handover import Handover, check_handover, handover_reads, survey
 from deploy.pipeline.jobs import Scope, UpOptions
-from deploy.pipeline.phases import PHASES, Phase, evaluations, reads_for, runs, survey_hosts
+from deploy.pipeline.phases import Phase, evaluations, reads_for, runs, survey_hosts
 from deploy.pipeline.restarts import mark_left_pending, remember_pending, rolling_restarts
 from deploy.plan import Plan
 from deploy.rollout import Rollout
@@ -40,13 +41,13 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Scope, list[
         handover = survey(plan, opts, pod)
         check_handover(plan, handover, opts)
         scope = Scope(plan, opts, applied, handover)
-        phases = evaluations(scope)
-        for _, items in phases:
+        walk = evaluations(scope)
+        for _, items in walk:
             for e in items:
                 if not e.job.local:
                     evaluated[id(e)] = pod.evaluate(e.job.name, e.phase.name, [*e.deploys], e.payload, opts.dry)
     results: list[HostResult] = []
-    for phase, items in phases:
+    for phase, items in walk:
         found = []
         for e in items:
             if e.job.local:  # the machine running kvpod: a survey of its own for each of its jobs
@@ -87,7 +88,7 @@ def bring_up(
         return _report(plan, opts, surveyed, start, stats, rollout)
 
     results: list[HostResult] = []
-    for phase in PHASES:
+    for phase in phases.PHASES:  # the one list the survey walked too
         results += run_jobs(phase, scope, sink, stats)
         if phase.stops and _failed(results):
             return _stop(results, plan, opts, start, phase.name)
