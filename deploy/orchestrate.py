@@ -33,24 +33,25 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Scope, list[
     """
     applied = load_applied_plan(plan.pod)
     lock = None if opts.dry else opts.lock
-    hosts = survey_hosts(Scope(plan, opts, applied), handover_reads(plan, applied))
+    reach = Scope(plan, opts, applied).whole_pod()
+    hosts = survey_hosts(reach, handover_reads(plan, applied))
     evaluated: dict[int, HostResult] = {}
     with Survey(lock.with_acquire(hosts) if lock else hosts, stats=stats, run_dir=opts.run_dir) as pod:
         if lock:
             lock.confirm(pod)  # refuses (PodLocked) before anything is evaluated or changed
-        handover = survey(plan, opts, pod)
+        handover = survey(plan, opts, pod, reach)
         check_handover(plan, handover, opts)
         scope = Scope(plan, opts, applied, handover)
         walk = evaluations(scope)
         for _, items in walk:
             for e in items:
-                if not e.job.local:
+                if not e.apart:
                     evaluated[id(e)] = pod.evaluate(e.job.name, e.phase.name, [*e.deploys], e.payload, opts.dry)
     results: list[HostResult] = []
     for phase, items in walk:
         found = []
         for e in items:
-            if e.job.local:  # the machine running kvpod: a survey of its own for each of its jobs
+            if e.apart:
                 with Survey([(e.job.name, e.job.connection, [*e.job.reads])], stats=stats, run_dir=opts.run_dir) as one:
                     evaluated[id(e)] = one.evaluate(e.job.name, phase.name, [*e.deploys], e.payload, opts.dry)
             evaluated[id(e)].name = e.job.display

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.errors import KvpodError
-from deploy.pipeline.jobs import Scope, UpOptions, removed_nodes, target_jobs
+from deploy.pipeline.jobs import Scope, UpOptions, removed_nodes
+from deploy.pipeline.phases import TARGET, surveyed_apart
 from deploy.plan import Plan
 from deploy.release import admitted_elsewhere, fabrics_subsystems, release_requests
 from deploy.runner import Survey, ssh_host_data
@@ -38,10 +39,13 @@ def handover_reads(plan: Plan, applied: Plan | None) -> list[tuple[str, dict[str
     return [(n.name, ssh_host_data(n.ssh), [Read.of(NvmeSubsystems)]) for n in removed_nodes(plan, applied)]
 
 
-def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
-    """Which subsystems each node holds now (from the survey's snapshots) and the releases (changes nothing)."""
+def survey(plan: Plan, opts: UpOptions, pod: Survey, reach: Scope | None = None) -> Handover:
+    """Which subsystems each node holds now (from the survey's snapshots) and the releases (changes nothing).
+
+    ``reach``: the scope whose jobs the survey read (default: the plan's)."""
     from deploy.facts.nvme import NvmeSubsystems
 
+    reach = reach or Scope(plan, opts)
     applied = load_applied_plan(plan.pod)
     gone = removed_nodes(plan, applied)
     names = [n.name for n in plan.nodes] + [n.name for n in gone]
@@ -52,18 +56,18 @@ def survey(plan: Plan, opts: UpOptions, pod: Survey) -> Handover:
     removed = [n.name for n in gone]
     prune = [n for n in removed if opts.prune and n in reachable]
     releases = release_requests(plan, reachable, prune=prune, applied=applied)
-    moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod)
+    moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod, reach)
     unreachable_holders = sorted(n for n, v in live.items() if v is None and n in moved)
     return Handover(releases, live, removed, unreachable_holders)
 
 
-def _admitted_elsewhere(plan: Plan, applied: Plan | None, pod: Survey) -> set[str]:
+def _admitted_elsewhere(plan: Plan, applied: Plan | None, pod: Survey, reach: Scope) -> set[str]:
     """Nodes the targets admit now to a drive that moves away from them (from the survey's target reads)."""
     from deploy.facts.nvmet import NvmetConfig
 
     admitted: dict[str, set[str]] = {}
-    for job in target_jobs(Scope(plan, UpOptions())):
-        if not job.local and pod.reachable(job.name):
+    for job in TARGET.jobs(reach):
+        if not surveyed_apart(job) and pod.reachable(job.name):
             for nqn, sub in pod.read(job.name, NvmetConfig).get("subsystems", {}).items():
                 admitted.setdefault(nqn, set()).update(sub.get("allowed_hosts", []))
     host_nqns = {n.name: n.host_nqn for n in [*(applied.nodes if applied else []), *plan.nodes]}

@@ -78,12 +78,17 @@ PHASES: tuple[Phase, ...] = (
 # -- the survey ---------------------------------------------------------------------------------------------
 
 
-def survey_hosts(scope: Scope, extra: list[tuple[str, dict[str, Any], list]]) -> list[tuple[str, dict, list]]:
-    """The hosts the survey reads over SSH, each once, with what every job there reads (and ``extra``): every
-    job's host of the whole pod (``--limit`` or not), ``@local`` apart (each local job is surveyed on its own)."""
-    whole = scope.whole_pod()
+def surveyed_apart(job: HostJob) -> bool:
+    """Whether the survey reads and evaluates ``job`` in a survey of its own, outside the pod's: a job on the
+    machine running kvpod (``@local`` carries several jobs, each with its own host data, and takes no pod lock)."""
+    return job.local
+
+
+def survey_hosts(reach: Scope, extra: list[tuple[str, dict[str, Any], list]]) -> list[tuple[str, dict, list]]:
+    """The hosts the pod's survey reads, each once, with what every job there reads (and ``extra``); ``reach``
+    is the whole pod (:meth:`Scope.whole_pod`: every node, ``--limit`` or not, for the handover)."""
     hosts: dict[str, tuple[dict, list]] = {}
-    remote = [(j.name, j.connection, list(j.reads)) for p in PHASES for j in p.jobs(whole) if not j.local]
+    remote = [(j.name, j.connection, list(j.reads)) for p in PHASES for j in p.jobs(reach) if not surveyed_apart(j)]
     for name, data, reads in remote + extra:
         known = hosts.setdefault(name, (data, []))
         known[1].extend(reads)
@@ -99,6 +104,10 @@ class Evaluation:
     deploys: tuple[Callable[..., Any], ...]
     payload: dict[str, Any]
 
+    @property
+    def apart(self) -> bool:
+        return surveyed_apart(self.job)
+
 
 def evaluations(scope: Scope) -> list[tuple[Phase, list[Evaluation]]]:
     """Per phase, the evaluations the survey makes (a host one survey reads is prepared once, so a node that
@@ -107,7 +116,7 @@ def evaluations(scope: Scope) -> list[tuple[Phase, list[Evaluation]]]:
     order: list[tuple[Phase, str]] = []
     for phase in PHASES:
         for i, job in enumerate(phase.jobs(scope)):
-            key = f"{job.name}#{phase.name}{i}" if job.local else job.name
+            key = f"{job.name}#{phase.name}{i}" if surveyed_apart(job) else job.name
             if key in first:
                 _, _, deploys, payload = first[key]
                 deploys.append(job.deploy)

@@ -282,7 +282,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "orchestrate-target-acl-not-consulted",
         HANDOVER_PY,
-        "moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod)",
+        "moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod, reach)",
         "moved = _moved_from(applied, plan)",
         "without an applied plan, an unreachable node the target still admits does not block the handover",
         ORCHESTRATION,

@@ -30,7 +30,7 @@ def test_the_phases_are_one_ordered_list() -> None:
 def test_the_survey_reads_each_host_once_with_every_read_of_its_jobs() -> None:
     plan = plan_of(lab_text())
     limited = Scope(plan, UpOptions(limit=["node1"]))
-    hosts = survey_hosts(limited, [])
+    hosts = survey_hosts(limited.whole_pod(), [])
     names = [name for name, _, _ in hosts]
     assert LOCAL not in names, "the lab's bridge is surveyed on its own"
     assert sorted(names) == ["node1", "node2", "target"], "--limit or not, the handover needs every node read"
