@@ -51,7 +51,7 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Scope, list[
     for phase, items in walk:
         found = []
         for e in items:
-            if e.apart:
+            if e.apart:  # after the pod's survey closed: a survey of its own for each such job
                 with Survey([(e.job.name, e.job.connection, [*e.job.reads])], stats=stats, run_dir=opts.run_dir) as one:
                     evaluated[id(e)] = one.evaluate(e.job.name, phase.name, [*e.deploys], e.payload, opts.dry)
             evaluated[id(e)].name = e.job.display
