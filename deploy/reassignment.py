@@ -1,6 +1,6 @@
 """Namespace reassignment as a pure computation: which node ends up with which drive.
 
-The handover itself is plan-driven (see :mod:`deploy.orchestrate`): once the spec says who holds what,
+The handover itself is plan-driven (see :mod:`deploy.pipeline.handover`): once the spec says who holds what,
 every step compares the live pod with the plan, so an interrupted move is finished by running again.
 """
 

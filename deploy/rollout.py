@@ -162,6 +162,7 @@ class Rollout:
     completed: int = 0
     stopped_after: int | None = None  # the 1-based batch that was not healthy
     failed: list[EngineFailure] = field(default_factory=list)
+    rolled_out: set[str] = field(default_factory=set)  # nodes whose engines of a batch came back healthy
 
     def as_json(self) -> dict[str, Any]:
         return {

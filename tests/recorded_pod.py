@@ -162,10 +162,12 @@ class NoLock:
 def install(monkeypatch: pytest.MonkeyPatch, pod: RecordedPod, state_dir: Any) -> None:
     """Put the fakes in place of the runner's survey and phases, and of the pod lock."""
     from deploy import orchestrate, podlock_run
+    from deploy.pipeline import restarts
 
     monkeypatch.setenv("KVPOD_STATE_DIR", str(state_dir))
     monkeypatch.setattr(orchestrate, "Survey", pod.survey_class())
     monkeypatch.setattr(orchestrate, "run_phase", pod.run_phase)
+    monkeypatch.setattr(restarts, "run_phase", pod.run_phase)
     monkeypatch.setattr(podlock_run.PodLock, "for_run", classmethod(lambda cls, plan, argv=None: NoLock()))
 
 

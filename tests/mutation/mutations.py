@@ -26,6 +26,7 @@ ORCHESTRATION = (
     "tests/unit/test_orchestrate.py",
     "tests/cli/test_cli_lock.py",
     "tests/unit/test_reassign_plan.py",
+    "tests/unit/test_pipeline.py",
 )
 NVMET = (
     "tests/roles/test_nvmet_target.py",
@@ -36,7 +37,12 @@ NVMET = (
 )
 PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
 CLEANER = ("tests/roles/test_lmcache_clean.py",)
-ROLLOUT = ("tests/cli/test_rollout_wiring.py", "tests/unit/test_rollout.py", "tests/unit/test_orchestrate.py")
+ROLLOUT = (
+    "tests/cli/test_rollout_wiring.py",
+    "tests/unit/test_rollout.py",
+    "tests/unit/test_orchestrate.py",
+    "tests/unit/test_pipeline.py",
+)
 CLI_RUN = ("tests/cli/test_up_wiring.py", "tests/cli/test_cli_lock.py", "tests/cli/test_cli_layers.py")
 SPEC_DATA = ("tests/unit/test_sinks.py", "tests/unit/test_spec_hostile.py", "tests/unit/test_secrets.py")
 TOKENS = ("tests/unit/test_models_tokens.py",)
@@ -48,7 +54,10 @@ VERIFY = (
 )
 
 STORAGE_PY = "deploy/operations/storage.py"
-ORCHESTRATE_PY = "deploy/orchestrate.py"
+JOBS_PY = "deploy/pipeline/jobs.py"
+PHASES_PY = "deploy/pipeline/phases.py"
+HANDOVER_PY = "deploy/pipeline/handover.py"
+RESTARTS_PY = "deploy/pipeline/restarts.py"
 RELEASE_ROLE = "roles/node_release/__init__.py"
 NVMET_PY = "deploy/operations/nvmet.py"
 NVMET_ROLE = "roles/nvmet_target/__init__.py"
@@ -56,37 +65,6 @@ RESTORE = "templates/nvmet_target/kvpod-nvmet-restore.j2"
 CLEAN = "templates/vllm/kvpod-lmcache-clean.j2"
 RUN_PY = "deploy/cli/run.py"
 ENCODE_PY = "deploy/encode.py"
-
-_TARGET_PHASE = """    results += _target_phase(plan, opts, sink, stats)
-    if _failed(results):
-        return _stop(results, plan, opts, start, "target")
-    mark("target")
-    crash_point("target")
-"""
-_RELEASE_PHASE = """    release_hosts = _release_hosts(plan, handover)
-    if release_hosts:
-        results += run_phase(
-            "release", release_hosts, node_release, dry=opts.dry, sink=sink, run_dir=opts.run_dir, stats=stats
-        )
-        if _failed(results):
-            return _stop(results, plan, opts, start, "release")
-    mark("release")
-    crash_point("release")
-"""
-_NODE_PHASE = """    nodes = run_phase(
-        "node",
-        node_hosts(plan, opts.limit, node_extra(plan, opts)),
-        node_deploy,
-        dry=opts.dry,
-        sink=sink,
-        run_dir=opts.run_dir,
-        reads_for=lambda data: node_reads(data[NODE_KEY]),
-        stats=stats,
-    )
-    results += nodes
-    mark("nodes")
-    crash_point("nodes")
-"""
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- storage: the mkfs decision ----------------------------------------------------------------------
@@ -222,7 +200,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- orchestration: phase order, where --wipe goes --------------------------------------------------
     Mutation(
         "orchestrate-wipe-every-node",
-        ORCHESTRATE_PY,
+        JOBS_PY,
         'WIPE_KEY: f"{n.namespace.enclosure}/{n.namespace.drive}" in opts.wipe,',
         "WIPE_KEY: bool(opts.wipe),",
         "--wipe X reformats every node's drive, not only X",
@@ -247,24 +225,24 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "orchestrate-targets-before-release",
-        ORCHESTRATE_PY,
-        _RELEASE_PHASE + "\n" + _TARGET_PHASE,
-        _TARGET_PHASE + "\n" + _RELEASE_PHASE,
+        PHASES_PY,
+        "    RELEASE,\n    TARGET,\n",
+        "    TARGET,\n    RELEASE,\n",
         "the target admits the new holder before the old holder has released the drive",
         ORCHESTRATION,
     ),
     Mutation(
         "orchestrate-release-after-nodes",
-        ORCHESTRATE_PY,
-        _RELEASE_PHASE + "\n" + _TARGET_PHASE + "\n" + _NODE_PHASE,
-        _TARGET_PHASE + "\n" + _NODE_PHASE + _RELEASE_PHASE,
+        PHASES_PY,
+        "    RELEASE,\n    TARGET,\n    NODE,\n",
+        "    TARGET,\n    NODE,\n    RELEASE,\n",
         "the release runs after the nodes phase: the new holder connects while the old one still holds the drive",
         ORCHESTRATION,
     ),
     Mutation(
         "rollout-ignores-an-unhealthy-batch",
-        ORCHESTRATE_PY,
-        "        if rollout.failed or any(d.status in down for d in done):\n",
+        RESTARTS_PY,
+        "        if rollout.failed or any(d.status in DOWN for d in done):\n",
         "        if False:\n",
         "the rollout goes on after a batch that did not become healthy: every node ends up restarted into it",
         ROLLOUT,
@@ -279,15 +257,15 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "orchestrate-no-release-phase",
-        ORCHESTRATE_PY,
-        "    release_hosts = _release_hosts(plan, handover)\n",
-        "    release_hosts = []\n",
+        PHASES_PY,
+        "    SWITCH,\n    RELEASE,\n",
+        "    SWITCH,\n",
         "no release phase at all: moved drives are never let go of",
         ORCHESTRATION,
     ),
     Mutation(
         "orchestrate-release-skipped-for-deploying-node",
-        ORCHESTRATE_PY,
+        JOBS_PY,
         "        if name in ssh\n",
         "        if name in ssh and name not in {n.name for n in plan.nodes}\n",
         "a node that releases one drive and deploys another (a swap) skips its release",
@@ -295,23 +273,23 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "orchestrate-survey-hides-release",
-        ORCHESTRATE_PY,
-        "deploys = [node_release] + ([node_deploy] if name in wanted else [])",
-        "deploys = [node_deploy] if name in wanted else [node_release]",
+        PHASES_PY,
+        "                deploys.append(job.deploy)\n",
+        "                deploys[:] = [job.deploy]\n",
         "diff/check of a releasing node that also deploys show no release",
         ORCHESTRATION,
     ),
     Mutation(
         "orchestrate-target-acl-not-consulted",
-        ORCHESTRATE_PY,
-        "moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod)",
+        HANDOVER_PY,
+        "moved = _moved_from(applied, plan) | _admitted_elsewhere(plan, applied, pod, reach)",
         "moved = _moved_from(applied, plan)",
         "without an applied plan, an unreachable node the target still admits does not block the handover",
         ORCHESTRATION,
     ),
     Mutation(
         "orchestrate-prune-check-inverted",
-        ORCHESTRATE_PY,
+        HANDOVER_PY,
         "if held_by_removed and not opts.prune:",
         "if held_by_removed and opts.prune:",
         "a node that left the spec keeps its drive while the drive is given to another node",
@@ -319,11 +297,27 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "orchestrate-nodes-after-failed-targets",
-        ORCHESTRATE_PY,
-        _TARGET_PHASE,
-        "    results += _target_phase(plan, opts, sink, stats)\n" + '    mark("target")\n    crash_point("target")\n',
+        PHASES_PY,
+        'TARGET = Phase("target", target_jobs, checkpoint="target", shape=enclosure_results)',
+        'TARGET = Phase("target", target_jobs, checkpoint="target", shape=enclosure_results, stops=False)',
         "nodes connect although the target phase failed (access control not in place)",
         ORCHESTRATION,
+    ),
+    Mutation(
+        "pipeline-apply-reads-live",
+        PHASES_PY,
+        "                return list(job.reads)\n",
+        "                return []\n",
+        "the apply finds no host's reads: every check of a first bring-up becomes a live round trip",
+        ("tests/unit/test_pipeline.py",),
+    ),
+    Mutation(
+        "rollout-forgets-a-restart-it-never-made",
+        RESTARTS_PY,
+        "    done = {r.name for r in nodes if not r.restart_pending and r.name in rolled_out}\n",
+        "    done = {r.name for r in nodes if not r.restart_pending}\n",
+        "a restart a stopped rollout left due is forgotten by a run that did not roll it out (the node failed)",
+        ROLLOUT,
     ),
     # --- nvmet: the target's access control, live and at boot -------------------------------------------
     Mutation(

@@ -12,8 +12,8 @@ from pyinfra.api.host import Host
 from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from benchmarks.pyinfra_fake import FakeRemote, op_commands
 import deploy.engine
+from benchmarks.pyinfra_fake import FakeRemote, op_commands
 from deploy.bench import GIB, MIB, BenchJob
 from deploy.bench_run import run_bench
 from deploy.loader import load_spec

@@ -12,8 +12,8 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 import deploy.drill_run
-from benchmarks.pyinfra_fake import FakeRemote
 import deploy.engine
+from benchmarks.pyinfra_fake import FakeRemote
 from deploy import drill as d
 from deploy.drill_run import run_drill
 from deploy.loader import load_spec

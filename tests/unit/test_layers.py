@@ -80,6 +80,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "deploy.engine",
             "deploy.orchestrate",
+            "deploy.pipeline",
             "deploy.statedir",
             "deploy.podlock_run",
             "deploy.verify_runner",

@@ -7,14 +7,9 @@ import pytest
 from deploy.engine import HostResult, RunStats
 from deploy.errors import KvpodError
 from deploy.loader import load_spec, load_spec_text
-from deploy.orchestrate import (
-    Handover,
-    UpOptions,
-    _moved_from,
-    _rolling_restarts,
-    check_handover,
-    survey,
-)
+from deploy.pipeline.handover import Handover, _moved_from, check_handover, survey
+from deploy.pipeline.jobs import UpOptions
+from deploy.pipeline.restarts import rolling_restarts
 from deploy.plan import build_plan
 from deploy.reassignment import parse_drive, plan_reassignment
 from deploy.spec_edit import set_node_namespaces
@@ -93,7 +88,7 @@ def test_an_unreachable_node_is_neither_released_nor_passed_over(monkeypatch):
     """A dead node keeps its drive: it is never read as having let go of it, and a move of its drive is refused."""
     plan = build_plan(load_spec(LAB))
     nqn = {n.name: n.namespace.subsystem_nqn for n in plan.nodes}
-    monkeypatch.setattr("deploy.orchestrate.load_applied_plan", lambda pod: plan)
+    monkeypatch.setattr("deploy.pipeline.handover.load_applied_plan", lambda pod: plan)
     alive = FakeSurvey({"node1": {nqn["node1"]}})
 
     same = survey(plan, UpOptions(), alive)
@@ -119,8 +114,8 @@ def test_rollout_leaves_out_unreachable_nodes_and_reports_one_lost_while_restart
         batches.append([name for name, _ in hosts])
         return [HostResult(name, role, status="unreachable", note="SSH connection lost") for name, _ in hosts]
 
-    monkeypatch.setattr("deploy.orchestrate.run_phase", run_phase)
-    rollout = _rolling_restarts(plan, results, UpOptions(), None, RunStats())
+    monkeypatch.setattr("deploy.pipeline.restarts.run_phase", run_phase)
+    rollout = rolling_restarts(plan, results, UpOptions(), None, RunStats())
     assert batches == [["node1"]]
     assert rollout is not None and rollout.stopped_after == 1
     assert [(f.node, f.unit, f.journal) for f in rollout.failed] == [("node1", "kvpod-vllm@0.service", [])]
@@ -134,7 +129,7 @@ def test_without_an_applied_plan_the_targets_access_names_a_dead_holder(monkeypa
     """Another operator's machine has no applied plan: the target's host access still says who may hold what."""
     plan = build_plan(load_spec(LAB))
     node = {n.name: n for n in plan.nodes}
-    monkeypatch.setattr("deploy.orchestrate.load_applied_plan", lambda pod: None)
+    monkeypatch.setattr("deploy.pipeline.handover.load_applied_plan", lambda pod: None)
     access = {n.namespace.subsystem_nqn: [n.host_nqn] for n in plan.nodes}
     alive = FakeSurvey({"node1": {node["node1"].namespace.subsystem_nqn}}, access)
 

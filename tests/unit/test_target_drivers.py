@@ -12,7 +12,9 @@ from deploy import targets
 from deploy.engine import RunStats
 from deploy.hosts import target_hosts
 from deploy.loader import load_spec_text
-from deploy.orchestrate import UpOptions, _target_phase
+from deploy.orchestrate import run_jobs
+from deploy.pipeline.jobs import Scope, UpOptions
+from deploy.pipeline.phases import TARGET
 from deploy.plan import Plan, build_plan
 from deploy.shipped import lab_spec
 from deploy.targets import HOST_DATA_KEY, TargetDriver, current_targets, managed_groups
@@ -50,10 +52,10 @@ def _toy_plan(managed: bool, marker_dir: Path, monkeypatch) -> Plan:
 def test_a_registered_kind_runs_in_the_target_phase(tmp_path, monkeypatch):
     plan = _toy_plan(True, tmp_path, monkeypatch)
     assert [name for name, _ in target_hosts(plan)] == ["@local"]
-    first = _target_phase(plan, UpOptions(), None, RunStats())
+    first = run_jobs(TARGET, Scope(plan, UpOptions()), None, RunStats())
     assert [(r.name, r.status) for r in first] == [("target", "changed")], [(r.stderr, r.note) for r in first]
     assert (tmp_path / "target.configured").exists()
-    again = _target_phase(plan, UpOptions(), None, RunStats())
+    again = run_jobs(TARGET, Scope(plan, UpOptions()), None, RunStats())
     assert [(r.name, r.status) for r in again] == [("target", "unchanged")]
     assert target_names(plan) == []  # verify logs in only where the driver says it is checked on its host
 
@@ -61,7 +63,7 @@ def test_a_registered_kind_runs_in_the_target_phase(tmp_path, monkeypatch):
 def test_an_unmanaged_registered_kind_is_manual(tmp_path, monkeypatch):
     plan = _toy_plan(False, tmp_path, monkeypatch)
     assert target_hosts(plan) == []
-    results = _target_phase(plan, UpOptions(), None, RunStats())
+    results = run_jobs(TARGET, Scope(plan, UpOptions()), None, RunStats())
     assert [(r.name, r.status) for r in results] == [("target", "manual")]
     assert not (tmp_path / "target.configured").exists()
 
