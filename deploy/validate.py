@@ -24,9 +24,6 @@ from deploy.spec import Enclosure, Node, PodSpec, Vllm, VllmInstall
 from deploy.spec_types import check_nqn, ifname_problem, inside
 from deploy.wording import name_list, natural_key, plural
 
-VLAN_TAG_BYTES = 4
-DATA24_DRIVES = 24
-
 
 def check_pod(spec: PodSpec) -> list[Problem]:
     """Every pod-wide problem of a structurally valid spec (empty list: the spec is usable)."""
@@ -151,18 +148,7 @@ def _switches(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Prob
                         attachments.append((f"{path}.switch_port", (port.switch, port.switch_port)))
     out.extend(_shared_ports(spec, _duplicates(attachments)))
     for si, sw in enumerate(spec.switches):
-        if sw.kind != "none" and sw.mtu < spec.fabric.mtu + VLAN_TAG_BYTES:
-            out.append(
-                Problem(
-                    f"switches[{si}].mtu",
-                    f"{sw.mtu} is too small for fabric MTU {spec.fabric.mtu} plus a {VLAN_TAG_BYTES}-byte VLAN tag "
-                    f"(need at least {spec.fabric.mtu + VLAN_TAG_BYTES}, e.g. 9216)",
-                )
-            )
-        if sw.kind == "cumulus-nvue" and (sw.management.ssh is None):
-            out.append(Problem(f"switches[{si}].management.ssh", "cumulus-nvue switches need ssh: {address: ...}"))
-        if sw.kind == "linux-bridge" and not sw.netns and sw.management.ssh is None:
-            out.append(Problem(f"switches[{si}].netns", "linux-bridge needs netns (local) or management.ssh (remote)"))
+        out.extend(sw.problems(f"switches[{si}]", spec))
     return out
 
 
@@ -206,39 +192,7 @@ def _enclosures(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[Pr
         slots = [d.slot for d in drives]
         for slot in sorted({s for s in slots if slots.count(s) > 1}):
             out.append(Problem(f"enclosures[{ei}].drives", f"slot {slot} is listed twice (slots must be unique)"))
-        if enc.kind == "data24":
-            for di, d in enumerate(drives):
-                if d.slot > DATA24_DRIVES:
-                    out.append(
-                        Problem(
-                            f"enclosures[{ei}].drives[{di}].slot", f"a Data24 has slots 1-{DATA24_DRIVES}, not {d.slot}"
-                        )
-                    )
-        if enc.kind == "linux-nvmet":
-            if enc.management.ssh is None:
-                out.append(
-                    Problem(
-                        f"enclosures[{ei}].management.ssh",
-                        "linux-nvmet targets are configured over SSH: give management.ssh.address",
-                    )
-                )
-            for di, d in enumerate(drives):
-                if d.device_path is None:
-                    out.append(
-                        Problem(
-                            f"enclosures[{ei}].drives[{di}].device_path",
-                            "linux-nvmet drives need a device_path (block device, or file when file_backed)",
-                        )
-                    )
-            for ii, iom in enumerate(enc.ioms):
-                for pi, port in enumerate(iom.ports):
-                    if port.interface is None:
-                        out.append(
-                            Problem(
-                                f"enclosures[{ei}].ioms[{ii}].ports[{pi}].interface",
-                                "linux-nvmet portals need the target's fabric NIC (e.g. eth1)",
-                            )
-                        )
+        out.extend(enc.problems(f"enclosures[{ei}]", spec))
         nqns = _duplicates([(f"enclosures[{ei}].drives[slot {d.slot}].nqn", subsystem_nqn(enc, d)) for d in drives])
         for nqn, paths in nqns.items():
             out.append(Problem(paths[0], f"subsystem NQN {nqn} is used by {len(paths)} drives (NQNs must be unique)"))
@@ -630,7 +584,7 @@ def _interface_names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> li
                             "(use a shorter name)",
                         )
                     )
-    bridges = {s.name for s in spec.switches if s.kind == "linux-bridge"}
+    bridges = {s.name for s in spec.switches if s.ports_are_interfaces}
     attached = [(f"{np[n.name]}.switch_port", n.switch, n.switch_port) for n in nodes]
     attached += [
         (f"enclosures[{ei}].ioms[{ii}].ports[{pi}].switch_port", port.switch, port.switch_port)
