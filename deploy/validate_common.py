@@ -9,13 +9,13 @@ from deploy.spec import Node, PodSpec
 from deploy.wording import natural_key
 
 
-def generated(path: str) -> bool:
+def is_generated(path: str) -> bool:
     return path.startswith("nodes.generate[")
 
 
 def written_first(path: str) -> tuple:
     """Sort key: a field the spec writes out (an override, an explicit node) before a generated one."""
-    return (generated(path), natural_key(path))
+    return (is_generated(path), natural_key(path))
 
 
 def node_paths(spec: PodSpec, nodes: list[Node]) -> dict[str, str]:

@@ -6,7 +6,7 @@ from deploy.addressing import routed_switch
 from deploy.errors import Problem
 from deploy.spec import Node, PodSpec
 from deploy.spec_types import ifname_problem
-from deploy.validate_common import device_of, duplicates, generated, written_first
+from deploy.validate_common import device_of, duplicates, is_generated, written_first
 from deploy.wording import name_list, plural
 
 
@@ -28,7 +28,7 @@ def unique_names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list[P
     ssh = duplicates([(n.name, (n.ssh.address, n.ssh.port)) for n in nodes])
     for (addr, port), names in ssh.items():
         paths = [f"{np[n]}.ssh" for n in names]
-        if all(generated(p) for p in paths):
+        if all(is_generated(p) for p in paths):
             out.append(
                 Problem(
                     "nodes.generate.ssh_address_step",
@@ -82,7 +82,7 @@ def shared_ports(spec: PodSpec, shared: dict[object, list[str]]) -> list[Problem
     out: list[Problem] = []
     gen = spec.nodes.generate if not isinstance(spec.nodes, list) else None
     for (sw, port), paths in shared.items():
-        generated = [p for p in paths if generated(p)]
+        generated = [p for p in paths if is_generated(p)]
         if gen is not None and gen.switch_port and "{n" not in gen.switch_port and len(generated) > 1:
             out.append(
                 Problem(

@@ -38,6 +38,7 @@ class TargetDriver(ABC):
     kind: ClassVar[str]
     managed: ClassVar[bool]  # True: deploy() configures it; False: the operator does, from sheet()
     verified_on_host: ClassVar[bool] = False  # verify logs in over SSH and checks it (tests/verify/target)
+    lock_host: ClassVar[bool] = False  # a server kvpod logs into over SSH: it holds the pod's lock (podlock)
 
     def reads(self, targets: list[TargetPlan]) -> list:
         """The facts :meth:`deploy` compares against (:class:`deploy.facts.snapshot.Read`), read in one command."""

@@ -12,6 +12,7 @@ class LinuxNvmetDriver(TargetDriver):
     kind = "linux-nvmet"
     managed = True
     verified_on_host = True
+    lock_host = True
 
     def reads(self, targets: list[TargetPlan]) -> list:
         from roles.nvmet_target import reads
