@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.errors import SpecError
+from deploy.loader import spec_from_dict
 from tests.conftest import ROOT
 
 SWITCH_SPEC = '''
@@ -178,3 +180,25 @@ def test_the_spec_loads_no_plan_or_host_code_while_it_scans_the_kinds():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        ({"kind": "arista-eos"}, "switches[0].kind: Input should be 'cumulus-nvue', 'linux-bridge' or 'none'"),
+        ({"kind": None}, "switches[0].kind: Input should be 'cumulus-nvue', 'linux-bridge' or 'none' (got null)"),
+        ({"netns": "lab"}, "switches[0].netns: unknown key 'netns' (a field of kind linux-bridge only; valid keys:"),
+        ({"netnss": "lab"}, "switches[0].netnss: unknown key 'netnss' (valid keys: bridge, kind, management"),
+    ],
+)
+def test_a_kind_takes_only_its_own_fields_and_a_wrong_kind_names_the_valid_ones(reference_dict, edit, says):
+    reference_dict["switches"][0].update(edit)
+    with pytest.raises(SpecError) as caught:
+        spec_from_dict(reference_dict)
+    assert [str(p)[: len(says)] for p in caught.value.problems] == [says]
+
+
+def test_a_missing_kind_is_a_missing_field(reference_dict):
+    del reference_dict["enclosures"][0]["kind"]
+    with pytest.raises(SpecError, match=r"^enclosures\[0\]\.kind: required but missing$"):
+        spec_from_dict(reference_dict)
