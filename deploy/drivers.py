@@ -1,4 +1,4 @@
-"""A registry of pluggable drivers by kind: ``<package>.<kind with '-' as '_'>`` exposing ``DRIVER``."""
+"""A registry of pluggable drivers by kind: ``<package>.<kind with '-' as '_'>.driver`` exposing ``DRIVER``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ D = TypeVar("D")
 class DriverRegistry(Generic[D]):
     """Drivers of one family (switches, targets), found by kind and imported on first use."""
 
-    def __init__(self, package: str, base: type, noun: str, builtin: list[D]):
+    def __init__(self, package: str, base: type, noun: str):
         self.package, self.base, self.noun = package, base, noun
-        self._drivers: dict[str, D] = {d.kind: d for d in builtin}  # type: ignore[attr-defined]
+        self._drivers: dict[str, D] = {}
 
     def register(self, driver: D) -> None:
         """Make ``driver`` the one :meth:`driver_for` returns for ``driver.kind``."""
@@ -29,11 +29,11 @@ class DriverRegistry(Generic[D]):
             return self._drivers[kind]
         if not _KIND_RE.match(kind):
             raise KvpodError(f"{self.noun} kind {kind!r} is not a valid driver name")
-        module_name = f"{self.package}.{kind.replace('-', '_')}"
+        module_name = f"{self.package}.{kind.replace('-', '_')}.driver"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name not in (module_name, module_name.rpartition(".")[0]):
                 raise
             raise KvpodError(f"no driver for {self.noun} kind {kind!r} (expected a module {module_name})") from None
         driver = getattr(module, "DRIVER", None)

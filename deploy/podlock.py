@@ -233,14 +233,17 @@ def read_script(pod: str) -> str:
 
 
 def lock_hosts(plan: Plan) -> list[tuple[str, SshPlan]]:
-    """The hosts that hold the pod's lock: its linux-nvmet target servers, else its nodes (sorted by name).
+    """The hosts that hold the pod's lock: its target servers whose driver says so (linux-nvmet), else its nodes
+    (sorted by name).
 
     Enclosures served through one SSH endpoint are one server, named after its first enclosure in the spec,
     as the runner names the host that configures them.
     """
+    from deploy.targets import driver_for
+
     servers: dict[tuple, tuple[str, SshPlan]] = {}
     for t in plan.targets:
-        if t.kind == "linux-nvmet" and t.ssh is not None:
+        if t.ssh is not None and driver_for(t.kind).lock_host:
             servers.setdefault((t.ssh.host, t.ssh.port, t.ssh.user), (t.name, t.ssh))
     return sorted(list(servers.values()) or [(n.name, n.ssh) for n in plan.nodes])
 

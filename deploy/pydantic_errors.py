@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 from deploy.errors import Problem
 
 # Tags pydantic puts into an error's location that are not keys of the spec: the discriminated unions'
-# "[list]"/"[set]" (deploy.spec) and "[key]" for an invalid mapping key.
-_UNION_TAGS = {"[list]", "[set]", "[key]"}
+# "[list]"/"[set]" and "[<kind>]" (deploy.spec, deploy.spec_kinds) and "[key]" for an invalid mapping key.
+_UNION_TAG = re.compile(r"\[[a-z0-9-]+\]")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _INPUT = reprlib.Repr()
 _INPUT.maxlevel, _INPUT.maxlist, _INPUT.maxdict, _INPUT.maxtuple, _INPUT.maxset = 3, 6, 6, 6, 6
@@ -26,7 +26,7 @@ def field_path(loc: tuple, prefix: str = "") -> str:
     """``nodes[0].ssh.address`` from a location; a key that is not a plain name shows quoted: ``pod[' x']``."""
     parts: list[str] = [prefix] if prefix else []
     for item in loc:
-        if item in _UNION_TAGS:
+        if isinstance(item, str) and _UNION_TAG.fullmatch(item):
             continue
         if isinstance(item, str) and _PLAIN_KEY.fullmatch(item):
             parts.append(item)
@@ -54,7 +54,10 @@ def model_at(model: type[BaseModel], loc: tuple) -> list[type[BaseModel]]:
     """The candidate models whose field holds the key at ``loc`` (for listing valid keys)."""
     current = [model]
     for item in loc[:-1]:
-        if isinstance(item, int) or (isinstance(item, str) and item.startswith("[")):
+        if isinstance(item, str) and _UNION_TAG.fullmatch(item):
+            current = [m for m in current if _kind(m) == item[1:-1]] or current
+            continue
+        if isinstance(item, int):
             continue
         nxt: list[type[BaseModel]] = []
         for m in current:
@@ -65,13 +68,59 @@ def model_at(model: type[BaseModel], loc: tuple) -> list[type[BaseModel]]:
     return current
 
 
+def _kind(model: type[BaseModel]) -> str | None:
+    """The kind a switch or enclosure model stands for (its one-value ``kind`` Literal), else None."""
+    field = model.model_fields.get("kind")
+    values = typing.get_args(field.annotation) if field is not None else ()
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+def _common_base(models: list[type[BaseModel]]) -> type[BaseModel] | None:
+    """The nearest model every one of ``models`` derives from (the shared part of the kinds of a union)."""
+    if not models:
+        return None
+    return next((c for c in models[0].__mro__ if all(issubclass(m, c) for m in models) and c is not BaseModel), None)
+
+
+def _kind_message(err: dict, model: type[BaseModel] | None) -> tuple[tuple, str]:
+    """A switch or enclosure whose ``kind`` names no driver: the location of ``kind`` and the valid kinds."""
+    loc, value = err["loc"], err.get("input")
+    kinds = [k for m in (model_at(model, (*loc, "")) if model else []) if (k := _kind(m))]
+    if not isinstance(value, dict):
+        return loc, f"expected {expected_mapping(_common_base(model_at(model, (*loc, ''))) if model else None)} " + (
+            f"(got {shown(value)})"
+        )
+    if "kind" not in value:
+        return (*loc, "kind"), "required but missing"
+    names = [repr(k) for k in sorted(kinds)]
+    valid = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return (*loc, "kind"), f"Input should be {valid} (got {shown(value['kind'])})"
+
+
+def _sibling_kinds(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    """The other kinds of the switch or enclosure models in ``models`` (none when they are not kinds)."""
+    if len(models) != 1 or not _kind(models[0]):
+        return []
+    base = next(c for c in models[0].__mro__[1:] if issubclass(c, BaseModel) and not _kind(c))
+    pending, found = list(base.__subclasses__()), []
+    while pending:
+        cls = pending.pop()
+        found += [cls] if _kind(cls) and cls not in models else []
+        pending.extend(cls.__subclasses__())
+    return found
+
+
 def _unknown_key_message(model: type[BaseModel] | None, loc: tuple) -> str:
     key = str(loc[-1])
     if model is None:
         return "unknown key"
-    valid = sorted({name for m in model_at(model, loc) for name in m.model_fields})
+    candidates = model_at(model, loc)
+    valid = sorted({name for m in candidates for name in m.model_fields})
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    owners = sorted(str(_kind(k)) for k in _sibling_kinds(candidates) if key in k.model_fields)
+    if owners and not close:
+        hint = f"a field of kind {' and '.join(owners)} only; "
     return f"unknown key {key!r} ({hint}valid keys: {', '.join(valid)})"
 
 
@@ -147,6 +196,10 @@ def problems_from_validation(
     """One problem per pydantic error, de-duplicated, in a stable order."""
     seen: dict[str, Problem] = {}
     for err in exc.errors():
-        problem = Problem(field_path(err["loc"], prefix) or prefix or "spec", _message(err, model))
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc, message = _kind_message(err, model)
+        else:
+            loc, message = err["loc"], _message(err, model)
+        problem = Problem(field_path(loc, prefix) or prefix or "spec", message)
         seen.setdefault(str(problem), problem)
     return list(seen.values())

@@ -1,20 +1,28 @@
 """Switch drivers: render a switch's configuration from the plan, and apply it with pyinfra.
 
-Each switch kind has one driver. A driver for kind ``k`` lives in ``deploy/switches/<k with '-' as '_'>.py``
-and exposes ``DRIVER`` (a :class:`SwitchDriver`); :func:`driver_for` imports it on first use, so another
-NOS (SONiC, ...) is one new module here plus its kind in the spec. :func:`register` adds a driver that
-lives elsewhere. Drivers read only the plan (:class:`~deploy.plan.SwitchPlan`), never the raw spec.
+Each switch kind is one package, ``deploy/switches/<kind with '-' as '_'>/``, holding all of the kind:
+
+* ``spec``: its spec model ``MODEL`` (a :class:`deploy.spec_kinds.Switch` with its kind-only fields) and its
+  pod-wide rules; the spec finds it by scanning this package (:func:`deploy.spec_kinds.kinds`);
+* its pure rendering from the plan (:class:`~deploy.plan.SwitchPlan`, never the raw spec);
+* what it runs on the switch (pyinfra facts and operations), imported only by a command that reaches hosts;
+* ``driver``: ``DRIVER``, a :class:`SwitchDriver` tying them together, found by :func:`driver_for`.
+
+So another NOS (SONiC, ...) is one new package here. :func:`register` adds a driver that lives elsewhere.
+This module imports nothing above the spec at module level: the spec scans the package while it loads.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from deploy.drivers import DriverRegistry
 from deploy.errors import KvpodError
 from deploy.names import SWITCH_KEY
-from deploy.plan import Plan, SwitchPlan
+
+if TYPE_CHECKING:
+    from deploy.plan import Plan, SwitchPlan
 
 HOST_DATA_KEY = SWITCH_KEY
 
@@ -40,32 +48,7 @@ class SwitchDriver(ABC):
         """
 
 
-class UnmanagedSwitch(SwitchDriver):
-    """Kind ``none``: the switch exists in the plan (for port maps) but kvpod configures nothing on it."""
-
-    kind = "none"
-
-    def render(self, plan: SwitchPlan, pod: Plan) -> str:
-        lines = [
-            f"# switch {plan.name} (kind none): kvpod manages nothing on this switch.",
-            f"# Configure it by hand for pod {pod.pod}: MTU {plan.mtu} on every port below,",
-            "# and each port's VLAN as listed (tagged: the peer sends 802.1Q frames; access: untagged).",
-        ]
-        for p in plan.ports:
-            mode = f"tagged VLAN {p.access_vlan}" if p.tagged else f"access VLAN {p.access_vlan}"
-            lines.append(f"#   {p.port}: {mode}  ({p.description})")
-        for v in plan.vlans:
-            if v.svi_address:
-                lines.append(f"#   VLAN {v.id} ({v.name}): routed interface {v.svi_address}/{v.prefix_length}")
-        return "\n".join(lines) + "\n"
-
-    def deploy(self) -> None:
-        from pyinfra import host
-
-        host.noop(f"switch {current_switch().name}: kind none, nothing to configure")
-
-
-_REGISTRY: DriverRegistry[SwitchDriver] = DriverRegistry(__name__, SwitchDriver, "switch", [UnmanagedSwitch()])
+_REGISTRY: DriverRegistry[SwitchDriver] = DriverRegistry(__name__, SwitchDriver, "switch")
 register = _REGISTRY.register
 driver_for = _REGISTRY.driver_for
 
@@ -78,6 +61,8 @@ def render_switch_configs(plan: Plan) -> dict[str, str]:
 def current_switch() -> SwitchPlan:
     """The SwitchPlan of the current pyinfra host (``host.data.kvpod_switch``; a plan or its dict form)."""
     from pyinfra import host
+
+    from deploy.plan import SwitchPlan
 
     value = host.data.get(HOST_DATA_KEY)
     if value is None:

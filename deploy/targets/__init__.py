@@ -1,10 +1,12 @@
 """Target drivers: configure an NVMe-oF enclosure with pyinfra, or say what an operator must set by hand.
 
-Each enclosure kind has one driver, and the target phase dispatches through :func:`driver_for` alone, as the
-switch phase does. ``linux-nvmet`` is configured by the deploy ``roles.nvmet_target.nvmet_target``, imported
-only when used; ``data24`` cannot be configured by kvpod (see :mod:`deploy.targets.data24`) and gives an
-operator sheet instead. A driver for another kind ``k`` lives in ``deploy/targets/<k with '-' as '_'>.py`` and
-exposes ``DRIVER``; :func:`register` adds one that lives elsewhere.
+Each enclosure kind is one package, ``deploy/targets/<kind with '-' as '_'>/``, holding all of the kind: its
+spec model and rules (``spec``, found by the spec's scan: :func:`deploy.spec_kinds.kinds`), and ``driver``
+exposing ``DRIVER`` (a :class:`TargetDriver`) that the target phase reaches through :func:`driver_for` alone,
+as the switch phase does. ``linux-nvmet`` is configured by the role :mod:`roles.nvmet_target`, imported only
+when used; ``data24`` cannot be configured by kvpod and gives an operator sheet instead. :func:`register` adds
+a driver that lives elsewhere. This module imports nothing above the spec at module level: the spec scans the
+package while it loads.
 
 A managed driver runs on one pyinfra host per machine that configures enclosures: the enclosures of one kind
 reached through the same SSH endpoint share a host (one Linux server may serve several), and enclosures
@@ -13,14 +15,15 @@ without SSH run on the machine running kvpod (``@local``: a driver speaking the 
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from deploy.drivers import DriverRegistry
 from deploy.errors import KvpodError
 from deploy.names import TARGET_KEY
-from deploy.plan import Plan, TargetPlan
+
+if TYPE_CHECKING:
+    from deploy.plan import Plan, TargetPlan
 
 HOST_DATA_KEY = TARGET_KEY
 
@@ -35,6 +38,7 @@ class TargetDriver(ABC):
     kind: ClassVar[str]
     managed: ClassVar[bool]  # True: deploy() configures it; False: the operator does, from sheet()
     verified_on_host: ClassVar[bool] = False  # verify logs in over SSH and checks it (tests/verify/target)
+    lock_host: ClassVar[bool] = False  # a server kvpod logs into over SSH: it holds the pod's lock (podlock)
 
     def reads(self, targets: list[TargetPlan]) -> list:
         """The facts :meth:`deploy` compares against (:class:`deploy.facts.snapshot.Read`), read in one command."""
@@ -59,21 +63,7 @@ class TargetDriver(ABC):
         return enclosure_section(target, pod, [note])
 
 
-class LinuxNvmetDriver(TargetDriver):
-    """A Linux host exporting drives through the kernel NVMe target (nvmet), configured over SSH."""
-
-    kind = "linux-nvmet"
-    managed = True
-    verified_on_host = True
-
-    def reads(self, targets: list[TargetPlan]) -> list:
-        return importlib.import_module("roles.nvmet_target").reads(targets)
-
-    def deploy(self) -> None:
-        importlib.import_module("roles.nvmet_target").nvmet_target()
-
-
-_REGISTRY: DriverRegistry[TargetDriver] = DriverRegistry(__name__, TargetDriver, "enclosure", [LinuxNvmetDriver()])
+_REGISTRY: DriverRegistry[TargetDriver] = DriverRegistry(__name__, TargetDriver, "enclosure")
 register = _REGISTRY.register
 driver_for = _REGISTRY.driver_for
 
@@ -106,6 +96,8 @@ def co_hosted(plan: Plan, target: TargetPlan) -> list[TargetPlan]:
 def current_targets() -> list[TargetPlan]:
     """The TargetPlans of the current pyinfra host (``host.data.kvpod_targets``; plans or their dict forms)."""
     from pyinfra import host
+
+    from deploy.plan import TargetPlan
 
     value = host.data.get(HOST_DATA_KEY)
     if not value:

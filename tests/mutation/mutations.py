@@ -576,7 +576,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "spec-control-characters-allowed",
-        "deploy/spec.py",
+        "deploy/spec_base.py",
         "            if CONTROL_RE.search(value) is None:  # the common case",
         "            if True:  # the common case",
         "a newline in a free-text spec value is accepted and splits a unit line",
@@ -640,7 +640,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "weights-cache-on-kv-mount",
-        "deploy/validate.py",
+        "deploy/validate_vllm.py",
         "    if v.weights_cache_dir and (inside(v.weights_cache_dir, mount) or inside(mount, v.weights_cache_dir)):",
         "    if v.weights_cache_dir and inside(mount, v.weights_cache_dir):",
         "the weights cache is accepted on the KV-cache mount, a drive that moves to other nodes",
@@ -648,7 +648,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "offline-without-staged-weights",
-        "deploy/validate.py",
+        "deploy/validate_vllm.py",
         "    if v.offline and not local and v.weights_cache_dir is None:",
         "    if False:",
         "an offline pod with a hub id and no cache is accepted: vLLM can never load the model",

@@ -673,7 +673,13 @@ LEGAL = [
     ("index-url", spec(("vllm.install.index_url", "https://pypi.example.com:8443/simple"))),
     ("version-rc", spec(("vllm.install.vllm_version", "0.11.0rc1"))),
     ("ifname-14-with-vlan", spec(("nodes.generate.fabric_interface", "enp65s0f0n"))),
-    ("port-slash", spec(("switches.0.kind", "none"), ("enclosures.0.ioms.0.ports.0.switch_port", "Ethernet1/1"))),
+    (
+        "port-slash",
+        spec(
+            ("switches.0", {"name": BASE["switches"][0]["name"], "kind": "none"}),
+            ("enclosures.0.ioms.0.ports.0.switch_port", "Ethernet1/1"),
+        ),
+    ),
     (
         "mount-options",
         spec(("kvcache.mount_options", ["noatime", "errors=remount-ro", "x-systemd.device-timeout=10s"])),

@@ -17,10 +17,17 @@ from pyinfra.context import ctx_host
 from deploy.loader import load_spec
 from deploy.plan import SwitchPlan, SwitchPortPlan, SwitchVlanPlan, build_plan
 from deploy.switches import driver_for
-from deploy.switches.cumulus_nvue import diff_is_empty, patch_differences
-from deploy.switches.cumulus_nvue_apply import NvueAppliedConfig, NvueConfigDiff, apply_patch
-from deploy.switches.linux_bridge import BridgeState, Link, link_commands, parse_state, state_command, vlan_commands
-from deploy.switches.linux_bridge_apply import LinuxBridgeState, bridge_ports
+from deploy.switches.cumulus_nvue.apply import NvueAppliedConfig, NvueConfigDiff, apply_patch
+from deploy.switches.cumulus_nvue.render import diff_is_empty, patch_differences
+from deploy.switches.linux_bridge.apply import LinuxBridgeState, bridge_ports
+from deploy.switches.linux_bridge.render import (
+    BridgeState,
+    Link,
+    link_commands,
+    parse_state,
+    state_command,
+    vlan_commands,
+)
 from tests.conftest import REFERENCE
 
 
@@ -136,7 +143,7 @@ def test_nvue_refuses_foreign_pending_changes():
 
 def test_the_switch_read_is_read_only():
     """Every command that reads a Cumulus switch (the state read of check, diff, up --dry) only shows."""
-    from deploy.switches.cumulus_nvue_apply import reads
+    from deploy.switches.cumulus_nvue.apply import reads
 
     for read in reads(nvue_switch()):
         fact = read.fact()

@@ -13,7 +13,7 @@ from deploy.errors import KvpodError
 from deploy.loader import load_spec, spec_from_dict
 from deploy.plan import Plan, build_plan
 from deploy.switches import driver_for, render_switch_configs
-from deploy.switches.cumulus_nvue import nvue_tree
+from deploy.switches.cumulus_nvue.render import nvue_tree
 from tests.golden import assert_golden
 
 ROOT = Path(__file__).resolve().parents[2]

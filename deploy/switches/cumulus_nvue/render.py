@@ -1,38 +1,13 @@
-"""NVIDIA Cumulus Linux 5.x through NVUE: one ``nv config patch`` YAML file per switch.
-
-The patch is the documented NVUE YAML form, a list with one ``- set:`` tree whose paths mirror the
-``nv set`` commands (Cumulus Linux 5.x user guide, "NVUE CLI" and "VLAN-aware Bridge Mode"):
-
-* ``interface <port> description <text>``, ``link mtu <n>``, ``link state up`` (YAML ``state: {up: {}}``,
-  as ``nv config show`` prints it);
-* ``interface <port> bridge domain <br> access <vid>`` for an untagged peer; for a tagged peer
-  ``... bridge domain <br> vlan <vid>`` and ``... untagged none`` (drop untagged frames);
-* ``bridge domain <br> vlan <vid>`` for every VLAN of the pod;
-* ``interface vlan<vid> type svi``, ``vlan <vid>``, ``ip address <a>/<len>`` for each routed VLAN;
-* ``qos roce enable on`` and ``qos roce mode lossless`` when RoCE QoS is asked for; when ``fabric.roce_qos``
-  differs from that profile (priority 3, DSCP 26, ECN on), also ``qos pfc default-global switch-priority <p>``,
-  ``qos mapping default-global trust l3`` and ``dscp <d> switch-priority <p>``, and
-  ``qos congestion-control default-global traffic-class <p> ecn enable`` (:func:`roce_tree`).
-
-A patch only adds or changes; it never removes what an earlier run set and the plan no longer has.
-
-Applying (:mod:`deploy.switches.cumulus_nvue_apply`): the file goes to ``/tmp/kvpod-nvue-patch.yaml``;
-the applied configuration is read (``nv config show -r applied -o yaml``) and compared with the patch here,
-in Python (:func:`patch_differences`: every setting of the patch present with its value), so reading a
-switch stages nothing. ``nv config patch`` and ``nv config apply -y`` run only in a real run and only when a
-setting differs, so an unchanged switch sees no command.
-"""
+"""The NVUE patch, pure: rendered from the plan, and compared with the applied configuration."""
 
 from __future__ import annotations
 
-import importlib
 import re
 
 import yaml
 
 from deploy.encode import comment
-from deploy.plan import Plan, RoceQosPlan, SwitchPlan
-from deploy.switches import SwitchDriver
+from deploy.plan import RoceQosPlan, SwitchPlan
 
 PATCH_PATH = "/tmp/kvpod-nvue-patch.yaml"
 # What ``nv set qos roce mode lossless`` sets by itself (Cumulus Linux 5.x RoCE): PFC priority, DSCP, ECN.
@@ -161,24 +136,3 @@ def patch_differences(patch: str, applied: str) -> list[str] | None:
     if wanted is None or have is None:
         return None
     return _missing(wanted, have)
-
-
-class CumulusNvueDriver(SwitchDriver):
-    kind = "cumulus-nvue"
-
-    def render(self, plan: SwitchPlan, pod: Plan) -> str:
-        return render_nvue_patch(plan)
-
-    def reads(self, plan: SwitchPlan) -> list:
-        return _on_switch().reads(plan)
-
-    def deploy(self) -> None:
-        _on_switch().apply_switch()
-
-
-def _on_switch():
-    """What runs on the switch (pyinfra facts and operations), imported only by a command that reaches hosts."""
-    return importlib.import_module("deploy.switches.cumulus_nvue_apply")
-
-
-DRIVER = CumulusNvueDriver()

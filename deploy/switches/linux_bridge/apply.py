@@ -1,6 +1,6 @@
 """Applying a Linux bridge's plan with pyinfra: the fact that reads links and VLANs, the operation.
 
-What to change is decided by pure functions of :mod:`deploy.switches.linux_bridge`.
+What to change is decided by pure functions of :mod:`deploy.switches.linux_bridge.render`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pyinfra.api import FactBase, OperationError, deploy, operation
 from deploy.facts.snapshot import Read
 from deploy.plan import SwitchPlan
 from deploy.switches import current_switch, sudo_for
-from deploy.switches.linux_bridge import (
+from deploy.switches.linux_bridge.render import (
     BridgeState,
     filtering_command,
     link_commands,

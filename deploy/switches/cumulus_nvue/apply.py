@@ -3,7 +3,7 @@
 Reading is read-only: the applied configuration is fetched (``nv config show``) and compared with the patch
 in Python; nothing is staged unless a real run applies.
 
-The patch itself and its rendering are pure, in :mod:`deploy.switches.cumulus_nvue`.
+The patch itself and its rendering are pure, in :mod:`deploy.switches.cumulus_nvue.render`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from deploy.facts.snapshot import Read
 from deploy.operations.reads import file_reads
 from deploy.plan import SwitchPlan
 from deploy.switches import current_switch, sudo_for
-from deploy.switches.cumulus_nvue import PATCH_PATH, diff_is_empty, patch_differences, render_nvue_patch
+from deploy.switches.cumulus_nvue.render import PATCH_PATH, diff_is_empty, patch_differences, render_nvue_patch
 
 
 class NvueConfigDiff(FactBase[str]):

@@ -1,28 +1,13 @@
-"""A Linux bridge as the pod's switch: in a network namespace on this machine, or on a Linux host over SSH.
-
-kvpod joins existing links (veths, taps, NICs) to the bridge; it never creates or addresses them. What it
-ensures, reading the live state first so that only differences become commands:
-
-* the bridge exists (created only when missing) and is up with the switch MTU;
-* every planned port is enslaved to it, up, with the switch MTU;
-* where the kernel offers bridge VLAN filtering: filtering on, each tagged port carries its VLAN tagged,
-  each access port carries it as untagged PVID, and no other VLAN. Without it (no
-  ``/sys/class/net/<bridge>/bridge/vlan_filtering``, or the kernel refuses to turn it on) the bridge
-  forwards tagged frames unchanged and kvpod says so instead of failing.
-
-A Linux bridge does not route: SVI addresses in the plan (``routed``) are reported, not configured.
-"""
+"""The Linux bridge's pure part: its state command and parser, the commands that converge it, its script."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import shlex
 from dataclasses import dataclass, field
 
 from deploy.encode import comment
 from deploy.plan import Plan, SwitchPlan
-from deploy.switches import SwitchDriver
 
 PVID = "PVID"
 UNTAGGED = "Egress Untagged"
@@ -207,24 +192,3 @@ def render_script(plan: SwitchPlan, pod: Plan | None = None) -> str:
             "fi",
         ]
     return "\n".join(lines) + "\n"
-
-
-class LinuxBridgeDriver(SwitchDriver):
-    kind = "linux-bridge"
-
-    def render(self, plan: SwitchPlan, pod: Plan) -> str:
-        return render_script(plan, pod)
-
-    def reads(self, plan: SwitchPlan) -> list:
-        return _on_switch().reads(plan)
-
-    def deploy(self) -> None:
-        _on_switch().apply_switch()
-
-
-def _on_switch():
-    """What runs on the bridge's host (pyinfra fact and operation), imported only by a command that reaches hosts."""
-    return importlib.import_module("deploy.switches.linux_bridge_apply")
-
-
-DRIVER = LinuxBridgeDriver()
