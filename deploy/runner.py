@@ -36,7 +36,8 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
 from deploy.facts.snapshot import HostSnapshot, read_key
-from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
+from deploy.names import NAME_KEY, NODE_KEY, SWITCH_KEY, TARGET_KEY
+from deploy.operations.restart import restart_pending
 from deploy.plan import Plan, SshPlan
 from deploy.rollout import Rollout
 from deploy.secrets import RedactingFilter, redact, redact_assignments
@@ -577,7 +578,7 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
         result.failed_step = result.failed_step or "unknown step"
     if result.status != "failed":
         result.status = ("would-change" if dry else "changed") if result.changed_ops else "unchanged"
-    result.restart_pending = bool(host.data.get(RESTART_PENDING_KEY))
+    result.restart_pending = restart_pending(state, host)
 
 
 def _describe(state: State, host, result: HostResult) -> None:

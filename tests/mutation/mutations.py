@@ -623,8 +623,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "hf-env-file-kept",
         "roles/vllm/__init__.py",
-        'return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=False)',
-        'return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=True)',
+        'return [*out, absent_file_step("no Hugging Face env file", VLLM_HF_ENV_FILE, keep="hf")]',
+        "return out",
         "a token removed from the spec stays on the nodes",
         TOKENS,
     ),
