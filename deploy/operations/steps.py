@@ -81,12 +81,14 @@ class Step:
 @dataclass(frozen=True)
 class Choice:
     """Steps chosen on the host when the deploy runs: ``then`` when ``decide()`` (which reads ``reads``) is true,
-    else ``otherwise``."""
+    else ``otherwise``. Without ``prefetch``, the branches' reads are left out of the snapshot: for a branch
+    that only a host far from the plan takes (a unit of an old release still installed), which reads live."""
 
     decide: Callable[[], bool]
     reads: tuple[AnyRead, ...]
     then: tuple[Step | Choice, ...]
     otherwise: tuple[Step | Choice, ...] = ()
+    prefetch: bool = True
 
 
 Steps = Sequence[Step | Choice]
@@ -105,8 +107,10 @@ def step(
     return Step(call, kwargs, tuple(reads), keep, tuple(effects))
 
 
-def choice(decide: Callable[[], bool], reads: Iterable[AnyRead], then: Steps, otherwise: Steps = ()) -> Choice:
-    return Choice(decide, tuple(reads), tuple(then), tuple(otherwise))
+def choice(
+    decide: Callable[[], bool], reads: Iterable[AnyRead], then: Steps, otherwise: Steps = (), prefetch: bool = True
+) -> Choice:
+    return Choice(decide, tuple(reads), tuple(then), tuple(otherwise), prefetch)
 
 
 def run_steps(steps: Steps, results: Results | None = None) -> Results:
@@ -129,17 +133,18 @@ def _resolved(value: Any, results: Results) -> Any:
     return value
 
 
-def _flat(steps: Steps) -> Iterable[Step | Choice]:
+def _flat(steps: Steps, prefetched: bool = False) -> Iterable[Step | Choice]:
     for s in steps:
         yield s
-        if isinstance(s, Choice):
-            yield from _flat(s.then)
-            yield from _flat(s.otherwise)
+        if isinstance(s, Choice) and (s.prefetch or not prefetched):
+            yield from _flat(s.then, prefetched)
+            yield from _flat(s.otherwise, prefetched)
 
 
 def reads_of(steps: Steps) -> list[AnyRead]:
-    """Every read of ``steps`` and of both branches of every choice, without repeats, in order."""
-    return unique([r for s in _flat(steps) for r in s.reads])
+    """The snapshot's reads of ``steps``: every read of every step, in both branches of every choice (not those
+    of a choice without ``prefetch``), without repeats, in order."""
+    return unique([r for s in _flat(steps, prefetched=True) for r in s.reads])
 
 
 def effects_of(steps: Steps) -> list[Effect]:

@@ -38,6 +38,7 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``vllm`` (``exec
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Callable
 
@@ -120,15 +121,17 @@ def clean_argv(engine: EnginePlan) -> list[str]:
     return [CLEAN_SCRIPT, posixpath.basename(engine.disk_dir)]
 
 
-def retired_units(plan: NodePlan) -> list[str]:
-    """vLLM units that no longer belong: the single engine of earlier releases, engines beyond the plan's."""
-    return [VLLM_UNIT, *(engine_unit(i) for i in range(len(plan.engines), MAX_ENGINES))]
+def retired_units(engines: int) -> list[str]:
+    """vLLM units that no longer belong on a node of ``engines`` engines: the single engine of earlier releases,
+    engines beyond those."""
+    return [VLLM_UNIT, *(engine_unit(i) for i in range(engines, MAX_ENGINES))]
 
 
-def retired_files(plan: NodePlan) -> list[str]:
-    """LMCache files that no longer belong: the single engine's, and those of engines beyond the plan's."""
+def retired_files(engines: int) -> list[str]:
+    """LMCache files that no longer belong on a node of ``engines`` engines: the single engine's, and those of
+    engines beyond those."""
     old = [f"{KVPOD_ETC}/{LMCACHE_ENV_FILE}", f"{KVPOD_ETC}/{LMCACHE_YAML_FILE}"]
-    beyond = [engine_file(i, suffix) for i in range(len(plan.engines), MAX_ENGINES) for suffix in ("env", "yaml")]
+    beyond = [engine_file(i, suffix) for i in range(engines, MAX_ENGINES) for suffix in ("env", "yaml")]
     return [*old, *beyond]
 
 
@@ -174,7 +177,7 @@ def clean_script_vars(plan: NodePlan, mount_check: list[str] = MOUNT_CHECK) -> d
 
 def present_retired_units(plan: NodePlan) -> list[str]:
     """The retired units still installed on the host (their unit file is there)."""
-    return [u for u in retired_units(plan) if host.get_fact(File, path=f"{SYSTEMD_DIR}/{u}")]
+    return [u for u in retired_units(len(plan.engines)) if host.get_fact(File, path=f"{SYSTEMD_DIR}/{u}")]
 
 
 def running_retired_units(plan: NodePlan) -> list[str]:
@@ -183,9 +186,11 @@ def running_retired_units(plan: NodePlan) -> list[str]:
 
 
 def retired_unit_reads(plan: NodePlan) -> Reads:
-    """What :func:`running_retired_units` reads."""
-    units = retired_units(plan)
-    return [*(Read.of(File, path=f"{SYSTEMD_DIR}/{u}") for u in units), *(unit_reads(u)[0] for u in units)]
+    """What :func:`running_retired_units` reads in the snapshot: whether each retired unit is installed, and the
+    state of the single engine of earlier releases (on every node upgraded from them); a retired engine unit,
+    installed only after a spec edit took engines away, is read live."""
+    units = retired_units(len(plan.engines))
+    return [*(Read.of(File, path=f"{SYSTEMD_DIR}/{u}") for u in units), *unit_reads(VLLM_UNIT)[:1]]
 
 
 def _on_host(path: str) -> Callable[[], bool]:
@@ -195,18 +200,26 @@ def _on_host(path: str) -> Callable[[], bool]:
 def retire_steps(plan: NodePlan) -> Steps:
     """Stop, disable and remove the retired units and LMCache files that are on the host; the unit file removals
     are kept as ``retired`` (``daemon-reload`` when one changed)."""
+    return _retire_steps(len(plan.engines))
+
+
+@functools.cache
+def _retire_steps(engines: int) -> Steps:
+    """:func:`retire_steps` of a node with ``engines`` engines (what is retired depends on their number only)."""
     from roles.node_release import unit_retired
 
     out: list = []
-    for unit in retired_units(plan):
+    for unit in retired_units(engines):
         unit_file = f"{SYSTEMD_DIR}/{unit}"
         retired = step(unit_retired, unit_reads(unit), name=f"{unit} stopped and disabled (retired)", unit=unit)
         removed = absent_file_step(f"{unit} removed (retired)", unit_file, keep="retired")
-        out.append(choice(_on_host(unit_file), absent_file_reads(unit_file), then=[retired, removed]))
-    for path in retired_files(plan):
+        # the single engine of earlier releases is on every node upgraded from them: its reads go in the snapshot
+        present = choice(_on_host(unit_file), absent_file_reads(unit_file), [retired, removed], (), unit == VLLM_UNIT)
+        out.append(present)
+    for path in retired_files(engines):
         removed = absent_file_step(f"{path} removed (retired)", path)
         out.append(choice(_on_host(path), absent_file_reads(path), then=[removed]))
-    return out
+    return tuple(out)
 
 
 def retire(plan: NodePlan) -> list:
@@ -214,11 +227,11 @@ def retire(plan: NodePlan) -> list:
     return run_steps(retire_steps(plan)).get("retired", [])
 
 
-def engine_steps(plan: NodePlan, defer: bool, blocked: bool) -> Steps:
-    """The retired units gone (unless ``blocked``: the rollout retires them), the cleaner, the Hugging Face
+def engine_steps(plan: NodePlan, defer: bool, retire: Steps, blocked: bool) -> Steps:
+    """The ``retire`` steps (unless ``blocked``: the rollout retires those units), the cleaner, the Hugging Face
     settings, each engine's unit file and service, then the restart decision."""
     v = plan.vllm
-    out: list = [] if blocked else list(retire_steps(plan))
+    out: list = [] if blocked else list(retire)
     # the disk-tier cleaner each engine's unit runs before every start (ExecStartPre=+CLEAN_SCRIPT engine<i>)
     out.append(
         rendered_step(
@@ -273,11 +286,12 @@ def steps(plan: NodePlan, defer: bool = False) -> Steps:
     """The vLLM user, then the engines (:func:`engine_steps`), blocked when restarts are deferred and a retired
     unit still runs: it holds the GPUs and the port of the engines, so the rollout stops it and starts the
     engines (one restart of the node); otherwise it goes now."""
+    retire = retire_steps(plan)
     blocked = choice(
         lambda: defer and bool(running_retired_units(plan)),
         retired_unit_reads(plan),
-        then=engine_steps(plan, defer, blocked=True),
-        otherwise=engine_steps(plan, defer, blocked=False),
+        then=engine_steps(plan, defer, retire, blocked=True),
+        otherwise=engine_steps(plan, defer, retire, blocked=False),
     )
     return [service_user_step(plan.vllm.user), blocked]
 
