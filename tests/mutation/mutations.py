@@ -206,8 +206,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "node-release-boot-connection-kept",
         RELEASE_ROLE,
-        "if request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem:",
-        "if request.keep_subsystem is None and persisted_subsystem() != request.keep_subsystem:",
+        "return request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem",
+        "return request.keep_subsystem is None and persisted_subsystem() != request.keep_subsystem",
         "the released drive's boot-time connection stays: the old holder reconnects it at its next boot",
         RELEASE,
     ),
