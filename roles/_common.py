@@ -44,18 +44,9 @@ def rendered_file(
     return files.put(name=name, src=text, dest=dest, mode=mode, user=user, group=group)
 
 
-def rendered_step(
-    name: str,
-    role: str,
-    source: str,
-    dest: str,
-    mode: str | None = None,
-    user: str | None = None,
-    group: str | None = None,
-    keep: str | None = None,
-    **variables: Any,
-) -> Step:
-    """:func:`rendered_file` as a step (rendered when it runs), reading what ``files.put`` reads of ``dest``."""
+def rendered_step(name: str, role: str, source: str, dest: str, keep: str | None = None, **options: Any) -> Step:
+    """:func:`rendered_file` as a step (rendered when it runs; ``options``: its mode, owner and variables), reading
+    what ``files.put`` reads of ``dest``."""
     return step(
         rendered_file,
         file_reads(dest),
@@ -65,10 +56,7 @@ def rendered_step(
         role=role,
         source=source,
         dest=dest,
-        mode=mode,
-        user=user,
-        group=group,
-        **variables,
+        **options,
     )
 
 
