@@ -63,11 +63,6 @@ class HostData:
         units = self._data.get(names.RESTART_ENGINES_KEY)
         return None if units is None else list(units)
 
-    @property
-    def restart_pending(self) -> bool:
-        """Set by the vllm role: a deferred restart is due (``kvpod_restart_pending``)."""
-        return bool(self._data.get(names.RESTART_PENDING_KEY))
-
 
 def host_data() -> HostData:
     """The current pyinfra host's data."""

@@ -69,7 +69,6 @@ BENCH_KEY = "kvpod_bench"  # BenchJob
 WIPE_KEY = "kvpod_wipe"  # True: this node's drive may be reformatted
 DEFER_RESTART_KEY = "kvpod_defer_restart"  # True: leave vLLM's restart to the rollout
 RESTART_ENGINES_KEY = "kvpod_restart_engines"  # units of a node the rollout restarts in this batch
-RESTART_PENDING_KEY = "kvpod_restart_pending"  # set by the vllm role: a deferred restart is due
 DRILL_KEY = "kvpod_drill"  # DrillStep
 
 

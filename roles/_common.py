@@ -9,6 +9,10 @@ from typing import Any
 from pyinfra.operations import files
 
 from deploy import encode
+from deploy.facts.snapshot import Read
+from deploy.facts.users import PasswdEntry
+from deploy.operations.reads import file_reads
+from deploy.operations.steps import Effect, Step, path_effect, step
 from deploy.operations.storage import systemd_escape_path
 from deploy.shipped import templates_dir
 
@@ -40,6 +44,22 @@ def rendered_file(
     return files.put(name=name, src=text, dest=dest, mode=mode, user=user, group=group)
 
 
+def rendered_step(name: str, role: str, source: str, dest: str, keep: str | None = None, **options: Any) -> Step:
+    """:func:`rendered_file` as a step (rendered when it runs; ``options``: its mode, owner and variables), reading
+    what ``files.put`` reads of ``dest``."""
+    return step(
+        rendered_file,
+        file_reads(dest),
+        keep=keep,
+        effects=[path_effect(dest)],
+        name=name,
+        role=role,
+        source=source,
+        dest=dest,
+        **options,
+    )
+
+
 def netdev_unit(interface: str) -> str:
     """systemd's device unit of a network interface (``sys-subsystem-net-devices-eth1.100.device``)."""
     return f"sys-subsystem-net-devices-{systemd_escape_path(interface)}.device"
@@ -68,3 +88,8 @@ def service_user(name: str) -> None:
     from deploy.operations.users import system_user
 
     system_user(name=f"Service user {name}", user=name, home=f"/var/lib/{name}")
+
+
+def service_user_step(name: str) -> Step:
+    """:func:`service_user` as a step."""
+    return step(service_user, [Read.of(PasswdEntry, user=name)], effects=[Effect("user", name)], name=name)

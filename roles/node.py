@@ -13,10 +13,14 @@ Host data it reads:
 
 - ``kvpod_node`` (required): the host's :class:`deploy.plan.NodePlan`.
 - ``kvpod_wipe`` (default False): True only when the user named this node's drive for reformatting.
-- ``kvpod_defer_restart`` (default False): do not restart vLLM; see ``kvpod_restart_pending``.
+- ``kvpod_defer_restart`` (default False): do not restart vLLM; the restart is left pending instead.
 
-Host data it sets: ``kvpod_restart_pending`` -- True when vLLM needs a restart that was deferred (after
-``run_ops``; after a dry prepare: would need one).
+It sets no host data: whether vLLM needs a restart that was deferred is the result of the vllm role's last step,
+read with :func:`deploy.operations.restart.restart_pending` (after ``run_ops``; after a dry prepare: would need
+one).
+
+Each role builds its steps from the plan (:mod:`deploy.operations.steps`): its deploy runs them and its ``reads``
+are theirs, so :func:`reads` is every read the node's steps declare.
 
 A dry run (``check_for_changes=True``, no ``run_ops``) of a node whose namespace is not connected yet fails in
 the kv mount role with a clear message: nothing can tell whether the drive is blank before it is connected.
@@ -43,7 +47,7 @@ from roles.vllm_install import vllm_install
 
 
 def reads(plan: NodePlan) -> Reads:
-    """Everything the five node roles compare against: the node's snapshot, read in one command."""
+    """Everything the node roles' steps compare against: the node's snapshot, read in one command."""
     return unique(
         [
             r

@@ -22,7 +22,7 @@ from deploy.engine.pyinfra_adapter import commands_run, connection_lost, would_c
 from deploy.engine.reachability import ConnectErrors, mark_lost
 from deploy.engine.results import HostResult, HostStatus, RunStats
 from deploy.engine.snapshot_reader import SnapshotReader, load_snapshots
-from deploy.names import RESTART_PENDING_KEY
+from deploy.operations.restart import restart_pending
 from deploy.secrets import redact
 
 
@@ -134,4 +134,4 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
     if result.status != HostStatus.FAILED:
         changed = HostStatus.WOULD_CHANGE if dry else HostStatus.CHANGED
         result.status = changed if result.changed_ops else HostStatus.UNCHANGED
-    result.restart_pending = bool(host.data.get(RESTART_PENDING_KEY))
+    result.restart_pending = restart_pending(state, host)

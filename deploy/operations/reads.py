@@ -1,7 +1,8 @@
 """What operations read, as :class:`deploy.facts.snapshot.Read` lists: the wanted snapshot of a host.
 
-Roles list their reads from the plan with these builders (``reads(plan)`` beside each ``@deploy``); the runner
-reads them all in one command before the deploy and serves the operations' fact reads from that snapshot.
+Each role step carries its reads, built with these (:mod:`deploy.operations.steps`), and a role's ``reads(plan)``
+is those of its steps; the runner reads them all in one command before the deploy and serves the operations'
+fact reads from that snapshot.
 A read missing from the list is still correct (read live), only slower; tests check that a converged host
 needs none.
 """

@@ -8,6 +8,8 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+from deploy.operations.restart import PendingRestart
+
 
 @operation()
 def daemon_reload(when: Callable[[], bool]):
@@ -29,22 +31,22 @@ def service(
     running: bool = True,
     restart_when: Callable[[], bool] | None = None,
     defer_restart: bool = False,
-    pending_key: str | None = None,
+    pending: PendingRestart | None = None,
 ):
     """
     A systemd unit enabled and running; a running unit is restarted when ``restart_when()`` is true, unless
-    ``defer_restart``: then ``host.data.<pending_key>`` is set True (the caller rolls restarts out later).
+    ``defer_restart``: then it is recorded in ``pending`` (the caller rolls restarts out later).
     A unit that was not running is started, never restarted.
 
     + unit: full unit name
     + enabled / running: wanted state
     + restart_when: predicate built with :func:`deploy.operations.changed`
-    + defer_restart: do not restart; record it in ``host.data.<pending_key>``
-    + pending_key: host data key for a deferred restart
+    + defer_restart: do not restart; record it in ``pending``
+    + pending: the node's :class:`deploy.operations.restart.PendingRestart`: whether this unit's restart waits
     """
     is_running = host.get_fact(SystemdStatus, services=[unit]).get(unit, False)
     is_enabled = host.get_fact(SystemdEnabled, services=[unit]).get(unit, False)
-    pending = False
+    deferred = False
     acted = False
     if enabled and not is_enabled:
         acted = True
@@ -54,14 +56,14 @@ def service(
         yield StringCommand("systemctl", "start", QuoteString(unit))
     elif running and restart_when is not None and restart_when():
         if defer_restart:
-            pending = True
+            deferred = True
         else:
             acted = True
             yield StringCommand("systemctl", "restart", QuoteString(unit))
-    if pending_key:
-        setattr(host.data, pending_key, pending)
+    if pending is not None:
+        pending.record(unit, deferred)
     if not acted:
-        host.noop(f"{unit} is {'enabled and ' if enabled else ''}running" + (" (restart deferred)" if pending else ""))
+        host.noop(f"{unit} is {'enabled and ' if enabled else ''}running" + (" (restart deferred)" if deferred else ""))
 
 
 @operation()

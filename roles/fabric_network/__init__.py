@@ -27,11 +27,10 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdStatus
-from pyinfra.operations import server
 
 from deploy.dcb import pfc_map
 from deploy.encode import interface_name, shell_word
-from deploy.facts.kernel import LoadedModules, RdmaLinks
+from deploy.facts.kernel import RdmaLinks
 from deploy.facts.network import DcbState, IpLinks, IpRoutes, NetplanFiles
 from deploy.facts.snapshot import Read
 from deploy.hostdata import host_data
@@ -49,12 +48,26 @@ from deploy.names import (
     SYSCTL_FILE,
     SYSTEMD_DIR,
     VLAN_MODULE,
-    modules_load_path,
 )
-from deploy.operations import changed, host_error, kernel, network, units
-from deploy.operations.reads import Reads, absent_file_reads, file_reads, sysctl_reads, unit_reads
+from deploy.operations import host_error, kernel, network
+from deploy.operations.reads import Reads, absent_file_reads, unit_reads
+from deploy.operations.steps import (
+    Choice,
+    Effect,
+    Steps,
+    after,
+    choice,
+    command_step,
+    modules_step,
+    reads_of,
+    reload_step,
+    run_steps,
+    service_step,
+    step,
+    sysctl_step,
+)
 from deploy.plan import FabricPlan, NodePlan
-from roles._common import netdev_unit, rendered_file
+from roles._common import netdev_unit, rendered_step
 
 
 def socket_sysctls(size: int) -> dict[str, str]:
@@ -78,46 +91,77 @@ def networkd_files(interface: str, vlan_interface: str) -> list[tuple[str, str]]
     ]
 
 
-def networkd_reads(interface: str, vlan_interface: str) -> Reads:
-    return [r for _, dest in networkd_files(interface, vlan_interface) for r in file_reads(dest)]
-
-
-def soft_roce_reads() -> Reads:
-    return [Read.of(RdmaLinks), *file_reads(f"{SYSTEMD_DIR}/{RXE_UNIT}"), *unit_reads(RXE_UNIT)]
-
-
-def networkd(description: str, addresses: list[str], **tmpl) -> None:
+def networkd_steps(description: str, addresses: list[str], **tmpl) -> Steps:
     """The systemd-networkd files of one fabric NIC (``tmpl``: interface, vlan, vlan_interface, mtu, gateway,
     routes) with ``addresses`` (CIDR) on its storage VLAN; ``networkctl reload`` when one changed."""
     written = [
-        rendered_file(
+        rendered_step(
             f"networkd {dest.rsplit('/', 1)[-1]}",
             "fabric_network",
             src,
             dest,
+            keep="networkd",
             description=description,
             addresses=addresses,
             **tmpl,
         )
         for src, dest in networkd_files(tmpl["interface"], tmpl["vlan_interface"])
     ]
-    units.run(name="networkctl reload", command="networkctl reload", when=changed(*written))
+    return [*written, command_step("networkctl reload", "networkctl reload", when=after("networkd"))]
+
+
+def networkd(description: str, addresses: list[str], **tmpl) -> None:
+    """:func:`networkd_steps`, run."""
+    run_steps(networkd_steps(description, addresses, **tmpl))
+
+
+def networkd_reads(interface: str, vlan_interface: str) -> Reads:
+    return reads_of(networkd_steps("", [], interface=interface, vlan_interface=vlan_interface))
+
+
+def soft_roce_device_steps(interface: str) -> Steps:
+    """An rxe device on ``interface`` now, and the unit recreating it at boot (kept as ``rxe``: reload when it
+    changed)."""
+    rdma_dev = f"rxe_{interface}"
+    return [
+        step(
+            kernel.rxe_link,
+            [Read.of(RdmaLinks)],
+            effects=[Effect("link", rdma_dev)],
+            name=f"soft-RoCE device on {interface}",
+            netdev=interface,
+            rdma_dev=rdma_dev,
+        ),
+        rendered_step(
+            f"{RXE_UNIT} recreates the soft-RoCE device at boot",
+            "fabric_network",
+            "kvpod-rxe.service.j2",
+            f"{SYSTEMD_DIR}/{RXE_UNIT}",
+            keep="rxe",
+            interface=interface,
+            rdma_dev=rdma_dev,
+            netdev_unit=netdev_unit(interface),
+            exec_start=["/bin/sh", "-c", rxe_script(interface, rdma_dev)],
+        ),
+    ]
 
 
 def soft_roce_device(interface: str):
-    """An rxe device on ``interface`` now, and the unit recreating it at boot (returned: reload when changed)."""
-    rdma_dev = f"rxe_{interface}"
-    kernel.rxe_link(name=f"soft-RoCE device on {interface}", netdev=interface, rdma_dev=rdma_dev)
-    return rendered_file(
-        f"{RXE_UNIT} recreates the soft-RoCE device at boot",
-        "fabric_network",
-        "kvpod-rxe.service.j2",
-        f"{SYSTEMD_DIR}/{RXE_UNIT}",
-        interface=interface,
-        rdma_dev=rdma_dev,
-        netdev_unit=netdev_unit(interface),
-        exec_start=["/bin/sh", "-c", rxe_script(interface, rdma_dev)],
-    )
+    """:func:`soft_roce_device_steps`, run; returns the unit file's operation (reload when it changed)."""
+    return run_steps(soft_roce_device_steps(interface))["rxe"][0]
+
+
+def soft_roce_steps(interface: str) -> Steps:
+    """The rxe device, its unit, ``daemon-reload`` when the unit changed, the unit enabled."""
+    return [
+        *soft_roce_device_steps(interface),
+        reload_step(when=after("rxe")),
+        service_step(f"{RXE_UNIT} enabled", RXE_UNIT, enabled=True, running=True),
+    ]
+
+
+def soft_roce_reads(interface: str = "") -> Reads:
+    return reads_of(soft_roce_steps(interface))
 
 
 def rxe_script(interface: str, rdma_dev: str) -> str:
@@ -150,65 +194,54 @@ def netplan_document(tmpl: dict) -> dict:
     }
 
 
-def reads(plan: NodePlan) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    fab = plan.fabric
-    out = [Read.of(LoadedModules), *file_reads(modules_load_path(FABRIC_MODULES)), Read.of(IpLinks)]
-    if fab.gateway and fab.routes:
-        out.append(Read.of(IpRoutes))
-    out += [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE), *file_reads(NETPLAN_FILE)]
-    out += unit_reads("systemd-networkd.service")[:1] + networkd_reads(fab.interface, fab.vlan_interface)
-    out += sysctl_reads(list(socket_sysctls(fab.socket_buffer_bytes))) + file_reads(SYSCTL_FILE)
-    if fab.rdma == "soft-roce":
-        out += [*file_reads(modules_load_path(SOFT_ROCE_MODULES)), *soft_roce_reads()]
-    if dcb_applies(fab):
-        assert fab.roce_qos is not None
-        out += [Read.of(DcbState, interface=fab.interface, priority=fab.roce_qos.priority)]
-        out += [*file_reads(DCB_SCRIPT), *file_reads(f"{SYSTEMD_DIR}/{DCB_UNIT}"), *unit_reads(DCB_UNIT)]
-    return out
-
-
 def dcb_applies(fab: FabricPlan) -> bool:
     """Whether the node's NIC is given lossless RoCE settings: RoCE QoS planned and a hardware RDMA NIC."""
     return fab.roce_qos is not None and fab.rdma != "soft-roce"
 
 
-def lossless_roce(fab: FabricPlan) -> None:
+def lossless_roce_steps(fab: FabricPlan) -> Steps:
     """DCB on the NIC now (where it differs) and at boot (``kvpod-dcb.service``)."""
     qos = fab.roce_qos
     assert qos is not None
-    network.roce_qos(
-        name=f"lossless RoCE on {fab.interface} (priority {qos.priority})",
-        interface=fab.interface,
-        priority=qos.priority,
-        dscp=list(qos.dscp),
-        ecn=qos.ecn,
-    )
-    script = rendered_file(
-        "lossless RoCE script",
-        "fabric_network",
-        "kvpod-dcb.j2",
-        DCB_SCRIPT,
-        mode="755",
-        interface=fab.interface,
-        priority=qos.priority,
-        dscp_map=[f"{d}:{qos.priority}" for d in qos.dscp],
-        pfc_map=pfc_map(qos.priority),
-        ecn_value="1" if qos.ecn else "0",
-        dscp_text=",".join(str(d) for d in qos.dscp),
-    )
-    unit = rendered_file(
-        f"{DCB_UNIT} sets it at boot",
-        "fabric_network",
-        "kvpod-dcb.service.j2",
-        f"{SYSTEMD_DIR}/{DCB_UNIT}",
-        interface=fab.interface,
-        netdev_unit=netdev_unit(fab.interface),
-        connect_unit=CONNECT_UNIT,
-        script=DCB_SCRIPT,
-    )
-    units.daemon_reload(name="systemd daemon-reload", when=changed(unit, script))
-    units.service(name=f"{DCB_UNIT} enabled", unit=DCB_UNIT, enabled=True, running=True)
+    return [
+        step(
+            network.roce_qos,
+            [Read.of(DcbState, interface=fab.interface, priority=qos.priority)],
+            effects=[Effect("link", fab.interface)],
+            name=f"lossless RoCE on {fab.interface} (priority {qos.priority})",
+            interface=fab.interface,
+            priority=qos.priority,
+            dscp=list(qos.dscp),
+            ecn=qos.ecn,
+        ),
+        rendered_step(
+            "lossless RoCE script",
+            "fabric_network",
+            "kvpod-dcb.j2",
+            DCB_SCRIPT,
+            mode="755",
+            keep="dcb",
+            interface=fab.interface,
+            priority=qos.priority,
+            dscp_map=[f"{d}:{qos.priority}" for d in qos.dscp],
+            pfc_map=pfc_map(qos.priority),
+            ecn_value="1" if qos.ecn else "0",
+            dscp_text=",".join(str(d) for d in qos.dscp),
+        ),
+        rendered_step(
+            f"{DCB_UNIT} sets it at boot",
+            "fabric_network",
+            "kvpod-dcb.service.j2",
+            f"{SYSTEMD_DIR}/{DCB_UNIT}",
+            keep="dcb",
+            interface=fab.interface,
+            netdev_unit=netdev_unit(fab.interface),
+            connect_unit=CONNECT_UNIT,
+            script=DCB_SCRIPT,
+        ),
+        reload_step(when=after("dcb")),
+        service_step(f"{DCB_UNIT} enabled", DCB_UNIT, enabled=True, running=True),
+    ]
 
 
 def _uses_netplan() -> bool:
@@ -216,10 +249,45 @@ def _uses_netplan() -> bool:
     return bool(others) or bool(host.get_fact(File, path=NETPLAN_FILE))
 
 
-@deploy("fabric network")
-def fabric_network() -> None:
+def _networkd_manages(vlan_interface: str) -> None:
+    if not host.get_fact(SystemdStatus, services=["systemd-networkd.service"]).get("systemd-networkd.service"):
+        raise host_error(
+            f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
+            f"{vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
+        )
+
+
+def persistence_steps(fab: FabricPlan, tmpl: dict) -> Choice:
+    """The fabric's netplan file on a netplan host, else its systemd-networkd files (refused without networkd)."""
+    netplan = [
+        rendered_step(
+            "netplan file of the fabric",
+            "fabric_network",
+            "netplan.yaml.j2",
+            NETPLAN_FILE,
+            mode="600",
+            keep="netplan",
+            netplan=netplan_document(tmpl),
+        ),
+        command_step("netplan apply", "netplan apply", when=after("netplan")),
+    ]
+    networkd_check = step(
+        _networkd_manages,
+        unit_reads("systemd-networkd.service")[:1],
+        vlan_interface=fab.vlan_interface,
+    )
+    networkd_address = [f"{fab.address}/{fab.prefix_length}"]
+    return choice(
+        _uses_netplan,
+        [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE)],
+        then=netplan,
+        otherwise=[networkd_check, *networkd_steps("storage VLAN address", networkd_address, **tmpl)],
+    )
+
+
+def steps(plan: NodePlan) -> Steps:
     """MTU, storage VLAN, address, routes, socket buffers and (soft-)RoCE on the fabric NIC."""
-    fab = host_data().node.fabric
+    fab = plan.fabric
     tmpl = {
         "interface": fab.interface,
         "vlan": fab.vlan,
@@ -230,48 +298,53 @@ def fabric_network() -> None:
         "gateway": fab.gateway,
         "routes": fab.routes if fab.gateway else [],
     }
-
-    kernel.modules(name=f"{VLAN_MODULE} loaded now and at boot", names=[VLAN_MODULE], persist_as=FABRIC_MODULES)
-    network.vlan_interface(
-        parent=fab.interface,
-        vlan_id=fab.vlan,
-        interface=fab.vlan_interface,
-        mtu=fab.mtu,
-        address=fab.address,
-        prefix_length=fab.prefix_length,
-    )
+    out: list = [
+        modules_step(f"{VLAN_MODULE} loaded now and at boot", [VLAN_MODULE], FABRIC_MODULES),
+        step(
+            network.vlan_interface,
+            [Read.of(IpLinks)],
+            effects=[Effect("link", fab.vlan_interface)],
+            parent=fab.interface,
+            vlan_id=fab.vlan,
+            interface=fab.vlan_interface,
+            mtu=fab.mtu,
+            address=fab.address,
+            prefix_length=fab.prefix_length,
+        ),
+    ]
     if fab.gateway and fab.routes:
-        network.routes(interface=fab.vlan_interface, gateway=fab.gateway, destinations=fab.routes)
-
-    if _uses_netplan():
-        plan_file = rendered_file(
-            "netplan file of the fabric",
-            "fabric_network",
-            "netplan.yaml.j2",
-            NETPLAN_FILE,
-            mode="600",
-            netplan=netplan_document(tmpl),
-        )
-        units.run(name="netplan apply", command="netplan apply", when=changed(plan_file))
-    else:
-        if not host.get_fact(SystemdStatus, services=["systemd-networkd.service"]).get("systemd-networkd.service"):
-            raise host_error(
-                f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
-                f"{fab.vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
+        out.append(
+            step(
+                network.routes,
+                [Read.of(IpRoutes)],
+                effects=[Effect("link", fab.vlan_interface)],
+                interface=fab.vlan_interface,
+                gateway=fab.gateway,
+                destinations=fab.routes,
             )
-        networkd("storage VLAN address", [f"{fab.address}/{fab.prefix_length}"], **tmpl)
+        )
+    out.append(persistence_steps(fab, tmpl))
 
     sysctls = socket_sysctls(fab.socket_buffer_bytes)
-    for key, value in sysctls.items():
-        server.sysctl(name=f"sysctl {key}", key=key, value=value)
-    rendered_file("socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls)
+    out += [sysctl_step(key, value) for key, value in sysctls.items()]
+    out.append(
+        rendered_step("socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls)
+    )
 
     if fab.rdma == "soft-roce":
-        kernel.modules(
-            name=f"{SOFT_ROCE_MODULE} loaded now and at boot", names=[SOFT_ROCE_MODULE], persist_as=SOFT_ROCE_MODULES
-        )
-        unit = soft_roce_device(fab.interface)
-        units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
-        units.service(name=f"{RXE_UNIT} enabled", unit=RXE_UNIT, enabled=True, running=True)
+        modules = f"{SOFT_ROCE_MODULE} loaded now and at boot"
+        out += [modules_step(modules, [SOFT_ROCE_MODULE], SOFT_ROCE_MODULES), *soft_roce_steps(fab.interface)]
     elif dcb_applies(fab):
-        lossless_roce(fab)
+        out += lossless_roce_steps(fab)
+    return out
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
+
+
+@deploy("fabric network")
+def fabric_network() -> None:
+    """MTU, storage VLAN, address, routes, socket buffers and (soft-)RoCE on the fabric NIC."""
+    run_steps(steps(host_data().node))

@@ -10,13 +10,21 @@ its :class:`deploy.drill.DrillJob`) and, on a node, ``host.data.kvpod_node`` (:c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra import host
 from pyinfra.api import deploy
 
-from deploy.bench import lmcache_dir
 from deploy.hostdata import host_data
-from deploy.names import DRILL_KEY, GIB
-from deploy.operations import bench, drill, host_error
+from deploy.names import DRILL_KEY
+from deploy.operations import drill, host_error
+from deploy.operations.reads import Reads
+from deploy.operations.steps import Step, Steps, reads_of, run_steps, step
+from deploy.plan import NodePlan
+from roles.kv_bench import room_and_fio_steps
+
+if TYPE_CHECKING:
+    from deploy.drill_run import DrillStep
 
 
 def _step():
@@ -26,23 +34,28 @@ def _step():
     return step
 
 
+def drill_step_step(step_: DrillStep) -> Step:
+    """One step of the drill: its script, printed back to the runner (reads nothing)."""
+    return step(drill.drill_step, [], name=step_.name, script=step_.script, _timeout=step_.timeout_s)
+
+
+def start_steps(plan: NodePlan, step_: DrillStep) -> Steps:
+    """Room checked, fio installed, the drill's fio started."""
+    return [*room_and_fio_steps(plan, step_.job), drill_step_step(step_)]
+
+
+def reads(plan: NodePlan, step_: DrillStep) -> Reads:
+    """What the drill's start compares against: the reads of its steps."""
+    return reads_of(start_steps(plan, step_))
+
+
 @deploy("kv drill start")
 def kv_drill_start() -> None:
     """Room checked, fio installed, the drill's fio started."""
-    step = _step()
-    plan = host_data().node
-    bench.bench_room(
-        name=f"room on {step.job.mount}",
-        job=step.job,
-        budget_bytes=int(plan.mount.disk_budget_gb * GIB),
-        lmcache_dir=lmcache_dir(plan),
-    )
-    bench.fio_installed(name="fio installed")
-    drill.drill_step(name=step.name, script=step.script, _timeout=step.timeout_s)
+    run_steps(start_steps(host_data().node, _step()))
 
 
 @deploy("kv drill step")
 def kv_drill_step() -> None:
     """One step of the drill."""
-    step = _step()
-    drill.drill_step(name=step.name, script=step.script, _timeout=step.timeout_s)
+    run_steps([drill_step_step(_step())])

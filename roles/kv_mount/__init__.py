@@ -25,19 +25,29 @@ from __future__ import annotations
 import uuid
 
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
 from deploy.facts.nvme import NvmeSubsystems
 from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.facts.storage import MountedAt
-from deploy.facts.users import PasswdEntry
 from deploy.hostdata import host_data
-from deploy.names import CONNECT_UNIT, GIB, VLLM_UNITS_PATTERN
-from deploy.operations import changed, storage, units
-from deploy.operations.reads import Reads, directory_reads, file_reads, unit_reads
+from deploy.names import CONNECT_UNIT, GIB, SYSTEMD_DIR, VLLM_UNITS_PATTERN
+from deploy.operations import storage
+from deploy.operations.reads import Reads, file_reads
+from deploy.operations.steps import (
+    Effect,
+    Steps,
+    after,
+    directory_step,
+    path_effect,
+    reads_of,
+    reload_step,
+    run_steps,
+    service_step,
+    step,
+)
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
-from roles._common import service_user, template
+from roles._common import service_user_step, template
 
 FS_UUID_NAMESPACE = uuid.UUID("5b0b8a52-3f7e-4b8e-9a57-6b7670640001")
 
@@ -57,50 +67,62 @@ def mount_options(options: list[str]) -> str:
     return ",".join(mount_option_list(options))
 
 
-def reads(plan: NodePlan) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    ns, mnt = plan.namespace, plan.mount
+def steps(plan: NodePlan, wipe: bool = False) -> Steps:
+    """ext4 on the namespace (only when blank; recreated with ``wipe``), its mount unit, mounted now, owned by the
+    vLLM user."""
+    ns, mnt, user = plan.namespace, plan.mount, plan.vllm.user
+    fs_uuid = filesystem_uuid(ns.subsystem_nqn, ns.nsid)
+    where = {"subnqn": ns.subsystem_nqn, "nsid": ns.nsid}
+    device = [Read.of(NvmeSubsystems), NamespaceReads(ns.subsystem_nqn, ns.nsid)]
+    unit = mount_unit_name(mnt.path)
     return [
-        Read.of(PasswdEntry, user=plan.vllm.user),
-        Read.of(NvmeSubsystems),
-        NamespaceReads(ns.subsystem_nqn, ns.nsid),  # type: ignore[list-item]
-        *directory_reads(mnt.path),
-        *file_reads(f"/etc/systemd/system/{mount_unit_name(mnt.path)}"),
-        Read.of(MountedAt, path=mnt.path),
-        *unit_reads(mount_unit_name(mnt.path)),
+        service_user_step(user),
+        step(
+            storage.ext4,
+            device,
+            effects=[Effect("device", ns.subsystem_nqn)],
+            name=f"ext4 on {ns.subsystem_nqn}",
+            label=mnt.label,
+            wipe=wipe,
+            fs_uuid=fs_uuid,
+            min_size_bytes=int(mnt.disk_budget_gb * GIB),
+            stop_before_wipe=[VLLM_UNITS_PATTERN, unit],
+            **where,
+        ),
+        directory_step(f"mount point {mnt.path}", mnt.path),
+        step(
+            storage.mount_unit,
+            [*device, *file_reads(f"{SYSTEMD_DIR}/{unit}")],
+            keep="unit",
+            effects=[path_effect(f"{SYSTEMD_DIR}/{unit}")],
+            name=f"{unit}",
+            path=mnt.path,
+            template=template("kv_mount", "kvcache.mount.j2"),
+            fs_uuid=fs_uuid,
+            variables={"options": mount_option_list(mnt.options), "connect_unit": CONNECT_UNIT},
+            **where,
+        ),
+        reload_step(when=after("unit")),
+        step(
+            storage.mounted,
+            [*device, Read.of(MountedAt, path=mnt.path)],
+            effects=[Effect("unit", unit), path_effect(mnt.path)],
+            name=f"{mnt.path} mounted",
+            path=mnt.path,
+            options=mnt.options,
+            **where,
+        ),
+        service_step(f"{unit} enabled", unit, enabled=True, running=False),
+        directory_step(f"{mnt.path} owned by {user}", mnt.path, user=user, group=user),
     ]
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
 
 
 @deploy("kv mount")
 def kv_mount() -> None:
     """ext4 on the namespace (only when blank), its mount unit, mounted now, owned by the vLLM user."""
-    plan = host_data().node
-    ns, mnt, user = plan.namespace, plan.mount, plan.vllm.user
-    fs_uuid = filesystem_uuid(ns.subsystem_nqn, ns.nsid)
-    where = {"subnqn": ns.subsystem_nqn, "nsid": ns.nsid}
-
-    service_user(user)
-    storage.ext4(
-        name=f"ext4 on {ns.subsystem_nqn}",
-        label=mnt.label,
-        wipe=host_data().wipe,
-        fs_uuid=fs_uuid,
-        min_size_bytes=int(mnt.disk_budget_gb * GIB),
-        stop_before_wipe=[VLLM_UNITS_PATTERN, mount_unit_name(mnt.path)],
-        **where,
-    )
-    files.directory(name=f"mount point {mnt.path}", path=mnt.path)
-    unit = storage.mount_unit(
-        name=f"{mount_unit_name(mnt.path)}",
-        path=mnt.path,
-        template=template("kv_mount", "kvcache.mount.j2"),
-        fs_uuid=fs_uuid,
-        variables={"options": mount_option_list(mnt.options), "connect_unit": CONNECT_UNIT},
-        **where,
-    )
-    units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
-    storage.mounted(name=f"{mnt.path} mounted", path=mnt.path, options=mnt.options, **where)
-    units.service(
-        name=f"{mount_unit_name(mnt.path)} enabled", unit=mount_unit_name(mnt.path), enabled=True, running=False
-    )
-    files.directory(name=f"{mnt.path} owned by {user}", path=mnt.path, user=user, group=user)
+    run_steps(steps(host_data().node, wipe=host_data().wipe))

@@ -29,15 +29,15 @@ from __future__ import annotations
 import posixpath
 
 from pyinfra.api import deploy
-from pyinfra.operations import files
 
 from deploy.encode import yaml_document
 from deploy.hostdata import host_data
 from deploy.operations import host_error
-from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads
+from deploy.operations.reads import Reads
+from deploy.operations.steps import Steps, absent_file_step, directory_step, reads_of, run_steps
 from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan
 from deploy.secrets import reveal
-from roles._common import env_value, rendered_file
+from roles._common import env_value, rendered_step
 
 HASH_SEED = {"PYTHONHASHSEED": "0"}
 SECRET_FILE_MODE = "640"  # root:<the vLLM user's group>: the files may carry credentials
@@ -89,14 +89,21 @@ def yaml_path(lm: LmcachePlan) -> str:
     return posixpath.join(posixpath.dirname(lm.env_file), f"{base}.yaml")
 
 
+def restart_key(index: int) -> str:
+    """The key of the steps whose change restarts engine ``index``."""
+    return f"lmcache@{index}"
+
+
+def steps(plan: NodePlan) -> Steps:
+    """The disk-tier root, then each engine's files and directory."""
+    user = plan.vllm.user
+    root = directory_step("LMCache disk-tier root", plan.lmcache_root, user=user, group=user, mode="750")
+    return [root, *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user))]
+
+
 def reads(plan: NodePlan) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    out: Reads = [*directory_reads(plan.lmcache_root)]
-    for engine in plan.engines:
-        lm = engine.lmcache
-        config = file_reads(yaml_path(lm)) if lm.config_mode == "yaml" else absent_file_reads(yaml_path(lm))
-        out += [*config, *file_reads(lm.env_file), *directory_reads(cache_dir(lm))]
-    return out
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
 
 
 @deploy("lmcache")
@@ -104,47 +111,41 @@ def lmcache() -> dict[int, list]:
     """Each engine's env file (and YAML config) and cache directory; returns, per engine index, the operations
     that need that engine restarted."""
     plan = host_data().node
-    user = plan.vllm.user
-    files.directory(name="LMCache disk-tier root", path=plan.lmcache_root, user=user, group=user, mode="750")
-    return {e.index: _engine_files(e.index, e.lmcache, user) for e in plan.engines}
+    results = run_steps(steps(plan))
+    return {e.index: results.get(restart_key(e.index), []) for e in plan.engines}
 
 
-def _engine_files(index: int, lm: LmcachePlan, user: str) -> list:
-    """One engine's files and directory; returns the operations whose change needs it restarted."""
-    yaml_file = yaml_path(lm)
-    triggers = []
+def _engine_steps(index: int, lm: LmcachePlan, user: str) -> Steps:
+    """One engine's files and directory; the files are kept under :func:`restart_key` (they restart it)."""
+    key = restart_key(index)
     if lm.config_mode == "yaml":
         if not lm.config_file:
             raise host_error("lmcache config_mode is yaml but the plan has no config_file")
-        triggers.append(
-            rendered_file(
-                f"LMCache YAML config of engine {index}",
-                "lmcache",
-                "lmcache.yaml.j2",
-                lm.config_file,
-                mode=SECRET_FILE_MODE,
-                user="root",
-                group=user,
-                settings=settings(lm),
-            )
-        )
-    else:
-        triggers.append(
-            files.file(name=f"no LMCache YAML config of engine {index} (env mode)", path=yaml_file, present=False)
-        )
-    triggers.append(
-        rendered_file(
-            f"LMCache env file of engine {index}",
+        config = rendered_step(
+            f"LMCache YAML config of engine {index}",
             "lmcache",
-            "lmcache.env.j2",
-            lm.env_file,
+            "lmcache.yaml.j2",
+            lm.config_file,
             mode=SECRET_FILE_MODE,
             user="root",
             group=user,
-            env=env_lines(lm),
+            keep=key,
+            settings=settings(lm),
         )
+    else:
+        config = absent_file_step(f"no LMCache YAML config of engine {index} (env mode)", yaml_path(lm), keep=key)
+    env = rendered_step(
+        f"LMCache env file of engine {index}",
+        "lmcache",
+        "lmcache.env.j2",
+        lm.env_file,
+        mode=SECRET_FILE_MODE,
+        user="root",
+        group=user,
+        keep=key,
+        env=env_lines(lm),
     )
-    files.directory(
-        name=f"LMCache disk-tier directory of engine {index}", path=cache_dir(lm), user=user, group=user, mode="750"
+    directory = directory_step(
+        f"LMCache disk-tier directory of engine {index}", cache_dir(lm), user=user, group=user, mode="750"
     )
-    return triggers
+    return [config, env, directory]

@@ -49,13 +49,27 @@ from pyinfra import context, host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.facts.files import File, FileContents
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
-from pyinfra.operations import files
 
 from deploy.facts.nvme import NvmeSubsystems
+from deploy.facts.snapshot import Read
 from deploy.facts.storage import MountedAt
 from deploy.hostdata import host_data
 from deploy.names import CONNECT_SCRIPT, CONNECT_UNIT, KVPOD_ETC, NVME_MODULES, SYSTEMD_DIR, modules_load_path
-from deploy.operations import changed, refuse, units
+from deploy.operations import refuse
+from deploy.operations.reads import Reads, unit_reads
+from deploy.operations.steps import (
+    Effect,
+    Steps,
+    absent_file_step,
+    after,
+    choice,
+    directory_step,
+    path_effect,
+    reads_of,
+    reload_step,
+    run_steps,
+    step,
+)
 from deploy.operations.storage import mount_unit_name
 from deploy.release import ReleaseRequest, namespace_device, released_subsystems
 
@@ -289,36 +303,76 @@ def unit_retired(
         host.noop(f"{unit} is {'stopped and ' if stop else ''}disabled")
 
 
+def _forgets_boot_connection(request: ReleaseRequest) -> bool:
+    """Whether the boot-time connection goes: it is not ``keep_subsystem``'s (the NQN in the connect script)."""
+    return request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem
+
+
+def _is_installed(unit: str) -> Callable[[], bool]:
+    return lambda: bool(_installed((unit,)))
+
+
+def _retired_steps(unit: str, keep: str = "unit_files", **options) -> Steps:
+    """``unit`` stopped (see :func:`unit_retired`) and disabled, then its unit file removed (kept as ``keep``)."""
+    reads = unit_reads(unit)
+    if options.get("spare"):
+        reads += [Read.of(MountedAt, path=options["spare"].mount_path), Read.of(NvmeSubsystems)]
+    name = f"{unit} disabled" if options.get("stop") is False else f"{unit} stopped and disabled"
+    return [
+        step(unit_retired, reads, effects=[Effect("unit", unit)], name=name, unit=unit, **options),
+        absent_file_step(f"{unit} removed", f"{SYSTEMD_DIR}/{unit}", keep=keep),
+    ]
+
+
+def steps(request: ReleaseRequest) -> Steps:
+    """Unmount (vLLM first), disconnect and forget the boot-time connection of every released namespace;
+    with ``purge`` also retire vLLM and remove kvpod's units and files."""
+    released = [Read.of(NvmeSubsystems), Read.of(NvmeBlockUse)]
+    holders = [f"{SYSTEMD_DIR}/{u}" for u in (request.vllm_unit, *request.engine_units)]
+    out: list = [
+        step(
+            released_unmounted,
+            [*released, *unit_reads(request.vllm_unit)[:1], *(Read.of(File, path=p) for p in holders)],
+            keep="unmounted",
+            effects=[Effect("unit", request.vllm_unit), path_effect(request.mount_path)],
+            name="released namespaces unmounted",
+            request=request,
+        ),
+        step(
+            released_disconnected,
+            released,
+            effects=[Effect("subsystem", "*")],
+            name="released subsystems disconnected",
+            request=request,
+        ),
+    ]
+    connect_unit = [
+        *_retired_steps(CONNECT_UNIT, spare=request),
+        absent_file_step("boot-time connect script removed", CONNECT_SCRIPT),
+    ]
+    persisted = [Read.of(FileContents, path=p) for p in (CONNECT_SCRIPT, f"{SYSTEMD_DIR}/{CONNECT_UNIT}")]
+    out.append(choice(lambda: _forgets_boot_connection(request), persisted, then=connect_unit))
+
+    if request.purge:
+        out += _retired_steps(request.vllm_unit, stopped_when=after("unmounted"))
+        for unit in request.engine_units:
+            then = _retired_steps(unit, stopped_when=after("unmounted"))
+            out.append(choice(_is_installed(unit), [Read.of(File, path=f"{SYSTEMD_DIR}/{unit}")], then=then))
+        out += _retired_steps(mount_unit_name(request.mount_path), stop=False)
+        out += [
+            directory_step(f"{KVPOD_ETC} removed", KVPOD_ETC, present=False),
+            absent_file_step("NVMe-oF modules no longer loaded at boot", NVME_MODULES_FILE),
+        ]
+    return [*out, reload_step(when=after("unit_files"))]
+
+
+def reads(request: ReleaseRequest) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(request))
+
+
 @deploy("kvpod release")
 def node_release() -> None:
     """Unmount (vLLM first), disconnect and forget the boot-time connection of every released namespace;
     with ``purge`` also retire vLLM and remove kvpod's units and files."""
-    request = host_data().release
-    unmounted = released_unmounted(name="released namespaces unmounted", request=request)
-    released_disconnected(name="released subsystems disconnected", request=request)
-
-    unit_files = []
-    if request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem:
-        unit_retired(name=f"{CONNECT_UNIT} stopped and disabled", unit=CONNECT_UNIT, spare=request)
-        unit_files.append(
-            files.file(name=f"{CONNECT_UNIT} removed", path=f"{SYSTEMD_DIR}/{CONNECT_UNIT}", present=False)
-        )
-        files.file(name="boot-time connect script removed", path=CONNECT_SCRIPT, present=False)
-
-    if request.purge:
-        mount_unit = mount_unit_name(request.mount_path)
-        unit_retired(
-            name=f"{request.vllm_unit} stopped and disabled", unit=request.vllm_unit, stopped_when=changed(unmounted)
-        )
-        unit_files.append(
-            files.file(name=f"{request.vllm_unit} removed", path=f"{SYSTEMD_DIR}/{request.vllm_unit}", present=False)
-        )
-        for unit in _installed(request.engine_units):
-            unit_retired(name=f"{unit} stopped and disabled", unit=unit, stopped_when=changed(unmounted))
-            unit_files.append(files.file(name=f"{unit} removed", path=f"{SYSTEMD_DIR}/{unit}", present=False))
-        unit_retired(name=f"{mount_unit} disabled", unit=mount_unit, stop=False)
-        unit_files.append(files.file(name=f"{mount_unit} removed", path=f"{SYSTEMD_DIR}/{mount_unit}", present=False))
-        files.directory(name=f"{KVPOD_ETC} removed", path=KVPOD_ETC, present=False)
-        files.file(name="NVMe-oF modules no longer loaded at boot", path=NVME_MODULES_FILE, present=False)
-
-    units.daemon_reload(name="systemd daemon-reload", when=changed(*unit_files))
+    run_steps(steps(host_data().release))

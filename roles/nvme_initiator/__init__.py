@@ -31,9 +31,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from pyinfra.api import deploy
-from pyinfra.operations import server
 
-from deploy.facts.kernel import LoadedModules
 from deploy.facts.nvme import NvmeHostIdentity, NvmeSubsystems
 from deploy.facts.snapshot import Read
 from deploy.hostdata import host_data
@@ -45,64 +43,72 @@ from deploy.names import (
     RXE_UNIT,
     SYSTEMD_DIR,
     TRANSPORT_MODULES,
-    modules_load_path,
 )
 from deploy.nvme_settings import PathSettings
-from deploy.operations import changed, kernel, nvme, units
+from deploy.operations import nvme
 from deploy.operations.nvme import connect_argv, plan_connect_options
-from deploy.operations.reads import Reads, apt_package_reads, file_reads, unit_reads
+from deploy.operations.reads import Reads
+from deploy.operations.steps import (
+    Effect,
+    Steps,
+    after,
+    modules_step,
+    packages_step,
+    path_effect,
+    reads_of,
+    reload_step,
+    run_steps,
+    service_step,
+    step,
+)
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
-from roles._common import netdev_unit, rendered_file
+from roles._common import netdev_unit, rendered_step
 
 
-def reads(plan: NodePlan) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    return [
-        *apt_package_reads(),
-        Read.of(LoadedModules),
-        *file_reads(modules_load_path(NVME_MODULES)),
-        Read.of(NvmeHostIdentity),
-        Read.of(NvmeSubsystems),
-        *file_reads(CONNECT_SCRIPT),
-        *file_reads(f"{SYSTEMD_DIR}/{CONNECT_UNIT}"),
-        *unit_reads(CONNECT_UNIT),
-    ]
-
-
-@deploy("nvme initiator")
-def nvme_initiator() -> None:
+def steps(plan: NodePlan) -> Steps:
     """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit."""
-    plan = host_data().node
     ns, fab = plan.namespace, plan.fabric
     transport_module = TRANSPORT_MODULES[ns.transport]
     host_iface = fab.vlan_interface if ns.transport == "tcp" else None
+    subsystem = [Effect("subsystem", ns.subsystem_nqn)]
 
-    server.packages(name="nvme-cli and rdma-core installed", packages=["nvme-cli", "rdma-core"], present=True)
-    kernel.modules(
-        name="NVMe-oF modules loaded now and at boot",
-        names=["nvme_fabrics", transport_module],
-        persist_as=NVME_MODULES,
-    )
-    nvme.host_identity(name="NVMe host identity", hostnqn=plan.host_nqn, hostid=plan.host_id)
-    nvme.connected(
-        name=f"{ns.subsystem_nqn} connected",
-        subnqn=ns.subsystem_nqn,
-        transport=ns.transport,
-        portals=[(p.address, p.trsvcid) for p in ns.portals],
-        hostnqn=plan.host_nqn,
-        hostid=plan.host_id,
-        ctrl_loss_tmo=ns.ctrl_loss_tmo,
-        reconnect_delay=ns.reconnect_delay,
-        host_iface=host_iface,
-        iopolicy=ns.iopolicy,
-        options=plan_connect_options(ns),
-    )
-    nvme.path_settings(
-        name=f"{ns.subsystem_nqn} I/O policy and path settings",
-        subnqn=ns.subsystem_nqn,
-        **asdict(PathSettings.of(ns)),
-    )
+    out: list = [
+        packages_step("nvme-cli and rdma-core installed", ["nvme-cli", "rdma-core"]),
+        modules_step("NVMe-oF modules loaded now and at boot", ["nvme_fabrics", transport_module], NVME_MODULES),
+        step(
+            nvme.host_identity,
+            [Read.of(NvmeHostIdentity)],
+            effects=[path_effect("/etc/nvme/hostnqn"), path_effect("/etc/nvme/hostid")],
+            name="NVMe host identity",
+            hostnqn=plan.host_nqn,
+            hostid=plan.host_id,
+        ),
+        step(
+            nvme.connected,
+            [Read.of(NvmeSubsystems)],
+            effects=subsystem,
+            name=f"{ns.subsystem_nqn} connected",
+            subnqn=ns.subsystem_nqn,
+            transport=ns.transport,
+            portals=[(p.address, p.trsvcid) for p in ns.portals],
+            hostnqn=plan.host_nqn,
+            hostid=plan.host_id,
+            ctrl_loss_tmo=ns.ctrl_loss_tmo,
+            reconnect_delay=ns.reconnect_delay,
+            host_iface=host_iface,
+            iopolicy=ns.iopolicy,
+            options=plan_connect_options(ns),
+        ),
+        step(
+            nvme.path_settings,
+            [Read.of(NvmeSubsystems)],
+            effects=subsystem,
+            name=f"{ns.subsystem_nqn} I/O policy and path settings",
+            subnqn=ns.subsystem_nqn,
+            **asdict(PathSettings.of(ns)),
+        ),
+    ]
 
     portals = [
         {
@@ -123,34 +129,53 @@ def nvme_initiator() -> None:
         }
         for p in ns.portals
     ]
-    rendered_file(
-        "boot-time connect script",
-        "nvme_initiator",
-        "kvpod-nvme-connect.j2",
-        CONNECT_SCRIPT,
-        mode="755",
-        subnqn=ns.subsystem_nqn,
-        vlan_interface=fab.vlan_interface,
-        address=fab.address,
-        transport=ns.transport,
-        transport_module=transport_module,
-        wait_seconds=ADDRESS_WAIT_SECONDS,
-        portals=portals,
-        iopolicy=ns.iopolicy,
+    out.append(
+        rendered_step(
+            "boot-time connect script",
+            "nvme_initiator",
+            "kvpod-nvme-connect.j2",
+            CONNECT_SCRIPT,
+            mode="755",
+            subnqn=ns.subsystem_nqn,
+            vlan_interface=fab.vlan_interface,
+            address=fab.address,
+            transport=ns.transport,
+            transport_module=transport_module,
+            wait_seconds=ADDRESS_WAIT_SECONDS,
+            portals=portals,
+            iopolicy=ns.iopolicy,
+        )
     )
     soft_roce = [RXE_UNIT] if fab.rdma == "soft-roce" else []
-    unit = rendered_file(
-        f"{CONNECT_UNIT}",
-        "nvme_initiator",
-        "kvpod-nvme-connect.service.j2",
-        f"{SYSTEMD_DIR}/{CONNECT_UNIT}",
-        subnqn=ns.subsystem_nqn,
-        netdev_unit=netdev_unit(fab.vlan_interface),
-        after=soft_roce,
-        wants=soft_roce,
-        mount_unit=mount_unit_name(plan.mount.path),
-        script=CONNECT_SCRIPT,
-        timeout=ADDRESS_WAIT_SECONDS + 30 * max(1, len(ns.portals)),
+    out.append(
+        rendered_step(
+            f"{CONNECT_UNIT}",
+            "nvme_initiator",
+            "kvpod-nvme-connect.service.j2",
+            f"{SYSTEMD_DIR}/{CONNECT_UNIT}",
+            keep="unit",
+            subnqn=ns.subsystem_nqn,
+            netdev_unit=netdev_unit(fab.vlan_interface),
+            after=soft_roce,
+            wants=soft_roce,
+            mount_unit=mount_unit_name(plan.mount.path),
+            script=CONNECT_SCRIPT,
+            timeout=ADDRESS_WAIT_SECONDS + 30 * max(1, len(ns.portals)),
+        )
     )
-    units.daemon_reload(name="systemd daemon-reload", when=changed(unit))
-    units.service(name=f"{CONNECT_UNIT} enabled", unit=CONNECT_UNIT, enabled=True, running=True)
+    return [
+        *out,
+        reload_step(when=after("unit")),
+        service_step(f"{CONNECT_UNIT} enabled", CONNECT_UNIT, enabled=True, running=True),
+    ]
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
+
+
+@deploy("nvme initiator")
+def nvme_initiator() -> None:
+    """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit."""
+    run_steps(steps(host_data().node))

@@ -32,22 +32,23 @@ Reads ``host.data.kvpod_node`` (:class:`deploy.plan.NodePlan`): ``vllm`` (``exec
 - ``daemon-reload`` only when a unit file changed; each engine enabled and started.
 - An engine is restarted only when its running unit, its env file, its LMCache YAML or the Hugging Face env
   file changed, or the installation changed (``restart_on``). With ``kvpod_defer_restart`` the restart is skipped and
-  ``host.data.kvpod_restart_pending`` is True instead (False otherwise), for restarts rolled out in batches.
+  recorded instead, per engine, in the role's last step (``vLLM restarts``), whose result
+  :func:`deploy.operations.restart.restart_pending` reads, for restarts rolled out in batches.
 """
 
 from __future__ import annotations
 
+import functools
 import posixpath
+from collections.abc import Callable
 
 from pyinfra import host
-from pyinfra.api import deploy, operation
+from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.systemd import SystemdStatus
-from pyinfra.operations import files
 
 from deploy.encode import unit_argv
 from deploy.facts.snapshot import Read
-from deploy.facts.users import PasswdEntry
 from deploy.hostdata import host_data
 from deploy.names import (
     CONNECT_UNIT,
@@ -56,20 +57,32 @@ from deploy.names import (
     LMCACHE_ENV_FILE,
     LMCACHE_YAML_FILE,
     MAX_ENGINES,
-    RESTART_PENDING_KEY,
     SYSTEMD_DIR,
     VLLM_HF_ENV_FILE,
     VLLM_UNIT,
     engine_file,
     engine_unit,
 )
-from deploy.operations import changed, units
-from deploy.operations.reads import Reads, absent_file_reads, directory_reads, file_reads, unit_reads
+from deploy.operations.reads import Reads, absent_file_reads, unit_reads
+from deploy.operations.restart import PendingRestart, decide_restart
+from deploy.operations.steps import (
+    Steps,
+    absent_file_step,
+    after,
+    choice,
+    directory_step,
+    reads_of,
+    reload_step,
+    run_steps,
+    service_step,
+    step,
+)
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import EnginePlan, NodePlan
 from deploy.secrets import reveal
-from roles._common import rendered_file, service_user
-from roles.lmcache import SECRET_FILE_MODE, cache_dir
+from roles._common import rendered_step, service_user_step
+from roles.lmcache import SECRET_FILE_MODE, cache_dir, restart_key
+from roles.vllm_install import INSTALL_KEY
 
 CLEAN_SCRIPT = LMCACHE_CLEAN_SCRIPT
 MOUNT_CHECK = ["mountpoint", "-q"]
@@ -108,30 +121,18 @@ def clean_argv(engine: EnginePlan) -> list[str]:
     return [CLEAN_SCRIPT, posixpath.basename(engine.disk_dir)]
 
 
-def retired_units(plan: NodePlan) -> list[str]:
-    """vLLM units that no longer belong: the single engine of earlier releases, engines beyond the plan's."""
-    return [VLLM_UNIT, *(engine_unit(i) for i in range(len(plan.engines), MAX_ENGINES))]
+def retired_units(engines: int) -> list[str]:
+    """vLLM units that no longer belong on a node of ``engines`` engines: the single engine of earlier releases,
+    engines beyond those."""
+    return [VLLM_UNIT, *(engine_unit(i) for i in range(engines, MAX_ENGINES))]
 
 
-def retired_files(plan: NodePlan) -> list[str]:
-    """LMCache files that no longer belong: the single engine's, and those of engines beyond the plan's."""
+def retired_files(engines: int) -> list[str]:
+    """LMCache files that no longer belong on a node of ``engines`` engines: the single engine's, and those of
+    engines beyond those."""
     old = [f"{KVPOD_ETC}/{LMCACHE_ENV_FILE}", f"{KVPOD_ETC}/{LMCACHE_YAML_FILE}"]
-    beyond = [engine_file(i, suffix) for i in range(len(plan.engines), MAX_ENGINES) for suffix in ("env", "yaml")]
+    beyond = [engine_file(i, suffix) for i in range(engines, MAX_ENGINES) for suffix in ("env", "yaml")]
     return [*old, *beyond]
-
-
-def reads(plan: NodePlan) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    v = plan.vllm
-    out: Reads = [Read.of(PasswdEntry, user=v.user), *file_reads(CLEAN_SCRIPT)]
-    out += file_reads(v.hf_env_file) if v.hf_env_file else absent_file_reads(VLLM_HF_ENV_FILE)
-    out += directory_reads(v.weights_cache_dir) if v.weights_cache_dir else []
-    for e in plan.engines:
-        out += [*file_reads(f"{SYSTEMD_DIR}/{e.unit}"), *unit_reads(e.unit)]
-    out += unit_reads(VLLM_UNIT)
-    for path in [*(f"{SYSTEMD_DIR}/{u}" for u in retired_units(plan)), *retired_files(plan)]:
-        out += absent_file_reads(path)
-    return out
 
 
 def hf_env_lines(plan: NodePlan) -> dict[str, str]:
@@ -139,23 +140,26 @@ def hf_env_lines(plan: NodePlan) -> dict[str, str]:
     return {key: reveal(value) for key, value in plan.vllm.hf_env.items()}
 
 
-def hf_settings(plan: NodePlan):
-    """The Hugging Face env file (or its removal) and the weights cache; returns the file's operation."""
+def hf_steps(plan: NodePlan) -> Steps:
+    """The weights cache, and the Hugging Face env file (or its removal), kept as ``hf``."""
     v = plan.vllm
+    out = []
     if v.weights_cache_dir:
-        files.directory(name="Hugging Face cache", path=v.weights_cache_dir, user=v.user, group=v.user, mode="750")
+        out.append(directory_step("Hugging Face cache", v.weights_cache_dir, user=v.user, group=v.user, mode="750"))
     if not v.hf_env_file:
-        return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=False)
-    return rendered_file(
+        return [*out, absent_file_step("no Hugging Face env file", VLLM_HF_ENV_FILE, keep="hf")]
+    hf_file = rendered_step(
         "Hugging Face env file",
         "vllm",
         "vllm-hf.env.j2",
         v.hf_env_file,
+        keep="hf",
         mode=SECRET_FILE_MODE,
         user="root",
         group=v.user,
         env=hf_env_lines(plan),
     )
+    return [*out, hf_file]
 
 
 def clean_script_vars(plan: NodePlan, mount_check: list[str] = MOUNT_CHECK) -> dict:
@@ -173,7 +177,7 @@ def clean_script_vars(plan: NodePlan, mount_check: list[str] = MOUNT_CHECK) -> d
 
 def present_retired_units(plan: NodePlan) -> list[str]:
     """The retired units still installed on the host (their unit file is there)."""
-    return [u for u in retired_units(plan) if host.get_fact(File, path=f"{SYSTEMD_DIR}/{u}")]
+    return [u for u in retired_units(len(plan.engines)) if host.get_fact(File, path=f"{SYSTEMD_DIR}/{u}")]
 
 
 def running_retired_units(plan: NodePlan) -> list[str]:
@@ -181,67 +185,72 @@ def running_retired_units(plan: NodePlan) -> list[str]:
     return [u for u in present_retired_units(plan) if host.get_fact(SystemdStatus, services=[u]).get(u, False)]
 
 
-def retire(plan: NodePlan) -> list:
-    """Stop, disable and remove the retired units and LMCache files that are on the host; returns the unit
-    file removals (``daemon-reload`` when one changed)."""
+def retired_unit_reads(plan: NodePlan) -> Reads:
+    """What :func:`running_retired_units` reads in the snapshot: whether each retired unit is installed, and the
+    state of the single engine of earlier releases (on every node upgraded from them); a retired engine unit,
+    installed only after a spec edit took engines away, is read live."""
+    units = retired_units(len(plan.engines))
+    return [*(Read.of(File, path=f"{SYSTEMD_DIR}/{u}") for u in units), *unit_reads(VLLM_UNIT)[:1]]
+
+
+def _on_host(path: str) -> Callable[[], bool]:
+    return lambda: bool(host.get_fact(File, path=path))
+
+
+def retire_steps(plan: NodePlan) -> Steps:
+    """Stop, disable and remove the retired units and LMCache files that are on the host; the unit file removals
+    are kept as ``retired`` (``daemon-reload`` when one changed)."""
+    return _retire_steps(len(plan.engines))
+
+
+@functools.cache
+def _retire_steps(engines: int) -> Steps:
+    """:func:`retire_steps` of a node with ``engines`` engines (what is retired depends on their number only)."""
     from roles.node_release import unit_retired
 
-    removed = []
-    for unit in present_retired_units(plan):
-        unit_retired(name=f"{unit} stopped and disabled (retired)", unit=unit)
-        removed.append(files.file(name=f"{unit} removed (retired)", path=f"{SYSTEMD_DIR}/{unit}", present=False))
-    for path in retired_files(plan):
-        if host.get_fact(File, path=path):
-            files.file(name=f"{path} removed (retired)", path=path, present=False)
-    return removed
+    out: list = []
+    for unit in retired_units(engines):
+        unit_file = f"{SYSTEMD_DIR}/{unit}"
+        retired = step(unit_retired, unit_reads(unit), name=f"{unit} stopped and disabled (retired)", unit=unit)
+        removed = absent_file_step(f"{unit} removed (retired)", unit_file, keep="retired")
+        # the single engine of earlier releases is on every node upgraded from them: its reads go in the snapshot
+        present = choice(_on_host(unit_file), absent_file_reads(unit_file), [retired, removed], (), unit == VLLM_UNIT)
+        out.append(present)
+    for path in retired_files(engines):
+        removed = absent_file_step(f"{path} removed (retired)", path)
+        out.append(choice(_on_host(path), absent_file_reads(path), then=[removed]))
+    return tuple(out)
 
 
-@operation()
-def restart_pending_collected(keys: list[str], force: bool = False):
-    """
-    ``host.data.kvpod_restart_pending``: True when any engine's deferred restart is due (``keys``: the engines'
-    own pending keys), or ``force`` (the engines wait for the rollout to retire a running unit).
-
-    + keys: host data keys the engines' service operations set
-    + force: a restart is due whatever the engines say
-    """
-    pending = force or any(bool(host.data.get(k)) for k in keys)
-    setattr(host.data, RESTART_PENDING_KEY, pending)
-    host.noop("engine restarts deferred to the rollout" if pending else "no engine restart due")
-    return
-    yield
+def retire(plan: NodePlan) -> list:
+    """:func:`retire_steps`, run; returns the unit file removals."""
+    return run_steps(retire_steps(plan)).get("retired", [])
 
 
-@deploy("vllm")
-def vllm(restart_on: list | None = None, engine_restart_on: dict[int, list] | None = None) -> None:
-    """The vLLM user and each engine's unit, running; an engine is restarted when its unit, its
-    ``engine_restart_on[index]`` operations or the shared ``restart_on`` operations changed."""
-    plan = host_data().node
+def engine_steps(plan: NodePlan, defer: bool, retire: Steps, blocked: bool) -> Steps:
+    """The ``retire`` steps (unless ``blocked``: the rollout retires those units), the cleaner, the Hugging Face
+    settings, each engine's unit file and service, then the restart decision."""
     v = plan.vllm
-    setattr(host.data, RESTART_PENDING_KEY, False)
-    defer = host_data().defer_restart
-    # a retired unit still running holds the GPUs and the port of the engines: with restarts deferred, the
-    # rollout stops it and starts the engines (one restart of the node); otherwise it goes now
-    blocked = defer and bool(running_retired_units(plan))
-
-    service_user(v.user)
-    removed = [] if blocked else retire(plan)
+    out: list = [] if blocked else list(retire)
     # the disk-tier cleaner each engine's unit runs before every start (ExecStartPre=+CLEAN_SCRIPT engine<i>)
-    rendered_file(
-        "LMCache disk-tier cleaner",
-        "vllm",
-        "kvpod-lmcache-clean.j2",
-        CLEAN_SCRIPT,
-        mode="755",
-        **clean_script_vars(plan),
+    out.append(
+        rendered_step(
+            "LMCache disk-tier cleaner",
+            "vllm",
+            "kvpod-lmcache-clean.j2",
+            CLEAN_SCRIPT,
+            mode="755",
+            **clean_script_vars(plan),
+        )
     )
-    hf = hf_settings(plan)
-    unit_files = {
-        e.index: rendered_file(
+    out += hf_steps(plan)
+    out += [
+        rendered_step(
             f"{e.unit}",
             "vllm",
             "kvpod-vllm.service.j2",
             f"{SYSTEMD_DIR}/{e.unit}",
+            keep=f"unit@{e.index}",
             index=e.index,
             model=v.model,
             run_as=v.user,
@@ -255,21 +264,46 @@ def vllm(restart_on: list | None = None, engine_restart_on: dict[int, list] | No
             clean_argv=clean_argv(e),
         )
         for e in plan.engines
-    }
-    units.daemon_reload(name="systemd daemon-reload", when=changed(*unit_files.values(), *removed))
-    keys = []
-    for e in plan.engines:
-        key = f"{RESTART_PENDING_KEY}@{e.index}"
-        keys.append(key)
-        units.service(
-            name=f"{e.unit} running" if not blocked else f"{e.unit} enabled (started by the rollout)",
-            unit=e.unit,
+    ]
+    out.append(reload_step(when=after(*(f"unit@{e.index}" for e in plan.engines), "retired")))
+    decision = PendingRestart(force=blocked)
+    out += [
+        service_step(
+            f"{e.unit} running" if not blocked else f"{e.unit} enabled (started by the rollout)",
+            e.unit,
             enabled=True,
             running=not blocked,
-            restart_when=changed(
-                unit_files[e.index], hf, *(engine_restart_on or {}).get(e.index, []), *(restart_on or [])
-            ),
+            restart_when=after(f"unit@{e.index}", "hf", restart_key(e.index), INSTALL_KEY),
             defer_restart=defer,
-            pending_key=key,
+            pending=decision,
         )
-    restart_pending_collected(name="vLLM restarts", keys=keys, force=blocked)
+        for e in plan.engines
+    ]
+    return [*out, step(decide_restart, [], decision=decision)]
+
+
+def steps(plan: NodePlan, defer: bool = False) -> Steps:
+    """The vLLM user, then the engines (:func:`engine_steps`), blocked when restarts are deferred and a retired
+    unit still runs: it holds the GPUs and the port of the engines, so the rollout stops it and starts the
+    engines (one restart of the node); otherwise it goes now."""
+    retire = retire_steps(plan)
+    blocked = choice(
+        lambda: defer and bool(running_retired_units(plan)),
+        retired_unit_reads(plan),
+        then=engine_steps(plan, defer, retire, blocked=True),
+        otherwise=engine_steps(plan, defer, retire, blocked=False),
+    )
+    return [service_user_step(plan.vllm.user), blocked]
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
+
+
+@deploy("vllm")
+def vllm(restart_on: list | None = None, engine_restart_on: dict[int, list] | None = None) -> None:
+    """The vLLM user and each engine's unit, running; an engine is restarted when its unit, its
+    ``engine_restart_on[index]`` operations or the shared ``restart_on`` operations changed."""
+    given = {restart_key(i): list(ops) for i, ops in (engine_restart_on or {}).items()}
+    run_steps(steps(host_data().node, host_data().defer_restart), {**given, INSTALL_KEY: list(restart_on or [])})

@@ -18,14 +18,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
 
 from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import Read
 from deploy.hostdata import host_data
 from deploy.operations import python
-from deploy.operations.reads import Reads, apt_package_reads, directory_reads, file_reads
+from deploy.operations.reads import Reads
+from deploy.operations.steps import (
+    Steps,
+    directory_step,
+    packages_step,
+    path_effect,
+    put_step,
+    reads_of,
+    run_steps,
+    step,
+)
 from deploy.plan import InstallPlan, NodePlan
+
+INSTALL_KEY = "install"  # the step whose change restarts every engine
 
 
 def wheels(inst: InstallPlan) -> list[Path]:
@@ -35,37 +46,39 @@ def wheels(inst: InstallPlan) -> list[Path]:
     return sorted(Path(inst.wheelhouse).expanduser().glob("*.whl"))
 
 
-def reads(plan: NodePlan) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
+def steps(plan: NodePlan) -> Steps:
+    """python3-venv, the wheels, the environment with the pinned vllm and lmcache (kept as :data:`INSTALL_KEY`)."""
     inst = plan.vllm.install
     if inst is None:
         return []
-    out = [*apt_package_reads(), *directory_reads(inst.wheelhouse_dest)]
-    for whl in wheels(inst):
-        out += file_reads(f"{inst.wheelhouse_dest}/{whl.name}")
-    return [*out, Read.of(VenvPackages, venv=inst.venv)]
+    out: list = [packages_step("python3-venv installed", ["python3-venv"])]
+    find_links = None
+    if inst.wheelhouse:
+        out.append(directory_step("wheelhouse directory", inst.wheelhouse_dest))
+        for whl in wheels(inst):
+            out.append(put_step(f"wheel {whl.name}", str(whl), f"{inst.wheelhouse_dest}/{whl.name}", mode="644"))
+        find_links = inst.wheelhouse_dest
+    venv = step(
+        python.venv_packages,
+        [Read.of(VenvPackages, venv=inst.venv)],
+        keep=INSTALL_KEY,
+        effects=[path_effect(inst.venv)],
+        name=f"{inst.venv} holds {', '.join(inst.requirements)}",
+        venv=inst.venv,
+        requirements=inst.requirements,
+        python=inst.python,
+        find_links=find_links,
+        index_url=inst.index_url,
+    )
+    return [*out, venv]
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
 
 
 @deploy("vllm install")
 def vllm_install() -> list:
     """python3-venv, the wheels, the environment with the pinned vllm and lmcache; returns the restart trigger."""
-    inst = host_data().node.vllm.install
-    if inst is None:
-        return []
-    server.packages(name="python3-venv installed", packages=["python3-venv"], present=True)
-    find_links = None
-    if inst.wheelhouse:
-        files.directory(name="wheelhouse directory", path=inst.wheelhouse_dest)
-        for whl in wheels(inst):
-            files.put(name=f"wheel {whl.name}", src=str(whl), dest=f"{inst.wheelhouse_dest}/{whl.name}", mode="644")
-        find_links = inst.wheelhouse_dest
-    return [
-        python.venv_packages(
-            name=f"{inst.venv} holds {', '.join(inst.requirements)}",
-            venv=inst.venv,
-            requirements=inst.requirements,
-            python=inst.python,
-            find_links=find_links,
-            index_url=inst.index_url,
-        )
-    ]
+    return run_steps(steps(host_data().node)).get(INSTALL_KEY, [])

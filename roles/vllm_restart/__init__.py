@@ -21,8 +21,11 @@ from pyinfra.api import StringCommand, deploy, operation
 
 from deploy.encode import shell_word, shell_words, unit_name
 from deploy.hostdata import host_data
-from deploy.operations import changed, units
+from deploy.operations.reads import Reads
+from deploy.operations.steps import Effect, Steps, after, reads_of, reload_step, run_steps, step
+from deploy.plan import NodePlan
 from deploy.rollout import JOURNAL_LINES, Engine, node_engines
+from roles.vllm import retire_steps
 
 WAIT_OPERATION = "engines restarted and healthy"
 RESULT_PREFIX = "kvpod-engine "
@@ -118,13 +121,26 @@ def restarted_healthy(engines: list[Engine], timeout: int):
     yield StringCommand(restart_wait_command(engines, timeout))
 
 
+def steps(plan: NodePlan, wanted: list[str] | None = None) -> Steps:
+    """The retired units gone (:func:`roles.vllm.retire_steps`), then the engines of ``wanted`` (units; None: all)
+    restarted and waited for."""
+    engines = [e for e in node_engines(plan) if wanted is None or e.unit in wanted]
+    restart = step(
+        restarted_healthy,
+        [],
+        effects=[Effect("unit", e.unit) for e in engines],
+        name=WAIT_OPERATION,
+        engines=engines,
+        timeout=plan.vllm.health_timeout_s,
+    )
+    return [*retire_steps(plan), reload_step(after("retired"), "systemd daemon-reload (retired units)"), restart]
+
+
+def reads(plan: NodePlan) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(plan))
+
+
 @deploy("vllm restart")
 def vllm_restart() -> None:
-    from roles.vllm import retire
-
-    plan = host_data().node
-    removed = retire(plan)
-    units.daemon_reload(name="systemd daemon-reload (retired units)", when=changed(*removed))
-    wanted = host_data().restart_engines
-    engines = [e for e in node_engines(plan) if wanted is None or e.unit in wanted]
-    restarted_healthy(name=WAIT_OPERATION, engines=engines, timeout=plan.vllm.health_timeout_s)
+    run_steps(steps(host_data().node, host_data().restart_engines))

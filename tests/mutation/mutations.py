@@ -184,8 +184,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "node-release-boot-connection-kept",
         RELEASE_ROLE,
-        "if request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem:",
-        "if request.keep_subsystem is None and persisted_subsystem() != request.keep_subsystem:",
+        "return request.keep_subsystem is None or persisted_subsystem() != request.keep_subsystem",
+        "return request.keep_subsystem is None and persisted_subsystem() != request.keep_subsystem",
         "the released drive's boot-time connection stays: the old holder reconnects it at its next boot",
         RELEASE,
     ),
@@ -617,8 +617,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "hf-env-file-kept",
         "roles/vllm/__init__.py",
-        'return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=False)',
-        'return files.file(name="no Hugging Face env file", path=VLLM_HF_ENV_FILE, present=True)',
+        'return [*out, absent_file_step("no Hugging Face env file", VLLM_HF_ENV_FILE, keep="hf")]',
+        "return out",
         "a token removed from the spec stays on the nodes",
         TOKENS,
     ),

@@ -8,6 +8,7 @@ import pytest
 from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.loader import load_spec
+from deploy.operations.restart import restart_pending
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec
 from roles.node import node
@@ -58,15 +59,15 @@ def run(deploy, remote: FakeRemote, host_data: dict):
     before = len(remote.executed)
     state, host = deploy_run(deploy, remote, host_data)
     assert host not in state.failed_hosts, remote.executed[-5:]
-    return remote.executed[before:], host
+    return remote.executed[before:], restart_pending(state, host)
 
 
 def test_the_rollout_moves_a_single_engine_node_with_one_restart(lab: NodePlan) -> None:
     remote = single_engine_node(lab)
     # the node phase (restarts deferred): the engines' files and units are written and enabled, the running
     # single engine is left serving, nothing is started or stopped
-    executed, host = run(node, remote, data(lab, kvpod_defer_restart=True))
-    assert host.data.kvpod_restart_pending is True
+    executed, pending = run(node, remote, data(lab, kvpod_defer_restart=True))
+    assert pending is True
     assert not any(c.startswith(("systemctl stop", "systemctl start", "systemctl restart")) for c in executed)
     assert {"systemctl enable kvpod-vllm@0.service", "systemctl enable kvpod-vllm@1.service"} <= set(executed)
     assert remote.units[OLD_UNIT]["running"] and OLD_UNIT_FILE in remote.files and OLD_ENV in remote.files
@@ -90,14 +91,14 @@ def test_the_rollout_moves_a_single_engine_node_with_one_restart(lab: NodePlan) 
 
     # converged: the next `up` changes nothing and restarts nothing
     assert changed_commands(deploy_plan(node, remote, data(lab, kvpod_defer_restart=True))) == []
-    executed, host = run(node, remote, data(lab, kvpod_defer_restart=True))
-    assert executed == [] and host.data.kvpod_restart_pending is False
+    executed, pending = run(node, remote, data(lab, kvpod_defer_restart=True))
+    assert executed == [] and pending is False
 
 
 def test_without_a_rollout_the_single_engine_goes_before_the_engines_start(lab: NodePlan) -> None:
     remote = single_engine_node(lab)
-    executed, host = run(node, remote, data(lab))
-    assert host.data.kvpod_restart_pending is False
+    executed, pending = run(node, remote, data(lab))
+    assert pending is False
     stop, start = executed.index(f"systemctl stop {OLD_UNIT}"), executed.index("systemctl start kvpod-vllm@0.service")
     assert stop < executed.index(f"rm -f {OLD_UNIT_FILE}") < start
     assert executed.index("systemctl start kvpod-vllm@1.service") > start
@@ -110,8 +111,8 @@ def test_a_stopped_single_engine_is_retired_in_the_node_phase(lab: NodePlan) -> 
     """Nothing holds the GPUs or the port: the engines start at once, no rollout needed."""
     remote = single_engine_node(lab)
     remote.units[OLD_UNIT]["running"] = False
-    executed, host = run(node, remote, data(lab, kvpod_defer_restart=True))
-    assert host.data.kvpod_restart_pending is False
+    executed, pending = run(node, remote, data(lab, kvpod_defer_restart=True))
+    assert pending is False
     assert f"systemctl disable {OLD_UNIT}" in executed and f"systemctl stop {OLD_UNIT}" not in executed
     assert {"systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"} <= set(executed)
 
@@ -121,8 +122,8 @@ def test_fewer_engines_after_a_spec_edit_retire_the_extra_ones(lab: NodePlan) ->
     one = build_plan(load_spec(lab_spec())).nodes[0]
     one = one.model_copy(update={"gpus": 4, "engines": one.engines[:1]})
     one = one.with_lmcache(max_local_cpu_size=0.25, max_local_disk_size=0.25)
-    executed, host = run(node, remote, data(one, kvpod_defer_restart=True))
-    assert host.data.kvpod_restart_pending is True, "engine 1 still runs: the rollout retires it"
+    executed, pending = run(node, remote, data(one, kvpod_defer_restart=True))
+    assert pending is True, "engine 1 still runs: the rollout retires it"
     assert "systemctl stop kvpod-vllm@1.service" not in executed
     executed, _ = run(vllm_restart, remote, data(one, kvpod_restart_engines=None))
     assert executed[:4] == [

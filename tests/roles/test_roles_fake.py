@@ -11,6 +11,7 @@ from benchmarks.kvpod_sim import DEVICE, connected_node, ext4_facts, fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.encode import env_value
 from deploy.loader import load_spec
+from deploy.operations.restart import pending_units, restart_pending
 from deploy.plan import NodePlan, RoceQosPlan, build_plan
 from deploy.shipped import lab_spec, reference_spec
 from roles._common import netdev_unit, systemd_quote
@@ -95,7 +96,7 @@ def test_fresh_node_real_run_brings_it_up_then_it_is_converged(lab: NodePlan) ->
     for unit in ("kvpod-vllm@0.service", "kvpod-vllm@1.service"):
         assert f"systemctl start {unit}" in executed and f"systemctl restart {unit}" not in executed
     assert remote.dirs["/mnt/kvcache"]["user"] == "vllm", "the mounted filesystem's root belongs to vLLM"
-    assert host.data.kvpod_restart_pending is False
+    assert restart_pending(state, host) is False
 
     assert changed_commands(deploy_plan(node, remote, data(lab))) == []
     before = len(remote.executed)
@@ -473,9 +474,9 @@ def test_vllm_restarts_when_lmcache_settings_change(lab: NodePlan) -> None:
     assert "systemctl restart kvpod-vllm@0.service" in strings(planned)
     assert "systemctl restart kvpod-vllm@1.service" in strings(planned)
     assert "systemctl daemon-reload" not in strings(planned), "the unit did not change"
-    _, host = deploy_run(node, remote, data(changed))
+    state, host = deploy_run(node, remote, data(changed))
     assert remote.units["kvpod-vllm@0.service"]["restarts"] == remote.units["kvpod-vllm@1.service"]["restarts"] == 1
-    assert host.data.kvpod_restart_pending is False
+    assert restart_pending(state, host) is False
     assert changed_commands(deploy_plan(node, remote, data(changed))) == []
 
 
@@ -495,16 +496,25 @@ def test_vllm_restart_can_be_deferred(lab: NodePlan) -> None:
     changed = lab.with_lmcache(chunk_size=512)
     planned = changed_commands(deploy_plan(node, remote, data(changed, kvpod_defer_restart=True)))
     assert not any("restart" in c for c in strings(planned))
-    _, host = deploy_run(node, remote, data(changed, kvpod_defer_restart=True))
+    state, host = deploy_run(node, remote, data(changed, kvpod_defer_restart=True))
     assert all(remote.units[u].get("restarts", 0) == 0 for u in lab.engine_units())
-    assert host.data.kvpod_restart_pending is True
+    assert restart_pending(state, host) is True
+    assert pending_units(state, host) == lab.engine_units()
+
+
+def test_a_deferred_restart_names_only_the_engines_whose_files_changed(lab: NodePlan) -> None:
+    remote = converged_node(lab)
+    remote.files[lab.engines[1].lmcache.env_file]["content"] += "LMCACHE_DRIFT=1\n"
+    state, host = deploy_run(node, remote, data(lab, kvpod_defer_restart=True))
+    assert restart_pending(state, host) is True
+    assert pending_units(state, host) == [lab.engines[1].unit]
 
 
 def test_vllm_is_not_restarted_without_changes(lab: NodePlan) -> None:
     remote = converged_node(lab)
-    _, host = deploy_run(node, remote, data(lab))
+    state, host = deploy_run(node, remote, data(lab))
     assert all(remote.units[u].get("restarts", 0) == 0 for u in lab.engine_units())
-    assert host.data.kvpod_restart_pending is False
+    assert restart_pending(state, host) is False
 
 
 # -- quoting and names --------------------------------------------------------------------------------------

@@ -148,3 +148,17 @@ def test_connection_lost_only_for_an_ssh_session_that_died() -> None:
     assert connection_lost(host(client(_Transport())))
     assert connection_lost(host(client(None)))
     assert not connection_lost(host(None))  # @local, @fake: no SSH session to lose
+
+
+def test_the_runner_reports_the_restart_the_node_left_pending(pod) -> None:
+    """A deferred restart is the result of the vllm role's decision step: the runner reports it per host, for a
+    dry run (would be due) and a real one (is due), and not for a node whose engines' files did not change."""
+    hosts, _ = pod
+    assert [r.restart_pending for r in run_phase("node", hosts, node, dry=False)] == [False, False]
+    (first, data), second = hosts
+    deferred = [
+        (first, {**data, "kvpod_node": data["kvpod_node"].with_lmcache(chunk_size=512), "kvpod_defer_restart": True}),
+        (second[0], {**second[1], "kvpod_defer_restart": True}),
+    ]
+    assert [r.restart_pending for r in run_phase("node", deferred, node, dry=True)] == [True, False]
+    assert [r.restart_pending for r in run_phase("node", deferred, node, dry=False)] == [True, False]

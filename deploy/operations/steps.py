@@ -1,0 +1,223 @@
+"""A role's steps, each declared once with the facts it reads: the deploy runs them, the snapshot's reads are
+derived from them.
+
+A :class:`Step` is one call (a pyinfra operation, or a function that calls one) with its arguments, the reads it
+compares against and what it may change (:class:`Effect`). The builders below pair the common operations with
+their reads, so a role cannot add a step without its read. A role builds its steps from the plan alone::
+
+    def steps(plan) -> Steps:
+        return [rendered_step(..., dest=UNIT, keep="unit"), reload_step(when=after("unit")), service_step(...)]
+
+    def reads(plan) -> Reads:
+        return reads_of(steps(plan))          # what the runner reads in one command before the deploy
+
+    @deploy("role")
+    def role() -> None:
+        run_steps(steps(host_data().node))
+
+Run time stays run time: an argument ``after("unit")`` becomes, when its step is called,
+:func:`deploy.operations.changed` over the results of the earlier steps keyed ``"unit"`` (pyinfra evaluates it
+lazily in a real run, as before); a :class:`Choice` is a branch decided on the host when the deploy runs (from
+facts it declares too), and both of its branches' reads are part of the role's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyinfra.operations import files, server
+
+from deploy.facts.kernel import LoadedModules
+from deploy.facts.snapshot import NamespaceReads, Read
+from deploy.names import modules_load_path
+from deploy.operations import changed, kernel, units
+from deploy.operations.reads import (
+    absent_file_reads,
+    apt_package_reads,
+    directory_reads,
+    file_reads,
+    sysctl_reads,
+    unique,
+    unit_reads,
+)
+
+AnyRead = Read | NamespaceReads
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a step may change on the host: ``kind`` is ``path``, ``unit``, ``module``, ``sysctl``, ``link``,
+    ``subsystem``, ``device`` or ``package``; ``name`` the thing itself."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class After:
+    """An argument resolved when its step runs: did any earlier step keyed one of ``keys`` change something."""
+
+    keys: tuple[str, ...]
+
+
+def after(*keys: str) -> After:
+    """``changed(...)`` of the earlier steps keyed ``keys`` (steps not run, e.g. of a branch not taken, count not)."""
+    return After(keys)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call of a role: ``call(**kwargs)``, comparing against ``reads``; its result is kept under ``keep``."""
+
+    call: Callable[..., Any]
+    kwargs: dict[str, Any]
+    reads: tuple[AnyRead, ...]
+    keep: str | None = None
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Steps chosen on the host when the deploy runs: ``then`` when ``decide()`` (which reads ``reads``) is true,
+    else ``otherwise``. Without ``prefetch``, the branches' reads are left out of the snapshot: for a branch
+    that only a host far from the plan takes (a unit of an old release still installed), which reads live."""
+
+    decide: Callable[[], bool]
+    reads: tuple[AnyRead, ...]
+    then: tuple[Step | Choice, ...]
+    otherwise: tuple[Step | Choice, ...] = ()
+    prefetch: bool = True
+
+
+Steps = Sequence[Step | Choice]
+Results = dict[str, list]  # step key -> the results of the steps run under it, in order
+
+
+def step(
+    call: Callable[..., Any],
+    reads: Iterable[AnyRead],
+    *,
+    keep: str | None = None,
+    effects: Iterable[Effect] = (),
+    **kwargs: Any,
+) -> Step:
+    """A step calling ``call(**kwargs)`` that reads ``reads`` (an empty list when it reads nothing)."""
+    return Step(call, kwargs, tuple(reads), keep, tuple(effects))
+
+
+def choice(
+    decide: Callable[[], bool], reads: Iterable[AnyRead], then: Steps, otherwise: Steps = (), prefetch: bool = True
+) -> Choice:
+    return Choice(decide, tuple(reads), tuple(then), tuple(otherwise), prefetch)
+
+
+def run_steps(steps: Steps, results: Results | None = None) -> Results:
+    """Call each step in order (a choice's branch decided now); returns the results by key (``results`` extended:
+    pass results of another role's steps that ``after`` placeholders name)."""
+    results = {} if results is None else results
+    for s in steps:
+        if isinstance(s, Choice):
+            run_steps(s.then if s.decide() else s.otherwise, results)
+            continue
+        out = s.call(**{name: _resolved(value, results) for name, value in s.kwargs.items()})
+        if s.keep is not None:
+            results.setdefault(s.keep, []).append(out)
+    return results
+
+
+def _resolved(value: Any, results: Results) -> Any:
+    if isinstance(value, After):
+        return changed(*(r for key in value.keys for r in results.get(key, [])))
+    return value
+
+
+def _flat(steps: Steps, prefetched: bool = False) -> Iterable[Step | Choice]:
+    for s in steps:
+        yield s
+        if isinstance(s, Choice) and (s.prefetch or not prefetched):
+            yield from _flat(s.then, prefetched)
+            yield from _flat(s.otherwise, prefetched)
+
+
+def reads_of(steps: Steps) -> list[AnyRead]:
+    """The snapshot's reads of ``steps``: every read of every step, in both branches of every choice (not those
+    of a choice without ``prefetch``), without repeats, in order."""
+    return unique([r for s in _flat(steps, prefetched=True) for r in s.reads])
+
+
+def effects_of(steps: Steps) -> list[Effect]:
+    """Everything ``steps`` may change, without repeats, in order."""
+    return list(dict.fromkeys(e for s in _flat(steps) if isinstance(s, Step) for e in s.effects))
+
+
+# -- builders: an operation with its reads ------------------------------------------------------------------
+
+
+def path_effect(p: str) -> Effect:
+    return Effect("path", p)
+
+
+def put_step(name: str, src: str, dest: str, mode: str | None = None, keep: str | None = None) -> Step:
+    """``files.put`` of a local file to ``dest``."""
+    return step(
+        files.put, file_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, src=src, dest=dest, mode=mode
+    )
+
+
+def absent_file_step(name: str, dest: str, keep: str | None = None) -> Step:
+    """``dest`` removed (``files.file(present=False)``)."""
+    return step(
+        files.file, absent_file_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, path=dest, present=False
+    )
+
+
+def directory_step(name: str, dest: str, keep: str | None = None, **options: Any) -> Step:
+    """``files.directory`` (``user``, ``group``, ``mode``, ``present`` as it takes them)."""
+    return step(
+        files.directory, directory_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, path=dest, **options
+    )
+
+
+def service_step(name: str, unit: str, keep: str | None = None, **options: Any) -> Step:
+    """:func:`deploy.operations.units.service` of ``unit``."""
+    return step(
+        units.service, unit_reads(unit), keep=keep, effects=[Effect("unit", unit)], name=name, unit=unit, **options
+    )
+
+
+def reload_step(when: After, name: str = "systemd daemon-reload") -> Step:
+    """``systemctl daemon-reload`` when an earlier step changed (reads nothing)."""
+    return step(units.daemon_reload, [], effects=[Effect("unit", "*")], name=name, when=when)
+
+
+def command_step(name: str, command: str, when: After) -> Step:
+    """``command`` when an earlier step changed (reads nothing)."""
+    return step(units.run, [], name=name, command=command, when=when)
+
+
+def sysctl_step(key: str, value: str) -> Step:
+    """``server.sysctl`` of one key."""
+    return step(
+        server.sysctl, sysctl_reads([key]), effects=[Effect("sysctl", key)], name=f"sysctl {key}", key=key, value=value
+    )
+
+
+def packages_step(name: str, packages: list[str]) -> Step:
+    """Debian packages present (``server.packages``)."""
+    effects = [Effect("package", p) for p in packages]
+    return step(server.packages, apt_package_reads(), effects=effects, name=name, packages=packages, present=True)
+
+
+def modules_step(name: str, modules: list[str], persist_as: str) -> Step:
+    """Kernel modules loaded now and at boot (``modules-load.d/<persist_as>``)."""
+    persisted = modules_load_path(persist_as)
+    return step(
+        kernel.modules,
+        [Read.of(LoadedModules), *file_reads(persisted)],
+        effects=[*(Effect("module", m) for m in modules), path_effect(persisted)],
+        name=name,
+        names=modules,
+        persist_as=persist_as,
+    )
