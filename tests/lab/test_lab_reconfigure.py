@@ -203,36 +203,6 @@ def test_a_spec_with_one_drive_on_two_nodes_is_rejected_before_anything_runs(spe
     assert run.code == 1 and "assigned to 2 nodes: node1, node2" in run.out
 
 
-def test_swap_moves_files_with_their_drives(hosts, spec, canaries):
-    before = holders(hosts)
-    write_canary(hosts, canaries, "node1", "owner.txt", "from-node1")
-    write_canary(hosts, canaries, "node2", "owner.txt", "from-node2")
-    with MountSampler(hosts, ["node1", "node2"]) as sampler:
-        run = kvpod("reassign", str(spec), "--drive", "target/1", "--to", "node2", "--swap")
-    assert run.code == 0, run.out[-3000:]
-    sampler.assert_no_overlap(min_samples=6)
-    assert holders(hosts) == {"node1": before["node2"], "node2": before["node1"]}
-    assert hosts.sh("node2", "cat /mnt/kvcache/owner.txt").strip() == "from-node1"
-    assert hosts.sh("node1", "cat /mnt/kvcache/owner.txt").strip() == "from-node2"
-    assert_canaries(hosts, canaries)
-    plan = build_plan(load_spec(spec))
-    assert plan.node("node2").namespace.drive == 1 and plan.node("node1").namespace.drive == 2
-    assert kvpod("verify", str(spec)).code == 0
-
-
-def test_move_onto_the_spare_drive(hosts, spec, canaries):
-    write_canary(hosts, canaries, "node1", "left-behind.txt", "still-here")
-    left = holders(hosts)["node1"]
-    with MountSampler(hosts, ["node1", "node2"]) as sampler:
-        run = kvpod("reassign", str(spec), "--drive", "target/3", "--to", "node1")
-    assert run.code == 0, run.out[-3000:]
-    sampler.assert_no_overlap()
-    assert holders(hosts)["node1"] == nqn(3)
-    assert_canaries(hosts, canaries)
-    allowed = hosts.sh("target", f"ls /sys/kernel/config/nvmet/subsystems/{left}/allowed_hosts").split()
-    assert allowed == [], "the released drive is a spare now: it admits no host"
-
-
 def crashing(step: str, *args: str):
     """``kvpod ARGS`` killed (SIGKILL) right after the handover step ``step``."""
     os.environ["KVPOD_CRASH_AFTER"] = step
@@ -242,36 +212,44 @@ def crashing(step: str, *args: str):
         del os.environ["KVPOD_CRASH_AFTER"]
 
 
-def test_interrupted_reassignment_is_finished_by_running_it_again(hosts, spec, canaries):
-    """Kill kvpod right after a handover step; the rerun (breaking the lock the killed run left) resumes the move from
-    that step. One move, killed after each step in turn: the first run after the release, its rerun after the target
-    step, the next after the node step; the last rerun finishes it, and no drive is ever on two nodes.
+def test_interrupted_swap_is_finished_by_running_it_again_and_moves_files_with_their_drives(hosts, spec, canaries):
+    """node1 and node2 swap drives (`reassign --swap`) and kvpod is killed right after a handover step, each step in
+    turn: the first run after the release, its rerun (breaking the lock the killed run left) after the target step,
+    the next after the node step; each rerun resumes where the killed one stopped, the last finishes the swap. No
+    drive is ever on two nodes, each node's file is on the other node afterwards, with its drive, and verify is green.
 
-    node1 moves from the spare back onto its former drive, so the file it left there before the previous move must be
-    there when the drive comes back (every canary is read back after the move).
+    (The move onto a spare drive is test_lab_enclosures.py's reassignment across enclosures; the drives come back to
+    the nodes that wrote to them in test_hand_edited_spec_hands_the_drives_back.)
     """
-    assert holders(hosts)["node1"] == nqn(3)
-    write_canary(hosts, canaries, "node1", "before-interrupted.txt", "interrupted")
-    move = ("reassign", str(spec), "--drive", "target/2", "--to", "node1")
+    before = holders(hosts)
+    write_canary(hosts, canaries, "node1", "owner.txt", "from-node1")
+    write_canary(hosts, canaries, "node2", "owner.txt", "from-node2")
+    swap = ("reassign", str(spec), "--drive", "target/1", "--to", "node2", "--swap")
     pod = build_plan(load_spec(spec)).pod
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
-        crashed = crashing("release", *move)
+        crashed = crashing("release", *swap)
         assert crashed.code == -9, crashed.out[-2000:]
         assert read_journal(pod)["last_step"] == "release"
-        refused = kvpod(*move)  # the killed run left the pod lock behind: stale, taken over only on request
+        refused = kvpod(*swap)  # the killed run left the pod lock behind: stale, taken over only on request
         assert refused.code == 2 and "is gone): run again with --break-lock" in refused.out
         for step in ("target", "nodes"):  # each rerun resumes where the killed one stopped, and is killed in turn
-            crashed = crashing(step, *move, "--break-lock")
+            crashed = crashing(step, *swap, "--break-lock")
             assert crashed.code == -9, crashed.out[-2000:]
             assert read_journal(pod)["last_step"] == step, f"the rerun did not get past the {step} step"
-        resumed = kvpod(*move, "--break-lock")
+        resumed = kvpod(*swap, "--break-lock")
     assert "resuming" in resumed.out and "(interrupted after: nodes)" in resumed.out, resumed.out[-3000:]
     assert resumed.code == 0, resumed.out[-3000:]
     assert read_journal(pod) is None
-    sampler.assert_no_overlap()
-    assert holders(hosts)["node1"] == nqn(2)
-    assert_canaries(hosts, canaries)  # back on a drive node1 wrote to before: its files are there
-    assert all(hosts.wait_active("node1", unit) for unit in ("kvpod-vllm@0", "kvpod-vllm@1"))
+    sampler.assert_no_overlap(min_samples=6)
+    assert holders(hosts) == {"node1": before["node2"], "node2": before["node1"]}
+    assert hosts.sh("node2", "cat /mnt/kvcache/owner.txt").strip() == "from-node1"
+    assert hosts.sh("node1", "cat /mnt/kvcache/owner.txt").strip() == "from-node2"
+    assert_canaries(hosts, canaries)
+    plan = build_plan(load_spec(spec))
+    assert plan.node("node2").namespace.drive == 1 and plan.node("node1").namespace.drive == 2
+    for node in ("node1", "node2"):
+        assert all(hosts.wait_active(node, unit) for unit in ("kvpod-vllm@0", "kvpod-vllm@1")), node
+    assert kvpod("verify", str(spec)).code == 0
 
 
 def test_hand_edited_spec_hands_the_drives_back(hosts, canaries):
