@@ -83,7 +83,7 @@ class LabHosts:
         self.lab.run(name, "systemctl reboot", timeout=30)
         started = time.monotonic()
         while time.monotonic() - started < timeout:  # waiting for SSH is the only retried thing
-            time.sleep(3)
+            time.sleep(1)
             try:
                 now = self.lab.run(name, "cat /proc/sys/kernel/random/boot_id", timeout=15)
             except Exception:  # the VM is down while it reboots
@@ -97,7 +97,7 @@ class LabHosts:
         while time.monotonic() < deadline:
             if self.rc(name, f"systemctl is-active --quiet {unit}") == 0:
                 return True
-            time.sleep(3)
+            time.sleep(1)
         return False
 
 

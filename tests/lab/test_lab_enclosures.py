@@ -124,7 +124,9 @@ def test_first_bring_up_on_the_second_enclosure_survives_sigkill(hosts, spec, tm
 
 
 def test_reassignment_across_enclosures(hosts, spec):
-    """node1 moves from the first enclosure onto shelf2's spare drive; its old drive becomes a spare."""
+    """node1 moves from the first enclosure onto shelf2's spare drive; its old drive becomes a spare: it admits no
+    host. A file on node2's drive, beside the move, reads back unchanged."""
+    hosts.sh("node2", "echo beside-the-move > /mnt/kvcache/beside.txt && sync")
     with MountSampler(hosts, ["node1", "node2"]) as sampler:
         run = kvpod("reassign", str(spec), "--drive", f"{SECOND}/2", "--to", "node1")
     assert run.code == 0, run.out[-3000:]
@@ -132,5 +134,6 @@ def test_reassignment_across_enclosures(hosts, spec):
     assert holders(hosts) == {"node1": second_nqn(2), "node2": second_nqn(1)}
     allowed = hosts.sh("target", f"ls {NVMET}/subsystems/{second_nqn(2)}/allowed_hosts").split()
     assert allowed == [build_plan(load_spec(spec)).node("node1").host_nqn]
-    assert hosts.sh("target", f"ls {NVMET}/subsystems/{nqn(1)}/allowed_hosts").split() == []
+    assert hosts.sh("target", f"ls {NVMET}/subsystems/{nqn(1)}/allowed_hosts").split() == [], "a spare now"
+    assert hosts.sh("node2", "cat /mnt/kvcache/beside.txt").strip() == "beside-the-move"
     assert kvpod("verify", str(spec)).code == 0
