@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from deploy.runner import RunStats
 
 import roles
 from deploy.bench import BenchJob, lmcache_dir
@@ -17,7 +18,6 @@ from deploy.drill_run import DrillStep
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.release import ReleaseRequest
-from deploy.runner import RunStats
 from deploy.shipped import lab_spec, reference_spec
 from roles import (
     fabric_network,
