@@ -9,12 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from deploy.runner import RunStats
 
 import roles
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.bench import BenchJob, lmcache_dir
 from deploy.drill import DrillJob
 from deploy.drill_run import DrillStep
+from deploy.engine import RunStats
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.release import ReleaseRequest
@@ -33,8 +35,6 @@ from roles import (
 )
 from roles.node import node
 from tests.conftest import ROOT
-from tests.kvpod_sim import fresh_node
-from tests.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from tests.roles.test_kv_bench import remote as bench_remote
 from tests.roles.test_node_release import releasable
 
