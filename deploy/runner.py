@@ -35,6 +35,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
+from deploy.facts.effects import ReadInvalidation, effect_of_call
 from deploy.facts.snapshot import HostSnapshot, read_key
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
@@ -68,17 +69,23 @@ class SnapshotReader:
         self.values: dict[str, Any] = {}
         self.fresh = False
         self.reading = False
+        self.effects, self.inside = ReadInvalidation(), False  # effects: reads go stale by what commands change
         host.get_fact = self.get_fact
         conn = host.connector
         for name in ("run_shell_command", "put_file", "get_file"):
-            setattr(conn, name, self._counted(getattr(conn, name)))
+            setattr(conn, name, self._counted(getattr(conn, name), name))
 
-    def _counted(self, call: Callable) -> Callable:
+    def _counted(self, call: Callable, name: str = "run_shell_command") -> Callable:
         def counted(*args, **kwargs):
             self.stats.commands[self.host.name] += 1
-            if not self.reading and self.state.is_executing:
-                self.fresh = False
-            return call(*args, **kwargs)
+            if self.reading or self.inside or not self.state.is_executing:
+                return call(*args, **kwargs)
+            self.effects.ran(self.values, effect_of_call(name, args, kwargs))  # effects: what it may change
+            self.inside = True  # effects: an upload's own commands (a sudo move) are the upload's
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.inside = False
 
         return counted
 
@@ -112,7 +119,10 @@ class SnapshotReader:
             self.stats.snapshot_hits[self.host.name] += 1
             return copy.deepcopy(self.values[key])
         self.stats.live_reads.setdefault(self.host.name, []).append(key or cls.__name__)
-        return self._live(cls, *args, **kwargs)
+        value = self._live(cls, *args, **kwargs)
+        if self.fresh and self.effects.keep(key):  # effects: served again until a command stales it
+            self.values[key] = copy.deepcopy(value)
+        return value
 
 
 def load_snapshots(state: State, readers: dict, reads_of: Callable[[Any], list]) -> None:

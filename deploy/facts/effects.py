@@ -1,0 +1,425 @@
+"""Which fact reads a command can change: a host's values stay served until a command that may affect them runs.
+
+A read (:func:`deploy.facts.snapshot.read_key`) depends on parts of the host (:func:`depends_on`): a path, the
+kernel's modules, its network links, a systemd unit, the NVMe subsystems, a block device... A command
+(:func:`effect_of_command`, :func:`effect_of_upload`) touches some of them. A read goes stale when a command
+touches a part it depends on (:func:`stales`):
+
+- an upload, ``mkdir``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo`` into a file touch
+  those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` the parents it may create);
+- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory;
+  ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
+- ``nvme connect``/``disconnect``/``ns-rescan`` touch the NVMe subsystems and every block device;
+  ``mkfs.ext4``/``tune2fs`` the device they format; ``mount``/``umount`` the mounts and the paths named;
+- ``ip``, ``networkctl reload``: the network links and routes; ``rdma``: RDMA links; ``dcb``: DCB settings;
+  ``sysctl k=v``: that key; ``modprobe``: the loaded modules (and the sysctl keys a module may add);
+  ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment.
+
+Anything else (a service started, a package installed, a shell script, a command with shell operators)
+touches EVERYTHING: every read goes stale, as a step depending on it must see the host as it is. A read
+of a fact this module does not know depends on everything: any command stales it, and it is never kept
+after a live read (:func:`cacheable`).
+
+Some effects complete after the command returns (an NVMe namespace appears after its connect): the parts
+such a command touches stay ``unsettled`` and reads of them are not kept, so each reads the host again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+Part = tuple[str, str]  # (kind, name): ("unit", "x.service"), ("net", ""), ...; name "*": every part of the kind
+ANY = "*"
+
+# where a path's reads are: (path, listing): listing reads depend on what is below the path too
+PathRead = tuple[str, bool]
+
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
+PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+NVMET_ROOT = "/sys/kernel/config/nvmet"
+
+
+@dataclass(frozen=True)
+class PathTouch:
+    """A path a command changes; ``tree``: what is below it too; ``parents``: it may create its parents."""
+
+    path: str
+    tree: bool = False
+    parents: bool = False
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one command may change on its host."""
+
+    everything: bool = False
+    parts: frozenset[Part] = frozenset()
+    paths: tuple[PathTouch, ...] = ()
+    unsettled: bool = False  # its effect may complete after it returns
+
+
+EVERYTHING = Effect(everything=True)
+NOTHING = Effect()
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What a read's value depends on."""
+
+    parts: frozenset[Part] = frozenset()
+    paths: tuple[PathRead, ...] = ()
+
+
+# -- reads ---------------------------------------------------------------------------------------------------
+
+_PATH_FACTS = {
+    f"pyinfra.facts.files.{name}"
+    for name in ("File", "Directory", "Link", "Sha1File", "Md5File", "Sha256File", "FileContents")
+}
+_CONSTANT_FACTS = {f"pyinfra.facts.server.{name}" for name in ("TmpDir", "Os", "Arch")}
+
+
+def _parts(*parts: Part) -> frozenset[Part]:
+    return frozenset(parts)
+
+
+def _units(args: dict[str, Any]) -> Dependencies | None:
+    if args.get("user_mode") or args.get("machine") is not None or args.get("user_name") is not None:
+        return None
+    services = args.get("services")
+    if isinstance(services, str):
+        services = [services]
+    names = [ANY] if services is None else [str(s) for s in services]
+    return Dependencies(frozenset(("unit", n) for n in names))
+
+
+def _sysctl(args: dict[str, Any]) -> Dependencies:
+    keys = args.get("keys")
+    names = [ANY] if not isinstance(keys, list) else [str(k) for k in keys]
+    return Dependencies(frozenset(("sysctl", n) for n in names))
+
+
+def _path(value: Any) -> str | None:
+    return posixpath.normpath(value) if isinstance(value, str) and value.startswith("/") else None
+
+
+def depends_on(key: str) -> Dependencies | None:
+    """What the read ``key`` depends on; None: not known (it depends on everything)."""
+    name, _, raw = key.partition(" ")
+    try:
+        args = json.loads(raw) if raw else {}
+    except ValueError:
+        return None
+    if not isinstance(args, dict):
+        return None
+    if name in _PATH_FACTS:
+        path = _path(args.get("path"))
+        return Dependencies(paths=((path, False),)) if path else None
+    if name in _CONSTANT_FACTS:
+        return Dependencies()
+    device = _path(args.get("device")) or ""
+    table: dict[str, Dependencies | None] = {
+        "pyinfra.facts.systemd.SystemdStatus": _units(args),
+        "pyinfra.facts.systemd.SystemdEnabled": _units(args),
+        "pyinfra.facts.server.Sysctl": _sysctl(args),
+        "pyinfra.facts.server.Which": Dependencies(_parts(("package", "")), tuple((d, True) for d in PATH_DIRS)),
+        "pyinfra.facts.server.Users": Dependencies(_parts(("user", ""))),
+        "pyinfra.facts.server.Groups": Dependencies(_parts(("user", ""))),
+        "pyinfra.facts.server.Home": Dependencies(_parts(("user", ""))),
+        "pyinfra.facts.server.Mounts": Dependencies(_parts(("mount", ""))),
+        "pyinfra.facts.deb.DebPackages": Dependencies(_parts(("package", ""))),
+        "deploy.facts.kernel.LoadedModules": Dependencies(_parts(("module", ""))),
+        "deploy.facts.kernel.RdmaLinks": Dependencies(_parts(("rdma", ""), ("net", ""))),
+        "deploy.facts.network.IpLinks": Dependencies(_parts(("net", ""))),
+        "deploy.facts.network.IpRoutes": Dependencies(_parts(("net", ""))),
+        "deploy.facts.network.NetplanFiles": Dependencies(paths=(("/etc/netplan", True),)),
+        "deploy.facts.network.DcbState": Dependencies(
+            _parts(("dcb", ""), ("net", "")), ((f"/sys/class/net/{args.get('interface')}", True),)
+        ),
+        "deploy.facts.nvme.NvmeSubsystems": Dependencies(
+            _parts(("nvme", "")), (("/sys/class/nvme-subsystem", True), ("/sys/class/nvme", True))
+        ),
+        "deploy.facts.nvme.NvmeHostIdentity": Dependencies(paths=(("/etc/nvme", True),)),
+        "deploy.facts.nvme.NvmeCliVersion": Dependencies(_parts(("package", ""))),
+        "deploy.facts.storage.BlockSignature": Dependencies(_parts(("block", device), ("nvme", ""))),
+        "deploy.facts.storage.Ext4Info": Dependencies(_parts(("block", device), ("nvme", ""))),
+        "deploy.facts.storage.MountedAt": Dependencies(_parts(("mount", ""))),
+        "deploy.facts.users.PasswdEntry": Dependencies(_parts(("user", ""))),
+        "deploy.facts.python.VenvPackages": (
+            Dependencies(paths=((venv, True),)) if (venv := _path(args.get("venv"))) else None
+        ),
+        "deploy.facts.nvmet.NvmetConfig": Dependencies(_parts(("module", "")), ((NVMET_ROOT, True),)),
+    }
+    return table.get(name)
+
+
+def cacheable(key: str) -> bool:
+    """Whether a value read live may be kept and served until a command stales it (its dependencies are known)."""
+    return depends_on(key) is not None
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _path_stales(touch: PathTouch, read: PathRead) -> bool:
+    path, listing = read
+    if path == touch.path:
+        return True
+    if touch.tree and _under(path, touch.path):
+        return True
+    if touch.parents and _under(touch.path, path):
+        return True
+    return listing and (_under(touch.path, path) or _under(path, touch.path))
+
+
+def _part_stales(touched: Part, read: Part) -> bool:
+    return touched == read or (touched[0] == read[0] and ANY in (touched[1], read[1]))
+
+
+def touches(effect: Effect, deps: Dependencies | None) -> bool:
+    """Whether ``effect`` may change a value with dependencies ``deps`` (None: unknown, always)."""
+    if effect.everything or deps is None:
+        return True
+    if any(_part_stales(t, r) for t in effect.parts for r in deps.parts):
+        return True
+    return any(_path_stales(t, r) for t in effect.paths for r in deps.paths)
+
+
+def stales(effect: Effect, key: str) -> bool:
+    """Whether a command with ``effect`` may change the value of the read ``key``."""
+    return touches(effect, depends_on(key))
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+_OPERATORS = set(";&|<>()`$\n")
+_GUARDED_MKFS = re.compile(
+    r"if blkid -p (/\S+) >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 [^;&|`$\n]*; "
+    r"else echo '[^']*' >&2; exit 1; fi"
+)
+
+
+def effect_of_upload(path: str) -> Effect:
+    """An uploaded file (its path's reads; a unit file: the unit reads too)."""
+    clean = _path(path)
+    if clean is None:
+        return EVERYTHING
+    return _with_units(Effect(paths=(PathTouch(clean),)))
+
+
+def _with_units(effect: Effect) -> Effect:
+    """A change under a unit directory can change what ``systemctl show`` reports of any unit."""
+    if any(_under(t.path, d) or (t.tree and _under(d, t.path)) for t in effect.paths for d in UNIT_DIRS):
+        return Effect(parts=effect.parts | {("unit", ANY)}, paths=effect.paths, unsettled=effect.unsettled)
+    return effect
+
+
+def _words(command: str) -> list[str] | None:
+    """The words of a plain command (no shell operator outside quotes, no expansion), else None."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:
+        return None
+    if any(set(w) <= _OPERATORS for w in words) or "$" in command or "`" in command:
+        return None
+    return words
+
+
+def _redirect(command: str) -> tuple[list[str], str] | None:
+    """``printf ... > PATH`` / ``echo ... > PATH``: the words before the redirection and its target."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:
+        return None
+    if len(words) < 3 or words[-2] not in (">", ">>") or "$" in command or "`" in command:
+        return None
+    if any(set(w) <= _OPERATORS for w in words[:-2]):
+        return None
+    return words[:-2], words[-1]
+
+
+def _args(words: list[str]) -> list[str]:
+    return [w for w in words[1:] if not w.startswith("-")]
+
+
+def _paths(args: list[str], **kind: bool) -> Effect:
+    paths = [_path(a) for a in args]
+    if not paths or any(p is None for p in paths):
+        return EVERYTHING
+    return _with_units(Effect(paths=tuple(PathTouch(p, **kind) for p in paths if p)))
+
+
+def _mount_point(unit: str) -> str | None:
+    """The mount point of a systemd mount unit (``mnt-kvcache.mount`` -> ``/mnt/kvcache``)."""
+    name = unit.removesuffix(".mount")
+    if not re.fullmatch(r"[A-Za-z0-9_.:\\-]+", name):
+        return None
+    parts = [re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), p) for p in name.split("-")]
+    return "/" + "/".join(parts) if name != "-" else "/"
+
+
+def _systemctl(words: list[str]) -> Effect:
+    args = _args(words)
+    if not args:
+        return EVERYTHING
+    verb, units = args[0], args[1:]
+    if any(w in ("--now", "--user", "--global") or w.startswith("--root") for w in words):
+        return EVERYTHING
+    if verb == "daemon-reload" and not units:
+        return Effect(parts=_parts(("unit", ANY)))
+    if not units or any("*" in u or "?" in u or "[" in u for u in units):
+        return EVERYTHING
+    named = frozenset(("unit", u) for u in units)
+    if verb in ("enable", "disable", "mask", "unmask"):
+        return Effect(parts=named, paths=tuple(PathTouch(d, tree=True) for d in UNIT_DIRS[:2]))
+    if verb in ("start", "stop", "restart") and all(u.endswith(".mount") for u in units):
+        points = [_mount_point(u) for u in units]
+        if any(p is None for p in points):
+            return EVERYTHING
+        return Effect(parts=named | {("mount", "")}, paths=tuple(PathTouch(p, tree=True) for p in points if p))
+    return EVERYTHING  # a service runs its own code: anything may change
+
+
+def _sysctl_set(words: list[str]) -> Effect:
+    args = [w for w in words[1:] if w != "-w"]
+    if not args or any(w.startswith("-") or "=" not in w for w in args):
+        return EVERYTHING
+    return Effect(parts=frozenset(("sysctl", w.partition("=")[0].strip()) for w in args))
+
+
+def _device(words: list[str]) -> Effect:
+    device = _path(words[-1])
+    return Effect(parts=_parts(("block", device))) if device else EVERYTHING
+
+
+def _useradd(words: list[str]) -> Effect:
+    opts = dict(itertools.pairwise(words))
+    home = opts.get("--home-dir") or opts.get("-d") or f"/home/{words[-1]}"
+    path = _path(home)
+    if path is None:
+        return EVERYTHING
+    return Effect(parts=_parts(("user", "")), paths=(PathTouch(path, tree=True, parents=True),))
+
+
+def _python(words: list[str]) -> Effect:
+    """``PYTHON -m venv DIR`` and ``DIR/bin/python -m pip install ...``: the virtual environment's tree."""
+    if words[1:3] == ["-m", "venv"]:
+        return _paths(_args(words[2:]), tree=True, parents=True)
+    if words[1:4] == ["-m", "pip", "install"] and re.search(r"/bin/python[0-9.]*$", words[0]):
+        venv = words[0].rsplit("/bin/", 1)[0]
+        return _paths([venv], tree=True)
+    return EVERYTHING
+
+
+def _plain(words: list[str]) -> Effect:
+    program = words[0]
+    args = _args(words)
+    recursive = any(w in ("-R", "-r", "-rf", "-fr", "--recursive") for w in words[1:])
+    if program == "mkdir":
+        return _paths(args, parents="-p" in words)
+    if program in ("chmod", "chown", "chgrp"):
+        return _paths(args[1:], tree=recursive)
+    if program == "rm":
+        return _paths(args, tree=True)
+    if program == "ln":
+        return _paths(args[-1:], tree=True)
+    if program in ("truncate", "touch"):
+        return _paths([a for a in args if not a.isdigit()])
+    if program in ("mount", "umount"):
+        named = [
+            w
+            for w, before in zip(words[1:], words, strict=False)
+            if not w.startswith("-") and before not in ("-o", "-t")
+        ]
+        paths = _paths(named, tree=True)
+        return paths if paths.everything else Effect(parts=_parts(("mount", "")), paths=paths.paths)
+    if program == "systemctl":
+        return _systemctl(words)
+    if program == "nvme" and len(words) > 1 and words[1] in ("connect", "disconnect", "ns-rescan"):
+        return Effect(parts=_parts(("nvme", ""), ("block", ANY)), unsettled=True)
+    if program in ("mkfs.ext4", "tune2fs"):
+        return _device(words)
+    if program == "ip":
+        return Effect(parts=_parts(("net", "")))
+    if program == "networkctl" and words[1:] == ["reload"]:
+        return Effect(parts=_parts(("net", "")), unsettled=True)
+    if program == "rdma":
+        return Effect(parts=_parts(("rdma", "")))
+    if program == "dcb":
+        return Effect(parts=_parts(("dcb", "")))
+    if program == "sysctl":
+        return _sysctl_set(words)
+    if program == "modprobe":
+        return Effect(parts=_parts(("module", ""), ("sysctl", ANY)))
+    if program == "useradd":
+        return _useradd(words)
+    if program.endswith(("/python", "/python3")) or re.search(r"/python3\.\d+$", program):
+        return _python(words)
+    return EVERYTHING
+
+
+def effect_of_command(command: str) -> Effect:
+    """What the shell command ``command`` may change (EVERYTHING when not known)."""
+    guarded = _GUARDED_MKFS.fullmatch(command)
+    if guarded:
+        return Effect(parts=_parts(("block", posixpath.normpath(guarded.group(1)))))
+    redirected = _redirect(command)
+    if redirected is not None:
+        words, target = redirected
+        if words and words[0] in ("printf", "echo"):
+            return _paths([target])
+        return EVERYTHING
+    words = _words(command)
+    if not words:
+        return EVERYTHING
+    return _plain(words)
+
+
+def effect_of_call(name: str, args: tuple, kwargs: dict[str, Any]) -> Effect:
+    """The effect of a connector call: ``run_shell_command(command)``, ``put_file(src, dest)``, ``get_file``."""
+    if name == "get_file":
+        return NOTHING
+    if name == "put_file":
+        dest = args[1] if len(args) > 1 else kwargs.get("remote_filename")
+        return effect_of_upload(dest) if isinstance(dest, str) else EVERYTHING
+    command = args[0] if args else kwargs.get("command")
+    if hasattr(command, "get_raw_value"):
+        command = command.get_raw_value()
+    return effect_of_command(command) if isinstance(command, str) else EVERYTHING
+
+
+class ReadInvalidation:
+    """One host's served values kept true to the host: what each command may change goes stale.
+
+    :meth:`ran` drops the values a command may change; :meth:`keep` says whether a value just read live may be
+    served again (a known read no unsettled command touched).
+    """
+
+    def __init__(self) -> None:
+        self.unsettled: list[Effect] = []
+
+    def ran(self, values: dict[str, Any], effect: Effect) -> None:
+        if effect.everything:
+            values.clear()
+        else:
+            for key in [k for k in values if stales(effect, k)]:
+                del values[key]
+        if effect.unsettled:
+            self.unsettled.append(effect)
+
+    def keep(self, key: str | None) -> bool:
+        if key is None:
+            return False
+        deps = depends_on(key)
+        return deps is not None and not any(touches(e, deps) for e in self.unsettled)
