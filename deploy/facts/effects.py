@@ -21,7 +21,7 @@ of a fact this module does not know depends on everything: any command stales it
 after a live read (:func:`cacheable`).
 
 Some effects complete after the command returns (an NVMe namespace appears after its connect): the parts
-such a command touches stay ``unsettled`` and reads of them are not kept, so each reads the host again.
+such a command names parts that stay ``unsettled``: reads of them are not kept, so each reads the host again.
 """
 
 from __future__ import annotations
@@ -61,11 +61,24 @@ class Effect:
     everything: bool = False
     parts: frozenset[Part] = frozenset()
     paths: tuple[PathTouch, ...] = ()
-    unsettled: bool = False  # its effect may complete after it returns
+    unsettled: frozenset[Part] = frozenset()  # parts it may still change after it returns
+    spares: tuple[str, ...] = ()  # with ``everything``: kinds of parts and trees of paths it leaves alone
 
 
 EVERYTHING = Effect(everything=True)
 NOTHING = Effect()
+# kvpod's own services (``kvpod-*``: the boot-time connect, soft-RoCE, DCB, the nvmet restore, the engines) change
+# the host's running state, not its configuration: they install no package, add no user, write nothing under
+# /etc or /usr. What they change may complete after their start returns.
+KVPOD_UNIT_PREFIX = "kvpod-"
+KVPOD_SERVICE = Effect(
+    everything=True,
+    unsettled=frozenset({("unit", ANY), ("nvme", ""), ("block", ANY)}),
+    spares=("package", "user", "/etc", "/usr", "/bin", "/sbin", "/lib"),
+)
+NVME_CHANGE = Effect(
+    parts=frozenset({("nvme", ""), ("block", ANY)}), unsettled=frozenset({("nvme", ""), ("block", ANY)})
+)
 
 
 @dataclass(frozen=True)
@@ -183,10 +196,19 @@ def _part_stales(touched: Part, read: Part) -> bool:
     return touched == read or (touched[0] == read[0] and ANY in (touched[1], read[1]))
 
 
+def _spared(effect: Effect, deps: Dependencies) -> bool:
+    """Whether ``deps`` lie wholly in what an ``everything`` effect spares."""
+    spared_parts = all(kind in effect.spares for kind, _ in deps.parts)
+    spared_paths = all(any(_under(path, top) for top in effect.spares if top.startswith("/")) for path, _ in deps.paths)
+    return bool(deps.parts or deps.paths) and spared_parts and spared_paths
+
+
 def touches(effect: Effect, deps: Dependencies | None) -> bool:
     """Whether ``effect`` may change a value with dependencies ``deps`` (None: unknown, always)."""
-    if effect.everything or deps is None:
+    if deps is None:
         return True
+    if effect.everything:
+        return not _spared(effect, deps)
     if any(_part_stales(t, r) for t in effect.parts for r in deps.parts):
         return True
     return any(_path_stales(t, r) for t in effect.paths for r in deps.paths)
@@ -200,6 +222,23 @@ def stales(effect: Effect, key: str) -> bool:
 # -- commands ------------------------------------------------------------------------------------------------
 
 _OPERATORS = set(";&|<>()`$\n")
+_NQN_TEST = r'\[ "\$\(cat "\$s/subsysnqn" 2>/dev/null\)" = "\$0" \] \|\| continue; '
+# kvpod's own scripts over the NVMe subsystems in sysfs (deploy/operations/nvme.py): the wait for a namespace to
+# appear (it writes nothing) and the write of a subsystem's I/O policy; with their arguments after ``sh -c``
+NVME_SCRIPTS = (
+    re.compile(
+        r"for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
+        + _NQN_TEST
+        + r'for n in "\$s"/nvme\*n\* "\$s"/nvme\*/nvme\*n\*; do \[ -e "\$n" \] && exit 0; done; done; sleep 1; done; '
+        r'echo "[^"]*" >&2; exit 1'
+    ),
+    re.compile(
+        r"for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
+        + _NQN_TEST
+        + r"printf '%s\\n' \"\$1\" > \"\$s/iopolicy\" && exit 0; "
+        r'echo "[^"]*" >&2; exit 1; done; echo "[^"]*" >&2; exit 1'
+    ),
+)
 _GUARDED_MKFS = re.compile(
     r"if blkid -p (/\S+) >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 [^;&|`$\n]*; "
     r"else echo '[^']*' >&2; exit 1; fi"
@@ -288,6 +327,8 @@ def _systemctl(words: list[str]) -> Effect:
         if any(p is None for p in points):
             return EVERYTHING
         return Effect(parts=named | {("mount", "")}, paths=tuple(PathTouch(p, tree=True) for p in points if p))
+    if verb in ("start", "stop", "restart") and all(u.startswith(KVPOD_UNIT_PREFIX) for u in units):
+        return KVPOD_SERVICE
     return EVERYTHING  # a service runs its own code: anything may change
 
 
@@ -347,13 +388,15 @@ def _plain(words: list[str]) -> Effect:
     if program == "systemctl":
         return _systemctl(words)
     if program == "nvme" and len(words) > 1 and words[1] in ("connect", "disconnect", "ns-rescan"):
-        return Effect(parts=_parts(("nvme", ""), ("block", ANY)), unsettled=True)
+        return NVME_CHANGE
     if program in ("mkfs.ext4", "tune2fs"):
         return _device(words)
+    if program == "udevadm" and words[1:] == ["settle"]:
+        return Effect(parts=_parts(("block", ANY), ("nvme", ""), ("net", ""), ("mount", "")))
     if program == "ip":
         return Effect(parts=_parts(("net", "")))
     if program == "networkctl" and words[1:] == ["reload"]:
-        return Effect(parts=_parts(("net", "")), unsettled=True)
+        return Effect(parts=_parts(("net", "")), unsettled=_parts(("net", "")))
     if program == "rdma":
         return Effect(parts=_parts(("rdma", "")))
     if program == "dcb":
@@ -369,11 +412,22 @@ def _plain(words: list[str]) -> Effect:
     return EVERYTHING
 
 
+def _nvme_script(command: str) -> bool:
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return False
+    plain = shlex.join(argv) == command  # every word quoted: nothing else for the shell to run
+    return len(argv) > 2 and argv[1] == "-c" and plain and any(s.fullmatch(argv[2]) for s in NVME_SCRIPTS)
+
+
 def effect_of_command(command: str) -> Effect:
     """What the shell command ``command`` may change (EVERYTHING when not known)."""
     guarded = _GUARDED_MKFS.fullmatch(command)
     if guarded:
         return Effect(parts=_parts(("block", posixpath.normpath(guarded.group(1)))))
+    if command.startswith("sh -c ") and _nvme_script(command):
+        return NVME_CHANGE
     redirected = _redirect(command)
     if redirected is not None:
         words, target = redirected
@@ -407,19 +461,18 @@ class ReadInvalidation:
     """
 
     def __init__(self) -> None:
-        self.unsettled: list[Effect] = []
+        self.unsettled: set[Part] = set()
 
     def ran(self, values: dict[str, Any], effect: Effect) -> None:
-        if effect.everything:
+        if effect.everything and not effect.spares:
             values.clear()
         else:
             for key in [k for k in values if stales(effect, k)]:
                 del values[key]
-        if effect.unsettled:
-            self.unsettled.append(effect)
+        self.unsettled |= effect.unsettled
 
     def keep(self, key: str | None) -> bool:
         if key is None:
             return False
         deps = depends_on(key)
-        return deps is not None and not any(touches(e, deps) for e in self.unsettled)
+        return deps is not None and not any(_part_stales(u, r) for u in self.unsettled for r in deps.parts)
