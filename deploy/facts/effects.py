@@ -26,6 +26,7 @@ such a command names parts that stay ``unsettled``: reads of them are not kept, 
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import json
 import posixpath
@@ -52,6 +53,7 @@ class PathTouch:
     path: str
     tree: bool = False
     parents: bool = False
+    pattern: bool = False  # ``path`` is a glob (``*`` within one name): the paths it matches and what is below them
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,9 @@ def _under(path: str, top: str) -> bool:
 
 def _path_stales(touch: PathTouch, read: PathRead) -> bool:
     path, listing = read
+    if touch.pattern:
+        below = fnmatch.fnmatchcase(path, touch.path) or fnmatch.fnmatchcase(path, touch.path + "/*")
+        return below or (listing and fnmatch.fnmatchcase(touch.path, path.rstrip("/") + "/*"))
     if path == touch.path:
         return True
     if touch.tree and _under(path, touch.path):
@@ -308,6 +313,14 @@ def _mount_point(unit: str) -> str | None:
     return "/" + "/".join(parts) if name != "-" else "/"
 
 
+# where enabling a unit without an alias links it: the ``.wants``/``.requires`` directories of /etc/systemd/system
+_INSTALL_LINKS = (
+    PathTouch(UNIT_DIRS[0]),
+    PathTouch(UNIT_DIRS[0] + "/*.wants", pattern=True),
+    PathTouch(UNIT_DIRS[0] + "/*.requires", pattern=True),
+)
+
+
 def _systemctl(words: list[str]) -> Effect:
     args = _args(words)
     if not args:
@@ -320,6 +333,8 @@ def _systemctl(words: list[str]) -> Effect:
     if not units or any("*" in u or "?" in u or "[" in u for u in units):
         return EVERYTHING
     named = frozenset(("unit", u) for u in units)
+    if verb in ("enable", "disable") and all(u.startswith(KVPOD_UNIT_PREFIX) or u.endswith(".mount") for u in units):
+        return Effect(parts=named, paths=_INSTALL_LINKS)  # kvpod's units and mount units have no alias
     if verb in ("enable", "disable", "mask", "unmask"):
         return Effect(parts=named, paths=tuple(PathTouch(d, tree=True) for d in UNIT_DIRS[:2]))
     if verb in ("start", "stop", "restart") and all(u.endswith(".mount") for u in units):

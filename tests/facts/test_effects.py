@@ -118,6 +118,16 @@ def test_an_upload_stales_that_path_and_a_unit_file_the_units() -> None:
     assert effect_of_call("get_file", ("/etc/x", "dest"), {}) == effect_of_call("get_file", (), {})
 
 
+def test_enabling_a_unit_stales_its_links_not_other_unit_files() -> None:
+    unit_file = Read.of(File, path="/etc/systemd/system/kvpod-vllm@0.service").key
+    link = Read.of(File, path="/etc/systemd/system/multi-user.target.wants/kvpod-rxe.service").key
+    unit_dir = Read.of(Directory, path="/etc/systemd/system").key
+    kvpod = effect_of_command("systemctl enable kvpod-rxe.service")
+    assert [stales(kvpod, k) for k in (unit_file, link, unit_dir)] == [False, True, True]
+    other = effect_of_command("systemctl enable ssh.service")  # may have an alias: any unit file may appear
+    assert [stales(other, k) for k in (unit_file, link, unit_dir)] == [True, True, True]
+
+
 def test_a_kvpod_service_stales_the_running_state_not_the_configuration() -> None:
     got = staled("systemctl start kvpod-nvme-connect.service")
     assert {"env", "env dir", "other file", "etc/kvpod", "user"}.isdisjoint(got)
