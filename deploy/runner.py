@@ -6,8 +6,9 @@ per host, how many operations changed something and which step failed with its s
 
 Round trips: before a deploy runs, every fact it compares against (``reads``, listed by the role from the
 plan) is read in one remote command per host (:class:`deploy.facts.snapshot.HostSnapshot`), and the
-operations' fact reads are served from that snapshot until the host runs its first change; from then on
-they are read live, so a step that depends on an earlier change sees the host as it is. :class:`Survey`
+operations' fact reads are served from that snapshot until a command the host runs may change them
+(:mod:`deploy.facts.effects`): those are read live again, so a step that depends on an earlier change sees
+the host as it is; a value read live is served again until a command may change it. :class:`Survey`
 reads many hosts at once and evaluates their deploys without changing anything: a converged pod costs
 one command per host. Every command is counted at the connector (``HostResult.remote_commands``).
 """
@@ -15,7 +16,6 @@ one command per host. Every command is counted at the connector (``HostResult.re
 from __future__ import annotations
 
 import contextlib
-import copy
 import difflib
 import io
 import logging
@@ -35,6 +35,8 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
+from deploy import pyinfra_speed
+from deploy.facts.copies import deep_copy
 from deploy.facts.effects import ReadInvalidation, effect_of_call
 from deploy.facts.snapshot import HostSnapshot, read_key
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
@@ -42,6 +44,8 @@ from deploy.plan import Plan, SshPlan
 from deploy.rollout import Rollout
 from deploy.secrets import RedactingFilter, redact, redact_assignments
 from deploy.unreachable import LOST, connect_cause, natural_key, unreachable_note
+
+pyinfra_speed.install()  # pyinfra's per-operation list of global arguments, computed once
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
 ReadsFor = Callable[[dict[str, Any]], list]  # host data -> the reads of its deploy
@@ -59,8 +63,8 @@ class RunStats:
 class SnapshotReader:
     """Serves ``host.get_fact`` from the host's snapshot while it is fresh; counts the host's commands.
 
-    The snapshot goes stale at the first command the host runs while executing that is not a fact read
-    (a change), after which every read is live again.
+    A command the host runs while executing (not a fact read) stales the values it may change
+    (:mod:`deploy.facts.effects`; an unknown command every value): those are read live again, and kept.
     """
 
     def __init__(self, state: State, host, stats: RunStats):
@@ -117,11 +121,11 @@ class SnapshotReader:
                 key = read_key(cls, kwargs)
         if self.fresh and key in self.values:
             self.stats.snapshot_hits[self.host.name] += 1
-            return copy.deepcopy(self.values[key])
+            return deep_copy(self.values[key])  # copy.deepcopy, quicker for JSON-like values
         self.stats.live_reads.setdefault(self.host.name, []).append(key or cls.__name__)
         value = self._live(cls, *args, **kwargs)
         if self.fresh and self.effects.keep(key):  # effects: served again until a command stales it
-            self.values[key] = copy.deepcopy(value)
+            self.values[key] = deep_copy(value)
         return value
 
 
