@@ -36,6 +36,8 @@ class FlatData:
 
 def install() -> None:
     """Serve pyinfra's list of global arguments from one computation (idempotent)."""
+    from pyinfra.context import ContextObject
+
     arguments, deploy, facts, operation = (
         importlib.import_module(f"pyinfra.api.{name}") for name in ("arguments", "deploy", "facts", "operation")
     )  # the modules (``pyinfra.api`` also names functions ``deploy`` and ``operation``)
@@ -55,6 +57,8 @@ def install() -> None:
     original = arguments.pop_global_arguments
 
     def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> Any:
+        if isinstance(host, ContextObject):
+            host = host._get_module()  # the host itself, not pyinfra's context proxy of it (the same object)
         data = host.data
         host.data = FlatData(data)  # no other greenlet runs until this returns: popping does no I/O
         try:

@@ -36,9 +36,10 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
 from deploy import pyinfra_speed
+from deploy.facts.call_arguments import read_key_of
 from deploy.facts.copies import deep_copy
 from deploy.facts.effects import ReadInvalidation, effect_of_call
-from deploy.facts.snapshot import HostSnapshot, read_key
+from deploy.facts.snapshot import HostSnapshot
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan
 from deploy.rollout import Rollout
@@ -118,7 +119,7 @@ class SnapshotReader:
         key = None
         if not args:
             with contextlib.suppress(TypeError):
-                key = read_key(cls, kwargs)
+                key = read_key_of(cls, kwargs)  # read_key, kept per class and arguments
         if self.fresh and key in self.values:
             self.stats.snapshot_hits[self.host.name] += 1
             return deep_copy(self.values[key])  # copy.deepcopy, quicker for JSON-like values

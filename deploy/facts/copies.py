@@ -1,16 +1,17 @@
 """A served fact value's own copy, quicker than :func:`copy.deepcopy` for the JSON-like values facts hold.
 
 An operation may change what ``get_fact`` gave it, so a value served again is a deep copy. Fact values are
-mostly dicts, lists and plain values: those are copied directly; anything else (sets, datetimes, objects)
-by :func:`copy.deepcopy`, so the result is always what ``deepcopy`` would give.
+mostly dicts, lists and immutable values (strings, numbers, times): those are copied directly; anything else
+(sets, objects) by :func:`copy.deepcopy`, so the result is always what ``deepcopy`` would give.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+_PLAIN = frozenset({str, int, float, bool, type(None), datetime.datetime, datetime.date})  # immutable
 
 
 def deep_copy(value: Any) -> Any:

@@ -11,9 +11,9 @@ import pytest
 from pyinfra.api import FactBase
 
 from deploy import pyinfra_speed
-from deploy.facts.call_arguments import call_arguments
+from deploy.facts.call_arguments import call_arguments, read_key_of
 from deploy.facts.copies import deep_copy
-from deploy.facts.snapshot import NamespaceReads
+from deploy.facts.snapshot import NamespaceReads, read_key
 from deploy.loader import load_spec
 from deploy.plan import build_plan
 from deploy.shipped import lab_spec
@@ -36,6 +36,16 @@ def test_call_arguments_are_what_getcallargs_gives_for_every_read_of_a_node() ->
         assert got == _getcallargs(read.fact, given)
         for value in got.values():  # a list given is the caller's own, not one kept for the next read
             assert not isinstance(value, list) or all(value is not v for v in given.values())
+
+
+def test_read_keys_kept_are_the_read_keys() -> None:
+    reads = [r for r in node_reads(build_plan(load_spec(lab_spec())).nodes[0]) if not isinstance(r, NamespaceReads)]
+    for read in reads * 2:
+        assert read_key_of(read.fact, read.arguments()) == read_key(read.fact, read.arguments())
+    from pyinfra.facts.systemd import SystemdStatus
+
+    odd = {"services": ["a.service"], "_sudo": True, "machine": {"not": "hashable"}}
+    assert read_key_of(SystemdStatus, odd) == read_key(SystemdStatus, odd)
 
 
 def test_call_arguments_refuse_what_getcallargs_refuses() -> None:
