@@ -11,6 +11,7 @@ from one merge of its layers (the same values, as ``HostData.dict()`` gives them
 from __future__ import annotations
 
 import copy
+import gc
 import importlib
 from typing import Any
 
@@ -34,8 +35,13 @@ class FlatData:
         return dict(self.values)
 
 
+GC_THRESHOLDS = (10_000, 10, 1_000)  # Python's defaults: (700, 10, 10)
+
+
 def install() -> None:
-    """Serve pyinfra's list of global arguments from one computation (idempotent)."""
+    """Serve pyinfra's list of global arguments from one computation; raise the collector's thresholds
+    (idempotent)."""
+    gc.set_threshold(*GC_THRESHOLDS)
     from pyinfra.context import ContextObject
 
     arguments, deploy, facts, operation = (

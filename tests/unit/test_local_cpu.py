@@ -96,3 +96,11 @@ def test_popping_global_arguments_gives_what_pyinfra_gives() -> None:
     assert arguments.all_global_arguments() == list(
         importlib.import_module("typing").get_type_hints(arguments.AllArguments).items()
     )
+
+
+def test_full_collections_are_rare_once_installed() -> None:
+    import gc
+
+    pyinfra_speed.install()
+    assert gc.get_threshold() == pyinfra_speed.GC_THRESHOLDS
+    assert gc.isenabled()  # young garbage is still collected
