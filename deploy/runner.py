@@ -36,9 +36,9 @@ from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
 from deploy import pyinfra_speed
-from deploy.facts.call_arguments import read_key_of
 from deploy.facts.copies import deep_copy
 from deploy.facts.effects import ReadInvalidation, effect_of_call
+from deploy.facts.read_keys import read_key_of
 from deploy.facts.snapshot import HostSnapshot
 from deploy.names import NAME_KEY, NODE_KEY, RESTART_PENDING_KEY, SWITCH_KEY, TARGET_KEY
 from deploy.plan import Plan, SshPlan

@@ -52,24 +52,3 @@ def _bound(cls: type[FactBase], given: dict[str, Any]) -> dict[str, Any]:
     bound = signature.bind(**given)
     bound.apply_defaults()
     return dict(bound.arguments)
-
-
-def read_key_of(cls: type[FactBase], kwargs: dict[str, Any]) -> str:
-    """:func:`deploy.facts.snapshot.read_key`, kept per class and plain arguments for the next read."""
-    from deploy.facts.snapshot import read_key
-
-    try:
-        frozen = tuple((k, tuple(v) if type(v) is list else v) for k, v in kwargs.items())
-        hash(frozen)
-    except TypeError:
-        return read_key(cls, kwargs)
-    if not all(type(v) in _PLAIN or type(v) is tuple for _, v in frozen):
-        return read_key(cls, kwargs)
-    return _read_key(cls, frozen)
-
-
-@functools.lru_cache(maxsize=8192)
-def _read_key(cls: type[FactBase], frozen: tuple[tuple[str, Any], ...]) -> str:
-    from deploy.facts.snapshot import read_key
-
-    return read_key(cls, {k: list(v) if type(v) is tuple else v for k, v in frozen})

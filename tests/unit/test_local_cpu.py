@@ -11,8 +11,9 @@ import pytest
 from pyinfra.api import FactBase
 
 from deploy import pyinfra_speed
-from deploy.facts.call_arguments import call_arguments, read_key_of
+from deploy.facts.call_arguments import call_arguments
 from deploy.facts.copies import deep_copy
+from deploy.facts.read_keys import read_key_of
 from deploy.facts.snapshot import NamespaceReads, read_key
 from deploy.loader import load_spec
 from deploy.plan import build_plan
