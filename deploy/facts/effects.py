@@ -1,7 +1,7 @@
 """Which fact reads a command can change: a host's values stay served until a command that may affect them runs.
 
-A read (:func:`deploy.facts.snapshot.read_key`) depends on parts of the host (:func:`depends_on`): a path, the
-kernel's modules, its network links, a systemd unit, the NVMe subsystems, a block device... A command
+A read (:func:`deploy.facts.snapshot.read_key`) depends on parts of the host (:mod:`deploy.facts.dependencies`): a
+path, the kernel's modules, its network links, a systemd unit, the NVMe subsystems, a block device... A command
 (:func:`effect_of_command`, :func:`effect_of_upload`) touches some of them. A read goes stale when a command
 touches a part it depends on (:func:`stales`):
 
@@ -9,41 +9,44 @@ touches a part it depends on (:func:`stales`):
   those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` the parents it may create);
 - ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory;
   ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
-- ``nvme connect``/``disconnect``/``ns-rescan`` touch the NVMe subsystems and every block device;
-  ``mkfs.ext4``/``tune2fs`` the device they format; ``mount``/``umount`` the mounts and the paths named;
+- ``nvme connect``/``disconnect``/``ns-rescan`` and kvpod's own scripts over the NVMe subsystems in sysfs (the wait
+  for a namespace, the I/O policy) touch the NVMe subsystems and every block device; ``mkfs.ext4``/``tune2fs`` the
+  device they format; ``mount``/``umount`` the mounts and the paths named; ``udevadm settle`` the devices;
 - ``ip``, ``networkctl reload``: the network links and routes; ``rdma``: RDMA links; ``dcb``: DCB settings;
   ``sysctl k=v``: that key; ``modprobe``: the loaded modules (and the sysctl keys a module may add);
-  ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment.
+  ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment;
+- starting or stopping one of kvpod's own services (``kvpod-*``) touches everything but the host's configuration:
+  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`).
 
-Anything else (a service started, a package installed, a shell script, a command with shell operators)
+Anything else (another service started, a package installed, a shell script, a command with shell operators)
 touches EVERYTHING: every read goes stale, as a step depending on it must see the host as it is. A read
-of a fact this module does not know depends on everything: any command stales it, and it is never kept
-after a live read (:func:`cacheable`).
+of a fact not known there depends on everything: any command stales it, and it is never kept after a live read.
 
-Some effects complete after the command returns (an NVMe namespace appears after its connect): the parts
-such a command names parts that stay ``unsettled``: reads of them are not kept, so each reads the host again.
+Some effects complete after the command returns (an NVMe namespace appears after its connect): such a command
+leaves parts ``unsettled``; reads of them are not kept afterwards, so each one reads the host again.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import itertools
-import json
 import posixpath
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
-Part = tuple[str, str]  # (kind, name): ("unit", "x.service"), ("net", ""), ...; name "*": every part of the kind
-ANY = "*"
-
-# where a path's reads are: (path, listing): listing reads depend on what is below the path too
-PathRead = tuple[str, bool]
-
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
-PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-NVMET_ROOT = "/sys/kernel/config/nvmet"
+from deploy.facts.dependencies import (
+    ANY,
+    UNIT_DIRS,
+    Dependencies,
+    Part,
+    PathRead,
+    depends_on,
+)
+from deploy.facts.dependencies import clean_path as _path
+from deploy.facts.dependencies import parts as _parts
+from deploy.facts.dependencies import under as _under
 
 
 @dataclass(frozen=True)
@@ -81,106 +84,6 @@ KVPOD_SERVICE = Effect(
 NVME_CHANGE = Effect(
     parts=frozenset({("nvme", ""), ("block", ANY)}), unsettled=frozenset({("nvme", ""), ("block", ANY)})
 )
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    """What a read's value depends on."""
-
-    parts: frozenset[Part] = frozenset()
-    paths: tuple[PathRead, ...] = ()
-
-
-# -- reads ---------------------------------------------------------------------------------------------------
-
-_PATH_FACTS = {
-    f"pyinfra.facts.files.{name}"
-    for name in ("File", "Directory", "Link", "Sha1File", "Md5File", "Sha256File", "FileContents")
-}
-_CONSTANT_FACTS = {f"pyinfra.facts.server.{name}" for name in ("TmpDir", "Os", "Arch")}
-
-
-def _parts(*parts: Part) -> frozenset[Part]:
-    return frozenset(parts)
-
-
-def _units(args: dict[str, Any]) -> Dependencies | None:
-    if args.get("user_mode") or args.get("machine") is not None or args.get("user_name") is not None:
-        return None
-    services = args.get("services")
-    if isinstance(services, str):
-        services = [services]
-    names = [ANY] if services is None else [str(s) for s in services]
-    return Dependencies(frozenset(("unit", n) for n in names))
-
-
-def _sysctl(args: dict[str, Any]) -> Dependencies:
-    keys = args.get("keys")
-    names = [ANY] if not isinstance(keys, list) else [str(k) for k in keys]
-    return Dependencies(frozenset(("sysctl", n) for n in names))
-
-
-def _path(value: Any) -> str | None:
-    return posixpath.normpath(value) if isinstance(value, str) and value.startswith("/") else None
-
-
-def depends_on(key: str) -> Dependencies | None:
-    """What the read ``key`` depends on; None: not known (it depends on everything)."""
-    name, _, raw = key.partition(" ")
-    try:
-        args = json.loads(raw) if raw else {}
-    except ValueError:
-        return None
-    if not isinstance(args, dict):
-        return None
-    if name in _PATH_FACTS:
-        path = _path(args.get("path"))
-        return Dependencies(paths=((path, False),)) if path else None
-    if name in _CONSTANT_FACTS:
-        return Dependencies()
-    device = _path(args.get("device")) or ""
-    table: dict[str, Dependencies | None] = {
-        "pyinfra.facts.systemd.SystemdStatus": _units(args),
-        "pyinfra.facts.systemd.SystemdEnabled": _units(args),
-        "pyinfra.facts.server.Sysctl": _sysctl(args),
-        "pyinfra.facts.server.Which": Dependencies(_parts(("package", "")), tuple((d, True) for d in PATH_DIRS)),
-        "pyinfra.facts.server.Users": Dependencies(_parts(("user", ""))),
-        "pyinfra.facts.server.Groups": Dependencies(_parts(("user", ""))),
-        "pyinfra.facts.server.Home": Dependencies(_parts(("user", ""))),
-        "pyinfra.facts.server.Mounts": Dependencies(_parts(("mount", ""))),
-        "pyinfra.facts.deb.DebPackages": Dependencies(_parts(("package", ""))),
-        "deploy.facts.kernel.LoadedModules": Dependencies(_parts(("module", ""))),
-        "deploy.facts.kernel.RdmaLinks": Dependencies(_parts(("rdma", ""), ("net", ""))),
-        "deploy.facts.network.IpLinks": Dependencies(_parts(("net", ""))),
-        "deploy.facts.network.IpRoutes": Dependencies(_parts(("net", ""))),
-        "deploy.facts.network.NetplanFiles": Dependencies(paths=(("/etc/netplan", True),)),
-        "deploy.facts.network.DcbState": Dependencies(
-            _parts(("dcb", ""), ("net", "")), ((f"/sys/class/net/{args.get('interface')}", True),)
-        ),
-        "deploy.facts.nvme.NvmeSubsystems": Dependencies(
-            _parts(("nvme", "")), (("/sys/class/nvme-subsystem", True), ("/sys/class/nvme", True))
-        ),
-        "deploy.facts.nvme.NvmeHostIdentity": Dependencies(paths=(("/etc/nvme", True),)),
-        "deploy.facts.nvme.NvmeCliVersion": Dependencies(_parts(("package", ""))),
-        "deploy.facts.storage.BlockSignature": Dependencies(_parts(("block", device), ("nvme", ""))),
-        "deploy.facts.storage.Ext4Info": Dependencies(_parts(("block", device), ("nvme", ""))),
-        "deploy.facts.storage.MountedAt": Dependencies(_parts(("mount", ""))),
-        "deploy.facts.users.PasswdEntry": Dependencies(_parts(("user", ""))),
-        "deploy.facts.python.VenvPackages": (
-            Dependencies(paths=((venv, True),)) if (venv := _path(args.get("venv"))) else None
-        ),
-        "deploy.facts.nvmet.NvmetConfig": Dependencies(_parts(("module", "")), ((NVMET_ROOT, True),)),
-    }
-    return table.get(name)
-
-
-def cacheable(key: str) -> bool:
-    """Whether a value read live may be kept and served until a command stales it (its dependencies are known)."""
-    return depends_on(key) is not None
-
-
-def _under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _path_stales(touch: PathTouch, read: PathRead) -> bool:
