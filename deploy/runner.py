@@ -46,7 +46,7 @@ from deploy.rollout import Rollout
 from deploy.secrets import RedactingFilter, redact, redact_assignments
 from deploy.unreachable import LOST, connect_cause, natural_key, unreachable_note
 
-pyinfra_speed.install()  # pyinfra's per-operation list of global arguments, computed once
+pyinfra_speed.install()  # pyinfra's per-operation argument handling done once; full collections rare
 
 EventSink = Callable[[str, str, str], None]  # (host, kind, text): kind in start/ok/changed/error/info
 ReadsFor = Callable[[dict[str, Any]], list]  # host data -> the reads of its deploy
