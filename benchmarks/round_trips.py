@@ -3,6 +3,7 @@
     python3 benchmarks/round_trips.py start           # wall time of `kvpod validate` / `kvpod plan`, reference pod
     python3 benchmarks/round_trips.py plan            # validate + plan of a 384-node, 16-enclosure spec
     python3 benchmarks/round_trips.py fleet           # converged simulated fleets: 1, 24, 96, 384 nodes
+    python3 benchmarks/round_trips.py first           # first bring-up of blank simulated nodes: commands per node
     python3 benchmarks/round_trips.py lab             # the lab pod (`kvpod lab up` first): no-op up, check, verify
     python3 benchmarks/round_trips.py lab --first     # ... and a first bring-up (rebuilds the lab's VMs)
 
@@ -204,6 +205,144 @@ def part_fleet() -> None:
     )
 
 
+# -- first bring-up -----------------------------------------------------------------------------------------
+
+
+def first_child(what: str) -> dict:
+    """Commands per node of a first bring-up of blank simulated nodes (runs in a fresh interpreter).
+
+    ``fleet``: the whole ``kvpod up`` of a 4-node generated pod (Data24 enclosures: no target host, no switch
+    host). ``lab``: the node phase of the lab pod's spec (its switch is a bridge on this machine, its target a
+    VM: neither is simulated here), plus the one state read ``kvpod up`` makes of every host before it.
+    Every command a real host would run is counted: those at pyinfra's connector (changes, uploads) and one
+    per fact read (the one-command state read included, answered with the text the real tools print).
+    """
+    from collections import Counter
+
+    from fleet_spec import fleet_spec
+    from pyinfra.api.host import Host
+    from pyinfra.connectors import ssh
+    from pyinfra.connectors.util import CommandOutput
+    from simhost import answer
+
+    from benchmarks.kvpod_sim import fresh_node
+    from benchmarks.pyinfra_fake import _content_of
+    from deploy.engine import RunStats, run_phase
+    from deploy.facts.snapshot import HostSnapshot, parse_snapshot, snapshot_script
+    from deploy.hosts import node_hosts
+    from deploy.loader import load_spec, load_spec_text
+    from deploy.names import NODE_KEY
+    from deploy.orchestrate import UpOptions, bring_up, node_extra
+    from deploy.plan import build_plan
+    from deploy.shipped import lab_spec
+    from roles.node import node
+    from roles.node import reads as node_reads
+
+    plan = build_plan(load_spec(lab_spec()) if what == "lab" else load_spec_text(fleet_spec(4), "fleet"))
+    remotes = {n.name: fresh_node(n) for n in plan.nodes}
+    if what == "lab":
+        for remote in remotes.values():
+            remote.packages["python3-venv"] = ["3.11"]  # as the lab's image has it
+    reads: Counter = Counter()
+
+    def get_fact(self, cls, *args, **kwargs):
+        reads[self.name] += 1
+        remote = remotes[self.name]
+        if cls is HostSnapshot:
+            return parse_snapshot(answer(remote, snapshot_script(list(kwargs["reads"]))))
+        return remote.get_fact(cls, *args, **{k: v for k, v in kwargs.items() if not k.startswith("_")})
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **kwargs):
+        text = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+        return remotes[self.host.name].run(text), CommandOutput([])
+
+    def put_file(self, filename_or_io, remote_filename, *args, **kwargs):
+        remotes[self.host.name].upload(_content_of(filename_or_io), remote_filename)
+        return True
+
+    Host.get_fact = get_fact
+    ssh.SSHConnector.connect = lambda self: None
+    ssh.SSHConnector.run_shell_command = run_shell_command
+    ssh.SSHConnector.put_file = put_file
+    ssh.SSHConnector.disconnect = lambda self: None
+
+    stats = RunStats()
+    cpu0 = time.process_time()
+    if what == "lab":
+        hosts = node_hosts(plan, None, node_extra(plan, UpOptions()))
+        results = run_phase(
+            "node", hosts, node, dry=False, reads_for=lambda data: node_reads(data[NODE_KEY]), stats=stats
+        )
+        ok = all(r.status == "changed" for r in results)
+        survey = 1  # the read of every host before the phases (not run here)
+    else:
+        ok, survey = bring_up(plan, UpOptions(), stats=stats).ok, 0
+    cpu = time.process_time() - cpu0
+    names = [n.name for n in plan.nodes]
+    changes = max(stats.commands[n] for n in names)
+    fact_reads = max(reads[n] for n in names) + survey
+    stats2 = RunStats()
+    if what == "fleet":
+        reads.clear()
+        bring_up(plan, UpOptions(), stats=stats2)
+    return {
+        "what": what,
+        "ok": ok,
+        "nodes": len(names),
+        "changes": changes,
+        "reads": fact_reads,
+        "live_reads": max(len(stats.live_reads.get(n, [])) for n in names),
+        "commands_per_node": changes + fact_reads,
+        "second_up_per_node": max(stats2.commands[n] + reads[n] for n in names) if what == "fleet" else "",
+        "cpu_ms_per_node": 1000 * cpu / len(names),
+    }
+
+
+def part_first() -> None:
+    rows = []
+    for what in ("fleet", "lab"):
+        with tempfile.TemporaryDirectory() as state:
+            env = {**os.environ, "KVPOD_STATE_DIR": state}
+            out = subprocess.run(
+                [sys.executable, __file__, "_first", what],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        label = "generated pod, whole `kvpod up`" if what == "fleet" else "lab spec, node phase + state read"
+        rows.append(
+            [
+                label,
+                r["nodes"],
+                "yes" if r["ok"] else "NO",
+                r["commands_per_node"],
+                r["changes"],
+                r["reads"],
+                r["live_reads"],
+                r["second_up_per_node"],
+                f"{r['cpu_ms_per_node']:.0f}",
+            ]
+        )
+    table(
+        "first bring-up of blank simulated nodes: remote commands per node (each fact read one command)",
+        [
+            "pod",
+            "nodes",
+            "converged",
+            "commands per node",
+            "changes and uploads",
+            "fact reads",
+            "of which live",
+            "then a second `kvpod up`",
+            "CPU ms per node",
+        ],
+        rows,
+    )
+
+
 # -- lab ----------------------------------------------------------------------------------------------------
 
 
@@ -265,6 +404,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["_fleet"]:
         print(json.dumps(fleet_child(int(argv[1]), float(argv[2]))))
         return
+    if argv[:1] == ["_first"]:
+        print(json.dumps(first_child(argv[1])))
+        return
     parts = [a for a in argv if not a.startswith("-")] or ["plan", "fleet"]
     for part in parts:
         if part == "start":
@@ -273,10 +415,12 @@ def main(argv: list[str]) -> None:
             part_plan()
         elif part == "fleet":
             part_fleet()
+        elif part == "first":
+            part_first()
         elif part == "lab":
             part_lab(first="--first" in argv)
         else:
-            raise SystemExit(f"unknown part {part!r} (start, plan, fleet, lab)")
+            raise SystemExit(f"unknown part {part!r} (start, plan, fleet, first, lab)")
 
 
 if __name__ == "__main__":

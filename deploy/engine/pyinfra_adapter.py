@@ -8,6 +8,8 @@
   plain ``Host`` objects: the host becomes an instance of a subclass of its own class whose ``get_fact`` asks
   the seam, its connector one whose commands, uploads and downloads tell the seam first (also those a
   connector runs for another: the ``mv`` of an upload with sudo).
+- :mod:`deploy.engine.pyinfra_speed`: pyinfra's per-operation argument handling done once per run, not per
+  operation and host (the same pin applies).
 - :func:`would_change` and :func:`commands_run`: what an operation's meta says before and after it ran
   (``OperationMeta._maybe_is_change`` and ``._commands`` have no public reader).
 - :func:`connection_lost`: whether the SSH connector's paramiko transport died.
@@ -32,8 +34,8 @@ class HostSeam(Protocol):
     def read(self, cls: type, args: tuple, kwargs: dict[str, Any]) -> Any:
         """The fact's value, served or read live (:func:`live_read`)."""
 
-    def command(self) -> None:
-        """Called before every command, upload and download the host runs."""
+    def command(self, name: str, args: tuple, kwargs: dict[str, Any], run: Callable[[], Any]) -> Any:
+        """Every command, upload and download the host runs (``name``: the connector method), run by ``run()``."""
 
 
 @functools.cache
@@ -58,16 +60,16 @@ def _served_connector(base: type) -> type:
         kvpod_served = True
 
         def run_shell_command(self, *args, **kwargs):
-            self.kvpod_seam.command()
-            return super().run_shell_command(*args, **kwargs)
+            run = functools.partial(super().run_shell_command, *args, **kwargs)
+            return self.kvpod_seam.command("run_shell_command", args, kwargs, run)
 
         def put_file(self, *args, **kwargs):
-            self.kvpod_seam.command()
-            return super().put_file(*args, **kwargs)
+            run = functools.partial(super().put_file, *args, **kwargs)
+            return self.kvpod_seam.command("put_file", args, kwargs, run)
 
         def get_file(self, *args, **kwargs):
-            self.kvpod_seam.command()
-            return super().get_file(*args, **kwargs)
+            run = functools.partial(super().get_file, *args, **kwargs)
+            return self.kvpod_seam.command("get_file", args, kwargs, run)
 
     ServedConnector.__name__ = ServedConnector.__qualname__ = f"Served{base.__name__}"
     return ServedConnector

@@ -18,12 +18,15 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
 
+from deploy.engine import pyinfra_speed
 from deploy.engine.pyinfra_adapter import commands_run, connection_lost, would_change
 from deploy.engine.reachability import ConnectErrors, mark_lost
 from deploy.engine.results import HostResult, HostStatus, RunStats
 from deploy.engine.snapshot_reader import SnapshotReader, load_snapshots
 from deploy.operations.restart import restart_pending
 from deploy.secrets import redact
+
+pyinfra_speed.install()  # pyinfra's per-operation argument handling done once; full collections rare
 
 
 class Session:

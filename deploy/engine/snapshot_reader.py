@@ -2,15 +2,16 @@
 
 Before a deploy runs, every fact it compares against (``reads``, listed by the role from the plan) is read in
 one remote command per host (:class:`deploy.facts.snapshot.HostSnapshot`), and the operations' fact reads are
-served from that snapshot until the host runs its first change; from then on they are read live, so a step
-that depends on an earlier change sees the host as it is. Every command is counted at the connector
-(:class:`deploy.engine.RunStats`), through the seam :func:`deploy.engine.pyinfra_adapter.serve` gives.
+served from that snapshot until a command the host runs may change them (:mod:`deploy.facts.effects`; an
+unknown command, every read): those are read live again, so a step that depends on an earlier change sees the
+host as it is, and a value read live is served again until a command may change it. Every command is counted
+at the connector (:class:`deploy.engine.RunStats`), through the seam :func:`deploy.engine.pyinfra_adapter.serve`
+gives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +19,17 @@ from pyinfra.api import State
 
 from deploy.engine.pyinfra_adapter import LiveRead, live_read, serve
 from deploy.engine.results import RunStats
-from deploy.facts.snapshot import HostSnapshot, read_key
+from deploy.facts.copies import deep_copy
+from deploy.facts.effects import ReadInvalidation, effect_of_call
+from deploy.facts.read_keys import read_key_of
+from deploy.facts.snapshot import HostSnapshot
 
 
 class SnapshotReader:
     """Serves the host's fact reads from its snapshot while it is fresh; counts the host's commands.
 
-    The snapshot goes stale at the first command the host runs while executing that is not a fact read
-    (a change), after which every read is live again.
+    A command the host runs while executing (not a fact read) stales the values it may change
+    (:mod:`deploy.facts.effects`; an unknown command every value): those are read live again, and kept.
     """
 
     def __init__(self, state: State, host, stats: RunStats):
@@ -33,14 +37,21 @@ class SnapshotReader:
         self.values: dict[str, Any] = {}
         self.fresh = False
         self.reading = False
+        self.effects, self.inside = ReadInvalidation(), False  # reads go stale by what commands change
         serve(host, self)
         self.live: LiveRead = live_read(host)
 
-    def command(self) -> None:
-        """A command at the connector: counted; one that is not a read while executing stales the snapshot."""
+    def command(self, name: str, args: tuple, kwargs: dict[str, Any], run: Callable[[], Any]) -> Any:
+        """A command at the connector: counted; one that is not a read while executing stales what it may change."""
         self.stats.commands[self.host.name] += 1
-        if not self.reading and self.state.is_executing:
-            self.fresh = False
+        if self.reading or self.inside or not self.state.is_executing:
+            return run()
+        self.effects.ran(self.values, effect_of_call(name, args, kwargs))
+        self.inside = True  # an upload's own commands (the move of a sudo upload) are the upload's
+        try:
+            return run()
+        finally:
+            self.inside = False
 
     def load(self, reads: list) -> None:
         """Read ``reads`` in one command; nothing to read (or a failure) leaves every read live."""
@@ -68,12 +79,15 @@ class SnapshotReader:
         key = None
         if not args:
             with contextlib.suppress(TypeError):
-                key = read_key(cls, kwargs)
+                key = read_key_of(cls, kwargs)
         if self.fresh and key in self.values:
             self.stats.snapshot_hits[self.host.name] += 1
-            return copy.deepcopy(self.values[key])
+            return deep_copy(self.values[key])
         self.stats.live_reads.setdefault(self.host.name, []).append(key or cls.__name__)
-        return self._live(cls, *args, **kwargs)
+        value = self._live(cls, *args, **kwargs)
+        if self.fresh and self.effects.keep(key):  # served again until a command stales it
+            self.values[key] = deep_copy(value)
+        return value
 
 
 def load_snapshots(state: State, readers: dict, reads_of: Callable[[Any], list]) -> None:

@@ -21,7 +21,6 @@ namespace, found by subsystem NQN in sysfs, with ``BlockSignature`` and ``Ext4In
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import re
 import shlex
@@ -34,6 +33,7 @@ from pyinfra.facts.files import Directory, File, Sha1File
 from pyinfra.facts.server import Sysctl
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
+from deploy.facts.call_arguments import call_arguments
 from deploy.facts.storage import BlockSignature, Ext4Info
 
 SECTION = "@@kvpod-fact"
@@ -53,9 +53,7 @@ def fact_arguments(cls: type[FactBase], kwargs: dict[str, Any]) -> dict[str, Any
     given = {k: v for k, v in kwargs.items() if not k.startswith("_")}
     if not given:
         return {}
-    merged = inspect.getcallargs(cls().command, **given)
-    merged.pop("self", None)
-    return merged
+    return call_arguments(cls, given)  # inspect.getcallargs, the signature inspected once per class
 
 
 def read_key(cls: type[FactBase], kwargs: dict[str, Any]) -> str:

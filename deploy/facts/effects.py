@@ -1,0 +1,396 @@
+"""Which fact reads a command can change: a host's values stay served until a command that may affect them runs.
+
+A read (:func:`deploy.facts.snapshot.read_key`) depends on parts of the host (:mod:`deploy.facts.dependencies`): a
+path, the kernel's modules, its network links, a systemd unit, the NVMe subsystems, a block device... A command
+(:func:`effect_of_command`, :func:`effect_of_upload`) touches some of them. A read goes stale when a command
+touches a part it depends on (:func:`stales`):
+
+- an upload, ``mkdir``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo`` into a file touch
+  those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` the parents it may create);
+- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory;
+  ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
+- ``nvme connect``/``disconnect``/``ns-rescan`` and kvpod's own scripts over the NVMe subsystems in sysfs (the wait
+  for a namespace, the I/O policy) touch the NVMe subsystems and every block device; ``mkfs.ext4``/``tune2fs`` the
+  device they format; ``mount``/``umount`` the mounts and the paths named; ``udevadm settle`` the devices;
+- ``ip``, ``networkctl reload``: the network links and routes; ``rdma``: RDMA links; ``dcb``: DCB settings;
+  ``sysctl k=v``: that key; ``modprobe``: the loaded modules (and the sysctl keys a module may add);
+  ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment;
+- starting or stopping one of kvpod's own services (``kvpod-*``) touches everything but the host's configuration:
+  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`).
+
+Anything else (another service started, a package installed, a shell script, a command with shell operators)
+touches EVERYTHING: every read goes stale, as a step depending on it must see the host as it is. A read
+of a fact not known there depends on everything: any command stales it, and it is never kept after a live read.
+
+Some effects complete after the command returns (an NVMe namespace appears after its connect): such a command
+leaves parts ``unsettled``; reads of them are not kept afterwards, so each one reads the host again.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.facts.dependencies import (
+    ANY,
+    UNIT_DIRS,
+    Dependencies,
+    Part,
+    PathRead,
+    depends_on,
+)
+from deploy.facts.dependencies import clean_path as _path
+from deploy.facts.dependencies import parts as _parts
+from deploy.facts.dependencies import under as _under
+
+
+@dataclass(frozen=True)
+class PathTouch:
+    """A path a command changes; ``tree``: what is below it too; ``parents``: it may create its parents."""
+
+    path: str
+    tree: bool = False
+    parents: bool = False
+    pattern: bool = False  # ``path`` is a glob (``*`` within one name): the paths it matches and what is below them
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one command may change on its host."""
+
+    everything: bool = False
+    parts: frozenset[Part] = frozenset()
+    paths: tuple[PathTouch, ...] = ()
+    unsettled: frozenset[Part] = frozenset()  # parts it may still change after it returns
+    spares: tuple[str, ...] = ()  # with ``everything``: kinds of parts and trees of paths it leaves alone
+
+
+EVERYTHING = Effect(everything=True)
+NOTHING = Effect()
+# kvpod's own services (``kvpod-*``: the boot-time connect, soft-RoCE, DCB, the nvmet restore, the engines) change
+# the host's running state, not its configuration: they install no package, add no user, write nothing under
+# /etc or /usr. What they change may complete after their start returns.
+KVPOD_UNIT_PREFIX = "kvpod-"
+KVPOD_SERVICE = Effect(
+    everything=True,
+    unsettled=frozenset({("unit", ANY), ("nvme", ""), ("block", ANY)}),
+    spares=("package", "user", "/etc", "/usr", "/bin", "/sbin", "/lib"),
+)
+NVME_CHANGE = Effect(
+    parts=frozenset({("nvme", ""), ("block", ANY)}), unsettled=frozenset({("nvme", ""), ("block", ANY)})
+)
+
+
+def _path_stales(touch: PathTouch, read: PathRead) -> bool:
+    path, listing = read
+    if touch.pattern:
+        below = fnmatch.fnmatchcase(path, touch.path) or fnmatch.fnmatchcase(path, touch.path + "/*")
+        return below or (listing and fnmatch.fnmatchcase(touch.path, path.rstrip("/") + "/*"))
+    if path == touch.path:
+        return True
+    if touch.tree and _under(path, touch.path):
+        return True
+    if touch.parents and _under(touch.path, path):
+        return True
+    return listing and (_under(touch.path, path) or _under(path, touch.path))
+
+
+def _part_stales(touched: Part, read: Part) -> bool:
+    return touched == read or (touched[0] == read[0] and ANY in (touched[1], read[1]))
+
+
+def _spared(effect: Effect, deps: Dependencies) -> bool:
+    """Whether ``deps`` lie wholly in what an ``everything`` effect spares."""
+    spared_parts = all(kind in effect.spares for kind, _ in deps.parts)
+    spared_paths = all(any(_under(path, top) for top in effect.spares if top.startswith("/")) for path, _ in deps.paths)
+    return bool(deps.parts or deps.paths) and spared_parts and spared_paths
+
+
+def touches(effect: Effect, deps: Dependencies | None) -> bool:
+    """Whether ``effect`` may change a value with dependencies ``deps`` (None: unknown, always)."""
+    if deps is None:
+        return True
+    if effect.everything:
+        return not _spared(effect, deps)
+    if any(_part_stales(t, r) for t in effect.parts for r in deps.parts):
+        return True
+    return any(_path_stales(t, r) for t in effect.paths for r in deps.paths)
+
+
+def stales(effect: Effect, key: str) -> bool:
+    """Whether a command with ``effect`` may change the value of the read ``key``."""
+    return touches(effect, depends_on(key))
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+_OPERATORS = set(";&|<>()`$\n")
+_NQN_TEST = r'\[ "\$\(cat "\$s/subsysnqn" 2>/dev/null\)" = "\$0" \] \|\| continue; '
+# kvpod's own scripts over the NVMe subsystems in sysfs (deploy/operations/nvme.py): the wait for a namespace to
+# appear (it writes nothing) and the write of a subsystem's I/O policy; with their arguments after ``sh -c``
+NVME_SCRIPTS = (
+    re.compile(
+        r"for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
+        + _NQN_TEST
+        + r'for n in "\$s"/nvme\*n\* "\$s"/nvme\*/nvme\*n\*; do \[ -e "\$n" \] && exit 0; done; done; sleep 1; done; '
+        r'echo "[^"]*" >&2; exit 1'
+    ),
+    re.compile(
+        r"for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
+        + _NQN_TEST
+        + r"printf '%s\\n' \"\$1\" > \"\$s/iopolicy\" && exit 0; "
+        r'echo "[^"]*" >&2; exit 1; done; echo "[^"]*" >&2; exit 1'
+    ),
+)
+_GUARDED_MKFS = re.compile(
+    r"if blkid -p (/\S+) >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 [^;&|`$\n]*; "
+    r"else echo '[^']*' >&2; exit 1; fi"
+)
+
+
+def effect_of_upload(path: str) -> Effect:
+    """An uploaded file (its path's reads; a unit file: the unit reads too)."""
+    clean = _path(path)
+    if clean is None:
+        return EVERYTHING
+    return _with_units(Effect(paths=(PathTouch(clean),)))
+
+
+def _with_units(effect: Effect) -> Effect:
+    """A change under a unit directory can change what ``systemctl show`` reports of any unit."""
+    if any(_under(t.path, d) or (t.tree and _under(d, t.path)) for t in effect.paths for d in UNIT_DIRS):
+        return Effect(parts=effect.parts | {("unit", ANY)}, paths=effect.paths, unsettled=effect.unsettled)
+    return effect
+
+
+def _words(command: str) -> list[str] | None:
+    """The words of a plain command (no shell operator outside quotes, no expansion), else None."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:
+        return None
+    if any(set(w) <= _OPERATORS for w in words) or "$" in command or "`" in command:
+        return None
+    return words
+
+
+def _redirect(command: str) -> tuple[list[str], str] | None:
+    """``printf ... > PATH`` / ``echo ... > PATH``: the words before the redirection and its target."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:
+        return None
+    if len(words) < 3 or words[-2] not in (">", ">>") or "$" in command or "`" in command:
+        return None
+    if any(set(w) <= _OPERATORS for w in words[:-2]):
+        return None
+    return words[:-2], words[-1]
+
+
+def _args(words: list[str]) -> list[str]:
+    return [w for w in words[1:] if not w.startswith("-")]
+
+
+def _paths(args: list[str], **kind: bool) -> Effect:
+    paths = [_path(a) for a in args]
+    if not paths or any(p is None for p in paths):
+        return EVERYTHING
+    return _with_units(Effect(paths=tuple(PathTouch(p, **kind) for p in paths if p)))
+
+
+def _mount_point(unit: str) -> str | None:
+    """The mount point of a systemd mount unit (``mnt-kvcache.mount`` -> ``/mnt/kvcache``)."""
+    name = unit.removesuffix(".mount")
+    if not re.fullmatch(r"[A-Za-z0-9_.:\\-]+", name):
+        return None
+    parts = [re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), p) for p in name.split("-")]
+    return "/" + "/".join(parts) if name != "-" else "/"
+
+
+# where enabling a unit without an alias links it: the ``.wants``/``.requires`` directories of /etc/systemd/system
+_INSTALL_LINKS = (
+    PathTouch(UNIT_DIRS[0]),
+    PathTouch(UNIT_DIRS[0] + "/*.wants", pattern=True),
+    PathTouch(UNIT_DIRS[0] + "/*.requires", pattern=True),
+)
+
+
+def _systemctl(words: list[str]) -> Effect:
+    args = _args(words)
+    if not args:
+        return EVERYTHING
+    verb, units = args[0], args[1:]
+    if any(w in ("--now", "--user", "--global") or w.startswith("--root") for w in words):
+        return EVERYTHING
+    if verb == "daemon-reload" and not units:
+        return Effect(parts=_parts(("unit", ANY)))
+    if not units or any("*" in u or "?" in u or "[" in u for u in units):
+        return EVERYTHING
+    named = frozenset(("unit", u) for u in units)
+    if verb in ("enable", "disable") and all(u.startswith(KVPOD_UNIT_PREFIX) or u.endswith(".mount") for u in units):
+        return Effect(parts=named, paths=_INSTALL_LINKS)  # kvpod's units and mount units have no alias
+    if verb in ("enable", "disable", "mask", "unmask"):
+        return Effect(parts=named, paths=tuple(PathTouch(d, tree=True) for d in UNIT_DIRS[:2]))
+    if verb in ("start", "stop", "restart") and all(u.endswith(".mount") for u in units):
+        points = [_mount_point(u) for u in units]
+        if any(p is None for p in points):
+            return EVERYTHING
+        return Effect(parts=named | {("mount", "")}, paths=tuple(PathTouch(p, tree=True) for p in points if p))
+    if verb in ("start", "stop", "restart") and all(u.startswith(KVPOD_UNIT_PREFIX) for u in units):
+        return KVPOD_SERVICE
+    return EVERYTHING  # a service runs its own code: anything may change
+
+
+def _sysctl_set(words: list[str]) -> Effect:
+    args = [w for w in words[1:] if w != "-w"]
+    if not args or any(w.startswith("-") or "=" not in w for w in args):
+        return EVERYTHING
+    return Effect(parts=frozenset(("sysctl", w.partition("=")[0].strip()) for w in args))
+
+
+def _device(words: list[str]) -> Effect:
+    device = _path(words[-1])
+    return Effect(parts=_parts(("block", device))) if device else EVERYTHING
+
+
+def _useradd(words: list[str]) -> Effect:
+    opts = dict(itertools.pairwise(words))
+    home = opts.get("--home-dir") or opts.get("-d") or f"/home/{words[-1]}"
+    path = _path(home)
+    if path is None:
+        return EVERYTHING
+    return Effect(parts=_parts(("user", "")), paths=(PathTouch(path, tree=True, parents=True),))
+
+
+def _python(words: list[str]) -> Effect:
+    """``PYTHON -m venv DIR`` and ``DIR/bin/python -m pip install ...``: the virtual environment's tree."""
+    if words[1:3] == ["-m", "venv"]:
+        return _paths(_args(words[2:]), tree=True, parents=True)
+    if words[1:4] == ["-m", "pip", "install"] and re.search(r"/bin/python[0-9.]*$", words[0]):
+        venv = words[0].rsplit("/bin/", 1)[0]
+        return _paths([venv], tree=True)
+    return EVERYTHING
+
+
+def _plain(words: list[str]) -> Effect:
+    program = words[0]
+    args = _args(words)
+    recursive = any(w in ("-R", "-r", "-rf", "-fr", "--recursive") for w in words[1:])
+    if program == "mkdir":
+        return _paths(args, parents="-p" in words)
+    if program in ("chmod", "chown", "chgrp"):
+        return _paths(args[1:], tree=recursive)
+    if program == "rm":
+        return _paths(args, tree=True)
+    if program == "ln":
+        return _paths(args[-1:], tree=True)
+    if program in ("truncate", "touch"):
+        return _paths([a for a in args if not a.isdigit()])
+    if program in ("mount", "umount"):
+        named = [
+            w
+            for w, before in zip(words[1:], words, strict=False)
+            if not w.startswith("-") and before not in ("-o", "-t")
+        ]
+        paths = _paths(named, tree=True)
+        return paths if paths.everything else Effect(parts=_parts(("mount", "")), paths=paths.paths)
+    if program == "systemctl":
+        return _systemctl(words)
+    if program == "nvme" and len(words) > 1 and words[1] in ("connect", "disconnect", "ns-rescan"):
+        return NVME_CHANGE
+    if program in ("mkfs.ext4", "tune2fs"):
+        return _device(words)
+    if program == "udevadm" and words[1:] == ["settle"]:
+        return Effect(parts=_parts(("block", ANY), ("nvme", ""), ("net", ""), ("mount", "")))
+    if program == "ip":
+        return Effect(parts=_parts(("net", "")))
+    if program == "networkctl" and words[1:] == ["reload"]:
+        return Effect(parts=_parts(("net", "")), unsettled=_parts(("net", "")))
+    if program == "rdma":
+        return Effect(parts=_parts(("rdma", "")))
+    if program == "dcb":
+        return Effect(parts=_parts(("dcb", "")))
+    if program == "sysctl":
+        return _sysctl_set(words)
+    if program == "modprobe":
+        return Effect(parts=_parts(("module", ""), ("sysctl", ANY)))
+    if program == "useradd":
+        return _useradd(words)
+    if program.endswith(("/python", "/python3")) or re.search(r"/python3\.\d+$", program):
+        return _python(words)
+    return EVERYTHING
+
+
+def _nvme_script(command: str) -> bool:
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return False
+    plain = shlex.join(argv) == command  # every word quoted: nothing else for the shell to run
+    return len(argv) > 2 and argv[1] == "-c" and plain and any(s.fullmatch(argv[2]) for s in NVME_SCRIPTS)
+
+
+def effect_of_command(command: str) -> Effect:
+    """What the shell command ``command`` may change (EVERYTHING when not known)."""
+    guarded = _GUARDED_MKFS.fullmatch(command)
+    if guarded:
+        return Effect(parts=_parts(("block", posixpath.normpath(guarded.group(1)))))
+    if command.startswith("sh -c ") and _nvme_script(command):
+        return NVME_CHANGE
+    redirected = _redirect(command)
+    if redirected is not None:
+        words, target = redirected
+        if words and words[0] in ("printf", "echo"):
+            return _paths([target])
+        return EVERYTHING
+    words = _words(command)
+    if not words:
+        return EVERYTHING
+    return _plain(words)
+
+
+def effect_of_call(name: str, args: tuple, kwargs: dict[str, Any]) -> Effect:
+    """The effect of a connector call: ``run_shell_command(command)``, ``put_file(src, dest)``, ``get_file``."""
+    if name == "get_file":
+        return NOTHING
+    if name == "put_file":
+        dest = args[1] if len(args) > 1 else kwargs.get("remote_filename")
+        return effect_of_upload(dest) if isinstance(dest, str) else EVERYTHING
+    command = args[0] if args else kwargs.get("command")
+    if hasattr(command, "get_raw_value"):
+        command = command.get_raw_value()
+    return effect_of_command(command) if isinstance(command, str) else EVERYTHING
+
+
+class ReadInvalidation:
+    """One host's served values kept true to the host: what each command may change goes stale.
+
+    :meth:`ran` drops the values a command may change; :meth:`keep` says whether a value just read live may be
+    served again (a known read no unsettled command touched).
+    """
+
+    def __init__(self) -> None:
+        self.unsettled: set[Part] = set()
+
+    def ran(self, values: dict[str, Any], effect: Effect) -> None:
+        if effect.everything and not effect.spares:
+            values.clear()
+        else:
+            for key in [k for k in values if stales(effect, k)]:
+                del values[key]
+        self.unsettled |= effect.unsettled
+
+    def keep(self, key: str | None) -> bool:
+        if key is None:
+            return False
+        deps = depends_on(key)
+        return deps is not None and not any(_part_stales(u, r) for u in self.unsettled for r in deps.parts)

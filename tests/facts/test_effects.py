@@ -1,0 +1,235 @@
+"""Reads invalidated by effect: a command stales exactly the reads it can change, anything unknown stales every
+read, and a host's reader serves what no command staled while reading the rest live again."""
+
+from __future__ import annotations
+
+import pytest
+from pyinfra.facts.files import Directory, File, Sha1File
+from pyinfra.facts.server import Sysctl, TmpDir
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+from benchmarks.kvpod_sim import fresh_node
+from benchmarks.pyinfra_fake import FakeRemote, deploy_run, fake_state
+from deploy.engine import RunStats
+from deploy.facts.effects import (
+    ReadInvalidation,
+    effect_of_call,
+    effect_of_command,
+    effect_of_upload,
+    stales,
+)
+from deploy.facts.kernel import LoadedModules
+from deploy.facts.network import IpLinks
+from deploy.facts.nvme import NvmeSubsystems
+from deploy.facts.snapshot import Read
+from deploy.facts.storage import BlockSignature, Ext4Info, MountedAt
+from deploy.facts.users import PasswdEntry
+from deploy.loader import load_spec
+from deploy.operations.nvme import set_iopolicy, wait_for_namespace
+from deploy.plan import build_plan
+from deploy.shipped import lab_spec
+from roles.node import node
+from roles.node import reads as node_reads
+
+ENV = "/etc/kvpod/lmcache@0.env"
+KEYS = {
+    "env": Read.of(File, path=ENV).key,
+    "env dir": Read.of(Directory, path=ENV).key,
+    "env sum": Read.of(Sha1File, path=ENV).key,
+    "other file": Read.of(File, path="/etc/kvpod/vllm-hf.env").key,
+    "etc/kvpod": Read.of(Directory, path="/etc/kvpod").key,
+    "tier": Read.of(Directory, path="/mnt/kvcache/lmcache").key,
+    "rxe": Read.of(SystemdStatus, services=["kvpod-rxe.service"]).key,
+    "rxe enabled": Read.of(SystemdEnabled, services=["kvpod-rxe.service"]).key,
+    "vllm": Read.of(SystemdStatus, services=["kvpod-vllm@0.service"]).key,
+    "subsystems": Read.of(NvmeSubsystems).key,
+    "signature": Read.of(BlockSignature, device="/dev/nvme1n1").key,
+    "ext4": Read.of(Ext4Info, device="/dev/nvme1n1").key,
+    "other signature": Read.of(BlockSignature, device="/dev/nvme2n1").key,
+    "mounted": Read.of(MountedAt, path="/mnt/kvcache").key,
+    "modules": Read.of(LoadedModules).key,
+    "links": Read.of(IpLinks).key,
+    "rmem": Read.of(Sysctl, keys=["net.core.rmem_max"]).key,
+    "wmem": Read.of(Sysctl, keys=["net.core.wmem_max"]).key,
+    "user": Read.of(PasswdEntry, user="vllm").key,
+    "tmp": Read.of(TmpDir).key,
+}
+
+
+def staled(command: str) -> set[str]:
+    effect = effect_of_command(command)
+    return {name for name, key in KEYS.items() if stales(effect, key)}
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("chmod 640 /etc/kvpod/lmcache@0.env", {"env", "env dir", "env sum"}),
+        ("chown root:vllm /etc/kvpod", {"etc/kvpod"}),
+        ("mkdir -p /etc/kvpod", {"etc/kvpod"}),
+        ("rm -rf /mnt/kvcache", {"tier"}),
+        ("systemctl enable kvpod-rxe.service", {"rxe", "rxe enabled"}),
+        ("systemctl daemon-reload", {"rxe", "rxe enabled", "vllm"}),
+        (
+            "nvme connect --transport rdma --nqn nqn.x:y --traddr 10.0.0.1 --trsvcid 4420",
+            {"subsystems", "signature", "ext4", "other signature"},
+        ),
+        ("mkfs.ext4 -F -q -m 0 -O mmp -L kvcache /dev/nvme1n1", {"signature", "ext4"}),
+        ("tune2fs -O mmp /dev/nvme1n1", {"signature", "ext4"}),
+        ("umount /mnt/kvcache", {"mounted", "tier"}),
+        ("mount -o remount,noatime /mnt/kvcache", {"mounted", "tier"}),
+        ("systemctl start mnt-kvcache.mount", {"mounted", "tier"}),
+        ("ip link set dev eth1 mtu 9000", {"links"}),
+        ("sysctl net.core.rmem_max=134217728", {"rmem"}),
+        ("modprobe -a nvme_fabrics nvme_rdma", {"modules", "rmem", "wmem"}),
+        ("printf '%s\\n' nqn.x > /etc/kvpod/lmcache@0.env", {"env", "env dir", "env sum"}),
+        ("useradd --system --user-group --create-home --home-dir /var/lib/vllm vllm", {"user"}),
+    ],
+)
+def test_a_known_command_stales_only_what_it_can_change(command: str, expected: set[str]) -> None:
+    assert staled(command) == expected
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "DEBIAN_FRONTEND=noninteractive apt-get -y install python3-venv",
+        "systemctl stop 'kvpod-vllm*.service'",
+        "systemctl start ssh.service",
+        "chmod 640 /etc/x; rm -rf /",
+        "mkdir -p relative/dir",
+        "rm -rf $(cat /etc/list)",
+        "some-new-tool --flag /etc/kvpod",
+        "sh -c 'rm -rf /etc/kvpod'",
+        "udevadm trigger",
+        "nvme format /dev/nvme1n1",
+        "echo 'refused' >&2; exit 1",
+    ],
+)
+def test_an_unknown_command_stales_every_read(command: str) -> None:
+    assert staled(command) == set(KEYS)
+
+
+def test_an_upload_stales_that_path_and_a_unit_file_the_units() -> None:
+    assert {n for n, k in KEYS.items() if stales(effect_of_upload(ENV), k)} == {"env", "env dir", "env sum"}
+    unit = effect_of_upload("/etc/systemd/system/kvpod-rxe.service")
+    assert {n for n, k in KEYS.items() if stales(unit, k)} == {"rxe", "rxe enabled", "vllm"}
+    assert effect_of_call("put_file", ("src", ENV), {}) == effect_of_upload(ENV)
+    assert effect_of_call("get_file", ("/etc/x", "dest"), {}) == effect_of_call("get_file", (), {})
+
+
+def test_enabling_a_unit_stales_its_links_not_other_unit_files() -> None:
+    unit_file = Read.of(File, path="/etc/systemd/system/kvpod-vllm@0.service").key
+    link = Read.of(File, path="/etc/systemd/system/multi-user.target.wants/kvpod-rxe.service").key
+    unit_dir = Read.of(Directory, path="/etc/systemd/system").key
+    kvpod = effect_of_command("systemctl enable kvpod-rxe.service")
+    assert [stales(kvpod, k) for k in (unit_file, link, unit_dir)] == [False, True, True]
+    other = effect_of_command("systemctl enable ssh.service")  # may have an alias: any unit file may appear
+    assert [stales(other, k) for k in (unit_file, link, unit_dir)] == [True, True, True]
+
+
+def test_a_kvpod_service_stales_the_running_state_not_the_configuration() -> None:
+    got = staled("systemctl start kvpod-nvme-connect.service")
+    assert {"env", "env dir", "other file", "etc/kvpod", "user"}.isdisjoint(got)
+    assert {"tier", "rxe", "vllm", "subsystems", "signature", "mounted", "modules", "links", "rmem"} <= got
+
+
+def test_kvpods_own_nvme_scripts_stale_the_devices_and_a_changed_script_everything() -> None:
+    for command in (wait_for_namespace("nqn.x:y").get_raw_value(), set_iopolicy("nqn.x:y", "numa").get_raw_value()):
+        assert staled(command) == {"subsystems", "signature", "ext4", "other signature"}
+        assert staled(command + "; rm -rf /etc") == set(KEYS)
+        assert staled(command.replace("sleep 1", "rm -rf /etc/kvpod").replace("exit 0", "rm /etc/x")) == set(KEYS)
+
+
+def test_an_unknown_read_is_staled_by_any_command_and_never_kept() -> None:
+    unknown = 'deploy.facts.bench.KvcacheSpace {"path": "/mnt/kvcache"}'
+    assert stales(effect_of_command("chmod 640 /etc/x"), unknown)
+    tracker = ReadInvalidation()
+    assert not tracker.keep(unknown) and not tracker.keep(None)
+    assert tracker.keep(KEYS["env"])
+
+
+def test_unsettled_parts_are_not_kept() -> None:
+    tracker = ReadInvalidation()
+    values = dict.fromkeys(KEYS.values(), "value")
+    tracker.ran(values, effect_of_command("nvme connect --transport rdma --nqn nqn.x:y --traddr 1.2.3.4 --trsvcid 1"))
+    assert KEYS["subsystems"] not in values and KEYS["env"] in values
+    assert not tracker.keep(KEYS["subsystems"]) and not tracker.keep(KEYS["signature"])
+    assert tracker.keep(KEYS["env"])
+    tracker.ran(values, effect_of_command("udevadm trigger"))
+    assert values == {}
+
+
+# -- the reader of a host ------------------------------------------------------------------------------------
+
+
+def _reader_host(reads: list[Read]):
+    remote = FakeRemote(files={ENV: "A=1\n", "/etc/kvpod/vllm-hf.env": "HF=1\n"}, which={"apt-get": "/usr/bin/apt"})
+    stats = RunStats()
+    state, host = fake_state(remote, check_for_changes=False, reads=reads, stats=stats)
+    state.is_executing = True  # commands below run as a real run executes them
+    return remote, stats, state, host
+
+
+def test_a_read_staled_by_an_effect_is_read_live_again_and_others_served() -> None:
+    from pyinfra.context import ctx_host, ctx_state
+
+    reads = [Read.of(File, path=ENV), Read.of(File, path="/etc/kvpod/vllm-hf.env")]
+    remote, stats, state, host = _reader_host(reads)
+    with ctx_state.use(state), ctx_host.use(host):
+        host.connector.run_shell_command("chmod 640 /etc/kvpod/lmcache@0.env")
+        remote.files[ENV]["mode"] = 640
+        assert host.get_fact(File, path=ENV)["mode"] == 640  # staled: read live, sees the change
+        assert host.get_fact(File, path="/etc/kvpod/vllm-hf.env")["mode"] == 644  # not staled: served
+        assert stats.live_reads[host.name] == [KEYS["env"]]
+        hits = stats.snapshot_hits[host.name]
+        assert host.get_fact(File, path=ENV)["mode"] == 640  # the live value is served again
+        assert stats.snapshot_hits[host.name] == hits + 1 and len(stats.live_reads[host.name]) == 1
+
+
+def test_an_unknown_command_makes_every_read_live() -> None:
+    from pyinfra.context import ctx_host, ctx_state
+
+    reads = [Read.of(File, path=ENV), Read.of(File, path="/etc/kvpod/vllm-hf.env")]
+    _remote, stats, state, host = _reader_host(reads)
+    with ctx_state.use(state), ctx_host.use(host):
+        host.connector.run_shell_command("DEBIAN_FRONTEND=noninteractive apt-get -y -q install python3-venv")
+        host.get_fact(File, path=ENV)
+        host.get_fact(File, path="/etc/kvpod/vllm-hf.env")
+    assert stats.live_reads[host.name] == [KEYS["env"], KEYS["other file"]]
+    assert stats.snapshot_hits[host.name] == 0
+
+
+def test_an_uploads_own_commands_are_the_upload() -> None:
+    """A sudo upload moves its temporary file into place by a command of its own: that is no unknown command."""
+    from io import BytesIO
+
+    from pyinfra.context import ctx_host, ctx_state
+
+    reads = [Read.of(File, path=ENV), Read.of(File, path="/etc/kvpod/vllm-hf.env")]
+    remote, stats, state, host = _reader_host(reads)
+    inner = host.connector.run_shell_command
+
+    with ctx_state.use(state), ctx_host.use(host):
+        original = remote.upload
+
+        def upload_then_move(content: str, dest: str) -> None:
+            inner("DEBIAN_FRONTEND=noninteractive apt-get -y -q install x")  # stands in for the connector's own move
+            original(content, dest)
+
+        remote.upload = upload_then_move  # type: ignore[method-assign]
+        host.connector.put_file(BytesIO(b"A=2\n"), ENV)
+        host.get_fact(File, path="/etc/kvpod/vllm-hf.env")
+        host.get_fact(File, path=ENV)
+    assert stats.live_reads[host.name] == [KEYS["env"]]
+
+
+def test_a_first_bring_up_reads_far_less_live_and_converges() -> None:
+    plan = build_plan(load_spec(lab_spec())).nodes[0]
+    remote = fresh_node(plan)
+    stats = RunStats()
+    state, host = deploy_run(node, remote, {"kvpod_node": plan}, reads=node_reads(plan), stats=stats)
+    assert host not in state.failed_hosts
+    live = stats.live_reads[host.name]
+    assert any("NvmeSubsystems" in k for k in live)  # the namespace appears after connect: read live
+    assert len(live) < 80  # every read after the first change was live: 104 on this node

@@ -1,0 +1,107 @@
+"""The shortcuts that keep a large fleet's local CPU low give exactly what the slow paths give."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import importlib
+import inspect
+
+import pytest
+from pyinfra.api import FactBase
+
+from benchmarks.pyinfra_fake import FakeRemote, fake_state
+from deploy.engine import pyinfra_speed
+from deploy.facts.call_arguments import call_arguments
+from deploy.facts.copies import deep_copy
+from deploy.facts.read_keys import read_key_of
+from deploy.facts.snapshot import NamespaceReads, read_key
+from deploy.loader import load_spec
+from deploy.plan import build_plan
+from deploy.shipped import lab_spec
+from roles.node import reads as node_reads
+
+
+def _getcallargs(cls: type[FactBase], given: dict) -> dict:
+    merged = inspect.getcallargs(cls().command, **given)
+    merged.pop("self", None)
+    return merged
+
+
+def test_call_arguments_are_what_getcallargs_gives_for_every_read_of_a_node() -> None:
+    reads = [r for r in node_reads(build_plan(load_spec(lab_spec())).nodes[0]) if not isinstance(r, NamespaceReads)]
+    assert len(reads) > 20
+    for read in reads * 2:  # the second time from what was kept
+        given = read.arguments()
+        got = call_arguments(read.fact, given)
+        assert got == _getcallargs(read.fact, given)
+        for value in got.values():  # a list given is the caller's own, not one kept for the next read
+            assert not isinstance(value, list) or all(value is not v for v in given.values())
+
+
+def test_read_keys_kept_are_the_read_keys() -> None:
+    reads = [r for r in node_reads(build_plan(load_spec(lab_spec())).nodes[0]) if not isinstance(r, NamespaceReads)]
+    for read in reads * 2:
+        assert read_key_of(read.fact, read.arguments()) == read_key(read.fact, read.arguments())
+    from pyinfra.facts.systemd import SystemdStatus
+
+    odd = {"services": ["a.service"], "_sudo": True, "machine": {"not": "hashable"}}
+    assert read_key_of(SystemdStatus, odd) == read_key(SystemdStatus, odd)
+
+
+def test_call_arguments_refuse_what_getcallargs_refuses() -> None:
+    from pyinfra.facts.files import File
+
+    with pytest.raises(TypeError):
+        call_arguments(File, {"nope": "/x"})
+    with pytest.raises(TypeError):
+        call_arguments(File, {"path": "/x", "nope": [1]})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "text",
+        {"a": 1, "b": None},
+        {"eth0": {"mtu": 1500, "addresses": ["10.0.0.1/24"]}, 3: [True, 2.5]},
+        [{"dst": "default", "gateway": "10.0.2.2"}],
+        {"when": datetime.datetime(2026, 1, 1), "groups": {"a", "b"}},
+    ],
+)
+def test_deep_copy_is_equal_and_independent(value) -> None:
+    got = deep_copy(value)
+    assert got == copy.deepcopy(value)
+    if isinstance(value, dict | list):
+        assert got is not value
+        inner = [v for v in (value.values() if isinstance(value, dict) else value) if isinstance(v, dict | list | set)]
+        copied = [v for v in (got.values() if isinstance(got, dict) else got) if isinstance(v, dict | list | set)]
+        assert all(a is not b for a, b in zip(inner, copied, strict=True))
+
+
+def test_popping_global_arguments_gives_what_pyinfra_gives() -> None:
+    pyinfra_speed.install()
+    pyinfra_speed.install()  # idempotent
+    arguments = importlib.import_module("pyinfra.api.arguments")
+    operation = importlib.import_module("pyinfra.api.operation")
+    assert operation.pop_global_arguments is arguments.pop_global_arguments
+    original = arguments.pop_global_arguments.__wrapped__
+    state, host = fake_state(FakeRemote(), {"_sudo": True, "_sudo_user": "root", "kvpod_x": [1]})
+    host.data.kvpod_y = "set during the deploy"
+    for given in ({}, {"_sudo": False, "_retries": 2}, {"_ignore_errors": True, "other": 1}):
+        fast, slow = dict(given), dict(given)
+        assert arguments.pop_global_arguments(state, host, fast) == original(state, host, slow)
+        assert fast == slow  # the same arguments popped
+    assert type(host.data).__name__ == "HostData"  # the host's own data is back
+    assert host.data.kvpod_y == "set during the deploy"
+    assert arguments.all_global_arguments() == list(
+        importlib.import_module("typing").get_type_hints(arguments.AllArguments).items()
+    )
+
+
+def test_full_collections_are_rare_once_installed() -> None:
+    import gc
+
+    pyinfra_speed.install()
+    assert gc.get_threshold() == pyinfra_speed.GC_THRESHOLDS
+    assert gc.isenabled()  # young garbage is still collected
