@@ -6,10 +6,8 @@ its own subshell with stderr discarded, and splits the output back into sections
 own ``process()``. The result maps :func:`read_key` of each read to the value pyinfra's ``get_fact`` would
 have returned, so a deploy served from it compares against exactly what it would have read one by one.
 
-Reads of the same kind are grouped where one process answers them all with the very lines the fact
-would parse: ``File``/``Directory`` of many paths by one ``stat``, ``Sha1File`` by one ``sha1sum``, and
-``SystemdStatus``/``SystemdEnabled`` of single units by one ``systemctl show`` (one block per unit, in
-order), ``Sysctl`` of single keys by one ``sysctl``. Each group's lines are still parsed by the fact classes themselves.
+Reads of the same kind are grouped where one process answers them all with the very lines the fact would parse
+(:mod:`deploy.facts.snapshot_groups`). The script of a list of reads is kept: alike hosts read alike.
 
 A section is left out (and so read live later) when its command failed or its output could not be parsed:
 pyinfra's own handling of those cases (failing the host, logging) then happens as before.
@@ -20,46 +18,25 @@ namespace, found by subsystem NQN in sysfs, with ``BlockSignature`` and ``Ext4In
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
-import re
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pyinfra.api import FactBase, StringCommand
-from pyinfra.facts.files import Directory, File, Sha1File
-from pyinfra.facts.server import Sysctl
-from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
-from deploy.facts.call_arguments import call_arguments
+from deploy.facts.read_keys import fact_arguments, fact_name, read_key, read_key_of
+from deploy.facts.snapshot_groups import GROUP_KINDS, GROUPS, MISSING_COMMAND
+from deploy.facts.snapshot_groups import STAT_FORMAT as STAT_FORMAT  # where the state read's users find it
 from deploy.facts.storage import BlockSignature, Ext4Info
 
 SECTION = "@@kvpod-fact"
 GROUP = "@@kvpod-group"
 END = "@@kvpod-rc"
-MISSING_COMMAND = "##PYINFRA_NOCMD##"  # what pyinfra's requires_command guard prints (pyinfra.api.facts)
 DEVICE_PLACEHOLDER = "KVPODDEVICE"
 DEVICE_FACTS: tuple[type[FactBase], ...] = (BlockSignature, Ext4Info)
-
-
-def fact_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def fact_arguments(cls: type[FactBase], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The fact's arguments as pyinfra passes them to ``command()``: defaults filled in, globals dropped."""
-    given = {k: v for k, v in kwargs.items() if not k.startswith("_")}
-    if not given:
-        return {}
-    return call_arguments(cls, given)  # inspect.getcallargs, the signature inspected once per class
-
-
-def read_key(cls: type[FactBase], kwargs: dict[str, Any]) -> str:
-    """A stable key for one fact read: ``module.Fact {"arg": value}``."""
-    args = json.dumps(fact_arguments(cls, kwargs), sort_keys=True, default=repr)
-    return f"{fact_name(cls)} {args}"
 
 
 @dataclass(frozen=True)
@@ -134,118 +111,20 @@ def _namespace_section(read: NamespaceReads) -> str:
     )
 
 
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_@+=:,./-]*$")
-_SAFE_UNIT = re.compile(r"^[A-Za-z0-9_@:.\\-]+$")
-_SAFE_SYSCTL = re.compile(r"^[A-Za-z0-9_.-]+$")
-STAT_FACTS: tuple[type[FactBase], ...] = (File, Directory)
-UNIT_FACTS: tuple[type[FactBase], ...] = (SystemdStatus, SystemdEnabled)
-# What pyinfra's File and Directory facts have ``stat`` print on Linux and parse back (its LINUX_STAT_COMMAND).
-STAT_FORMAT = "user=%U group=%G mode=%A atime=%X mtime=%Y ctime=%Z size=%s %N"
-
-Values = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class GroupKind:
-    """Reads one process answers together: which reads it takes (each is a member: a path, a key, a unit),
-    the command for all members (plain words: each matched a safe pattern) and how its lines become values."""
-
-    name: str
-    member: Callable[[type[FactBase], dict[str, Any]], str | None]  # (fact, its arguments) -> member or None
-    command: Callable[[str], str]  # the members, space-separated -> the shell command
-    store: Callable[[Values, list[str], list[str]], None]  # (values, members, output lines)
-
-
-def _path_of(facts: tuple[type[FactBase], ...]) -> Callable[[type[FactBase], dict[str, Any]], str | None]:
-    def member(fact: type[FactBase], args: dict[str, Any]) -> str | None:
-        path = args.get("path")
-        return path if fact in facts and _SAFE_PATH.match(str(path or "")) else None
-
-    return member
-
-
-def _sysctl_key(fact: type[FactBase], args: dict[str, Any]) -> str | None:
-    keys = args.get("keys")
-    single = fact is Sysctl and isinstance(keys, list) and len(keys) == 1
-    return keys[0] if single and _SAFE_SYSCTL.match(str(keys[0])) else None
-
-
-def _unit(fact: type[FactBase], args: dict[str, Any]) -> str | None:
-    services = args.get("services")
-    plain = not args.get("user_mode") and args.get("machine") is None and args.get("user_name") is None
-    single = fact in UNIT_FACTS and plain and isinstance(services, list) and len(services) == 1
-    return services[0] if single and _SAFE_UNIT.match(str(services[0])) else None
-
-
-def _store_stat(values: Values, members: list[str], lines: list[str]) -> None:
-    found = dict(line.split("\t", 1) for line in lines if "\t" in line)
-    for path in members:
-        for cls in STAT_FACTS:
-            values[read_key(cls, {"path": path})] = cls().process([found[path]]) if path in found else None
-
-
-def _store_sha1(values: Values, members: list[str], lines: list[str]) -> None:
-    sums = {}
-    for line in lines:
-        digest, _, path = line.partition("  ")
-        if len(digest) == 40:
-            sums[path] = line
-    for path in members:
-        fact = Sha1File()
-        fact.command(path)
-        values[read_key(Sha1File, {"path": path})] = fact.process([sums[path]]) if path in sums else None
-
-
-def _store_sysctl(values: Values, members: list[str], lines: list[str]) -> None:
-    for key in members:
-        mine = [line for line in lines if line.partition("=")[0].strip() == key]
-        values[read_key(Sysctl, {"keys": [key]})] = Sysctl().process(mine) if mine else Sysctl().default()
-
-
-def _store_units(values: Values, members: list[str], lines: list[str]) -> None:
-    if lines == [MISSING_COMMAND]:
-        blocks: list[list[str]] = [[] for _ in members]
-    else:
-        blocks = [[]]
-        for line in lines:
-            if line.strip():
-                blocks[-1].append(line)
-            elif blocks[-1]:
-                blocks.append([])
-        blocks = [b for b in blocks if b]
-    if len(blocks) != len(members):
-        return  # not one block per unit: read each live
-    for unit, block in zip(members, blocks, strict=True):
-        for cls in UNIT_FACTS:
-            values[read_key(cls, {"services": [unit]})] = cls().process(block) if block else cls().default()
-
-
-_STAT_LINE = "%n\t" + STAT_FORMAT  # each path's line starts with its name
-_UNIT_PROPERTIES = "--property Id --property SubState --property UnitFileState"
-GROUP_KINDS: tuple[GroupKind, ...] = (
-    GroupKind(
-        "stat",
-        _path_of(STAT_FACTS),
-        lambda words: f"stat -c {shlex.quote(_STAT_LINE)} {words} 2>/dev/null; true",
-        _store_stat,
-    ),
-    GroupKind("sha1", _path_of((Sha1File,)), lambda words: f"sha1sum {words} 2>/dev/null; true", _store_sha1),
-    GroupKind("sysctl", _sysctl_key, lambda words: f"sysctl {words} 2>/dev/null; true", _store_sysctl),
-    GroupKind(
-        "systemd",
-        _unit,
-        lambda words: (
-            f"if command -v systemctl >/dev/null 2>&1; then systemctl show --all {_UNIT_PROPERTIES} {words}; "
-            f"else echo '{MISSING_COMMAND}'; fi"
-        ),
-        _store_units,
-    ),
-)
-GROUPS = {kind.name: kind for kind in GROUP_KINDS}
-
-
 def _grouping(read: Read) -> tuple[str, str] | None:
     """``(group, member)`` when one grouped process can answer ``read`` exactly, else None."""
+    try:
+        return _kept_grouping(read)
+    except TypeError:  # an argument that cannot be hashed: worked out each time
+        return _grouping_of(read)
+
+
+@functools.lru_cache(maxsize=8192)
+def _kept_grouping(read: Read) -> tuple[str, str] | None:
+    return _grouping_of(read)
+
+
+def _grouping_of(read: Read) -> tuple[str, str] | None:
     args = fact_arguments(read.fact, read.arguments())
     for kind in GROUP_KINDS:
         member = kind.member(read.fact, args)
@@ -261,7 +140,20 @@ def _group_section(group: str, members: list[str]) -> str:
 
 
 def snapshot_script(reads: list[Read | NamespaceReads]) -> str:
-    """The remote script: one section per read or group, each after a header line, closed by its exit code."""
+    """The remote script: one section per read or group, each after a header line, closed by its exit code
+    (kept per list of reads: alike hosts read alike)."""
+    try:
+        return _kept_script(tuple(reads))
+    except TypeError:  # an argument that cannot be hashed: built each time
+        return _script(reads)
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_script(reads: tuple[Read | NamespaceReads, ...]) -> str:
+    return _script(list(reads))
+
+
+def _script(reads: list[Read | NamespaceReads]) -> str:
     parts = ["kvpod_seen="]
     groups: dict[str, list[str]] = {}
     for read in reads:
@@ -287,6 +179,7 @@ def snapshot_script(reads: list[Read | NamespaceReads]) -> str:
 FACT_PACKAGES = ("pyinfra.facts.", "deploy.facts.", "deploy.switches.")
 
 
+@functools.lru_cache(maxsize=1024)
 def fact_class(name: str) -> type[FactBase] | None:
     """The fact class a section header names (only pyinfra's and kvpod's own fact modules), else None."""
     module, _, attr = name.rpartition(".")
@@ -341,12 +234,12 @@ def _store(values: dict[str, Any], cls: type[FactBase], args: dict[str, Any], li
         return  # read live later, where pyinfra handles the failure as it always does
     fact = cls()
     if not lines or lines == [MISSING_COMMAND]:
-        values[read_key(cls, args)] = fact.default()
+        values[read_key_of(cls, args)] = fact.default()
         return
     try:
         if callable(fact.command):
             fact.command(**fact_arguments(cls, args))  # some facts keep their arguments for process()
-        values[read_key(cls, args)] = fact.process(lines)
+        values[read_key_of(cls, args)] = fact.process(lines)
     except Exception:  # a parse problem: left to the live read, which reports it
         return
 
