@@ -4,8 +4,10 @@ Each operation call pops pyinfra's global arguments (``_sudo``, ``_retries``, ..
 and their types comes from ``typing.get_type_hints`` of pyinfra's argument TypedDicts, evaluated anew for every
 operation on every host (about half of the local CPU of a converged fleet's survey). The list never changes:
 :func:`install` computes it once and has pyinfra use it. Each of those arguments is then looked up in the host's
-data, which searches its five layers anew for every name: while arguments are popped, the host's data is served
-from one merge of its layers (the same values, as ``HostData.dict()`` gives them). Nothing else changes.
+data, which searches its layers anew for every name (copying what it finds), and its default evaluated even when
+the host's data sets it: :func:`pop_global_arguments` does pyinfra's 3.10.0 loop with the host's global-argument
+data gathered in one pass over its layers (first layer wins, each value copied, as ``host.data.<name>`` gives it)
+and a default evaluated only when the data does not set it. Nothing else changes.
 """
 
 from __future__ import annotations
@@ -15,24 +17,59 @@ import gc
 import importlib
 from typing import Any
 
+_UNSET = object()
 
-class FlatData:
-    """A host's data merged once (``HostData.dict()``), read as pyinfra reads ``host.data``: a copy of the value."""
 
-    def __init__(self, data: Any):
-        self.__dict__["values"] = data.dict()
+def global_data(data: Any, keys: frozenset[str]) -> dict[str, Any]:
+    """``{name: host.data.<name>}`` for each of ``keys`` the host's data sets: pyinfra's ``HostData`` read in one
+    pass over its layers (a callable layer called once), each value a copy; other data objects name by name."""
+    from pyinfra.api.host import HostData, extract_callable_datas
 
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return copy.copy(self.values[key])
-        except KeyError:
-            raise AttributeError(key) from None
+    if type(data) is not HostData:
+        return {k: v for k in keys if (v := getattr(data, k, _UNSET)) is not _UNSET}
+    found: dict[str, Any] = {}
+    for layer in extract_callable_datas(data.datas):
+        for key in layer:
+            if key in keys and key not in found:
+                found[key] = copy.copy(layer[key])
+    return found
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
 
-    def dict(self) -> dict[str, Any]:
-        return dict(self.values)
+def argument_popper(arguments: Any) -> Any:
+    """pyinfra's ``pop_global_arguments`` (``arguments``: the module ``pyinfra.api.arguments``, its list of
+    global arguments already computed once) reading the host's data for them in one pass."""
+    from pyinfra.context import ContextObject, ctx_config
+
+    table = tuple((key, type_, arguments.all_argument_meta[key]) for key, type_ in arguments.all_global_arguments())
+    keys = frozenset(key for key, _, _ in table)
+    check, error = arguments.raise_if_bad_type, arguments.ArgumentTypeError
+
+    def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> Any:
+        if isinstance(host, ContextObject):
+            host = host._get_module()  # the host itself, not pyinfra's context proxy of it (the same object)
+        config = state.config
+        if ctx_config.isset():
+            config = ctx_config.get()
+            assert config is not None
+        meta_kwargs = host.current_deploy_kwargs or {}
+        from_data = global_data(host.data, keys)
+        values: dict[str, Any] = {}
+        found_keys: list[str] = []
+        for key, type_, meta in table:
+            default = from_data[key] if key in from_data else meta.default(config)
+            if key in kwargs:
+                found_keys.append(key)
+                value = kwargs.pop(key)
+            else:
+                value = meta_kwargs.get(key, default)
+            if meta.handler:
+                value = meta.handler(config, value)
+            if value != default:
+                check(value, type_, error, f"Invalid argument `{key}`:")
+            values[key] = value
+        return values, found_keys
+
+    return pop_global_arguments
 
 
 GC_THRESHOLDS = (10_000, 10, 1_000)  # Python's defaults: (700, 10, 10)
@@ -42,8 +79,6 @@ def install() -> None:
     """Serve pyinfra's list of global arguments from one computation; raise the collector's thresholds
     (idempotent)."""
     gc.set_threshold(*GC_THRESHOLDS)
-    from pyinfra.context import ContextObject
-
     arguments, deploy, facts, operation = (
         importlib.import_module(f"pyinfra.api.{name}") for name in ("arguments", "deploy", "facts", "operation")
     )  # the modules (``pyinfra.api`` also names functions ``deploy`` and ``operation``)
@@ -61,17 +96,7 @@ def install() -> None:
     facts.all_global_arguments = all_global_arguments
 
     original = arguments.pop_global_arguments
-
-    def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> Any:
-        if isinstance(host, ContextObject):
-            host = host._get_module()  # the host itself, not pyinfra's context proxy of it (the same object)
-        data = host.data
-        host.data = FlatData(data)  # no other greenlet runs until this returns: popping does no I/O
-        try:
-            return original(state, host, kwargs)
-        finally:
-            host.data = data
-
+    pop_global_arguments = argument_popper(arguments)
     pop_global_arguments.__doc__ = original.__doc__
     pop_global_arguments.__wrapped__ = original  # type: ignore[attr-defined]
     for module in (arguments, operation, deploy, facts):

@@ -99,6 +99,37 @@ def test_popping_global_arguments_gives_what_pyinfra_gives() -> None:
     )
 
 
+def test_popping_global_arguments_from_every_layer_gives_what_pyinfra_gives() -> None:
+    from pyinfra.api.exceptions import ArgumentTypeError
+
+    pyinfra_speed.install()
+    arguments = importlib.import_module("pyinfra.api.arguments")
+    fast_pop, slow_pop = arguments.pop_global_arguments, arguments.pop_global_arguments.__wrapped__
+    data = {"_env": {"A": "1"}, "_retries": 1, "_success_exit_codes": [0, 2], "_sudo_user": "root"}
+    state, host = fake_state(FakeRemote(), data)
+    host.data._timeout = 5  # pyinfra's override layer, searched first
+    host.data._sudo_user = "kvpod"
+    host.current_deploy_kwargs = {"_sudo": True, "_env": {"B": "2"}, "_retries": 3}
+    try:
+        for given in ({}, {"_env": {"C": "3"}}, {"_timeout": 9, "_sudo": False, "kvpod_other": 1}):
+            fast, slow = dict(given), dict(given)
+            got = fast_pop(state, host, fast)
+            assert got == slow_pop(state, host, slow)
+            assert fast == slow
+            assert got[0]["_sudo_user"] == "kvpod" and got[0]["_retries"] == 3
+            assert got[0]["_success_exit_codes"] == [0, 2]
+            got[0]["_success_exit_codes"].append(1)  # a copy: the host's data keeps its own
+            assert host.data._success_exit_codes == [0, 2]
+        errors = []
+        for pop in (fast_pop, slow_pop):
+            with pytest.raises(ArgumentTypeError) as raised:
+                pop(state, host, {"_retries": "many"})
+            errors.append(str(raised.value))
+        assert errors[0] == errors[1]
+    finally:
+        host.current_deploy_kwargs = None
+
+
 def test_full_collections_are_rare_once_installed() -> None:
     import gc
 
