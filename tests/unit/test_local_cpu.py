@@ -136,3 +136,29 @@ def test_full_collections_are_rare_once_installed() -> None:
     pyinfra_speed.install()
     assert gc.get_threshold() == pyinfra_speed.GC_THRESHOLDS
     assert gc.isenabled()  # young garbage is still collected
+
+
+def test_kept_parts_of_the_state_read_are_what_building_them_gives() -> None:
+    from pyinfra.facts.files import File, Sha1File
+    from pyinfra.facts.server import Sysctl
+    from pyinfra.facts.systemd import SystemdStatus
+
+    from deploy.facts import snapshot, snapshot_groups
+    from deploy.facts.snapshot import Read
+
+    reads = list(node_reads(build_plan(load_spec(lab_spec())).nodes[0]))
+    script = snapshot.snapshot_script(reads)
+    assert script == snapshot._script(reads)
+    assert snapshot.snapshot_script(list(reads)) is script  # kept for the next host reading alike
+    for read in (r for r in reads * 2 if isinstance(r, Read)):
+        assert snapshot._grouping(read) == snapshot._grouping_of(read)
+    key = snapshot_groups._member_key
+    assert key(File, "path", "/etc/x", False) == read_key(File, {"path": "/etc/x"})
+    assert key(Sysctl, "keys", "vm.swappiness", True) == read_key(Sysctl, {"keys": ["vm.swappiness"]})
+    assert key(SystemdStatus, "services", "a.service", True) == read_key(SystemdStatus, {"services": ["a.service"]})
+    digest = "a" * 40
+    for path, line in (("/etc/x", f"{digest}  /etc/x"), ("/etc/x", f"{digest}  /etc/y"), ("/e t", f"{digest}  /e t")):
+        fact = Sha1File()
+        fact.command(path)
+        for _ in range(2):
+            assert snapshot_groups._sha1_of(path, line) == fact.process([line])
