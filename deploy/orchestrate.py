@@ -42,7 +42,7 @@ def read_pod(plan: Plan, opts: UpOptions, stats: RunStats) -> tuple[Scope, list[
             lock.confirm(pod)  # refuses (PodLocked) before anything is evaluated or changed
         handover = survey(plan, opts, pod, reach)
         check_handover(plan, handover, opts)
-        scope = Scope(plan, opts, applied, handover)
+        scope = reach.decided(opts, handover)
         walk = evaluations(scope)
         for _, items in walk:
             for e in items:

@@ -64,10 +64,22 @@ class Scope:
     applied: Plan | None = None  # the plan of the last complete run (deploy.statedir)
     handover: Handover | None = None  # None: before the survey decided it (no release jobs yet)
     _built: dict[str, list[HostJob]] = field(default_factory=dict, compare=False, repr=False)
+    _reads: dict[int, tuple[Any, tuple]] = field(default_factory=dict, compare=False, repr=False)
 
     def whole_pod(self) -> Scope:
         """Every host of the pod, whatever ``--limit`` says: what the survey reads."""
-        return Scope(self.plan, replace(self.opts, limit=None), self.applied)
+        return Scope(self.plan, replace(self.opts, limit=None), self.applied, _reads=self._reads)
+
+    def decided(self, opts: UpOptions, handover: Handover) -> Scope:
+        """The plan with ``opts`` and the handover the survey decided (the reads worked out so far kept)."""
+        return Scope(self.plan, opts, self.applied, handover, _reads=self._reads)
+
+    def reads(self, part: Any, reads_of: Callable[[Any], Any]) -> tuple:
+        """``reads_of(part)`` of a part of this scope's plan, worked out once for the scopes sharing it."""
+        kept = self._reads.get(id(part))
+        if kept is None or kept[0] is not part:
+            kept = self._reads[id(part)] = (part, tuple(reads_of(part)))
+        return kept[1]
 
     def jobs(self, phase: str, build: Callable[[Scope], list[HostJob]]) -> list[HostJob]:
         if phase not in self._built:
@@ -142,6 +154,6 @@ def node_jobs(scope: Scope) -> list[HostJob]:
 
     extra = node_extra(scope.plan, scope.opts)
     return [
-        HostJob(name, data, extra[name], node, tuple(reads(data[NODE_KEY])), name)
+        HostJob(name, data, extra[name], node, scope.reads(data[NODE_KEY], reads), name)
         for name, data in node_hosts(scope.plan, scope.opts.limit)
     ]

@@ -38,6 +38,21 @@ def test_the_survey_reads_each_host_once_with_every_read_of_its_jobs() -> None:
     assert dict((n, r) for n, _, r in hosts)["node2"] == list(node.reads)
 
 
+def test_each_nodes_reads_are_worked_out_once_for_the_survey_and_the_run(monkeypatch) -> None:
+    import roles.node
+
+    plan = plan_of(lab_text())
+    real, asked = roles.node.reads, []
+    monkeypatch.setattr(roles.node, "reads", lambda part: asked.append(part.name) or real(part))
+    reach = Scope(plan, UpOptions()).whole_pod()
+    surveyed = PHASES[-1].jobs(reach)
+    run = PHASES[-1].jobs(reach.decided(UpOptions(limit=["node2"]), None))
+    assert sorted(asked) == ["node1", "node2"]
+    assert [j.name for j in run] == ["node2"]
+    assert run[0].reads == next(j.reads for j in surveyed if j.name == "node2") == tuple(real(plan.nodes[1]))
+    assert PHASES[-1].jobs(Scope(plan, UpOptions())) and len(asked) == 4, "a scope of its own works them out anew"
+
+
 def test_a_releasing_node_is_evaluated_once_with_both_deploys_and_local_jobs_apart(monkeypatch) -> None:
     from roles.node import node
     from roles.node_release import node_release
