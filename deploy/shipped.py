@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
 _SRC = _PKG.parent
 
 
+@functools.cache  # where kvpod is installed does not change while it runs
 def _data_dir(installed: str, source: str) -> Path:
     packaged = _PKG / "_data" / installed
     return packaged if packaged.exists() else _SRC / source

@@ -22,6 +22,7 @@ import functools
 import importlib
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,22 @@ class NamespaceReads:
     nsid: int | None = None
 
 
+def _kept(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``build`` kept per argument (a read, or a tuple of reads): every host of a fleet reads alike. An argument
+    that cannot be hashed is built each time; ``.built`` is ``build`` itself."""
+    kept = functools.lru_cache(maxsize=8192)(build)
+
+    @functools.wraps(build)
+    def get(arg: Any) -> Any:
+        try:
+            return kept(arg)
+        except TypeError:  # unhashable (or refused by ``build``, which then refuses it again)
+            return build(arg)
+
+    get.built = build  # type: ignore[attr-defined]
+    return get
+
+
 def _command_text(cls: type[FactBase], arguments: dict[str, Any]) -> str:
     fact = cls()
     command = fact.command(**arguments) if callable(fact.command) else fact.command
@@ -83,6 +100,7 @@ def _section(header: str, command: str) -> str:
     )
 
 
+@_kept
 def _namespace_section(read: NamespaceReads) -> str:
     """Finds the namespace's visible block devices in sysfs, then reads each device fact of each."""
     nsid = "" if read.nsid is None else str(int(read.nsid))
@@ -111,26 +129,23 @@ def _namespace_section(read: NamespaceReads) -> str:
     )
 
 
+@_kept
 def _grouping(read: Read) -> tuple[str, str] | None:
     """``(group, member)`` when one grouped process can answer ``read`` exactly, else None."""
-    try:
-        return _kept_grouping(read)
-    except TypeError:  # an argument that cannot be hashed: worked out each time
-        return _grouping_of(read)
-
-
-@functools.lru_cache(maxsize=8192)
-def _kept_grouping(read: Read) -> tuple[str, str] | None:
-    return _grouping_of(read)
-
-
-def _grouping_of(read: Read) -> tuple[str, str] | None:
     args = fact_arguments(read.fact, read.arguments())
     for kind in GROUP_KINDS:
         member = kind.member(read.fact, args)
         if member is not None:
             return kind.name, member
     return None
+
+
+@_kept
+def _read_section(read: Read) -> str:
+    """The section of a read that is not grouped."""
+    args = fact_arguments(read.fact, read.arguments())
+    header = f"{SECTION} {fact_name(read.fact)} {json.dumps(args, sort_keys=True)}"
+    return _section(header, _command_text(read.fact, fact_arguments(read.fact, read.arguments())))
 
 
 def _group_section(group: str, members: list[str]) -> str:
@@ -141,19 +156,12 @@ def _group_section(group: str, members: list[str]) -> str:
 
 def snapshot_script(reads: list[Read | NamespaceReads]) -> str:
     """The remote script: one section per read or group, each after a header line, closed by its exit code
-    (kept per list of reads: alike hosts read alike)."""
-    try:
-        return _kept_script(tuple(reads))
-    except TypeError:  # an argument that cannot be hashed: built each time
-        return _script(reads)
+    (kept per list of reads, and each read's part of it per read: alike hosts read alike)."""
+    return _script(tuple(reads))
 
 
-@functools.lru_cache(maxsize=64)
-def _kept_script(reads: tuple[Read | NamespaceReads, ...]) -> str:
-    return _script(list(reads))
-
-
-def _script(reads: list[Read | NamespaceReads]) -> str:
+@_kept
+def _script(reads: tuple[Read | NamespaceReads, ...]) -> str:
     parts = ["kvpod_seen="]
     groups: dict[str, list[str]] = {}
     for read in reads:
@@ -166,12 +174,8 @@ def _script(reads: list[Read | NamespaceReads]) -> str:
     for read in reads:
         if isinstance(read, NamespaceReads):
             parts.append(_namespace_section(read))
-            continue
-        if _grouping(read) is not None:
-            continue
-        args = read.arguments()
-        header = f"{SECTION} {fact_name(read.fact)} {json.dumps(fact_arguments(read.fact, args), sort_keys=True)}"
-        parts.append(_section(header, _command_text(read.fact, fact_arguments(read.fact, args))))
+        elif _grouping(read) is None:
+            parts.append(_read_section(read))
     parts.append("true")
     return "\n".join(parts)
 

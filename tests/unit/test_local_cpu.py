@@ -121,11 +121,11 @@ def test_popping_global_arguments_from_every_layer_gives_what_pyinfra_gives() ->
             got[0]["_success_exit_codes"].append(1)  # a copy: the host's data keeps its own
             assert host.data._success_exit_codes == [0, 2]
         errors = []
-        for pop in (fast_pop, slow_pop):
+        for pop in (fast_pop, fast_pop, slow_pop):  # a wrong value is refused each time
             with pytest.raises(ArgumentTypeError) as raised:
                 pop(state, host, {"_retries": "many"})
             errors.append(str(raised.value))
-        assert errors[0] == errors[1]
+        assert errors[0] == errors[1] == errors[2]
     finally:
         host.current_deploy_kwargs = None
 
@@ -148,10 +148,14 @@ def test_kept_parts_of_the_state_read_are_what_building_them_gives() -> None:
 
     reads = list(node_reads(build_plan(load_spec(lab_spec())).nodes[0]))
     script = snapshot.snapshot_script(reads)
-    assert script == snapshot._script(reads)
+    assert script == snapshot._script.built(tuple(reads))
     assert snapshot.snapshot_script(list(reads)) is script  # kept for the next host reading alike
     for read in (r for r in reads * 2 if isinstance(r, Read)):
-        assert snapshot._grouping(read) == snapshot._grouping_of(read)
+        assert snapshot._grouping(read) == snapshot._grouping.built(read)
+        assert snapshot._read_section(read) == snapshot._read_section.built(read)
+    unhashable = Read(File, (("path", "/etc/x"), ("odd", {"not": "hashable"})))
+    with pytest.raises(TypeError):  # refused as building it refuses it
+        snapshot._grouping(unhashable)
     key = snapshot_groups._member_key
     assert key(File, "path", "/etc/x", False) == read_key(File, {"path": "/etc/x"})
     assert key(Sysctl, "keys", "vm.swappiness", True) == read_key(Sysctl, {"keys": ["vm.swappiness"]})
