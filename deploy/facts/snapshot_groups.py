@@ -3,7 +3,7 @@
 ``File``/``Directory`` of many paths by one ``stat``, ``Sha1File`` by one ``sha1sum``, ``SystemdStatus`` and
 ``SystemdEnabled`` of single units by one ``systemctl show`` (one block per unit, in order), ``Sysctl`` of single
 keys by one ``sysctl``. Each group's lines are still parsed by the fact classes themselves; the keys of the
-values (and the digest of a ``sha1sum`` line) are kept, as every host of a fleet reads the same members.
+values (and the ``Sha1File`` fact of a path) are kept, as every host of a fleet reads the same members.
 """
 
 from __future__ import annotations
@@ -74,11 +74,17 @@ def _member_key(cls: type[FactBase], name: str, member: str, listed: bool) -> st
 
 
 @functools.lru_cache(maxsize=4096)
-def _sha1_of(path: str, line: str) -> str | None:
-    """``Sha1File`` of ``path`` parsed from ``sha1sum``'s line (kept: alike files print alike lines)."""
+def _sha1_fact(path: str) -> Sha1File:
+    """A ``Sha1File`` fact given ``path`` (its ``command()`` keeps the path for ``process()``), kept per path:
+    every host of a fleet sums the same paths, and ``process()`` changes nothing in the fact."""
     fact = Sha1File()
-    fact.command(path)  # the fact keeps its path for process()
-    return fact.process([line])
+    fact.command(path)
+    return fact
+
+
+def _sha1_of(path: str, line: str) -> str | None:
+    """``Sha1File`` of ``path`` parsed from ``sha1sum``'s line."""
+    return _sha1_fact(path).process([line])
 
 
 def _store_stat(values: Values, members: list[str], lines: list[str]) -> None:
