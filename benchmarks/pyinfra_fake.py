@@ -194,7 +194,7 @@ class FakeRemote:
         if path in self.dirs or path in SYSTEM_DIRS:
             return True
         prefix = path.rstrip("/") + "/"
-        return any(p.startswith(prefix) for p in [*self.files, *self.dirs])
+        return any(p.startswith(prefix) for paths in (self.files, self.dirs) for p in paths)
 
     def _fact_files_File(self, path: str) -> dict | bool | None:
         if path in self.files:
