@@ -8,7 +8,7 @@ from typing import Any
 
 from pyinfra.operations import files
 
-from deploy import encode
+from deploy import encode, rendered
 from deploy.facts.snapshot import Read
 from deploy.facts.users import PasswdEntry
 from deploy.operations.reads import file_reads
@@ -23,8 +23,9 @@ def template(role: str, name: str) -> str:
 
 
 def render(role: str, name: str, **variables: Any) -> str:
-    """``templates/<role>/<name>`` rendered through kvpod's encoding environment (:func:`deploy.encode.render`)."""
-    return encode.render(template(role, name), **variables)
+    """``templates/<role>/<name>`` rendered through kvpod's encoding environment (:func:`deploy.encode.render`;
+    the text kept for the next host rendering it alike: :mod:`deploy.rendered`)."""
+    return rendered.render(template(role, name), **variables)
 
 
 def rendered_file(

@@ -166,3 +166,24 @@ def test_kept_parts_of_the_state_read_are_what_building_them_gives() -> None:
         fact.command(path)
         for _ in range(2):
             assert snapshot_groups._sha1_of(path, line) == fact.process([line])
+
+
+def test_kept_renders_are_what_rendering_gives_and_tell_alike_looking_values_apart() -> None:
+    from deploy import encode, rendered
+    from deploy.shipped import templates_dir
+
+    sysctls = str(templates_dir() / "fabric_network" / "sysctl.conf.j2")
+    texts = set()
+    for value in (1, True, 1.0, 0.0, -0.0, "1"):  # equal or alike-looking values that print differently
+        for _ in range(2):  # the second time from what was kept
+            text = rendered.render(sysctls, sysctls={"net.core.rmem_max": value})
+            assert text == encode.render(sysctls, sysctls={"net.core.rmem_max": value})
+        texts.add(text)
+    assert len(texts) == 5, "1 and '1' print alike; the others each differently"
+    for _ in range(2):  # a render that fails is not kept: it fails again
+        with pytest.raises(encode.EncodeError):
+            rendered.render(sysctls, sysctls={"not a key": 1})
+    assert rendered.frozen({"a": 0.0}) != rendered.frozen({"a": -0.0})
+    assert rendered.frozen([1]) != rendered.frozen([True]) != rendered.frozen((1,))
+    assert rendered.frozen({"a": 1, "b": 2}) != rendered.frozen({"b": 2, "a": 1}), "templates iterate in order"
+    assert rendered.frozen({"a": object()}) is None, "only plain values are kept"
