@@ -153,12 +153,10 @@ def _get(remote: FakeRemote, cls: type, args: dict) -> Any:
 def _group_lines(remote: FakeRemote, group: str, members: list[str]) -> list[str]:
     lines: list[str] = []
     for m in members:
-        if group == "stat":
-            f = remote.get_fact(File, path=m)
-            d = remote.get_fact(Directory, path=m)
-            if f:
-                lines.append(_stat_line(m, f, "-"))
-            elif d:
+        if group == "stat":  # a file's File fact is its only true one; a directory's Directory fact
+            if m in remote.files:
+                lines.append(_stat_line(m, remote.get_fact(File, path=m), "-"))
+            elif d := remote.get_fact(Directory, path=m):
                 lines.append(_stat_line(m, d, "d"))
         elif group == "sha1":
             digest = _get(remote, Sha1File, {"path": m})
