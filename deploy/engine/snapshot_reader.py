@@ -22,7 +22,7 @@ from deploy.engine.results import RunStats
 from deploy.facts.copies import deep_copy
 from deploy.facts.effects import ReadInvalidation, effect_of_call
 from deploy.facts.read_keys import read_key_of
-from deploy.facts.snapshot import HostSnapshot
+from deploy.facts.snapshot import HostSnapshot, SnapshotReads
 
 
 class SnapshotReader:
@@ -58,7 +58,7 @@ class SnapshotReader:
         if not reads:
             return
         try:
-            self.values = self._live(HostSnapshot, reads=tuple(reads))
+            self.values = self._live(HostSnapshot, reads=SnapshotReads(reads))
         except Exception:  # an unreachable host or a broken shell: the deploy reads live and reports it
             self.values = {}
         self.fresh = bool(self.values)

@@ -248,6 +248,16 @@ def _store(values: dict[str, Any], cls: type[FactBase], args: dict[str, Any], li
         return
 
 
+class SnapshotReads(tuple):
+    """The reads :class:`HostSnapshot` takes, printed as their count where pyinfra prints a fact's arguments (its
+    log lines; each read is in the script)."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} reads>"
+
+    __str__ = __repr__
+
+
 class HostSnapshot(FactBase[dict]):
     """
     The values of many fact reads, read in one command (see the module's docstring).

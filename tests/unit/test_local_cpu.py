@@ -150,6 +150,9 @@ def test_kept_parts_of_the_state_read_are_what_building_them_gives() -> None:
     script = snapshot.snapshot_script(reads)
     assert script == snapshot._script.built(tuple(reads))
     assert snapshot.snapshot_script(list(reads)) is script  # kept for the next host reading alike
+    taken = snapshot.SnapshotReads(reads)
+    assert snapshot.HostSnapshot().command(taken) is script and taken == tuple(reads)
+    assert str(taken) == repr(taken) == f"<{len(reads)} reads>", "pyinfra's log lines print the count"
     for read in (r for r in reads * 2 if isinstance(r, Read)):
         assert snapshot._grouping(read) == snapshot._grouping.built(read)
         assert snapshot._read_section(read) == snapshot._read_section.built(read)
