@@ -67,10 +67,10 @@ class NamespaceReads:
     nsid: int | None = None
 
 
-def _kept(build: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``build`` kept per argument (a read, or a tuple of reads): every host of a fleet reads alike. An argument
-    that cannot be hashed is built each time; ``.built`` is ``build`` itself."""
-    kept = functools.lru_cache(maxsize=8192)(build)
+def _kept(build: Callable[[Any], Any], most: int = 8192) -> Callable[[Any], Any]:
+    """``build`` kept per argument (a read, or a tuple of reads), the ``most`` recent: every host of a fleet reads
+    alike. An argument that cannot be hashed is built each time; ``.built`` is ``build`` itself."""
+    kept = functools.lru_cache(maxsize=most)(build)
 
     @functools.wraps(build)
     def get(arg: Any) -> Any:
@@ -160,7 +160,7 @@ def snapshot_script(reads: list[Read | NamespaceReads]) -> str:
     return _script(tuple(reads))
 
 
-@_kept
+@functools.partial(_kept, most=128)  # whole scripts (about 11 kB for a node)
 def _script(reads: tuple[Read | NamespaceReads, ...]) -> str:
     parts = ["kvpod_seen="]
     groups: dict[str, list[str]] = {}
