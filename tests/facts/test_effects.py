@@ -233,3 +233,20 @@ def test_a_first_bring_up_reads_far_less_live_and_converges() -> None:
     live = stats.live_reads[host.name]
     assert any("NvmeSubsystems" in k for k in live)  # the namespace appears after connect: read live
     assert len(live) < 80  # every read after the first change was live: 104 on this node
+
+
+def test_which_is_staled_by_a_file_of_that_name_on_the_path_not_by_another() -> None:
+    from pyinfra.facts.server import Which
+
+    apt = Read.of(Which, command="apt").key
+    assert not stales(effect_of_upload("/usr/local/sbin/kvpod-nvme-connect"), apt)
+    assert not stales(effect_of_command("chmod 755 /usr/local/sbin/kvpod-nvme-connect"), apt)
+    for command in (
+        "chmod 755 /usr/local/bin/apt",
+        "rm -rf /usr/local",
+        "ln -s /opt/x /usr/bin/apt",
+        "apt-get -y install apt",
+    ):
+        assert stales(effect_of_command(command), apt), command
+    assert stales(effect_of_upload("/usr/sbin/apt"), apt)
+    assert stales(effect_of_command("chmod 755 /x"), Read.of(Which, command="../apt").key)  # no name: unknown
