@@ -16,7 +16,8 @@ touches a part it depends on (:func:`stales`):
   ``sysctl k=v``: that key; ``modprobe``: the loaded modules (and the sysctl keys a module may add);
   ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment;
 - starting or stopping one of kvpod's own services (``kvpod-*``) touches everything but the host's configuration:
-  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`).
+  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`); its soft-RoCE and NVMe connect services, /var and
+  /opt neither (:data:`KVPOD_DEVICE_SERVICE`).
 
 Anything else (another service started, a package installed, a shell script, a command with shell operators)
 touches EVERYTHING: every read goes stale, as a step depending on it must see the host as it is. A read
@@ -36,14 +37,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.facts.dependencies import (
-    ANY,
-    UNIT_DIRS,
-    Dependencies,
-    Part,
-    PathRead,
-    depends_on,
-)
+from deploy.facts.dependencies import ANY, UNIT_DIRS, Dependencies, Part, PathRead, depends_on
 from deploy.facts.dependencies import clean_path as _path
 from deploy.facts.dependencies import parts as _parts
 from deploy.facts.dependencies import under as _under
@@ -80,6 +74,12 @@ KVPOD_SERVICE = Effect(
     everything=True,
     unsettled=frozenset({("unit", ANY), ("nvme", ""), ("block", ANY)}),
     spares=("package", "user", "/etc", "/usr", "/bin", "/sbin", "/lib"),
+)
+# the soft-RoCE device and the boot-time NVMe connect (kvpod's own scripts in templates/) write nothing under /var
+# or /opt either: not the wheelhouse, not the virtual environment (an engine's caches may)
+KVPOD_DEVICE_UNITS = frozenset({"kvpod-rxe.service", "kvpod-nvme-connect.service"})
+KVPOD_DEVICE_SERVICE = Effect(
+    everything=True, unsettled=KVPOD_SERVICE.unsettled, spares=(*KVPOD_SERVICE.spares, "/var", "/opt")
 )
 NVME_CHANGE = Effect(
     parts=frozenset({("nvme", ""), ("block", ANY)}), unsettled=frozenset({("nvme", ""), ("block", ANY)})
@@ -245,6 +245,8 @@ def _systemctl(words: list[str]) -> Effect:
         if any(p is None for p in points):
             return EVERYTHING
         return Effect(parts=named | {("mount", "")}, paths=tuple(PathTouch(p, tree=True) for p in points if p))
+    if verb in ("start", "stop", "restart") and all(u in KVPOD_DEVICE_UNITS for u in units):
+        return KVPOD_DEVICE_SERVICE
     if verb in ("start", "stop", "restart") and all(u.startswith(KVPOD_UNIT_PREFIX) for u in units):
         return KVPOD_SERVICE
     return EVERYTHING  # a service runs its own code: anything may change

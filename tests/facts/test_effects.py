@@ -21,6 +21,7 @@ from deploy.facts.effects import (
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.network import IpLinks
 from deploy.facts.nvme import NvmeSubsystems
+from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import Read
 from deploy.facts.storage import BlockSignature, Ext4Info, MountedAt
 from deploy.facts.users import PasswdEntry
@@ -250,3 +251,17 @@ def test_which_is_staled_by_a_file_of_that_name_on_the_path_not_by_another() -> 
         assert stales(effect_of_command(command), apt), command
     assert stales(effect_of_upload("/usr/sbin/apt"), apt)
     assert stales(effect_of_command("chmod 755 /x"), Read.of(Which, command="../apt").key)  # no name: unknown
+
+
+def test_the_device_services_spare_the_wheelhouse_and_the_environment_and_the_engines_not() -> None:
+    wheel = Read.of(File, path="/var/cache/kvpod/wheelhouse/vllm-0.0.0-py3-none-any.whl").key
+    venv = Read.of(VenvPackages, venv="/opt/kvpod/vllm").key
+    for unit in ("kvpod-rxe.service", "kvpod-nvme-connect.service"):
+        got = staled(f"systemctl start {unit}")
+        assert {"subsystems", "signature", "mounted", "tier", "modules", "links", "rmem", "rxe", "vllm"} <= got
+        assert not {"env", "user", "etc/kvpod"} & got
+        assert not stales(effect_of_command(f"systemctl start {unit}"), wheel)
+        assert not stales(effect_of_command(f"systemctl restart {unit}"), venv)
+    for command in ("systemctl start kvpod-vllm@0.service", "systemctl start kvpod-dcb.service"):
+        assert stales(effect_of_command(command), wheel) and stales(effect_of_command(command), venv), command
+    assert stales(effect_of_command("systemctl start kvpod-rxe.service kvpod-vllm@0.service"), venv)
