@@ -378,10 +378,11 @@ class FakeRemote:
             elif argv[1] in ("start", "restart"):
                 unit["running"] = True
                 unit["restarts"] = unit.get("restarts", 0) + (argv[1] == "restart")
-        elif cmd == "sysctl" and len(argv) == 2 and "=" in argv[1]:
-            key, _, value = argv[1].partition("=")
-            parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split()]
-            self.sysctls[key] = parts[0] if len(parts) == 1 else parts
+        elif cmd == "sysctl" and len(argv) >= 2 and all("=" in a for a in argv[1:]):
+            for assignment in argv[1:]:
+                key, _, value = assignment.partition("=")
+                parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split()]
+                self.sysctls[key] = parts[0] if len(parts) == 1 else parts
         elif "apt-get" in argv and "install" in argv:
             for name in argv[argv.index("install") + 1 :]:
                 if not name.startswith("-"):

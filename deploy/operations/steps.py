@@ -197,11 +197,10 @@ def command_step(name: str, command: str, when: After) -> Step:
     return step(units.run, [], name=name, command=command, when=when)
 
 
-def sysctl_step(key: str, value: str) -> Step:
-    """``server.sysctl`` of one key."""
-    return step(
-        server.sysctl, sysctl_reads([key]), effects=[Effect("sysctl", key)], name=f"sysctl {key}", key=key, value=value
-    )
+def sysctls_step(name: str, values: dict[str, str]) -> Step:
+    """:func:`deploy.operations.kernel.sysctls`: the keys that differ set in one command."""
+    effects = [Effect("sysctl", k) for k in values]
+    return step(kernel.sysctls, sysctl_reads(list(values)), effects=effects, name=name, values=values)
 
 
 def packages_step(name: str, packages: list[str]) -> Step:

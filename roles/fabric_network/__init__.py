@@ -64,7 +64,7 @@ from deploy.operations.steps import (
     run_steps,
     service_step,
     step,
-    sysctl_step,
+    sysctls_step,
 )
 from deploy.plan import FabricPlan, NodePlan
 from roles._common import netdev_unit, rendered_step
@@ -301,7 +301,7 @@ def steps(plan: NodePlan) -> Steps:
     # the socket buffers first: a module loaded later may add sysctl keys, so it stales their reads
     sysctls = socket_sysctls(fab.socket_buffer_bytes)
     out: list = [
-        *(sysctl_step(key, value) for key, value in sysctls.items()),
+        sysctls_step("socket buffer sysctls", sysctls),
         rendered_step(
             "socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls
         ),

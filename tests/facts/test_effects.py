@@ -82,6 +82,10 @@ def staled(command: str) -> set[str]:
         ("systemctl start mnt-kvcache.mount", {"mounted", "tier"}),
         ("ip link set dev eth1 mtu 9000", {"links"}),
         ("sysctl net.core.rmem_max=134217728", {"rmem"}),
+        (
+            "sysctl net.core.rmem_max=134217728 net.core.wmem_max=134217728 net.ipv4.tcp_rmem='4096 131072 1'",
+            {"rmem", "wmem"},
+        ),
         ("modprobe -a nvme_fabrics nvme_rdma", {"modules", "rmem", "wmem"}),
         ("printf '%s\\n' nqn.x > /etc/kvpod/lmcache@0.env", {"env", "env dir", "env sum"}),
         ("useradd --system --user-group --create-home --home-dir /var/lib/vllm vllm", {"user"}),

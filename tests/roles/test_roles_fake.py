@@ -136,7 +136,7 @@ def test_fabric_network_fresh(lab: NodePlan) -> None:
     assert "ip link add link eth1 name eth1.100 mtu 9000 type vlan id 100" in cmds
     assert "ip addr add 10.78.0.3/24 dev eth1.100" in cmds
     assert "rdma link add rxe_eth1 type rxe netdev eth1" in cmds
-    assert "sysctl net.core.rmem_max=134217728" in cmds
+    assert any(c.startswith("sysctl net.core.rmem_max=134217728 net.core.wmem_max=134217728 ") for c in cmds)
     assert "networkctl reload" in cmds
     assert not any("eth0" in c for c in cmds), "the management NIC is never touched"
     files = uploads(commands)
