@@ -41,6 +41,7 @@ from deploy.facts.dependencies import ANY, UNIT_DIRS, Dependencies, Part, PathRe
 from deploy.facts.dependencies import clean_path as _path
 from deploy.facts.dependencies import parts as _parts
 from deploy.facts.dependencies import under as _under
+from deploy.facts.kvpod_scripts import guarded_mkfs_device, is_nvme_script
 
 
 @dataclass(frozen=True)
@@ -130,27 +131,6 @@ def stales(effect: Effect, key: str) -> bool:
 # -- commands ------------------------------------------------------------------------------------------------
 
 _OPERATORS = set(";&|<>()`$\n")
-_NQN_TEST = r'\[ "\$\(cat "\$s/subsysnqn" 2>/dev/null\)" = "\$0" \] \|\| continue; '
-# kvpod's own scripts over the NVMe subsystems in sysfs (deploy/operations/nvme.py): the wait for a namespace to
-# appear (it writes nothing) and the write of a subsystem's I/O policy; with their arguments after ``sh -c``
-NVME_SCRIPTS = (
-    re.compile(
-        r"for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
-        + _NQN_TEST
-        + r'for n in "\$s"/nvme\*n\* "\$s"/nvme\*/nvme\*n\*; do \[ -e "\$n" \] && exit 0; done; done; sleep 1; done; '
-        r'echo "[^"]*" >&2; exit 1'
-    ),
-    re.compile(
-        r"for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
-        + _NQN_TEST
-        + r"printf '%s\\n' \"\$1\" > \"\$s/iopolicy\" && exit 0; "
-        r'echo "[^"]*" >&2; exit 1; done; echo "[^"]*" >&2; exit 1'
-    ),
-)
-_GUARDED_MKFS = re.compile(
-    r"if blkid -p (/\S+) >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 [^;&|`$\n]*; "
-    r"else echo '[^']*' >&2; exit 1; fi"
-)
 
 
 def effect_of_upload(path: str) -> Effect:
@@ -332,21 +312,12 @@ def _plain(words: list[str]) -> Effect:
     return EVERYTHING
 
 
-def _nvme_script(command: str) -> bool:
-    try:
-        argv = shlex.split(command)
-    except ValueError:
-        return False
-    plain = shlex.join(argv) == command  # every word quoted: nothing else for the shell to run
-    return len(argv) > 2 and argv[1] == "-c" and plain and any(s.fullmatch(argv[2]) for s in NVME_SCRIPTS)
-
-
 def effect_of_command(command: str) -> Effect:
     """What the shell command ``command`` may change (EVERYTHING when not known)."""
-    guarded = _GUARDED_MKFS.fullmatch(command)
+    guarded = guarded_mkfs_device(command)
     if guarded:
-        return Effect(parts=_parts(("block", posixpath.normpath(guarded.group(1)))))
-    if command.startswith("sh -c ") and _nvme_script(command):
+        return Effect(parts=_parts(("block", posixpath.normpath(guarded))))
+    if command.startswith("sh -c ") and is_nvme_script(command):
         return NVME_CHANGE
     redirected = _redirect(command)
     if redirected is not None:
