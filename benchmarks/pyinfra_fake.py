@@ -71,7 +71,7 @@ KVPOD_COMMANDS = tuple(
         r"dcb (app replace dev \S+ dscp-prio( \d+:[0-7])+|pfc set dev \S+ prio-pfc( [0-7]:(on|off)){8})",
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
-        r"systemctl (daemon-reload|(start|stop|restart|enable|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
+        r"systemctl (daemon-reload|(start|stop|restart|enable|enable --now|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
         r"systemctl stop 'kvpod-vllm\*\.service'",  # every vLLM unit, old or engine (a glob systemctl matches)
         r"nvme (connect --transport \w+ --nqn \S+ --traddr \S+ --trsvcid \d+ ARGS|disconnect --nqn \S+|ns-rescan \S+)",
         r"if blkid -p \S+ >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 -q -m 0 -O mmp ARGS; "
@@ -373,6 +373,8 @@ class FakeRemote:
             unit = self.units.setdefault(argv[-1], {})
             if argv[1] in ("enable", "disable"):
                 unit["enabled"] = argv[1] == "enable"
+                if "--now" in argv:  # and started
+                    self._builtin(["systemctl", "start", argv[-1]])
             elif argv[1] == "stop":
                 unit["running"] = False
             elif argv[1] in ("start", "restart"):

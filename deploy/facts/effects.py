@@ -7,7 +7,8 @@ touches a part it depends on (:func:`stales`):
 
 - an upload, ``mkdir``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo`` into a file touch
   those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` the parents it may create);
-- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory;
+- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory
+  (``enable --now``: that, and what ``start`` touches);
   ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
 - ``nvme connect``/``disconnect``/``ns-rescan`` and kvpod's own scripts over the NVMe subsystems in sysfs (the wait
   for a namespace, the I/O policy) touch the NVMe subsystems and every block device; ``mkfs.ext4``/``tune2fs`` the
@@ -116,8 +117,8 @@ def touches(effect: Effect, deps: Dependencies | None) -> bool:
     """Whether ``effect`` may change a value with dependencies ``deps`` (None: unknown, always)."""
     if deps is None:
         return True
-    if effect.everything:
-        return not _spared(effect, deps)
+    if effect.everything and not _spared(effect, deps):
+        return True
     if any(_part_stales(t, r) for t in effect.parts for r in deps.parts):
         return True
     return any(_path_stales(t, r) for t in effect.paths for r in deps.paths)
@@ -209,6 +210,10 @@ def _systemctl(words: list[str]) -> Effect:
     if not args:
         return EVERYTHING
     verb, units = args[0], args[1:]
+    if verb == "enable" and "--now" in words:  # enabled, then started
+        rest = [w for w in words if w != "--now"]
+        at = rest.index(verb)
+        return _both(_systemctl(rest), _systemctl([*rest[:at], "start", *rest[at + 1 :]]))
     if any(w in ("--now", "--user", "--global") or w.startswith("--root") for w in words):
         return EVERYTHING
     if verb == "daemon-reload" and not units:
@@ -230,6 +235,16 @@ def _systemctl(words: list[str]) -> Effect:
     if verb in ("start", "stop", "restart") and all(u.startswith(KVPOD_UNIT_PREFIX) for u in units):
         return KVPOD_SERVICE
     return EVERYTHING  # a service runs its own code: anything may change
+
+
+def _both(first: Effect, then: Effect) -> Effect:
+    """What two commands run one after the other may change."""
+    if first.everything and then.everything and first.spares != then.spares:
+        return EVERYTHING
+    spares = (first if first.everything else then).spares
+    every = first.everything or then.everything
+    paths, unsettled = first.paths + then.paths, first.unsettled | then.unsettled
+    return Effect(every, first.parts | then.parts, paths, unsettled, spares)
 
 
 def _sysctl_set(words: list[str]) -> Effect:

@@ -269,3 +269,13 @@ def test_the_device_services_spare_the_wheelhouse_and_the_environment_and_the_en
     for command in ("systemctl start kvpod-vllm@0.service", "systemctl start kvpod-dcb.service"):
         assert stales(effect_of_command(command), wheel) and stales(effect_of_command(command), venv), command
     assert stales(effect_of_command("systemctl start kvpod-rxe.service kvpod-vllm@0.service"), venv)
+
+
+@pytest.mark.parametrize("unit", ["kvpod-rxe.service", "kvpod-vllm@0.service", "mnt-kvcache.mount", "ssh.service"])
+def test_enable_now_stales_what_enable_and_start_stale(unit: str) -> None:
+    assert staled(f"systemctl enable --now {unit}") == staled(f"systemctl enable {unit}") | staled(
+        f"systemctl start {unit}"
+    )
+    link = Read.of(File, path=f"/etc/systemd/system/multi-user.target.wants/{unit}").key
+    assert stales(effect_of_command(f"systemctl enable --now {unit}"), link)
+    assert staled(f"systemctl --user enable --now {unit}") == set(KEYS)

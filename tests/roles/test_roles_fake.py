@@ -94,7 +94,7 @@ def test_fresh_node_real_run_brings_it_up_then_it_is_converged(lab: NodePlan) ->
         assert path in remote.uploads
     assert "/etc/systemd/system/kvpod-vllm.service" not in remote.uploads
     for unit in ("kvpod-vllm@0.service", "kvpod-vllm@1.service"):
-        assert f"systemctl start {unit}" in executed and f"systemctl restart {unit}" not in executed
+        assert f"systemctl enable --now {unit}" in executed and f"systemctl restart {unit}" not in executed
     assert remote.dirs["/mnt/kvcache"]["user"] == "vllm", "the mounted filesystem's root belongs to vLLM"
     assert restart_pending(state, host) is False
 
@@ -112,7 +112,9 @@ def test_node_runs_roles_in_order(lab: NodePlan) -> None:
         word: next(i for i, c in enumerate(executed) if word in c) for word in ("ip link add", "nvme connect", "mkfs")
     }
     assert first["ip link add"] < first["nvme connect"] < first["mkfs"]
-    assert executed.index("systemctl start mnt-kvcache.mount") < executed.index("systemctl start kvpod-vllm@0.service")
+    assert executed.index("systemctl start mnt-kvcache.mount") < executed.index(
+        "systemctl enable --now kvpod-vllm@0.service"
+    )
 
 
 # -- each role: fresh host, then converged --------------------------------------------------------------------
@@ -456,7 +458,7 @@ def test_vllm_unit(lab: NodePlan) -> None:
     ):
         assert f"{line}\n" in unit
     cmds = strings(commands)
-    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl start kvpod-vllm@0.service")
+    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl enable --now kvpod-vllm@0.service")
     assert "useradd --system --user-group --create-home --home-dir /var/lib/vllm --shell /usr/sbin/nologin vllm" in cmds
 
 
