@@ -90,6 +90,7 @@ KVPOD_COMMANDS = tuple(
         r"systemctl restart -- [\w@.:' -]+; python3 -c .+",
         r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
         r"printf '%s(\\n)?' ARGS",
+        r"install -d -m [0-7]{3,4} -o [\w.-]+ -g [\w.-]+ ARGS",
         r"useradd --system ARGS",
         r"DEBIAN_FRONTEND=noninteractive apt-get -y ARGS install [\w.+ -]+",
         r"\S+/bin/python3? -m (venv|pip install) ARGS",
@@ -334,6 +335,11 @@ class FakeRemote:
         if cmd == "mkdir":
             for path in args:
                 self.dirs.setdefault(path.rstrip("/") or "/", {})
+        elif cmd == "install" and "-d" in argv:
+            opts = dict(itertools.pairwise(argv))
+            path = argv[-1].rstrip("/") or "/"
+            made = {"mode": int(opts["-m"]), "user": opts["-o"], "group": opts["-g"]}
+            self.dirs[path] = {**self.dirs.get(path, {}), **made}
         elif cmd == "chmod" and len(args) == 2:
             self._target(args[1])["mode"] = int(args[0]) if args[0].isdigit() else args[0]
         elif cmd in ("chown", "chgrp") and len(args) == 2:

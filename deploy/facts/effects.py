@@ -5,8 +5,9 @@ path, the kernel's modules, its network links, a systemd unit, the NVMe subsyste
 (:func:`effect_of_command`, :func:`effect_of_upload`) touches some of them. A read goes stale when a command
 touches a part it depends on (:func:`stales`):
 
-- an upload, ``mkdir``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo`` into a file touch
-  those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` the parents it may create);
+- an upload, ``mkdir``, ``install -d``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo``
+  into a file touch those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` and ``install -d`` the
+  parents they may create);
 - ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory
   (``enable --now``: that, and what ``start`` touches);
   ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
@@ -278,12 +279,26 @@ def _python(words: list[str]) -> Effect:
     return EVERYTHING
 
 
+def _install(words: list[str]) -> Effect:
+    """``install -d [-m MODE] [-o USER] [-g GROUP] DIR...``: those directories (and their parents); else unknown."""
+    rest, named = iter(words[1:]), []
+    for word in rest:
+        if word in ("-m", "-o", "-g"):
+            next(rest, None)
+        elif word != "-d":
+            named.append(word)
+    known = "-d" in words and not any(w.startswith("-") for w in named)
+    return _paths(named, parents=True) if known else EVERYTHING
+
+
 def _plain(words: list[str]) -> Effect:
     program = words[0]
     args = _args(words)
     recursive = any(w in ("-R", "-r", "-rf", "-fr", "--recursive") for w in words[1:])
     if program == "mkdir":
         return _paths(args, parents="-p" in words)
+    if program == "install":
+        return _install(words)
     if program in ("chmod", "chown", "chgrp"):
         return _paths(args[1:], tree=recursive)
     if program == "rm":

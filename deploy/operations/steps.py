@@ -32,7 +32,7 @@ from pyinfra.operations import files, server
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.names import modules_load_path
-from deploy.operations import changed, kernel, units
+from deploy.operations import changed, kernel, paths, units
 from deploy.operations.reads import (
     absent_file_reads,
     apt_package_reads,
@@ -174,9 +174,10 @@ def absent_file_step(name: str, dest: str, keep: str | None = None) -> Step:
 
 
 def directory_step(name: str, dest: str, keep: str | None = None, **options: Any) -> Step:
-    """``files.directory`` (``user``, ``group``, ``mode``, ``present`` as it takes them)."""
+    """:func:`deploy.operations.paths.directory` (``user``, ``group``, ``mode``, ``present`` as ``files.directory``
+    takes them)."""
     return step(
-        files.directory, directory_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, path=dest, **options
+        paths.directory, directory_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, path=dest, **options
     )
 
 

@@ -333,7 +333,7 @@ def test_wiping_a_node_in_service(lab: NodePlan) -> None:
     executed = remote.executed[before:]
     assert executed.index("systemctl stop mnt-kvcache.mount") < executed.index("udevadm settle")
     assert executed[-2:] == ["systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"]
-    assert "chown vllm:vllm /mnt/kvcache/lmcache/engine1" in executed
+    assert "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache/engine1" in executed
     assert changed_commands(deploy_plan(node, remote, data(lab))) == []
 
 
@@ -385,7 +385,7 @@ def test_lmcache_env_mode(lab: NodePlan) -> None:
         assert f"/etc/kvpod/lmcache@{index}.yaml" not in uploads(commands)
     cmds = strings(commands)
     for path in ("/mnt/kvcache/lmcache", "/mnt/kvcache/lmcache/engine0", "/mnt/kvcache/lmcache/engine1"):
-        assert f"mkdir -p {path}" in cmds and f"chown vllm:vllm {path}" in cmds
+        assert f"install -d -m 750 -o vllm -g vllm {path}" in cmds
 
 
 def test_lmcache_env_mode_extras(lab: NodePlan) -> None:
