@@ -232,7 +232,8 @@ def first_child(what: str) -> dict:
     from deploy.hosts import node_hosts
     from deploy.loader import load_spec, load_spec_text
     from deploy.names import NODE_KEY
-    from deploy.orchestrate import UpOptions, bring_up, node_extra
+    from deploy.orchestrate import UpOptions, bring_up
+    from deploy.pipeline.jobs import node_extra
     from deploy.plan import build_plan
     from deploy.shipped import lab_spec
     from roles.node import node
