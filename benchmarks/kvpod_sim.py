@@ -305,7 +305,7 @@ def _ip(remote: FakeRemote, argv: list[str]) -> bool:
             return False
         links[_opt(argv, "name")] = {
             "mtu": int(_opt(argv, "mtu")),
-            "up": False,
+            "up": "up" in argv[: argv.index("type")],
             "kind": "vlan",
             "vlan_id": int(_opt(argv, "id")),
             "link": argv[argv.index("link", 3) + 1],

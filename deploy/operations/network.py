@@ -63,8 +63,7 @@ def vlan_interface(
         yield _ip("link", "delete", "dev", interface)
         vlan = None
     if vlan is None:
-        yield _ip("link", "add", "link", parent, "name", interface, "mtu", mtu, "type", "vlan", "id", vlan_id)
-        yield _ip("link", "set", "dev", interface, "up")
+        yield _ip("link", "add", "link", parent, "name", interface, "mtu", mtu, "up", "type", "vlan", "id", vlan_id)
         for addr in wanted:
             yield _ip("addr", "add", addr, "dev", interface)
         return

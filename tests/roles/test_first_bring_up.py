@@ -19,7 +19,7 @@ from tests.golden import assert_golden
 
 # remote commands per node of a first bring-up of a blank lab node, as ``benchmarks/round_trips.py first`` counts
 # them: changes, uploads, live reads, the deploy's snapshot read and ``kvpod up``'s state read before the phases
-FIRST_BRING_UP_COMMANDS = 104
+FIRST_BRING_UP_COMMANDS = 103
 
 
 def _state(remote: FakeRemote) -> str:

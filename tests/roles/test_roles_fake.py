@@ -135,7 +135,7 @@ def test_fabric_network_fresh(lab: NodePlan) -> None:
     commands = changed_commands(deploy_plan(fabric_network, fresh_node(lab), data(lab)))
     cmds = strings(commands)
     assert "ip link set dev eth1 mtu 9000 up" in cmds
-    assert "ip link add link eth1 name eth1.100 mtu 9000 type vlan id 100" in cmds
+    assert "ip link add link eth1 name eth1.100 mtu 9000 up type vlan id 100" in cmds
     assert "ip addr add 10.78.0.3/24 dev eth1.100" in cmds
     assert "rdma link add rxe_eth1 type rxe netdev eth1" in cmds
     assert any(c.startswith("sysctl net.core.rmem_max=134217728 net.core.wmem_max=134217728 ") for c in cmds)
