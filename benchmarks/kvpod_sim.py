@@ -259,7 +259,7 @@ def guarded_disconnect(remote: FakeRemote, argv: list[str], use: dict[str, dict]
 
 def _systemctl(remote: FakeRemote, argv: list[str]) -> bool:
     remote._builtin(argv)
-    if argv[1] == "start" and argv[-1].endswith(".mount"):
+    if (argv[1] == "start" or argv[1:3] == ["enable", "--now"]) and argv[-1].endswith(".mount"):
         path = getattr(remote, "mount_path", "/mnt/kvcache")
         mounted = {"source": f"/dev/{DEVICE}", "fstype": "ext4", "options": ["rw", "noatime"], "device": DEVICE}
         _fact(remote, "storage.MountedAt", {})[f"path={path}"] = mounted
@@ -305,7 +305,7 @@ def _ip(remote: FakeRemote, argv: list[str]) -> bool:
             return False
         links[_opt(argv, "name")] = {
             "mtu": int(_opt(argv, "mtu")),
-            "up": False,
+            "up": "up" in argv[: argv.index("type")],
             "kind": "vlan",
             "vlan_id": int(_opt(argv, "id")),
             "link": argv[argv.index("link", 3) + 1],

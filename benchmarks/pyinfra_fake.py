@@ -71,7 +71,7 @@ KVPOD_COMMANDS = tuple(
         r"dcb (app replace dev \S+ dscp-prio( \d+:[0-7])+|pfc set dev \S+ prio-pfc( [0-7]:(on|off)){8})",
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
-        r"systemctl (daemon-reload|(start|stop|restart|enable|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
+        r"systemctl (daemon-reload|(start|stop|restart|enable|enable --now|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
         r"systemctl stop 'kvpod-vllm\*\.service'",  # every vLLM unit, old or engine (a glob systemctl matches)
         r"nvme (connect --transport \w+ --nqn \S+ --traddr \S+ --trsvcid \d+ ARGS|disconnect --nqn \S+|ns-rescan \S+)",
         r"if blkid -p \S+ >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 -q -m 0 -O mmp ARGS; "
@@ -90,6 +90,7 @@ KVPOD_COMMANDS = tuple(
         r"systemctl restart -- [\w@.:' -]+; python3 -c .+",
         r"(mkdir|mkdir -p|rm|rm -f|rm -rf|ln -s|chmod [0-7]{3,4}|chown [\w.:-]+|truncate -s \d+) ARGS",
         r"printf '%s(\\n)?' ARGS",
+        r"install -d -m [0-7]{3,4} -o [\w.-]+ -g [\w.-]+ ARGS",
         r"useradd --system ARGS",
         r"DEBIAN_FRONTEND=noninteractive apt-get -y ARGS install [\w.+ -]+",
         r"\S+/bin/python3? -m (venv|pip install) ARGS",
@@ -334,6 +335,11 @@ class FakeRemote:
         if cmd == "mkdir":
             for path in args:
                 self.dirs.setdefault(path.rstrip("/") or "/", {})
+        elif cmd == "install" and "-d" in argv:
+            opts = dict(itertools.pairwise(argv))
+            path = argv[-1].rstrip("/") or "/"
+            made = {"mode": int(opts["-m"]), "user": opts["-o"], "group": opts["-g"]}
+            self.dirs[path] = {**self.dirs.get(path, {}), **made}
         elif cmd == "chmod" and len(args) == 2:
             self._target(args[1])["mode"] = int(args[0]) if args[0].isdigit() else args[0]
         elif cmd in ("chown", "chgrp") and len(args) == 2:
@@ -373,15 +379,18 @@ class FakeRemote:
             unit = self.units.setdefault(argv[-1], {})
             if argv[1] in ("enable", "disable"):
                 unit["enabled"] = argv[1] == "enable"
+                if "--now" in argv:  # and started
+                    self._builtin(["systemctl", "start", argv[-1]])
             elif argv[1] == "stop":
                 unit["running"] = False
             elif argv[1] in ("start", "restart"):
                 unit["running"] = True
                 unit["restarts"] = unit.get("restarts", 0) + (argv[1] == "restart")
-        elif cmd == "sysctl" and len(argv) == 2 and "=" in argv[1]:
-            key, _, value = argv[1].partition("=")
-            parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split()]
-            self.sysctls[key] = parts[0] if len(parts) == 1 else parts
+        elif cmd == "sysctl" and len(argv) >= 2 and all("=" in a for a in argv[1:]):
+            for assignment in argv[1:]:
+                key, _, value = assignment.partition("=")
+                parts = [int(v) if v.lstrip("-").isdigit() else v for v in value.split()]
+                self.sysctls[key] = parts[0] if len(parts) == 1 else parts
         elif "apt-get" in argv and "install" in argv:
             for name in argv[argv.index("install") + 1 :]:
                 if not name.startswith("-"):

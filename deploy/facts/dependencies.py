@@ -60,6 +60,14 @@ def _sysctl(args: dict[str, Any]) -> Dependencies:
     return Dependencies(frozenset(("sysctl", n) for n in names))
 
 
+def _which(args: dict[str, Any]) -> Dependencies | None:
+    """``which COMMAND``: the file of that name in each directory of the PATH (and what packages install)."""
+    command = args.get("command")
+    if not isinstance(command, str) or not command or "/" in command or command in (".", ".."):
+        return None
+    return Dependencies(parts(("package", "")), tuple((f"{d}/{command}", False) for d in PATH_DIRS))
+
+
 def clean_path(value: Any) -> str | None:
     """An absolute path, normalised; None for anything else."""
     return posixpath.normpath(value) if isinstance(value, str) and value.startswith("/") else None
@@ -84,7 +92,7 @@ def depends_on(key: str) -> Dependencies | None:
         "pyinfra.facts.systemd.SystemdStatus": _units(args),
         "pyinfra.facts.systemd.SystemdEnabled": _units(args),
         "pyinfra.facts.server.Sysctl": _sysctl(args),
-        "pyinfra.facts.server.Which": Dependencies(parts(("package", "")), tuple((d, True) for d in PATH_DIRS)),
+        "pyinfra.facts.server.Which": _which(args),
         "pyinfra.facts.server.Users": Dependencies(parts(("user", ""))),
         "pyinfra.facts.server.Groups": Dependencies(parts(("user", ""))),
         "pyinfra.facts.server.Home": Dependencies(parts(("user", ""))),

@@ -5,9 +5,11 @@ path, the kernel's modules, its network links, a systemd unit, the NVMe subsyste
 (:func:`effect_of_command`, :func:`effect_of_upload`) touches some of them. A read goes stale when a command
 touches a part it depends on (:func:`stales`):
 
-- an upload, ``mkdir``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo`` into a file touch
-  those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` the parents it may create);
-- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory;
+- an upload, ``mkdir``, ``install -d``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo``
+  into a file touch those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` and ``install -d`` the
+  parents they may create);
+- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory
+  (``enable --now``: that, and what ``start`` touches);
   ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
 - ``nvme connect``/``disconnect``/``ns-rescan`` and kvpod's own scripts over the NVMe subsystems in sysfs (the wait
   for a namespace, the I/O policy) touch the NVMe subsystems and every block device; ``mkfs.ext4``/``tune2fs`` the
@@ -16,7 +18,8 @@ touches a part it depends on (:func:`stales`):
   ``sysctl k=v``: that key; ``modprobe``: the loaded modules (and the sysctl keys a module may add);
   ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment;
 - starting or stopping one of kvpod's own services (``kvpod-*``) touches everything but the host's configuration:
-  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`).
+  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`); its soft-RoCE and NVMe connect services, /var and
+  /opt neither (:data:`KVPOD_DEVICE_SERVICE`).
 
 Anything else (another service started, a package installed, a shell script, a command with shell operators)
 touches EVERYTHING: every read goes stale, as a step depending on it must see the host as it is. A read
@@ -36,17 +39,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.facts.dependencies import (
-    ANY,
-    UNIT_DIRS,
-    Dependencies,
-    Part,
-    PathRead,
-    depends_on,
-)
+from deploy.facts.dependencies import ANY, UNIT_DIRS, Dependencies, Part, PathRead, depends_on
 from deploy.facts.dependencies import clean_path as _path
 from deploy.facts.dependencies import parts as _parts
 from deploy.facts.dependencies import under as _under
+from deploy.facts.kvpod_scripts import guarded_mkfs_device, is_nvme_script
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,12 @@ KVPOD_SERVICE = Effect(
     everything=True,
     unsettled=frozenset({("unit", ANY), ("nvme", ""), ("block", ANY)}),
     spares=("package", "user", "/etc", "/usr", "/bin", "/sbin", "/lib"),
+)
+# the soft-RoCE device and the boot-time NVMe connect (kvpod's own scripts in templates/) write nothing under /var
+# or /opt either: not the wheelhouse, not the virtual environment (an engine's caches may)
+KVPOD_DEVICE_UNITS = frozenset({"kvpod-rxe.service", "kvpod-nvme-connect.service"})
+KVPOD_DEVICE_SERVICE = Effect(
+    everything=True, unsettled=KVPOD_SERVICE.unsettled, spares=(*KVPOD_SERVICE.spares, "/var", "/opt")
 )
 NVME_CHANGE = Effect(
     parts=frozenset({("nvme", ""), ("block", ANY)}), unsettled=frozenset({("nvme", ""), ("block", ANY)})
@@ -115,8 +118,8 @@ def touches(effect: Effect, deps: Dependencies | None) -> bool:
     """Whether ``effect`` may change a value with dependencies ``deps`` (None: unknown, always)."""
     if deps is None:
         return True
-    if effect.everything:
-        return not _spared(effect, deps)
+    if effect.everything and not _spared(effect, deps):
+        return True
     if any(_part_stales(t, r) for t in effect.parts for r in deps.parts):
         return True
     return any(_path_stales(t, r) for t in effect.paths for r in deps.paths)
@@ -130,27 +133,6 @@ def stales(effect: Effect, key: str) -> bool:
 # -- commands ------------------------------------------------------------------------------------------------
 
 _OPERATORS = set(";&|<>()`$\n")
-_NQN_TEST = r'\[ "\$\(cat "\$s/subsysnqn" 2>/dev/null\)" = "\$0" \] \|\| continue; '
-# kvpod's own scripts over the NVMe subsystems in sysfs (deploy/operations/nvme.py): the wait for a namespace to
-# appear (it writes nothing) and the write of a subsystem's I/O policy; with their arguments after ``sh -c``
-NVME_SCRIPTS = (
-    re.compile(
-        r"for i in \$\(seq \d+\); do for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
-        + _NQN_TEST
-        + r'for n in "\$s"/nvme\*n\* "\$s"/nvme\*/nvme\*n\*; do \[ -e "\$n" \] && exit 0; done; done; sleep 1; done; '
-        r'echo "[^"]*" >&2; exit 1'
-    ),
-    re.compile(
-        r"for s in /sys/class/nvme-subsystem/nvme-subsys\*; do "
-        + _NQN_TEST
-        + r"printf '%s\\n' \"\$1\" > \"\$s/iopolicy\" && exit 0; "
-        r'echo "[^"]*" >&2; exit 1; done; echo "[^"]*" >&2; exit 1'
-    ),
-)
-_GUARDED_MKFS = re.compile(
-    r"if blkid -p (/\S+) >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 [^;&|`$\n]*; "
-    r"else echo '[^']*' >&2; exit 1; fi"
-)
 
 
 def effect_of_upload(path: str) -> Effect:
@@ -229,6 +211,10 @@ def _systemctl(words: list[str]) -> Effect:
     if not args:
         return EVERYTHING
     verb, units = args[0], args[1:]
+    if verb == "enable" and "--now" in words:  # enabled, then started
+        rest = [w for w in words if w != "--now"]
+        at = rest.index(verb)
+        return _both(_systemctl(rest), _systemctl([*rest[:at], "start", *rest[at + 1 :]]))
     if any(w in ("--now", "--user", "--global") or w.startswith("--root") for w in words):
         return EVERYTHING
     if verb == "daemon-reload" and not units:
@@ -245,9 +231,21 @@ def _systemctl(words: list[str]) -> Effect:
         if any(p is None for p in points):
             return EVERYTHING
         return Effect(parts=named | {("mount", "")}, paths=tuple(PathTouch(p, tree=True) for p in points if p))
+    if verb in ("start", "stop", "restart") and all(u in KVPOD_DEVICE_UNITS for u in units):
+        return KVPOD_DEVICE_SERVICE
     if verb in ("start", "stop", "restart") and all(u.startswith(KVPOD_UNIT_PREFIX) for u in units):
         return KVPOD_SERVICE
     return EVERYTHING  # a service runs its own code: anything may change
+
+
+def _both(first: Effect, then: Effect) -> Effect:
+    """What two commands run one after the other may change."""
+    if first.everything and then.everything and first.spares != then.spares:
+        return EVERYTHING
+    spares = (first if first.everything else then).spares
+    every = first.everything or then.everything
+    paths, unsettled = first.paths + then.paths, first.unsettled | then.unsettled
+    return Effect(every, first.parts | then.parts, paths, unsettled, spares)
 
 
 def _sysctl_set(words: list[str]) -> Effect:
@@ -281,12 +279,26 @@ def _python(words: list[str]) -> Effect:
     return EVERYTHING
 
 
+def _install(words: list[str]) -> Effect:
+    """``install -d [-m MODE] [-o USER] [-g GROUP] DIR...``: those directories (and their parents); else unknown."""
+    rest, named = iter(words[1:]), []
+    for word in rest:
+        if word in ("-m", "-o", "-g"):
+            next(rest, None)
+        elif word != "-d":
+            named.append(word)
+    known = "-d" in words and not any(w.startswith("-") for w in named)
+    return _paths(named, parents=True) if known else EVERYTHING
+
+
 def _plain(words: list[str]) -> Effect:
     program = words[0]
     args = _args(words)
     recursive = any(w in ("-R", "-r", "-rf", "-fr", "--recursive") for w in words[1:])
     if program == "mkdir":
         return _paths(args, parents="-p" in words)
+    if program == "install":
+        return _install(words)
     if program in ("chmod", "chown", "chgrp"):
         return _paths(args[1:], tree=recursive)
     if program == "rm":
@@ -330,21 +342,12 @@ def _plain(words: list[str]) -> Effect:
     return EVERYTHING
 
 
-def _nvme_script(command: str) -> bool:
-    try:
-        argv = shlex.split(command)
-    except ValueError:
-        return False
-    plain = shlex.join(argv) == command  # every word quoted: nothing else for the shell to run
-    return len(argv) > 2 and argv[1] == "-c" and plain and any(s.fullmatch(argv[2]) for s in NVME_SCRIPTS)
-
-
 def effect_of_command(command: str) -> Effect:
     """What the shell command ``command`` may change (EVERYTHING when not known)."""
-    guarded = _GUARDED_MKFS.fullmatch(command)
+    guarded = guarded_mkfs_device(command)
     if guarded:
-        return Effect(parts=_parts(("block", posixpath.normpath(guarded.group(1)))))
-    if command.startswith("sh -c ") and _nvme_script(command):
+        return Effect(parts=_parts(("block", posixpath.normpath(guarded))))
+    if command.startswith("sh -c ") and is_nvme_script(command):
         return NVME_CHANGE
     redirected = _redirect(command)
     if redirected is not None:

@@ -1,4 +1,4 @@
-"""Kernel operations: modules loaded now and at boot, soft-RoCE links."""
+"""Kernel operations: modules loaded now and at boot, kernel parameters, soft-RoCE links."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api.util import try_int
+from pyinfra.facts.server import Sysctl
 from pyinfra.operations import files
 
 from deploy.facts.kernel import LoadedModules, RdmaLinks, fold_module
@@ -40,6 +42,29 @@ def modules(names: list[str], persist_as: str | None = None):
             src=StringIO(modules_load_file(names)),
             dest=modules_load_path(persist_as),
         )
+
+
+def sysctl_value(value: str) -> int | str | list[int | str]:
+    """``value`` as the ``Sysctl`` fact reports it (as ``server.sysctl`` compares): a list of words when several."""
+    words = value.split()
+    return [try_int(w) for w in words] if len(words) > 1 else try_int(value)
+
+
+@operation()
+def sysctls(values: dict[str, str]):
+    """
+    Kernel parameters set now: one ``sysctl`` command for every key whose value differs (each key compared as
+    ``server.sysctl`` compares it).
+
+    + values: ``{"net.core.rmem_max": "134217728", "net.ipv4.tcp_rmem": "4096 131072 134217728"}``
+    """
+    wrong = {k: v for k, v in values.items() if host.get_fact(Sysctl, keys=[k]).get(k) != sysctl_value(v)}
+    if not wrong:
+        host.noop(f"sysctls {', '.join(values)} are set")
+        return
+    yield StringCommand(
+        "sysctl", *(StringCommand(QuoteString(k), "=", QuoteString(v), _separator="") for k, v in wrong.items())
+    )
 
 
 @operation()

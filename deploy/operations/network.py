@@ -48,12 +48,11 @@ def vlan_interface(
     want_addr = f"{address}/{prefix_length}"
     wanted = [want_addr, *(extra_addresses or [])]
     did = False
-    if nic["mtu"] != mtu:
+    if nic["mtu"] != mtu or not nic["up"]:  # one command for both: the MTU is set before the link goes up
         did = True
-        yield _ip("link", "set", "dev", parent, "mtu", mtu)
-    if not nic["up"]:
-        did = True
-        yield _ip("link", "set", "dev", parent, "up")
+        yield _ip(
+            "link", "set", "dev", parent, *(["mtu", mtu] if nic["mtu"] != mtu else []), *([] if nic["up"] else ["up"])
+        )
 
     vlan = links.get(interface)
     if vlan is not None and (vlan["kind"] != "vlan" or vlan["vlan_id"] != vlan_id or vlan["link"] != parent):
@@ -64,8 +63,7 @@ def vlan_interface(
         yield _ip("link", "delete", "dev", interface)
         vlan = None
     if vlan is None:
-        yield _ip("link", "add", "link", parent, "name", interface, "mtu", mtu, "type", "vlan", "id", vlan_id)
-        yield _ip("link", "set", "dev", interface, "up")
+        yield _ip("link", "add", "link", parent, "name", interface, "mtu", mtu, "up", "type", "vlan", "id", vlan_id)
         for addr in wanted:
             yield _ip("addr", "add", addr, "dev", interface)
         return

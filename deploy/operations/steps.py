@@ -32,7 +32,7 @@ from pyinfra.operations import files, server
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.names import modules_load_path
-from deploy.operations import changed, kernel, units
+from deploy.operations import changed, kernel, paths, units
 from deploy.operations.reads import (
     absent_file_reads,
     apt_package_reads,
@@ -174,9 +174,10 @@ def absent_file_step(name: str, dest: str, keep: str | None = None) -> Step:
 
 
 def directory_step(name: str, dest: str, keep: str | None = None, **options: Any) -> Step:
-    """``files.directory`` (``user``, ``group``, ``mode``, ``present`` as it takes them)."""
+    """:func:`deploy.operations.paths.directory` (``user``, ``group``, ``mode``, ``present`` as ``files.directory``
+    takes them)."""
     return step(
-        files.directory, directory_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, path=dest, **options
+        paths.directory, directory_reads(dest), keep=keep, effects=[path_effect(dest)], name=name, path=dest, **options
     )
 
 
@@ -197,11 +198,10 @@ def command_step(name: str, command: str, when: After) -> Step:
     return step(units.run, [], name=name, command=command, when=when)
 
 
-def sysctl_step(key: str, value: str) -> Step:
-    """``server.sysctl`` of one key."""
-    return step(
-        server.sysctl, sysctl_reads([key]), effects=[Effect("sysctl", key)], name=f"sysctl {key}", key=key, value=value
-    )
+def sysctls_step(name: str, values: dict[str, str]) -> Step:
+    """:func:`deploy.operations.kernel.sysctls`: the keys that differ set in one command."""
+    effects = [Effect("sysctl", k) for k in values]
+    return step(kernel.sysctls, sysctl_reads(list(values)), effects=effects, name=name, values=values)
 
 
 def packages_step(name: str, packages: list[str]) -> Step:

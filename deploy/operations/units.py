@@ -36,7 +36,7 @@ def service(
     """
     A systemd unit enabled and running; a running unit is restarted when ``restart_when()`` is true, unless
     ``defer_restart``: then it is recorded in ``pending`` (the caller rolls restarts out later).
-    A unit that was not running is started, never restarted.
+    A unit that was not running is started, never restarted (enabled and started by one ``enable --now``).
 
     + unit: full unit name
     + enabled / running: wanted state
@@ -48,12 +48,14 @@ def service(
     is_enabled = host.get_fact(SystemdEnabled, services=[unit]).get(unit, False)
     deferred = False
     acted = False
-    if enabled and not is_enabled:
+    enable, start = enabled and not is_enabled, running and not is_running
+    if enable:
         acted = True
-        yield StringCommand("systemctl", "enable", QuoteString(unit))
-    if running and not is_running:
+        yield StringCommand("systemctl", "enable", *(["--now"] if start else []), QuoteString(unit))
+    if start:
         acted = True
-        yield StringCommand("systemctl", "start", QuoteString(unit))
+        if not enable:  # else started by the enable above
+            yield StringCommand("systemctl", "start", QuoteString(unit))
     elif running and restart_when is not None and restart_when():
         if defer_restart:
             deferred = True

@@ -64,7 +64,7 @@ from deploy.operations.steps import (
     run_steps,
     service_step,
     step,
-    sysctl_step,
+    sysctls_step,
 )
 from deploy.plan import FabricPlan, NodePlan
 from roles._common import netdev_unit, rendered_step
@@ -298,7 +298,13 @@ def steps(plan: NodePlan) -> Steps:
         "gateway": fab.gateway,
         "routes": fab.routes if fab.gateway else [],
     }
+    # the socket buffers first: a module loaded later may add sysctl keys, so it stales their reads
+    sysctls = socket_sysctls(fab.socket_buffer_bytes)
     out: list = [
+        sysctls_step("socket buffer sysctls", sysctls),
+        rendered_step(
+            "socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls
+        ),
         modules_step(f"{VLAN_MODULE} loaded now and at boot", [VLAN_MODULE], FABRIC_MODULES),
         step(
             network.vlan_interface,
@@ -324,12 +330,6 @@ def steps(plan: NodePlan) -> Steps:
             )
         )
     out.append(persistence_steps(fab, tmpl))
-
-    sysctls = socket_sysctls(fab.socket_buffer_bytes)
-    out += [sysctl_step(key, value) for key, value in sysctls.items()]
-    out.append(
-        rendered_step("socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls)
-    )
 
     if fab.rdma == "soft-roce":
         modules = f"{SOFT_ROCE_MODULE} loaded now and at boot"

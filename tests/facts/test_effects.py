@@ -21,6 +21,7 @@ from deploy.facts.effects import (
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.network import IpLinks
 from deploy.facts.nvme import NvmeSubsystems
+from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import Read
 from deploy.facts.storage import BlockSignature, Ext4Info, MountedAt
 from deploy.facts.users import PasswdEntry
@@ -67,6 +68,8 @@ def staled(command: str) -> set[str]:
         ("chmod 640 /etc/kvpod/lmcache@0.env", {"env", "env dir", "env sum"}),
         ("chown root:vllm /etc/kvpod", {"etc/kvpod"}),
         ("mkdir -p /etc/kvpod", {"etc/kvpod"}),
+        ("install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache", {"tier"}),
+        ("install -d -m 750 -o root -g vllm /etc/kvpod", {"etc/kvpod"}),
         ("rm -rf /mnt/kvcache", {"tier"}),
         ("systemctl enable kvpod-rxe.service", {"rxe", "rxe enabled"}),
         ("systemctl daemon-reload", {"rxe", "rxe enabled", "vllm"}),
@@ -81,6 +84,10 @@ def staled(command: str) -> set[str]:
         ("systemctl start mnt-kvcache.mount", {"mounted", "tier"}),
         ("ip link set dev eth1 mtu 9000", {"links"}),
         ("sysctl net.core.rmem_max=134217728", {"rmem"}),
+        (
+            "sysctl net.core.rmem_max=134217728 net.core.wmem_max=134217728 net.ipv4.tcp_rmem='4096 131072 1'",
+            {"rmem", "wmem"},
+        ),
         ("modprobe -a nvme_fabrics nvme_rdma", {"modules", "rmem", "wmem"}),
         ("printf '%s\\n' nqn.x > /etc/kvpod/lmcache@0.env", {"env", "env dir", "env sum"}),
         ("useradd --system --user-group --create-home --home-dir /var/lib/vllm vllm", {"user"}),
@@ -98,6 +105,9 @@ def test_a_known_command_stales_only_what_it_can_change(command: str, expected: 
         "systemctl start ssh.service",
         "chmod 640 /etc/x; rm -rf /",
         "mkdir -p relative/dir",
+        "install -d -m 750 relative/dir",
+        "install -m 640 /tmp/x /etc/kvpod/lmcache@0.env",
+        "install -d -D -m 750 /mnt/kvcache/lmcache",
         "rm -rf $(cat /etc/list)",
         "some-new-tool --flag /etc/kvpod",
         "sh -c 'rm -rf /etc/kvpod'",
@@ -233,3 +243,44 @@ def test_a_first_bring_up_reads_far_less_live_and_converges() -> None:
     live = stats.live_reads[host.name]
     assert any("NvmeSubsystems" in k for k in live)  # the namespace appears after connect: read live
     assert len(live) < 80  # every read after the first change was live: 104 on this node
+
+
+def test_which_is_staled_by_a_file_of_that_name_on_the_path_not_by_another() -> None:
+    from pyinfra.facts.server import Which
+
+    apt = Read.of(Which, command="apt").key
+    assert not stales(effect_of_upload("/usr/local/sbin/kvpod-nvme-connect"), apt)
+    assert not stales(effect_of_command("chmod 755 /usr/local/sbin/kvpod-nvme-connect"), apt)
+    for command in (
+        "chmod 755 /usr/local/bin/apt",
+        "rm -rf /usr/local",
+        "ln -s /opt/x /usr/bin/apt",
+        "apt-get -y install apt",
+    ):
+        assert stales(effect_of_command(command), apt), command
+    assert stales(effect_of_upload("/usr/sbin/apt"), apt)
+    assert stales(effect_of_command("chmod 755 /x"), Read.of(Which, command="../apt").key)  # no name: unknown
+
+
+def test_the_device_services_spare_the_wheelhouse_and_the_environment_and_the_engines_not() -> None:
+    wheel = Read.of(File, path="/var/cache/kvpod/wheelhouse/vllm-0.0.0-py3-none-any.whl").key
+    venv = Read.of(VenvPackages, venv="/opt/kvpod/vllm").key
+    for unit in ("kvpod-rxe.service", "kvpod-nvme-connect.service"):
+        got = staled(f"systemctl start {unit}")
+        assert {"subsystems", "signature", "mounted", "tier", "modules", "links", "rmem", "rxe", "vllm"} <= got
+        assert not {"env", "user", "etc/kvpod"} & got
+        assert not stales(effect_of_command(f"systemctl start {unit}"), wheel)
+        assert not stales(effect_of_command(f"systemctl restart {unit}"), venv)
+    for command in ("systemctl start kvpod-vllm@0.service", "systemctl start kvpod-dcb.service"):
+        assert stales(effect_of_command(command), wheel) and stales(effect_of_command(command), venv), command
+    assert stales(effect_of_command("systemctl start kvpod-rxe.service kvpod-vllm@0.service"), venv)
+
+
+@pytest.mark.parametrize("unit", ["kvpod-rxe.service", "kvpod-vllm@0.service", "mnt-kvcache.mount", "ssh.service"])
+def test_enable_now_stales_what_enable_and_start_stale(unit: str) -> None:
+    assert staled(f"systemctl enable --now {unit}") == staled(f"systemctl enable {unit}") | staled(
+        f"systemctl start {unit}"
+    )
+    link = Read.of(File, path=f"/etc/systemd/system/multi-user.target.wants/{unit}").key
+    assert stales(effect_of_command(f"systemctl enable --now {unit}"), link)
+    assert staled(f"systemctl --user enable --now {unit}") == set(KEYS)

@@ -37,6 +37,7 @@ def remote_for(data: dict) -> FakeRemote:
             files=data.get("files"),
             dirs=data.get("dirs"),
             mounts=data.get("mounts"),
+            sysctls=data.get("sysctls"),
         )
     )
 

@@ -99,9 +99,12 @@ def test_without_a_rollout_the_single_engine_goes_before_the_engines_start(lab: 
     remote = single_engine_node(lab)
     executed, pending = run(node, remote, data(lab))
     assert pending is False
-    stop, start = executed.index(f"systemctl stop {OLD_UNIT}"), executed.index("systemctl start kvpod-vllm@0.service")
+    stop, start = (
+        executed.index(f"systemctl stop {OLD_UNIT}"),
+        executed.index("systemctl enable --now kvpod-vllm@0.service"),
+    )
     assert stop < executed.index(f"rm -f {OLD_UNIT_FILE}") < start
-    assert executed.index("systemctl start kvpod-vllm@1.service") > start
+    assert executed.index("systemctl enable --now kvpod-vllm@1.service") > start
     assert OLD_UNIT_FILE not in remote.files and OLD_ENV not in remote.files
     assert all(remote.units[u]["running"] for u in lab.engine_units())
     assert run(node, remote, data(lab))[0] == []
@@ -114,7 +117,9 @@ def test_a_stopped_single_engine_is_retired_in_the_node_phase(lab: NodePlan) -> 
     executed, pending = run(node, remote, data(lab, kvpod_defer_restart=True))
     assert pending is False
     assert f"systemctl disable {OLD_UNIT}" in executed and f"systemctl stop {OLD_UNIT}" not in executed
-    assert {"systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"} <= set(executed)
+    assert {"systemctl enable --now kvpod-vllm@0.service", "systemctl enable --now kvpod-vllm@1.service"} <= set(
+        executed
+    )
 
 
 def test_fewer_engines_after_a_spec_edit_retire_the_extra_ones(lab: NodePlan) -> None:

@@ -94,7 +94,7 @@ def test_fresh_node_real_run_brings_it_up_then_it_is_converged(lab: NodePlan) ->
         assert path in remote.uploads
     assert "/etc/systemd/system/kvpod-vllm.service" not in remote.uploads
     for unit in ("kvpod-vllm@0.service", "kvpod-vllm@1.service"):
-        assert f"systemctl start {unit}" in executed and f"systemctl restart {unit}" not in executed
+        assert f"systemctl enable --now {unit}" in executed and f"systemctl restart {unit}" not in executed
     assert remote.dirs["/mnt/kvcache"]["user"] == "vllm", "the mounted filesystem's root belongs to vLLM"
     assert restart_pending(state, host) is False
 
@@ -112,7 +112,9 @@ def test_node_runs_roles_in_order(lab: NodePlan) -> None:
         word: next(i for i, c in enumerate(executed) if word in c) for word in ("ip link add", "nvme connect", "mkfs")
     }
     assert first["ip link add"] < first["nvme connect"] < first["mkfs"]
-    assert executed.index("systemctl start mnt-kvcache.mount") < executed.index("systemctl start kvpod-vllm@0.service")
+    assert executed.index("systemctl start mnt-kvcache.mount") < executed.index(
+        "systemctl enable --now kvpod-vllm@0.service"
+    )
 
 
 # -- each role: fresh host, then converged --------------------------------------------------------------------
@@ -132,11 +134,11 @@ def test_role_converges(role, lab: NodePlan) -> None:
 def test_fabric_network_fresh(lab: NodePlan) -> None:
     commands = changed_commands(deploy_plan(fabric_network, fresh_node(lab), data(lab)))
     cmds = strings(commands)
-    assert "ip link set dev eth1 mtu 9000" in cmds
-    assert "ip link add link eth1 name eth1.100 mtu 9000 type vlan id 100" in cmds
+    assert "ip link set dev eth1 mtu 9000 up" in cmds
+    assert "ip link add link eth1 name eth1.100 mtu 9000 up type vlan id 100" in cmds
     assert "ip addr add 10.78.0.3/24 dev eth1.100" in cmds
     assert "rdma link add rxe_eth1 type rxe netdev eth1" in cmds
-    assert "sysctl net.core.rmem_max=134217728" in cmds
+    assert any(c.startswith("sysctl net.core.rmem_max=134217728 net.core.wmem_max=134217728 ") for c in cmds)
     assert "networkctl reload" in cmds
     assert not any("eth0" in c for c in cmds), "the management NIC is never touched"
     files = uploads(commands)
@@ -331,7 +333,7 @@ def test_wiping_a_node_in_service(lab: NodePlan) -> None:
     executed = remote.executed[before:]
     assert executed.index("systemctl stop mnt-kvcache.mount") < executed.index("udevadm settle")
     assert executed[-2:] == ["systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"]
-    assert "chown vllm:vllm /mnt/kvcache/lmcache/engine1" in executed
+    assert "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache/engine1" in executed
     assert changed_commands(deploy_plan(node, remote, data(lab))) == []
 
 
@@ -383,7 +385,7 @@ def test_lmcache_env_mode(lab: NodePlan) -> None:
         assert f"/etc/kvpod/lmcache@{index}.yaml" not in uploads(commands)
     cmds = strings(commands)
     for path in ("/mnt/kvcache/lmcache", "/mnt/kvcache/lmcache/engine0", "/mnt/kvcache/lmcache/engine1"):
-        assert f"mkdir -p {path}" in cmds and f"chown vllm:vllm {path}" in cmds
+        assert f"install -d -m 750 -o vllm -g vllm {path}" in cmds
 
 
 def test_lmcache_env_mode_extras(lab: NodePlan) -> None:
@@ -456,7 +458,7 @@ def test_vllm_unit(lab: NodePlan) -> None:
     ):
         assert f"{line}\n" in unit
     cmds = strings(commands)
-    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl start kvpod-vllm@0.service")
+    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl enable --now kvpod-vllm@0.service")
     assert "useradd --system --user-group --create-home --home-dir /var/lib/vllm --shell /usr/sbin/nologin vllm" in cmds
 
 
