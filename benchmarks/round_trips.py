@@ -4,6 +4,7 @@
     python3 benchmarks/round_trips.py plan            # validate + plan of a 384-node, 16-enclosure spec
     python3 benchmarks/round_trips.py fleet           # converged simulated fleets: 1, 24, 96, 384 nodes
     python3 benchmarks/round_trips.py first           # first bring-up of blank simulated nodes: commands per node
+    python3 benchmarks/round_trips.py first --list    # ... and the first node's commands, in order
     python3 benchmarks/round_trips.py lab             # the lab pod (`kvpod lab up` first): no-op up, check, verify
     python3 benchmarks/round_trips.py lab --first     # ... and a first bring-up (rebuilds the lab's VMs)
 
@@ -245,9 +246,13 @@ def first_child(what: str) -> dict:
         for remote in remotes.values():
             remote.packages["python3-venv"] = ["3.11"]  # as the lab's image has it
     reads: Counter = Counter()
+    first = plan.nodes[0].name
+    sequence: list[str] = []  # the first node's commands, in order
 
     def get_fact(self, cls, *args, **kwargs):
         reads[self.name] += 1
+        if self.name == first:
+            sequence.append(f"read   {cls.__name__}")
         remote = remotes[self.name]
         if cls is HostSnapshot:
             return parse_snapshot(answer(remote, snapshot_script(list(kwargs["reads"]))))
@@ -255,9 +260,13 @@ def first_child(what: str) -> dict:
 
     def run_shell_command(self, command, print_output=False, print_input=False, **kwargs):
         text = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+        if self.host.name == first:
+            sequence.append(f"run    {text[:160]}")
         return remotes[self.host.name].run(text), CommandOutput([])
 
     def put_file(self, filename_or_io, remote_filename, *args, **kwargs):
+        if self.host.name == first:
+            sequence.append(f"upload {remote_filename}")
         remotes[self.host.name].upload(_content_of(filename_or_io), remote_filename)
         return True
 
@@ -296,10 +305,11 @@ def first_child(what: str) -> dict:
         "commands_per_node": changes + fact_reads,
         "second_up_per_node": max(stats2.commands[n] + reads[n] for n in names) if what == "fleet" else "",
         "cpu_ms_per_node": 1000 * cpu / len(names),
+        "sequence": sequence,
     }
 
 
-def part_first() -> None:
+def part_first(listing: bool = False) -> None:
     rows = []
     for what in ("fleet", "lab"):
         with tempfile.TemporaryDirectory() as state:
@@ -313,6 +323,9 @@ def part_first() -> None:
                 cwd=ROOT,
             )
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        if listing:
+            print(f"\n{what}: the first node's commands, in order\n")
+            print("\n".join(f"{i:4d} {line}" for i, line in enumerate(r["sequence"], 1)))
         label = "generated pod, whole `kvpod up`" if what == "fleet" else "lab spec, node phase + state read"
         rows.append(
             [
@@ -417,7 +430,7 @@ def main(argv: list[str]) -> None:
         elif part == "fleet":
             part_fleet()
         elif part == "first":
-            part_first()
+            part_first(listing="--list" in argv)
         elif part == "lab":
             part_lab(first="--first" in argv)
         else:
