@@ -110,6 +110,18 @@ def _sibling_kinds(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
     return found
 
 
+def _owner_kinds(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The other kinds that take the key at ``loc``, at the same place in their model: found from the nearest
+    switch or enclosure on the way (``enclosures[0]`` for ``enclosures[0].ioms[0].ports[0].interface``)."""
+    key = str(loc[-1])
+    for depth in range(len(loc) - 1, -1, -1):
+        siblings = _sibling_kinds(model_at(model, (*loc[:depth], "")))
+        if siblings:
+            rest = loc[depth:]
+            return sorted(str(_kind(k)) for k in siblings if any(key in m.model_fields for m in model_at(k, rest)))
+    return []
+
+
 def _unknown_key_message(model: type[BaseModel] | None, loc: tuple) -> str:
     key = str(loc[-1])
     if model is None:
@@ -118,7 +130,7 @@ def _unknown_key_message(model: type[BaseModel] | None, loc: tuple) -> str:
     valid = sorted({name for m in candidates for name in m.model_fields})
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    owners = sorted(str(_kind(k)) for k in _sibling_kinds(candidates) if key in k.model_fields)
+    owners = _owner_kinds(model, loc)
     if owners and not close:
         hint = f"a field of kind {' and '.join(owners)} only; "
     return f"unknown key {key!r} ({hint}valid keys: {', '.join(valid)})"

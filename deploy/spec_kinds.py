@@ -19,7 +19,7 @@ from pydantic import Discriminator, Field, Tag
 
 from deploy.errors import KvpodError, Problem
 from deploy.spec_base import MAX_GB, Address, Management, Mtu, Name, Strict, list_or_set
-from deploy.spec_types import DevicePath, DevicePattern, IfName, Nqn, NqnPrefix, SwitchPort, Text
+from deploy.spec_types import IfName, Nqn, NqnPrefix, SwitchPort, Text
 
 if TYPE_CHECKING:
     from deploy.spec import PodSpec
@@ -83,13 +83,16 @@ class Portal(Strict):
 
     name: Name = Field(description="port name, unique within its IOM")
     address: Address | None = Field(None, description="fabric address (default: assigned from fabric.subnet)")
-    interface: IfName | None = Field(None, description="linux-nvmet: the target's fabric NIC")
     rdma: Literal["hardware", "soft-roce"] = Field("hardware", description="RDMA NIC, or soft-RoCE on a plain NIC")
     switch: str | None = Field(None, description="the switch this port is cabled to")
     switch_port: SwitchPort | None = Field(None, description="the port on that switch (e.g. swp1, Ethernet1/1)")
     transports: list[Literal["rdma", "tcp"]] = Field(
         default_factory=lambda: ["rdma"], min_length=1, description="transports this port serves"
     )
+
+    def nic(self) -> str | None:
+        """The target's network interface behind this port, for a kind that names one (else None)."""
+        return None
 
 
 class Iom(Strict):
@@ -107,10 +110,11 @@ class Drive(Strict):
         gt=0, le=MAX_GB, description="drive capacity in decimal GB (10^9 bytes), as drives are sold"
     )
     nqn: Nqn | None = Field(None, description="subsystem NQN (default: <nqn_prefix>:<enclosure>-driveNN)")
-    device_path: DevicePath | None = Field(
-        None, description="linux-nvmet: block device under /dev, or file backing it (absolute, normalised)"
-    )
     nsid: int = Field(1, ge=1, description="namespace ID within the subsystem")
+
+    def backing_path(self) -> str | None:
+        """The block device or file the target exports, for a kind that names one (else None)."""
+        return None
 
 
 class DriveSet(Strict):
@@ -120,9 +124,10 @@ class DriveSet(Strict):
     capacity_gb: float = Field(
         gt=0, le=MAX_GB, description="capacity of each drive in decimal GB (10^9 bytes), as drives are sold"
     )
-    device_path_pattern: DevicePattern | None = Field(
-        None, description="linux-nvmet: with {slot}, e.g. /srv/nvmet/drive{slot}.img"
-    )
+
+    def expand(self) -> list[Drive]:
+        """The ``count`` drives, in slots 1..count."""
+        return [Drive(slot=i, capacity_gb=self.capacity_gb) for i in range(1, self.count + 1)]
 
 
 class Enclosure(KindModel):
@@ -142,17 +147,7 @@ class Enclosure(KindModel):
 
     def drive_list(self) -> list[Drive]:
         """The drives, expanding the compact form."""
-        if isinstance(self.drives, DriveSet):
-            ds = self.drives
-            return [
-                Drive(
-                    slot=i,
-                    capacity_gb=ds.capacity_gb,
-                    device_path=ds.device_path_pattern.format(slot=i) if ds.device_path_pattern else None,
-                )
-                for i in range(1, ds.count + 1)
-            ]
-        return list(self.drives)
+        return self.drives.expand() if isinstance(self.drives, DriveSet) else list(self.drives)
 
 
 def kind_of(model: type[KindModel]) -> str:

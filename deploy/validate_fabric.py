@@ -175,12 +175,12 @@ def interface_names(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> lis
     for ei, enc in enumerate(spec.enclosures):
         for ii, iom in enumerate(enc.ioms):
             for pi, port in enumerate(iom.ports):
-                if port.interface and ifname_problem(f"{port.interface}.{fab.storage_vlan}"):
+                nic = port.nic()
+                if nic and ifname_problem(f"{nic}.{fab.storage_vlan}"):
                     out.append(
                         Problem(
                             f"enclosures[{ei}].ioms[{ii}].ports[{pi}].interface",
-                            f"its VLAN interface {port.interface}.{fab.storage_vlan} is longer than 15 bytes "
-                            "(use a shorter name)",
+                            f"its VLAN interface {nic}.{fab.storage_vlan} is longer than 15 bytes (use a shorter name)",
                         )
                     )
     bridges = {s.name for s in spec.switches if s.ports_are_interfaces}

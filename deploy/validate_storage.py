@@ -141,9 +141,10 @@ def target_servers(spec: PodSpec, nodes: list[Node], np: dict[str, str]) -> list
                 if not any(p.path == path for p in out):  # once per field, not once per drive
                     out.append(Problem(path, f"drive {d.slot} gets NQN {nqn[:60]}...: {exc}"))
             nqns.append((path, (nqn, ei)))
-            if d.device_path:
+            device = d.backing_path()
+            if device:
                 where = f"enclosures[{ei}].drives[{di}].device_path" if explicit else f"enclosures[{ei}].drives"
-                devices.append((where, (_server(enc), d.device_path, ei)))
+                devices.append((where, (_server(enc), device, ei)))
     first: dict[str, tuple[str, int]] = {}
     for path, (nqn, ei) in nqns:
         if nqn in first and first[nqn][1] != ei:
