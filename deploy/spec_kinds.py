@@ -2,7 +2,10 @@
 
 A kind is one driver package, ``deploy/switches/<kind>/`` or ``deploy/targets/<kind>/`` (``-`` written ``_``),
 whose ``spec`` module names its model ``MODEL``: a subclass of :class:`Switch` or :class:`Enclosure` with
-``kind`` a one-value ``Literal``, its kind-only fields, and its rules (:meth:`KindModel.problems`).
+``kind`` a one-value ``Literal``, its kind-only fields, and its rules (:meth:`KindModel.problems`). Fields of
+one kind inside a port or drive go on that kind's subclasses of :class:`Portal`, :class:`Iom`, :class:`Drive`
+and :class:`DriveSet`, which its model's ``ioms`` and ``drives`` take; the plan reads them from any port or drive
+through :meth:`Portal.nic` and :meth:`Drive.backing_path` (None unless the kind's subclass answers).
 :func:`kinds` finds them by scanning the family package, so adding a package adds a kind; :func:`kind_union`
 makes the discriminated union the spec takes. Pure; the family packages import nothing above the spec at
 module level, so scanning them here pulls in no plan or host code.
