@@ -35,6 +35,7 @@ from deploy.names import (
     NVMET_MODULES,
     NVMET_RESTORE_SCRIPT,
     NVMET_RESTORE_UNIT,
+    NVMET_ROOT,
     RXE_UNIT,
     SOFT_ROCE_MODULE,
     SYSTEMD_DIR,
@@ -177,7 +178,10 @@ def configfs_steps(targets: list[TargetPlan]) -> Steps:
         step(
             nvmet.subsystem,
             [Read.of(NvmetConfig), *([Read.of(File, path=s.device_path)] if size is not None else [])],
-            effects=[Effect("subsystem", s.nqn), *([path_effect(s.device_path)] if size is not None else [])],
+            effects=[
+                path_effect(f"{NVMET_ROOT}/subsystems/{configfs_name(s.nqn)}"),
+                *([path_effect(s.device_path)] if size is not None else []),
+            ],
             name=f"subsystem {s.nqn} admits {s.node or 'no host (spare)'}",
             nqn=s.nqn,
             nsid=s.nsid,
@@ -193,7 +197,7 @@ def configfs_steps(targets: list[TargetPlan]) -> Steps:
         step(
             nvmet.port,
             [Read.of(NvmetConfig)],
-            effects=[Effect("subsystem", f"port {port['port_id']}")],
+            effects=[path_effect(f"{NVMET_ROOT}/ports/{port['port_id']}")],
             name=f"nvmet port {port['port_id']} {port['trtype']} {port['traddr']}:{port['trsvcid']}",
             port_id=port["port_id"],
             trtype=port["trtype"],
