@@ -9,7 +9,7 @@ from pathlib import Path
 
 from deploy.bench import BenchReport, bench_jobs, build_report, node_result
 from deploy.host_status import HostStatus
-from deploy.names import BENCH_KEY
+from deploy.names import BENCH_KEY, NODE_KEY
 from deploy.plan import Plan, limited_nodes
 
 
@@ -27,13 +27,20 @@ def run_bench(
     """
     from deploy.engine import run_output, run_phase
     from deploy.hosts import node_hosts
-    from roles.kv_bench import FIO_STEP, kv_bench, kv_bench_removed
+    from roles.kv_bench import FIO_STEP, kv_bench, kv_bench_removed, reads
 
     nodes = limited_nodes(plan, limit)
     jobs = bench_jobs(nodes, size_bytes, runtime_s)
     hosts = node_hosts(plan, [n.name for n in nodes], {name: {BENCH_KEY: job} for name, job in jobs.items()})
     try:
-        results = run_output("bench", hosts, kv_bench, run_dir=run_dir, connect_timeout=30)
+        results = run_output(
+            "bench",
+            hosts,
+            kv_bench,
+            run_dir=run_dir,
+            connect_timeout=30,
+            reads_for=lambda data: reads(data[NODE_KEY], data[BENCH_KEY]),
+        )
     except KeyboardInterrupt:
         run_phase("bench", hosts, kv_bench_removed, dry=False, run_dir=run_dir)
         raise

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deploy import drill as d
 from deploy.host_status import HostStatus
-from deploy.names import DRILL_KEY
+from deploy.names import DRILL_KEY, NODE_KEY
 from deploy.plan import Plan
 
 
@@ -84,7 +84,7 @@ class RoundRun:
     ) -> None:
         from deploy.engine import run_output
         from deploy.hosts import node_hosts
-        from roles.kv_drill import kv_drill_start, kv_drill_step
+        from roles.kv_drill import kv_drill_start, kv_drill_step, reads
 
         if not names:
             return
@@ -94,7 +94,10 @@ class RoundRun:
         }
         hosts = node_hosts(self.plan, names, extra)
         deploy = kv_drill_start if start else kv_drill_step
-        for r in run_output(f"drill {what}", hosts, deploy, run_dir=self.run_dir, connect_timeout=30):
+        reads_for = (lambda data: reads(data[NODE_KEY], data[DRILL_KEY])) if start else None  # a step reads nothing
+        for r in run_output(
+            f"drill {what}", hosts, deploy, run_dir=self.run_dir, connect_timeout=30, reads_for=reads_for
+        ):
             if r.status in (HostStatus.FAILED, HostStatus.UNREACHABLE):
                 why = (r.stderr[-1] if r.stderr else "") or r.note or r.status
                 self.errors.setdefault(r.name, (r.status, f"{what}: {why}"))

@@ -82,12 +82,14 @@ def run_output(
     sink: EventSink | None = None,
     run_dir: Path | None = None,
     connect_timeout: int = 20,
+    reads_for: ReadsFor | None = None,
     stats: RunStats | None = None,
 ) -> list[HostResult]:
     """Run ``deploy_func`` on ``hosts`` in parallel (a real run) and keep each operation's stdout.
 
     For deploys that measure or report rather than converge: ``HostResult.output`` maps each executed
-    operation's name to the lines it printed; a host's failure is reported as by :func:`run_phase`.
+    operation's name to the lines it printed; a host's failure is reported as by :func:`run_phase` (``reads_for``
+    as there).
     """
     return run_phase(
         role,
@@ -97,6 +99,7 @@ def run_output(
         sink=sink,
         run_dir=run_dir,
         connect_timeout=connect_timeout,
+        reads_for=reads_for,
         stats=stats,
         keep_output=True,
     )

@@ -118,7 +118,7 @@ def switch_jobs(scope: Scope) -> list[HostJob]:
 
 def release_jobs(scope: Scope) -> list[HostJob]:
     """Each node the handover releases, reached as the plan says (as the applied plan said, for a removed node)."""
-    from roles.node_release import node_release
+    from roles.node_release import node_release, reads
 
     if scope.handover is None:
         return []
@@ -126,7 +126,7 @@ def release_jobs(scope: Scope) -> list[HostJob]:
     for n in scope.applied.nodes if scope.applied else []:
         ssh.setdefault(n.name, n.ssh)
     return [
-        HostJob(name, ssh_host_data(ssh[name]), {RELEASE_KEY: request}, node_release, (), name)
+        HostJob(name, ssh_host_data(ssh[name]), {RELEASE_KEY: request}, node_release, tuple(reads(request)), name)
         for name, request in sorted(scope.handover.releases.items())
         if name in ssh
     ]

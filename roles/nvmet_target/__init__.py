@@ -26,7 +26,6 @@ from pyinfra.api import OperationError, deploy
 from pyinfra.facts.files import File
 
 from deploy.encode import configfs_name
-from deploy.facts.kernel import LoadedModules
 from deploy.facts.network import IpLinks, IpRoutes
 from deploy.facts.nvmet import NvmetConfig
 from deploy.facts.snapshot import Read
@@ -36,18 +35,30 @@ from deploy.names import (
     NVMET_MODULES,
     NVMET_RESTORE_SCRIPT,
     NVMET_RESTORE_UNIT,
+    NVMET_ROOT,
     RXE_UNIT,
     SOFT_ROCE_MODULE,
     SYSTEMD_DIR,
     VLAN_MODULE,
-    modules_load_path,
 )
-from deploy.operations import changed, kernel, network, nvmet, units
-from deploy.operations.reads import Reads, file_reads, unit_reads
+from deploy.operations import network, nvmet
+from deploy.operations.reads import Reads
+from deploy.operations.steps import (
+    Effect,
+    Steps,
+    after,
+    modules_step,
+    path_effect,
+    reads_of,
+    reload_step,
+    run_steps,
+    service_step,
+    step,
+)
 from deploy.plan import SubsystemPlan, TargetPlan
 from deploy.targets import current_targets
-from roles._common import rendered_file
-from roles.fabric_network import networkd, networkd_reads, soft_roce_device, soft_roce_reads
+from roles._common import rendered_step
+from roles.fabric_network import networkd, networkd_files, networkd_reads, soft_roce_device_steps
 
 RESTORE_SCRIPT = NVMET_RESTORE_SCRIPT
 RESTORE_UNIT = NVMET_RESTORE_UNIT
@@ -106,62 +117,71 @@ def _routed(targets: list[TargetPlan]) -> TargetPlan | None:
     return next((t for t in targets if t.gateway and t.routes), None)
 
 
-def reads(targets: list[TargetPlan]) -> Reads:
-    """What this role compares against (see :mod:`deploy.operations.reads`)."""
-    out = [Read.of(LoadedModules), *file_reads(modules_load_path(NVMET_MODULES)), Read.of(IpLinks)]
-    if _routed(targets):
-        out.append(Read.of(IpRoutes))
-    soft_roce = False
-    for iface, portals in portals_by_interface(targets).items():
-        out += networkd_reads(iface, portals[0].vlan_interface)
-        soft_roce = soft_roce or any(p.rdma == "soft-roce" for p in portals)
-    if soft_roce:
-        out += soft_roce_reads()
-    out.append(Read.of(NvmetConfig))
-    out += [Read.of(File, path=s.device_path) for s, size in subsystems(targets) if size is not None]
-    out += file_reads(RESTORE_SCRIPT) + file_reads(f"{SYSTEMD_DIR}/{RESTORE_UNIT}") + unit_reads(RESTORE_UNIT)
-    return out
-
-
-@deploy("nvmet target")
-def nvmet_target() -> None:
-    """Portal network, soft-RoCE, subsystems with per-node host access, ports, and the boot-time restore."""
-    targets = current_targets()
-    mods = nvmet_modules(targets)
-    kernel.modules(name="nvmet modules loaded now and at boot", names=mods, persist_as=NVMET_MODULES)
-
+def network_steps(targets: list[TargetPlan]) -> Steps:
+    """Per portal NIC: the storage VLAN with every portal address on it, routes, the systemd-networkd files (each
+    NIC's ``networkctl reload`` after its own files) and, for soft-RoCE, the rxe device and its unit (kept as
+    ``rxe``)."""
     routed = _routed(targets)
-    unit_files = []
+    out: list = []
     for iface, portals in portals_by_interface(targets).items():
         first = portals[0]
         addresses = [f"{p.address}/{p.prefix_length}" for p in portals]
-        network.vlan_interface(
-            name=f"{first.vlan_interface} with {', '.join(addresses)}",
-            parent=iface,
-            vlan_id=first.vlan,
-            interface=first.vlan_interface,
-            mtu=first.mtu,
-            address=first.address,
-            prefix_length=first.prefix_length,
-            extra_addresses=addresses[1:],
+        out.append(
+            step(
+                network.vlan_interface,
+                [Read.of(IpLinks)],
+                effects=[Effect("link", first.vlan_interface)],
+                name=f"{first.vlan_interface} with {', '.join(addresses)}",
+                parent=iface,
+                vlan_id=first.vlan,
+                interface=first.vlan_interface,
+                mtu=first.mtu,
+                address=first.address,
+                prefix_length=first.prefix_length,
+                extra_addresses=addresses[1:],
+            )
         )
         if routed:
-            network.routes(interface=first.vlan_interface, gateway=routed.gateway, destinations=routed.routes)
-        networkd(
-            "storage VLAN addresses of the target's portals",
-            addresses,
-            interface=iface,
-            vlan=first.vlan,
-            vlan_interface=first.vlan_interface,
-            mtu=first.mtu,
-            routes=routed.routes if routed else [],
-            gateway=routed.gateway if routed else None,
+            out.append(
+                step(
+                    network.routes,
+                    [Read.of(IpRoutes)],
+                    effects=[Effect("link", first.vlan_interface)],
+                    interface=first.vlan_interface,
+                    gateway=routed.gateway,
+                    destinations=routed.routes,
+                )
+            )
+        out.append(
+            step(
+                networkd,
+                networkd_reads(iface, first.vlan_interface),
+                effects=[path_effect(dest) for _, dest in networkd_files(iface, first.vlan_interface)],
+                description="storage VLAN addresses of the target's portals",
+                addresses=addresses,
+                interface=iface,
+                vlan=first.vlan,
+                vlan_interface=first.vlan_interface,
+                mtu=first.mtu,
+                routes=routed.routes if routed else [],
+                gateway=routed.gateway if routed else None,
+            )
         )
         if any(p.rdma == "soft-roce" for p in portals):
-            unit_files.append(soft_roce_device(iface))
+            out += soft_roce_device_steps(iface)
+    return out
 
-    for s, size in subsystems(targets):
-        nvmet.subsystem(
+
+def configfs_steps(targets: list[TargetPlan]) -> Steps:
+    """One subsystem per drive admitting its node's host NQN alone, then the ports."""
+    out: list = [
+        step(
+            nvmet.subsystem,
+            [Read.of(NvmetConfig), *([Read.of(File, path=s.device_path)] if size is not None else [])],
+            effects=[
+                path_effect(f"{NVMET_ROOT}/subsystems/{configfs_name(s.nqn)}"),
+                *([path_effect(s.device_path)] if size is not None else []),
+            ],
             name=f"subsystem {s.nqn} admits {s.node or 'no host (spare)'}",
             nqn=s.nqn,
             nsid=s.nsid,
@@ -171,9 +191,13 @@ def nvmet_target() -> None:
             device_uuid=s.ns_uuid,
             device_nguid=s.ns_nguid,
         )
-    ports = nvmet_ports(targets)
-    for port in ports:
-        nvmet.port(
+        for s, size in subsystems(targets)
+    ]
+    out += [
+        step(
+            nvmet.port,
+            [Read.of(NvmetConfig)],
+            effects=[path_effect(f"{NVMET_ROOT}/ports/{port['port_id']}")],
             name=f"nvmet port {port['port_id']} {port['trtype']} {port['traddr']}:{port['trsvcid']}",
             port_id=port["port_id"],
             trtype=port["trtype"],
@@ -181,45 +205,75 @@ def nvmet_target() -> None:
             trsvcid=port["trsvcid"],
             subsystems=port["subsystems"],
         )
+        for port in nvmet_ports(targets)
+    ]
+    return out
 
-    rendered_file(
-        "boot-time nvmet restore script",
-        "nvmet_target",
-        "kvpod-nvmet-restore.j2",
-        RESTORE_SCRIPT,
-        mode="755",
-        modules=mods,
-        wait_seconds=ADDRESS_WAIT_SECONDS,
-        addresses=[{"interface": p.vlan_interface, "address": p.address} for t in targets for p in t.portals],
-        subsystems=[
-            {
-                "nqn": configfs_name(s.nqn),
-                "nsid": int(s.nsid),
-                "device_path": s.device_path,
-                "file_size": size,
-                "host": configfs_name(s.allowed_host_nqn) if s.allowed_host_nqn else None,
-                "uuid": s.ns_uuid,
-                "nguid": s.ns_nguid,
-            }
-            for s, size in subsystems(targets)
-        ],
-        ports=ports,
-    )
-    rxe = [RXE_UNIT] if unit_files else []
-    unit_files.append(
-        rendered_file(
+
+def restore_steps(targets: list[TargetPlan], mods: list[str], soft_roce: bool) -> Steps:
+    """The boot-time restore script and its unit (after the rxe unit when there is one); ``daemon-reload`` when a
+    unit file changed; the units enabled."""
+    rxe = [RXE_UNIT] if soft_roce else []
+    return [
+        rendered_step(
+            "boot-time nvmet restore script",
+            "nvmet_target",
+            "kvpod-nvmet-restore.j2",
+            RESTORE_SCRIPT,
+            mode="755",
+            modules=mods,
+            wait_seconds=ADDRESS_WAIT_SECONDS,
+            addresses=[{"interface": p.vlan_interface, "address": p.address} for t in targets for p in t.portals],
+            subsystems=[
+                {
+                    "nqn": configfs_name(s.nqn),
+                    "nsid": int(s.nsid),
+                    "device_path": s.device_path,
+                    "file_size": size,
+                    "host": configfs_name(s.allowed_host_nqn) if s.allowed_host_nqn else None,
+                    "uuid": s.ns_uuid,
+                    "nguid": s.ns_nguid,
+                }
+                for s, size in subsystems(targets)
+            ],
+            ports=nvmet_ports(targets),
+        ),
+        rendered_step(
             RESTORE_UNIT,
             "nvmet_target",
             "kvpod-nvmet.service.j2",
             f"{SYSTEMD_DIR}/{RESTORE_UNIT}",
+            keep="unit",
             target_name=", ".join(t.name for t in targets),
             after=rxe,
             wants=rxe,
             script=RESTORE_SCRIPT,
             timeout=ADDRESS_WAIT_SECONDS + 60,
-        )
-    )
-    units.daemon_reload(name="systemd daemon-reload", when=changed(*unit_files))
-    if rxe:
-        units.service(name=f"{RXE_UNIT} enabled", unit=RXE_UNIT, enabled=True, running=True)
-    units.service(name=f"{RESTORE_UNIT} enabled", unit=RESTORE_UNIT, enabled=True, running=True)
+        ),
+        reload_step(when=after("rxe", "unit")),
+        *([service_step(f"{RXE_UNIT} enabled", RXE_UNIT, enabled=True, running=True)] if soft_roce else []),
+        service_step(f"{RESTORE_UNIT} enabled", RESTORE_UNIT, enabled=True, running=True),
+    ]
+
+
+def steps(targets: list[TargetPlan]) -> Steps:
+    """Modules, portal network, subsystems with per-node host access, ports, and the boot-time restore."""
+    mods = nvmet_modules(targets)
+    soft_roce = any(p.rdma == "soft-roce" for t in targets for p in t.portals)
+    return [
+        modules_step("nvmet modules loaded now and at boot", mods, NVMET_MODULES),
+        *network_steps(targets),
+        *configfs_steps(targets),
+        *restore_steps(targets, mods, soft_roce),
+    ]
+
+
+def reads(targets: list[TargetPlan]) -> Reads:
+    """What this role compares against: the reads of its steps."""
+    return reads_of(steps(targets))
+
+
+@deploy("nvmet target")
+def nvmet_target() -> None:
+    """Portal network, soft-RoCE, subsystems with per-node host access, ports, and the boot-time restore."""
+    run_steps(steps(current_targets()))

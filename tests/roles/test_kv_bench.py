@@ -16,6 +16,7 @@ import deploy.engine
 from benchmarks.pyinfra_fake import FakeRemote, op_commands
 from deploy.bench import GIB, MIB, BenchJob
 from deploy.bench_run import run_bench
+from deploy.engine import RunStats
 from deploy.loader import load_spec
 from deploy.names import BENCH_KEY
 from deploy.operations.bench import bench_removed, bench_room, fio_benchmark
@@ -224,3 +225,13 @@ def test_an_interrupt_stops_the_benchmarks_and_removes_their_files(monkeypatch) 
         ("run_output", kv_bench, ["node1", "node2"]),
         ("run_phase", kv_bench_removed, ["node1", "node2"]),
     ]
+
+
+def test_run_bench_reads_each_node_once(fake_runner, fake_pod, monkeypatch) -> None:
+    """``kvpod bench`` hands the runner the role's reads: the room and fio checks come from one state read per node."""
+    stats = RunStats()
+    run = deploy.engine.run_output
+    monkeypatch.setattr(deploy.engine, "run_output", lambda *args, **kwargs: run(*args, **kwargs, stats=stats))
+    assert run_bench(PLAN, None, 2 * MIB, 1).ok
+    assert {name: getattr(r, "snapshots", 0) for name, r in fake_pod.items()} == {"@fake/node1": 1, "@fake/node2": 1}
+    assert stats.live_reads == {}

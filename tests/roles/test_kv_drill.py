@@ -16,6 +16,7 @@ import deploy.engine
 from benchmarks.pyinfra_fake import FakeRemote
 from deploy import drill as d
 from deploy.drill_run import run_drill
+from deploy.engine import RunStats
 from deploy.loader import load_spec
 from deploy.plan import build_plan
 from deploy.shipped import lab_spec
@@ -137,3 +138,19 @@ def test_an_interrupt_puts_the_portal_back_and_removes_the_files(fake_pod, at) -
     for node in ("@fake/node1", "@fake/node2"):
         assert steps(remotes[node])[-1] == "cleanup", remotes[node].executed
         assert 'rm -rf "$dir"' in remotes[node].executed[-1]
+
+
+def test_a_round_reads_each_node_once(fake_pod, monkeypatch) -> None:
+    """The start of a round hands the runner the role's reads (room, fio): one state read per node; the other steps
+    read nothing, so the round reads no fact live."""
+    remotes, _ = fake_pod
+    stats = RunStats()
+    run = deploy.engine.run_output
+    monkeypatch.setattr(deploy.engine, "run_output", lambda *args, **kwargs: run(*args, **kwargs, stats=stats))
+    assert run_drill(PLAN, d.plan_rounds(PLAN, "target/iom-a/p1"), 10, 10.0, lambda _: None).ok
+    assert {name: getattr(r, "snapshots", 0) for name, r in remotes.items()} == {
+        "@fake/node1": 1,
+        "@fake/node2": 1,
+        "@fake/target": 0,
+    }
+    assert stats.live_reads == {}

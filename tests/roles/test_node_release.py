@@ -442,3 +442,29 @@ def test_the_guard_on_the_host_refuses_a_mounted_device(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr == f"kvpod: /dev/{mounted} is still mounted: not disconnecting {A}\n"
     assert not (tmp_path / "called").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_release_phase_reads_its_node_once(runner_node: FakeRemote, monkeypatch) -> None:
+    """The pipeline's release run hands the runner the release's reads: one state read, no fact read live (a node
+    that keeps its drive and holds no other has nothing to release)."""
+    from deploy import orchestrate
+    from deploy.engine import RunStats
+    from deploy.pipeline.handover import Handover
+    from deploy.pipeline.jobs import Scope, UpOptions
+    from deploy.pipeline.phases import RELEASE
+
+    def on_fake_host(role, hosts, deploy_func, **kwargs):
+        return run_phase(
+            role, [(f"@fake/{name}", {**data, "fake_delay": 0}) for name, data in hosts], deploy_func, **kwargs
+        )
+
+    monkeypatch.setattr(orchestrate, "run_phase", on_fake_host)
+    plan = build_plan(load_spec(lab_spec()))
+    request = ReleaseRequest(A, MOUNT, engine_units=ENGINES)
+    scope = Scope(plan, UpOptions(), handover=Handover({"node1": request}, {}, [], []))
+    stats, before = RunStats(), len(runner_node.executed)
+    [result] = orchestrate.run_jobs(RELEASE, scope, None, stats)
+    assert (result.status, runner_node.executed[before:]) == ("unchanged", [])
+    assert getattr(runner_node, "snapshots", 0) == 1
+    assert stats.live_reads == {}

@@ -4,6 +4,7 @@ the host NQN of the node the plan assigns it (a spare admits none), never any ho
 
 from __future__ import annotations
 
+import copy
 import os
 import shlex
 import shutil
@@ -20,6 +21,7 @@ from deploy.names import GB, NVMET_RESTORE_SCRIPT, NVMET_ROOT
 from deploy.plan import Plan, TargetPlan, build_plan
 from roles.nvmet_target import nvmet_ports, nvmet_target
 from tests.conftest import LAB
+from tests.golden import assert_golden
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -89,6 +91,19 @@ def test_the_target_deploy_revokes_a_stale_host_and_any_host_access() -> None:
     deployed(plan, remote)
     assert {nqn: sub["allowed_hosts"] for nqn, sub in cfg["subsystems"].items()} == wanted_hosts(target)
     assert not any(sub["allow_any_host"] for sub in cfg["subsystems"].values())
+
+
+def test_the_lab_targets_first_run_runs_the_golden_commands_in_order() -> None:
+    """The lab target's first run, operation by operation and command by command (uploads by their operation), as
+    the lab's VM receives them; a second run changes nothing."""
+    plan = lab_plan()
+    data = target_hosts(plan)[0][1]
+    remote = fresh_target()
+    names = [name for name, _ in deploy_plan(nvmet_target, copy.deepcopy(remote), data)]
+    deployed(plan, remote)
+    text = "\n".join(["# operations", *names, "# commands", *remote.executed]) + "\n"
+    assert_golden("first-run-lab-target.txt", text)
+    assert changed_commands(deploy_plan(nvmet_target, remote, data)) == []
 
 
 # -- the boot-time restore script ------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 import roles
-from benchmarks.kvpod_sim import fresh_node
+from benchmarks.kvpod_sim import _link, fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, changed_commands, deploy_plan, deploy_run
 from deploy.bench import BenchJob, lmcache_dir
 from deploy.drill import DrillJob
 from deploy.drill_run import DrillStep
 from deploy.engine import RunStats
-from deploy.loader import load_spec
-from deploy.plan import NodePlan, build_plan
+from deploy.loader import load_spec, load_spec_text
+from deploy.plan import NodePlan, TargetPlan, build_plan
 from deploy.release import ReleaseRequest
 from deploy.shipped import lab_spec, reference_spec
 from roles import (
@@ -29,6 +29,7 @@ from roles import (
     lmcache,
     node_release,
     nvme_initiator,
+    nvmet_target,
     vllm,
     vllm_install,
     vllm_restart,
@@ -37,9 +38,10 @@ from roles.node import node
 from tests.conftest import ROOT
 from tests.roles.test_kv_bench import remote as bench_remote
 from tests.roles.test_node_release import releasable
+from tests.roles.test_nvmet_target import deployed, fresh_target
+from tests.two_enclosures import two_enclosures
 
 NODE_ROLES = [fabric_network, nvme_initiator, kv_mount, lmcache, vllm_install, vllm]
-DRIVERS_ROLE = "nvmet_target"  # a target kind's role: its driver's tests cover its reads
 
 
 def _yaml_config(plan: NodePlan) -> NodePlan:
@@ -146,9 +148,83 @@ def test_a_bench_and_a_drill_read_only_their_snapshot() -> None:
     assert commands == ["sh -c true"] and stats.live_reads == {}
 
 
-COVERED = {m.__name__.rsplit(".", 1)[-1] for m in [*NODE_ROLES, node_release, vllm_restart, kv_bench, kv_drill]}
+# -- the Linux nvmet target ---------------------------------------------------------------------------------------
+
+LAB_PLAN = build_plan(load_spec(lab_spec()))
+TWO_TARGETS = build_plan(load_spec_text(two_enclosures(lab_spec().read_text()))).targets
+ROUTES = ["10.79.0.0/24"]
+
+
+def _hardware_tcp_routed() -> list[TargetPlan]:
+    """The lab's enclosure on block devices, a hardware RDMA portal offering TCP too, a soft-RoCE portal on a
+    second NIC, routes through a gateway."""
+    target = LAB_PLAN.targets[0]
+    first, second = target.portals
+    portals = [
+        first.model_copy(update={"rdma": "hardware", "transports": ["rdma", "tcp"]}),
+        second.model_copy(update={"interface": "eth2", "vlan_interface": "eth2.100", "address": "10.78.0.9"}),
+    ]
+    update = {"file_backed": False, "gateway": "10.78.0.1", "routes": ROUTES, "portals": portals}
+    return [target.model_copy(update=update)]
+
+
+TARGETS: dict[str, list[TargetPlan]] = {
+    "lab": LAB_PLAN.targets,
+    "two-enclosures": TWO_TARGETS,
+    "hardware-tcp-routed": _hardware_tcp_routed(),
+}
+
+
+def converged_target(targets: list[TargetPlan]) -> FakeRemote:
+    """A simulated Linux target after the role's first run (its routes in place: the fake keeps none)."""
+    remote = fresh_target()
+    remote.facts["network.IpLinks"].update({p.interface: _link(1500, False) for t in targets for p in t.portals})
+    plan = LAB_PLAN.model_copy(update={"targets": targets})
+    deployed(plan, remote)
+    routed = next((t for t in targets if t.gateway and t.routes), None)
+    if routed:
+        vlans = {p.vlan_interface for t in targets for p in t.portals}
+        remote.facts["network.IpRoutes"] = [
+            {"dst": dst, "gateway": routed.gateway, "dev": dev} for dev in sorted(vlans) for dst in routed.routes
+        ]
+    assert changed_commands(deploy_plan(nvmet_target.nvmet_target, remote, {"kvpod_targets": targets})) == []
+    return remote
+
+
+@pytest.fixture(scope="module", params=list(TARGETS))
+def target_case(request) -> tuple[list[TargetPlan], FakeRemote]:
+    targets = TARGETS[request.param]
+    return targets, converged_target(targets)
+
+
+def test_a_converged_target_reads_only_its_snapshot(target_case) -> None:
+    targets, remote = target_case
+    data = {"kvpod_targets": targets}
+    commands, stats = served(nvmet_target.nvmet_target, remote, data, nvmet_target.reads(targets))
+    assert commands == []
+    assert stats.live_reads == {}, f"read live, not declared with a step: {stats.live_reads}"
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    ["NvmetConfig", "/srv/nvmet/drive1.img", "IpLinks", "kvpod-nvmet.service"],
+)
+def test_a_target_without_one_of_its_reads_would_read_live(dropped) -> None:
+    """The check above can fail: the lab target's snapshot without a read its deploy makes leaves it live."""
+    targets = LAB_PLAN.targets
+    remote = converged_target(targets)
+    reads = [r for r in nvmet_target.reads(targets) if dropped not in str(r)]
+    assert len(reads) < len(nvmet_target.reads(targets))
+    _, stats = served(nvmet_target.nvmet_target, remote, {"kvpod_targets": targets}, reads)
+    live = [key for keys in stats.live_reads.values() for key in keys]
+    assert any(dropped in key for key in live), live
+
+
+COVERED = {
+    m.__name__.rsplit(".", 1)[-1] for m in [*NODE_ROLES, node_release, vllm_restart, kv_bench, kv_drill, nvmet_target]
+}
 
 
 def test_every_role_is_covered() -> None:
     packages = {m.name for m in pkgutil.iter_modules([str(Path(roles.__file__).parent)]) if m.ispkg}
-    assert packages - {DRIVERS_ROLE} == COVERED, "a role whose reads no case above checks"
+    assert packages == COVERED, "a role whose reads no case above checks"

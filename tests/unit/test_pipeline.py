@@ -13,6 +13,7 @@ from deploy.pipeline import phases
 from deploy.pipeline.jobs import LOCAL, HostJob, Scope, UpOptions
 from deploy.pipeline.phases import PHASES, Phase, evaluations, reads_for, runs, survey_hosts
 from deploy.pipeline.restarts import ROLLED_OUT, remember_pending
+from deploy.release import ReleaseRequest
 from deploy.rollout import Rollout
 from deploy.statedir import load_pending_restarts, save_applied_plan, save_pending_restarts
 from tests.cli.test_up_wiring import handovers, lab_text, plan_of
@@ -55,19 +56,22 @@ def test_each_nodes_reads_are_worked_out_once_for_the_survey_and_the_run(monkeyp
 
 def test_a_releasing_node_is_evaluated_once_with_both_deploys_and_local_jobs_apart(monkeypatch) -> None:
     from roles.node import node
-    from roles.node_release import node_release
+    from roles.node_release import node_release, reads
 
     base = lab_text()
     _, new_text, _ = handovers()["swap"]
     plan = plan_of(new_text)
-    handover = type("H", (), {"releases": {"node1": "r1", "node2": "r2"}})()
+    r1, r2 = ReleaseRequest(None, "/mnt/kvcache"), ReleaseRequest(None, "/mnt/kvcache", purge=True)
+    handover = type("H", (), {"releases": {"node1": r1, "node2": r2}})()
     scope = Scope(plan, UpOptions(), plan_of(base), handover)
     walk = dict((p.name, items) for p, items in evaluations(scope))
     assert [(e.job.name, e.deploys) for e in walk["release"]] == [
         ("node1", (node_release, node)),
         ("node2", (node_release, node)),
     ]
-    assert walk["release"][0].payload[RELEASE_KEY] == "r1" and "kvpod_wipe" in walk["release"][0].payload
+    assert walk["release"][0].payload[RELEASE_KEY] is r1 and "kvpod_wipe" in walk["release"][0].payload
+    releases = PHASES[1].jobs(scope)
+    assert [j.reads for j in releases] == [tuple(reads(r1)), tuple(reads(r2))], "a release reads in one command"
     assert walk["node"] == [], "already evaluated in the release phase"
     assert [e.job.name for e in walk["switch"]] == [LOCAL]
 
