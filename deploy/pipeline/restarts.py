@@ -91,14 +91,14 @@ def rolling_restarts(
         engines_of = dict(batch)
         for d in done:
             node = by_name[d.name]
-            if d.status in DOWN:
-                _failed_batch(node, d, engines_of[d.name], rollout)
-                continue
-            rollout.rolled_out.add(d.name)
-            restarted = {e.unit for e in engines_of[d.name]}
+            if d.status in DOWN:  # its engines of the batch that did not come back healthy stay due
+                restarted = _failed_batch(node, d, engines_of[d.name], rollout)
+            else:
+                restarted = {e.unit for e in engines_of[d.name]}
+                rollout.rolled_out.add(d.name)
+                if ROLLED_OUT not in node.changes:
+                    node.changes.append(ROLLED_OUT)
             node.restart_units = [u for u in node.restart_units if u not in restarted]
-            if ROLLED_OUT not in node.changes:
-                node.changes.append(ROLLED_OUT)
         later = {n for b in batches[number:] for n, _ in b}
         for d in done:  # still due: more of its engines restart in a later batch, or it did not become healthy
             by_name[d.name].restart_pending = d.name in later or d.status in DOWN
@@ -112,8 +112,9 @@ def rolling_restarts(
     return rollout
 
 
-def _failed_batch(node: HostResult, done: HostResult, engines: list, rollout: Rollout) -> None:
-    """A node of the batch went away or did not become healthy: its result says so, the rollout names its engines."""
+def _failed_batch(node: HostResult, done: HostResult, engines: list, rollout: Rollout) -> set[str]:
+    """A node of the batch went away or did not become healthy: its result says so, the rollout names its engines.
+    Returns the units of the batch that the probe saw serving again (restarted into their new configuration)."""
     from roles.vllm_restart import engine_results
 
     node.status = done.status  # a node that went away is unreachable, not unhealthy
@@ -126,3 +127,4 @@ def _failed_batch(node: HostResult, done: HostResult, engines: list, rollout: Ro
             detail = (verdict or {}).get("detail") or done.note or (done.stderr[-1] if done.stderr else done.status)
             journal = [str(line) for line in (verdict or {}).get("journal", [])]
             rollout.failed.append(EngineFailure(done.name, e.unit, str(detail), journal))
+    return {e.unit for e in engines if (verdicts.get(e.unit) or {}).get("healthy")}

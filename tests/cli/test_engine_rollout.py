@@ -97,6 +97,23 @@ def test_a_stopped_rollout_keeps_exactly_the_engines_still_due(lab_pod) -> None:
     assert load_pending_units(POD) == {}
 
 
+def test_an_engine_that_came_back_healthy_in_a_stopped_batch_is_no_longer_due(lab_pod) -> None:
+    """node2's two engines restart in one batch; engine 0 serves again, engine 1 does not: engine 1 alone stays
+    due, and the rerun restarts it alone."""
+    pod, run = lab_pod
+    pod.unhealthy = {f"node2/{E1}"}
+    code, out, report = run("up", "--max-unavailable", "2")
+    assert code == 2, out
+    assert restarted(pod) == [{"node1": [E1]}, {"node2": [E0, E1]}]
+    assert [(f["node"], f["unit"]) for f in report["rollout"]["failed_engines"]] == [("node2", E1)]
+    assert load_pending_units(POD) == {"node2": [E1]}
+    converged_again(pod)
+    code, out, report = run("up", "--max-unavailable", "2")
+    assert code == 0, out
+    assert restarted(pod) == [{"node2": [E1]}]
+    assert load_pending_units(POD) == {}
+
+
 def test_a_rollout_stopped_at_its_first_batch_leaves_each_nodes_engines_due(lab_pod) -> None:
     pod, run = lab_pod
     pod.unhealthy = {"node1"}

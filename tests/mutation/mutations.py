@@ -336,6 +336,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "a node whose later engines did not become healthy is remembered with none of them due",
         ROLLOUT,
     ),
+    Mutation(
+        "rollout-restarts-a-healthy-engine-again",
+        RESTARTS_PY,
+        '    return {e.unit for e in engines if (verdicts.get(e.unit) or {}).get("healthy")}\n',
+        "    return set()\n",
+        "an engine that came back healthy in a stopped batch is restarted again by the next run",
+        ROLLOUT,
+    ),
     # --- nvmet: the target's access control, live and at boot -------------------------------------------
     Mutation(
         "nvmet-new-subsystem-admits-any-host",
