@@ -61,9 +61,9 @@ def remember_pending(plan: Plan, results: list[HostResult], rollout: Rollout | N
 def rolling_restarts(
     plan: Plan, results: list[HostResult], opts: UpOptions, sink: EventSink | None, stats: RunStats
 ) -> Rollout | None:
-    """Restart the vLLM engines whose unit, env or LMCache config changed (each node's ``restart_units``; the
-    node's other engines keep running), batch by batch (at most ``--max-unavailable``
-    engines down at once), each batch's engines serving their model before the next batch starts.
+    """Restart the vLLM engines whose unit, env or LMCache config changed (each node's ``restart_units``; its
+    other engines keep running), batch by batch (at most ``--max-unavailable`` engines down at once), each
+    batch's engines serving their model before the next batch starts.
 
     A batch that does not become healthy stops the rollout: later batches are not restarted. Updates the node
     results in place; returns what the rollout did (None when nothing was due)."""
