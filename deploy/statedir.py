@@ -52,17 +52,34 @@ def pending_restarts_path(pod: str) -> Path:
 
 def load_pending_restarts(pod: str) -> set[str]:
     """Nodes whose vLLM restart a stopped rollout left due (their new configuration is on the node)."""
+    return set(load_pending_units(pod))
+
+
+def load_pending_units(pod: str) -> dict[str, list[str] | None]:
+    """Per node whose vLLM restart a stopped rollout left due: the engine units still due (None: all of them, as
+    recorded by releases that kept node names only)."""
     path = pending_restarts_path(pod)
-    return set(json.loads(path.read_text())) if path.exists() else set()
+    if not path.exists():
+        return {}
+    kept = json.loads(path.read_text())
+    if isinstance(kept, list):
+        return dict.fromkeys(kept)
+    return {node: None if units is None else list(units) for node, units in kept.items()}
 
 
 def save_pending_restarts(pod: str, nodes: set[str]) -> None:
-    """Record the nodes whose restart is still due (none: the record is removed); atomic."""
+    """Record the nodes whose restart is still due, all of their engines (none: the record is removed); atomic."""
+    save_pending_units(pod, dict.fromkeys(nodes))
+
+
+def save_pending_units(pod: str, units: dict[str, list[str] | None]) -> None:
+    """Record, per node whose restart is still due, its engine units still due (None: all); none: the record is
+    removed; atomic."""
     path = pending_restarts_path(pod)
-    if not nodes:
+    if not units:
         path.unlink(missing_ok=True)
         return
-    _replace(path, json.dumps(sorted(nodes)) + "\n")
+    _replace(path, json.dumps(dict(sorted(units.items())), indent=1) + "\n")
 
 
 def journal_path(pod: str) -> Path:

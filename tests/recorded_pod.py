@@ -43,7 +43,8 @@ class RecordedPod:
         self.unreachable: set[str] = set()
         self.failing: set[str] = set()  # phases (roles) whose hosts all fail
         self.restart_pending: set[str] = set()  # nodes whose node phase leaves a vLLM restart to the rollout
-        self.unhealthy: set[str] = set()  # nodes whose engines do not become healthy after a restart
+        self.restart_units: dict[str, list[str]] = {}  # the engines those restarts are due on (none named: all)
+        self.unhealthy: set[str] = set()  # nodes (or ``node/unit`` engines) not healthy after a restart
         self.steps: list[Step] = []
 
     @classmethod
@@ -110,6 +111,7 @@ class RecordedPod:
         results = [HostResult(n, role, status=self._phase_status(role, n), changed_ops=1) for n, _ in hosts]
         for r in results:
             r.restart_pending = role == "node" and r.name in self.restart_pending and r.status == "changed"
+            r.restart_units = list(self.restart_units.get(r.name, [])) if r.restart_pending else []
         return results
 
     def _restart(self, name: str, data: dict) -> HostResult:
@@ -118,18 +120,20 @@ class RecordedPod:
 
         if name in self.unreachable:
             return HostResult(name, "restart", status="unreachable", note="SSH connection lost")
-        healthy = name not in self.unhealthy
         lines = []
-        for unit in data[RESTART_ENGINES_KEY]:
-            verdict = {"unit": unit, "healthy": healthy, "detail": "healthy" if healthy else "GET /health answered 503"}
-            if not healthy:
+        units = data[RESTART_ENGINES_KEY]
+        verdicts = {u: name not in self.unhealthy and f"{name}/{u}" not in self.unhealthy for u in units}
+        healthy = all(verdicts.values())
+        for unit, ok in verdicts.items():
+            verdict = {"unit": unit, "healthy": ok, "detail": "healthy" if ok else "GET /health answered 503"}
+            if not ok:
                 verdict["journal"] = [f"{name} {unit} journal line {i}" for i in range(1, 21)]
             lines.append(RESULT_PREFIX + json.dumps(verdict))
         result = HostResult(name, "restart", status="changed" if healthy else "failed", changed_ops=1)
         result.output = {f"vllm restart | {WAIT_OPERATION}": lines}  # pyinfra names it after its deploy too
         if not healthy:
             result.failed_step = WAIT_OPERATION
-            result.stderr = [f"kvpod: {unit} not healthy after 30 s" for unit in data[RESTART_ENGINES_KEY]]
+            result.stderr = [f"kvpod: {unit} not healthy after 30 s" for unit, ok in verdicts.items() if not ok]
         return result
 
     def _phase_status(self, role: str, name: str) -> str:

@@ -34,7 +34,7 @@ from deploy.statedir import new_run_dir
 from deploy.wording import name_list, plural
 
 if TYPE_CHECKING:
-    from deploy.engine import RunReport
+    from deploy.engine import HostResult, RunReport
     from deploy.orchestrate import UpOptions
 
 _STYLE = {
@@ -54,7 +54,7 @@ def summary_table(report: RunReport, title: str) -> Table:
     for h in report.hosts:
         detail = (h.stderr[-1] if h.stderr else "") or (h.note or "")
         if h.restart_pending:
-            detail = (detail + " " if detail else "") + "vLLM restart pending"
+            detail = (detail + " " if detail else "") + restart_detail(h)
         style = _STYLE.get(h.status, "")
         t.add_row(
             h.name,
@@ -68,12 +68,18 @@ def summary_table(report: RunReport, title: str) -> Table:
     return t
 
 
+def restart_detail(h: HostResult) -> str:
+    """A node's restart still due, naming its engines: ``vLLM restart pending (kvpod-vllm@1.service)``."""
+    units = f" ({', '.join(h.restart_units)})" if h.restart_units else ""
+    return f"vLLM restart pending{units}"
+
+
 def print_diff(report: RunReport) -> None:
     """Per host: what would change and why — operations with their commands, files as unified diffs."""
     from rich.syntax import Syntax
 
     for h in report.hosts:
-        if not h.planned and h.status != HostStatus.FAILED:
+        if not h.planned and not h.restart_units and h.status != HostStatus.FAILED:
             continue  # an unreachable host has its one line in the summary
         out.rule(f"{h.name} ({h.role}): {h.status}")
         if h.status in (HostStatus.FAILED, HostStatus.UNREACHABLE):
@@ -90,6 +96,10 @@ def print_diff(report: RunReport) -> None:
                         out.print(f"    upload {dest} (content unchanged; mode or owner differ)", highlight=False)
                 else:
                     out.print(f"    $ {cmd}", highlight=False, markup=False)
+        if h.restart_units:
+            out.print("[yellow]~[/yellow] vLLM restarts (rolling, health-gated)", highlight=False)
+            for unit in h.restart_units:
+                out.print(f"    restart {unit}", highlight=False, markup=False)
 
 
 def _sink(host: str, kind: str, text: str) -> None:

@@ -36,6 +36,7 @@ class HostResult:
     stderr: list[str] = field(default_factory=list)
     note: str | None = None
     restart_pending: bool = False
+    restart_units: list[str] = field(default_factory=list)  # restart_pending: the engines due, in restart order
     planned: list[tuple[str, list[str]]] = field(default_factory=list)  # dry runs: (operation, commands)
     diffs: dict[str, str] = field(default_factory=dict)  # dry runs: remote path -> unified diff
     remote_commands: int = 0  # every command this host ran for the run, counted at the connector
@@ -62,6 +63,7 @@ class HostResult:
             "stderr": self.stderr[-20:],
             "note": self.note,
             "restart_pending": self.restart_pending,
+            "restart_units": self.restart_units,
             "planned": [{"operation": op, "commands": cmds} for op, cmds in self.planned],
             "diffs": self.diffs,
             "remote_commands": self.remote_commands,

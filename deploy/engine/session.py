@@ -23,7 +23,7 @@ from deploy.engine.pyinfra_adapter import commands_run, connection_lost, would_c
 from deploy.engine.reachability import ConnectErrors, mark_lost
 from deploy.engine.results import HostResult, HostStatus, RunStats
 from deploy.engine.snapshot_reader import SnapshotReader, load_snapshots
-from deploy.operations.restart import restart_pending
+from deploy.operations.restart import pending_units, restart_pending
 from deploy.secrets import redact
 
 pyinfra_speed.install()  # pyinfra's per-operation argument handling done once; full collections rare
@@ -138,3 +138,4 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
         changed = HostStatus.WOULD_CHANGE if dry else HostStatus.CHANGED
         result.status = changed if result.changed_ops else HostStatus.UNCHANGED
     result.restart_pending = restart_pending(state, host)
+    result.restart_units = pending_units(state, host)

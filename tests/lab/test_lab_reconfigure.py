@@ -141,16 +141,23 @@ def test_lmcache_budget_change_touches_only_lmcache_and_restarts_one_node_at_a_t
     assert kvpod("check", str(spec)).code == 0
 
 
-FAULT = "/var/tmp/kvpod-standin-unhealthy-8000"  # the stand-in's lab-only fault: engine 0's /health answers 503
+FAULT = "/var/tmp/kvpod-standin-unhealthy-8001"  # the stand-in's lab-only fault: engine 1's /health answers 503
 UNITS = "kvpod-vllm@0.service kvpod-vllm@1.service"
 UNIT_RUN = f"systemctl show -p InvocationID -p ActiveEnterTimestamp -p MainPID --value {UNITS}"
 HEALTH = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)' "
 
 
+def engine_run(hosts, node: str, unit: str) -> list[str]:
+    """One engine's current run: its systemd invocation and main PID (both change when it restarts)."""
+    return hosts.sh(node, f"systemctl show -p InvocationID -p MainPID --value {unit}").split()
+
+
 def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batch(hosts, spec, tmp_path):
-    """node1's engine 0 (in the first batch: node1's two engines) cannot become healthy: the rollout stops there
+    """node1's engine 1 (in the first batch: node1's two engines) cannot become healthy: the rollout stops there
     with exit 2, the report names that engine with its journal, node2's engines are not restarted and keep
-    serving; without the fault a rerun rolls out the restarts the stopped rollout left (node1's and node2's)."""
+    serving; node1's engine 0 came back healthy, so only engine 1 stays due there. Without the fault a rerun
+    rolls out exactly the restarts the stopped rollout left: node1's engine 1 (engine 0 keeps its process) and
+    node2's two engines."""
     text = spec.read_text()
     assert "  cpu_budget_gib: 2\n" in text and "\n  port: 8000\n" in text
     edited = text.replace("  cpu_budget_gib: 2\n", "  cpu_budget_gib: 3\n")
@@ -163,21 +170,25 @@ def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batc
             "up", str(spec), "--yes", "--no-verify", "--max-unavailable", "2", "--report", str(tmp_path / "r.json")
         )
         assert run.code == 2, run.out[-3000:]
-        assert "rollout stopped after batch 1 of 2" in run.out and "node1/kvpod-vllm@0.service" in run.out
+        assert "rollout stopped after batch 1 of 2" in run.out and "node1/kvpod-vllm@1.service" in run.out
         data = report(tmp_path / "r.json")
         rollout = data["rollout"]
         assert rollout["stopped_after_batch"] == 1 and rollout["completed_batches"] == 0
         (failed,) = rollout["failed_engines"]
-        assert (failed["node"], failed["unit"]) == ("node1", "kvpod-vllm@0.service")
+        assert (failed["node"], failed["unit"]) == ("node1", "kvpod-vllm@1.service")
         assert failed["detail"] == "GET /health answered 503", failed
         assert 0 < len(failed["journal"]) <= 20
         assert any(f"lab fault: {FAULT} exists" in line for line in failed["journal"]), failed["journal"]
         assert data["hosts"]["node1"]["status"] == "failed"
+        assert data["hosts"]["node1"]["restart_units"] == ["kvpod-vllm@1.service"], "engine 0 came back healthy"
         assert data["hosts"]["node2"]["restart_pending"] is True
+        assert data["hosts"]["node2"]["restart_units"] == ["kvpod-vllm@0.service", "kvpod-vllm@1.service"]
         assert "vLLM restarted (rolling)" not in data["hosts"]["node2"]["changes"]
         assert hosts.sh("node1", UNIT_RUN).split() != before["node1"], "node1's engine was restarted"
         assert hosts.sh("node2", UNIT_RUN).split() == before["node2"], "node2's engine was not touched"
         assert [hosts.sh("node2", HEALTH + url).strip() for url in health["node2"]] == ["200", "200"]
+        kept = engine_run(hosts, "node1", "kvpod-vllm@0.service")
+        left = engine_run(hosts, "node1", "kvpod-vllm@1.service")
     finally:
         hosts.sh("node1", f"rm -f {FAULT}")
         spec.write_text(edited)  # the short health timeout was for this run only
@@ -186,7 +197,12 @@ def test_an_engine_that_does_not_become_healthy_stops_the_rollout_after_its_batc
     )
     assert rerun.code == 0, rerun.out[-3000:]
     again = report(tmp_path / "again.json")
-    assert again["rollout"]["batches"] == [[f"{n}/kvpod-vllm@{i}.service" for i in (0, 1)] for n in ("node1", "node2")]
+    assert again["rollout"]["batches"] == [
+        ["node1/kvpod-vllm@1.service"],
+        ["node2/kvpod-vllm@0.service", "node2/kvpod-vllm@1.service"],
+    ]
+    assert engine_run(hosts, "node1", "kvpod-vllm@0.service") == kept, "node1's engine 0 kept running"
+    assert engine_run(hosts, "node1", "kvpod-vllm@1.service") != left, "node1's engine 1 restarted"
     for name in ("node1", "node2"):  # nothing else changed: the restarts the stopped rollout left are rolled out
         assert again["hosts"][name]["changes"] == ["vLLM restarted (rolling)"], again["hosts"][name]
         assert [hosts.sh(name, HEALTH + url).strip() for url in health[name]] == ["200", "200"]

@@ -39,6 +39,7 @@ PODLOCK = ("tests/unit/test_podlock.py", "tests/cli/test_cli_lock.py")
 CLEANER = ("tests/roles/test_lmcache_clean.py",)
 ROLLOUT = (
     "tests/cli/test_rollout_wiring.py",
+    "tests/cli/test_engine_rollout.py",
     "tests/unit/test_rollout.py",
     "tests/unit/test_orchestrate.py",
     "tests/unit/test_pipeline.py",
@@ -314,9 +315,33 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "rollout-forgets-a-restart-it-never-made",
         RESTARTS_PY,
-        "    done = {r.name for r in nodes if not r.restart_pending and r.name in rolled_out}\n",
-        "    done = {r.name for r in nodes if not r.restart_pending}\n",
+        "        elif r.name in rolled_out:\n",
+        "        else:\n",
         "a restart a stopped rollout left due is forgotten by a run that did not roll it out (the node failed)",
+        ROLLOUT,
+    ),
+    Mutation(
+        "rollout-restarts-every-engine-of-a-node",
+        RESTARTS_PY,
+        "    return [e for e in engines if e.unit in units] or engines\n",
+        "    return engines\n",
+        "the rollout restarts every engine of a node when one engine's configuration changed",
+        ROLLOUT,
+    ),
+    Mutation(
+        "rollout-forgets-the-engines-a-stopped-batch-left",
+        RESTARTS_PY,
+        "            node.restart_units = [u for u in node.restart_units if u not in restarted]\n",
+        "            node.restart_units = []\n",
+        "a node whose later engines did not become healthy is remembered with none of them due",
+        ROLLOUT,
+    ),
+    Mutation(
+        "rollout-restarts-a-healthy-engine-again",
+        RESTARTS_PY,
+        '    return {e.unit for e in engines if (verdicts.get(e.unit) or {}).get("healthy")}\n',
+        "    return set()\n",
+        "an engine that came back healthy in a stopped batch is restarted again by the next run",
         ROLLOUT,
     ),
     # --- nvmet: the target's access control, live and at boot -------------------------------------------

@@ -162,3 +162,24 @@ def test_the_runner_reports_the_restart_the_node_left_pending(pod) -> None:
     ]
     assert [r.restart_pending for r in run_phase("node", deferred, node, dry=True)] == [True, False]
     assert [r.restart_pending for r in run_phase("node", deferred, node, dry=False)] == [True, False]
+
+
+def test_the_runner_reports_which_engines_the_node_left_due(pod) -> None:
+    """Only the engine whose LMCache settings changed is due, in the dry run's result and the real run's, and the
+    report JSON names it (``restart_units`` beside ``restart_pending``)."""
+    hosts, _ = pod
+    run_phase("node", hosts, node, dry=False)
+    (first, data), (second, other) = hosts
+    plan = data["kvpod_node"]
+    engines = [e.model_copy(update={"lmcache": e.lmcache.model_copy(update={"chunk_size": 512})}) for e in plan.engines]
+    one_changed = plan.model_copy(update={"engines": [plan.engines[0], engines[1]]})
+    deferred = [
+        (first, {**data, "kvpod_node": one_changed, "kvpod_defer_restart": True}),
+        (second, {**other, "kvpod_defer_restart": True}),
+    ]
+    for dry in (True, False):
+        results = run_phase("node", deferred, node, dry=dry)
+        assert [r.restart_units for r in results] == [[plan.engines[1].unit], []], dry
+        assert [r.restart_pending for r in results] == [True, False]
+        assert results[0].as_json()["restart_units"] == ["kvpod-vllm@1.service"]
+        assert results[1].as_json()["restart_units"] == [] and results[1].as_json()["restart_pending"] is False
