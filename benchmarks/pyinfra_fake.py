@@ -12,10 +12,12 @@ import contextlib
 import copy
 import fnmatch
 import hashlib
+import io
 import itertools
 import json
 import re
 import shlex
+import tarfile
 from collections.abc import Callable, Iterable
 from io import IOBase
 from pathlib import Path
@@ -32,6 +34,7 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.context import ctx_host, ctx_state
 
 from deploy.engine import RunStats, SnapshotReader
+from deploy.facts.bundle_command import extracted
 from deploy.facts.nvme import NvmeSubsystems, namespace_of
 from deploy.facts.snapshot import DEVICE_FACTS, NamespaceReads, read_key
 from deploy.operations import planned_commands
@@ -298,6 +301,9 @@ class FakeRemote:
     def run(self, command: str) -> bool:
         """Apply one executed shell command; returns its success."""
         self.executed.append(command)
+        bundle = extracted(command)
+        if bundle is not None:
+            return self.extract(*bundle)
         if not any(shape.fullmatch(command) for shape in KVPOD_COMMANDS):
             raise UnknownCommand(f"the simulated host refuses a command kvpod never issues: {command}")
         if command.startswith("systemctl restart -- "):  # engines restarted, then found healthy
@@ -323,6 +329,32 @@ class FakeRemote:
             self.venvs.setdefault(venv, {"python": True, "packages": {}})["packages"].update(pins)
             return True
         self._builtin(argv)
+        return True
+
+    def extract(self, archive: str, members: list[str]) -> bool:
+        """The bundle extraction (:mod:`deploy.facts.bundle_command`) as GNU tar does it: each named member (and
+        what the archive holds below a named directory) with its mode and owner; the archive removed after. Fails,
+        as tar does, on a missing archive or member; a directory's mode and owner are kept only where they are not
+        the defaults this model gives an unrecorded directory (755, root)."""
+        if archive not in self.files:
+            return False
+        data = self.files.pop(archive)["content"].encode("utf-8", "surrogateescape")
+        self.uploads.pop(archive, None)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            chosen = [
+                m for m in tar.getmembers() if any(f"/{m.name}" == p or f"/{m.name}".startswith(p + "/") for p in members)
+            ]
+            if {p for p in members} - {f"/{m.name}" for m in chosen}:
+                return False
+            for m in chosen:
+                path, mode = f"/{m.name}", int(oct(m.mode)[2:])
+                if m.isdir():
+                    record = {"user": m.uname, "group": m.gname} if (m.uname, m.gname) != ("root", "root") else {}
+                    self.dirs[path] = {**record, **({} if mode == 755 else {"mode": mode})}
+                    continue
+                content = tar.extractfile(m).read().decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+                self.uploads[path] = content
+                self.files[path] = {"content": content, "user": m.uname, "group": m.gname, "mode": mode}
         return True
 
     def _target(self, path: str) -> dict:

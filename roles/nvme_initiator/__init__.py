@@ -50,13 +50,16 @@ from deploy.operations.nvme import connect_argv, plan_connect_options
 from deploy.operations.reads import Reads
 from deploy.operations.steps import (
     Effect,
+    Results,
     Steps,
     after,
+    modules_file,
     modules_step,
     packages_step,
     path_effect,
     reads_of,
     reload_step,
+    role_steps,
     run_steps,
     service_step,
     step,
@@ -75,7 +78,8 @@ def steps(plan: NodePlan) -> Steps:
 
     out: list = [
         packages_step("nvme-cli and rdma-core installed", ["nvme-cli", "rdma-core"]),
-        modules_step("NVMe-oF modules loaded now and at boot", ["nvme_fabrics", transport_module], NVME_MODULES),
+        modules_step("NVMe-oF modules loaded now", ["nvme_fabrics", transport_module]),
+        modules_file("NVMe-oF modules loaded at boot", ["nvme_fabrics", transport_module], NVME_MODULES),
         step(
             nvme.host_identity,
             [Read.of(NvmeHostIdentity)],
@@ -176,6 +180,7 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("nvme initiator")
-def nvme_initiator() -> None:
-    """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit."""
-    run_steps(steps(host_data().node))
+def nvme_initiator(results: Results | None = None) -> None:
+    """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit (its files in
+    one bundle, unless ``results`` holds the node's bundle already)."""
+    run_steps(*role_steps(steps(host_data().node), results))

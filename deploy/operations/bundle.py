@@ -1,0 +1,166 @@
+"""A set of files (and the directories kvpod manages) written in one upload and one command.
+
+:func:`files_written` compares each wanted :class:`Entry` with the facts ``files.put`` reads (the file, its
+checksum; a directory's owner and mode), packs those that differ into a deterministic tar (names, modes, owners,
+a fixed modification time, nothing else), uploads it into a root-only directory and extracts its members in one
+command (:mod:`deploy.facts.bundle_command`), which removes the archive. Nothing runs when every entry matches.
+
+Each entry's own change is kept apart: :meth:`Written.change` of a path is a result :func:`deploy.operations.changed`
+accepts, true only when that path was written, so a step after the bundle reacts to its own files alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.facts.files import Directory, File, Sha1File
+
+from deploy.facts.bundle_command import ARCHIVE_PREFIX, EXTRACT_SCRIPT, STAGING_DIR
+
+STAGING_MODE = "700"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A wanted file (``content``) or directory (``content`` None) with its mode (octal text) and owner; ``when``:
+    wanted only when it answers true on the host (None: always)."""
+
+    path: str
+    content: Callable[[], bytes] | None
+    mode: str = "644"
+    user: str = "root"
+    group: str = "root"
+    when: Callable[[], bool] | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.content is None
+
+
+@dataclass(eq=False)
+class Written:
+    """A bundle's result: its operation's ``meta`` and the paths it wrote (while preparing: would write), filled
+    when its commands are generated; ``paths_of``: every path it holds. Read as its operation's result."""
+
+    paths_of: tuple[str, ...] = ()
+    paths: frozenset[str] = frozenset()
+    meta: object = None
+
+    def change(self, path: str) -> FileChange:
+        return FileChange(self, path)
+
+    def is_complete(self) -> bool:
+        return self.meta is not None and self.meta.is_complete()  # type: ignore[attr-defined]
+
+    def did_change(self) -> bool:
+        return bool(self.meta.did_change())  # type: ignore[attr-defined]
+
+    @property
+    def will_change(self) -> bool:
+        return self.meta is not None and bool(self.meta.will_change)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path's share of a bundle operation's result, as :func:`deploy.operations.changed` reads results."""
+
+    written: Written = field(compare=False)
+    path: str
+
+    def is_complete(self) -> bool:
+        return self.written.is_complete()
+
+    def did_change(self) -> bool:
+        return self.written.did_change() and self.path in self.written.paths
+
+    @property
+    def will_change(self) -> bool:
+        return self.written.will_change and self.path in self.written.paths
+
+
+def _octal(mode: object) -> int | None:
+    """A mode as pyinfra's facts give it (``644``, ``"0644"``) as its number (``0o644``)."""
+    try:
+        return int(str(mode), 8)
+    except (TypeError, ValueError):
+        return None
+
+
+def _owned(found: dict, entry: Entry) -> bool:
+    same_owner = (found.get("user"), found.get("group")) == (entry.user, entry.group)
+    return same_owner and _octal(found.get("mode")) == _octal(entry.mode)
+
+
+def differs(entry: Entry, content: bytes | None) -> bool:
+    """Whether the host's ``entry.path`` differs from the entry (content, mode, owner)."""
+    if entry.is_dir:
+        found = host.get_fact(Directory, path=entry.path)
+        return not found or not _owned(found, entry)
+    found = host.get_fact(File, path=entry.path)
+    if not found or not _owned(found, entry):
+        return True
+    return host.get_fact(Sha1File, path=entry.path) != hashlib.sha1(content or b"").hexdigest()
+
+
+def archive(entries: Iterable[tuple[Entry, bytes | None]]) -> bytes:
+    """A deterministic tar of ``entries`` (by path, so a directory precedes what it holds): names relative to
+    ``/``, modes, owners by name (uid and gid 0 where a name is unknown on the host), modification time 0."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for entry, content in sorted(entries, key=lambda pair: pair[0].path):
+            info = tarfile.TarInfo(entry.path.lstrip("/"))
+            info.mode = _octal(entry.mode) or 0
+            info.uname, info.gname, info.uid, info.gid, info.mtime = entry.user, entry.group, 0, 0, 0
+            if entry.is_dir:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content or b"")
+                tar.addfile(info, io.BytesIO(content or b""))
+    return buf.getvalue()
+
+
+def staging_ready() -> bool:
+    """Whether :data:`STAGING_DIR` is a directory only root may enter."""
+    found = host.get_fact(Directory, path=STAGING_DIR)
+    return bool(found) and _owned(found, Entry(STAGING_DIR, None, STAGING_MODE))
+
+
+class BundleSource(io.BytesIO):
+    """The uploaded archive; ``members`` keeps each file's path and text for a dry run's diffs."""
+
+    members: list[tuple[str, bytes]]
+
+
+@operation()
+def files_written(entries: list[Entry], written: Written | None = None):
+    """
+    Every wanted entry on the host as it is given (content, mode, owner): those that differ in one tar, uploaded
+    into a root-only directory and extracted by one command.
+
+    + entries: the files and directories (:class:`Entry`), each path once
+    + written: filled with the paths written (for per-path results)
+    """
+    wanted = [e for e in entries if e.when is None or e.when()]
+    contents = [(e, None if e.is_dir else e.content()) for e in wanted]  # type: ignore[misc]
+    stale = [(e, c) for e, c in contents if differs(e, c)]
+    if written is not None:
+        written.paths = frozenset(e.path for e, _ in stale)
+    if not stale:
+        host.noop("every file is as wanted")
+        return
+    if not staging_ready():
+        yield StringCommand("install", "-d", "-m", STAGING_MODE, "-o", "root", "-g", "root", QuoteString(STAGING_DIR))
+    data = archive(stale)
+    src = BundleSource(data)
+    src.members = [(e.path, c) for e, c in stale if c is not None]
+    dest = f"{STAGING_DIR}/{ARCHIVE_PREFIX}{hashlib.sha1(data).hexdigest()[:16]}.tar"
+    yield FileUploadCommand(src, dest)
+    names = [QuoteString(e.path.lstrip("/")) for e, _ in sorted(stale, key=lambda pair: pair[0].path)]
+    yield StringCommand("sh", "-c", QuoteString(EXTRACT_SCRIPT), QuoteString(dest), *names)
