@@ -51,6 +51,7 @@ SYSTEM_DIRS = (
     "/etc/systemd/system",
     "/etc/systemd/network",
     "/mnt",
+    "/root",
     "/srv",
     "/usr",
     "/usr/local",
@@ -235,7 +236,8 @@ class FakeRemote:
         if not self._is_dir(path):
             return None
         d = self.dirs.get(path, {})
-        return {"user": d.get("user", "root"), "group": d.get("group", "root"), "mode": d.get("mode", 755)}
+        default_mode = 700 if path == "/root" else 755  # root's home, as Debian makes it
+        return {"user": d.get("user", "root"), "group": d.get("group", "root"), "mode": d.get("mode", default_mode)}
 
     def _fact_files_Link(self, path: str) -> None:
         return None

@@ -11,13 +11,17 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-STAGING_DIR = "/var/lib/kvpod/staging"  # root-only (0700): where an archive waits for its extraction
-ARCHIVE_PREFIX = "files-"
+# where an archive waits for its extraction: root's home when only root may enter it (Debian makes it 0700), else
+# kvpod's own root-only directory
+ROOT_HOME = "/root"
+STAGING_DIR = "/var/lib/kvpod/staging"
+STAGING_DIRS = (ROOT_HOME, STAGING_DIR)
+ARCHIVE_PREFIX = ".kvpod-files-"
 EXTRACT_SCRIPT = 'tar -x -m -p --same-owner -f "$0" -C / -- "$@"; s=$?; rm -f -- "$0"; exit $s'
 
 
 def extract_command(archive: str, members: list[str]) -> str:
-    """The extraction of ``members`` (absolute paths) from ``archive`` (a path in :data:`STAGING_DIR`)."""
+    """The extraction of ``members`` (absolute paths) from ``archive`` (a path in one of :data:`STAGING_DIRS`)."""
     names = [shlex.quote(m.lstrip("/")) for m in members]
     return " ".join(["sh", "-c", shlex.quote(EXTRACT_SCRIPT), shlex.quote(archive), *names])
 
@@ -33,7 +37,7 @@ def extracted(command: str) -> tuple[str, list[str]] | None:
     if len(words) < 5 or words[:3] != ["sh", "-c", EXTRACT_SCRIPT]:
         return None
     archive, members = words[3], words[4:]
-    in_staging = posixpath.dirname(archive) == STAGING_DIR and posixpath.basename(archive).startswith(ARCHIVE_PREFIX)
+    in_staging = posixpath.dirname(archive) in STAGING_DIRS and posixpath.basename(archive).startswith(ARCHIVE_PREFIX)
     clean = [posixpath.normpath("/" + m) for m in members]
     plain = all(m and not m.startswith(("/", "-")) and ".." not in m.split("/") for m in members)
     if not in_staging or not plain or archive != posixpath.normpath(archive):

@@ -21,7 +21,7 @@ from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory, File, Sha1File
 
-from deploy.facts.bundle_command import ARCHIVE_PREFIX, EXTRACT_SCRIPT, STAGING_DIR
+from deploy.facts.bundle_command import ARCHIVE_PREFIX, EXTRACT_SCRIPT, ROOT_HOME, STAGING_DIR
 
 STAGING_MODE = "700"
 
@@ -126,10 +126,10 @@ def archive(entries: Iterable[tuple[Entry, bytes | None]]) -> bytes:
     return buf.getvalue()
 
 
-def staging_ready() -> bool:
-    """Whether :data:`STAGING_DIR` is a directory only root may enter."""
-    found = host.get_fact(Directory, path=STAGING_DIR)
-    return bool(found) and _owned(found, Entry(STAGING_DIR, None, STAGING_MODE))
+def root_only(path: str) -> bool:
+    """Whether ``path`` is a directory only root may enter (``0700 root:root``)."""
+    found = host.get_fact(Directory, path=path)
+    return bool(found) and _owned(found, Entry(path, None, STAGING_MODE))
 
 
 class BundleSource(io.BytesIO):
@@ -155,12 +155,13 @@ def files_written(entries: list[Entry], written: Written | None = None):
     if not stale:
         host.noop("every file is as wanted")
         return
-    if not staging_ready():
+    staging = ROOT_HOME if root_only(ROOT_HOME) else STAGING_DIR
+    if staging == STAGING_DIR and not root_only(STAGING_DIR):
         yield StringCommand("install", "-d", "-m", STAGING_MODE, "-o", "root", "-g", "root", QuoteString(STAGING_DIR))
     data = archive(stale)
     src = BundleSource(data)
     src.members = [(e.path, c) for e, c in stale if c is not None]
-    dest = f"{STAGING_DIR}/{ARCHIVE_PREFIX}{hashlib.sha1(data).hexdigest()[:16]}.tar"
+    dest = f"{staging}/{ARCHIVE_PREFIX}{hashlib.sha1(data).hexdigest()[:16]}.tar"
     yield FileUploadCommand(src, dest)
     names = [QuoteString(e.path.lstrip("/")) for e, _ in sorted(stale, key=lambda pair: pair[0].path)]
     yield StringCommand("sh", "-c", QuoteString(EXTRACT_SCRIPT), QuoteString(dest), *names)

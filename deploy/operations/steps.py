@@ -211,7 +211,7 @@ def bundle_step(files: Sequence[BundledFile], name: str = "kvpod files") -> Step
     return Step(
         _write_bundle,
         {"name": name, "files": files},
-        tuple(unique([r for f in files for r in f.reads] + directory_reads(bundle.STAGING_DIR))),
+        tuple(unique([r for f in files for r in f.reads] + directory_reads(bundle.ROOT_HOME))),
         BUNDLE_KEY,
         tuple(dict.fromkeys(e for f in files for e in f.effects)),
     )
