@@ -497,6 +497,15 @@ def command_json(command: Any) -> Any:
     return repr(command)
 
 
+def commands_json(command: Any) -> list:
+    """:func:`command_json` of one command; a bundle's upload as the uploads of the files it holds (each
+    ``["upload", content, path]``), which its extraction command writes."""
+    members = getattr(getattr(command, "src", None), "members", None)
+    if isinstance(command, FileUploadCommand) and members is not None:
+        return [["upload", content.decode("utf-8", "surrogateescape"), path] for path, content in members]
+    return [command_json(command)]
+
+
 def op_commands(
     op: Any,
     remote: FakeRemote,
@@ -509,7 +518,7 @@ def op_commands(
     state, host = fake_state(remote, data)
     state.is_executing = executing
     with ctx_state.use(state), ctx_host.use(host):
-        commands = [command_json(c) for c in op._inner(*(args or []), **(kwargs or {}))]
+        commands = [j for c in op._inner(*(args or []), **(kwargs or {})) for j in commands_json(c)]
     return commands, list(host.noops)
 
 
@@ -524,7 +533,7 @@ def deploy_plan(
     """Prepare ``deploy`` (as a dry run does) and list ``[(operation name, commands)]`` that would run."""
     state, host = fake_state(remote, data, check_for_changes=True, reads=reads, stats=stats)
     add_deploy(state, deploy, host=host, **kwargs)
-    return [(name, [command_json(c) for c in cmds]) for name, cmds in planned_commands(state, host)]
+    return [(name, [j for c in cmds for j in commands_json(c)]) for name, cmds in planned_commands(state, host)]
 
 
 def deploy_run(
