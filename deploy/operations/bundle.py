@@ -98,14 +98,25 @@ def _owned(found: dict, entry: Entry) -> bool:
 
 
 def differs(entry: Entry, content: bytes | None) -> bool:
-    """Whether the host's ``entry.path`` differs from the entry (content, mode, owner)."""
+    """Whether the host's ``entry.path`` differs from the entry: a directory in mode or owner, a file in content
+    (:func:`owner_fixes` says what a file of the right content needs)."""
     if entry.is_dir:
         found = host.get_fact(Directory, path=entry.path)
         return not found or not _owned(found, entry)
     found = host.get_fact(File, path=entry.path)
-    if not found or not _owned(found, entry):
-        return True
-    return host.get_fact(Sha1File, path=entry.path) != hashlib.sha1(content or b"").hexdigest()
+    return not found or host.get_fact(Sha1File, path=entry.path) != hashlib.sha1(content or b"").hexdigest()
+
+
+def owner_fixes(entry: Entry) -> list[StringCommand]:
+    """``chown``/``chmod`` of a file whose content is right but whose owner or mode is not (its content, which may
+    be a secret, is not sent again)."""
+    found = host.get_fact(File, path=entry.path) or {}
+    fixes = []
+    if (found.get("user"), found.get("group")) != (entry.user, entry.group):
+        fixes.append(StringCommand("chown", QuoteString(f"{entry.user}:{entry.group}"), QuoteString(entry.path)))
+    if _octal(found.get("mode")) != _octal(entry.mode):
+        fixes.append(StringCommand("chmod", QuoteString(entry.mode), QuoteString(entry.path)))
+    return fixes
 
 
 def archive(entries: Iterable[tuple[Entry, bytes | None]]) -> bytes:
@@ -150,10 +161,16 @@ def files_written(entries: list[Entry], written: Written | None = None):
     wanted = [e for e in entries if e.when is None or e.when()]
     contents = [(e, None if e.is_dir else e.content()) for e in wanted]  # type: ignore[misc]
     stale = [(e, c) for e, c in contents if differs(e, c)]
+    stale_paths = {e.path for e, _ in stale}
+    fixes = {e.path: owner_fixes(e) for e, _ in contents if not e.is_dir and e.path not in stale_paths}
+    fixes = {path: commands for path, commands in fixes.items() if commands}
     if written is not None:
-        written.paths = frozenset(e.path for e, _ in stale)
+        written.paths = frozenset([*(e.path for e, _ in stale), *fixes])
+    for commands in fixes.values():
+        yield from commands
     if not stale:
-        host.noop("every file is as wanted")
+        if not fixes:
+            host.noop("every file is as wanted")
         return
     staging = ROOT_HOME if root_only(ROOT_HOME) else STAGING_DIR
     if staging == STAGING_DIR and not root_only(STAGING_DIR):
