@@ -334,8 +334,8 @@ class FakeRemote:
         return True
 
     def extract(self, archive: str, members: list[str]) -> bool:
-        """The bundle extraction (:mod:`deploy.facts.bundle_command`) as GNU tar does it: each named member (and
-        what the archive holds below a named directory) with its mode and owner; the archive removed after. Fails,
+        """The bundle extraction (:mod:`deploy.facts.bundle_command`) as GNU tar does it: each named member (a
+        directory alone: ``--no-recursion``) with its mode and owner; the archive removed after. Fails,
         as tar does, on a missing archive or member; a directory's mode and owner are kept only where they are not
         the defaults this model gives an unrecorded directory (755, root)."""
         if archive not in self.files:
@@ -343,10 +343,9 @@ class FakeRemote:
         data = self.files.pop(archive)["content"].encode("utf-8", "surrogateescape")
         self.uploads.pop(archive, None)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            chosen = [
-                m for m in tar.getmembers() if any(f"/{m.name}" == p or f"/{m.name}".startswith(p + "/") for p in members)
-            ]
-            if {p for p in members} - {f"/{m.name}" for m in chosen}:
+            named = [(m, f"/{m.name}") for m in tar.getmembers()]
+            chosen = [m for m, path in named if path in members]
+            if set(members) - {f"/{m.name}" for m in chosen}:
                 return False
             for m in chosen:
                 path, mode = f"/{m.name}", int(oct(m.mode)[2:])

@@ -1,7 +1,8 @@
 """The one command that extracts a file bundle (:mod:`deploy.operations.bundle`), recognised by its whole text.
 
 ``sh -c '<EXTRACT_SCRIPT>' ARCHIVE MEMBER...``: GNU tar extracts the named members of ``ARCHIVE`` into ``/`` with
-the modes and owners the archive records (``-p --same-owner``; ``-m``: modification times are the extraction's),
+the modes and owners the archive records (``-p --same-owner``; ``-m``: modification times are the extraction's;
+``--no-recursion``: a directory named is that directory alone, each file is named itself),
 then the archive is removed whether tar succeeded or not, and tar's status is the command's. Members are paths
 relative to ``/``. Its effects are known (:mod:`deploy.facts.effects`): the archive and the members, nothing else.
 """
@@ -17,7 +18,7 @@ ROOT_HOME = "/root"
 STAGING_DIR = "/var/lib/kvpod/staging"
 STAGING_DIRS = (ROOT_HOME, STAGING_DIR)
 ARCHIVE_PREFIX = ".kvpod-files-"
-EXTRACT_SCRIPT = 'tar -x -m -p --same-owner -f "$0" -C / -- "$@"; s=$?; rm -f -- "$0"; exit $s'
+EXTRACT_SCRIPT = 'tar -x -m -p --same-owner --no-recursion -f "$0" -C / -- "$@"; s=$?; rm -f -- "$0"; exit $s'
 
 
 def extract_command(archive: str, members: list[str]) -> str:
@@ -41,5 +42,7 @@ def extracted(command: str) -> tuple[str, list[str]] | None:
     clean = [posixpath.normpath("/" + m) for m in members]
     plain = all(m and not m.startswith(("/", "-")) and ".." not in m.split("/") for m in members)
     if not in_staging or not plain or archive != posixpath.normpath(archive):
+        return None
+    if command != extract_command(archive, clean):  # exactly as kvpod writes it: nothing added, nothing chained on
         return None
     return archive, clean
