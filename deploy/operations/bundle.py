@@ -2,8 +2,12 @@
 
 :func:`files_written` compares each wanted :class:`Entry` with the facts ``files.put`` reads (the file, its
 checksum; a directory's owner and mode), packs those that differ into a deterministic tar (names, modes, owners,
-a fixed modification time, nothing else), uploads it into a root-only directory and extracts its members in one
-command (:mod:`deploy.facts.bundle_command`), which removes the archive. Nothing runs when every entry matches.
+a fixed modification time, nothing else), uploads it into a root-only directory (root's home when it is ``0700
+root:root``, as Debian makes it; else kvpod's own, made first) and extracts its members in one command
+(:mod:`deploy.facts.bundle_command`), which removes the archive. A file whose content is right but whose owner or
+mode is not gets ``chown``/``chmod`` instead: its content, a secret perhaps, is not sent again. Nothing runs when
+every entry matches. (With ``ssh.sudo``, pyinfra's SSH connector stages any upload in the remote temporary
+directory before copying it as root, the bundle's as ``files.put``'s.)
 
 Each entry's own change is kept apart: :meth:`Written.change` of a path is a result :func:`deploy.operations.changed`
 accepts, true only when that path was written, so a step after the bundle reacts to its own files alone.

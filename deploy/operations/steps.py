@@ -15,6 +15,11 @@ their reads, so a role cannot add a step without its read. A role builds its ste
     def role() -> None:
         run_steps(steps(host_data().node))
 
+A :class:`BundledFile` (built with :func:`bundled_file`, :func:`bundled_directory`, ``rendered_step``) is a file
+written by one bundle (:mod:`deploy.operations.bundle`) with all the others: :func:`with_bundle` puts a role's
+bundle before its first file, a node's bundle goes first (``roles.node``); each file's own change is kept under its
+key as a step's result is.
+
 Run time stays run time: an argument ``after("unit")`` becomes, when its step is called,
 :func:`deploy.operations.changed` over the results of the earlier steps keyed ``"unit"`` (pyinfra evaluates it
 lazily in a real run, as before); a :class:`Choice` is a branch decided on the host when the deploy runs (from

@@ -109,7 +109,12 @@ def steps(plan: NodePlan) -> Steps:
     """The disk-tier root, then each engine's files and directory."""
     user = plan.vllm.user
     root = directory_step("LMCache disk-tier root", plan.lmcache_root, user=user, group=user, mode="750")
-    return [root, settings_dir(user), *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user))]
+    settings = [settings_dir(user)] if any(_in_settings_dir(e.lmcache) for e in plan.engines) else []
+    return [root, *settings, *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user))]
+
+
+def _in_settings_dir(lm: LmcachePlan) -> bool:
+    return any(posixpath.dirname(p) == KVPOD_ETC for p in (lm.env_file, lm.config_file) if p)
 
 
 def settings_dir(user: str) -> BundledFile:
