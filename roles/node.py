@@ -34,7 +34,17 @@ from deploy.hostdata import host_data
 from deploy.names import SYSTEMD_DIR
 from deploy.operations import changed, units
 from deploy.operations.reads import Reads, unique
-from deploy.operations.steps import BUNDLED, RELOADED, Results, Steps, bundle_step, files_of, run_steps
+from deploy.operations.steps import (
+    BUNDLED,
+    MODULES,
+    RELOADED,
+    Results,
+    Steps,
+    bundle_step,
+    files_of,
+    node_modules,
+    run_steps,
+)
 from deploy.plan import NodePlan
 from roles import fabric_network as fabric_role
 from roles import kv_mount as kv_mount_role
@@ -66,12 +76,14 @@ def bundle_steps(plan: NodePlan) -> Steps:
 
 def node_files(plan: NodePlan) -> Results:
     """:func:`bundle_steps`, run, then one ``daemon-reload`` when a unit file of the bundle changed; returns the
-    results the roles continue from (each file's change, the reload done)."""
+    results the roles continue from (each file's change, the reload done, the node's kernel modules: loaded in one
+    ``modprobe`` at the first role's modules step)."""
     results = run_steps(bundle_steps(plan))
     done = results[BUNDLED][0]
     unit_files = [change for path, change in done.items() if path.startswith(f"{SYSTEMD_DIR}/")]
     units.daemon_reload(name="systemd daemon-reload (node files)", when=changed(*unit_files))
-    return {BUNDLED: results[BUNDLED], RELOADED: [True]}
+    modules = node_modules([s for role in ROLES for s in role.steps(plan)])
+    return {BUNDLED: results[BUNDLED], RELOADED: [True], MODULES: [modules]}
 
 
 @deploy("kvpod node")

@@ -29,7 +29,7 @@ facts it declares too), and both of its branches' reads are part of the role's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyinfra.operations import files, server
@@ -347,9 +347,42 @@ def local_file(src: str) -> Callable[[], bytes]:
     return lambda: Path(src).read_bytes()
 
 
+@dataclass
+class NodeModules:
+    """Every kernel module of a node's roles, loaded by the node's first modules step in one ``modprobe``."""
+
+    names: list[str]
+    loaded: list[bool] = field(default_factory=lambda: [False])
+
+
+MODULES = "node modules"  # results key: [NodeModules] of the node
+
+
+def node_modules(steps: Steps) -> NodeModules:
+    """The modules the modules steps of ``steps`` load, each once, in order."""
+    names = [n for s in _flat(steps) if isinstance(s, Step) and s.call is kernel.modules for n in s.kwargs["names"]]
+    return NodeModules(list(dict.fromkeys(names)))
+
+
+def _fold_modules(steps: Steps, folded: NodeModules) -> list:
+    """``steps`` with their first modules step loading every module of the node, their later ones left out (the
+    node's one ``modprobe`` loaded those modules already)."""
+    out = []
+    for s in steps:
+        if isinstance(s, Step) and s.call is kernel.modules:
+            if folded.loaded[0]:
+                continue
+            folded.loaded[0] = True
+            s = replace(s, kwargs={**s.kwargs, "name": "kernel modules of the node loaded now", "names": folded.names})
+        out.append(s)
+    return out
+
+
 def role_steps(steps: Steps, results: Results | None = None) -> tuple[list, Results]:
     """``run_steps`` arguments of a role: its steps after its own bundle, or (``results`` of the node, whose bundle
-    holds the role's files already) its steps alone, with a copy of the node's results."""
+    holds the role's files already) its steps alone, with a copy of the node's results, the node's modules loaded by
+    the first modules step of them all."""
     if results is None:
         return with_bundle(steps), {}
-    return list(steps), dict(results)
+    folded = results.get(MODULES)
+    return (_fold_modules(steps, folded[0]) if folded else list(steps)), dict(results)

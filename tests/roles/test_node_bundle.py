@@ -65,3 +65,10 @@ def test_one_drifted_env_file_is_sent_alone_and_restarts_its_engine_alone(lab: N
     assert restart_pending(state, host) is False
     assert "LMCACHE_EXTRA" not in remote.files[drifted]["content"]
     assert changed_commands(deploy_plan(node, remote, _data(lab))) == []
+
+
+def test_the_node_loads_its_kernel_modules_in_one_modprobe_after_the_socket_buffers(lab: NodePlan) -> None:
+    remote = _first_bring_up(lab)
+    loads = [c for c in remote.executed if c.startswith("modprobe")]
+    assert loads == ["modprobe -a 8021q rdma_rxe nvme_fabrics nvme_rdma"]
+    assert remote.executed.index(loads[0]) > next(i for i, c in enumerate(remote.executed) if c.startswith("sysctl "))
