@@ -20,7 +20,10 @@ read with :func:`deploy.operations.restart.restart_pending` (after ``run_ops``; 
 one).
 
 Each role builds its steps from the plan (:mod:`deploy.operations.steps`): its deploy runs them and its ``reads``
-are theirs, so :func:`reads` is every read the node's steps declare.
+are theirs, so :func:`reads` is every read the node's steps declare. The roles' files (and the directories kvpod
+manages) are written first, after the vLLM user is made, by one bundle (:mod:`deploy.operations.bundle`: one upload,
+one extraction) followed by one ``daemon-reload`` when a unit file of it changed; each role then runs its steps at
+its turn, reacting to its own files' changes (a unit enabled, a network reloaded, an engine restarted) as before.
 
 A dry run (``check_for_changes=True``, no ``run_ops``) of a node whose namespace is not connected yet fails in
 the kv mount role with a clear message: nothing can tell whether the drive is blank before it is connected.

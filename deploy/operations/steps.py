@@ -29,7 +29,8 @@ facts it declares too), and both of its branches' reads are part of the role's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from pyinfra.operations import files, server
@@ -342,8 +343,6 @@ def bundled_directory(name: str, path: str, mode: str = "755", user: str = "root
 
 def local_file(src: str) -> Callable[[], bytes]:
     """The content of the local file ``src``, read when the bundle runs."""
-    from pathlib import Path
-
     return lambda: Path(src).read_bytes()
 
 
@@ -352,7 +351,7 @@ class NodeModules:
     """Every kernel module of a node's roles, loaded by the node's first modules step in one ``modprobe``."""
 
     names: list[str]
-    loaded: list[bool] = field(default_factory=lambda: [False])
+    loaded: bool = False  # by the first modules step of the node's roles
 
 
 MODULES = "node modules"  # results key: [NodeModules] of the node
@@ -370,9 +369,9 @@ def _fold_modules(steps: Steps, folded: NodeModules) -> list:
     out = []
     for s in steps:
         if isinstance(s, Step) and s.call is kernel.modules:
-            if folded.loaded[0]:
+            if folded.loaded:
                 continue
-            folded.loaded[0] = True
+            folded.loaded = True
             s = replace(s, kwargs={**s.kwargs, "name": "kernel modules of the node loaded now", "names": folded.names})
         out.append(s)
     return out
