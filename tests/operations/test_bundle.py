@@ -52,6 +52,8 @@ def test_gnu_tar_extracts_the_members_with_their_modes_and_owners_and_removes_th
     root, staging = tmp_path / "root", tmp_path / "staging"
     root.mkdir()
     staging.mkdir(mode=0o700)
+    (root / "etc/kvpod").mkdir(parents=True, mode=0o755)  # a directory already there takes the archive's mode
+    (root / "etc/kvpod").chmod(0o755)
     tar = staging / "files.tar"
     tar.write_bytes(_archive(_entries(group)))
     done = _extract_into(root, tar, ["etc/kvpod", "etc/kvpod/vllm-hf.env", "usr/local/sbin/kvpod-x"])
@@ -80,6 +82,9 @@ def test_only_the_named_members_are_extracted_and_a_failure_is_reported_with_the
     tar.write_bytes(_archive(_entries()))
     assert _extract_into(root, tar, ["usr/local/sbin/kvpod-x"]).returncode == 0
     assert (root / "usr/local/sbin/kvpod-x").exists() and not (root / "etc").exists()
+    tar.write_bytes(_archive(_entries()))
+    assert _extract_into(root, tar, ["etc/kvpod"]).returncode == 0  # a directory named is that directory alone
+    assert (root / "etc/kvpod").is_dir() and not (root / "etc/kvpod/vllm-hf.env").exists()
     tar.write_bytes(_archive(_entries()))
     assert _extract_into(root, tar, ["etc/missing"]).returncode != 0
     assert not tar.exists()
