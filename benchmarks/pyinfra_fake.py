@@ -154,6 +154,8 @@ class FakeRemote:
         self.venvs: dict[str, dict] = {}  # path -> {"python": bool, "packages": {name: version}}
         self.executed: list[str] = []
         self.uploads: dict[str, str] = {}
+        # path prefix -> hook(remote, path, content): an extracted file this model keeps elsewhere than ``files``
+        self.file_hooks: dict[str, Callable[[FakeRemote, str, str], None]] = {}
 
     # -- facts -------------------------------------------------------------------------------------------
 
@@ -354,6 +356,10 @@ class FakeRemote:
                     self.dirs[path] = {**record, **({} if mode == 755 else {"mode": mode})}
                     continue
                 content = tar.extractfile(m).read().decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+                hook = next((h for prefix, h in self.file_hooks.items() if path.startswith(prefix)), None)
+                if hook is not None:
+                    hook(self, path, content)
+                    continue
                 self.uploads[path] = content
                 self.files[path] = {"content": content, "user": m.uname, "group": m.gname, "mode": mode}
         return True

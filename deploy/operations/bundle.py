@@ -41,6 +41,7 @@ class Entry:
     user: str = "root"
     group: str = "root"
     when: Callable[[], bool] | None = None
+    differs: Callable[[], bool] | None = None  # a file compared by another fact than its checksum (owner not)
 
     @property
     def is_dir(self) -> bool:
@@ -104,6 +105,8 @@ def _owned(found: dict, entry: Entry) -> bool:
 def differs(entry: Entry, content: bytes | None) -> bool:
     """Whether the host's ``entry.path`` differs from the entry: a directory in mode or owner, a file in content
     (:func:`owner_fixes` says what a file of the right content needs)."""
+    if entry.differs is not None:
+        return entry.differs()
     if entry.is_dir:
         found = host.get_fact(Directory, path=entry.path)
         return not found or not _owned(found, entry)
@@ -166,7 +169,7 @@ def files_written(entries: list[Entry], written: Written | None = None):
     contents = [(e, None if e.is_dir else e.content()) for e in wanted]  # type: ignore[misc]
     stale = [(e, c) for e, c in contents if differs(e, c)]
     stale_paths = {e.path for e, _ in stale}
-    fixes = {e.path: owner_fixes(e) for e, _ in contents if not e.is_dir and e.path not in stale_paths}
+    fixes = {e.path: owner_fixes(e) for e, _ in contents if not (e.is_dir or e.differs or e.path in stale_paths)}
     fixes = {path: commands for path, commands in fixes.items() if commands}
     if written is not None:
         written.paths = frozenset([*(e.path for e, _ in stale), *fixes])

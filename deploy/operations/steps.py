@@ -115,9 +115,10 @@ class BundledFile:
     reads: tuple[AnyRead, ...] = ()
     effects: tuple[Effect, ...] = ()
     when: Callable[[], bool] | None = None
+    differs: Callable[[], bool] | None = None
 
     def entry(self) -> bundle.Entry:
-        return bundle.Entry(self.path, self.content, self.mode, self.user, self.group, self.when)
+        return bundle.Entry(self.path, self.content, self.mode, self.user, self.group, self.when, self.differs)
 
 
 Steps = Sequence[Step | Choice | BundledFile]
@@ -319,9 +320,13 @@ def bundled_file(
     keep: str | None = None,
     when: Callable[[], bool] | None = None,
     when_reads: Iterable[AnyRead] = (),
+    differs: Callable[[], bool] | None = None,
+    differs_reads: Iterable[AnyRead] = (),
 ) -> BundledFile:
     """``dest`` holds ``content()`` (made when the bundle runs), ``mode`` (default 644) and owner (default root),
-    written by the bundle; reads what ``files.put`` reads of ``dest``."""
+    written by the bundle; reads what ``files.put`` reads of ``dest`` (with ``differs``: what it reads instead, its
+    ``differs_reads``, and the file is written when it answers true)."""
+    compared = list(differs_reads) if differs is not None else file_reads(dest)
     return BundledFile(
         name,
         dest,
@@ -330,9 +335,10 @@ def bundled_file(
         user or "root",
         group or "root",
         keep,
-        tuple(unique([*file_reads(dest), *when_reads])),
+        tuple(unique([*compared, *when_reads])),
         (path_effect(dest),),
         when,
+        differs,
     )
 
 

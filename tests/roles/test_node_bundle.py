@@ -39,7 +39,9 @@ def test_a_first_bring_up_writes_every_file_in_one_upload_and_one_extraction(lab
     archive, members = extractions[0]
     assert archive.startswith("/root/.kvpod-files-") and archive not in remote.files  # root-only, removed after
     assert VLLM_HF_ENV_FILE in members and remote.files[VLLM_HF_ENV_FILE]["mode"] == 640
-    assert not [c for c in remote.executed if c.startswith(("chmod", "chown root:"))]
+    assert {"/etc/nvme/hostnqn", "/etc/nvme/hostid"} <= set(members)  # the host identity too, no printf
+    assert remote.facts["nvme.NvmeHostIdentity"] == {"hostnqn": lab.host_nqn, "hostid": lab.host_id}
+    assert not [c for c in remote.executed if c.startswith(("chmod", "chown root:", "printf", "mkdir -p /etc"))]
     # the node's files and the mount unit, written later (it names the filesystem found): two reloads, not four
     assert remote.executed.count("systemctl daemon-reload") == 2
     assert (
