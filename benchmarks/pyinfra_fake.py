@@ -507,7 +507,10 @@ def commands_json(command: Any) -> list:
     ``["upload", content, path]``), which its extraction command writes."""
     members = getattr(getattr(command, "src", None), "members", None)
     if isinstance(command, FileUploadCommand) and members is not None:
-        return [["upload", content.decode("utf-8", "surrogateescape"), path] for path, content in members]
+        return [
+            ["upload", (content if isinstance(content, bytes) else content()).decode("utf-8", "surrogateescape"), path]
+            for path, content in members
+        ]
     return [command_json(command)]
 
 

@@ -30,7 +30,8 @@ def describe_host(state: State, host, result: HostResult) -> None:
             if members is not None:  # a bundle of files (deploy.operations.bundle): each file's own diff
                 for path, content in members:
                     lines.append(f"upload {path}")
-                    result.diffs[path] = redact_assignments(text_diff(host, path, content))
+                    if isinstance(content, bytes):  # else a local binary file (a wheel), not diffed as text
+                        result.diffs[path] = redact_assignments(text_diff(host, path, content))
             elif isinstance(cmd, FileUploadCommand):
                 lines.append(f"upload {cmd.dest}")
                 result.diffs[cmd.dest] = redact_assignments(file_diff(host, cmd))

@@ -15,11 +15,15 @@ accepts, true only when that path was written, so a step after the bundle reacts
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import os
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
@@ -28,6 +32,33 @@ from pyinfra.facts.files import Directory, File, Sha1File
 from deploy.facts.bundle_command import ARCHIVE_PREFIX, EXTRACT_SCRIPT, ROOT_HOME, STAGING_DIR
 
 STAGING_MODE = "700"
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file on the machine running kvpod, given as an entry's content: its checksum is streamed (once per file
+    and version) and the archive streams it, so a large wheel is never held in memory."""
+
+    path: str
+
+    def __call__(self) -> bytes:
+        return Path(self.path).read_bytes()
+
+    def sha1(self) -> str:
+        st = os.stat(self.path)
+        return _local_sha1(self.path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _local_sha1(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+Content = bytes | LocalFile | None  # an entry's content as the bundle holds it: bytes, a local file, none (a dir)
 
 
 @dataclass(frozen=True)
@@ -102,7 +133,20 @@ def _owned(found: dict, entry: Entry) -> bool:
     return same_owner and _octal(found.get("mode")) == _octal(entry.mode)
 
 
-def differs(entry: Entry, content: bytes | None) -> bool:
+def _sha1(content: Content) -> str:
+    if isinstance(content, LocalFile):
+        return content.sha1()
+    return hashlib.sha1(content or b"").hexdigest()
+
+
+def _content(entry: Entry) -> Content:
+    """What the bundle holds of ``entry``: a local file stays a file (streamed), other content is made now."""
+    if entry.is_dir:
+        return None
+    return entry.content if isinstance(entry.content, LocalFile) else entry.content()  # type: ignore[misc]
+
+
+def differs(entry: Entry, content: Content) -> bool:
     """Whether the host's ``entry.path`` differs from the entry: a directory in mode or owner, a file in content
     (:func:`owner_fixes` says what a file of the right content needs)."""
     if entry.differs is not None:
@@ -111,7 +155,7 @@ def differs(entry: Entry, content: bytes | None) -> bool:
         found = host.get_fact(Directory, path=entry.path)
         return not found or not _owned(found, entry)
     found = host.get_fact(File, path=entry.path)
-    return not found or host.get_fact(Sha1File, path=entry.path) != hashlib.sha1(content or b"").hexdigest()
+    return not found or host.get_fact(Sha1File, path=entry.path) != _sha1(content)
 
 
 def owner_fixes(entry: Entry) -> list[StringCommand]:
@@ -126,11 +170,20 @@ def owner_fixes(entry: Entry) -> list[StringCommand]:
     return fixes
 
 
-def archive(entries: Iterable[tuple[Entry, bytes | None]]) -> bytes:
+def archive(entries: Iterable[tuple[Entry, Content]]) -> bytes:
     """A deterministic tar of ``entries`` (by path, so a directory precedes what it holds): names relative to
     ``/``, modes, owners by name (uid and gid 0 where a name is unknown on the host), modification time 0."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with _archive_file(entries) as f:
+        return f.read()
+
+
+SPOOL_BYTES = 64 << 20  # an archive above this waits on the local disk, not in memory
+
+
+def _archive_file(entries: Iterable[tuple[Entry, Content]]):
+    """:func:`archive` into a temporary file (in memory up to :data:`SPOOL_BYTES`), rewound; local files streamed."""
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 -- handed to the upload, closed by it
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for entry, content in sorted(entries, key=lambda pair: pair[0].path):
             info = tarfile.TarInfo(entry.path.lstrip("/"))
             info.mode = _octal(entry.mode) or 0
@@ -138,10 +191,23 @@ def archive(entries: Iterable[tuple[Entry, bytes | None]]) -> bytes:
             if entry.is_dir:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
+            elif isinstance(content, LocalFile):
+                info.size = os.stat(content.path).st_size
+                with open(content.path, "rb") as f:
+                    tar.addfile(info, f)
             else:
                 info.size = len(content or b"")
                 tar.addfile(info, io.BytesIO(content or b""))
-    return buf.getvalue()
+    out.seek(0)
+    return out
+
+
+def _archive_sha1(f) -> str:
+    digest = hashlib.sha1()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        digest.update(chunk)
+    f.seek(0)
+    return digest.hexdigest()
 
 
 def root_only(path: str) -> bool:
@@ -150,10 +216,9 @@ def root_only(path: str) -> bool:
     return bool(found) and _owned(found, Entry(path, None, STAGING_MODE))
 
 
-class BundleSource(io.BytesIO):
-    """The uploaded archive; ``members`` keeps each file's path and text for a dry run's diffs."""
-
-    members: list[tuple[str, bytes]]
+def members_of(stale: list[tuple[Entry, Content]]) -> list[tuple[str, bytes | LocalFile]]:
+    """Each file's path and content (text, or a :class:`LocalFile`: a wheel is not diffed) for a dry run's diffs."""
+    return [(e.path, c) for e, c in stale if c is not None]
 
 
 @operation()
@@ -166,7 +231,7 @@ def files_written(entries: list[Entry], written: Written | None = None):
     + written: filled with the paths written (for per-path results)
     """
     wanted = [e for e in entries if e.when is None or e.when()]
-    contents = [(e, None if e.is_dir else e.content()) for e in wanted]  # type: ignore[misc]
+    contents = [(e, _content(e)) for e in wanted]
     stale = [(e, c) for e, c in contents if differs(e, c)]
     stale_paths = {e.path for e, _ in stale}
     fixes = {e.path: owner_fixes(e) for e, _ in contents if not (e.is_dir or e.differs or e.path in stale_paths)}
@@ -182,10 +247,9 @@ def files_written(entries: list[Entry], written: Written | None = None):
     staging = ROOT_HOME if root_only(ROOT_HOME) else STAGING_DIR
     if staging == STAGING_DIR and not root_only(STAGING_DIR):
         yield StringCommand("install", "-d", "-m", STAGING_MODE, "-o", "root", "-g", "root", QuoteString(STAGING_DIR))
-    data = archive(stale)
-    src = BundleSource(data)
-    src.members = [(e.path, c) for e, c in stale if c is not None]
-    dest = f"{staging}/{ARCHIVE_PREFIX}{hashlib.sha1(data).hexdigest()[:16]}.tar"
+    src = _archive_file(stale)
+    src.members = members_of(stale)  # type: ignore[attr-defined]
+    dest = f"{staging}/{ARCHIVE_PREFIX}{_archive_sha1(src)[:16]}.tar"
     yield FileUploadCommand(src, dest)
     names = [QuoteString(e.path.lstrip("/")) for e, _ in sorted(stale, key=lambda pair: pair[0].path)]
     yield StringCommand("sh", "-c", QuoteString(EXTRACT_SCRIPT), QuoteString(dest), *names)

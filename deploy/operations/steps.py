@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from pyinfra.operations import files, server
@@ -347,9 +346,9 @@ def bundled_directory(name: str, path: str, mode: str = "755", user: str = "root
     return BundledFile(name, path, None, mode, user, group, None, tuple(directory_reads(path)), (path_effect(path),))
 
 
-def local_file(src: str) -> Callable[[], bytes]:
-    """The content of the local file ``src``, read when the bundle runs."""
-    return lambda: Path(src).read_bytes()
+def local_file(src: str) -> bundle.LocalFile:
+    """The local file ``src``, streamed into the bundle when it runs (never read whole into memory)."""
+    return bundle.LocalFile(src)
 
 
 @dataclass

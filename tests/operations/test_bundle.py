@@ -146,7 +146,7 @@ def test_the_fake_host_extracts_as_tar_does() -> None:
     remote = FakeRemote(groups=["root", "vllm"])
     commands, _ = _commands(remote, _entries("vllm"))
     upload, extract = commands
-    remote.upload(upload.src.getvalue().decode("utf-8", "surrogateescape"), upload.dest)
+    remote.upload(upload.src.read().decode("utf-8", "surrogateescape"), upload.dest)
     assert remote.run(extract.get_raw_value())
     assert upload.dest not in remote.files
     assert remote.dirs["/etc/kvpod"] == {"user": "root", "group": "vllm", "mode": 750}
@@ -197,3 +197,24 @@ def test_the_bundle_command_is_the_one_the_operation_sends() -> None:
     upload, extract = commands
     assert isinstance(extract, StringCommand)
     assert extract.get_raw_value() == extract_command(upload.dest, ["/usr/local/sbin/kvpod-x"])
+
+
+def test_a_local_file_is_streamed_not_read_whole(tmp_path: Path, monkeypatch) -> None:
+    """A wheel (a local file) is checksummed and archived by streaming: never read into memory whole, its checksum
+    made once per version of the file, and GNU tar gets it byte for byte."""
+    from deploy.operations import bundle
+
+    wheel = tmp_path / "big.whl"
+    wheel.write_bytes(bytes(range(256)) * 4096)  # 1 MiB, not text
+    local = bundle.LocalFile(str(wheel))
+    monkeypatch.setattr(bundle.LocalFile, "__call__", lambda self: pytest.fail("read whole"))
+    monkeypatch.setattr(bundle, "SPOOL_BYTES", 1024)  # the archive goes to the local disk beyond this
+    bundle._local_sha1.cache_clear()
+    assert local.sha1() == local.sha1() == __import__("hashlib").sha1(wheel.read_bytes()).hexdigest()
+    assert bundle._local_sha1.cache_info().misses == 1
+    entry = Entry("/var/cache/kvpod/wheelhouse/big.whl", local, "644")
+    out = bundle._archive_file([(entry, bundle._content(entry))])
+    assert out._rolled  # spooled to disk, not held in memory
+    with tarfile.open(fileobj=out) as tar:
+        member = tar.getmember("var/cache/kvpod/wheelhouse/big.whl")
+        assert member.mode == 0o644 and tar.extractfile(member).read() == wheel.read_bytes()  # type: ignore[union-attr]
