@@ -38,7 +38,15 @@ def simulated(remote: FakeRemote, drive_bytes: int = DRIVE_BYTES, mount_path: st
     remote.mount_path = mount_path  # type: ignore[attr-defined]
     for word, effect in EFFECTS.items():
         remote.on(word, effect)
+    remote.file_hooks["/etc/nvme/"] = _nvme_identity_file
     return remote
+
+
+def _nvme_identity_file(remote: FakeRemote, path: str, content: str) -> None:
+    """``/etc/nvme/hostnqn``/``hostid`` written (its directory made as tar makes a missing parent): kept, as the
+    ``printf`` into it is, in the ``nvme.NvmeHostIdentity`` fact."""
+    remote.dirs.setdefault("/etc/nvme", {})
+    _fact(remote, "nvme.NvmeHostIdentity", {"hostnqn": None, "hostid": None})[path.rsplit("/", 1)[-1]] = content.strip()
 
 
 def fresh_node(plan: NodePlan, netplan: bool = False) -> FakeRemote:

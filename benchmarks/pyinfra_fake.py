@@ -12,10 +12,12 @@ import contextlib
 import copy
 import fnmatch
 import hashlib
+import io
 import itertools
 import json
 import re
 import shlex
+import tarfile
 from collections.abc import Callable, Iterable
 from io import IOBase
 from pathlib import Path
@@ -32,6 +34,7 @@ from pyinfra.connectors.fake import FakeConnector
 from pyinfra.context import ctx_host, ctx_state
 
 from deploy.engine import RunStats, SnapshotReader
+from deploy.facts.bundle_command import extracted
 from deploy.facts.nvme import NvmeSubsystems, namespace_of
 from deploy.facts.snapshot import DEVICE_FACTS, NamespaceReads, read_key
 from deploy.operations import planned_commands
@@ -48,6 +51,7 @@ SYSTEM_DIRS = (
     "/etc/systemd/system",
     "/etc/systemd/network",
     "/mnt",
+    "/root",
     "/srv",
     "/usr",
     "/usr/local",
@@ -150,6 +154,8 @@ class FakeRemote:
         self.venvs: dict[str, dict] = {}  # path -> {"python": bool, "packages": {name: version}}
         self.executed: list[str] = []
         self.uploads: dict[str, str] = {}
+        # path prefix -> hook(remote, path, content): an extracted file this model keeps elsewhere than ``files``
+        self.file_hooks: dict[str, Callable[[FakeRemote, str, str], None]] = {}
 
     # -- facts -------------------------------------------------------------------------------------------
 
@@ -232,7 +238,8 @@ class FakeRemote:
         if not self._is_dir(path):
             return None
         d = self.dirs.get(path, {})
-        return {"user": d.get("user", "root"), "group": d.get("group", "root"), "mode": d.get("mode", 755)}
+        default_mode = 700 if path == "/root" else 755  # root's home, as Debian makes it
+        return {"user": d.get("user", "root"), "group": d.get("group", "root"), "mode": d.get("mode", default_mode)}
 
     def _fact_files_Link(self, path: str) -> None:
         return None
@@ -298,6 +305,9 @@ class FakeRemote:
     def run(self, command: str) -> bool:
         """Apply one executed shell command; returns its success."""
         self.executed.append(command)
+        bundle = extracted(command)
+        if bundle is not None:
+            return self.extract(*bundle)
         if not any(shape.fullmatch(command) for shape in KVPOD_COMMANDS):
             raise UnknownCommand(f"the simulated host refuses a command kvpod never issues: {command}")
         if command.startswith("systemctl restart -- "):  # engines restarted, then found healthy
@@ -323,6 +333,35 @@ class FakeRemote:
             self.venvs.setdefault(venv, {"python": True, "packages": {}})["packages"].update(pins)
             return True
         self._builtin(argv)
+        return True
+
+    def extract(self, archive: str, members: list[str]) -> bool:
+        """The bundle extraction (:mod:`deploy.facts.bundle_command`) as GNU tar does it: each named member (a
+        directory alone: ``--no-recursion``) with its mode and owner; the archive removed after. Fails,
+        as tar does, on a missing archive or member; a directory's mode and owner are kept only where they are not
+        the defaults this model gives an unrecorded directory (755, root)."""
+        if archive not in self.files:
+            return False
+        data = self.files.pop(archive)["content"].encode("utf-8", "surrogateescape")
+        self.uploads.pop(archive, None)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            named = [(m, f"/{m.name}") for m in tar.getmembers()]
+            chosen = [m for m, path in named if path in members]
+            if set(members) - {f"/{m.name}" for m in chosen}:
+                return False
+            for m in chosen:
+                path, mode = f"/{m.name}", int(oct(m.mode)[2:])
+                if m.isdir():
+                    record = {"user": m.uname, "group": m.gname} if (m.uname, m.gname) != ("root", "root") else {}
+                    self.dirs[path] = {**record, **({} if mode == 755 else {"mode": mode})}
+                    continue
+                content = tar.extractfile(m).read().decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+                hook = next((h for prefix, h in self.file_hooks.items() if path.startswith(prefix)), None)
+                if hook is not None:
+                    hook(self, path, content)
+                    continue
+                self.uploads[path] = content
+                self.files[path] = {"content": content, "user": m.uname, "group": m.gname, "mode": mode}
         return True
 
     def _target(self, path: str) -> dict:
@@ -463,6 +502,18 @@ def command_json(command: Any) -> Any:
     return repr(command)
 
 
+def commands_json(command: Any) -> list:
+    """:func:`command_json` of one command; a bundle's upload as the uploads of the files it holds (each
+    ``["upload", content, path]``), which its extraction command writes."""
+    members = getattr(getattr(command, "src", None), "members", None)
+    if isinstance(command, FileUploadCommand) and members is not None:
+        return [
+            ["upload", (content if isinstance(content, bytes) else content()).decode("utf-8", "surrogateescape"), path]
+            for path, content in members
+        ]
+    return [command_json(command)]
+
+
 def op_commands(
     op: Any,
     remote: FakeRemote,
@@ -475,7 +526,7 @@ def op_commands(
     state, host = fake_state(remote, data)
     state.is_executing = executing
     with ctx_state.use(state), ctx_host.use(host):
-        commands = [command_json(c) for c in op._inner(*(args or []), **(kwargs or {}))]
+        commands = [j for c in op._inner(*(args or []), **(kwargs or {})) for j in commands_json(c)]
     return commands, list(host.noops)
 
 
@@ -490,7 +541,7 @@ def deploy_plan(
     """Prepare ``deploy`` (as a dry run does) and list ``[(operation name, commands)]`` that would run."""
     state, host = fake_state(remote, data, check_for_changes=True, reads=reads, stats=stats)
     add_deploy(state, deploy, host=host, **kwargs)
-    return [(name, [command_json(c) for c in cmds]) for name, cmds in planned_commands(state, host)]
+    return [(name, [j for c in cmds for j in commands_json(c)]) for name, cmds in planned_commands(state, host)]
 
 
 def deploy_run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from io import StringIO
 from typing import Any
 
@@ -12,7 +13,7 @@ from deploy import encode, rendered
 from deploy.facts.snapshot import Read
 from deploy.facts.users import PasswdEntry
 from deploy.operations.reads import file_reads
-from deploy.operations.steps import Effect, Step, path_effect, step
+from deploy.operations.steps import BundledFile, Effect, Step, bundled_file, path_effect, step
 from deploy.operations.storage import systemd_escape_path
 from deploy.shipped import templates_dir
 
@@ -45,9 +46,9 @@ def rendered_file(
     return files.put(name=name, src=text, dest=dest, mode=mode, user=user, group=group)
 
 
-def rendered_step(name: str, role: str, source: str, dest: str, keep: str | None = None, **options: Any) -> Step:
-    """:func:`rendered_file` as a step (rendered when it runs; ``options``: its mode, owner and variables), reading
-    what ``files.put`` reads of ``dest``."""
+def put_rendered_step(name: str, role: str, source: str, dest: str, keep: str | None = None, **options: Any) -> Step:
+    """:func:`rendered_file` as a step of its own (a host without a bundle: the target), reading what ``files.put``
+    reads of ``dest``."""
     return step(
         rendered_file,
         file_reads(dest),
@@ -58,6 +59,35 @@ def rendered_step(name: str, role: str, source: str, dest: str, keep: str | None
         source=source,
         dest=dest,
         **options,
+    )
+
+
+def rendered_step(
+    name: str,
+    role: str,
+    source: str,
+    dest: str,
+    keep: str | None = None,
+    mode: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    when: Callable[[], bool] | None = None,
+    when_reads: Iterable[Read] = (),
+    **variables: Any,
+) -> BundledFile:
+    """``dest`` holds ``templates/<role>/<source>`` rendered with ``variables`` (when the bundle runs), with ``mode``
+    (default 644) and owner (default root): a file of the role's bundle (:mod:`deploy.operations.bundle`), reading
+    what ``files.put`` reads of ``dest``."""
+    return bundled_file(
+        name,
+        dest,
+        lambda: render(role, source, **variables).encode(),
+        mode=mode,
+        user=user,
+        group=group,
+        keep=keep,
+        when=when,
+        when_reads=when_reads,
     )
 
 

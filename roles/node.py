@@ -20,7 +20,10 @@ read with :func:`deploy.operations.restart.restart_pending` (after ``run_ops``; 
 one).
 
 Each role builds its steps from the plan (:mod:`deploy.operations.steps`): its deploy runs them and its ``reads``
-are theirs, so :func:`reads` is every read the node's steps declare.
+are theirs, so :func:`reads` is every read the node's steps declare. The roles' files (and the directories kvpod
+manages) are written first, after the vLLM user is made, by one bundle (:mod:`deploy.operations.bundle`: one upload,
+one extraction) followed by one ``daemon-reload`` when a unit file of it changed; each role then runs its steps at
+its turn, reacting to its own files' changes (a unit enabled, a network reloaded, an engine restarted) as before.
 
 A dry run (``check_for_changes=True``, no ``run_ops``) of a node whose namespace is not connected yet fails in
 the kv mount role with a clear message: nothing can tell whether the drive is blank before it is connected.
@@ -30,7 +33,21 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
+from deploy.hostdata import host_data
+from deploy.names import SYSTEMD_DIR
+from deploy.operations import changed, units
 from deploy.operations.reads import Reads, unique
+from deploy.operations.steps import (
+    BUNDLED,
+    MODULES,
+    RELOADED,
+    Results,
+    Steps,
+    bundle_step,
+    files_of,
+    node_modules,
+    run_steps,
+)
 from deploy.plan import NodePlan
 from roles import fabric_network as fabric_role
 from roles import kv_mount as kv_mount_role
@@ -38,6 +55,7 @@ from roles import lmcache as lmcache_role
 from roles import nvme_initiator as nvme_role
 from roles import vllm as vllm_role
 from roles import vllm_install as install_role
+from roles._common import service_user_step
 from roles.fabric_network import fabric_network
 from roles.kv_mount import kv_mount
 from roles.lmcache import lmcache
@@ -45,24 +63,40 @@ from roles.nvme_initiator import nvme_initiator
 from roles.vllm import vllm
 from roles.vllm_install import vllm_install
 
+ROLES = (fabric_role, nvme_role, kv_mount_role, lmcache_role, install_role, vllm_role)
+
 
 def reads(plan: NodePlan) -> Reads:
     """Everything the node roles' steps compare against: the node's snapshot, read in one command."""
-    return unique(
-        [
-            r
-            for role in (fabric_role, nvme_role, kv_mount_role, lmcache_role, install_role, vllm_role)
-            for r in role.reads(plan)
-        ]
-    )
+    return unique([*(r for role in ROLES for r in role.reads(plan)), *bundle_steps(plan)[-1].reads])
+
+
+def bundle_steps(plan: NodePlan) -> Steps:
+    """The vLLM user (files are owned by its group), then one bundle of every file of the node's roles."""
+    files = files_of([s for role in ROLES for s in role.steps(plan)])
+    return [service_user_step(plan.vllm.user), bundle_step(files, name="kvpod node files")]
+
+
+def node_files(plan: NodePlan) -> Results:
+    """:func:`bundle_steps`, run, then one ``daemon-reload`` when a unit file of the bundle changed; returns the
+    results the roles continue from (each file's change, the reload done, the node's kernel modules: loaded in one
+    ``modprobe`` at the first role's modules step)."""
+    results = run_steps(bundle_steps(plan))
+    done = results[BUNDLED][0]
+    unit_files = [change for path, change in done.items() if path.startswith(f"{SYSTEMD_DIR}/")]
+    units.daemon_reload(name="systemd daemon-reload (node files)", when=changed(*unit_files))
+    modules = node_modules([s for role in ROLES for s in role.steps(plan)])
+    return {BUNDLED: results[BUNDLED], RELOADED: [True], MODULES: [modules]}
 
 
 @deploy("kvpod node")
 def node() -> None:
-    """Fabric network, NVMe initiator, KV mount, LMCache, vLLM's environment (optional), vLLM -- in that order."""
-    fabric_network()
-    nvme_initiator()
-    kv_mount()
-    engine_restart_on = lmcache()
-    restart_on = vllm_install()
-    vllm(restart_on=restart_on, engine_restart_on=engine_restart_on)
+    """The node's files in one bundle, then fabric network, NVMe initiator, KV mount, LMCache, vLLM's environment
+    (optional), vLLM -- in that order (no unit is enabled, started or mounted before its role's turn)."""
+    results = node_files(host_data().node)
+    fabric_network(results=results)
+    nvme_initiator(results=results)
+    kv_mount(results=results)
+    engine_restart_on = lmcache(results=results)
+    restart_on = vllm_install(results=results)
+    vllm(restart_on=restart_on, engine_restart_on=engine_restart_on, results=results)

@@ -26,7 +26,13 @@ def describe_host(state: State, host, result: HostResult) -> None:
             continue
         lines = []
         for cmd in commands:
-            if isinstance(cmd, FileUploadCommand):
+            members = getattr(cmd.src, "members", None) if isinstance(cmd, FileUploadCommand) else None
+            if members is not None:  # a bundle of files (deploy.operations.bundle): each file's own diff
+                for path, content in members:
+                    lines.append(f"upload {path}")
+                    if isinstance(content, bytes):  # else a local binary file (a wheel), not diffed as text
+                        result.diffs[path] = redact_assignments(text_diff(host, path, content))
+            elif isinstance(cmd, FileUploadCommand):
                 lines.append(f"upload {cmd.dest}")
                 result.diffs[cmd.dest] = redact_assignments(file_diff(host, cmd))
             else:
@@ -42,15 +48,20 @@ def file_diff(host, cmd: FileUploadCommand) -> str:
     else:
         with open(src) as f:
             new = f.read()
+    return text_diff(host, cmd.dest, new)
+
+
+def text_diff(host, dest: str, new: str | bytes) -> str:
+    """A unified diff from the file ``dest`` on the host (empty when it does not exist) to ``new``."""
     if isinstance(new, bytes):
         new = new.decode(errors="replace")
     buf = io.BytesIO()
     try:
-        old = buf.getvalue().decode(errors="replace") if host.get_file(cmd.dest, buf) else ""
+        old = buf.getvalue().decode(errors="replace") if host.get_file(dest, buf) else ""
     except Exception:  # the file does not exist yet
         old = ""
     return "".join(
         difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), f"{host.name}:{cmd.dest}", "planned"
+            old.splitlines(keepends=True), new.splitlines(keepends=True), f"{host.name}:{dest}", "planned"
         )
     )

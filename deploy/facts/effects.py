@@ -39,6 +39,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from deploy.facts.bundle_command import extracted
 from deploy.facts.dependencies import ANY, UNIT_DIRS, Dependencies, Part, PathRead, depends_on
 from deploy.facts.dependencies import clean_path as _path
 from deploy.facts.dependencies import parts as _parts
@@ -342,8 +343,22 @@ def _plain(words: list[str]) -> Effect:
     return EVERYTHING
 
 
+def effect_of_extraction(command: str) -> Effect | None:
+    """A file bundle's extraction (:mod:`deploy.facts.bundle_command`): its archive (removed) and its members, with
+    the parents tar may create (so the listings of their directories); None for any other command."""
+    found = extracted(command)
+    if found is None:
+        return None
+    archive, members = found
+    touched = [PathTouch(archive), *(PathTouch(m, parents=True) for m in members)]
+    return _with_units(Effect(paths=tuple(touched)))
+
+
 def effect_of_command(command: str) -> Effect:
     """What the shell command ``command`` may change (EVERYTHING when not known)."""
+    bundle = effect_of_extraction(command)
+    if bundle is not None:
+        return bundle
     guarded = guarded_mkfs_device(command)
     if guarded:
         return Effect(parts=_parts(("block", posixpath.normpath(guarded))))

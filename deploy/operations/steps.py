@@ -15,6 +15,11 @@ their reads, so a role cannot add a step without its read. A role builds its ste
     def role() -> None:
         run_steps(steps(host_data().node))
 
+A :class:`BundledFile` (built with :func:`bundled_file`, :func:`bundled_directory`, ``rendered_step``) is a file
+written by one bundle (:mod:`deploy.operations.bundle`) with all the others: :func:`with_bundle` puts a role's
+bundle before its first file, a node's bundle goes first (``roles.node``); each file's own change is kept under its
+key as a step's result is.
+
 Run time stays run time: an argument ``after("unit")`` becomes, when its step is called,
 :func:`deploy.operations.changed` over the results of the earlier steps keyed ``"unit"`` (pyinfra evaluates it
 lazily in a real run, as before); a :class:`Choice` is a branch decided on the host when the deploy runs (from
@@ -24,7 +29,7 @@ facts it declares too), and both of its branches' reads are part of the role's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyinfra.operations import files, server
@@ -32,7 +37,7 @@ from pyinfra.operations import files, server
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.names import modules_load_path
-from deploy.operations import changed, kernel, paths, units
+from deploy.operations import bundle, changed, kernel, paths, units
 from deploy.operations.reads import (
     absent_file_reads,
     apt_package_reads,
@@ -57,9 +62,11 @@ class Effect:
 
 @dataclass(frozen=True)
 class After:
-    """An argument resolved when its step runs: did any earlier step keyed one of ``keys`` change something."""
+    """An argument resolved when its step runs: did any earlier step keyed one of ``keys`` change something.
+    ``reloading``: for a ``daemon-reload``, which leaves out files of a bundle already followed by one."""
 
     keys: tuple[str, ...]
+    reloading: bool = False
 
 
 def after(*keys: str) -> After:
@@ -91,8 +98,32 @@ class Choice:
     prefetch: bool = True
 
 
-Steps = Sequence[Step | Choice]
+@dataclass(frozen=True)
+class BundledFile:
+    """A file (``content`` None: a directory kvpod manages) written by the bundle of its role or node
+    (:mod:`deploy.operations.bundle`), not by a step of its own; its result, kept under ``keep``, is its own
+    change. ``when``: wanted only when it answers true on the host (it reads ``reads`` too)."""
+
+    name: str
+    path: str
+    content: Callable[[], bytes] | None
+    mode: str = "644"
+    user: str = "root"
+    group: str = "root"
+    keep: str | None = None
+    reads: tuple[AnyRead, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    when: Callable[[], bool] | None = None
+    differs: Callable[[], bool] | None = None
+
+    def entry(self) -> bundle.Entry:
+        return bundle.Entry(self.path, self.content, self.mode, self.user, self.group, self.when, self.differs)
+
+
+Steps = Sequence[Step | Choice | BundledFile]
 Results = dict[str, list]  # step key -> the results of the steps run under it, in order
+BUNDLED = "bundled files"  # results key: [{path: its change}] of the bundle run so far
+RELOADED = "bundle reloaded"  # results key: [True] when a daemon-reload followed the bundle's unit files
 
 
 def step(
@@ -121,7 +152,16 @@ def run_steps(steps: Steps, results: Results | None = None) -> Results:
         if isinstance(s, Choice):
             run_steps(s.then if s.decide() else s.otherwise, results)
             continue
+        if isinstance(s, BundledFile):
+            done = results.setdefault(BUNDLED, [{}])[0]
+            if s.path not in done:  # not in the bundle run before: a bundle of its own
+                run_steps([bundle_step([s])], results)
+            if s.keep is not None:
+                results.setdefault(s.keep, []).append(done[s.path])
+            continue
         out = s.call(**{name: _resolved(value, results) for name, value in s.kwargs.items()})
+        if isinstance(out, bundle.Written):
+            results.setdefault(BUNDLED, [{}])[0].update({p: out.change(p) for p in out.paths_of})
         if s.keep is not None:
             results.setdefault(s.keep, []).append(out)
     return results
@@ -129,11 +169,14 @@ def run_steps(steps: Steps, results: Results | None = None) -> Results:
 
 def _resolved(value: Any, results: Results) -> Any:
     if isinstance(value, After):
-        return changed(*(r for key in value.keys for r in results.get(key, [])))
+        found = [r for key in value.keys for r in results.get(key, [])]
+        if value.reloading and results.get(RELOADED):
+            found = [r for r in found if not isinstance(r, bundle.FileChange)]
+        return changed(*found)
     return value
 
 
-def _flat(steps: Steps, prefetched: bool = False) -> Iterable[Step | Choice]:
+def _flat(steps: Steps, prefetched: bool = False) -> Iterable[Step | Choice | BundledFile]:
     for s in steps:
         yield s
         if isinstance(s, Choice) and (s.prefetch or not prefetched):
@@ -149,7 +192,44 @@ def reads_of(steps: Steps) -> list[AnyRead]:
 
 def effects_of(steps: Steps) -> list[Effect]:
     """Everything ``steps`` may change, without repeats, in order."""
-    return list(dict.fromkeys(e for s in _flat(steps) if isinstance(s, Step) for e in s.effects))
+    return list(dict.fromkeys(e for s in _flat(steps) if not isinstance(s, Choice) for e in s.effects))
+
+
+def files_of(steps: Steps) -> list[BundledFile]:
+    """The bundled files of ``steps`` (both branches of every choice: a file of a branch taken on some hosts only
+    carries its ``when``), each path once, in order."""
+    return list({s.path: s for s in _flat(steps) if isinstance(s, BundledFile)}.values())
+
+
+def _write_bundle(files: list[BundledFile], **kwargs: Any) -> bundle.Written:
+    written = bundle.Written(paths_of=tuple(f.path for f in files))
+    written.meta = bundle.files_written(entries=[f.entry() for f in files], written=written, **kwargs)
+    return written
+
+
+BUNDLE_KEY = "bundle"
+
+
+def bundle_step(files: Sequence[BundledFile], name: str = "kvpod files") -> Step:
+    """One bundle writing ``files`` (one upload, one command; nothing when they all match), each file's change
+    kept for the steps after it (kept as :data:`BUNDLE_KEY` too); reads what ``files.put`` reads of each."""
+    files = list(files)
+    return Step(
+        _write_bundle,
+        {"name": name, "files": files},
+        tuple(unique([r for f in files for r in f.reads] + directory_reads(bundle.ROOT_HOME))),
+        BUNDLE_KEY,
+        tuple(dict.fromkeys(e for f in files for e in f.effects)),
+    )
+
+
+def with_bundle(steps: Steps) -> list[Step | Choice | BundledFile]:
+    """``steps`` with one bundle of all their files before the first step that holds one."""
+    steps, files = list(steps), files_of(steps)
+    if not files:
+        return steps
+    first = next(i for i, s in enumerate(steps) if files_of([s]))
+    return [*steps[:first], bundle_step(files), *steps[first:]]
 
 
 # -- builders: an operation with its reads ------------------------------------------------------------------
@@ -189,8 +269,10 @@ def service_step(name: str, unit: str, keep: str | None = None, **options: Any) 
 
 
 def reload_step(when: After, name: str = "systemd daemon-reload") -> Step:
-    """``systemctl daemon-reload`` when an earlier step changed (reads nothing)."""
-    return step(units.daemon_reload, [], effects=[Effect("unit", "*")], name=name, when=when)
+    """``systemctl daemon-reload`` when an earlier step changed (reads nothing); the bundled files of a bundle
+    already followed by a reload count not."""
+    reloading = After(when.keys, reloading=True)
+    return step(units.daemon_reload, [], effects=[Effect("unit", "*")], name=name, when=reloading)
 
 
 def command_step(name: str, command: str, when: After) -> Step:
@@ -210,14 +292,101 @@ def packages_step(name: str, packages: list[str]) -> Step:
     return step(server.packages, apt_package_reads(), effects=effects, name=name, packages=packages, present=True)
 
 
-def modules_step(name: str, modules: list[str], persist_as: str) -> Step:
-    """Kernel modules loaded now and at boot (``modules-load.d/<persist_as>``)."""
-    persisted = modules_load_path(persist_as)
+def modules_step(name: str, modules: list[str]) -> Step:
+    """Kernel modules loaded now (at boot: :func:`modules_file`)."""
     return step(
         kernel.modules,
-        [Read.of(LoadedModules), *file_reads(persisted)],
-        effects=[*(Effect("module", m) for m in modules), path_effect(persisted)],
+        [Read.of(LoadedModules)],
+        effects=[Effect("module", m) for m in modules],
         name=name,
         names=modules,
-        persist_as=persist_as,
     )
+
+
+def modules_file(name: str, modules: list[str], persist_as: str) -> BundledFile:
+    """Kernel modules loaded at boot: ``modules-load.d/<persist_as>.conf``, a bundled file."""
+    text = kernel.modules_load_file(modules).encode()
+    return bundled_file(name, modules_load_path(persist_as), lambda: text)
+
+
+def bundled_file(
+    name: str,
+    dest: str,
+    content: Callable[[], bytes],
+    mode: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    keep: str | None = None,
+    when: Callable[[], bool] | None = None,
+    when_reads: Iterable[AnyRead] = (),
+    differs: Callable[[], bool] | None = None,
+    differs_reads: Iterable[AnyRead] = (),
+) -> BundledFile:
+    """``dest`` holds ``content()`` (made when the bundle runs), ``mode`` (default 644) and owner (default root),
+    written by the bundle; reads what ``files.put`` reads of ``dest`` (with ``differs``: what it reads instead, its
+    ``differs_reads``, and the file is written when it answers true)."""
+    compared = list(differs_reads) if differs is not None else file_reads(dest)
+    return BundledFile(
+        name,
+        dest,
+        content,
+        mode or "644",
+        user or "root",
+        group or "root",
+        keep,
+        tuple(unique([*compared, *when_reads])),
+        (path_effect(dest),),
+        when,
+        differs,
+    )
+
+
+def bundled_directory(name: str, path: str, mode: str = "755", user: str = "root", group: str = "root") -> BundledFile:
+    """The directory ``path`` (one kvpod manages) with ``mode`` and owner, written by the bundle."""
+    return BundledFile(name, path, None, mode, user, group, None, tuple(directory_reads(path)), (path_effect(path),))
+
+
+def local_file(src: str) -> bundle.LocalFile:
+    """The local file ``src``, streamed into the bundle when it runs (never read whole into memory)."""
+    return bundle.LocalFile(src)
+
+
+@dataclass
+class NodeModules:
+    """Every kernel module of a node's roles, loaded by the node's first modules step in one ``modprobe``."""
+
+    names: list[str]
+    loaded: bool = False  # by the first modules step of the node's roles
+
+
+MODULES = "node modules"  # results key: [NodeModules] of the node
+
+
+def node_modules(steps: Steps) -> NodeModules:
+    """The modules the modules steps of ``steps`` load, each once, in order."""
+    names = [n for s in _flat(steps) if isinstance(s, Step) and s.call is kernel.modules for n in s.kwargs["names"]]
+    return NodeModules(list(dict.fromkeys(names)))
+
+
+def _fold_modules(steps: Steps, folded: NodeModules) -> list:
+    """``steps`` with their first modules step loading every module of the node, their later ones left out (the
+    node's one ``modprobe`` loaded those modules already)."""
+    out = []
+    for s in steps:
+        if isinstance(s, Step) and s.call is kernel.modules:
+            if folded.loaded:
+                continue
+            folded.loaded = True
+            s = replace(s, kwargs={**s.kwargs, "name": "kernel modules of the node loaded now", "names": folded.names})
+        out.append(s)
+    return out
+
+
+def role_steps(steps: Steps, results: Results | None = None) -> tuple[list, Results]:
+    """``run_steps`` arguments of a role: its steps after its own bundle, or (``results`` of the node, whose bundle
+    holds the role's files already) its steps alone, with a copy of the node's results, the node's modules loaded by
+    the first modules step of them all."""
+    if results is None:
+        return with_bundle(steps), {}
+    folded = results.get(MODULES)
+    return (_fold_modules(steps, folded[0]) if folded else list(steps)), dict(results)

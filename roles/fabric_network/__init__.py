@@ -23,6 +23,8 @@ Reads ``host.data.kvpod_node.fabric`` (a :class:`deploy.plan.FabricPlan`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
@@ -54,20 +56,23 @@ from deploy.operations.reads import Reads, absent_file_reads, unit_reads
 from deploy.operations.steps import (
     Choice,
     Effect,
+    Results,
     Steps,
     after,
     choice,
     command_step,
+    modules_file,
     modules_step,
     reads_of,
     reload_step,
+    role_steps,
     run_steps,
     service_step,
     step,
     sysctls_step,
 )
 from deploy.plan import FabricPlan, NodePlan
-from roles._common import netdev_unit, rendered_step
+from roles._common import netdev_unit, put_rendered_step, rendered_step
 
 
 def socket_sysctls(size: int) -> dict[str, str]:
@@ -91,11 +96,35 @@ def networkd_files(interface: str, vlan_interface: str) -> list[tuple[str, str]]
     ]
 
 
-def networkd_steps(description: str, addresses: list[str], **tmpl) -> Steps:
+def networkd_steps(
+    description: str, addresses: list[str], when: Callable[[], bool] | None = None, when_reads: Reads = (), **tmpl
+) -> Steps:
     """The systemd-networkd files of one fabric NIC (``tmpl``: interface, vlan, vlan_interface, mtu, gateway,
-    routes) with ``addresses`` (CIDR) on its storage VLAN; ``networkctl reload`` when one changed."""
+    routes) with ``addresses`` (CIDR) on its storage VLAN (written when ``when()``, if given); ``networkctl
+    reload`` when one changed."""
     written = [
         rendered_step(
+            f"networkd {dest.rsplit('/', 1)[-1]}",
+            "fabric_network",
+            src,
+            dest,
+            keep="networkd",
+            when=when,
+            when_reads=when_reads,
+            description=description,
+            addresses=addresses,
+            **tmpl,
+        )
+        for src, dest in networkd_files(tmpl["interface"], tmpl["vlan_interface"])
+    ]
+    return [*written, command_step("networkctl reload", "networkctl reload", when=after("networkd"))]
+
+
+def networkd(description: str, addresses: list[str], **tmpl) -> None:
+    """The files of :func:`networkd_steps`, each put by its own ``files.put`` (a host without a bundle of its
+    own), and ``networkctl reload`` when one changed."""
+    written = [
+        put_rendered_step(
             f"networkd {dest.rsplit('/', 1)[-1]}",
             "fabric_network",
             src,
@@ -107,22 +136,18 @@ def networkd_steps(description: str, addresses: list[str], **tmpl) -> Steps:
         )
         for src, dest in networkd_files(tmpl["interface"], tmpl["vlan_interface"])
     ]
-    return [*written, command_step("networkctl reload", "networkctl reload", when=after("networkd"))]
-
-
-def networkd(description: str, addresses: list[str], **tmpl) -> None:
-    """:func:`networkd_steps`, run."""
-    run_steps(networkd_steps(description, addresses, **tmpl))
+    run_steps([*written, command_step("networkctl reload", "networkctl reload", when=after("networkd"))])
 
 
 def networkd_reads(interface: str, vlan_interface: str) -> Reads:
     return reads_of(networkd_steps("", [], interface=interface, vlan_interface=vlan_interface))
 
 
-def soft_roce_device_steps(interface: str) -> Steps:
+def soft_roce_device_steps(interface: str, bundled: bool = True) -> Steps:
     """An rxe device on ``interface`` now, and the unit recreating it at boot (kept as ``rxe``: reload when it
-    changed)."""
+    changed; a bundled file, else put by a step of its own)."""
     rdma_dev = f"rxe_{interface}"
+    unit_file = rendered_step if bundled else put_rendered_step
     return [
         step(
             kernel.rxe_link,
@@ -132,7 +157,7 @@ def soft_roce_device_steps(interface: str) -> Steps:
             netdev=interface,
             rdma_dev=rdma_dev,
         ),
-        rendered_step(
+        unit_file(
             f"{RXE_UNIT} recreates the soft-RoCE device at boot",
             "fabric_network",
             "kvpod-rxe.service.j2",
@@ -148,7 +173,7 @@ def soft_roce_device_steps(interface: str) -> Steps:
 
 def soft_roce_device(interface: str):
     """:func:`soft_roce_device_steps`, run; returns the unit file's operation (reload when it changed)."""
-    return run_steps(soft_roce_device_steps(interface))["rxe"][0]
+    return run_steps(soft_roce_device_steps(interface, bundled=False))["rxe"][0]
 
 
 def soft_roce_steps(interface: str) -> Steps:
@@ -249,8 +274,18 @@ def _uses_netplan() -> bool:
     return bool(others) or bool(host.get_fact(File, path=NETPLAN_FILE))
 
 
+def _networkd_runs() -> bool:
+    return bool(host.get_fact(SystemdStatus, services=["systemd-networkd.service"]).get("systemd-networkd.service"))
+
+
+def _networkd_persists() -> bool:
+    """Whether the fabric's systemd-networkd files are wanted: no netplan, and systemd-networkd manages the
+    network (else the role refuses, writing nothing)."""
+    return not _uses_netplan() and _networkd_runs()
+
+
 def _networkd_manages(vlan_interface: str) -> None:
-    if not host.get_fact(SystemdStatus, services=["systemd-networkd.service"]).get("systemd-networkd.service"):
+    if not _networkd_runs():
         raise host_error(
             f"{host.name}: neither netplan nor systemd-networkd manages the network, so the fabric interface "
             f"{vlan_interface} cannot be made persistent; enable systemd-networkd or netplan"
@@ -259,6 +294,8 @@ def _networkd_manages(vlan_interface: str) -> None:
 
 def persistence_steps(fab: FabricPlan, tmpl: dict) -> Choice:
     """The fabric's netplan file on a netplan host, else its systemd-networkd files (refused without networkd)."""
+    decide = [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE)]
+    networkd_status = unit_reads("systemd-networkd.service")[:1]
     netplan = [
         rendered_step(
             "netplan file of the fabric",
@@ -267,22 +304,18 @@ def persistence_steps(fab: FabricPlan, tmpl: dict) -> Choice:
             NETPLAN_FILE,
             mode="600",
             keep="netplan",
+            when=_uses_netplan,
+            when_reads=decide,
             netplan=netplan_document(tmpl),
         ),
         command_step("netplan apply", "netplan apply", when=after("netplan")),
     ]
-    networkd_check = step(
-        _networkd_manages,
-        unit_reads("systemd-networkd.service")[:1],
-        vlan_interface=fab.vlan_interface,
-    )
+    networkd_check = step(_networkd_manages, networkd_status, vlan_interface=fab.vlan_interface)
     networkd_address = [f"{fab.address}/{fab.prefix_length}"]
-    return choice(
-        _uses_netplan,
-        [Read.of(NetplanFiles), *absent_file_reads(NETPLAN_FILE)],
-        then=netplan,
-        otherwise=[networkd_check, *networkd_steps("storage VLAN address", networkd_address, **tmpl)],
+    networkd = networkd_steps(
+        "storage VLAN address", networkd_address, when=_networkd_persists, when_reads=decide + networkd_status, **tmpl
     )
+    return choice(_uses_netplan, decide, then=netplan, otherwise=[networkd_check, *networkd])
 
 
 def steps(plan: NodePlan) -> Steps:
@@ -305,7 +338,8 @@ def steps(plan: NodePlan) -> Steps:
         rendered_step(
             "socket buffer sysctls at boot", "fabric_network", "sysctl.conf.j2", SYSCTL_FILE, sysctls=sysctls
         ),
-        modules_step(f"{VLAN_MODULE} loaded now and at boot", [VLAN_MODULE], FABRIC_MODULES),
+        modules_file(f"{VLAN_MODULE} loaded at boot", [VLAN_MODULE], FABRIC_MODULES),
+        modules_step(f"{VLAN_MODULE} loaded now", [VLAN_MODULE]),
         step(
             network.vlan_interface,
             [Read.of(IpLinks)],
@@ -333,7 +367,8 @@ def steps(plan: NodePlan) -> Steps:
 
     if fab.rdma == "soft-roce":
         modules = f"{SOFT_ROCE_MODULE} loaded now and at boot"
-        out += [modules_step(modules, [SOFT_ROCE_MODULE], SOFT_ROCE_MODULES), *soft_roce_steps(fab.interface)]
+        persisted = modules_file(f"{SOFT_ROCE_MODULE} loaded at boot", [SOFT_ROCE_MODULE], SOFT_ROCE_MODULES)
+        out += [modules_step(modules, [SOFT_ROCE_MODULE]), persisted, *soft_roce_steps(fab.interface)]
     elif dcb_applies(fab):
         out += lossless_roce_steps(fab)
     return out
@@ -345,6 +380,7 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("fabric network")
-def fabric_network() -> None:
-    """MTU, storage VLAN, address, routes, socket buffers and (soft-)RoCE on the fabric NIC."""
-    run_steps(steps(host_data().node))
+def fabric_network(results: Results | None = None) -> None:
+    """MTU, storage VLAN, address, routes, socket buffers and (soft-)RoCE on the fabric NIC (its files in one
+    bundle, unless ``results`` holds the node's bundle already)."""
+    run_steps(*role_steps(steps(host_data().node), results))

@@ -35,12 +35,14 @@ from deploy.operations import storage
 from deploy.operations.reads import Reads, file_reads
 from deploy.operations.steps import (
     Effect,
+    Results,
     Steps,
     after,
     directory_step,
     path_effect,
     reads_of,
     reload_step,
+    role_steps,
     run_steps,
     service_step,
     step,
@@ -123,6 +125,7 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("kv mount")
-def kv_mount() -> None:
-    """ext4 on the namespace (only when blank), its mount unit, mounted now, owned by the vLLM user."""
-    run_steps(steps(host_data().node, wipe=host_data().wipe))
+def kv_mount(results: Results | None = None) -> None:
+    """ext4 on the namespace (only when blank), its mount unit, mounted now, owned by the vLLM user (``results``:
+    the node's, after its bundle)."""
+    run_steps(*role_steps(steps(host_data().node, wipe=host_data().wipe), results))

@@ -32,9 +32,20 @@ from pyinfra.api import deploy
 
 from deploy.encode import yaml_document
 from deploy.hostdata import host_data
+from deploy.names import KVPOD_ETC
 from deploy.operations import host_error
 from deploy.operations.reads import Reads
-from deploy.operations.steps import Steps, absent_file_step, directory_step, reads_of, run_steps
+from deploy.operations.steps import (
+    BundledFile,
+    Results,
+    Steps,
+    absent_file_step,
+    bundled_directory,
+    directory_step,
+    reads_of,
+    role_steps,
+    run_steps,
+)
 from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan
 from deploy.secrets import reveal
 from roles._common import env_value, rendered_step
@@ -98,7 +109,17 @@ def steps(plan: NodePlan) -> Steps:
     """The disk-tier root, then each engine's files and directory."""
     user = plan.vllm.user
     root = directory_step("LMCache disk-tier root", plan.lmcache_root, user=user, group=user, mode="750")
-    return [root, *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user))]
+    settings = [settings_dir(user)] if any(_in_settings_dir(e.lmcache) for e in plan.engines) else []
+    return [root, *settings, *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user))]
+
+
+def _in_settings_dir(lm: LmcachePlan) -> bool:
+    return any(posixpath.dirname(p) == KVPOD_ETC for p in (lm.env_file, lm.config_file) if p)
+
+
+def settings_dir(user: str) -> BundledFile:
+    """``/etc/kvpod``, which holds the env files: ``root:<the vLLM user's group>``, 0755."""
+    return bundled_directory("kvpod settings directory", KVPOD_ETC, mode="755", user="root", group=user)
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -107,11 +128,12 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("lmcache")
-def lmcache() -> dict[int, list]:
-    """Each engine's env file (and YAML config) and cache directory; returns, per engine index, the operations
-    that need that engine restarted."""
+def lmcache(results: Results | None = None) -> dict[int, list]:
+    """Each engine's env file (and YAML config) and cache directory (the files in one bundle, unless ``results``
+    holds the node's bundle already); returns, per engine index, the operations that need that engine
+    restarted."""
     plan = host_data().node
-    results = run_steps(steps(plan))
+    results = run_steps(*role_steps(steps(plan), results))
     return {e.index: results.get(restart_key(e.index), []) for e in plan.engines}
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from pyinfra import host
 from pyinfra.api import deploy
 
 from deploy.facts.nvme import NvmeHostIdentity, NvmeSubsystems
@@ -39,6 +40,8 @@ from deploy.names import (
     ADDRESS_WAIT_SECONDS,
     CONNECT_SCRIPT,
     CONNECT_UNIT,
+    HOSTID_FILE,
+    HOSTNQN_FILE,
     NVME_MODULES,
     RXE_UNIT,
     SYSTEMD_DIR,
@@ -49,14 +52,18 @@ from deploy.operations import nvme
 from deploy.operations.nvme import connect_argv, plan_connect_options
 from deploy.operations.reads import Reads
 from deploy.operations.steps import (
+    BundledFile,
     Effect,
+    Results,
     Steps,
     after,
+    bundled_file,
+    modules_file,
     modules_step,
     packages_step,
-    path_effect,
     reads_of,
     reload_step,
+    role_steps,
     run_steps,
     service_step,
     step,
@@ -64,6 +71,22 @@ from deploy.operations.steps import (
 from deploy.operations.storage import mount_unit_name
 from deploy.plan import NodePlan
 from roles._common import netdev_unit, rendered_step
+
+
+def identity_files(hostnqn: str, hostid: str) -> list[BundledFile]:
+    """``/etc/nvme/hostnqn`` and ``/etc/nvme/hostid`` hold the plan's identity (one line each, as nvme-cli writes
+    them), each written when the host's differs (read as ``NvmeHostIdentity`` reads it)."""
+    identity = [Read.of(NvmeHostIdentity)]
+    return [
+        bundled_file(
+            f"NVMe {key}",
+            path,
+            lambda value=value: f"{value}\n".encode(),
+            differs=lambda key=key, value=value: host.get_fact(NvmeHostIdentity).get(key) != value,
+            differs_reads=identity,
+        )
+        for key, path, value in (("hostnqn", HOSTNQN_FILE, hostnqn), ("hostid", HOSTID_FILE, hostid))
+    ]
 
 
 def steps(plan: NodePlan) -> Steps:
@@ -75,15 +98,9 @@ def steps(plan: NodePlan) -> Steps:
 
     out: list = [
         packages_step("nvme-cli and rdma-core installed", ["nvme-cli", "rdma-core"]),
-        modules_step("NVMe-oF modules loaded now and at boot", ["nvme_fabrics", transport_module], NVME_MODULES),
-        step(
-            nvme.host_identity,
-            [Read.of(NvmeHostIdentity)],
-            effects=[path_effect("/etc/nvme/hostnqn"), path_effect("/etc/nvme/hostid")],
-            name="NVMe host identity",
-            hostnqn=plan.host_nqn,
-            hostid=plan.host_id,
-        ),
+        modules_step("NVMe-oF modules loaded now", ["nvme_fabrics", transport_module]),
+        modules_file("NVMe-oF modules loaded at boot", ["nvme_fabrics", transport_module], NVME_MODULES),
+        *identity_files(plan.host_nqn, plan.host_id),
         step(
             nvme.connected,
             [Read.of(NvmeSubsystems)],
@@ -176,6 +193,7 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("nvme initiator")
-def nvme_initiator() -> None:
-    """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit."""
-    run_steps(steps(host_data().node))
+def nvme_initiator(results: Results | None = None) -> None:
+    """nvme-cli, modules, host identity, connections to every portal, and the boot-time connect unit (its files in
+    one bundle, unless ``results`` holds the node's bundle already)."""
+    run_steps(*role_steps(steps(host_data().node), results))

@@ -66,6 +66,7 @@ from deploy.names import (
 from deploy.operations.reads import Reads, absent_file_reads, unit_reads
 from deploy.operations.restart import PendingRestart, decide_restart
 from deploy.operations.steps import (
+    Results,
     Steps,
     absent_file_step,
     after,
@@ -73,6 +74,7 @@ from deploy.operations.steps import (
     directory_step,
     reads_of,
     reload_step,
+    role_steps,
     run_steps,
     service_step,
     step,
@@ -81,7 +83,7 @@ from deploy.operations.storage import mount_unit_name
 from deploy.plan import EnginePlan, NodePlan
 from deploy.secrets import reveal
 from roles._common import rendered_step, service_user_step
-from roles.lmcache import SECRET_FILE_MODE, cache_dir, restart_key
+from roles.lmcache import SECRET_FILE_MODE, cache_dir, restart_key, settings_dir
 from roles.vllm_install import INSTALL_KEY
 
 CLEAN_SCRIPT = LMCACHE_CLEAN_SCRIPT
@@ -148,6 +150,8 @@ def hf_steps(plan: NodePlan) -> Steps:
         out.append(directory_step("Hugging Face cache", v.weights_cache_dir, user=v.user, group=v.user, mode="750"))
     if not v.hf_env_file:
         return [*out, absent_file_step("no Hugging Face env file", VLLM_HF_ENV_FILE, keep="hf")]
+    if posixpath.dirname(v.hf_env_file) == KVPOD_ETC:
+        out.append(settings_dir(v.user))
     hf_file = rendered_step(
         "Hugging Face env file",
         "vllm",
@@ -302,8 +306,12 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("vllm")
-def vllm(restart_on: list | None = None, engine_restart_on: dict[int, list] | None = None) -> None:
-    """The vLLM user and each engine's unit, running; an engine is restarted when its unit, its
-    ``engine_restart_on[index]`` operations or the shared ``restart_on`` operations changed."""
+def vllm(
+    restart_on: list | None = None, engine_restart_on: dict[int, list] | None = None, results: Results | None = None
+) -> None:
+    """The vLLM user and each engine's unit, running (the files in one bundle, unless ``results`` holds the node's
+    bundle already); an engine is restarted when its unit, its ``engine_restart_on[index]`` operations or the
+    shared ``restart_on`` operations changed."""
     given = {restart_key(i): list(ops) for i, ops in (engine_restart_on or {}).items()}
-    run_steps(steps(host_data().node, host_data().defer_restart), {**given, INSTALL_KEY: list(restart_on or [])})
+    todo, base = role_steps(steps(host_data().node, host_data().defer_restart), results)
+    run_steps(todo, {**base, **given, INSTALL_KEY: list(restart_on or [])})

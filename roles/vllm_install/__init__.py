@@ -25,12 +25,15 @@ from deploy.hostdata import host_data
 from deploy.operations import python
 from deploy.operations.reads import Reads
 from deploy.operations.steps import (
+    Results,
     Steps,
-    directory_step,
+    bundled_directory,
+    bundled_file,
+    local_file,
     packages_step,
     path_effect,
-    put_step,
     reads_of,
+    role_steps,
     run_steps,
     step,
 )
@@ -54,9 +57,10 @@ def steps(plan: NodePlan) -> Steps:
     out: list = [packages_step("python3-venv installed", ["python3-venv"])]
     find_links = None
     if inst.wheelhouse:
-        out.append(directory_step("wheelhouse directory", inst.wheelhouse_dest))
+        out.append(bundled_directory("wheelhouse directory", inst.wheelhouse_dest))
         for whl in wheels(inst):
-            out.append(put_step(f"wheel {whl.name}", str(whl), f"{inst.wheelhouse_dest}/{whl.name}", mode="644"))
+            dest = f"{inst.wheelhouse_dest}/{whl.name}"
+            out.append(bundled_file(f"wheel {whl.name}", dest, local_file(str(whl)), mode="644"))
         find_links = inst.wheelhouse_dest
     venv = step(
         python.venv_packages,
@@ -79,6 +83,7 @@ def reads(plan: NodePlan) -> Reads:
 
 
 @deploy("vllm install")
-def vllm_install() -> list:
-    """python3-venv, the wheels, the environment with the pinned vllm and lmcache; returns the restart trigger."""
-    return run_steps(steps(host_data().node)).get(INSTALL_KEY, [])
+def vllm_install(results: Results | None = None) -> list:
+    """python3-venv, the wheels (in one bundle, unless ``results`` holds the node's bundle already), the
+    environment with the pinned vllm and lmcache; returns the restart trigger."""
+    return run_steps(*role_steps(steps(host_data().node), results)).get(INSTALL_KEY, [])

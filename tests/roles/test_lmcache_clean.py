@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.kvpod_sim import connected_node
-from benchmarks.pyinfra_fake import changed_commands, deploy_plan
+from benchmarks.pyinfra_fake import changed_commands, deploy_plan, deploy_run
 from deploy.loader import load_spec
 from deploy.plan import NodePlan, build_plan
 from deploy.shipped import lab_spec
@@ -255,7 +255,9 @@ def test_the_node_gets_the_script_and_the_unit_runs_it_as_root(lab: NodePlan) ->
     assert 'mountpoint -q "$MOUNT" || fail' in script
     assert "find . -xdev -mindepth 1 -delete" in script
     assert "rm " not in script
-    assert f"chmod 755 {CLEAN_SCRIPT}" in [c for c in commands if isinstance(c, str)]
+    remote = connected_node(lab)
+    deploy_run(vllm, remote, {"kvpod_node": lab})
+    assert remote.files[CLEAN_SCRIPT]["mode"] == 755  # extracted from the bundle with its mode
     for engine in lab.engines:
         unit = uploads[f"/etc/systemd/system/kvpod-vllm@{engine.index}.service"]
         assert f"ExecStartPre=+{CLEAN_SCRIPT} engine{engine.index}\nExecStart=" in unit

@@ -486,6 +486,10 @@ def test_vllm_restarts_when_its_unit_changes(lab: NodePlan) -> None:
     remote = converged_node(lab)
     changed = lab.model_copy(update={"vllm": lab.vllm.model_copy(update={"max_model_len": 16384})})
     cmds = strings(changed_commands(deploy_plan(node, remote, data(changed))))
+    extract, *cmds = cmds
+    assert extract.startswith("sh -c 'tar -x ") and extract.endswith(
+        " etc/systemd/system/kvpod-vllm@0.service etc/systemd/system/kvpod-vllm@1.service"
+    )
     assert cmds == [
         "systemctl daemon-reload",
         "systemctl restart kvpod-vllm@0.service",
