@@ -303,6 +303,20 @@ def modules_step(name: str, modules: list[str]) -> Step:
     )
 
 
+def persisted_modules_step(name: str, modules: list[str], persist_as: str) -> Step:
+    """Kernel modules loaded now and at boot (``modules-load.d/<persist_as>``, written by the same operation): for
+    a role that writes its files itself, not through a bundle."""
+    persisted = modules_load_path(persist_as)
+    return step(
+        kernel.modules,
+        [Read.of(LoadedModules), *file_reads(persisted)],
+        effects=[*(Effect("module", m) for m in modules), path_effect(persisted)],
+        name=name,
+        names=modules,
+        persist_as=persist_as,
+    )
+
+
 def modules_file(name: str, modules: list[str], persist_as: str) -> BundledFile:
     """Kernel modules loaded at boot: ``modules-load.d/<persist_as>.conf``, a bundled file."""
     text = kernel.modules_load_file(modules).encode()

@@ -47,8 +47,8 @@ from deploy.operations.steps import (
     Effect,
     Steps,
     after,
-    modules_step,
     path_effect,
+    persisted_modules_step,
     reads_of,
     reload_step,
     run_steps,
@@ -57,7 +57,7 @@ from deploy.operations.steps import (
 )
 from deploy.plan import SubsystemPlan, TargetPlan
 from deploy.targets import current_targets
-from roles._common import rendered_step
+from roles._common import put_rendered_step
 from roles.fabric_network import networkd, networkd_files, networkd_reads, soft_roce_device_steps
 
 RESTORE_SCRIPT = NVMET_RESTORE_SCRIPT
@@ -168,7 +168,7 @@ def network_steps(targets: list[TargetPlan]) -> Steps:
             )
         )
         if any(p.rdma == "soft-roce" for p in portals):
-            out += soft_roce_device_steps(iface)
+            out += soft_roce_device_steps(iface, bundled=False)
     return out
 
 
@@ -215,7 +215,7 @@ def restore_steps(targets: list[TargetPlan], mods: list[str], soft_roce: bool) -
     unit file changed; the units enabled."""
     rxe = [RXE_UNIT] if soft_roce else []
     return [
-        rendered_step(
+        put_rendered_step(
             "boot-time nvmet restore script",
             "nvmet_target",
             "kvpod-nvmet-restore.j2",
@@ -238,7 +238,7 @@ def restore_steps(targets: list[TargetPlan], mods: list[str], soft_roce: bool) -
             ],
             ports=nvmet_ports(targets),
         ),
-        rendered_step(
+        put_rendered_step(
             RESTORE_UNIT,
             "nvmet_target",
             "kvpod-nvmet.service.j2",
@@ -261,7 +261,7 @@ def steps(targets: list[TargetPlan]) -> Steps:
     mods = nvmet_modules(targets)
     soft_roce = any(p.rdma == "soft-roce" for t in targets for p in t.portals)
     return [
-        modules_step("nvmet modules loaded now and at boot", mods, NVMET_MODULES),
+        persisted_modules_step("nvmet modules loaded now and at boot", mods, NVMET_MODULES),
         *network_steps(targets),
         *configfs_steps(targets),
         *restore_steps(targets, mods, soft_roce),
