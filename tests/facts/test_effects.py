@@ -349,6 +349,12 @@ def test_starting_a_device_service_stales_what_its_script_changes_and_the_runnin
         enabled = staled(f"systemctl enable --now {unit}")
         assert enabled == staled(f"systemctl start {unit}") | {"rxe enabled", "vllm enabled"}
     assert staled("systemctl start kvpod-rxe.service kvpod-vllm@0.service") >= {"tier", "mounted", "links"}
+    wheel = Read.of(File, path="/var/cache/kvpod/wheelhouse/vllm-0.0.0-py3-none-any.whl").key
+    venv = Read.of(VenvPackages, venv="/opt/kvpod/vllm").key
+    start = effect_of_command("systemctl start kvpod-nvme-connect.service")
+    assert not stales(start, wheel) and not stales(start, venv)
+    restart = effect_of_command("systemctl restart kvpod-nvme-connect.service")  # the engines restart with it
+    assert stales(restart, venv) and not stales(restart, KEYS["env"])
 
 
 @pytest.mark.parametrize("unit", ["kvpod-rxe.service", "kvpod-vllm@0.service", "mnt-kvcache.mount", "ssh.service"])
