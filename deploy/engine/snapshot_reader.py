@@ -18,6 +18,8 @@ one the refresh could not answer, is read on its own.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +31,7 @@ from deploy.engine.results import RunStats
 from deploy.facts.copies import deep_copy
 from deploy.facts.effects import ReadInvalidation, effect_of_call
 from deploy.facts.read_keys import read_key_of
-from deploy.facts.snapshot import DEVICE_FACTS, HostSnapshot, NamespaceReads, Read, SnapshotReads
+from deploy.facts.snapshot import DEVICE_FACTS, HostSnapshot, NamespaceReads, Read, SnapshotReads, fact_class
 
 # where pyinfra puts an upload before moving it into place (read once per host, by the first upload; the same
 # for the whole run: it depends on nothing a command changes)
@@ -49,6 +51,7 @@ class SnapshotReader:
         self.declared: dict[str, Read] = {}  # the snapshot's reads by key: refreshed together when stale
         self.namespaces: tuple[NamespaceReads, ...] = ()  # its reads of a namespace's devices (keys found on the host)
         self.unanswered: set[str] = set()  # declared reads a snapshot could not answer: read on their own
+        self.answered: set[str] = set()  # values the snapshot gave besides its reads (a path's other stat fact)
         self.fresh = False
         self.reading = False
         self.effects, self.inside = ReadInvalidation(), False  # reads go stale by what commands change
@@ -82,6 +85,7 @@ class SnapshotReader:
             self.values = {}
         self.fresh = bool(self.values)
         self.unanswered = {k for k in self.declared if k not in self.values}
+        self.answered = {k for k in self.values if k not in self.declared}
 
     def seed(self, values: dict[str, Any]) -> None:
         """Serve ``values`` (a snapshot read by an earlier state of this run) without reading again."""
@@ -105,7 +109,7 @@ class SnapshotReader:
             return deep_copy(self.values[key])
         if self.fresh and key is not None and key not in self.unanswered:
             devices = bool(self.namespaces) and cls in DEVICE_FACTS
-            if key in self.declared or devices:
+            if key in self.declared or key in self.answered or devices:
                 found, value = self._refresh(key, devices)
                 if found:
                     return value
@@ -119,6 +123,7 @@ class SnapshotReader:
         """Read every declared read that is stale now in one command (``devices``: the namespace's devices too);
         keep what may be kept; ``(True, value of key)``, or ``(False, None)`` when the refresh did not answer it."""
         stale = [r for k, r in self.declared.items() if k not in self.values and k not in self.unanswered]
+        stale += [r for k in self.answered if k not in self.values and (r := read_of(k)) and k not in self.unanswered]
         reads = [*stale, *(self.namespaces if devices else ())]
         self.stats.live_reads.setdefault(self.host.name, []).append(f"{key} (refresh of {len(reads)} reads)")
         try:
@@ -126,7 +131,7 @@ class SnapshotReader:
         except Exception:  # as the first read: values = None, and the reads are read live from now on
             values = None
         if not isinstance(values, dict):
-            self.declared, self.namespaces = {}, ()  # where pyinfra reports the failure, read by read
+            self.declared, self.answered, self.namespaces = {}, set(), ()  # pyinfra reports it, read by read
             return False, None
         self.unanswered |= {r.key for r in stale if r.key not in values}
         for k, v in values.items():
@@ -136,6 +141,22 @@ class SnapshotReader:
             self.unanswered.add(key)
             return False, None
         return True, values[key]
+
+
+@functools.lru_cache(maxsize=4096)
+def read_of(key: str) -> Read | None:
+    """The read of a value's key (``module.Fact {"arg": value}``), to read it again; None if not a fact of
+    pyinfra's or kvpod's (every host of a fleet has the same keys)."""
+    name, _, args = key.partition(" ")
+    cls = fact_class(name)
+    try:
+        kwargs = json.loads(args) if args else {}
+    except ValueError:
+        return None
+    if cls is None or not isinstance(kwargs, dict):
+        return None
+    read = Read.of(cls, **kwargs)
+    return read if read.key == key else None
 
 
 def load_snapshots(state: State, readers: dict, reads_of: Callable[[Any], list]) -> None:

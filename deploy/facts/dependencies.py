@@ -9,6 +9,7 @@ on everything. :mod:`deploy.facts.effects` says what each command changes.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 from dataclasses import dataclass
@@ -75,8 +76,10 @@ def clean_path(value: Any) -> str | None:
     return posixpath.normpath(value) if isinstance(value, str) and value.startswith("/") else None
 
 
+@functools.lru_cache(maxsize=16384)
 def depends_on(key: str) -> Dependencies | None:
-    """What the read ``key`` depends on; None: not known (it depends on everything)."""
+    """What the read ``key`` depends on; None: not known (it depends on everything). Kept per key: every command a
+    host runs asks it of every value the host's reader holds."""
     name, _, raw = key.partition(" ")
     try:
         args = json.loads(raw) if raw else {}

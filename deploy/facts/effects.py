@@ -189,6 +189,7 @@ def _with_units(effect: Effect) -> Effect:
     return effect
 
 
+@functools.cache
 def device_service_start(unit: str) -> Effect:
     """What starting one of kvpod's device services changes: what its script's commands change, every unit's
     running state (the unit, and what its start job pulls in: the units it wants, the fabric NIC's device unit) and

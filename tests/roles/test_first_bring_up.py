@@ -23,7 +23,7 @@ from tests.golden import assert_golden
 # remote commands per node of a first bring-up of a blank node, counted as ``benchmarks/round_trips.py first``
 # counts them (changes, uploads, live reads, the deploy's snapshot read and ``kvpod up``'s state read before the
 # phases); here the lab's wheelhouse is empty, as in every role test
-FIRST_BRING_UP_COMMANDS = {"lab": 103, "fleet": 70}
+FIRST_BRING_UP_COMMANDS = {"lab": 81, "fleet": 59}
 
 
 def _plan(pod: str) -> NodePlan:
