@@ -192,8 +192,9 @@ def asked(stats: RunStats, host) -> list[str]:
     return [entry.split(" (refresh of ")[0] for entry in stats.live_reads.get(host.name, [])]
 
 
-def _reader_host(reads: list[Read]):
+def _reader_host(reads: list[Read], facts: dict | None = None):
     remote = FakeRemote(files={ENV: "A=1\n", "/etc/kvpod/vllm-hf.env": "HF=1\n"}, which={"apt-get": "/usr/bin/apt"})
+    remote.facts.update(facts or {})
     stats = RunStats()
     state, host = fake_state(remote, check_for_changes=False, reads=reads, stats=stats)
     state.is_executing = True  # commands below run as a real run executes them
@@ -277,8 +278,7 @@ def test_an_unsettled_part_is_never_served_from_an_earlier_refresh() -> None:
     from pyinfra.context import ctx_host, ctx_state
 
     reads = [Read.of(File, path=ENV), Read.of(NvmeSubsystems)]
-    remote, stats, state, host = _reader_host(reads)
-    remote.facts["nvme.NvmeSubsystems"] = {}
+    remote, stats, state, host = _reader_host(reads, {"nvme.NvmeSubsystems": {}})
     with ctx_state.use(state), ctx_host.use(host):
         host.connector.run_shell_command("nvme ns-rescan /dev/nvme0")  # namespaces appear after it returns
         host.connector.run_shell_command("DEBIAN_FRONTEND=noninteractive apt-get -y -q install x")
