@@ -113,7 +113,7 @@ RELOAD = Effect(parts=frozenset({("unit", ANY), ("unit-file", ANY)}))
 # The commands that change the host in the scripts of kvpod's soft-RoCE and NVMe connect services (the ``ExecStart``
 # of templates/fabric_network/kvpod-rxe.service.j2, the script of templates/nvme_initiator/kvpod-nvme-connect.j2),
 # as :func:`effect_of_command` sees them; their other commands read only (``cat``, ``grep``, ``ip -o -4 addr show``,
-# ``sleep``, ``echo``). tests/facts/test_effects.py renders both and fails on a command whose effect these miss.
+# ``sleep``, ``echo``). tests/facts/test_device_services.py renders both and fails on a command these miss.
 DEVICE_SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
     "kvpod-rxe.service": ("rdma link add rxe_dev type rxe netdev dev",),
     "kvpod-nvme-connect.service": (
@@ -192,8 +192,9 @@ def _with_units(effect: Effect) -> Effect:
 @functools.cache
 def device_service_start(unit: str) -> Effect:
     """What starting one of kvpod's device services changes: what its script's commands change, every unit's
-    running state (the unit, and what its start job pulls in: the units it wants, the fabric NIC's device unit) and
-    what starting each unit it wants changes."""
+    running state (the unit, and what its start job pulls in: the units it wants, the fabric NIC's device unit; the
+    ``sysinit.target`` its default dependencies require is active on any booted host) and what starting each unit
+    it wants changes. The start returns once the script has run (``Type=oneshot``)."""
     effect = Effect(parts=_parts(("unit", ANY)))
     for command in DEVICE_SCRIPT_COMMANDS[unit]:
         effect = _both(effect, effect_of_command(command))
