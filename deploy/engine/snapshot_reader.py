@@ -48,6 +48,8 @@ class SnapshotReader:
     def __init__(self, state: State, host, stats: RunStats):
         self.state, self.host, self.stats = state, host, stats
         self.values: dict[str, Any] = {}
+        self.reads: list = []  # the snapshot's reads (their keys are found at the first refresh: most hosts need none)
+        self.first: set[str] = set()  # the keys the snapshot answered
         self.declared: dict[str, Read] = {}  # the snapshot's reads by key: refreshed together when stale
         self.namespaces: tuple[NamespaceReads, ...] = ()  # its reads of a namespace's devices (keys found on the host)
         self.unanswered: set[str] = set()  # declared reads a snapshot could not answer: read on their own
@@ -77,15 +79,12 @@ class SnapshotReader:
             return
         if TMP_DIR not in reads:
             reads = [*reads, TMP_DIR]
-        self.declared = {r.key: r for r in reads if isinstance(r, Read)}
-        self.namespaces = tuple(r for r in reads if isinstance(r, NamespaceReads))
         try:
             self.values = self._live(HostSnapshot, reads=SnapshotReads(reads))
         except Exception:  # an unreachable host or a broken shell: the deploy reads live and reports it
             self.values = {}
         self.fresh = bool(self.values)
-        self.unanswered = {k for k in self.declared if k not in self.values}
-        self.answered = {k for k in self.values if k not in self.declared}
+        self.reads, self.first = reads, set(self.values)
 
     def seed(self, values: dict[str, Any]) -> None:
         """Serve ``values`` (a snapshot read by an earlier state of this run) without reading again."""
@@ -107,7 +106,7 @@ class SnapshotReader:
         if self.fresh and key in self.values:
             self.stats.snapshot_hits[self.host.name] += 1
             return deep_copy(self.values[key])
-        if self.fresh and key is not None and key not in self.unanswered:
+        if self.fresh and key is not None and self._refreshable() and key not in self.unanswered:
             devices = bool(self.namespaces) and cls in DEVICE_FACTS
             if key in self.declared or key in self.answered or devices:
                 found, value = self._refresh(key, devices)
@@ -118,6 +117,16 @@ class SnapshotReader:
         if self.fresh and self.effects.keep(key):  # served again until a command stales it
             self.values[key] = deep_copy(value)
         return value
+
+    def _refreshable(self) -> bool:
+        """Whether stale reads may be refreshed (their keys found from the snapshot's reads the first time)."""
+        if self.reads:
+            self.declared = {r.key: r for r in self.reads if isinstance(r, Read)}
+            self.namespaces = tuple(r for r in self.reads if isinstance(r, NamespaceReads))
+            self.unanswered = {k for k in self.declared if k not in self.first}
+            self.answered = {k for k in self.first if k not in self.declared}
+            self.reads = []
+        return bool(self.declared or self.namespaces)
 
     def _refresh(self, key: str, devices: bool) -> tuple[bool, Any]:
         """Read every declared read that is stale now in one command (``devices``: the namespace's devices too);
