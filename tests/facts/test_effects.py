@@ -133,6 +133,35 @@ def test_an_upload_stales_that_path_and_a_unit_file_the_units() -> None:
     assert effect_of_call("get_file", ("/etc/x", "dest"), {}) == effect_of_call("get_file", (), {})
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/systemd/system/kvpod-vllm@0.service",
+        "/etc/systemd/system/kvpod-vllm@.service",  # a template: its instances
+        "/etc/systemd/system/kvpod-vllm@0.service.d/10-x.conf",
+        "/lib/systemd/system/ssh.service",
+    ],
+)
+def test_a_unit_file_stales_the_enabled_states_and_no_running_state(path: str) -> None:
+    """systemd reads unit files when it loads a unit or reloads: until then no unit's running state changes."""
+    assert {n for n, k in KEYS.items() if stales(effect_of_upload(path), k)} == {"rxe enabled", "vllm enabled"}
+    assert staled(f"rm -rf {path}") == {"rxe enabled", "vllm enabled"}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "systemctl daemon-reload",
+        "systemctl enable kvpod-vllm@0.service",  # enable, disable, mask, unmask reload the manager
+        "systemctl disable mnt-kvcache.mount",
+        "systemctl mask ssh.service",
+    ],
+)
+def test_a_manager_reload_stales_every_units_running_and_enabled_state(command: str) -> None:
+    assert {"rxe", "rxe enabled", "vllm", "vllm enabled"} <= staled(command)
+    assert not {"env", "subsystems", "mounted", "modules"} & staled(command)
+
+
 def test_enabling_a_unit_stales_its_links_not_other_unit_files() -> None:
     unit_file = Read.of(File, path="/etc/systemd/system/kvpod-vllm@0.service").key
     link = Read.of(File, path="/etc/systemd/system/multi-user.target.wants/kvpod-rxe.service").key
@@ -306,6 +335,25 @@ def test_a_failed_refresh_falls_back_to_the_live_read() -> None:
         assert host.get_fact(File, path="/etc/kvpod/vllm-hf.env")["mode"] == 644  # read by read from now on
     assert len(stats.live_reads[host.name]) == 3  # the failed refresh was a command too
     assert asked(stats, host) == [KEYS["env"], KEYS["env"], KEYS["other file"]]
+
+
+def test_a_units_running_state_is_served_across_an_upload_of_its_file_and_read_again_after_a_reload() -> None:
+    from io import BytesIO
+
+    from pyinfra.context import ctx_host, ctx_state
+
+    unit = "kvpod-rxe.service"
+    reads = [Read.of(SystemdStatus, services=[unit]), Read.of(SystemdEnabled, services=[unit])]
+    remote, stats, state, host = _reader_host(reads)
+    remote.units[unit] = {"running": True, "enabled": False}
+    with ctx_state.use(state), ctx_host.use(host):
+        host.connector.put_file(BytesIO(b"[Unit]\n"), f"/etc/systemd/system/{unit}")
+        host.get_fact(SystemdStatus, services=[unit])  # served: no running state changed
+        assert asked(stats, host) == []
+        host.get_fact(SystemdEnabled, services=[unit])  # stale: read again (a refresh)
+        host.connector.run_shell_command("systemctl daemon-reload")
+        host.get_fact(SystemdStatus, services=[unit])
+    assert asked(stats, host) == [KEYS["rxe enabled"], KEYS["rxe"]]
 
 
 def test_a_first_bring_up_reads_far_less_live_and_converges() -> None:
