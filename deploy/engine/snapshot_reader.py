@@ -98,7 +98,8 @@ class SnapshotReader:
             self.reading = False
 
     def read(self, cls, args: tuple, kwargs: dict[str, Any]):
-        """A fact read: from the snapshot while fresh, else live (recorded in ``stats.live_reads``)."""
+        """A fact read: from the snapshot while fresh, else by a refresh or live (each recorded in
+        ``stats.live_reads``)."""
         key = None
         if not args:
             with contextlib.suppress(TypeError):
@@ -164,8 +165,11 @@ def read_of(key: str) -> Read | None:
         return None
     if cls is None or not isinstance(kwargs, dict):
         return None
-    read = Read.of(cls, **kwargs)
-    return read if read.key == key else None
+    try:
+        read = Read.of(cls, **kwargs)
+        return read if read.key == key else None
+    except (TypeError, ValueError):  # arguments the fact does not take
+        return None
 
 
 def load_snapshots(state: State, readers: dict, reads_of: Callable[[Any], list]) -> None:

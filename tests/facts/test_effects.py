@@ -337,6 +337,26 @@ def test_a_failed_refresh_falls_back_to_the_live_read() -> None:
     assert asked(stats, host) == [KEYS["env"], KEYS["env"], KEYS["other file"]]
 
 
+def test_what_the_snapshot_answered_besides_its_reads_is_refreshed_with_them() -> None:
+    """The state read's ``stat`` gives a path's ``Directory`` with its ``File``: stale, both are read again at once."""
+    from pyinfra.context import ctx_host, ctx_state
+
+    from benchmarks.simhost import answer
+    from deploy.facts.snapshot import parse_snapshot, snapshot_script
+
+    remote = FakeRemote(files={ENV: "A=1\n"})
+    remote._fact_snapshot_HostSnapshot = lambda reads: parse_snapshot(answer(remote, snapshot_script(list(reads))))
+    stats = RunStats()
+    state, host = fake_state(remote, check_for_changes=False, reads=[Read.of(File, path=ENV)], stats=stats)
+    state.is_executing = True
+    with ctx_state.use(state), ctx_host.use(host):
+        host.connector.run_shell_command("chmod 600 /etc/kvpod/lmcache@0.env")
+        remote.files[ENV]["mode"] = 600
+        assert host.get_fact(Directory, path=ENV) is False  # not a directory: refreshed with the file's read
+        assert host.get_fact(File, path=ENV)["mode"] == 600
+    assert asked(stats, host) == [KEYS["env dir"]]
+
+
 def test_a_units_running_state_is_served_across_an_upload_of_its_file_and_read_again_after_a_reload() -> None:
     from io import BytesIO
 
