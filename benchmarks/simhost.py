@@ -16,7 +16,7 @@ from typing import Any
 
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, Sha1File
-from pyinfra.facts.server import Sysctl, Which
+from pyinfra.facts.server import Sysctl, TmpDir, Which
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from benchmarks.pyinfra_fake import FakeRemote
@@ -74,7 +74,7 @@ def _encode(cls: type, args: dict, value: Any) -> list[str]:
         return list(value)
     if cls is Sysctl:
         return [f"{k} = {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()]
-    if cls is Which:
+    if cls is Which or cls is TmpDir:
         return [value] if value else []
     if cls is nvme.NvmeHostIdentity:
         return [f"{k}\t{v}" for k, v in value.items() if v]
@@ -183,7 +183,10 @@ def answer(remote: FakeRemote, script: str) -> list[str]:
                 for cls in DEVICE_FACTS:
                     dev = f"/dev/{ns['name']}"
                     out.append(f'{SECTION} {cls.__module__}.{cls.__qualname__} {{"device": "{dev}"}}')
-                    out += [*_encode(cls, {"device": dev}, remote.get_fact(cls, device=dev)), "", f"{END} 0"]
+                    try:
+                        out += [*_encode(cls, {"device": dev}, remote.get_fact(cls, device=dev)), "", f"{END} 0"]
+                    except KeyError:  # the node holds no value: the tool fails (``dumpe2fs`` of a blank device)
+                        out += ["", f"{END} 1"]
             continue
         m = _HEADER.match(line)
         if not m:

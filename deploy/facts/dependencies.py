@@ -1,13 +1,15 @@
 """What a fact read depends on: the parts of a host a command may change to make its value stale.
 
 A read (:func:`deploy.facts.snapshot.read_key`) depends on paths (a file, or what is below a directory) and on
-parts of the host: its modules, network links, RDMA links, DCB settings, sysctl keys, systemd units, users,
+parts of the host: its modules, network links, RDMA links, DCB settings, sysctl keys, systemd units (their
+running state, ``unit``, and their enabled state, ``unit-file``), users,
 packages, NVMe subsystems, block devices, mounts. A fact not listed here (:func:`depends_on` gives None) depends
 on everything. :mod:`deploy.facts.effects` says what each command changes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 from dataclasses import dataclass
@@ -44,14 +46,15 @@ def parts(*parts: Part) -> frozenset[Part]:
     return frozenset(parts)
 
 
-def _units(args: dict[str, Any]) -> Dependencies | None:
+def _units(args: dict[str, Any], kind: str = "unit") -> Dependencies | None:
+    """``SystemdStatus`` (the units' running state, ``unit``) or ``SystemdEnabled`` (``unit-file``) of units."""
     if args.get("user_mode") or args.get("machine") is not None or args.get("user_name") is not None:
         return None
     services = args.get("services")
     if isinstance(services, str):
         services = [services]
     names = [ANY] if services is None else [str(s) for s in services]
-    return Dependencies(frozenset(("unit", n) for n in names))
+    return Dependencies(frozenset((kind, n) for n in names))
 
 
 def _sysctl(args: dict[str, Any]) -> Dependencies:
@@ -73,8 +76,10 @@ def clean_path(value: Any) -> str | None:
     return posixpath.normpath(value) if isinstance(value, str) and value.startswith("/") else None
 
 
+@functools.lru_cache(maxsize=16384)
 def depends_on(key: str) -> Dependencies | None:
-    """What the read ``key`` depends on; None: not known (it depends on everything)."""
+    """What the read ``key`` depends on; None: not known (it depends on everything). Kept per key: every command a
+    host runs asks it of every value the host's reader holds."""
     name, _, raw = key.partition(" ")
     try:
         args = json.loads(raw) if raw else {}
@@ -90,7 +95,7 @@ def depends_on(key: str) -> Dependencies | None:
     device = clean_path(args.get("device")) or ""
     table: dict[str, Dependencies | None] = {
         "pyinfra.facts.systemd.SystemdStatus": _units(args),
-        "pyinfra.facts.systemd.SystemdEnabled": _units(args),
+        "pyinfra.facts.systemd.SystemdEnabled": _units(args, "unit-file"),
         "pyinfra.facts.server.Sysctl": _sysctl(args),
         "pyinfra.facts.server.Which": _which(args),
         "pyinfra.facts.server.Users": Dependencies(parts(("user", ""))),

@@ -8,9 +8,11 @@ touches a part it depends on (:func:`stales`):
 - an upload, ``mkdir``, ``install -d``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo``
   into a file touch those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` and ``install -d`` the
   parents they may create);
-- ``systemctl enable``/``disable``/``daemon-reload`` touch the named units (every unit) and the unit directory
-  (``enable --now``: that, and what ``start`` touches);
-  ``start``/``stop``/``restart`` of a mount unit touch the mount and the tree under its mount point;
+- ``systemctl daemon-reload`` touches every unit (its running and its enabled state); ``enable``/``disable``
+  touch the unit directory's links and, as they reload the manager, what ``daemon-reload`` touches (``enable
+  --now``: that, and what ``start`` touches); a file written under a unit directory touches the enabled state of
+  the units (:ref:`systemd reads <systemd-reads>` below); ``start``/``stop``/``restart`` of a mount unit touch the
+  mount and the tree under its mount point, and what the units it requires, or that require it, do;
 - ``nvme connect``/``disconnect``/``ns-rescan`` and kvpod's own scripts over the NVMe subsystems in sysfs (the wait
   for a namespace, the I/O policy) touch the NVMe subsystems and every block device; ``mkfs.ext4``/``tune2fs`` the
   device they format; ``mount``/``umount`` the mounts and the paths named; ``udevadm settle`` the devices;
@@ -18,8 +20,8 @@ touches a part it depends on (:func:`stales`):
   ``sysctl k=v``: that key; ``modprobe``: the loaded modules (and the sysctl keys a module may add);
   ``useradd``: the users and the home directory; ``python -m venv``/``pip install``: the virtual environment;
 - starting or stopping one of kvpod's own services (``kvpod-*``) touches everything but the host's configuration:
-  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`); its soft-RoCE and NVMe connect services, /var and
-  /opt neither (:data:`KVPOD_DEVICE_SERVICE`).
+  packages, users, /etc and /usr (:data:`KVPOD_SERVICE`); starting its soft-RoCE or its NVMe connect service
+  touches what their scripts change (:func:`device_service_start`, :data:`DEVICE_SCRIPT_COMMANDS`).
 
 Anything else (another service started, a package installed, a shell script, a command with shell operators)
 touches EVERYTHING: every read goes stale, as a step depending on it must see the host as it is. A read
@@ -27,11 +29,36 @@ of a fact not known there depends on everything: any command stales it, and it i
 
 Some effects complete after the command returns (an NVMe namespace appears after its connect): such a command
 leaves parts ``unsettled``; reads of them are not kept afterwards, so each one reads the host again.
+
+.. _systemd-reads:
+
+systemd reads. pyinfra's ``SystemdStatus`` and ``SystemdEnabled`` run ``systemctl show --all --property Id
+--property SubState|UnitFileState UNIT`` and map each ``Id`` to whether ``SubState`` is running, waiting, exited,
+listening or mounted (the running state: part ``("unit", UNIT)``), or ``UnitFileState`` enabled or static (the
+enabled state: part ``("unit-file", UNIT)``). What systemd documents and does:
+
+- ``daemon-reload`` "reruns all generators, reloads all unit files, and recreates the entire dependency tree"
+  (systemctl(1)). A loaded unit caches its ``UnitFileState`` (computed once, from the unit files on disk) until
+  the manager recreates it: a reload can change every unit's enabled state, whatever kvpod wrote before it (the
+  files may have changed since the host last reloaded). Units keep their state across a reload (it is serialised
+  and restored), but names are resolved anew: a name that has become an alias shows the unit it aliases, under
+  that unit's ``Id``. So a reload stales every unit's running state too.
+- ``systemctl enable``/``disable``/``mask``/``unmask`` reload the manager after changing the links unless given
+  ``--no-reload`` ("do not implicitly reload daemon configuration after executing the changes", systemctl(1)):
+  they touch what ``daemon-reload`` touches.
+- Writing a file under a unit directory changes no unit's running state: systemd reads unit files when it loads
+  a unit or reloads, and loading starts nothing (a unit not loaded yet is loaded by ``systemctl show`` itself, its
+  state inactive). It can change an enabled state: a unit not loaded is loaded from the new file, with the
+  ``UnitFileState`` the files now give (``static`` for a file with no ``[Install]`` section), and a file is
+  resolved through the aliases (symlinks) that name it: every unit's enabled state goes stale, no running state.
+- ``start``/``stop``/``restart`` change the running state of the unit and of the units the job pulls in
+  (``Requires=``/``Wants=``, and those requiring it on a stop or restart, systemd.unit(5)), not an enabled state.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import itertools
 import posixpath
 import re
@@ -79,15 +106,26 @@ KVPOD_SERVICE = Effect(
     unsettled=frozenset({("unit", ANY), ("nvme", ""), ("block", ANY)}),
     spares=("package", "user", "/etc", "/usr", "/bin", "/sbin", "/lib"),
 )
-# the soft-RoCE device and the boot-time NVMe connect (kvpod's own scripts in templates/) write nothing under /var
-# or /opt either: not the wheelhouse, not the virtual environment (an engine's caches may)
-KVPOD_DEVICE_UNITS = frozenset({"kvpod-rxe.service", "kvpod-nvme-connect.service"})
-KVPOD_DEVICE_SERVICE = Effect(
-    everything=True, unsettled=KVPOD_SERVICE.unsettled, spares=(*KVPOD_SERVICE.spares, "/var", "/opt")
-)
 NVME_CHANGE = Effect(
     parts=frozenset({("nvme", ""), ("block", ANY)}), unsettled=frozenset({("nvme", ""), ("block", ANY)})
 )
+# what systemd's manager reload changes (see the module's docstring): every unit's running and enabled state
+RELOAD = Effect(parts=frozenset({("unit", ANY), ("unit-file", ANY)}))
+# The commands that change the host in the scripts of kvpod's soft-RoCE and NVMe connect services (the ``ExecStart``
+# of templates/fabric_network/kvpod-rxe.service.j2, the script of templates/nvme_initiator/kvpod-nvme-connect.j2),
+# as :func:`effect_of_command` sees them; their other commands read only (``cat``, ``grep``, ``ip -o -4 addr show``,
+# ``sleep``, ``echo``). tests/facts/test_device_services.py renders both and fails on a command these miss.
+DEVICE_SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
+    "kvpod-rxe.service": ("rdma link add rxe_dev type rxe netdev dev",),
+    "kvpod-nvme-connect.service": (
+        "modprobe -a nvme_fabrics nvme_transport",
+        "nvme connect --transport rdma --nqn nqn --traddr address --trsvcid 4420",
+        "printf '%s\\n' numa > /sys/class/nvme-subsystem/nvme-subsys0/iopolicy",
+    ),
+}
+# the units a device service's start pulls in besides device units (``Wants=``/``Requires=``; pinned by the same test)
+DEVICE_UNIT_WANTS: dict[str, tuple[str, ...]] = {"kvpod-nvme-connect.service": ("kvpod-rxe.service",)}
+KVPOD_DEVICE_UNITS = frozenset(DEVICE_SCRIPT_COMMANDS)
 
 
 def _path_stales(touch: PathTouch, read: PathRead) -> bool:
@@ -145,9 +183,24 @@ def effect_of_upload(path: str) -> Effect:
 
 
 def _with_units(effect: Effect) -> Effect:
-    """A change under a unit directory can change what ``systemctl show`` reports of any unit."""
+    """A change under a unit directory can change the enabled state ``systemctl show`` reports of any unit (not a
+    running state: see the module's docstring)."""
     if any(_under(t.path, d) or (t.tree and _under(d, t.path)) for t in effect.paths for d in UNIT_DIRS):
-        return Effect(parts=effect.parts | {("unit", ANY)}, paths=effect.paths, unsettled=effect.unsettled)
+        return Effect(parts=effect.parts | {("unit-file", ANY)}, paths=effect.paths, unsettled=effect.unsettled)
+    return effect
+
+
+@functools.cache
+def device_service_start(unit: str) -> Effect:
+    """What starting one of kvpod's device services changes: what its script's commands change, every unit's
+    running state (the unit, and what its start job pulls in: the units it wants, the fabric NIC's device unit; the
+    ``sysinit.target`` its default dependencies require is active on any booted host) and what starting each unit
+    it wants changes. The start returns once the script has run (``Type=oneshot``)."""
+    effect = Effect(parts=_parts(("unit", ANY)))
+    for command in DEVICE_SCRIPT_COMMANDS[unit]:
+        effect = _both(effect, effect_of_command(command))
+    for wanted in DEVICE_UNIT_WANTS.get(unit, ()):
+        effect = _both(effect, device_service_start(wanted))
     return effect
 
 
@@ -219,24 +272,35 @@ def _systemctl(words: list[str]) -> Effect:
     if any(w in ("--now", "--user", "--global") or w.startswith("--root") for w in words):
         return EVERYTHING
     if verb == "daemon-reload" and not units:
-        return Effect(parts=_parts(("unit", ANY)))
+        return RELOAD
     if not units or any("*" in u or "?" in u or "[" in u for u in units):
         return EVERYTHING
     named = frozenset(("unit", u) for u in units)
     if verb in ("enable", "disable") and all(u.startswith(KVPOD_UNIT_PREFIX) or u.endswith(".mount") for u in units):
-        return Effect(parts=named, paths=_INSTALL_LINKS)  # kvpod's units and mount units have no alias
+        return _both(Effect(parts=named, paths=_INSTALL_LINKS), RELOAD)  # kvpod's units and mount units: no alias
     if verb in ("enable", "disable", "mask", "unmask"):
-        return Effect(parts=named, paths=tuple(PathTouch(d, tree=True) for d in UNIT_DIRS[:2]))
+        return _both(Effect(parts=named, paths=tuple(PathTouch(d, tree=True) for d in UNIT_DIRS[:2])), RELOAD)
     if verb in ("start", "stop", "restart") and all(u.endswith(".mount") for u in units):
-        points = [_mount_point(u) for u in units]
-        if any(p is None for p in points):
-            return EVERYTHING
-        return Effect(parts=named | {("mount", "")}, paths=tuple(PathTouch(p, tree=True) for p in points if p))
-    if verb in ("start", "stop", "restart") and all(u in KVPOD_DEVICE_UNITS for u in units):
-        return KVPOD_DEVICE_SERVICE
+        return _mount_units(verb, units)
+    if verb == "start" and all(u in KVPOD_DEVICE_UNITS for u in units):
+        return functools.reduce(_both, [device_service_start(u) for u in units])
     if verb in ("start", "stop", "restart") and all(u.startswith(KVPOD_UNIT_PREFIX) for u in units):
-        return KVPOD_SERVICE
+        return KVPOD_SERVICE  # a device service's stop or restart stops or restarts the mount and engines needing it
     return EVERYTHING  # a service runs its own code: anything may change
+
+
+def _mount_units(verb: str, units: list[str]) -> Effect:
+    """Start, stop or restart of mount units: the mounts and the trees under their mount points; a start pulls in
+    what a mount requires (kvpod's: the NVMe connect service), a stop or restart stops or restarts the units that
+    require it (kvpod's engines, ``RequiresMountsFor=``)."""
+    points = [_mount_point(u) for u in units]
+    if any(p is None for p in points):
+        return EVERYTHING
+    trees = tuple(PathTouch(p, tree=True) for p in points if p)
+    effect = Effect(parts=_parts(("unit", ANY), ("mount", "")), paths=trees)
+    if verb in ("start", "restart"):
+        effect = _both(effect, device_service_start("kvpod-nvme-connect.service"))
+    return effect if verb == "start" else _both(effect, KVPOD_SERVICE)
 
 
 def _both(first: Effect, then: Effect) -> Effect:
@@ -328,6 +392,8 @@ def _plain(words: list[str]) -> Effect:
         return Effect(parts=_parts(("net", "")))
     if program == "networkctl" and words[1:] == ["reload"]:
         return Effect(parts=_parts(("net", "")), unsettled=_parts(("net", "")))
+    if program == "rdma" and words[1:3] == ["link", "add"]:  # the kernel loads the link type's module on demand
+        return Effect(parts=_parts(("rdma", ""), ("module", ""), ("sysctl", ANY)))
     if program == "rdma":
         return Effect(parts=_parts(("rdma", "")))
     if program == "dcb":
