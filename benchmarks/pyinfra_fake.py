@@ -75,7 +75,7 @@ KVPOD_COMMANDS = tuple(
         r"dcb (app replace dev \S+ dscp-prio( \d+:[0-7])+|pfc set dev \S+ prio-pfc( [0-7]:(on|off)){8})",
         r"sysctl [\w.]+=ARGS",
         r"(networkctl reload|netplan apply|udevadm settle)",
-        r"systemctl (daemon-reload|(start|stop|restart|enable|enable --now|disable) ([\w@.:-]+|'[\w@.:\\-]+'))",
+        r"systemctl (daemon-reload|(start|stop|restart|enable|enable --now|disable)( ([\w@.:-]+|'[\w@.:\\-]+'))+)",
         r"systemctl stop 'kvpod-vllm\*\.service'",  # every vLLM unit, old or engine (a glob systemctl matches)
         r"nvme (connect --transport \w+ --nqn \S+ --traddr \S+ --trsvcid \d+ ARGS|disconnect --nqn \S+|ns-rescan \S+)",
         r"if blkid -p \S+ >/dev/null 2>&1; \[ \$\? -eq 2 \]; then mkfs\.ext4 -q -m 0 -O mmp ARGS; "
@@ -375,10 +375,11 @@ class FakeRemote:
             for path in args:
                 self.dirs.setdefault(path.rstrip("/") or "/", {})
         elif cmd == "install" and "-d" in argv:
-            opts = dict(itertools.pairwise(argv))
-            path = argv[-1].rstrip("/") or "/"
+            opts = dict(itertools.pairwise(argv[:8]))
             made = {"mode": int(opts["-m"]), "user": opts["-o"], "group": opts["-g"]}
-            self.dirs[path] = {**self.dirs.get(path, {}), **made}
+            for named in argv[8:]:  # install -d -m M -o U -g G DIR...: each named directory
+                path = named.rstrip("/") or "/"
+                self.dirs[path] = {**self.dirs.get(path, {}), **made}
         elif cmd == "chmod" and len(args) == 2:
             self._target(args[1])["mode"] = int(args[0]) if args[0].isdigit() else args[0]
         elif cmd in ("chown", "chgrp") and len(args) == 2:
@@ -414,6 +415,9 @@ class FakeRemote:
             for name, unit in self.units.items():  # a glob matches loaded units only
                 if fnmatch.fnmatchcase(name, argv[-1]) and argv[1] == "stop":
                     unit["running"] = False
+        elif cmd == "systemctl" and len(argv) >= 3 and len(args) > 2:  # several units: each in turn
+            for name in args[1:]:
+                self._builtin([*(a for a in argv if a.startswith("-") or a in ("systemctl", args[0])), name])
         elif cmd == "systemctl" and len(argv) >= 3:
             unit = self.units.setdefault(argv[-1], {})
             if argv[1] in ("enable", "disable"):

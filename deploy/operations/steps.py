@@ -37,7 +37,8 @@ from pyinfra.operations import files, server
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.snapshot import NamespaceReads, Read
 from deploy.names import modules_load_path
-from deploy.operations import bundle, changed, kernel, paths, units
+from deploy.operations import bundle, changed, kernel, paths
+from deploy.operations import units as units_ops
 from deploy.operations.reads import (
     absent_file_reads,
     apt_package_reads,
@@ -168,6 +169,8 @@ def run_steps(steps: Steps, results: Results | None = None) -> Results:
 
 
 def _resolved(value: Any, results: Results) -> Any:
+    if isinstance(value, dict) and any(isinstance(v, After) for v in value.values()):  # a predicate per unit
+        return {k: _resolved(v, results) for k, v in value.items()}
     if isinstance(value, After):
         found = [r for key in value.keys for r in results.get(key, [])]
         if value.reloading and results.get(RELOADED):
@@ -261,10 +264,37 @@ def directory_step(name: str, dest: str, keep: str | None = None, **options: Any
     )
 
 
+def directories_step(name: str, dests: list[str], user: str, group: str, mode: str) -> Step:
+    """:func:`deploy.operations.paths.directories`: directories of one owner and mode, the missing ones made by one
+    command."""
+    return step(
+        paths.directories,
+        [r for d in dests for r in directory_reads(d)],
+        effects=[path_effect(d) for d in dests],
+        name=name,
+        paths=dests,
+        user=user,
+        group=group,
+        mode=mode,
+    )
+
+
+def services_step(name: str, units: list[str], **options: Any) -> Step:
+    """:func:`deploy.operations.units.services` of ``units`` (``restart_when``: per unit, an :func:`after`)."""
+    return step(
+        units_ops.services,
+        [r for u in units for r in unit_reads(u)],
+        effects=[Effect("unit", u) for u in units],
+        name=name,
+        units=units,
+        **options,
+    )
+
+
 def service_step(name: str, unit: str, keep: str | None = None, **options: Any) -> Step:
     """:func:`deploy.operations.units.service` of ``unit``."""
     return step(
-        units.service, unit_reads(unit), keep=keep, effects=[Effect("unit", unit)], name=name, unit=unit, **options
+        units_ops.service, unit_reads(unit), keep=keep, effects=[Effect("unit", unit)], name=name, unit=unit, **options
     )
 
 
@@ -272,12 +302,12 @@ def reload_step(when: After, name: str = "systemd daemon-reload") -> Step:
     """``systemctl daemon-reload`` when an earlier step changed (reads nothing); the bundled files of a bundle
     already followed by a reload count not."""
     reloading = After(when.keys, reloading=True)
-    return step(units.daemon_reload, [], effects=[Effect("unit", "*")], name=name, when=reloading)
+    return step(units_ops.daemon_reload, [], effects=[Effect("unit", "*")], name=name, when=reloading)
 
 
 def command_step(name: str, command: str, when: After) -> Step:
     """``command`` when an earlier step changed (reads nothing)."""
-    return step(units.run, [], name=name, command=command, when=when)
+    return step(units_ops.run, [], name=name, command=command, when=when)
 
 
 def sysctls_step(name: str, values: dict[str, str]) -> Step:

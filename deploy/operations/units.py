@@ -69,6 +69,52 @@ def service(
 
 
 @operation()
+def services(
+    units: list[str],
+    running: bool = True,
+    restart_when: dict[str, Callable[[], bool]] | None = None,
+    defer_restart: bool = False,
+    pending: PendingRestart | None = None,
+):
+    """
+    Several systemd units enabled (and running), as :func:`service` makes each, except that the units neither
+    enabled nor running are enabled and started by ONE ``systemctl enable --now`` (those only to enable, by one
+    ``enable``); a start or restart of one unit stays a command of its own, in the order given.
+
+    + units: full unit names
+    + running: wanted state of them all
+    + restart_when: per unit, a predicate built with :func:`deploy.operations.changed`
+    + defer_restart, pending: as :func:`service` takes them
+    """
+    statuses = {u: host.get_fact(SystemdStatus, services=[u]).get(u, False) for u in units}
+    enabled = {u: host.get_fact(SystemdEnabled, services=[u]).get(u, False) for u in units}
+    to_enable = [u for u in units if not enabled[u]]
+    now = [u for u in to_enable if running and not statuses[u]]
+    if now:
+        yield StringCommand("systemctl", "enable", "--now", *(QuoteString(u) for u in now))
+    if later := [u for u in to_enable if u not in now]:
+        yield StringCommand("systemctl", "enable", *(QuoteString(u) for u in later))
+    acted = bool(to_enable)
+    for unit in units:
+        deferred = False
+        if unit in now:
+            pass  # started by the enable above
+        elif running and not statuses[unit]:
+            acted = True
+            yield StringCommand("systemctl", "start", QuoteString(unit))
+        elif running and restart_when and unit in restart_when and restart_when[unit]():
+            if defer_restart:
+                deferred = True
+            else:
+                acted = True
+                yield StringCommand("systemctl", "restart", QuoteString(unit))
+        if pending is not None:
+            pending.record(unit, deferred)
+    if not acted:
+        host.noop(f"{', '.join(units)} enabled" + (" and running" if running else ""))
+
+
+@operation()
 def run(command: str, when: Callable[[], bool]):
     """
     Run ``command`` when ``when()`` is true, e.g. ``networkctl reload`` after its files changed.

@@ -41,7 +41,7 @@ from deploy.operations.steps import (
     Steps,
     absent_file_step,
     bundled_directory,
-    directory_step,
+    directories_step,
     reads_of,
     role_steps,
     run_steps,
@@ -106,11 +106,17 @@ def restart_key(index: int) -> str:
 
 
 def steps(plan: NodePlan) -> Steps:
-    """The disk-tier root, then each engine's files and directory."""
+    """Each engine's files, then the disk-tier root and the engines' directories (made by one command)."""
     user = plan.vllm.user
-    root = directory_step("LMCache disk-tier root", plan.lmcache_root, user=user, group=user, mode="750")
     settings = [settings_dir(user)] if any(_in_settings_dir(e.lmcache) for e in plan.engines) else []
-    return [root, *settings, *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user))]
+    directories = directories_step(
+        "LMCache disk-tier root and engine directories",
+        [plan.lmcache_root, *(cache_dir(e.lmcache) for e in plan.engines)],
+        user=user,
+        group=user,
+        mode="750",
+    )
+    return [*settings, *(s for e in plan.engines for s in _engine_steps(e.index, e.lmcache, user)), directories]
 
 
 def _in_settings_dir(lm: LmcachePlan) -> bool:
@@ -138,7 +144,8 @@ def lmcache(results: Results | None = None) -> dict[int, list]:
 
 
 def _engine_steps(index: int, lm: LmcachePlan, user: str) -> Steps:
-    """One engine's files and directory; the files are kept under :func:`restart_key` (they restart it)."""
+    """One engine's files, kept under :func:`restart_key` (they restart it); its directory is made with the
+    others'."""
     key = restart_key(index)
     if lm.config_mode == "yaml":
         if not lm.config_file:
@@ -167,7 +174,4 @@ def _engine_steps(index: int, lm: LmcachePlan, user: str) -> Steps:
         keep=key,
         env=env_lines(lm),
     )
-    directory = directory_step(
-        f"LMCache disk-tier directory of engine {index}", cache_dir(lm), user=user, group=user, mode="750"
-    )
-    return [config, env, directory]
+    return [config, env]

@@ -76,7 +76,7 @@ from deploy.operations.steps import (
     reload_step,
     role_steps,
     run_steps,
-    service_step,
+    services_step,
     step,
 )
 from deploy.operations.storage import mount_unit_name
@@ -271,18 +271,19 @@ def engine_steps(plan: NodePlan, defer: bool, retire: Steps, blocked: bool) -> S
     ]
     out.append(reload_step(when=after(*(f"unit@{e.index}" for e in plan.engines), "retired")))
     decision = PendingRestart(force=blocked)
-    out += [
-        service_step(
-            f"{e.unit} running" if not blocked else f"{e.unit} enabled (started by the rollout)",
-            e.unit,
-            enabled=True,
+    names = ", ".join(e.unit for e in plan.engines)
+    out.append(
+        services_step(
+            f"{names} running" if not blocked else f"{names} enabled (started by the rollout)",
+            [e.unit for e in plan.engines],
             running=not blocked,
-            restart_when=after(f"unit@{e.index}", "hf", restart_key(e.index), INSTALL_KEY),
+            restart_when={
+                e.unit: after(f"unit@{e.index}", "hf", restart_key(e.index), INSTALL_KEY) for e in plan.engines
+            },
             defer_restart=defer,
             pending=decision,
         )
-        for e in plan.engines
-    ]
+    )
     return [*out, step(decide_restart, [], decision=decision)]
 
 

@@ -70,6 +70,7 @@ def staled(command: str) -> set[str]:
         ("chown root:vllm /etc/kvpod", {"etc/kvpod"}),
         ("mkdir -p /etc/kvpod", {"etc/kvpod"}),
         ("install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache", {"tier"}),
+        ("install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache /etc/kvpod", {"tier", "etc/kvpod"}),  # each named
         ("install -d -m 750 -o root -g vllm /etc/kvpod", {"etc/kvpod"}),
         ("rm -rf /mnt/kvcache", {"tier"}),
         ("systemctl enable kvpod-rxe.service", {"rxe", "rxe enabled", "vllm", "vllm enabled"}),  # it reloads

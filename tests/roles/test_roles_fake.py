@@ -93,8 +93,10 @@ def test_fresh_node_real_run_brings_it_up_then_it_is_converged(lab: NodePlan) ->
     ):
         assert path in remote.uploads
     assert "/etc/systemd/system/kvpod-vllm.service" not in remote.uploads
+    assert "systemctl enable --now kvpod-vllm@0.service kvpod-vllm@1.service" in executed  # one command
     for unit in ("kvpod-vllm@0.service", "kvpod-vllm@1.service"):
-        assert f"systemctl enable --now {unit}" in executed and f"systemctl restart {unit}" not in executed
+        assert remote.units[unit]["running"] and remote.units[unit]["enabled"]
+        assert f"systemctl restart {unit}" not in executed
     assert remote.dirs["/mnt/kvcache"]["user"] == "vllm", "the mounted filesystem's root belongs to vLLM"
     assert restart_pending(state, host) is False
 
@@ -113,7 +115,7 @@ def test_node_runs_roles_in_order(lab: NodePlan) -> None:
     }
     assert first["ip link add"] < first["nvme connect"] < first["mkfs"]
     assert executed.index("systemctl start mnt-kvcache.mount") < executed.index(
-        "systemctl enable --now kvpod-vllm@0.service"
+        "systemctl enable --now kvpod-vllm@0.service kvpod-vllm@1.service"
     )
 
 
@@ -333,7 +335,10 @@ def test_wiping_a_node_in_service(lab: NodePlan) -> None:
     executed = remote.executed[before:]
     assert executed.index("systemctl stop mnt-kvcache.mount") < executed.index("udevadm settle")
     assert executed[-2:] == ["systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"]
-    assert "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache/engine1" in executed
+    assert (
+        "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache /mnt/kvcache/lmcache/engine0 /mnt/kvcache/lmcache/engine1"
+        in executed
+    )  # the fresh filesystem's tier: root and engine directories in one command
     assert changed_commands(deploy_plan(node, remote, data(lab))) == []
 
 
@@ -384,8 +389,10 @@ def test_lmcache_env_mode(lab: NodePlan) -> None:
         ]
         assert f"/etc/kvpod/lmcache@{index}.yaml" not in uploads(commands)
     cmds = strings(commands)
-    for path in ("/mnt/kvcache/lmcache", "/mnt/kvcache/lmcache/engine0", "/mnt/kvcache/lmcache/engine1"):
-        assert f"install -d -m 750 -o vllm -g vllm {path}" in cmds
+    assert (
+        "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache /mnt/kvcache/lmcache/engine0 /mnt/kvcache/lmcache/engine1"
+        in cmds
+    )  # parents first, one command
 
 
 def test_lmcache_env_mode_extras(lab: NodePlan) -> None:
@@ -458,7 +465,9 @@ def test_vllm_unit(lab: NodePlan) -> None:
     ):
         assert f"{line}\n" in unit
     cmds = strings(commands)
-    assert cmds.index("systemctl daemon-reload") < cmds.index("systemctl enable --now kvpod-vllm@0.service")
+    assert cmds.index("systemctl daemon-reload") < cmds.index(
+        "systemctl enable --now kvpod-vllm@0.service kvpod-vllm@1.service"
+    )
     assert "useradd --system --user-group --create-home --home-dir /var/lib/vllm --shell /usr/sbin/nologin vllm" in cmds
 
 
