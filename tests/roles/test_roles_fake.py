@@ -24,6 +24,9 @@ from roles.vllm import exec_start, vllm
 from tests.conftest import ROOT
 
 ROLES = [fabric_network, nvme_initiator, kv_mount, lmcache, vllm]
+TIER_DIRS = "install -d -m 750 -o vllm -g vllm " + " ".join(
+    ["/mnt/kvcache/lmcache", "/mnt/kvcache/lmcache/engine0", "/mnt/kvcache/lmcache/engine1"]
+)
 
 
 def plan_of(spec) -> NodePlan:
@@ -335,10 +338,7 @@ def test_wiping_a_node_in_service(lab: NodePlan) -> None:
     executed = remote.executed[before:]
     assert executed.index("systemctl stop mnt-kvcache.mount") < executed.index("udevadm settle")
     assert executed[-2:] == ["systemctl start kvpod-vllm@0.service", "systemctl start kvpod-vllm@1.service"]
-    assert (
-        "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache /mnt/kvcache/lmcache/engine0 /mnt/kvcache/lmcache/engine1"
-        in executed
-    )  # the fresh filesystem's tier: root and engine directories in one command
+    assert TIER_DIRS in executed  # the fresh filesystem's tier: root and engine directories in one command
     assert changed_commands(deploy_plan(node, remote, data(lab))) == []
 
 
@@ -389,10 +389,7 @@ def test_lmcache_env_mode(lab: NodePlan) -> None:
         ]
         assert f"/etc/kvpod/lmcache@{index}.yaml" not in uploads(commands)
     cmds = strings(commands)
-    assert (
-        "install -d -m 750 -o vllm -g vllm /mnt/kvcache/lmcache /mnt/kvcache/lmcache/engine0 /mnt/kvcache/lmcache/engine1"
-        in cmds
-    )  # parents first, one command
+    assert TIER_DIRS in cmds  # parents first, one command
 
 
 def test_lmcache_env_mode_extras(lab: NodePlan) -> None:
