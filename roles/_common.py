@@ -12,8 +12,17 @@ from pyinfra.operations import files
 from deploy import encode, rendered
 from deploy.facts.snapshot import Read
 from deploy.facts.users import PasswdEntry
+from deploy.operations.bundle_steps import (
+    bundled_file,
+)
 from deploy.operations.reads import file_reads
-from deploy.operations.steps import BundledFile, Effect, Step, bundled_file, path_effect, step
+from deploy.operations.steps import (
+    BundledFile,
+    Effect,
+    Step,
+    path_effect,
+    step,
+)
 from deploy.operations.storage import systemd_escape_path
 from deploy.shipped import templates_dir
 

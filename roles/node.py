@@ -36,16 +36,18 @@ from pyinfra.api import deploy
 from deploy.hostdata import host_data
 from deploy.names import SYSTEMD_DIR
 from deploy.operations import changed, units
+from deploy.operations.bundle_steps import (
+    MODULES,
+    files_of,
+    node_modules,
+)
 from deploy.operations.reads import Reads, unique
 from deploy.operations.steps import (
     BUNDLED,
-    MODULES,
     RELOADED,
     Results,
     Steps,
     bundle_step,
-    files_of,
-    node_modules,
     run_steps,
 )
 from deploy.plan import NodePlan

@@ -29,7 +29,8 @@ from pyinfra.facts.server import TmpDir
 from deploy.engine.pyinfra_adapter import LiveRead, live_read, serve
 from deploy.engine.results import RunStats
 from deploy.facts.copies import deep_copy
-from deploy.facts.effects import ReadInvalidation, effect_of_call
+from deploy.facts.effect_model import ReadInvalidation
+from deploy.facts.effects import effect_of_call
 from deploy.facts.read_keys import read_key_of
 from deploy.facts.snapshot import DEVICE_FACTS, HostSnapshot, NamespaceReads, Read, SnapshotReads, fact_class
 

@@ -3,7 +3,7 @@
 A read (:func:`deploy.facts.snapshot.read_key`) depends on parts of the host (:mod:`deploy.facts.dependencies`): a
 path, the kernel's modules, its network links, a systemd unit, the NVMe subsystems, a block device... A command
 (:func:`effect_of_command`, :func:`effect_of_upload`) touches some of them. A read goes stale when a command
-touches a part it depends on (:func:`stales`):
+touches a part it depends on (:func:`deploy.facts.effect_model.stales`; the model of an effect is there too):
 
 - an upload, ``mkdir``, ``install -d``, ``chmod``, ``chown``, ``rm``, ``ln``, ``truncate``, a ``printf``/``echo``
   into a file touch those paths (``rm`` and ``-R`` everything below them too; ``mkdir -p`` and ``install -d`` the
@@ -57,46 +57,21 @@ enabled state: part ``("unit-file", UNIT)``). What systemd documents and does:
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import itertools
 import posixpath
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
 from deploy.facts.bundle_command import extracted
-from deploy.facts.dependencies import ANY, UNIT_DIRS, Dependencies, Part, PathRead, depends_on
+from deploy.facts.dependencies import ANY, UNIT_DIRS
 from deploy.facts.dependencies import clean_path as _path
 from deploy.facts.dependencies import parts as _parts
 from deploy.facts.dependencies import under as _under
+from deploy.facts.effect_model import EVERYTHING, NOTHING, Effect, PathTouch, _both
 from deploy.facts.kvpod_scripts import guarded_mkfs_device, is_nvme_script
 
-
-@dataclass(frozen=True)
-class PathTouch:
-    """A path a command changes; ``tree``: what is below it too; ``parents``: it may create its parents."""
-
-    path: str
-    tree: bool = False
-    parents: bool = False
-    pattern: bool = False  # ``path`` is a glob (``*`` within one name): the paths it matches and what is below them
-
-
-@dataclass(frozen=True)
-class Effect:
-    """What one command may change on its host."""
-
-    everything: bool = False
-    parts: frozenset[Part] = frozenset()
-    paths: tuple[PathTouch, ...] = ()
-    unsettled: frozenset[Part] = frozenset()  # parts it may still change after it returns
-    spares: tuple[str, ...] = ()  # with ``everything``: kinds of parts and trees of paths it leaves alone
-
-
-EVERYTHING = Effect(everything=True)
-NOTHING = Effect()
 # kvpod's own services (``kvpod-*``: the boot-time connect, soft-RoCE, DCB, the nvmet restore, the engines) change
 # the host's running state, not its configuration: they install no package, add no user, write nothing under
 # /etc or /usr. What they change may complete after their start returns.
@@ -127,49 +102,6 @@ DEVICE_SCRIPT_COMMANDS: dict[str, tuple[str, ...]] = {
 DEVICE_UNIT_WANTS: dict[str, tuple[str, ...]] = {"kvpod-nvme-connect.service": ("kvpod-rxe.service",)}
 KVPOD_DEVICE_UNITS = frozenset(DEVICE_SCRIPT_COMMANDS)
 
-
-def _path_stales(touch: PathTouch, read: PathRead) -> bool:
-    path, listing = read
-    if touch.pattern:
-        below = fnmatch.fnmatchcase(path, touch.path) or fnmatch.fnmatchcase(path, touch.path + "/*")
-        return below or (listing and fnmatch.fnmatchcase(touch.path, path.rstrip("/") + "/*"))
-    if path == touch.path:
-        return True
-    if touch.tree and _under(path, touch.path):
-        return True
-    if touch.parents and _under(touch.path, path):
-        return True
-    return listing and (_under(touch.path, path) or _under(path, touch.path))
-
-
-def _part_stales(touched: Part, read: Part) -> bool:
-    return touched == read or (touched[0] == read[0] and ANY in (touched[1], read[1]))
-
-
-def _spared(effect: Effect, deps: Dependencies) -> bool:
-    """Whether ``deps`` lie wholly in what an ``everything`` effect spares."""
-    spared_parts = all(kind in effect.spares for kind, _ in deps.parts)
-    spared_paths = all(any(_under(path, top) for top in effect.spares if top.startswith("/")) for path, _ in deps.paths)
-    return bool(deps.parts or deps.paths) and spared_parts and spared_paths
-
-
-def touches(effect: Effect, deps: Dependencies | None) -> bool:
-    """Whether ``effect`` may change a value with dependencies ``deps`` (None: unknown, always)."""
-    if deps is None:
-        return True
-    if effect.everything and not _spared(effect, deps):
-        return True
-    if any(_part_stales(t, r) for t in effect.parts for r in deps.parts):
-        return True
-    return any(_path_stales(t, r) for t in effect.paths for r in deps.paths)
-
-
-def stales(effect: Effect, key: str) -> bool:
-    """Whether a command with ``effect`` may change the value of the read ``key``."""
-    return touches(effect, depends_on(key))
-
-
-# -- commands ------------------------------------------------------------------------------------------------
 
 _OPERATORS = set(";&|<>()`$\n")
 
@@ -301,16 +233,6 @@ def _mount_units(verb: str, units: list[str]) -> Effect:
     if verb in ("start", "restart"):
         effect = _both(effect, device_service_start("kvpod-nvme-connect.service"))
     return effect if verb == "start" else _both(effect, KVPOD_SERVICE)
-
-
-def _both(first: Effect, then: Effect) -> Effect:
-    """What two commands run one after the other may change."""
-    if first.everything and then.everything and first.spares != then.spares:
-        return EVERYTHING
-    spares = (first if first.everything else then).spares
-    every = first.everything or then.everything
-    paths, unsettled = first.paths + then.paths, first.unsettled | then.unsettled
-    return Effect(every, first.parts | then.parts, paths, unsettled, spares)
 
 
 def _sysctl_set(words: list[str]) -> Effect:
@@ -453,28 +375,3 @@ def effect_of_call(name: str, args: tuple, kwargs: dict[str, Any]) -> Effect:
     if hasattr(command, "get_raw_value"):
         command = command.get_raw_value()
     return effect_of_command(command) if isinstance(command, str) else EVERYTHING
-
-
-class ReadInvalidation:
-    """One host's served values kept true to the host: what each command may change goes stale.
-
-    :meth:`ran` drops the values a command may change; :meth:`keep` says whether a value just read live may be
-    served again (a known read no unsettled command touched).
-    """
-
-    def __init__(self) -> None:
-        self.unsettled: set[Part] = set()
-
-    def ran(self, values: dict[str, Any], effect: Effect) -> None:
-        if effect.everything and not effect.spares:
-            values.clear()
-        else:
-            for key in [k for k in values if stales(effect, k)]:
-                del values[key]
-        self.unsettled |= effect.unsettled
-
-    def keep(self, key: str | None) -> bool:
-        if key is None:
-            return False
-        deps = depends_on(key)
-        return deps is not None and not any(_part_stales(u, r) for u in self.unsettled for r in deps.parts)

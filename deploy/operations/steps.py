@@ -15,10 +15,10 @@ their reads, so a role cannot add a step without its read. A role builds its ste
     def role() -> None:
         run_steps(steps(host_data().node))
 
-A :class:`BundledFile` (built with :func:`bundled_file`, :func:`bundled_directory`, ``rendered_step``) is a file
-written by one bundle (:mod:`deploy.operations.bundle`) with all the others: :func:`with_bundle` puts a role's
-bundle before its first file, a node's bundle goes first (``roles.node``); each file's own change is kept under its
-key as a step's result is.
+A :class:`BundledFile` (built with :mod:`deploy.operations.bundle_steps`' ``bundled_file``,
+``bundled_directory``, or ``roles._common.rendered_step``) is a file written by one bundle
+(:mod:`deploy.operations.bundle`) with all the others: a role's bundle goes before its first file, a node's bundle
+first (``roles.node``); each file's own change is kept under its key as a step's result is.
 
 Run time stays run time: an argument ``after("unit")`` becomes, when its step is called,
 :func:`deploy.operations.changed` over the results of the earlier steps keyed ``"unit"`` (pyinfra evaluates it
@@ -29,7 +29,7 @@ facts it declares too), and both of its branches' reads are part of the role's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pyinfra.operations import files, server
@@ -198,12 +198,6 @@ def effects_of(steps: Steps) -> list[Effect]:
     return list(dict.fromkeys(e for s in _flat(steps) if not isinstance(s, Choice) for e in s.effects))
 
 
-def files_of(steps: Steps) -> list[BundledFile]:
-    """The bundled files of ``steps`` (both branches of every choice: a file of a branch taken on some hosts only
-    carries its ``when``), each path once, in order."""
-    return list({s.path: s for s in _flat(steps) if isinstance(s, BundledFile)}.values())
-
-
 def _write_bundle(files: list[BundledFile], **kwargs: Any) -> bundle.Written:
     written = bundle.Written(paths_of=tuple(f.path for f in files))
     written.meta = bundle.files_written(entries=[f.entry() for f in files], written=written, **kwargs)
@@ -224,15 +218,6 @@ def bundle_step(files: Sequence[BundledFile], name: str = "kvpod files") -> Step
         BUNDLE_KEY,
         tuple(dict.fromkeys(e for f in files for e in f.effects)),
     )
-
-
-def with_bundle(steps: Steps) -> list[Step | Choice | BundledFile]:
-    """``steps`` with one bundle of all their files before the first step that holds one."""
-    steps, files = list(steps), files_of(steps)
-    if not files:
-        return steps
-    first = next(i for i, s in enumerate(steps) if files_of([s]))
-    return [*steps[:first], bundle_step(files), *steps[first:]]
 
 
 # -- builders: an operation with its reads ------------------------------------------------------------------
@@ -345,92 +330,3 @@ def persisted_modules_step(name: str, modules: list[str], persist_as: str) -> St
         names=modules,
         persist_as=persist_as,
     )
-
-
-def modules_file(name: str, modules: list[str], persist_as: str) -> BundledFile:
-    """Kernel modules loaded at boot: ``modules-load.d/<persist_as>.conf``, a bundled file."""
-    text = kernel.modules_load_file(modules).encode()
-    return bundled_file(name, modules_load_path(persist_as), lambda: text)
-
-
-def bundled_file(
-    name: str,
-    dest: str,
-    content: Callable[[], bytes],
-    mode: str | None = None,
-    user: str | None = None,
-    group: str | None = None,
-    keep: str | None = None,
-    when: Callable[[], bool] | None = None,
-    when_reads: Iterable[AnyRead] = (),
-    differs: Callable[[], bool] | None = None,
-    differs_reads: Iterable[AnyRead] = (),
-) -> BundledFile:
-    """``dest`` holds ``content()`` (made when the bundle runs), ``mode`` (default 644) and owner (default root),
-    written by the bundle; reads what ``files.put`` reads of ``dest`` (with ``differs``: what it reads instead, its
-    ``differs_reads``, and the file is written when it answers true)."""
-    compared = list(differs_reads) if differs is not None else file_reads(dest)
-    return BundledFile(
-        name,
-        dest,
-        content,
-        mode or "644",
-        user or "root",
-        group or "root",
-        keep,
-        tuple(unique([*compared, *when_reads])),
-        (path_effect(dest),),
-        when,
-        differs,
-    )
-
-
-def bundled_directory(name: str, path: str, mode: str = "755", user: str = "root", group: str = "root") -> BundledFile:
-    """The directory ``path`` (one kvpod manages) with ``mode`` and owner, written by the bundle."""
-    return BundledFile(name, path, None, mode, user, group, None, tuple(directory_reads(path)), (path_effect(path),))
-
-
-def local_file(src: str) -> bundle.LocalFile:
-    """The local file ``src``, streamed into the bundle when it runs (never read whole into memory)."""
-    return bundle.LocalFile(src)
-
-
-@dataclass
-class NodeModules:
-    """Every kernel module of a node's roles, loaded by the node's first modules step in one ``modprobe``."""
-
-    names: list[str]
-    loaded: bool = False  # by the first modules step of the node's roles
-
-
-MODULES = "node modules"  # results key: [NodeModules] of the node
-
-
-def node_modules(steps: Steps) -> NodeModules:
-    """The modules the modules steps of ``steps`` load, each once, in order."""
-    names = [n for s in _flat(steps) if isinstance(s, Step) and s.call is kernel.modules for n in s.kwargs["names"]]
-    return NodeModules(list(dict.fromkeys(names)))
-
-
-def _fold_modules(steps: Steps, folded: NodeModules) -> list:
-    """``steps`` with their first modules step loading every module of the node, their later ones left out (the
-    node's one ``modprobe`` loaded those modules already)."""
-    out = []
-    for s in steps:
-        if isinstance(s, Step) and s.call is kernel.modules:
-            if folded.loaded:
-                continue
-            folded.loaded = True
-            s = replace(s, kwargs={**s.kwargs, "name": "kernel modules of the node loaded now", "names": folded.names})
-        out.append(s)
-    return out
-
-
-def role_steps(steps: Steps, results: Results | None = None) -> tuple[list, Results]:
-    """``run_steps`` arguments of a role: its steps after its own bundle, or (``results`` of the node, whose bundle
-    holds the role's files already) its steps alone, with a copy of the node's results, the node's modules loaded by
-    the first modules step of them all."""
-    if results is None:
-        return with_bundle(steps), {}
-    folded = results.get(MODULES)
-    return (_fold_modules(steps, folded[0]) if folded else list(steps)), dict(results)

@@ -52,6 +52,10 @@ from deploy.names import (
     VLAN_MODULE,
 )
 from deploy.operations import host_error, kernel, network
+from deploy.operations.bundle_steps import (
+    modules_file,
+    role_steps,
+)
 from deploy.operations.reads import Reads, absent_file_reads, unit_reads
 from deploy.operations.steps import (
     Choice,
@@ -61,11 +65,9 @@ from deploy.operations.steps import (
     after,
     choice,
     command_step,
-    modules_file,
     modules_step,
     reads_of,
     reload_step,
-    role_steps,
     run_steps,
     service_step,
     step,

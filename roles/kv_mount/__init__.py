@@ -32,6 +32,9 @@ from deploy.facts.storage import MountedAt
 from deploy.hostdata import host_data
 from deploy.names import CONNECT_UNIT, GIB, SYSTEMD_DIR, VLLM_UNITS_PATTERN
 from deploy.operations import storage
+from deploy.operations.bundle_steps import (
+    role_steps,
+)
 from deploy.operations.reads import Reads, file_reads
 from deploy.operations.steps import (
     Effect,
@@ -42,7 +45,6 @@ from deploy.operations.steps import (
     path_effect,
     reads_of,
     reload_step,
-    role_steps,
     run_steps,
     service_step,
     step,

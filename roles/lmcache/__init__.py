@@ -34,16 +34,18 @@ from deploy.encode import yaml_document
 from deploy.hostdata import host_data
 from deploy.names import KVPOD_ETC
 from deploy.operations import host_error
+from deploy.operations.bundle_steps import (
+    bundled_directory,
+    role_steps,
+)
 from deploy.operations.reads import Reads
 from deploy.operations.steps import (
     BundledFile,
     Results,
     Steps,
     absent_file_step,
-    bundled_directory,
     directories_step,
     reads_of,
-    role_steps,
     run_steps,
 )
 from deploy.plan import USAGE_TRACKING_OFF, LmcachePlan, NodePlan

@@ -49,6 +49,11 @@ from deploy.names import (
 )
 from deploy.nvme_settings import PathSettings
 from deploy.operations import nvme
+from deploy.operations.bundle_steps import (
+    bundled_file,
+    modules_file,
+    role_steps,
+)
 from deploy.operations.nvme import connect_argv, plan_connect_options
 from deploy.operations.reads import Reads
 from deploy.operations.steps import (
@@ -57,13 +62,10 @@ from deploy.operations.steps import (
     Results,
     Steps,
     after,
-    bundled_file,
-    modules_file,
     modules_step,
     packages_step,
     reads_of,
     reload_step,
-    role_steps,
     run_steps,
     service_step,
     step,

@@ -63,6 +63,9 @@ from deploy.names import (
     engine_file,
     engine_unit,
 )
+from deploy.operations.bundle_steps import (
+    role_steps,
+)
 from deploy.operations.reads import Reads, absent_file_reads, unit_reads
 from deploy.operations.restart import PendingRestart, decide_restart
 from deploy.operations.steps import (
@@ -74,7 +77,6 @@ from deploy.operations.steps import (
     directory_step,
     reads_of,
     reload_step,
-    role_steps,
     run_steps,
     services_step,
     step,

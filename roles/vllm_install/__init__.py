@@ -23,17 +23,19 @@ from deploy.facts.python import VenvPackages
 from deploy.facts.snapshot import Read
 from deploy.hostdata import host_data
 from deploy.operations import python
+from deploy.operations.bundle_steps import (
+    bundled_directory,
+    bundled_file,
+    local_file,
+    role_steps,
+)
 from deploy.operations.reads import Reads
 from deploy.operations.steps import (
     Results,
     Steps,
-    bundled_directory,
-    bundled_file,
-    local_file,
     packages_step,
     path_effect,
     reads_of,
-    role_steps,
     run_steps,
     step,
 )

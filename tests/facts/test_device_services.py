@@ -14,15 +14,8 @@ from pyinfra.facts.files import Directory, File
 
 from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, deploy_run
-from deploy.facts.effects import (
-    DEVICE_SCRIPT_COMMANDS,
-    DEVICE_UNIT_WANTS,
-    Effect,
-    _part_stales,
-    device_service_start,
-    effect_of_command,
-    stales,
-)
+from deploy.facts.effect_model import Effect, _part_stales, stales
+from deploy.facts.effects import DEVICE_SCRIPT_COMMANDS, DEVICE_UNIT_WANTS, device_service_start, effect_of_command
 from deploy.facts.snapshot import Read
 from deploy.loader import load_spec
 from deploy.names import CONNECT_SCRIPT, CONNECT_UNIT, RXE_UNIT, SYSTEMD_DIR

@@ -11,13 +11,8 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from benchmarks.kvpod_sim import fresh_node
 from benchmarks.pyinfra_fake import FakeRemote, deploy_run, fake_state
 from deploy.engine import RunStats
-from deploy.facts.effects import (
-    ReadInvalidation,
-    effect_of_call,
-    effect_of_command,
-    effect_of_upload,
-    stales,
-)
+from deploy.facts.effect_model import ReadInvalidation, stales
+from deploy.facts.effects import effect_of_call, effect_of_command, effect_of_upload
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.network import IpLinks
 from deploy.facts.nvme import NvmeSubsystems

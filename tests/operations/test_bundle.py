@@ -19,7 +19,8 @@ from pyinfra.facts.server import Sysctl
 
 from benchmarks.pyinfra_fake import FakeRemote, fake_state
 from deploy.facts.bundle_command import EXTRACT_SCRIPT, STAGING_DIR, extract_command, extracted
-from deploy.facts.effects import effect_of_command, stales
+from deploy.facts.effect_model import stales
+from deploy.facts.effects import effect_of_command
 from deploy.facts.kernel import LoadedModules
 from deploy.facts.snapshot import Read
 from deploy.operations.bundle import Entry, Written, archive, files_written
