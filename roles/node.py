@@ -31,6 +31,8 @@ the kv mount role with a clear message: nothing can tell whether the drive is bl
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pyinfra.api import deploy
 
 from deploy.hostdata import host_data
@@ -66,6 +68,7 @@ from roles.vllm import vllm
 from roles.vllm_install import vllm_install
 
 ROLES = (fabric_role, nvme_role, kv_mount_role, lmcache_role, install_role, vllm_role)
+DEPLOYS = (fabric_network, nvme_initiator, kv_mount, lmcache, vllm_install, vllm)  # each role's deploy, as ROLES
 
 
 def reads(plan: NodePlan) -> Reads:
@@ -75,8 +78,12 @@ def reads(plan: NodePlan) -> Reads:
 
 def bundle_steps(plan: NodePlan) -> Steps:
     """The vLLM user (files are owned by its group), then one bundle of every file of the node's roles."""
-    files = files_of([s for role in ROLES for s in role.steps(plan)])
-    return [service_user_step(plan.vllm.user), bundle_step(files, name="kvpod node files")]
+    labelled = [
+        replace(f, name=f"{run.deploy_name} | {f.name}")  # reported as its role's: "lmcache | LMCache env file ..."
+        for role, run in zip(ROLES, DEPLOYS, strict=True)
+        for f in files_of(role.steps(plan))
+    ]
+    return [service_user_step(plan.vllm.user), bundle_step(files_of(labelled), name="kvpod node files")]
 
 
 def node_files(plan: NodePlan) -> Results:

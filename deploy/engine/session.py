@@ -23,6 +23,7 @@ from deploy.engine.pyinfra_adapter import commands_run, connection_lost, would_c
 from deploy.engine.reachability import ConnectErrors, mark_lost
 from deploy.engine.results import HostResult, HostStatus, RunStats
 from deploy.engine.snapshot_reader import SnapshotReader, load_snapshots
+from deploy.operations.bundle import written_by
 from deploy.operations.restart import pending_units, restart_pending
 from deploy.secrets import redact
 
@@ -110,6 +111,16 @@ class Session:
             mark_lost(host, result)
 
 
+def _changes(name: str, meta) -> list[str]:
+    """What a changed operation reports: its name; a bundle of files, each file it wrote in place of its own name
+    (``kvpod node | lmcache | LMCache env file of engine 0``, not ``kvpod node | kvpod node files``)."""
+    written = written_by(meta)
+    if written is None or not written.paths:
+        return [name]
+    deploy_path = name.rpartition(" | ")[0]
+    return [f"{deploy_path} | {label}" if deploy_path else label for label in written.written_labels()]
+
+
 def _collect(state: State, host, result: HostResult, dry: bool, keep_output: bool) -> None:
     if result.status == HostStatus.FAILED:
         return
@@ -119,7 +130,7 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
         if dry:
             if would_change(meta):
                 result.changed_ops += 1
-                result.changes.append(name)
+                result.changes += _changes(name, meta)
             continue
         if not meta.is_complete():
             continue
@@ -130,7 +141,7 @@ def _collect(state: State, host, result: HostResult, dry: bool, keep_output: boo
         elif meta.did_change():
             result.changed_ops += 1
             result.commands += commands_run(meta)
-            result.changes.append(name)
+            result.changes += _changes(name, meta)
     if host in state.failed_hosts and result.status != HostStatus.FAILED:
         result.status = HostStatus.FAILED
         result.failed_step = result.failed_step or "unknown step"

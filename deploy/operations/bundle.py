@@ -21,6 +21,7 @@ import io
 import os
 import tarfile
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,11 @@ class Written:
     paths_of: tuple[str, ...] = ()
     paths: frozenset[str] = frozenset()
     meta: object = None
+    labels: dict[str, str] = field(default_factory=dict)  # path -> what a report calls the file (its step's name)
+
+    def written_labels(self) -> list[str]:
+        """What a report lists for this bundle: each file it wrote (would write), by its label, in order."""
+        return [self.labels.get(p, p) for p in self.paths_of if p in self.paths]
 
     def change(self, path: str) -> FileChange:
         return FileChange(self, path)
@@ -100,6 +106,23 @@ class Written:
     @property
     def will_change(self) -> bool:
         return self.meta is not None and bool(self.meta.will_change)  # type: ignore[attr-defined]
+
+
+_BY_META: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember(written: Written) -> Written:
+    """Keep ``written`` findable from its operation's result (:func:`written_by`)."""
+    _BY_META[written.meta] = written
+    return written
+
+
+def written_by(meta: object) -> Written | None:
+    """The bundle an operation's result belongs to (None: not a bundle's): a report lists its files one by one."""
+    try:
+        return _BY_META.get(meta)
+    except TypeError:  # not weakly referable: not a bundle's
+        return None
 
 
 @dataclass(frozen=True)

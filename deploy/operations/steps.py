@@ -199,9 +199,9 @@ def effects_of(steps: Steps) -> list[Effect]:
 
 
 def _write_bundle(files: list[BundledFile], **kwargs: Any) -> bundle.Written:
-    written = bundle.Written(paths_of=tuple(f.path for f in files))
+    written = bundle.Written(paths_of=tuple(f.path for f in files), labels={f.path: f.name for f in files})
     written.meta = bundle.files_written(entries=[f.entry() for f in files], written=written, **kwargs)
-    return written
+    return bundle.remember(written)
 
 
 BUNDLE_KEY = "bundle"

@@ -183,3 +183,24 @@ def test_the_runner_reports_which_engines_the_node_left_due(pod) -> None:
         assert [r.restart_pending for r in results] == [True, False]
         assert results[0].as_json()["restart_units"] == ["kvpod-vllm@1.service"]
         assert results[1].as_json()["restart_units"] == [] and results[1].as_json()["restart_pending"] is False
+
+
+def test_a_bundle_reports_each_file_it_writes_by_its_role(pod) -> None:
+    """The node's bundle is one operation, but the run's changes (the summary, ``report.json``) name each file it
+    wrote as its role's step, in the dry run and the real run: an edit of one engine's LMCache settings shows as
+    that engine's env file, nothing else."""
+    hosts, _ = pod
+    run_phase("node", hosts, node, dry=False)
+    (first, data), (second, other) = hosts
+    plan = data["kvpod_node"]
+    engine = plan.engines[1]
+    edited = engine.model_copy(update={"lmcache": engine.lmcache.model_copy(update={"chunk_size": 512})})
+    one_changed = plan.model_copy(update={"engines": [plan.engines[0], edited]})
+    edit = [
+        (first, {**data, "kvpod_node": one_changed, "kvpod_defer_restart": True}),
+        (second, {**other, "kvpod_defer_restart": True}),
+    ]
+    for dry in (True, False):
+        results = run_phase("node", edit, node, dry=dry)
+        assert results[0].changes == ["kvpod node | lmcache | LMCache env file of engine 1"], dry
+        assert results[0].changed_ops == 1 and results[1].changes == [], dry
