@@ -44,33 +44,21 @@ def service(
     + defer_restart: do not restart; record it in ``pending``
     + pending: the node's :class:`deploy.operations.restart.PendingRestart`: whether this unit's restart waits
     """
-    is_running = host.get_fact(SystemdStatus, services=[unit]).get(unit, False)
-    is_enabled = host.get_fact(SystemdEnabled, services=[unit]).get(unit, False)
-    deferred = False
-    acted = False
-    enable, start = enabled and not is_enabled, running and not is_running
-    if enable:
-        acted = True
-        yield StringCommand("systemctl", "enable", *(["--now"] if start else []), QuoteString(unit))
-    if start:
-        acted = True
-        if not enable:  # else started by the enable above
-            yield StringCommand("systemctl", "start", QuoteString(unit))
-    elif running and restart_when is not None and restart_when():
-        if defer_restart:
-            deferred = True
-        else:
-            acted = True
-            yield StringCommand("systemctl", "restart", QuoteString(unit))
-    if pending is not None:
-        pending.record(unit, deferred)
-    if not acted:
-        host.noop(f"{unit} is {'enabled and ' if enabled else ''}running" + (" (restart deferred)" if deferred else ""))
+    restart = {unit: restart_when} if restart_when is not None else None
+    yield from services._inner(
+        units=[unit],
+        enabled=enabled,
+        running=running,
+        restart_when=restart,
+        defer_restart=defer_restart,
+        pending=pending,
+    )
 
 
 @operation()
 def services(
     units: list[str],
+    enabled: bool = True,
     running: bool = True,
     restart_when: dict[str, Callable[[], bool]] | None = None,
     defer_restart: bool = False,
@@ -82,19 +70,19 @@ def services(
     ``enable``); a start or restart of one unit stays a command of its own, in the order given.
 
     + units: full unit names
-    + running: wanted state of them all
+    + enabled / running: wanted state of them all
     + restart_when: per unit, a predicate built with :func:`deploy.operations.changed`
     + defer_restart, pending: as :func:`service` takes them
     """
     statuses = {u: host.get_fact(SystemdStatus, services=[u]).get(u, False) for u in units}
-    enabled = {u: host.get_fact(SystemdEnabled, services=[u]).get(u, False) for u in units}
-    to_enable = [u for u in units if not enabled[u]]
+    is_enabled = {u: host.get_fact(SystemdEnabled, services=[u]).get(u, False) for u in units}
+    to_enable = [u for u in units if enabled and not is_enabled[u]]
     now = [u for u in to_enable if running and not statuses[u]]
     if now:
         yield StringCommand("systemctl", "enable", "--now", *(QuoteString(u) for u in now))
     if later := [u for u in to_enable if u not in now]:
         yield StringCommand("systemctl", "enable", *(QuoteString(u) for u in later))
-    acted = bool(to_enable)
+    acted, deferred_any = bool(to_enable), False
     for unit in units:
         deferred = False
         if unit in now:
@@ -104,14 +92,16 @@ def services(
             yield StringCommand("systemctl", "start", QuoteString(unit))
         elif running and restart_when and unit in restart_when and restart_when[unit]():
             if defer_restart:
-                deferred = True
+                deferred = deferred_any = True
             else:
                 acted = True
                 yield StringCommand("systemctl", "restart", QuoteString(unit))
         if pending is not None:
             pending.record(unit, deferred)
     if not acted:
-        host.noop(f"{', '.join(units)} enabled" + (" and running" if running else ""))
+        wanted = " and ".join(w for w, on in (("enabled", enabled), ("running", running)) if on) or "as wanted"
+        are = "is" if len(units) == 1 else "are"
+        host.noop(f"{', '.join(units)} {are} {wanted}" + (" (restart deferred)" if deferred_any else ""))
 
 
 @operation()

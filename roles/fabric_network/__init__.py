@@ -61,6 +61,7 @@ from deploy.operations.steps import (
     Choice,
     Effect,
     Results,
+    Step,
     Steps,
     after,
     choice,
@@ -139,6 +140,18 @@ def networkd(description: str, addresses: list[str], **tmpl) -> None:
         for src, dest in networkd_files(tmpl["interface"], tmpl["vlan_interface"])
     ]
     run_steps([*written, command_step("networkctl reload", "networkctl reload", when=after("networkd"))])
+
+
+def routes_step(interface: str, gateway: str, routes: list[str]) -> Step:
+    """Routes to ``routes`` through ``gateway`` on the VLAN interface ``interface`` (a routed fabric)."""
+    return step(
+        network.routes,
+        [Read.of(IpRoutes)],
+        effects=[Effect("link", interface)],
+        interface=interface,
+        gateway=gateway,
+        destinations=routes,
+    )
 
 
 def networkd_reads(interface: str, vlan_interface: str) -> Reads:
@@ -355,16 +368,7 @@ def steps(plan: NodePlan) -> Steps:
         ),
     ]
     if fab.gateway and fab.routes:
-        out.append(
-            step(
-                network.routes,
-                [Read.of(IpRoutes)],
-                effects=[Effect("link", fab.vlan_interface)],
-                interface=fab.vlan_interface,
-                gateway=fab.gateway,
-                destinations=fab.routes,
-            )
-        )
+        out.append(routes_step(fab.vlan_interface, fab.gateway, fab.routes))
     out.append(persistence_steps(fab, tmpl))
 
     if fab.rdma == "soft-roce":

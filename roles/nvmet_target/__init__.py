@@ -26,7 +26,7 @@ from pyinfra.api import OperationError, deploy
 from pyinfra.facts.files import File
 
 from deploy.encode import configfs_name
-from deploy.facts.network import IpLinks, IpRoutes
+from deploy.facts.network import IpLinks
 from deploy.facts.nvmet import NvmetConfig
 from deploy.facts.snapshot import Read
 from deploy.names import (
@@ -58,7 +58,7 @@ from deploy.operations.steps import (
 from deploy.plan import SubsystemPlan, TargetPlan
 from deploy.targets import current_targets
 from roles._common import put_rendered_step
-from roles.fabric_network import networkd, networkd_files, networkd_reads, soft_roce_device_steps
+from roles.fabric_network import networkd, networkd_files, networkd_reads, routes_step, soft_roce_device_steps
 
 RESTORE_SCRIPT = NVMET_RESTORE_SCRIPT
 RESTORE_UNIT = NVMET_RESTORE_UNIT
@@ -142,16 +142,7 @@ def network_steps(targets: list[TargetPlan]) -> Steps:
             )
         )
         if routed:
-            out.append(
-                step(
-                    network.routes,
-                    [Read.of(IpRoutes)],
-                    effects=[Effect("link", first.vlan_interface)],
-                    interface=first.vlan_interface,
-                    gateway=routed.gateway,
-                    destinations=routed.routes,
-                )
-            )
+            out.append(routes_step(first.vlan_interface, routed.gateway, routed.routes))
         out.append(
             step(
                 networkd,
