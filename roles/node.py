@@ -32,6 +32,7 @@ the kv mount role with a clear message: nothing can tell whether the drive is bl
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from pyinfra.api import deploy
 
@@ -50,6 +51,7 @@ from deploy.operations.steps import (
     Results,
     Steps,
     bundle_step,
+    reads_of,
     run_steps,
 )
 from deploy.plan import NodePlan
@@ -71,17 +73,23 @@ ROLES = (fabric_role, nvme_role, kv_mount_role, lmcache_role, install_role, vllm
 DEPLOYS = (fabric_network, nvme_initiator, kv_mount, lmcache, vllm_install, vllm)  # each role's deploy, as ROLES
 
 
+def roles_steps(plan: NodePlan) -> list[tuple[Any, Steps]]:
+    """Each role's deploy with its steps, built once for the node's bundle, its modules and its reads."""
+    return [(run, role.steps(plan)) for role, run in zip(ROLES, DEPLOYS, strict=True)]
+
+
 def reads(plan: NodePlan) -> Reads:
     """Everything the node roles' steps compare against: the node's snapshot, read in one command."""
-    return unique([*(r for role in ROLES for r in role.reads(plan)), *bundle_steps(plan)[-1].reads])
+    per_role = roles_steps(plan)
+    return unique([*(r for _, steps in per_role for r in reads_of(steps)), *bundle_steps(plan, per_role)[-1].reads])
 
 
-def bundle_steps(plan: NodePlan) -> Steps:
+def bundle_steps(plan: NodePlan, per_role: list[tuple[Any, Steps]]) -> Steps:
     """The vLLM user (files are owned by its group), then one bundle of every file of the node's roles."""
     labelled = [
         replace(f, name=f"{run.deploy_name} | {f.name}")  # reported as its role's: "lmcache | LMCache env file ..."
-        for role, run in zip(ROLES, DEPLOYS, strict=True)
-        for f in files_of(role.steps(plan))
+        for run, steps in per_role
+        for f in files_of(steps)
     ]
     return [service_user_step(plan.vllm.user), bundle_step(files_of(labelled), name="kvpod node files")]
 
@@ -90,11 +98,12 @@ def node_files(plan: NodePlan) -> Results:
     """:func:`bundle_steps`, run, then one ``daemon-reload`` when a unit file of the bundle changed; returns the
     results the roles continue from (each file's change, the reload done, the node's kernel modules: loaded in one
     ``modprobe`` at the first role's modules step)."""
-    results = run_steps(bundle_steps(plan))
+    per_role = roles_steps(plan)
+    results = run_steps(bundle_steps(plan, per_role))
     done = results[BUNDLED][0]
     unit_files = [change for path, change in done.items() if path.startswith(f"{SYSTEMD_DIR}/")]
     units.daemon_reload(name="systemd daemon-reload (node files)", when=changed(*unit_files))
-    modules = node_modules([s for role in ROLES for s in role.steps(plan)])
+    modules = node_modules([s for _, steps in per_role for s in steps])
     return {BUNDLED: results[BUNDLED], RELOADED: [True], MODULES: [modules]}
 
 
